@@ -1,0 +1,75 @@
+"""Campaign actions that change state and then enqueue work, shared by the API and the CLI.
+
+Each checks Redis first (so a 503 changes nothing), runs the service in one transaction, and
+enqueues only after the commit, so a worker always sees the state the job was made for.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from pagecast.context import AppContext
+from pagecast.models import Campaign
+from pagecast.permissions import Actor
+from pagecast.services import sending
+
+__all__ = ["cancel", "pause", "resume", "retry_failed", "schedule", "start"]
+
+logger = logging.getLogger(__name__)
+
+
+async def start(ctx: AppContext, actor: Actor, campaign_id: int) -> Campaign:
+    await ctx.queue.redis()
+    async with ctx.db.transaction() as session:
+        campaign = await sending.start(session, actor, campaign_id)
+    await ctx.queue.enqueue_plan(campaign.id, priority=campaign.priority.value)
+    logger.info("campaign %d started (%d deliveries)", campaign.id, campaign.n_pending)
+    return campaign
+
+
+async def schedule(ctx: AppContext, actor: Actor, campaign_id: int) -> Campaign:
+    await ctx.queue.redis()
+    async with ctx.db.transaction() as session:
+        campaign = await sending.schedule(session, actor, campaign_id)
+    assert campaign.scheduled_at is not None
+    await ctx.queue.enqueue_schedule(
+        campaign.id, at_epoch=campaign.scheduled_at.timestamp(), priority=campaign.priority.value
+    )
+    return campaign
+
+
+async def resume(ctx: AppContext, actor: Actor, campaign_id: int) -> Campaign:
+    await ctx.queue.redis()
+    async with ctx.db.transaction() as session:
+        campaign = await sending.resume(session, actor, campaign_id)
+    await ctx.queue.enqueue_plan(campaign.id, priority=campaign.priority.value)
+    return campaign
+
+
+async def retry_failed(
+    ctx: AppContext,
+    actor: Actor,
+    campaign_id: int,
+    *,
+    kinds: Sequence[str] | None = None,
+    codes: Sequence[int] | None = None,
+) -> tuple[Campaign, int]:
+    await ctx.queue.redis()
+    async with ctx.db.transaction() as session:
+        campaign, moved = await sending.retry_failed(
+            session, actor, campaign_id, kinds=kinds, codes=codes
+        )
+    if moved:
+        await ctx.queue.enqueue_plan(campaign.id, priority=campaign.priority.value)
+    return campaign, moved
+
+
+async def pause(ctx: AppContext, actor: Actor, campaign_id: int) -> Campaign:
+    async with ctx.db.transaction() as session:
+        return await sending.pause(session, actor, campaign_id)
+
+
+async def cancel(ctx: AppContext, actor: Actor, campaign_id: int) -> Campaign:
+    async with ctx.db.transaction() as session:
+        return await sending.cancel(session, actor, campaign_id)

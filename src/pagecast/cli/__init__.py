@@ -1,0 +1,17 @@
+"""The `pagecast` command line: thin commands that parse, call one function and render.
+
+`pagecast.cli.base` holds the Typer apps and the shared runner; the commands live in
+`processes` (serve, web, worker, simulator), `admin` (db, users, tokens, config) and `data`
+(pages, contacts, campaigns).
+"""
+
+from __future__ import annotations
+
+from pagecast.cli import admin, data, processes  # noqa: F401  (they register their commands)
+from pagecast.cli.base import app
+
+__all__ = ["app", "main"]
+
+
+def main() -> None:
+    app()

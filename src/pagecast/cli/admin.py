@@ -1,0 +1,132 @@
+"""`pagecast db | users | tokens | config`: administration."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import typer
+
+from pagecast.cli.base import (
+    cli_actor,
+    config_app,
+    db_app,
+    fail,
+    masked,
+    run,
+    tokens_app,
+    users_app,
+    validation_line,
+)
+
+# ------------------------------------------------------------------ db
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: str = typer.Argument("head")) -> None:
+    """Apply migrations (idempotent; safe on every deploy)."""
+    from pagecast.db import upgrade
+
+    run(lambda ctx: upgrade(ctx.db, revision), migrate=False)
+    typer.echo(f"Database at {masked(_run_url())} is at {revision}.")
+
+
+@db_app.command("downgrade")
+def db_downgrade(revision: str = typer.Argument(..., help="Target revision, or `base`.")) -> None:
+    """Undo migrations down to REVISION."""
+    from pagecast.db import downgrade
+
+    run(lambda ctx: downgrade(ctx.db, revision), migrate=False)
+    typer.echo(f"Database downgraded to {revision}.")
+
+
+def _run_url() -> str:
+    from pagecast.settings import get_settings
+
+    return get_settings().resolved_database_url()
+
+
+# ------------------------------------------------------------------ users and tokens
+
+
+@users_app.command("create")
+def users_create(
+    email: str = typer.Option(..., help="Login email."),
+    role: str = typer.Option(..., help="admin, manager or viewer."),
+    password: str | None = typer.Option(None, help="Password (at least 8 characters)."),
+    no_send: bool = typer.Option(False, "--no-send", help="May edit campaigns but not start them."),
+) -> None:
+    """Create a user."""
+    from pydantic import ValidationError
+
+    from pagecast.schemas import UserCreate
+    from pagecast.services import users
+
+    try:
+        data = UserCreate(email=email, role=role, password=password, can_send=not no_send)
+    except ValidationError as exc:
+        fail(validation_line(exc))
+
+    async def create(ctx: Any) -> Any:
+        async with ctx.db.transaction() as session:
+            return await users.create(session, cli_actor(), data)
+
+    user = run(create)
+    typer.echo(f"Created {user.role.value} {user.email} (user {user.id}).")
+
+
+@users_app.command("list")
+def users_list() -> None:
+    """List users."""
+    from pagecast.services import users
+
+    async def fetch(ctx: Any) -> Any:
+        async with ctx.db.transaction() as session:
+            return await users.list_all(session)
+
+    for user in run(fetch):
+        typer.echo(
+            f"{user.id}\t{user.email}\t{user.role.value}\t{'active' if user.is_active else 'inactive'}"
+        )
+
+
+@tokens_app.command("create")
+def tokens_create(
+    user: str = typer.Option(..., "--user", help="Email of the token's user."),
+    name: str = typer.Option("cli", help="A name to recognise the token by."),
+) -> None:
+    """Create an API token; it is printed once, as the last line."""
+    from pagecast.services import tokens, users
+
+    async def create(ctx: Any) -> Any:
+        async with ctx.db.transaction() as session:
+            owner = await users.get_by_email(session, user)
+            return await tokens.create(session, cli_actor(), owner, name)
+
+    row, raw = run(create)
+    typer.echo(f"Token {row.id} for {user} (shown once; store it now):")
+    typer.echo(raw)
+
+
+@tokens_app.command("revoke")
+def tokens_revoke(token_id: int = typer.Argument(...)) -> None:
+    """Revoke an API token."""
+    from pagecast.services import tokens
+
+    async def revoke(ctx: Any) -> Any:
+        async with ctx.db.transaction() as session:
+            return await tokens.revoke(session, cli_actor(), token_id)
+
+    run(revoke)
+    typer.echo(f"Token {token_id} revoked.")
+
+
+# ------------------------------------------------------------------ config
+
+
+@config_app.command("docs")
+def config_docs() -> None:
+    """Print docs/settings.md, generated from the settings."""
+    from pagecast.settings import render_settings_doc
+
+    sys.stdout.write(render_settings_doc())

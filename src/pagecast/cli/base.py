@@ -1,0 +1,122 @@
+"""Shared pieces of the command line: the Typer apps, running a command, rendering failures.
+
+Expected failures (`PagecastError`) print one line to stderr and exit 1; `--debug` shows the
+traceback instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import typer
+
+from pagecast.errors import PagecastError
+
+__all__ = [
+    "app",
+    "campaigns_app",
+    "cli_actor",
+    "config_app",
+    "contacts_app",
+    "db_app",
+    "fail",
+    "masked",
+    "pages_app",
+    "run",
+    "tokens_app",
+    "users_app",
+    "validation_line",
+]
+
+T = TypeVar("T")
+
+app = typer.Typer(
+    name="pagecast",
+    help="Facebook Messenger campaigns for your Pages.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+db_app = typer.Typer(help="Database migrations.", no_args_is_help=True)
+users_app = typer.Typer(help="Users and their roles.", no_args_is_help=True)
+tokens_app = typer.Typer(help="API tokens.", no_args_is_help=True)
+pages_app = typer.Typer(help="Facebook Pages.", no_args_is_help=True)
+contacts_app = typer.Typer(help="Contacts of a Page.", no_args_is_help=True)
+campaigns_app = typer.Typer(help="Campaigns.", no_args_is_help=True)
+config_app = typer.Typer(help="Settings.", no_args_is_help=True)
+for _name, _sub in (
+    ("db", db_app),
+    ("users", users_app),
+    ("tokens", tokens_app),
+    ("pages", pages_app),
+    ("contacts", contacts_app),
+    ("campaigns", campaigns_app),
+    ("config", config_app),
+):
+    app.add_typer(_sub, name=_name)
+
+state = {"debug": False}
+
+
+@app.callback()
+def _options(debug: bool = typer.Option(False, "--debug", help="Show tracebacks.")) -> None:
+    state["debug"] = debug
+
+
+def fail(message: str) -> None:
+    typer.echo(f"Error: {message}", err=True)
+    raise typer.Exit(1)
+
+
+def run(make: Callable[[Any], Awaitable[T]], *, migrate: bool = True) -> T:
+    """Run `make(ctx)` with a fresh app context; expected errors become one line and exit 1.
+
+    On the default SQLite database the schema is brought up to date first, as `serve` does.
+    """
+    from pagecast.context import AppContext
+    from pagecast.db import upgrade
+    from pagecast.settings import get_settings
+
+    async def main() -> T:
+        ctx = AppContext(get_settings())
+        try:
+            if migrate and ctx.settings.uses_default_database():
+                await upgrade(ctx.db)
+            return await make(ctx)
+        finally:
+            await ctx.close()
+
+    try:
+        return asyncio.run(main())
+    except PagecastError as exc:
+        if state["debug"]:
+            raise
+        fail(exc.message)
+    except Exception as exc:  # the CLI is an edge: one line, not a traceback, unless --debug
+        if state["debug"]:
+            raise
+        fail(f"{type(exc).__name__}: {exc}")
+    raise AssertionError("unreachable")
+
+
+def cli_actor() -> Any:
+    from pagecast.models import Role
+    from pagecast.permissions import ROLE_PERMISSIONS, Actor
+
+    return Actor(
+        user_id=None, name="cli", role=Role.ADMIN, permissions=ROLE_PERMISSIONS[Role.ADMIN]
+    )
+
+
+def masked(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def validation_line(exc: Any) -> str:
+    error = exc.errors()[0]
+    field = ".".join(str(p) for p in error["loc"])
+    return f"{field}: {str(error['msg']).removeprefix('Value error, ')}"

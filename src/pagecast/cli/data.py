@@ -1,0 +1,154 @@
+"""`pagecast pages | contacts | campaigns`: the data people work with."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from pagecast.cli.base import campaigns_app, cli_actor, contacts_app, pages_app, run
+
+# ------------------------------------------------------------------ pages, contacts, campaigns
+
+
+@pages_app.command("add")
+def pages_add(
+    token: str = typer.Option(
+        ..., "--token", help="Page access token.", prompt=True, hide_input=True
+    ),
+    app_secret: str | None = typer.Option(None, help="The app's secret (adds appsecret_proof)."),
+) -> None:
+    """Connect a Page with its access token (checked with the Graph API)."""
+    from pagecast.schemas import PageCreate
+    from pagecast.services import pages
+
+    async def connect(ctx: Any) -> Any:
+        async with ctx.db.transaction() as session:
+            return await pages.connect(
+                session,
+                cli_actor(),
+                ctx.vault,
+                PageCreate(access_token=token, app_secret=app_secret),
+                verify=ctx.verify_token,
+                default_send_rate=ctx.settings.default_page_send_rate,
+            )
+
+    page = run(connect)
+    typer.echo(f"Connected {page.name} ({page.fb_page_id}) as Page {page.id}.")
+
+
+@pages_app.command("list")
+def pages_list() -> None:
+    """List connected Pages."""
+    from pagecast.services import pages
+
+    async def fetch(ctx: Any) -> Any:
+        async with ctx.db.transaction() as session:
+            return await pages.list_all(session)
+
+    for page in run(fetch):
+        typer.echo(
+            f"{page.id}\t{page.fb_page_id}\t{page.name}\t{page.status.value}\t{page.send_rate:g}/s"
+        )
+
+
+@contacts_app.command("import")
+def contacts_import(
+    file: Path = typer.Argument(..., exists=True, dir_okay=False, readable=True, help="CSV file."),
+    page: int = typer.Option(..., "--page", help="Page id (see `pagecast pages list`)."),
+) -> None:
+    """Import contacts from a CSV file (psid, first_name, last_name, tags, last_inbound_at)."""
+    from rich.progress import Progress
+
+    from pagecast.services import contact_import
+
+    data = file.read_bytes()
+    expected = max(data.count(b"\n") - 1, 1)
+
+    async def run_import(ctx: Any) -> Any:
+        with Progress(transient=True) as progress:
+            task = progress.add_task(f"Importing {file.name}", total=expected)
+            async with ctx.db.transaction() as session:
+                return await contact_import.import_csv(
+                    session,
+                    cli_actor(),
+                    page,
+                    data,
+                    on_progress=lambda rows: progress.update(task, completed=rows),
+                )
+
+    report = run(run_import)
+    typer.echo(
+        f"{report.imported:,} of {report.rows:,} rows imported; {report.error_count:,} with errors."
+    )
+    for error in report.errors[:50]:
+        typer.echo(f"  row {error.row}, {error.column}: {error.reason}", err=True)
+    if report.error_count > 50:
+        typer.echo(f"  … and {report.error_count - 50:,} more.", err=True)
+    if report.ignored_columns:
+        typer.echo(f"Ignored columns: {', '.join(report.ignored_columns)}")
+
+
+@campaigns_app.command("list")
+def campaigns_list() -> None:
+    """List campaigns, newest first."""
+    from pagecast.services import campaigns
+
+    async def fetch(ctx: Any) -> Any:
+        async with ctx.db.transaction() as session:
+            return await campaigns.list_page(session, limit=200)
+
+    for campaign in run(fetch):
+        typer.echo(f"{campaign.id}\t{campaign.status.value}\t{campaign.name}")
+
+
+def _campaign_command(action: str, campaign_id: int) -> None:
+    """The same steps as the API's action routes (`pagecast.actions`)."""
+    from pagecast import actions
+    from pagecast.settings import get_settings
+
+    settings = get_settings()
+
+    async def act(ctx: Any) -> Any:
+        if ctx.redis_url is None and action in ("start", "resume"):
+            from pagecast.embedded_redis import EmbeddedRedis
+
+            embedded = EmbeddedRedis(settings.data_dir)
+            ctx.redis_url = await embedded.start()
+            try:
+                return await getattr(actions, action)(ctx, cli_actor(), campaign_id)
+            finally:
+                await ctx.close()
+                await embedded.stop()
+        return await getattr(actions, action)(ctx, cli_actor(), campaign_id)
+
+    campaign = run(act)
+    typer.echo(
+        f"Campaign {campaign.id} is {campaign.status.value}: {campaign.n_pending:,} pending, "
+        f"{campaign.n_skipped:,} skipped of {campaign.n_total:,}."
+    )
+
+
+@campaigns_app.command("start")
+def campaigns_start(campaign_id: int = typer.Argument(...)) -> None:
+    """Start a campaign: snapshot its audience and queue the sends."""
+    _campaign_command("start", campaign_id)
+
+
+@campaigns_app.command("pause")
+def campaigns_pause(campaign_id: int = typer.Argument(...)) -> None:
+    """Pause a sending campaign (takes effect within one chunk)."""
+    _campaign_command("pause", campaign_id)
+
+
+@campaigns_app.command("resume")
+def campaigns_resume(campaign_id: int = typer.Argument(...)) -> None:
+    """Resume a paused campaign."""
+    _campaign_command("resume", campaign_id)
+
+
+@campaigns_app.command("cancel")
+def campaigns_cancel(campaign_id: int = typer.Argument(...)) -> None:
+    """Cancel a campaign: its pending deliveries become cancelled."""
+    _campaign_command("cancel", campaign_id)

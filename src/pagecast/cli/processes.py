@@ -1,0 +1,190 @@
+"""`pagecast serve | web | worker | simulator`: the long-running processes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Iterator
+from typing import Any
+
+import typer
+import uvicorn
+
+from pagecast.cli.base import app, fail, masked, state
+from pagecast.errors import PagecastError
+
+# ------------------------------------------------------------------ processes
+
+
+def _logging(level: str) -> None:
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("alembic", "httpx", "httpcore"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+async def _prepare(ctx: Any) -> int:
+    """Migrate the default SQLite database; returns the number of users."""
+    from pagecast.db import upgrade
+    from pagecast.services import users
+
+    if ctx.settings.uses_default_database():
+        await upgrade(ctx.db)
+    async with ctx.db.transaction() as session:
+        return await users.count(session)
+
+
+class _Server(uvicorn.Server):  # type: ignore[misc]
+    """uvicorn re-raises SIGTERM after its shutdown, which would kill the in-process worker
+    before it records its in-flight sends; `_processes` handles the signals instead."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+async def _processes(
+    host: str, port: int, *, web: bool, worker: bool, concurrency: int | None
+) -> None:
+    """Run the web app and/or a worker in this process, with the embedded Redis when no
+    REDIS_URL is set, until SIGINT/SIGTERM."""
+    from pagecast.context import AppContext
+    from pagecast.embedded_redis import EmbeddedRedis
+    from pagecast.settings import get_settings
+    from pagecast.web.app import create_app
+    from pagecast.worker import build
+
+    settings = get_settings()
+    embedded = None
+    redis_url = settings.redis_url
+    if redis_url is None and (worker or web):
+        embedded = EmbeddedRedis(settings.data_dir)
+        redis_url = await embedded.start()
+        logging.getLogger("pagecast").info("embedded Redis at %s", redis_url)
+    ctx = AppContext(settings, redis_url=redis_url)
+    try:
+        try:
+            user_count = await _prepare(ctx)
+        except Exception as exc:
+            if state["debug"]:
+                raise
+            fail(
+                f"The database at {masked(settings.resolved_database_url())} is not ready ({exc}). "
+                "Run `pagecast db upgrade` first."
+            )
+        if web and user_count == 0:
+            typer.echo(
+                "No users yet. Create the first admin:\n"
+                "  uv run pagecast users create --email you@example.com --role admin --password '…'"
+            )
+        sender = build(ctx, concurrency=concurrency) if worker else None
+        if not web:
+            assert sender is not None
+            await sender.run()
+            return
+        typer.echo(f"Pagecast on http://{host}:{port} (API docs at /docs)")
+        server = _Server(
+            uvicorn.Config(
+                create_app(settings, context=ctx),
+                host=host,
+                port=port,
+                log_level=settings.log_level.lower(),
+            )
+        )
+        task = asyncio.create_task(sender.run(install_signals=False)) if sender else None
+
+        def stop() -> None:
+            server.should_exit = True
+            if sender is not None:
+                sender.stopping.set()
+
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop)
+        await server.serve()
+        if task is not None:
+            stop()
+            await task
+    finally:
+        await ctx.close()
+        if embedded is not None:
+            await embedded.stop()
+
+
+def _run_processes(
+    host: str | None, port: int | None, *, web: bool, worker: bool, concurrency: int | None = None
+) -> None:
+    from pagecast.settings import get_settings
+
+    settings = get_settings()
+    settings.resolved_secret_key()  # generated on first run, before anything needs it
+    _logging(settings.log_level)
+    try:
+        asyncio.run(
+            _processes(
+                host or settings.host,
+                port or settings.port,
+                web=web,
+                worker=worker,
+                concurrency=concurrency,
+            )
+        )
+    except PagecastError as exc:
+        if state["debug"]:
+            raise
+        fail(exc.message)
+
+
+@app.command()
+def serve(
+    host: str | None = typer.Option(None, help="Address to listen on (default PAGECAST_HOST)."),
+    port: int | None = typer.Option(None, help="Port to listen on (default PAGECAST_PORT)."),
+) -> None:
+    """Run Pagecast: the web app, the API and a sending worker (the one-command default)."""
+    _run_processes(host, port, web=True, worker=True)
+
+
+@app.command()
+def web(
+    host: str | None = typer.Option(None, help="Address to listen on."),
+    port: int | None = typer.Option(None, help="Port to listen on."),
+) -> None:
+    """Run the web app and API only (workers run with `pagecast worker`)."""
+    _run_processes(host, port, web=True, worker=False)
+
+
+@app.command()
+def worker(
+    concurrency: int | None = typer.Option(
+        None, help="Sends in flight at once (default PAGECAST_WORKER_CONCURRENCY)."
+    ),
+) -> None:
+    """Run a sending worker (any number, on any machines, against the same database and Redis)."""
+    _run_processes(None, None, web=False, worker=True, concurrency=concurrency)
+
+
+@app.command()
+def simulator(
+    host: str = typer.Option("127.0.0.1", help="Address to listen on (loopback only)."),
+    port: int = typer.Option(8900, help="Port to listen on."),
+    seed: int = typer.Option(0, help="Seed of every random decision the simulator makes."),
+    latency_ms: str = typer.Option(
+        "0", help="Added latency per Graph call in ms: a number or a range such as 50-150."
+    ),
+    webhook_url: str | None = typer.Option(None, help="Where to POST webhook events."),
+    app_secret: str | None = typer.Option(None, help="App secret that signs webhook events."),
+    verify_token: str | None = typer.Option(None, help="Verify token for the webhook handshake."),
+) -> None:
+    """Run the local Messenger Graph API simulator (no Facebook needed)."""
+    from pagecast.simulator.server import run
+
+    run(
+        host=host,
+        port=port,
+        seed=seed,
+        latency_ms=latency_ms,
+        webhook_url=webhook_url,
+        app_secret=app_secret,
+        verify_token=verify_token,
+    )

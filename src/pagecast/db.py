@@ -1,0 +1,129 @@
+"""The database: one `Database` object owns the async engine and hands out sessions.
+
+SQLite (the default) gets WAL, a busy timeout, foreign keys and `BEGIN IMMEDIATE`
+transactions, so two writers queue up instead of failing with "database is locked".
+PostgreSQL is used through asyncpg. Nothing connects until the first session is opened.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+from pagecast.errors import ConfigError
+
+__all__ = ["Database", "downgrade", "is_sqlite", "upgrade"]
+
+
+def is_sqlite(url: str) -> bool:
+    return url.startswith("sqlite")
+
+
+class Database:
+    """Owns the engine (created on first use) and the session factory."""
+
+    def __init__(self, url: str, *, sqlite_busy_timeout_ms: int = 30_000) -> None:
+        self.url = url
+        self._busy_timeout_ms = sqlite_busy_timeout_ms
+        self._engine: AsyncEngine | None = None
+        self._sessions: async_sessionmaker[AsyncSession] | None = None
+
+    @property
+    def engine(self) -> AsyncEngine:
+        if self._engine is None:
+            self._engine = _create_engine(self.url, self._busy_timeout_ms)
+            self._sessions = async_sessionmaker(self._engine, expire_on_commit=False)
+        return self._engine
+
+    @property
+    def dialect(self) -> str:
+        return "sqlite" if is_sqlite(self.url) else "postgresql"
+
+    def session(self) -> AsyncSession:
+        """A new session; the caller owns its transaction (`async with db.session() as s, s.begin()`)."""
+        self.engine  # noqa: B018 - creates the engine and the factory on first use
+        assert self._sessions is not None
+        return self._sessions()
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncSession]:
+        """A session inside one transaction: committed on success, rolled back on error."""
+        async with self.session() as session, session.begin():
+            yield session
+
+    async def close(self) -> None:
+        if self._engine is not None:
+            await self._engine.dispose()
+            self._engine = None
+            self._sessions = None
+
+
+def _create_engine(url: str, busy_timeout_ms: int) -> AsyncEngine:
+    try:
+        parsed = make_url(url)
+    except Exception as exc:
+        raise ConfigError(
+            f"PAGECAST_DATABASE_URL is not a database URL ({exc}). Use "
+            "postgresql://user:password@host:5432/db or sqlite:///path/to/pagecast.db."
+        ) from exc
+    if not is_sqlite(url):
+        return create_async_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+    if parsed.database and parsed.database != ":memory:":
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_async_engine(url, connect_args={"timeout": busy_timeout_ms / 1000})
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy's "begin" event below decide how transactions start (the
+        # pysqlite driver's own implicit BEGIN is DEFERRED, which fails rather than waits
+        # when a reader later needs to write). See SQLAlchemy's aiosqlite dialect docs.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+def _alembic_config(connection: Any) -> Any:
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
+    config.attributes["connection"] = connection
+    return config
+
+
+async def upgrade(db: Database, revision: str = "head") -> None:
+    """Apply migrations up to `revision` (idempotent)."""
+    from alembic import command
+
+    async with db.engine.connect() as conn:
+        await conn.run_sync(lambda sync: command.upgrade(_alembic_config(sync), revision))
+        await conn.commit()
+
+
+async def downgrade(db: Database, revision: str = "base") -> None:
+    from alembic import command
+
+    async with db.engine.connect() as conn:
+        await conn.run_sync(lambda sync: command.downgrade(_alembic_config(sync), revision))
+        await conn.commit()

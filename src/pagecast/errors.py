@@ -1,0 +1,84 @@
+"""Pagecast's error hierarchy: expected failures that say what went wrong and what to do.
+
+Services raise these; each edge renders them once (the web app as
+`{"error": {"code", "message", "field"}}` with `status_code`, the CLI as one line on stderr
+and exit 1, the worker on the delivery row).
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigError",
+    "Conflict",
+    "Forbidden",
+    "InvalidInput",
+    "InvalidState",
+    "NotFound",
+    "PagecastError",
+    "ServiceUnavailable",
+    "Unauthorized",
+    "UpstreamError",
+]
+
+
+class PagecastError(Exception):
+    """An expected failure we can explain to the person who caused it."""
+
+    status_code = 400
+    code = "bad_request"
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+
+class InvalidInput(PagecastError):
+    status_code = 422
+    code = "invalid_input"
+
+
+class Unauthorized(PagecastError):
+    status_code = 401
+    code = "unauthorized"
+
+
+class Forbidden(PagecastError):
+    status_code = 403
+    code = "forbidden"
+
+
+class NotFound(PagecastError):
+    status_code = 404
+    code = "not_found"
+
+
+class Conflict(PagecastError):
+    """A uniqueness rule would be broken (a duplicate name, email or Page)."""
+
+    status_code = 409
+    code = "conflict"
+
+
+class InvalidState(PagecastError):
+    """The object is in a state that does not allow the action."""
+
+    status_code = 409
+    code = "invalid_state"
+
+
+class UpstreamError(PagecastError):
+    """Facebook (or the simulator) refused or failed a call we needed."""
+
+    status_code = 502
+    code = "upstream_error"
+
+
+class ServiceUnavailable(PagecastError):
+    status_code = 503
+    code = "service_unavailable"
+
+
+class ConfigError(PagecastError):
+    status_code = 500
+    code = "config_error"

@@ -1,0 +1,367 @@
+"""`GraphClient`: Send API, batch sends, `/me`, Conversations and User Profile over one shared pool.
+
+Every failure, whatever the response or the transport did, leaves as a `GraphError`.
+Tokens travel in the `Authorization: Bearer` header (or, inside a batch, in each
+operation's body), never in a URL, so httpx's request log lines cannot show them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit
+
+import httpx
+
+from pagecast.graph import wire
+from pagecast.graph.errors import ErrorKind, GraphError, error_from_body
+from pagecast.graph.models import (
+    BatchMessage,
+    Conversation,
+    ConversationPage,
+    PageIdentity,
+    SendResult,
+    UserProfile,
+)
+from pagecast.graph.security import PageCredentials
+from pagecast.graph.usage import Usage
+
+__all__ = [
+    "DEFAULT_CONVERSATION_FIELDS",
+    "DEFAULT_PROFILE_FIELDS",
+    "WEBHOOK_FIELDS",
+    "GraphClient",
+    "make_http_client",
+]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_CONVERSATION_FIELDS = (
+    "id,updated_time,participants,message_count,unread_count,"
+    "messages.limit(10){id,message,from,to,created_time}"
+)
+DEFAULT_PROFILE_FIELDS = "first_name,last_name,profile_pic,name"
+WEBHOOK_FIELDS = (
+    "messages",
+    "messaging_postbacks",
+    "message_deliveries",
+    "message_reads",
+    "message_echoes",
+    "messaging_optins",
+    "messaging_referrals",
+    "messaging_policy_enforcement",
+)
+
+# Never sent again when following a `paging.next` URL (real Graph puts the token there).
+_AUTH_PARAMS = frozenset({"access_token", "appsecret_proof"})
+
+
+def make_http_client(
+    base_url: str,
+    *,
+    connect_timeout: float = 5.0,
+    read_timeout: float = 30.0,
+    max_connections: int = 400,
+    pool_timeout: float | None = 60.0,
+) -> httpx.AsyncClient:
+    """The process-wide keep-alive pool for Graph calls. The caller owns it and closes it.
+
+    No connection is opened until the first request.
+    """
+    limits = httpx.Limits(
+        max_connections=max_connections,
+        max_keepalive_connections=max_connections,
+        keepalive_expiry=30.0,
+    )
+    transport = httpx.AsyncHTTPTransport(limits=limits)
+    return httpx.AsyncClient(
+        base_url=base_url,
+        transport=transport,
+        timeout=httpx.Timeout(
+            connect=connect_timeout, read=read_timeout, write=read_timeout, pool=pool_timeout
+        ),
+        headers={"Accept": "application/json", "User-Agent": "pagecast"},
+        follow_redirects=False,
+    )
+
+
+class GraphClient:
+    """Graph API calls for many Pages through one `httpx.AsyncClient`; credentials come per call."""
+
+    def __init__(self, http: httpx.AsyncClient, *, version: str = "v25.0") -> None:
+        self._http = http
+        self._version = version.strip("/")
+
+    # ----------------------------------------------------------------------------- sends
+
+    async def send_message(
+        self,
+        creds: PageCredentials,
+        *,
+        psid: str,
+        message: Mapping[str, Any],
+        messaging_type: str = "UPDATE",
+        tag: str | None = None,
+        metadata: str | None = None,
+        notification_type: str | None = None,
+    ) -> SendResult:
+        """Send one message (Messenger's `message` object, built by the caller) to a PSID.
+
+        `metadata` goes into `message.metadata` and comes back in the `message_echoes` webhook.
+
+        Raises:
+            GraphError: for every failure; `kind` says what to do.
+        """
+        body = wire.send_body(
+            psid,
+            message,
+            messaging_type=messaging_type,
+            tag=tag,
+            metadata=metadata,
+            notification_type=notification_type,
+        )
+        data, usage = await self._call(
+            creds, "POST", "me/messages", json_body=body, idempotent=False
+        )
+        return wire.send_result(data, usage, context="POST me/messages")
+
+    async def send_sender_action(
+        self, creds: PageCredentials, *, psid: str, action: str
+    ) -> SendResult:
+        """`typing_on`, `typing_off` or `mark_seen` (each one counts toward the rate limits)."""
+        body = {"recipient": {"id": psid}, "sender_action": action}
+        data, usage = await self._call(
+            creds, "POST", "me/messages", json_body=body, idempotent=False
+        )
+        return wire.send_result(data, usage, context="POST me/messages")
+
+    async def send_batch(
+        self, creds: PageCredentials, messages: Sequence[BatchMessage]
+    ) -> list[SendResult | GraphError]:
+        """Send up to 50 messages of one Page in one request; one result per message, in order.
+
+        A `null` element of Graph's answer (the operation timed out) becomes an `ambiguous`
+        `GraphError`. More than 50 messages get Graph's whole-request error (100).
+
+        Raises:
+            GraphError: when the whole batch fails (bad token, too many operations, transport).
+        """
+        proof = creds.appsecret_proof
+        relative_url = f"{self._version}/me/messages"
+        if proof:  # spec 5: a per-operation proof goes into that operation's relative_url
+            relative_url += "?" + urlencode({"appsecret_proof": proof})
+        operations = [
+            {
+                "method": "POST",
+                "relative_url": relative_url,
+                # Each operation carries its own token in its body (spec 5, 9.6).
+                "body": urlencode(
+                    {
+                        key: value if isinstance(value, str) else json.dumps(value)
+                        for key, value in {
+                            **wire.send_body(
+                                m.psid,
+                                m.message,
+                                messaging_type=m.messaging_type,
+                                tag=m.tag,
+                                metadata=m.metadata,
+                                notification_type=m.notification_type,
+                            ),
+                            "access_token": creds.access_token,
+                        }.items()
+                    }
+                ),
+            }
+            for m in messages
+        ]
+        form = {"batch": json.dumps(operations), "include_headers": "true"}
+        data, usage = await self._call(
+            creds, "POST", "", form_body=form, idempotent=False, root=True
+        )
+        if not isinstance(data, list):
+            raise wire.bad_answer("POST batch", usage, idempotent=False, detail="not a JSON array")
+        return [
+            wire.batch_item(
+                data[i] if i < len(data) else None, usage, index=i, redact=creds.secrets()
+            )
+            for i in range(len(messages))
+        ]
+
+    # ----------------------------------------------------------------------------- reads
+
+    async def get_me(self, creds: PageCredentials) -> PageIdentity:
+        """`GET /me?fields=id,name`: the Page (or user) that owns the token."""
+        data, usage = await self._call(creds, "GET", "me", params={"fields": "id,name"})
+        if not isinstance(data, dict) or not isinstance(data.get("id"), str | int):
+            raise wire.bad_answer("GET me", usage, idempotent=True, detail="no id")
+        name = data.get("name")
+        return PageIdentity(
+            id=str(data["id"]), name=name if isinstance(name, str) else None, usage=usage
+        )
+
+    async def get_profile(
+        self, creds: PageCredentials, psid: str, *, fields: str = DEFAULT_PROFILE_FIELDS
+    ) -> UserProfile:
+        """User Profile API. `GraphError.profile_unavailable` marks 2018218/2018247 (fall back to no name).
+
+        An unknown PSID (100/33 on this call) is `recipient_unreachable`, not `stop_page`.
+        """
+        try:
+            data, usage = await self._call(creds, "GET", psid, params={"fields": fields})
+        except GraphError as exc:
+            if (exc.code, exc.subcode) == (100, 33):
+                exc.kind = ErrorKind.RECIPIENT_UNREACHABLE
+            raise
+        try:
+            profile = UserProfile.model_validate(
+                {"id": psid, **data} if isinstance(data, dict) else None
+            )
+        except ValueError as exc:
+            raise wire.bad_answer(
+                f"GET {psid}", usage, idempotent=True, detail="not a profile"
+            ) from exc
+        return profile.model_copy(update={"usage": usage})
+
+    async def conversation_pages(
+        self,
+        creds: PageCredentials,
+        page_id: str,
+        *,
+        fields: str = DEFAULT_CONVERSATION_FIELDS,
+        limit: int = 100,
+        platform: str = "messenger",
+    ) -> AsyncIterator[ConversationPage]:
+        """Every page of `GET /{page_id}/conversations`, following `paging.next` until it is absent."""
+        path = f"{page_id}/conversations"
+        params: dict[str, str] = {"platform": platform, "fields": fields, "limit": str(limit)}
+        seen_cursors: set[str] = set()
+        while True:
+            data, usage = await self._call(creds, "GET", path, params=params)
+            if not isinstance(data, dict) or not isinstance(data.get("data"), list):
+                raise wire.bad_answer(f"GET {path}", usage, idempotent=True, detail="no data array")
+            try:
+                threads = tuple(
+                    Conversation.from_graph(item, page_id)
+                    for item in data["data"]
+                    if isinstance(item, dict)
+                )
+            except ValueError as exc:
+                raise wire.bad_answer(
+                    f"GET {path}", usage, idempotent=True, detail="bad thread"
+                ) from exc
+            paging = data.get("paging")
+            next_url = paging.get("next") if isinstance(paging, dict) else None
+            next_url = next_url if isinstance(next_url, str) and next_url else None
+            yield ConversationPage(conversations=threads, next_url=next_url, usage=usage)
+            if next_url is None or next_url in seen_cursors:
+                return
+            seen_cursors.add(next_url)
+            # Follow `next` for its query only: the real one repeats the access token and
+            # may name another host (spec 7.1); our path, host and header stay.
+            params = {k: v for k, v in parse_qsl(urlsplit(next_url).query) if k not in _AUTH_PARAMS}
+
+    async def iter_conversations(
+        self,
+        creds: PageCredentials,
+        page_id: str,
+        *,
+        fields: str = DEFAULT_CONVERSATION_FIELDS,
+        limit: int = 100,
+    ) -> AsyncIterator[Conversation]:
+        """All Messenger threads of the Page, newest first, each thread once.
+
+        Threads updated while paging can show up on two pages; the later copy is dropped.
+        """
+        seen: set[str] = set()
+        async for page in self.conversation_pages(creds, page_id, fields=fields, limit=limit):
+            for thread in page.conversations:
+                if thread.id not in seen:
+                    seen.add(thread.id)
+                    yield thread
+
+    # ----------------------------------------------------------------------------- webhooks
+
+    async def subscribe_app(
+        self, creds: PageCredentials, page_id: str, *, fields: Sequence[str] = WEBHOOK_FIELDS
+    ) -> bool:
+        """`POST /{page_id}/subscribed_apps`: deliver these webhook fields of the Page to our app."""
+        path = f"{page_id}/subscribed_apps"
+        data, _usage = await self._call(
+            creds, "POST", path, params={"subscribed_fields": ",".join(fields)}
+        )
+        return isinstance(data, dict) and data.get("success") is True
+
+    async def subscribed_apps(self, creds: PageCredentials, page_id: str) -> list[dict[str, Any]]:
+        """`GET /{page_id}/subscribed_apps`: the apps receiving the Page's webhooks (empty once
+        Meta unsubscribed an app whose endpoint failed for an hour, spec 6.3)."""
+        path = f"{page_id}/subscribed_apps"
+        data, usage = await self._call(creds, "GET", path)
+        apps = data.get("data") if isinstance(data, dict) else None
+        if not isinstance(apps, list):
+            raise wire.bad_answer(f"GET {path}", usage, idempotent=True, detail="no data array")
+        return [app for app in apps if isinstance(app, dict)]
+
+    # ----------------------------------------------------------------------------- transport
+
+    async def _call(
+        self,
+        creds: PageCredentials,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        json_body: Any = None,
+        form_body: Mapping[str, str] | None = None,
+        idempotent: bool = True,
+        root: bool = False,
+    ) -> tuple[Any, Usage]:
+        """One request; the decoded JSON and the usage on success, else a `GraphError`."""
+        url = f"/{self._version}/{path}" if not root else f"/{self._version}/"
+        query = dict(params or {})
+        if (proof := creds.appsecret_proof) is not None:
+            query["appsecret_proof"] = proof  # derived from the token, useless without it
+        context = f"{method} {path or '/'}"
+        try:
+            response = await self._http.request(
+                method,
+                url,
+                params=query or None,
+                json=json_body,
+                data=form_body,
+                headers={"Authorization": f"Bearer {creds.access_token}"},
+            )
+        except httpx.HTTPError as exc:
+            raise wire.transport_error(exc, context, idempotent=idempotent) from exc
+        except Exception as exc:  # a broken transport must still yield a GraphError
+            raise wire.transport_error(exc, context, idempotent=idempotent) from exc
+        usage = Usage.from_headers(response.headers)
+        data = wire.decode_json(response.content)
+        error = error_from_body(
+            data, status=response.status_code, usage=usage, context=context, redact=creds.secrets()
+        )
+        if error is None and not response.is_success:
+            error = wire.status_error(
+                response.status_code, response.headers.get("retry-after"), usage, context
+            )
+        if error is not None:
+            logger.info(
+                "Graph %s failed: kind=%s status=%s code=%s subcode=%s fbtrace_id=%s",
+                context,
+                error.kind.value,
+                error.status,
+                error.code,
+                error.subcode,
+                error.fbtrace_id,
+            )
+            raise error
+        if data is wire.INVALID_JSON:
+            raise wire.bad_answer(
+                context,
+                usage,
+                idempotent=idempotent,
+                detail="body is not JSON",
+                status=response.status_code,
+            )
+        return data, usage

@@ -1,0 +1,180 @@
+"""Typed results of Graph calls, and the shape of one message in a batch send."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from pagecast.graph.usage import Usage
+
+__all__ = [
+    "BatchMessage",
+    "Conversation",
+    "ConversationMessage",
+    "ConversationPage",
+    "PageIdentity",
+    "Participant",
+    "SendResult",
+    "UserProfile",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class SendResult:
+    """A message (or sender action) Graph accepted. `message_id` is None for sender actions."""
+
+    recipient_id: str | None
+    message_id: str | None
+    attachment_id: str | None = None
+    usage: Usage = field(default_factory=Usage)
+
+
+@dataclass(frozen=True, slots=True)
+class BatchMessage:
+    """One message of a batch send; the same fields as `GraphClient.send_message` takes."""
+
+    psid: str
+    message: Mapping[str, Any]
+    messaging_type: str = "UPDATE"
+    tag: str | None = None
+    metadata: str | None = None
+    notification_type: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PageIdentity:
+    """The owner of a token (`GET /me?fields=id,name`): the Page for a Page token."""
+
+    id: str
+    name: str | None
+    usage: Usage = field(default_factory=Usage)
+
+
+def _parse_time(value: Any) -> datetime | None:
+    # Graph writes "2026-05-01T12:34:56+0000" (spec 7.1); fromisoformat reads it on 3.11+.
+    if isinstance(value, datetime):
+        return value
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        return None
+
+
+class _Lenient(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True, coerce_numbers_to_str=True)
+
+
+class Participant(_Lenient):
+    """A person or the Page in a conversation."""
+
+    id: str
+    name: str | None = None
+    email: str | None = None
+
+
+class ConversationMessage(_Lenient):
+    """One of the last messages of a conversation."""
+
+    id: str | None = None
+    message: str | None = None
+    from_id: str | None = None
+    created_time: datetime | None = None
+
+    @field_validator("created_time", mode="before")
+    @classmethod
+    def _time(cls, value: Any) -> datetime | None:
+        return _parse_time(value)
+
+
+class Conversation(_Lenient):
+    """A Messenger thread of the Page, with its participants and its last messages."""
+
+    id: str
+    page_id: str
+    updated_time: datetime | None = None
+    participants: tuple[Participant, ...] = ()
+    messages: tuple[ConversationMessage, ...] = ()
+    message_count: int | None = None
+    unread_count: int | None = None
+
+    @field_validator("updated_time", mode="before")
+    @classmethod
+    def _time(cls, value: Any) -> datetime | None:
+        return _parse_time(value)
+
+    @property
+    def user(self) -> Participant | None:
+        """The participant who is not the Page."""
+        return next((p for p in self.participants if p.id != self.page_id), None)
+
+    @property
+    def psid(self) -> str | None:
+        return self.user.id if self.user else None
+
+    @property
+    def last_user_message_at(self) -> datetime | None:
+        """When the person last wrote, among the messages returned (not `updated_time`, spec 7.1)."""
+        times = [
+            m.created_time
+            for m in self.messages
+            if m.created_time is not None and m.from_id is not None and m.from_id != self.page_id
+        ]
+        return max(times, default=None)
+
+    @classmethod
+    def from_graph(cls, data: Mapping[str, Any], page_id: str) -> Conversation:
+        """Build from one element of the Conversations API `data` array."""
+        participants = [p for p in _data_list(data.get("participants")) if p.get("id") is not None]
+        messages = [
+            {
+                **m,
+                "from_id": (m.get("from") or {}).get("id")
+                if isinstance(m.get("from"), dict)
+                else None,
+            }
+            for m in _data_list(data.get("messages"))
+        ]
+        return cls.model_validate(
+            {**data, "page_id": page_id, "participants": participants, "messages": messages}
+        )
+
+
+def _data_list(value: Any) -> list[dict[str, Any]]:
+    # Edges come wrapped as {"data": [...], "paging": {...}}.
+    if isinstance(value, dict):
+        value = value.get("data")
+    if not isinstance(value, list):
+        return []
+    return [item for item in value if isinstance(item, dict)]
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationPage:
+    """One page of `GET /{page}/conversations`, with the cursor URL of the next page."""
+
+    conversations: tuple[Conversation, ...]
+    next_url: str | None
+    usage: Usage = field(default_factory=Usage)
+
+
+class UserProfile(_Lenient):
+    """`GET /{psid}?fields=first_name,last_name,profile_pic,...` (spec 7.2).
+
+    `profile_pic` URLs expire; do not store them for long.
+    """
+
+    id: str
+    first_name: str | None = None
+    last_name: str | None = None
+    name: str | None = None
+    profile_pic: str | None = None
+    locale: str | None = None
+    timezone: float | None = None
+    gender: str | None = None
+    usage: Usage = Field(default_factory=Usage, exclude=True)

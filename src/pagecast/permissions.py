@@ -1,0 +1,78 @@
+"""Roles, permissions and the `Actor` that every service call acts for."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from pagecast.errors import Forbidden
+from pagecast.models import Role
+
+__all__ = ["Actor", "Permission", "permissions_for"]
+
+
+class Permission(enum.StrEnum):
+    CAMPAIGNS_READ = "campaigns:read"
+    CAMPAIGNS_WRITE = "campaigns:write"
+    # Sending is its own permission: a manager without it can edit but not start.
+    CAMPAIGNS_SEND = "campaigns:send"
+    CONTACTS_READ = "contacts:read"
+    CONTACTS_WRITE = "contacts:write"
+    PAGES_READ = "pages:read"
+    PAGES_WRITE = "pages:write"
+    TEMPLATES_READ = "templates:read"
+    TEMPLATES_WRITE = "templates:write"
+    USERS_MANAGE = "users:manage"
+    ADMIN = "admin"
+
+
+_READ = frozenset(
+    {
+        Permission.CAMPAIGNS_READ,
+        Permission.CONTACTS_READ,
+        Permission.PAGES_READ,
+        Permission.TEMPLATES_READ,
+    }
+)
+_MANAGE = _READ | {
+    Permission.CAMPAIGNS_WRITE,
+    Permission.CAMPAIGNS_SEND,
+    Permission.CONTACTS_WRITE,
+    Permission.TEMPLATES_WRITE,
+}
+ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
+    Role.VIEWER: _READ,
+    Role.MANAGER: frozenset(_MANAGE),
+    Role.ADMIN: frozenset(set(Permission)),
+}
+
+
+def permissions_for(role: Role, *, can_send: bool = True) -> frozenset[Permission]:
+    granted = ROLE_PERMISSIONS[role]
+    return granted if can_send else granted - {Permission.CAMPAIGNS_SEND}
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who is acting: a user (through a session or an API token), or the system."""
+
+    user_id: int | None
+    name: str
+    role: Role
+    permissions: frozenset[Permission]
+
+    @classmethod
+    def system(cls) -> Actor:
+        return cls(
+            user_id=None, name="system", role=Role.ADMIN, permissions=ROLE_PERMISSIONS[Role.ADMIN]
+        )
+
+    def can(self, permission: Permission) -> bool:
+        return permission in self.permissions
+
+    def require(self, permission: Permission) -> None:
+        if permission not in self.permissions:
+            raise Forbidden(
+                f"Your role ({self.role.value}) does not allow {permission.value}. "
+                "Ask an admin for a role that does."
+            )

@@ -1,0 +1,246 @@
+"""The sending queue: BullMQ on Redis, connected on first use.
+
+Jobs carry ids, never recipients or content (DESIGN.md invariant 1): a `chunk` job names a
+campaign and a range of delivery ids; a `plan` job enqueues a campaign's chunks a page at
+a time, so a million-contact campaign starts sending before its last chunk is queued. Job
+ids are deterministic, so a double click or a replay enqueues nothing twice; the claim in
+the database, not the queue, decides what is sent.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import redis.asyncio as aioredis
+from bullmq import Queue as BullQueue
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+
+from pagecast.errors import ServiceUnavailable
+from pagecast.redis_url import RedisTarget, unreachable_message
+
+__all__ = [
+    "HEARTBEAT_PREFIX",
+    "JOB_CHUNK",
+    "JOB_PLAN",
+    "JOB_SCHEDULE",
+    "JOB_WEBHOOK",
+    "LATENCY_BUCKETS",
+    "METRICS_PREFIX",
+    "PRIORITIES",
+    "QUEUE_NAME",
+    "Queue",
+    "chunk_job_id",
+]
+
+QUEUE_NAME = "pagecast"
+JOB_CHUNK = "chunk"
+JOB_PLAN = "plan"
+JOB_SCHEDULE = "schedule"
+JOB_WEBHOOK = "webhook"
+HEARTBEAT_PREFIX = "pagecast:worker:"
+METRICS_PREFIX = "pagecast:metrics:"
+LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+# BullMQ: 1 is the highest priority. Every job gets one, so all go through the same list.
+PRIORITIES = {"high": 1, "normal": 5, "low": 10}
+_KEEP_FAILED = {"count": 1000}
+_WARN_EVERY = 60.0
+
+logger = logging.getLogger(__name__)
+
+
+def chunk_job_id(campaign_id: int, first_id: int, last_id: int, round_: int = 0) -> str:
+    """The job id of a chunk; `round_` > 0 for a retry round of the same range."""
+    suffix = f"-r{round_}" if round_ else ""
+    return f"c{campaign_id}-{first_id}-{last_id}{suffix}"
+
+
+class Queue:
+    """Enqueues sending jobs. Nothing connects until the first call that needs Redis."""
+
+    def __init__(self, target: RedisTarget) -> None:
+        self.target = target
+        self._redis: aioredis.Redis | None = None
+        self._queue: BullQueue | None = None
+        self._last_warning = 0.0
+        self._connected = False
+
+    def lazy_redis(self) -> aioredis.Redis:
+        """The shared client without a check; redis-py connects on its first command."""
+        if self._redis is None:
+            self._redis = aioredis.Redis(
+                **self.target.connection_kwargs(),
+                decode_responses=True,
+                # One quick retry: a down Redis must answer a start with 503 at once, not
+                # after redis-py's default backoff (bullmq's own connections keep theirs).
+                retry=Retry(ExponentialBackoff(cap=0.2, base=0.05), 1),
+            )
+        return self._redis
+
+    async def redis(self) -> aioredis.Redis:
+        """The shared connection (created on first use), checked with PING."""
+        self.lazy_redis()
+        assert self._redis is not None
+        try:
+            await self._redis.ping()
+        except (aioredis.ConnectionError, aioredis.TimeoutError, OSError) as exc:
+            self._warn(exc)
+            self._connected = False
+            raise ServiceUnavailable(unreachable_message(self.target, exc)) from exc
+        if not self._connected:
+            self._connected = True
+            logger.info("connected to Redis at %s", self.target.where)
+        return self._redis
+
+    def _warn(self, exc: BaseException) -> None:
+        # At most one warning a minute, without a stack trace: Redis being down is a
+        # state, not a new event on every request.
+        now = time.monotonic()
+        if now - self._last_warning >= _WARN_EVERY:
+            self._last_warning = now
+            logger.warning("%s", unreachable_message(self.target, exc))
+
+    async def bull(self) -> BullQueue:
+        if self._queue is None:
+            await self.redis()
+            # A dict, not our client: bullmq then makes connections of its own (docs/redis.md).
+            self._queue = BullQueue(QUEUE_NAME, {"connection": self.target.connection_kwargs()})
+        else:
+            await self.redis()
+        return self._queue
+
+    async def enqueue_plan(
+        self,
+        campaign_id: int,
+        *,
+        after_id: int = 0,
+        priority: str = "normal",
+        delay_s: float = 0,
+        round_: int = 0,
+    ) -> None:
+        """Plan a campaign's chunks; `round_` > 0 gives every job of this plan new ids, for
+        re-planning a campaign whose earlier jobs are stuck or gone."""
+        queue = await self.bull()
+        suffix = f"-r{round_}" if round_ else ""
+        await queue.add(
+            JOB_PLAN,
+            {"campaign_id": campaign_id, "after_id": after_id, "round": round_},
+            {
+                "jobId": f"p{campaign_id}-{after_id}{suffix}",
+                "priority": PRIORITIES[priority],
+                "delay": int(delay_s * 1000),
+                "removeOnComplete": True,
+                "removeOnFail": _KEEP_FAILED,
+                "attempts": 5,
+                "backoff": {"type": "exponential", "delay": 1000},
+            },
+        )
+
+    async def enqueue_schedule(
+        self, campaign_id: int, *, at_epoch: float, priority: str = "normal"
+    ) -> None:
+        """A delayed job that starts a scheduled campaign (the worker's sweep is the backstop)."""
+        queue = await self.bull()
+        await queue.add(
+            JOB_SCHEDULE,
+            {"campaign_id": campaign_id},
+            {
+                "jobId": f"s{campaign_id}-{int(at_epoch)}",
+                "priority": PRIORITIES[priority],
+                "delay": max(0, int((at_epoch - time.time()) * 1000)),
+                "removeOnComplete": True,
+                "removeOnFail": _KEEP_FAILED,
+            },
+        )
+
+    async def enqueue_chunks(
+        self,
+        campaign_id: int,
+        ranges: Sequence[tuple[int, int]],
+        *,
+        priority: str = "normal",
+        delay_s: float = 0,
+        round_: int = 0,
+    ) -> None:
+        """Add one chunk job per (first_id, last_id) range, in one round trip."""
+        if not ranges:
+            return
+        queue = await self.bull()
+        await queue.addBulk(
+            [
+                {
+                    "name": JOB_CHUNK,
+                    "data": {"campaign_id": campaign_id, "first_id": first, "last_id": last},
+                    "opts": {
+                        "jobId": chunk_job_id(campaign_id, first, last, round_),
+                        "priority": PRIORITIES[priority],
+                        "delay": int(delay_s * 1000),
+                        # Removed when done, so a later retry round may reuse the range.
+                        "removeOnComplete": True,
+                        "removeOnFail": _KEEP_FAILED,
+                        "attempts": 3,
+                        "backoff": {"type": "exponential", "delay": 2000},
+                    },
+                }
+                for first, last in ranges
+            ]
+        )
+
+    async def enqueue_webhook(self, event_ids: Sequence[int]) -> None:
+        """Process stored webhook events (ids of `webhook_events` rows) in the worker."""
+        if not event_ids:
+            return
+        queue = await self.bull()
+        ids = sorted(event_ids)
+        await queue.add(
+            JOB_WEBHOOK,
+            {"event_ids": ids},
+            {
+                "jobId": f"w{ids[0]}-{ids[-1]}-{len(ids)}",
+                "priority": PRIORITIES["high"],
+                "removeOnComplete": True,
+                "removeOnFail": _KEEP_FAILED,
+                "attempts": 3,
+                "backoff": {"type": "exponential", "delay": 1000},
+            },
+        )
+
+    async def counts(self) -> dict[str, int]:
+        queue = await self.bull()
+        counts: dict[str, Any] = await queue.getJobCounts(
+            "waiting", "active", "delayed", "prioritized", "completed", "failed", "paused"
+        )
+        return {name: int(value) for name, value in counts.items()}
+
+    async def waiting(self) -> int:
+        counts = await self.counts()
+        return counts.get("waiting", 0) + counts.get("prioritized", 0) + counts.get("delayed", 0)
+
+    async def record_metrics(
+        self, page: str, *, latencies: Sequence[float], outcomes: Mapping[str, int], throttled: bool
+    ) -> None:
+        """Add one chunk's Send API latencies, outcomes and throttle to the shared metrics."""
+        redis = await self.redis()
+        pipe = redis.pipeline(transaction=False)
+        for seconds in latencies:
+            bucket = next((b for b in LATENCY_BUCKETS if seconds <= b), "+Inf")
+            pipe.hincrby(METRICS_PREFIX + "latency", f"le_{bucket}", 1)
+        if latencies:
+            pipe.hincrbyfloat(METRICS_PREFIX + "latency", "sum", sum(latencies))
+            pipe.hincrby(METRICS_PREFIX + "latency", "count", len(latencies))
+        for outcome, count in outcomes.items():
+            pipe.hincrby(METRICS_PREFIX + "sends", f"{page}:{outcome}", count)
+        if throttled:
+            pipe.hincrby(METRICS_PREFIX + "throttles", page, 1)
+        await pipe.execute()
+
+    async def close(self) -> None:
+        if self._queue is not None:
+            await self._queue.close()
+            self._queue = None
+        if self._redis is not None:
+            await self._redis.aclose()
+            self._redis = None

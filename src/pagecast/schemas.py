@@ -1,0 +1,322 @@
+"""Pydantic models of the API: what comes in (strict, unknown fields refused) and what goes out.
+
+Messenger's limits (`shared/graph-api.md` §0, §1.6) are checked here, so a campaign that
+saves is a campaign Facebook will accept.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
+
+from pagecast.errors import InvalidInput
+from pagecast.models import MessagingType, Priority, Role
+
+__all__ = [
+    "ALLOWED_TAGS",
+    "RETIRED_TAGS",
+    "Audience",
+    "CampaignCreate",
+    "CampaignUpdate",
+    "ContactCreate",
+    "ContactUpdate",
+    "Content",
+    "PageCreate",
+    "PageUpdate",
+    "TemplateCreate",
+    "TemplateUpdate",
+    "TokenCreate",
+    "UserCreate",
+    "UserUpdate",
+]
+
+TEXT_LIMIT = 2000
+BUTTON_TEXT_LIMIT = 640
+ALLOWED_TAGS = ("HUMAN_AGENT", "CUSTOMER_FEEDBACK")
+RETIRED_TAGS = ("ACCOUNT_UPDATE", "CONFIRMED_EVENT_UPDATE", "POST_PURCHASE_UPDATE")
+MAX_SEND_RATE = 300.0  # Meta's per-Page ceiling for text sends (graph-api.md §4.1)
+
+
+def _http_url(value: str) -> str:
+    if not re.match(r"^https?://[^\s/$.?#][^\s]*$", value, re.IGNORECASE):
+        raise ValueError("must be an http:// or https:// URL")
+    return value
+
+
+HttpUrl = Annotated[str, StringConstraints(max_length=2000), AfterValidator(_http_url)]
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+
+
+class Input(BaseModel):
+    """Base of every request body: unknown fields are an error, not silently dropped."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+
+
+class Button(Input):
+    type: Literal["web_url", "postback"]
+    title: Annotated[str, StringConstraints(min_length=1, max_length=20)]
+    url: HttpUrl | None = None
+    payload: Annotated[str, StringConstraints(min_length=1, max_length=1000)] | None = None
+
+    @model_validator(mode="after")
+    def _target(self) -> Button:
+        if self.type == "web_url" and not self.url:
+            raise ValueError("a web_url button needs a url")
+        if self.type == "postback" and not self.payload:
+            raise ValueError("a postback button needs a payload")
+        return self
+
+
+class QuickReply(Input):
+    content_type: Literal["text", "user_email", "user_phone_number"] = "text"
+    title: Annotated[str, StringConstraints(min_length=1, max_length=20)] | None = None
+    payload: Annotated[str, StringConstraints(min_length=1, max_length=1000)] | None = None
+    image_url: HttpUrl | None = None
+
+    @model_validator(mode="after")
+    def _text_needs_title(self) -> QuickReply:
+        if self.content_type == "text" and not (self.title and self.payload):
+            raise ValueError("a text quick reply needs a title and a payload")
+        return self
+
+
+class Attachment(Input):
+    type: Literal["image", "file", "video", "audio"]
+    url: HttpUrl
+
+
+class Content(Input):
+    """A message: text (with buttons or quick replies) or one attachment by URL."""
+
+    text: Annotated[str, StringConstraints(min_length=1)] | None = None
+    attachment: Attachment | None = None
+    buttons: Annotated[list[Button], Field(max_length=3)] = []
+    quick_replies: Annotated[list[QuickReply], Field(max_length=13)] = []
+
+    @model_validator(mode="after")
+    def _shape(self) -> Content:
+        if self.text is None and self.attachment is None:
+            raise ValueError("give a text or an attachment")
+        if self.text is not None and self.attachment is not None:
+            raise ValueError(
+                "Messenger sends text and an attachment as two messages; give one of them "
+                "(or put a link button under the text)"
+            )
+        if self.buttons and self.text is None:
+            raise ValueError("buttons go under a text; add a text")
+        return self
+
+    def stored(self) -> dict[str, Any]:
+        """The JSON kept in the database: only what was given."""
+        return self.model_dump(mode="json", exclude_none=True, exclude_defaults=True)
+
+    @property
+    def text_limit(self) -> int:
+        # With buttons the message is a button template, whose text Meta caps at 640.
+        return BUTTON_TEXT_LIMIT if self.buttons else TEXT_LIMIT
+
+
+class AudienceAll(Input):
+    type: Literal["all"]
+
+
+class AudienceTags(Input):
+    type: Literal["tags"]
+    include: list[Annotated[str, StringConstraints(min_length=1, max_length=100)]] = []
+    exclude: list[Annotated[str, StringConstraints(min_length=1, max_length=100)]] = []
+
+    @model_validator(mode="after")
+    def _something(self) -> AudienceTags:
+        if not self.include and not self.exclude:
+            raise ValueError("a tags audience needs tags in include or exclude")
+        return self
+
+
+class AudienceContacts(Input):
+    type: Literal["contacts"]
+    ids: Annotated[list[int], Field(min_length=1, max_length=100_000)]
+
+
+Audience = Annotated[AudienceAll | AudienceTags | AudienceContacts, Field(discriminator="type")]
+
+Tag = Annotated[str, StringConstraints(strip_whitespace=True, to_upper=True)]
+
+
+def check_policy(messaging_type: MessagingType, tag: str | None) -> None:
+    """Messaging type and tag (graph-api.md §1.5); raises InvalidInput with what to do."""
+    allowed = " or ".join(ALLOWED_TAGS)
+    if messaging_type is MessagingType.MESSAGE_TAG:
+        if tag is None:
+            raise InvalidInput(
+                f"tag: messaging_type MESSAGE_TAG needs a tag: {allowed}", field="tag"
+            )
+        if tag in RETIRED_TAGS:
+            raise InvalidInput(
+                f"tag: {tag} was retired by Meta on 2026-04-27 and every send with it fails; "
+                f"use {allowed}, or send as UPDATE inside the 24-hour window",
+                field="tag",
+            )
+        if tag not in ALLOWED_TAGS:
+            raise InvalidInput(
+                f"tag: {tag} is not a Messenger message tag; use {allowed}", field="tag"
+            )
+    elif tag is not None:
+        raise InvalidInput("tag: a tag is only sent with messaging_type MESSAGE_TAG", field="tag")
+
+
+class CampaignFields(Input):
+    description: Annotated[str, StringConstraints(max_length=5000)] | None = None
+    content: Content | None = None
+    template_id: int | None = None
+    messaging_type: MessagingType = MessagingType.UPDATE
+    tag: Tag | None = None
+    audience: Audience = AudienceAll(type="all")
+    scheduled_at: datetime | None = None
+    priority: Priority = Priority.NORMAL
+    send_rate: Annotated[float, Field(gt=0, le=MAX_SEND_RATE)] | None = None
+    expires_at: datetime | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> CampaignFields:
+        # InvalidInput (not ValueError) passes through pydantic with the field it names.
+        if (self.content is None) == (self.template_id is None):
+            raise InvalidInput("content: give either content or template_id", field="content")
+        check_policy(self.messaging_type, self.tag)
+        for name in ("scheduled_at", "expires_at"):
+            value = getattr(self, name)
+            if value is not None and value.tzinfo is None:
+                raise InvalidInput(
+                    f"{name}: needs a timezone, e.g. 2026-12-01T09:00:00Z", field=name
+                )
+        if self.scheduled_at and self.expires_at and self.expires_at <= self.scheduled_at:
+            raise InvalidInput("expires_at: must be after scheduled_at", field="expires_at")
+        return self
+
+
+class CampaignCreate(CampaignFields):
+    name: Name
+    page_id: int
+
+
+class CampaignUpdate(Input):
+    """PATCH: only the fields given change; the result is validated as a whole."""
+
+    name: Name | None = None
+    page_id: int | None = None
+    description: str | None = None
+    content: dict[str, Any] | None = None
+    template_id: int | None = None
+    messaging_type: MessagingType | None = None
+    tag: str | None = None
+    audience: dict[str, Any] | None = None
+    scheduled_at: datetime | None = None
+    priority: Priority | None = None
+    send_rate: float | None = None
+    expires_at: datetime | None = None
+
+
+class PageCreate(Input):
+    access_token: Annotated[
+        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=1000)
+    ]
+    app_secret: (
+        Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+        | None
+    ) = None
+    send_rate: Annotated[float, Field(gt=0, le=MAX_SEND_RATE)] | None = None
+
+
+class PageUpdate(Input):
+    name: Name | None = None
+    send_rate: Annotated[float, Field(gt=0, le=MAX_SEND_RATE)] | None = None
+    access_token: (
+        Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=1000)]
+        | None
+    ) = None
+    app_secret: (
+        Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+        | None
+    ) = None
+    opt_out_keywords: (
+        list[Annotated[str, StringConstraints(min_length=1, max_length=50)]] | None
+    ) = None
+
+
+ContactName = Annotated[str, StringConstraints(strip_whitespace=True, max_length=255)]
+
+
+class ContactFields(Input):
+    first_name: ContactName | None = None
+    last_name: ContactName | None = None
+    locale: Annotated[str, StringConstraints(max_length=32)] | None = None
+    timezone: Annotated[float, Field(ge=-24, le=24)] | None = None
+    profile_pic_url: HttpUrl | None = None
+    tags: (
+        list[Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]]
+        | None
+    ) = None
+    last_inbound_at: datetime | None = None
+    opted_out: bool | None = None
+    unreachable: bool | None = None
+
+
+class ContactCreate(ContactFields):
+    psid: Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^\d{1,64}$")]
+
+
+class ContactUpdate(ContactFields):
+    pass
+
+
+class TemplateCreate(Input):
+    name: Name
+    content: Content
+
+
+class TemplateUpdate(Input):
+    name: Name | None = None
+    content: Content | None = None
+
+
+class UserCreate(Input):
+    email: Annotated[
+        str,
+        StringConstraints(
+            strip_whitespace=True,
+            to_lower=True,
+            max_length=254,
+            pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$",
+        ),
+    ]
+    role: Role
+    password: Annotated[str, StringConstraints(min_length=8, max_length=1000)] | None = None
+    can_send: bool = True
+
+
+class UserUpdate(Input):
+    role: Role | None = None
+    password: Annotated[str, StringConstraints(min_length=8, max_length=1000)] | None = None
+    can_send: bool | None = None
+    is_active: bool | None = None
+
+
+class TokenCreate(Input):
+    name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)] = (
+        "api"
+    )
+
+
+class Login(Input):
+    email: Annotated[str, StringConstraints(strip_whitespace=True, to_lower=True, max_length=254)]
+    password: Annotated[str, StringConstraints(max_length=1000)]

@@ -1,0 +1,1 @@
+"""Domain logic. Services take a session, flush, raise PagecastError, and never commit."""

@@ -1,0 +1,267 @@
+"""Campaigns: drafts, validation against Messenger's rules, the guarded state machine."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from pagecast.errors import InvalidInput, InvalidState, NotFound
+from pagecast.models import Campaign, CampaignStatus, Contact, Delivery, DeliveryStatus
+from pagecast.permissions import Actor
+from pagecast.schemas import CampaignCreate, CampaignUpdate, Content
+from pagecast.services import audit, content, pages, templates
+
+__all__ = [
+    "EDITABLE",
+    "counts",
+    "create",
+    "delete",
+    "duplicate",
+    "effective_content",
+    "get",
+    "list_page",
+    "update",
+]
+
+EDITABLE = (CampaignStatus.DRAFT, CampaignStatus.SCHEDULED, CampaignStatus.PAUSED)
+DELETABLE = (
+    CampaignStatus.DRAFT,
+    CampaignStatus.SCHEDULED,
+    CampaignStatus.COMPLETED,
+    CampaignStatus.CANCELLED,
+    CampaignStatus.FAILED,
+)
+# Once deliveries exist (the audience snapshot), these no longer change what is sent.
+_FIXED_AFTER_START = ("page_id", "audience", "messaging_type", "tag")
+COUNT_KEYS = ("total", *(status.value for status in DeliveryStatus))
+
+
+def require_status(campaign: Campaign, allowed: tuple[CampaignStatus, ...], action: str) -> None:
+    if campaign.status not in allowed:
+        raise InvalidState(
+            f"Campaign {campaign.id} is {campaign.status.value}; {action} is only allowed when it "
+            f"is {', '.join(s.value for s in allowed)}.",
+            field="status",
+        )
+
+
+async def get(session: AsyncSession, campaign_id: int) -> Campaign:
+    campaign = await session.get(Campaign, campaign_id)
+    if campaign is None:
+        raise NotFound(
+            f"Campaign {campaign_id} does not exist. List campaigns with GET /api/campaigns."
+        )
+    return campaign
+
+
+async def list_page(
+    session: AsyncSession,
+    *,
+    status: CampaignStatus | None = None,
+    page_id: int | None = None,
+    search: str | None = None,
+    limit: int = 50,
+    after_id: int | None = None,
+) -> list[Campaign]:
+    query = select(Campaign).order_by(Campaign.id.desc()).limit(limit)
+    if status is not None:
+        query = query.where(Campaign.status == status)
+    if page_id is not None:
+        query = query.where(Campaign.page_id == page_id)
+    if search:
+        query = query.where(Campaign.name.ilike(f"%{search}%"))
+    if after_id is not None:
+        query = query.where(Campaign.id < after_id)
+    return list(await session.scalars(query))
+
+
+async def effective_content(session: AsyncSession, campaign: Campaign) -> Content:
+    """The campaign's own content, or its template's."""
+    if campaign.template_id is not None:
+        return Content.model_validate((await templates.get(session, campaign.template_id)).content)
+    return Content.model_validate(campaign.content)
+
+
+async def longest_names(session: AsyncSession, page_id: int) -> dict[str, int]:
+    first, last = (
+        await session.execute(
+            select(
+                func.max(func.length(Contact.first_name)), func.max(func.length(Contact.last_name))
+            ).where(Contact.page_id == page_id)
+        )
+    ).one()
+    first, last = first or 0, last or 0
+    return {"first_name": first, "last_name": last, "full_name": first + last + 1}
+
+
+async def _validate(session: AsyncSession, data: CampaignCreate) -> None:
+    """Checks that need the database: the Page, the template, rendered length, the contacts."""
+    page = await pages.get(session, data.page_id)
+    message = data.content if data.content is not None else None
+    if data.template_id is not None:
+        template = await templates.get(session, data.template_id)
+        message = Content.model_validate(template.content)
+    assert message is not None
+    content.check_length(message, await longest_names(session, page.id))
+    if data.send_rate is not None and data.send_rate > page.send_rate:
+        raise InvalidInput(
+            f"send_rate {data.send_rate:g}/s is above Page {page.name}'s rate of {page.send_rate:g}/s; "
+            "lower it, or raise the Page's send_rate first.",
+            field="send_rate",
+        )
+    if data.audience.type == "contacts":
+        wanted = set(data.audience.ids)
+        found = set(
+            await session.scalars(
+                select(Contact.id).where(Contact.page_id == page.id, Contact.id.in_(wanted))
+            )
+        )
+        missing = sorted(wanted - found)
+        if missing:
+            shown = ", ".join(map(str, missing[:10])) + (" …" if len(missing) > 10 else "")
+            raise InvalidInput(
+                f"{len(missing)} contact id(s) are not contacts of Page {page.id}: {shown}.",
+                field="audience.ids",
+            )
+
+
+def _columns(data: CampaignCreate) -> dict[str, Any]:
+    return {
+        "name": data.name,
+        "description": data.description,
+        "page_id": data.page_id,
+        "content": data.content.stored() if data.content else None,
+        "template_id": data.template_id,
+        "messaging_type": data.messaging_type,
+        "tag": data.tag,
+        "audience": data.audience.model_dump(mode="json"),
+        "scheduled_at": data.scheduled_at,
+        "priority": data.priority,
+        "send_rate": data.send_rate,
+        "expires_at": data.expires_at,
+    }
+
+
+async def create(session: AsyncSession, actor: Actor, data: CampaignCreate) -> Campaign:
+    await _validate(session, data)
+    campaign = Campaign(**_columns(data), status=CampaignStatus.DRAFT, created_by_id=actor.user_id)
+    session.add(campaign)
+    await session.flush()
+    await audit.record(
+        session,
+        actor,
+        "campaign.created",
+        object_type="campaign",
+        object_id=campaign.id,
+        details={"name": campaign.name},
+    )
+    return campaign
+
+
+def _current(campaign: Campaign) -> dict[str, Any]:
+    return {
+        "name": campaign.name,
+        "description": campaign.description,
+        "page_id": campaign.page_id,
+        "content": campaign.content,
+        "template_id": campaign.template_id,
+        "messaging_type": campaign.messaging_type,
+        "tag": campaign.tag,
+        "audience": campaign.audience,
+        "scheduled_at": campaign.scheduled_at,
+        "priority": campaign.priority,
+        "send_rate": campaign.send_rate,
+        "expires_at": campaign.expires_at,
+    }
+
+
+async def update(
+    session: AsyncSession, actor: Actor, campaign_id: int, data: CampaignUpdate
+) -> Campaign:
+    campaign = await get(session, campaign_id)
+    require_status(campaign, EDITABLE, "editing")
+    changes = data.model_dump(exclude_unset=True)
+    if campaign.status is CampaignStatus.PAUSED:
+        fixed = sorted(set(changes) & set(_FIXED_AFTER_START))
+        if fixed:
+            raise InvalidState(
+                f"Campaign {campaign.id} has started; {', '.join(fixed)} cannot change any more. "
+                f"Duplicate it (POST /api/campaigns/{campaign.id}/duplicate) to send differently.",
+                field=fixed[0],
+            )
+    merged = _current(campaign) | changes
+    if "content" in changes and changes["content"] is not None:
+        merged["template_id"] = changes.get("template_id")
+    elif "template_id" in changes and changes["template_id"] is not None:
+        merged["content"] = None
+    validated = CampaignCreate.model_validate(merged)  # ValidationError names the field
+    await _validate(session, validated)
+    for name, value in _columns(validated).items():
+        setattr(campaign, name, value)
+    if "scheduled_at" in changes:
+        campaign.missed = False
+        if campaign.status is CampaignStatus.SCHEDULED and campaign.scheduled_at is None:
+            campaign.status = CampaignStatus.DRAFT  # unscheduled
+    await session.flush()
+    await audit.record(
+        session,
+        actor,
+        "campaign.updated",
+        object_type="campaign",
+        object_id=campaign.id,
+        details={"changed": sorted(changes)},
+    )
+    return campaign
+
+
+async def delete(session: AsyncSession, actor: Actor, campaign_id: int) -> None:
+    campaign = await get(session, campaign_id)
+    require_status(campaign, DELETABLE, "deleting")
+    await session.delete(campaign)
+    await audit.record(
+        session,
+        actor,
+        "campaign.deleted",
+        object_type="campaign",
+        object_id=campaign_id,
+        details={"name": campaign.name},
+    )
+    await session.flush()
+
+
+async def duplicate(session: AsyncSession, actor: Actor, campaign_id: int) -> Campaign:
+    source = await get(session, campaign_id)
+    copy = Campaign(**_current(source), status=CampaignStatus.DRAFT, created_by_id=actor.user_id)
+    copy.name = f"{source.name} (copy)"[:200]
+    session.add(copy)
+    await session.flush()
+    await audit.record(
+        session,
+        actor,
+        "campaign.duplicated",
+        object_type="campaign",
+        object_id=copy.id,
+        details={"from": source.id},
+    )
+    return copy
+
+
+def counts(campaign: Campaign) -> dict[str, int]:
+    """Deliveries by status, every key present, read from the campaign's counters (O(1))."""
+    return {key: getattr(campaign, f"n_{key}") for key in COUNT_KEYS}
+
+
+async def recount(session: AsyncSession, campaign_id: int) -> dict[str, int]:
+    """Deliveries by status counted from the rows (a COUNT: for checks, not for polling)."""
+    result = dict.fromkeys(COUNT_KEYS, 0)
+    rows = await session.execute(
+        select(Delivery.status, func.count())
+        .where(Delivery.campaign_id == campaign_id)
+        .group_by(Delivery.status)
+    )
+    for status, count in rows:
+        result[status.value] = count
+        result["total"] += count
+    return result

@@ -1,0 +1,169 @@
+"""Contacts: the people who messaged a Page, with tags, their messaging window and opt-outs."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any, Literal
+
+from sqlalchemy import delete as sql_delete
+from sqlalchemy import or_, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from pagecast.errors import Conflict, NotFound
+from pagecast.models import Contact, Tag, contact_tags, utcnow
+from pagecast.permissions import Actor
+from pagecast.schemas import ContactCreate, ContactUpdate
+from pagecast.services import pages
+
+__all__ = [
+    "Window",
+    "add_tags",
+    "create",
+    "delete",
+    "ensure_tags",
+    "get",
+    "insert_for",
+    "list_page",
+    "update",
+]
+
+Window = Literal["inside", "outside", "unknown"]
+STANDARD_WINDOW = timedelta(hours=24)
+
+
+def insert_for(session: AsyncSession) -> Any:
+    """The dialect's INSERT with ON CONFLICT support (SQLite and PostgreSQL share the API)."""
+    return pg_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
+
+
+async def ensure_tags(session: AsyncSession, names: set[str]) -> dict[str, int]:
+    """Tag ids by name, creating the missing tags."""
+    if not names:
+        return {}
+    insert = insert_for(session)
+    await session.execute(
+        insert(Tag).values([{"name": n} for n in sorted(names)]).on_conflict_do_nothing()
+    )
+    rows = await session.execute(select(Tag.name, Tag.id).where(Tag.name.in_(names)))
+    return {name: tag_id for name, tag_id in rows}
+
+
+async def add_tags(session: AsyncSession, pairs: list[tuple[int, str]]) -> None:
+    """Tag contacts: (contact_id, tag name) pairs; existing tags are kept."""
+    if not pairs:
+        return
+    ids = await ensure_tags(session, {name for _, name in pairs})
+    rows = [{"contact_id": cid, "tag_id": ids[name]} for cid, name in set(pairs)]
+    insert = insert_for(session)
+    await session.execute(insert(contact_tags).on_conflict_do_nothing(), rows)
+
+
+async def get(session: AsyncSession, contact_id: int) -> Contact:
+    contact = await session.get(Contact, contact_id)
+    if contact is None:
+        raise NotFound(f"Contact {contact_id} does not exist.")
+    return contact
+
+
+def _apply(contact: Contact, changes: dict[str, Any]) -> None:
+    now = utcnow()
+    for flag, column in (("opted_out", "opted_out_at"), ("unreachable", "unreachable_at")):
+        if flag in changes:
+            wanted = changes.pop(flag)
+            if wanted and getattr(contact, column) is None:
+                setattr(contact, column, now)
+            elif wanted is False:
+                setattr(contact, column, None)
+    changes.pop("tags", None)
+    for name, value in changes.items():
+        setattr(contact, name, value)
+
+
+async def _set_tags(session: AsyncSession, contact: Contact, names: list[str]) -> None:
+    await session.execute(sql_delete(contact_tags).where(contact_tags.c.contact_id == contact.id))
+    await add_tags(session, [(contact.id, name) for name in names])
+    await session.refresh(contact, ["tags"])
+
+
+async def create(session: AsyncSession, actor: Actor, page_id: int, data: ContactCreate) -> Contact:
+    page = await pages.get(session, page_id)
+    existing = await session.scalar(
+        select(Contact.id).where(Contact.page_id == page.id, Contact.psid == data.psid)
+    )
+    if existing is not None:
+        raise Conflict(
+            f"Page {page.id} already has a contact with psid {data.psid} (contact {existing}).",
+            field="psid",
+        )
+    contact = Contact(page_id=page.id, psid=data.psid)
+    _apply(contact, data.model_dump(exclude_unset=True, exclude={"psid"}))
+    session.add(contact)
+    await session.flush()
+    await _set_tags(session, contact, data.tags or [])
+    return contact
+
+
+async def update(
+    session: AsyncSession, actor: Actor, contact_id: int, data: ContactUpdate
+) -> Contact:
+    contact = await get(session, contact_id)
+    changes = data.model_dump(exclude_unset=True)
+    tags = changes.get("tags")
+    _apply(contact, changes)
+    await session.flush()
+    if tags is not None:
+        await _set_tags(session, contact, tags)
+    return contact
+
+
+async def delete(session: AsyncSession, actor: Actor, contact_id: int) -> None:
+    contact = await get(session, contact_id)
+    await session.delete(contact)
+    await session.flush()
+
+
+async def list_page(
+    session: AsyncSession,
+    page_id: int,
+    *,
+    tag: str | None = None,
+    search: str | None = None,
+    window: Window | None = None,
+    opted_out: bool | None = None,
+    unreachable: bool | None = None,
+    after_id: int | None = None,
+    limit: int = 50,
+) -> list[Contact]:
+    """One page of contacts in id order; pass the last id as `after_id` for the next."""
+    await pages.get(session, page_id)
+    query = select(Contact).where(Contact.page_id == page_id).order_by(Contact.id).limit(limit)
+    if after_id is not None:
+        query = query.where(Contact.id > after_id)
+    if tag is not None:
+        query = query.where(
+            Contact.id.in_(select(contact_tags.c.contact_id).join(Tag).where(Tag.name == tag))
+        )
+    if search:
+        like = f"%{search}%"
+        query = query.where(
+            or_(
+                Contact.first_name.ilike(like),
+                Contact.last_name.ilike(like),
+                Contact.psid == search,
+            )
+        )
+    if window is not None:
+        start = utcnow() - STANDARD_WINDOW
+        query = query.where(
+            {
+                "inside": Contact.last_inbound_at >= start,
+                "outside": Contact.last_inbound_at < start,
+                "unknown": Contact.last_inbound_at.is_(None),
+            }[window]
+        )
+    for flag, column in ((opted_out, Contact.opted_out_at), (unreachable, Contact.unreachable_at)):
+        if flag is not None:
+            query = query.where(column.is_not(None) if flag else column.is_(None))
+    return list(await session.scalars(query))

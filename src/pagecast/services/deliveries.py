@@ -1,0 +1,387 @@
+"""Deliveries: the audience snapshot, the claim, the bulk result write, the counters.
+
+Every status change goes through here, in bulk, together with the campaign's counters
+(`Campaign.n_<status>`), so progress reads are O(1) and always agree with the rows.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, bindparam, case, func, insert, literal, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from pagecast.models import Campaign, Contact, Delivery, DeliveryStatus, UTCDateTime
+from pagecast.services import audience
+
+__all__ = [
+    "Claimed",
+    "Outcome",
+    "claim",
+    "pending_ranges",
+    "record",
+    "release",
+    "shift",
+    "snapshot",
+]
+
+_TABLE = Delivery.__table__
+
+
+async def shift(
+    session: AsyncSession, campaign_id: int, deltas: Mapping[DeliveryStatus, int]
+) -> None:
+    """Apply +/- counts per status to the campaign's counters in one UPDATE."""
+    values: dict[str, Any] = {
+        f"n_{status.value}": getattr(Campaign, f"n_{status.value}") + delta
+        for status, delta in deltas.items()
+        if delta
+    }
+    if values:
+        await session.execute(update(Campaign).where(Campaign.id == campaign_id).values(**values))
+
+
+async def snapshot(session: AsyncSession, campaign: Campaign, now: datetime) -> dict[str, int]:
+    """Create one delivery per matching contact with one INSERT … SELECT.
+
+    Contacts that cannot be sent to now are `skipped` with the reason. Returns counts.
+    """
+    reason = audience.exclusion_reason(campaign.messaging_type, now)
+    rows = select(
+        literal(campaign.id),
+        Contact.id,
+        case((reason.is_(None), DeliveryStatus.PENDING.value), else_=DeliveryStatus.SKIPPED.value),
+        reason,
+        literal(0),
+        literal(now, UTCDateTime()),
+    ).where(*audience.matches(campaign.page_id, campaign.audience))
+    await session.execute(
+        insert(_TABLE).from_select(
+            ["campaign_id", "contact_id", "status", "reason", "attempts", "updated_at"], rows
+        )
+    )
+    counted = await session.execute(
+        select(Delivery.status, func.count())
+        .where(Delivery.campaign_id == campaign.id)
+        .group_by(Delivery.status)
+    )
+    by_status = {status: count for status, count in counted}
+    total = sum(by_status.values())
+    await session.execute(
+        update(Campaign)
+        .where(Campaign.id == campaign.id)
+        .values(
+            n_total=total,
+            n_pending=by_status.get(DeliveryStatus.PENDING, 0),
+            n_skipped=by_status.get(DeliveryStatus.SKIPPED, 0),
+        )
+    )
+    return {
+        "total": total,
+        "pending": by_status.get(DeliveryStatus.PENDING, 0),
+        "skipped": by_status.get(DeliveryStatus.SKIPPED, 0),
+    }
+
+
+async def pending_ranges(
+    session: AsyncSession, campaign_id: int, *, after_id: int, chunk_size: int, max_chunks: int
+) -> list[tuple[int, int]]:
+    """Consecutive (first_id, last_id) ranges of about `chunk_size` pending deliveries."""
+    ids = list(
+        await session.scalars(
+            select(Delivery.id)
+            .where(
+                Delivery.campaign_id == campaign_id,
+                Delivery.status == DeliveryStatus.PENDING,
+                Delivery.id > after_id,
+            )
+            .order_by(Delivery.id)
+            .limit(chunk_size * max_chunks)
+        )
+    )
+    return [
+        (ids[i], ids[min(i + chunk_size, len(ids)) - 1]) for i in range(0, len(ids), chunk_size)
+    ]
+
+
+@dataclass(frozen=True)
+class Claimed:
+    delivery_id: int
+    contact_id: int
+    attempts: int
+
+
+async def claim(
+    session: AsyncSession,
+    campaign_id: int,
+    first_id: int,
+    last_id: int,
+    *,
+    worker_id: str,
+    now: datetime,
+) -> list[Claimed]:
+    """Flip due pending deliveries of the range to `sending` for this worker.
+
+    A conditional UPDATE: two workers, a replayed job or a resumed campaign can never claim
+    the same delivery twice (DESIGN.md invariant 3).
+    """
+    result = await session.execute(
+        update(_TABLE)
+        .where(
+            _TABLE.c.campaign_id == campaign_id,
+            _TABLE.c.id.between(first_id, last_id),
+            _TABLE.c.status == DeliveryStatus.PENDING.value,
+            or_(_TABLE.c.next_attempt_at.is_(None), _TABLE.c.next_attempt_at <= now),
+        )
+        .values(
+            status=DeliveryStatus.SENDING.value,
+            claimed_by=worker_id,
+            claimed_at=now,
+            attempts=_TABLE.c.attempts + 1,
+            updated_at=now,
+        )
+        .returning(_TABLE.c.id, _TABLE.c.contact_id, _TABLE.c.attempts)
+    )
+    claimed = [Claimed(row[0], row[1], row[2]) for row in result]
+    await shift(
+        session,
+        campaign_id,
+        {DeliveryStatus.PENDING: -len(claimed), DeliveryStatus.SENDING: len(claimed)},
+    )
+    return sorted(claimed, key=lambda c: c.delivery_id)
+
+
+@dataclass
+class Outcome:
+    """What happened to one claimed delivery; written in bulk by `record`."""
+
+    delivery_id: int
+    status: DeliveryStatus
+    reason: str | None = None
+    message_id: str | None = None
+    error_code: int | None = None
+    error_subcode: int | None = None
+    error_kind: str | None = None
+    error_message: str | None = None
+    fbtrace_id: str | None = None
+    next_attempt_at: datetime | None = None
+    # A throttled or released delivery gives its attempt back (it never reached Facebook).
+    refund_attempt: bool = False
+    # Seconds until the Page may send again (throttle); not stored.
+    retry_after: float | None = None
+    # How long the Send API call took (for the metrics); not stored.
+    latency: float | None = None
+
+
+async def record(
+    session: AsyncSession,
+    campaign_id: int,
+    outcomes: Sequence[Outcome],
+    *,
+    worker_id: str,
+    now: datetime,
+) -> Counter[DeliveryStatus]:
+    """Write the outcomes of claimed deliveries (one executemany) and move the counters."""
+    if not outcomes:
+        return Counter()
+    statement = (
+        update(_TABLE)
+        .where(
+            _TABLE.c.id == bindparam("b_id"),
+            _TABLE.c.status == DeliveryStatus.SENDING.value,
+            _TABLE.c.claimed_by == worker_id,
+        )
+        .values(
+            status=bindparam("b_status"),
+            reason=bindparam("b_reason"),
+            message_id=bindparam("b_message_id"),
+            error_code=bindparam("b_error_code"),
+            error_subcode=bindparam("b_error_subcode"),
+            error_kind=bindparam("b_error_kind"),
+            error_message=bindparam("b_error_message"),
+            fbtrace_id=bindparam("b_fbtrace_id"),
+            next_attempt_at=bindparam("b_next_attempt_at", type_=UTCDateTime()),
+            attempts=_TABLE.c.attempts - bindparam("b_refund"),
+            sent_at=func.coalesce(bindparam("b_sent_at", type_=UTCDateTime()), _TABLE.c.sent_at),
+            claimed_by=None,
+            updated_at=bindparam("b_now", type_=UTCDateTime()),
+        )
+    )
+    await session.execute(
+        statement,
+        [
+            {
+                "b_id": o.delivery_id,
+                "b_status": o.status.value,
+                "b_reason": o.reason,
+                "b_message_id": o.message_id,
+                "b_error_code": o.error_code,
+                "b_error_subcode": o.error_subcode,
+                "b_error_kind": o.error_kind,
+                "b_error_message": (o.error_message or "")[:2000] or None,
+                "b_fbtrace_id": o.fbtrace_id,
+                "b_next_attempt_at": o.next_attempt_at,
+                "b_refund": 1 if o.refund_attempt else 0,
+                "b_sent_at": now if o.status is DeliveryStatus.SENT else None,
+                "b_now": now,
+            }
+            for o in outcomes
+        ],
+    )
+    moved = Counter(o.status for o in outcomes)
+    deltas: dict[DeliveryStatus, int] = {DeliveryStatus.SENDING: -len(outcomes)}
+    for status, count in moved.items():
+        deltas[status] = deltas.get(status, 0) + count
+    await shift(session, campaign_id, deltas)
+    return moved
+
+
+async def release(
+    session: AsyncSession,
+    campaign_id: int,
+    delivery_ids: Iterable[int],
+    *,
+    worker_id: str,
+    now: datetime,
+) -> None:
+    """Give claimed but unsent deliveries back to `pending`, attempt refunded."""
+    outcomes = [Outcome(i, DeliveryStatus.PENDING, refund_attempt=True) for i in delivery_ids]
+    await record(session, campaign_id, outcomes, worker_id=worker_id, now=now)
+
+
+async def mark_unreachable(
+    session: AsyncSession, contact_ids: Iterable[int], now: datetime
+) -> None:
+    ids = list(contact_ids)
+    if ids:
+        await session.execute(
+            update(Contact)
+            .where(Contact.id.in_(ids), Contact.unreachable_at.is_(None))
+            .values(unreachable_at=now)
+        )
+
+
+async def cancel_pending(session: AsyncSession, campaign_id: int, now: datetime) -> int:
+    """Turn every pending delivery of the campaign into `cancelled`."""
+    result = await session.execute(
+        update(_TABLE)
+        .where(_TABLE.c.campaign_id == campaign_id, _TABLE.c.status == DeliveryStatus.PENDING.value)
+        .values(status=DeliveryStatus.CANCELLED.value, updated_at=now)
+    )
+    count = int(result.rowcount or 0)  # type: ignore[attr-defined]
+    await shift(
+        session, campaign_id, {DeliveryStatus.PENDING: -count, DeliveryStatus.CANCELLED: count}
+    )
+    return count
+
+
+async def retry_failed(
+    session: AsyncSession,
+    campaign_id: int,
+    *,
+    kinds: Sequence[str] | None,
+    codes: Sequence[int] | None,
+    now: datetime,
+) -> int:
+    """Move failed deliveries (optionally of some error kinds or codes) back to `pending`."""
+    conditions = [
+        _TABLE.c.campaign_id == campaign_id,
+        _TABLE.c.status == DeliveryStatus.FAILED.value,
+    ]
+    if kinds:
+        conditions.append(_TABLE.c.error_kind.in_(list(kinds)))
+    if codes:
+        conditions.append(_TABLE.c.error_code.in_(list(codes)))
+    result = await session.execute(
+        update(_TABLE)
+        .where(and_(*conditions))
+        .values(
+            status=DeliveryStatus.PENDING.value,
+            attempts=0,
+            next_attempt_at=None,
+            reason=None,
+            updated_at=now,
+        )
+    )
+    count = int(result.rowcount or 0)  # type: ignore[attr-defined]
+    await shift(
+        session, campaign_id, {DeliveryStatus.FAILED: -count, DeliveryStatus.PENDING: count}
+    )
+    return count
+
+
+async def lost_claims(
+    session: AsyncSession, live_workers: set[str], now: datetime
+) -> dict[int, int]:
+    """Deliveries left in `sending` by workers that are gone become `unknown` (the request
+    may have reached Facebook, so they are never resent blindly). Returns counts by campaign."""
+    campaign_ids = list(await session.scalars(select(Campaign.id).where(Campaign.n_sending > 0)))
+    moved: dict[int, int] = {}
+    for campaign_id in campaign_ids:
+        result = await session.execute(
+            update(_TABLE)
+            .where(
+                _TABLE.c.campaign_id == campaign_id,
+                _TABLE.c.status == DeliveryStatus.SENDING.value,
+                _TABLE.c.claimed_by.not_in(live_workers)
+                if live_workers
+                else _TABLE.c.claimed_by.is_not(None),
+            )
+            .values(
+                status=DeliveryStatus.UNKNOWN.value,
+                reason="worker_lost",
+                claimed_by=None,
+                updated_at=now,
+            )
+        )
+        count = int(result.rowcount or 0)  # type: ignore[attr-defined]
+        if count:
+            await shift(
+                session,
+                campaign_id,
+                {DeliveryStatus.SENDING: -count, DeliveryStatus.UNKNOWN: count},
+            )
+            moved[campaign_id] = count
+    return moved
+
+
+async def has_due_pending(session: AsyncSession, campaign_id: int, now: datetime) -> bool:
+    """Whether a pending delivery of the campaign may be sent now (no retry wait left)."""
+    found = await session.scalar(
+        select(Delivery.id)
+        .where(
+            Delivery.campaign_id == campaign_id,
+            Delivery.status == DeliveryStatus.PENDING,
+            or_(Delivery.next_attempt_at.is_(None), Delivery.next_attempt_at <= now),
+        )
+        .limit(1)
+    )
+    return found is not None
+
+
+async def recent_rate(
+    session: AsyncSession, campaign_id: int, now: datetime, window_s: int = 60
+) -> float:
+    """Messages sent per second over the last `window_s` seconds (an index range scan)."""
+    count = await session.scalar(
+        select(func.count()).where(
+            Delivery.campaign_id == campaign_id,
+            Delivery.sent_at >= now - timedelta(seconds=window_s),
+        )
+    )
+    return (count or 0) / window_s
+
+
+async def next_retry_at(session: AsyncSession, campaign_id: int) -> datetime | None:
+    """When the earliest delivery waiting for a retry becomes due."""
+    return await session.scalar(
+        select(func.min(Delivery.next_attempt_at)).where(
+            Delivery.campaign_id == campaign_id,
+            Delivery.status == DeliveryStatus.PENDING,
+            Delivery.next_attempt_at.is_not(None),
+        )
+    )

@@ -1,0 +1,330 @@
+"""The sending state machine: start, pause, resume, cancel, retry failed, complete.
+
+DESIGN.md invariant 8: `draft -> scheduled -> sending <-> paused -> completed | cancelled |
+failed`. The edges enqueue work after these commit; the worker calls `finish_if_done`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from pagecast.errors import InvalidState
+from pagecast.models import Campaign, CampaignStatus, Page, PageStatus, utcnow
+from pagecast.permissions import Actor
+from pagecast.schemas import check_policy
+from pagecast.services import audit, campaigns, content, deliveries, pages
+
+__all__ = [
+    "cancel",
+    "due_schedules",
+    "finish_if_done",
+    "pause",
+    "resume",
+    "retry_failed",
+    "schedule",
+    "start",
+    "start_scheduled",
+    "stop_page",
+]
+
+
+def _require_active(page: Page) -> None:
+    if page.status is not PageStatus.ACTIVE:
+        raise InvalidState(
+            f"Page {page.name} is {page.status.value}"
+            f"{': ' + page.status_reason if page.status_reason else ''}. Reconnect it with a new "
+            f"token (PATCH /api/pages/{page.id}) before sending.",
+            field="page_id",
+        )
+
+
+async def start(
+    session: AsyncSession, actor: Actor, campaign_id: int, *, now: datetime | None = None
+) -> Campaign:
+    """Snapshot the audience into deliveries and mark the campaign `sending`."""
+    now = now or utcnow()
+    campaign = await campaigns.get(session, campaign_id)
+    campaigns.require_status(campaign, (CampaignStatus.DRAFT, CampaignStatus.SCHEDULED), "starting")
+    page = await pages.get(session, campaign.page_id)
+    _require_active(page)
+    message = await campaigns.effective_content(session, campaign)
+    content.check_length(message, await campaigns.longest_names(session, page.id))
+    check_policy(campaign.messaging_type, campaign.tag)
+    if campaign.expires_at is not None and campaign.expires_at <= now:
+        raise InvalidState(
+            f"Campaign {campaign.id} expired at {campaign.expires_at.isoformat()}; change expires_at "
+            "or clear it to send.",
+            field="expires_at",
+        )
+    counts = await deliveries.snapshot(session, campaign, now)
+    campaign.status, campaign.status_reason, campaign.missed = CampaignStatus.SENDING, None, False
+    campaign.started_at = now
+    await session.flush()
+    await audit.record(
+        session,
+        actor,
+        "campaign.started",
+        object_type="campaign",
+        object_id=campaign.id,
+        details=counts,
+    )
+    await session.refresh(campaign)
+    return campaign
+
+
+async def schedule(
+    session: AsyncSession, actor: Actor, campaign_id: int, *, now: datetime | None = None
+) -> Campaign:
+    """Arm a draft's `scheduled_at`: the campaign starts by itself at that time."""
+    now = now or utcnow()
+    campaign = await campaigns.get(session, campaign_id)
+    campaigns.require_status(
+        campaign, (CampaignStatus.DRAFT, CampaignStatus.SCHEDULED), "scheduling"
+    )
+    if campaign.scheduled_at is None:
+        raise InvalidState(
+            f"Campaign {campaign.id} has no scheduled_at; set it (PATCH) before scheduling.",
+            field="scheduled_at",
+        )
+    if campaign.scheduled_at <= now:
+        raise InvalidState(
+            f"scheduled_at {campaign.scheduled_at.isoformat()} is in the past; choose a later time "
+            "or start the campaign now.",
+            field="scheduled_at",
+        )
+    _require_active(await pages.get(session, campaign.page_id))
+    campaign.status, campaign.missed, campaign.status_reason = CampaignStatus.SCHEDULED, False, None
+    await session.flush()
+    await audit.record(
+        session,
+        actor,
+        "campaign.scheduled",
+        object_type="campaign",
+        object_id=campaign.id,
+        details={"scheduled_at": campaign.scheduled_at.isoformat()},
+    )
+    return campaign
+
+
+async def due_schedules(session: AsyncSession, now: datetime) -> list[int]:
+    """Scheduled campaigns whose time has come (missed ones excluded)."""
+    return list(
+        await session.scalars(
+            select(Campaign.id).where(
+                Campaign.status == CampaignStatus.SCHEDULED,
+                Campaign.missed.is_(False),
+                Campaign.scheduled_at <= now,
+            )
+        )
+    )
+
+
+async def start_scheduled(
+    session: AsyncSession, campaign_id: int, *, now: datetime, max_lateness_s: float
+) -> Campaign | None:
+    """Start a due scheduled campaign, or flag it `missed` when its time is long past.
+
+    A schedule more than `max_lateness_s` late never fires by surprise (invariant 8): the
+    campaign stays scheduled, flagged missed, until someone starts or reschedules it.
+    """
+    campaign = await campaigns.get(session, campaign_id)
+    if (
+        campaign.status is not CampaignStatus.SCHEDULED
+        or campaign.missed
+        or campaign.scheduled_at is None
+        or campaign.scheduled_at > now
+    ):
+        return None
+    late = (now - campaign.scheduled_at).total_seconds()
+    if late > max_lateness_s:
+        campaign.missed = True
+        campaign.status_reason = (
+            f"Missed: the scheduled time passed {late / 60:.0f} minutes ago (more than "
+            f"{max_lateness_s / 60:.0f}). Start it now or set a new scheduled_at."
+        )
+        await audit.record(
+            session,
+            Actor.system(),
+            "campaign.missed",
+            object_type="campaign",
+            object_id=campaign.id,
+            details={"late_seconds": int(late)},
+        )
+        await session.flush()
+        return None
+    try:
+        return await start(session, Actor.system(), campaign_id, now=now)
+    except InvalidState as exc:
+        campaign.status_reason = f"Scheduled start failed: {exc.message}"
+        await session.flush()
+        return None
+
+
+async def pause(
+    session: AsyncSession, actor: Actor, campaign_id: int, *, reason: str | None = None
+) -> Campaign:
+    campaign = await campaigns.get(session, campaign_id)
+    if campaign.status is CampaignStatus.PAUSED:
+        return campaign
+    campaigns.require_status(campaign, (CampaignStatus.SENDING,), "pausing")
+    campaign.status, campaign.status_reason = (
+        CampaignStatus.PAUSED,
+        reason or f"Paused by {actor.name}",
+    )
+    await session.flush()
+    await audit.record(
+        session,
+        actor,
+        "campaign.paused",
+        object_type="campaign",
+        object_id=campaign.id,
+        details={"reason": campaign.status_reason},
+    )
+    return campaign
+
+
+async def resume(session: AsyncSession, actor: Actor, campaign_id: int) -> Campaign:
+    campaign = await campaigns.get(session, campaign_id)
+    if campaign.status is CampaignStatus.SENDING:
+        return campaign
+    campaigns.require_status(campaign, (CampaignStatus.PAUSED,), "resuming")
+    _require_active(await pages.get(session, campaign.page_id))
+    campaign.status, campaign.status_reason, campaign.bad_streak = CampaignStatus.SENDING, None, 0
+    await session.flush()
+    await audit.record(
+        session, actor, "campaign.resumed", object_type="campaign", object_id=campaign.id
+    )
+    return campaign
+
+
+async def cancel(session: AsyncSession, actor: Actor, campaign_id: int) -> Campaign:
+    campaign = await campaigns.get(session, campaign_id)
+    if campaign.status is CampaignStatus.CANCELLED:
+        return campaign
+    campaigns.require_status(
+        campaign,
+        (
+            CampaignStatus.DRAFT,
+            CampaignStatus.SCHEDULED,
+            CampaignStatus.SENDING,
+            CampaignStatus.PAUSED,
+        ),
+        "cancelling",
+    )
+    now = utcnow()
+    cancelled = await deliveries.cancel_pending(session, campaign.id, now)
+    campaign.status, campaign.completed_at = CampaignStatus.CANCELLED, now
+    campaign.status_reason = f"Cancelled by {actor.name}"
+    await session.flush()
+    await audit.record(
+        session,
+        actor,
+        "campaign.cancelled",
+        object_type="campaign",
+        object_id=campaign.id,
+        details={"cancelled_deliveries": cancelled},
+    )
+    await session.refresh(campaign)
+    return campaign
+
+
+async def retry_failed(
+    session: AsyncSession,
+    actor: Actor,
+    campaign_id: int,
+    *,
+    kinds: Sequence[str] | None = None,
+    codes: Sequence[int] | None = None,
+) -> tuple[Campaign, int]:
+    """Send failed deliveries again (the dead letters), optionally only some error kinds or codes."""
+    campaign = await campaigns.get(session, campaign_id)
+    campaigns.require_status(
+        campaign,
+        (
+            CampaignStatus.SENDING,
+            CampaignStatus.PAUSED,
+            CampaignStatus.COMPLETED,
+            CampaignStatus.FAILED,
+        ),
+        "retrying failed deliveries",
+    )
+    moved = await deliveries.retry_failed(
+        session, campaign.id, kinds=kinds, codes=codes, now=utcnow()
+    )
+    if moved and campaign.status in (CampaignStatus.COMPLETED, CampaignStatus.FAILED):
+        _require_active(await pages.get(session, campaign.page_id))
+        campaign.status, campaign.completed_at, campaign.status_reason = (
+            CampaignStatus.SENDING,
+            None,
+            None,
+        )
+    await session.flush()
+    await audit.record(
+        session,
+        actor,
+        "campaign.retry_failed",
+        object_type="campaign",
+        object_id=campaign.id,
+        details={"deliveries": moved, "kinds": list(kinds or []), "codes": list(codes or [])},
+    )
+    await session.refresh(campaign)
+    return campaign, moved
+
+
+async def finish_if_done(session: AsyncSession, campaign_id: int) -> bool:
+    """Complete a sending campaign with nothing pending (retries included) or in flight."""
+    result = await session.execute(
+        update(Campaign)
+        .where(
+            Campaign.id == campaign_id,
+            Campaign.status == CampaignStatus.SENDING,
+            Campaign.n_pending == 0,
+            Campaign.n_sending == 0,
+        )
+        .values(status=CampaignStatus.COMPLETED, completed_at=utcnow())
+    )
+    done = bool(result.rowcount)  # type: ignore[attr-defined]
+    if done:
+        await audit.record(
+            session,
+            Actor.system(),
+            "campaign.completed",
+            object_type="campaign",
+            object_id=campaign_id,
+        )
+    return done
+
+
+async def stop_page(
+    session: AsyncSession, page_id: int, status: PageStatus, reason: str
+) -> list[int]:
+    """Mark the Page and pause every sending campaign of it with the reason; returns their ids."""
+    page = await pages.get(session, page_id)
+    page.status, page.status_reason = status, reason
+    ids = list(
+        await session.scalars(
+            select(Campaign.id).where(
+                Campaign.page_id == page_id, Campaign.status == CampaignStatus.SENDING
+            )
+        )
+    )
+    if ids:
+        await session.execute(
+            update(Campaign)
+            .where(Campaign.id.in_(ids))
+            .values(status=CampaignStatus.PAUSED, status_reason=reason)
+        )
+    await audit.record(
+        session,
+        Actor.system(),
+        "page.stopped",
+        object_type="page",
+        object_id=page_id,
+        details={"status": status.value, "reason": reason, "paused_campaigns": ids},
+    )
+    await session.flush()
+    return ids

@@ -1,0 +1,432 @@
+"""Messenger webhook events: stored raw and idempotently, then processed one by one.
+
+`store` turns a verified POST body into `WebhookEvent` rows, one per messaging event, keyed
+so that a redelivered event is recognised (INSERT … ON CONFLICT DO NOTHING). `process` applies
+one stored event: inbound messages and postbacks create the contact and open its window,
+opt-out / opt-in keywords, delivery and read receipts (watermarks, never backwards) and echoes
+of our own sends (the delivery id in `metadata`). Both take a session and never commit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from pagecast.models import Contact, Delivery, DeliveryStatus, Page, WebhookEvent, utcnow
+from pagecast.services import contacts, deliveries
+
+__all__ = [
+    "DEFAULT_OPT_OUT_KEYWORDS",
+    "OPT_IN_KEYWORDS",
+    "OPT_OUT_REPLY",
+    "Result",
+    "event_time",
+    "page_ids",
+    "process",
+    "set_profile",
+    "store",
+]
+
+DEFAULT_OPT_OUT_KEYWORDS = ("STOP", "UNSUBSCRIBE", "STOP ALL")
+OPT_IN_KEYWORDS = ("START",)
+OPT_OUT_REPLY = (
+    "You are unsubscribed and will not get messages from us any more. "
+    "Reply START to subscribe again."
+)
+# The confirmation is a reply inside the standard messaging window.
+_REPLY_WINDOW = timedelta(hours=24)
+
+# Kinds of stored events.
+MESSAGE, ECHO, POSTBACK, DELIVERY, READ = "message", "echo", "postback", "delivery", "read"
+REACTION, REFERRAL, OPTIN, POLICY, OTHER = "reaction", "referral", "optin", "policy", "other"
+# A person acted in the thread: the contact exists and its messaging window opens.
+_USER_ACTIONS = frozenset({MESSAGE, POSTBACK, REACTION, REFERRAL, OPTIN})
+# An echo proves that these deliveries reached Facebook (a timeout, a dead worker, a retry
+# whose earlier attempt did arrive): they become `sent`.
+_PROVEN_BY_ECHO = (DeliveryStatus.UNKNOWN, DeliveryStatus.PENDING, DeliveryStatus.FAILED)
+# A watermark is the time of the newest message it covers; an echo's timestamp (or our own
+# send time, before the echo) can be a little later than that time for the same message.
+# The cost: a second message to the same person less than this after the first is covered
+# by the first one's receipt.
+CLOCK_SKEW = timedelta(seconds=1)
+
+
+@dataclass(frozen=True)
+class Result:
+    """What processing one event did. `done` False: try again later (see `reason`).
+
+    The caller makes the Graph calls asked for after the commit: the User Profile lookup of
+    a contact without a name, and the one confirmation reply to an opt-out."""
+
+    done: bool = True
+    reason: str | None = None
+    page_id: int | None = None
+    contact_id: int | None = None
+    psid: str | None = None
+    lookup_profile: bool = False
+    confirm_opt_out: bool = False
+
+
+def page_ids(body: Any) -> list[str]:
+    """The Facebook Page ids named by the body's entries (to pick the signing secret)."""
+    if not isinstance(body, dict) or not isinstance(body.get("entry"), list):
+        return []
+    return [str(e["id"]) for e in body["entry"] if isinstance(e, dict) and e.get("id") is not None]
+
+
+def event_time(value: Any) -> datetime | None:
+    """Epoch milliseconds (or seconds, which Meta sometimes sends: values below 1e12)."""
+    if not isinstance(value, int | float) or value <= 0:
+        return None
+    seconds = value if value < 1e12 else value / 1000
+    return datetime.fromtimestamp(seconds, UTC)
+
+
+def _kind(event: dict[str, Any]) -> str:
+    message = event.get("message")
+    if isinstance(message, dict):
+        return ECHO if message.get("is_echo") else MESSAGE
+    for key, kind in (
+        ("postback", POSTBACK),
+        ("delivery", DELIVERY),
+        ("read", READ),
+        ("reaction", REACTION),
+        ("referral", REFERRAL),
+        ("optin", OPTIN),
+        ("policy_enforcement", POLICY),
+    ):
+        if isinstance(event.get(key), dict):
+            return kind
+    return OTHER
+
+
+def _psid(event: dict[str, Any], kind: str) -> str | None:
+    # In an echo the Page is the sender and the person the recipient.
+    side = event.get("recipient" if kind == ECHO else "sender")
+    if isinstance(side, dict) and side.get("id") is not None:
+        return str(side["id"])
+    return None
+
+
+def _key(page: str, psid: str | None, kind: str, event: dict[str, Any]) -> str:
+    body = event.get("message") or event.get("postback") or {}
+    mid = body.get("mid") if isinstance(body, dict) else None
+    if kind in (MESSAGE, ECHO) and mid:
+        return f"mid:{mid}"
+    if kind in (DELIVERY, READ):
+        watermark = event[kind].get("watermark")
+        if watermark is not None:
+            return f"{kind}:{page}:{psid}:{watermark}"
+    if kind == POSTBACK:
+        return f"postback:{mid}" if mid else f"postback:{page}:{psid}:{event.get('timestamp')}"
+    # Anything else: the event's own content (a redelivery carries the same bytes).
+    digest = hashlib.sha256(json.dumps(event, sort_keys=True).encode()).hexdigest()
+    return f"{kind}:{page}:{digest}"
+
+
+def _events(body: dict[str, Any]) -> list[dict[str, Any]]:
+    rows: dict[str, dict[str, Any]] = {}
+    if body.get("object") != "page":
+        return []
+    for entry in body.get("entry") or []:
+        if not isinstance(entry, dict) or entry.get("id") is None:
+            continue
+        page = str(entry["id"])
+        # Standby events (another app owns the thread) have the same shapes.
+        for field in ("messaging", "standby"):
+            for event in entry.get(field) or []:
+                if not isinstance(event, dict):
+                    continue
+                kind = _kind(event)
+                psid = _psid(event, kind)
+                key = _key(page, psid, kind, event)
+                # The same event twice in one POST (two entries) is stored once.
+                rows.setdefault(
+                    key,
+                    {
+                        "event_key": key[:255],
+                        "fb_page_id": page,
+                        "psid": psid,
+                        "kind": kind,
+                        "payload": event | ({"standby": True} if field == "standby" else {}),
+                    },
+                )
+    return list(rows.values())
+
+
+async def store(session: AsyncSession, body: dict[str, Any]) -> list[WebhookEvent]:
+    """Store the body's events; returns the ones not seen before (redeliveries are skipped)."""
+    rows = _events(body)
+    if not rows:
+        return []
+    now = utcnow()
+    insert = contacts.insert_for(session)
+    ids = list(
+        await session.scalars(
+            insert(WebhookEvent)
+            .values([row | {"received_at": now} for row in rows])
+            .on_conflict_do_nothing(index_elements=["event_key"])
+            .returning(WebhookEvent.id)
+        )
+    )
+    if not ids:
+        return []
+    stored = await session.scalars(
+        select(WebhookEvent).where(WebhookEvent.id.in_(ids)).order_by(WebhookEvent.id)
+    )
+    return list(stored)
+
+
+async def process(session: AsyncSession, event: WebhookEvent) -> Result:
+    """Apply one stored event. Idempotent: processing it again changes nothing."""
+    page = await session.scalar(select(Page).where(Page.fb_page_id == event.fb_page_id))
+    if page is None:
+        return Result(reason=f"Page {event.fb_page_id} is not connected; event ignored")
+    payload = event.payload
+    at = event_time(payload.get("timestamp")) or event.received_at
+    if event.psid is None:
+        return Result(reason="no person in the event; ignored")
+    if event.kind in _USER_ACTIONS:
+        # A timestamp from the future (clock skew) must not hold a window open.
+        contact = await _touch(session, page, event.psid, min(at, event.received_at))
+        opted_out = False
+        if event.kind == MESSAGE:
+            opted_out = await _keywords(session, page, contact, payload["message"].get("text"), at)
+        return Result(
+            page_id=page.id,
+            contact_id=contact.id,
+            psid=contact.psid,
+            lookup_profile=contact.first_name is None and contact.last_name is None,
+            confirm_opt_out=opted_out and at > utcnow() - _REPLY_WINDOW,
+        )
+    if event.kind in (DELIVERY, READ):
+        return await _receipt(session, page, event.psid, event.kind, payload[event.kind])
+    if event.kind == ECHO:
+        return await _echo(session, page, event.psid, payload["message"], at)
+    return Result(reason=f"{event.kind} events are stored, not acted on")
+
+
+# ---------------------------------------------------------------- inbound
+
+
+async def _contact(session: AsyncSession, page: Page, psid: str, *, create: bool) -> Contact | None:
+    if create:
+        insert = contacts.insert_for(session)
+        await session.execute(
+            insert(Contact)
+            .values(page_id=page.id, psid=psid, created_at=utcnow(), updated_at=utcnow())
+            .on_conflict_do_nothing(index_elements=["page_id", "psid"])
+        )
+    # Locked (PostgreSQL) so that a receipt and an echo of one person are applied one after
+    # the other; SQLite transactions are serialised already.
+    return await session.scalar(
+        select(Contact)
+        .where(Contact.page_id == page.id, Contact.psid == psid)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+
+
+async def _touch(session: AsyncSession, page: Page, psid: str, at: datetime) -> Contact:
+    contact = await _contact(session, page, psid, create=True)
+    assert contact is not None
+    if contact.last_inbound_at is None or contact.last_inbound_at < at:
+        contact.last_inbound_at = at
+    await session.flush()
+    return contact
+
+
+def _normalise(text: str) -> str:
+    return " ".join(text.split()).upper()
+
+
+async def _keywords(
+    session: AsyncSession, page: Page, contact: Contact, text: str | None, at: datetime
+) -> bool:
+    """Apply an opt-out or opt-in keyword; True when this message opted the contact out."""
+    if not text:
+        return False
+    said = _normalise(text)
+    opt_out = {_normalise(k) for k in (page.opt_out_keywords or DEFAULT_OPT_OUT_KEYWORDS)}
+    if said not in opt_out and said not in OPT_IN_KEYWORDS:
+        return False
+    if contact.consent_changed_at is not None and contact.consent_changed_at >= at:
+        return False  # a newer keyword was applied already (events out of order)
+    contact.consent_changed_at = at
+    opted_out = False
+    if said in opt_out and contact.opted_out_at is None:
+        contact.opted_out_at = at
+        opted_out = True
+    elif said in OPT_IN_KEYWORDS and contact.opted_out_at is not None:
+        contact.opted_out_at = None
+    await session.flush()
+    return opted_out
+
+
+async def set_profile(
+    session: AsyncSession,
+    contact_id: int,
+    *,
+    first_name: str | None,
+    last_name: str | None,
+    locale: str | None = None,
+    timezone: float | None = None,
+) -> bool:
+    """Names from the User Profile API, for a contact that still has none."""
+    result = await session.execute(
+        update(Contact)
+        .where(Contact.id == contact_id, Contact.first_name.is_(None), Contact.last_name.is_(None))
+        .values(
+            first_name=first_name,
+            last_name=last_name,
+            locale=func.coalesce(Contact.locale, locale),
+            timezone=func.coalesce(Contact.timezone, timezone),
+            updated_at=utcnow(),
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+# ---------------------------------------------------------------- receipts and echoes
+
+_FORWARD = {
+    DELIVERY: ((DeliveryStatus.SENT,), DeliveryStatus.DELIVERED),
+    READ: ((DeliveryStatus.SENT, DeliveryStatus.DELIVERED), DeliveryStatus.READ),
+}
+
+
+async def _advance(
+    session: AsyncSession,
+    contact_id: int,
+    kind: str,
+    watermark: datetime,
+    mids: Sequence[str] = (),
+) -> int:
+    """Move the contact's deliveries covered by a watermark (or named by `mids`) forward."""
+    sources, target = _FORWARD[kind]
+    covered = Delivery.sent_at <= watermark + CLOCK_SKEW
+    if mids:
+        covered = or_(covered, Delivery.message_id.in_(list(mids)))
+    rows = list(
+        await session.execute(
+            select(Delivery.id, Delivery.campaign_id, Delivery.status).where(
+                Delivery.contact_id == contact_id, Delivery.status.in_(sources), covered
+            )
+        )
+    )
+    if not rows:
+        return 0
+    now = utcnow()
+    values: dict[str, Any] = {"status": target, "updated_at": now}
+    if target is DeliveryStatus.READ:
+        values["read_at"] = watermark
+    # A read implies delivered: keep the first known delivery time, else the watermark.
+    values["delivered_at"] = func.coalesce(Delivery.delivered_at, watermark)
+    await session.execute(
+        update(Delivery)
+        .where(Delivery.id.in_([r.id for r in rows]), Delivery.status.in_(sources))
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    by_campaign: dict[int, dict[DeliveryStatus, int]] = {}
+    for row in rows:
+        deltas = by_campaign.setdefault(row.campaign_id, {})
+        deltas[row.status] = deltas.get(row.status, 0) - 1
+        deltas[target] = deltas.get(target, 0) + 1
+    for campaign_id, deltas in by_campaign.items():
+        await deliveries.shift(session, campaign_id, deltas)
+    return len(rows)
+
+
+async def _receipt(
+    session: AsyncSession, page: Page, psid: str, kind: str, receipt: dict[str, Any]
+) -> Result:
+    watermark = event_time(receipt.get("watermark"))
+    if watermark is None:
+        return Result(reason="receipt without a watermark; ignored")
+    contact = await _contact(session, page, psid, create=False)
+    if contact is None:
+        return Result(reason=f"no contact {psid} on Page {page.id}; ignored")
+    in_flight = await session.scalar(
+        select(Delivery.id)
+        .where(Delivery.contact_id == contact.id, Delivery.status == DeliveryStatus.SENDING)
+        .limit(1)
+    )
+    if in_flight is not None:
+        # The receipt may cover a send whose result is not written yet: apply it after.
+        return Result(done=False, reason=f"delivery {in_flight} is still sending")
+    # Remember the newest watermark, for echoes processed after their receipt.
+    column = "delivered_watermark_at" if kind == DELIVERY else "read_watermark_at"
+    current = getattr(contact, column)
+    if current is None or current < watermark:
+        setattr(contact, column, watermark)
+    await session.flush()
+    mids = [str(m) for m in receipt.get("mids") or []] if kind == DELIVERY else []
+    await _advance(session, contact.id, kind, watermark, mids)
+    return Result()
+
+
+async def _echo(
+    session: AsyncSession, page: Page, psid: str, message: dict[str, Any], at: datetime
+) -> Result:
+    metadata, mid = message.get("metadata"), message.get("mid")
+    if not isinstance(metadata, str) or not metadata.isdigit() or not mid:
+        return Result(reason="echo without our metadata (another app or the Page Inbox)")
+    contact = await _contact(session, page, psid, create=False)
+    if contact is None:
+        return Result(reason=f"no contact {psid} on Page {page.id}; echo ignored")
+    delivery = await session.scalar(
+        select(Delivery)
+        .where(Delivery.id == int(metadata), Delivery.contact_id == contact.id)
+        .execution_options(populate_existing=True)
+    )
+    if delivery is None:
+        return Result(reason=f"echo names delivery {metadata}, which is not this person's")
+    if delivery.status is DeliveryStatus.SENDING:
+        # The worker has not written its result yet; it would overwrite what we set.
+        return Result(done=False, reason=f"delivery {delivery.id} is still sending")
+    now = utcnow()
+    if delivery.status in _PROVEN_BY_ECHO:
+        moved = await session.execute(
+            update(Delivery)
+            .where(Delivery.id == delivery.id, Delivery.status == delivery.status)
+            .values(
+                status=DeliveryStatus.SENT,
+                reason=None,
+                message_id=mid,
+                sent_at=at,
+                next_attempt_at=None,
+                updated_at=now,
+            )
+            .execution_options(synchronize_session=False)
+        )
+        if moved.rowcount:  # type: ignore[attr-defined]
+            await deliveries.shift(
+                session, delivery.campaign_id, {delivery.status: -1, DeliveryStatus.SENT: 1}
+            )
+    elif delivery.status in (DeliveryStatus.SENT, DeliveryStatus.DELIVERED, DeliveryStatus.READ):
+        # Confirmed: the echo's mid, and Facebook's own time (the clock of the watermarks).
+        await session.execute(
+            update(Delivery)
+            .where(Delivery.id == delivery.id)
+            .values(message_id=mid, sent_at=at, updated_at=now)
+            .execution_options(synchronize_session=False)
+        )
+    else:
+        return Result(reason=f"delivery {delivery.id} is {delivery.status.value}; echo noted")
+    # Receipts processed before this echo already cover it when their watermark is later.
+    for kind, watermark in (
+        (DELIVERY, contact.delivered_watermark_at),
+        (READ, contact.read_watermark_at),
+    ):
+        if watermark is not None and watermark + CLOCK_SKEW >= at:
+            await _advance(session, contact.id, kind, watermark)
+    return Result()

@@ -1,0 +1,216 @@
+"""Pagecast settings: one pydantic-settings object, the only reader of the environment.
+
+Every field is documented; `docs/settings.md` is generated from this module
+(`pagecast config docs > docs/settings.md`) and a test fails when the two drift.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import secrets
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, PositiveFloat, PositiveInt, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["Settings", "get_settings", "render_settings_doc"]
+
+_SECRET_KEY_FILE = "secret.key"
+
+
+def _env(name: str) -> AliasChoices:
+    """`PAGECAST_<NAME>` first, then the conventional unprefixed variable."""
+    return AliasChoices(f"PAGECAST_{name}", name)
+
+
+class Settings(BaseSettings):
+    """Pagecast's configuration, read from `PAGECAST_*` environment variables and `.env`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="PAGECAST_", env_file=".env", extra="ignore", populate_by_name=True
+    )
+
+    data_dir: Path = Field(
+        Path("./pagecast-data"),
+        description="Directory for the SQLite database, the generated secret key and the "
+        "embedded Redis data. Created on first use.",
+    )
+    database_url: str | None = Field(
+        None,
+        validation_alias=_env("DATABASE_URL"),
+        description="SQLAlchemy URL of the database. Unset: SQLite in the data directory. "
+        "`postgresql://user:pass@host/db` (as hosting providers hand it out) is accepted and "
+        "uses asyncpg. `DATABASE_URL` is honoured too; `PAGECAST_DATABASE_URL` wins.",
+    )
+    redis_url: str | None = Field(
+        None,
+        validation_alias=_env("REDIS_URL"),
+        description="Redis used by the sending queue. Unset: an embedded Redis server with its "
+        "data in the data directory. `REDIS_URL` is honoured too; `PAGECAST_REDIS_URL` wins.",
+    )
+    secret_key: SecretStr | None = Field(
+        None,
+        description="Key that encrypts Page tokens at rest and signs sessions. Unset: generated "
+        "on first run into `<data_dir>/secret.key` (file mode 0600). Losing it makes stored "
+        "Page tokens unreadable: reconnect the Pages.",
+    )
+    host: str = Field("127.0.0.1", description="Address `pagecast serve` and `web` listen on.")
+    port: PositiveInt = Field(8000, description="Port `pagecast serve` and `web` listen on.")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="Level of Pagecast's log lines."
+    )
+    graph_api_url: str = Field(
+        "https://graph.facebook.com",
+        description="Base URL of the Graph API. Point it at `pagecast simulator` to test "
+        "without Facebook.",
+    )
+    graph_api_version: str = Field(
+        "v25.0", description="Graph API version used in every call, e.g. `v25.0`."
+    )
+    graph_connect_timeout: PositiveFloat = Field(
+        5.0, description="Seconds to wait for a connection to the Graph API."
+    )
+    graph_read_timeout: PositiveFloat = Field(
+        30.0, description="Seconds to wait for a Graph API answer once the request is sent."
+    )
+    graph_max_connections: PositiveInt = Field(
+        400, description="Size of the keep-alive connection pool to the Graph API, per process."
+    )
+    app_secret: SecretStr | None = Field(
+        None,
+        description="The Facebook app's secret: verifies webhook signatures, and adds "
+        "`appsecret_proof` to Graph calls for Pages that have no app secret of their own.",
+    )
+    webhook_verify_token: SecretStr | None = Field(
+        None,
+        description="The verify token entered in the Facebook app's webhook setup; "
+        "`GET /webhooks/messenger` answers the verification only when it matches.",
+    )
+    default_page_send_rate: PositiveFloat = Field(
+        40.0,
+        description="Messages per second for a newly connected Page. Above about 40/s Meta's "
+        "Page inbox stops showing new messages; the Send API allows at most 300/s for text.",
+    )
+    redis_tls_ca_file: Path | None = Field(
+        None, description="CA bundle that verifies a `rediss://` Redis server's certificate."
+    )
+    redis_tls_verify: bool = Field(
+        True, description="Verify the certificate of a `rediss://` Redis server."
+    )
+    worker_concurrency: PositiveInt = Field(
+        100, description="Sends in flight at once in one worker process (`pagecast worker`)."
+    )
+    chunk_size: PositiveInt = Field(
+        100, description="Deliveries per queue job: one claim, one result write per chunk."
+    )
+    max_attempts: PositiveInt = Field(
+        5,
+        description="Attempts per delivery for temporary errors before it fails with "
+        "`retries_exhausted`.",
+    )
+    retry_base_seconds: PositiveFloat = Field(
+        2.0, description="First retry delay; it doubles per attempt, with jitter."
+    )
+    retry_cap_seconds: PositiveFloat = Field(600.0, description="Longest retry delay.")
+    shutdown_grace_seconds: PositiveFloat = Field(
+        30.0,
+        description="On SIGTERM or SIGINT, how long a worker lets in-flight sends finish "
+        "before it releases the rest.",
+    )
+    worker_heartbeat_ttl: PositiveInt = Field(
+        30,
+        description="Seconds after its last heartbeat when a worker counts as dead.",
+    )
+    max_schedule_lateness: PositiveInt = Field(
+        3600,
+        description="Seconds a scheduled start may be late and still fire; a later one stays "
+        "scheduled, flagged missed, until someone starts or reschedules it.",
+    )
+    breaker_consecutive_bad: PositiveInt = Field(
+        20, description="Consecutive rejected requests (bad_request) that pause a campaign."
+    )
+    breaker_failure_ratio: PositiveFloat = Field(
+        0.5,
+        description="Share of failures among the last `breaker_window` sends that pauses a campaign.",
+    )
+    breaker_window: PositiveInt = Field(200, description="Sends the failure ratio looks at.")
+    sqlite_busy_timeout_ms: PositiveInt = Field(
+        30_000, description="How long a SQLite writer waits for the lock before failing."
+    )
+
+    def resolved_database_url(self) -> str:
+        """The async SQLAlchemy URL to connect to (SQLite in the data dir when none is set)."""
+        if self.database_url is None:
+            return f"sqlite+aiosqlite:///{(self.data_dir / 'pagecast.db').resolve()}"
+        return normalise_database_url(self.database_url)
+
+    def uses_default_database(self) -> bool:
+        return self.database_url is None
+
+    def resolved_secret_key(self) -> bytes:
+        """The secret key: the setting, or the data dir's key file (created, mode 0600)."""
+        if self.secret_key is not None:
+            return self.secret_key.get_secret_value().encode()
+        path = self.data_dir / _SECRET_KEY_FILE
+        if path.exists():
+            return path.read_bytes().strip()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        key = secrets.token_urlsafe(32).encode()
+        # O_EXCL: two processes starting at once must not each write their own key.
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            return path.read_bytes().strip()
+        with os.fdopen(fd, "wb") as file:
+            file.write(key)
+        return key
+
+
+def normalise_database_url(url: str) -> str:
+    """Map the URL forms people paste (`postgres://`, `postgresql://`, `sqlite://`) to async drivers."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+asyncpg://" + url[len(prefix) :]
+    if url.startswith("sqlite://"):
+        return "sqlite+aiosqlite://" + url[len("sqlite://") :]
+    return url
+
+
+@functools.lru_cache
+def get_settings() -> Settings:
+    """The process's settings, read once from the environment."""
+    return Settings()
+
+
+def render_settings_doc() -> str:
+    """Markdown for `docs/settings.md`, one section per field."""
+    lines = [
+        "# Settings",
+        "",
+        "<!-- Generated by `pagecast config docs > docs/settings.md`; a test fails when it drifts. -->",
+        "",
+        "Pagecast reads its settings from environment variables (and a `.env` file in the",
+        "working directory). Each variable is the field name in upper case with the prefix",
+        "`PAGECAST_`.",
+        "",
+    ]
+    for name, field in Settings.model_fields.items():
+        env_names = [f"PAGECAST_{name.upper()}"]
+        if isinstance(field.validation_alias, AliasChoices):
+            env_names = [str(choice) for choice in field.validation_alias.choices]
+        default = field.default
+        if isinstance(default, Path):
+            default = str(default)
+        shown_default = "unset" if default is None else f"`{default}`"
+        lines += [
+            f"## {name}",
+            "",
+            f"- Variable: {', '.join(f'`{env}`' for env in env_names)}",
+            f"- Default: {shown_default}",
+            "",
+            str(field.description),
+            "",
+        ]
+    return "\n".join(lines)

@@ -1,0 +1,189 @@
+"""Operations: readiness, health, Prometheus metrics, and queue administration."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Response
+from fastapi.responses import PlainTextResponse
+from sqlalchemy import func, select, text
+
+from pagecast.context import AppContext
+from pagecast.models import Campaign, DeliveryStatus, Page
+from pagecast.permissions import Actor, Permission
+from pagecast.queue import HEARTBEAT_PREFIX, LATENCY_BUCKETS, METRICS_PREFIX
+from pagecast.services import pages
+from pagecast.web.deps import ContextDep, require
+
+router = APIRouter(tags=["operations"])
+Admin = Annotated[Actor, require(Permission.ADMIN)]
+_STATUSES = tuple(status.value for status in DeliveryStatus)
+
+
+async def _database(ctx: AppContext) -> dict[str, Any]:
+    started = time.perf_counter()
+    try:
+        async with ctx.db.transaction() as session:
+            await session.execute(text("SELECT 1"))
+    except Exception as exc:
+        return {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:300]}
+    return {"ok": True, "latency_ms": round((time.perf_counter() - started) * 1000, 2)}
+
+
+async def _redis(ctx: AppContext) -> dict[str, Any]:
+    started = time.perf_counter()
+    try:
+        await ctx.queue.redis()
+    except Exception as exc:  # ServiceUnavailable with the actionable message, or no Redis set
+        return {"ok": False, "error": getattr(exc, "message", str(exc))}
+    return {
+        "ok": True,
+        "where": ctx.queue.target.where,
+        "latency_ms": round((time.perf_counter() - started) * 1000, 2),
+    }
+
+
+async def _workers(ctx: AppContext) -> list[dict[str, Any]]:
+    redis = await ctx.queue.redis()
+    keys = [key async for key in redis.scan_iter(match=HEARTBEAT_PREFIX + "*", count=1000)]
+    beats = await redis.mget(keys) if keys else []
+    return sorted((json.loads(b) for b in beats if b), key=lambda w: str(w["id"]))
+
+
+@router.get("/readyz")
+async def readyz(ctx: ContextDep, response: Response) -> dict[str, Any]:
+    """Readiness: the database and Redis answer. No authentication; no details beyond ok."""
+    database, redis = await _database(ctx), await _redis(ctx)
+    ready = database["ok"] and redis["ok"]
+    response.status_code = 200 if ready else 503
+    return {"ok": ready, "database": database["ok"], "redis": redis["ok"]}
+
+
+@router.get("/api/admin/health")
+async def health(actor: Admin, ctx: ContextDep) -> dict[str, Any]:
+    """Database, Redis, workers, queue counts and each Page's state and throttle."""
+    database, redis = await _database(ctx), await _redis(ctx)
+    body: dict[str, Any] = {
+        "database": database,
+        "redis": redis,
+        "workers": [],
+        "queue": None,
+        "pages": [],
+    }
+    if database["ok"]:
+        async with ctx.db.transaction() as session:
+            rows = await pages.list_all(session)
+        body["pages"] = [
+            {
+                "id": p.id,
+                "name": p.name,
+                "status": p.status.value,
+                "status_reason": p.status_reason,
+                "send_rate": p.send_rate,
+            }
+            for p in rows
+        ]
+    if redis["ok"]:
+        body["workers"] = await _workers(ctx)
+        body["queue"] = await ctx.queue.counts()
+        for page in body["pages"]:
+            page["throttle"] = await ctx.limiter.state(page["id"])
+    body["ok"] = database["ok"] and redis["ok"]
+    return body
+
+
+@router.get("/api/admin/queue")
+async def queue_overview(actor: Admin, ctx: ContextDep, limit: int = 50) -> dict[str, Any]:
+    """Counts by state, failed jobs with their reasons, and the workers."""
+    queue = await ctx.queue.bull()
+    failed = await queue.getFailed(0, max(0, min(limit, 500) - 1))
+    return {
+        "counts": await ctx.queue.counts(),
+        "paused": bool(await queue.isPaused()),
+        "failed": [
+            {
+                "id": job.id,
+                "name": job.name,
+                "data": job.data,
+                "reason": job.failedReason,
+                "attempts": job.attemptsMade,
+                "timestamp": job.timestamp,
+            }
+            for job in failed
+        ],
+        "workers": await _workers(ctx),
+    }
+
+
+@router.post("/api/admin/queue/{action}")
+async def queue_action(action: str, actor: Admin, ctx: ContextDep) -> dict[str, Any]:
+    """`retry-failed` (failed jobs run again), `clean` (forget completed and failed jobs),
+    `pause` and `resume` (every worker stops or starts taking jobs)."""
+    queue = await ctx.queue.bull()
+    if action == "retry-failed":
+        await queue.retryJobs({"state": "failed"})
+    elif action == "clean":
+        removed = 0
+        for state in ("failed", "completed"):
+            removed += len(await queue.clean(0, 10_000, state) or [])
+        return {"ok": True, "action": action, "removed": removed}
+    elif action == "pause":
+        await queue.pause()
+    elif action == "resume":
+        await queue.resume()
+    else:
+        from pagecast.errors import NotFound
+
+        raise NotFound(
+            f"Unknown queue action {action!r}; use retry-failed, clean, pause or resume."
+        )
+    return {"ok": True, "action": action}
+
+
+def _line(name: str, value: float, **labels: Any) -> str:
+    shown = ",".join(f'{k}="{v!s}"' for k, v in labels.items())
+    return f"{name}{{{shown}}} {value}" if shown else f"{name} {value}"
+
+
+@router.get("/metrics", response_class=PlainTextResponse)
+async def metrics(actor: Admin, ctx: ContextDep) -> PlainTextResponse:
+    """Prometheus text format: deliveries by status and Page, queue depth, workers, throttles,
+    and the Send API latency histogram."""
+    lines = ["# TYPE pagecast_deliveries gauge"]
+    async with ctx.db.transaction() as session:
+        sums = [func.sum(getattr(Campaign, f"n_{s}")) for s in _STATUSES]
+        rows = await session.execute(
+            select(Page.fb_page_id, *sums)
+            .join(Campaign, Campaign.page_id == Page.id)
+            .group_by(Page.fb_page_id)
+        )
+        for fb_page_id, *values in rows:
+            lines += [
+                _line("pagecast_deliveries", int(v or 0), page=fb_page_id, status=s)
+                for s, v in zip(_STATUSES, values, strict=True)
+            ]
+    redis = await ctx.queue.redis()
+    lines.append("# TYPE pagecast_queue_jobs gauge")
+    lines += [
+        _line("pagecast_queue_jobs", n, state=state)
+        for state, n in (await ctx.queue.counts()).items()
+    ]
+    lines += ["# TYPE pagecast_workers gauge", _line("pagecast_workers", len(await _workers(ctx)))]
+    lines.append("# TYPE pagecast_throttle_events_total counter")
+    for page_id, count in sorted((await redis.hgetall(METRICS_PREFIX + "throttles")).items()):
+        lines.append(_line("pagecast_throttle_events_total", int(count), page=page_id))
+    latency = await redis.hgetall(METRICS_PREFIX + "latency")
+    lines.append("# TYPE pagecast_send_latency_seconds histogram")
+    cumulative = 0
+    for bound in (*LATENCY_BUCKETS, "+Inf"):
+        cumulative += int(latency.get(f"le_{bound}", 0))
+        lines.append(_line("pagecast_send_latency_seconds_bucket", cumulative, le=bound))
+    lines.append(_line("pagecast_send_latency_seconds_sum", float(latency.get("sum", 0))))
+    lines.append(_line("pagecast_send_latency_seconds_count", int(latency.get("count", 0))))
+    lines += ["# TYPE pagecast_sends_total counter"]
+    for key, count in sorted((await redis.hgetall(METRICS_PREFIX + "sends")).items()):
+        page_id, _, outcome = key.partition(":")
+        lines.append(_line("pagecast_sends_total", int(count), page=page_id, outcome=outcome))
+    return PlainTextResponse("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4")

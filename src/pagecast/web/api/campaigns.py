@@ -1,0 +1,197 @@
+"""Campaigns: drafts, edits under the state machine, duplicate, audience preview."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+from fastapi.responses import StreamingResponse
+
+from pagecast import actions
+from pagecast.models import CampaignStatus, utcnow
+from pagecast.permissions import Actor, Permission
+from pagecast.schemas import CampaignCreate, CampaignUpdate
+from pagecast.services import audience, audit, campaigns, content, deliveries, pages
+from pagecast.web import render
+from pagecast.web.deps import ContextDep, require
+
+router = APIRouter(prefix="/api", tags=["campaigns"])
+_FINAL = ("completed", "cancelled", "failed")
+_EVENT_INTERVAL = 1.0
+Reader = Annotated[Actor, require(Permission.CAMPAIGNS_READ)]
+Writer = Annotated[Actor, require(Permission.CAMPAIGNS_WRITE)]
+Sender = Annotated[Actor, require(Permission.CAMPAIGNS_SEND)]
+
+
+@router.get("/campaigns")
+async def list_campaigns(
+    actor: Reader,
+    ctx: ContextDep,
+    status: CampaignStatus | None = None,
+    page_id: int | None = None,
+    q: Annotated[str | None, Query(max_length=200)] = None,
+    cursor: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> dict[str, Any]:
+    async with ctx.db.transaction() as session:
+        rows = await campaigns.list_page(
+            session,
+            status=status,
+            page_id=page_id,
+            search=q,
+            limit=limit,
+            after_id=render.parse_cursor(cursor),
+        )
+        items = [render.campaign(c, campaigns.counts(c)) for c in rows]
+        return {
+            "items": items,
+            "next_cursor": render.cursor(rows[-1].id) if len(rows) == limit else None,
+        }
+
+
+@router.post("/campaigns", status_code=201)
+async def create_campaign(body: CampaignCreate, actor: Writer, ctx: ContextDep) -> dict[str, Any]:
+    async with ctx.db.transaction() as session:
+        campaign = await campaigns.create(session, actor, body)
+        return render.campaign(campaign, campaigns.counts(campaign))
+
+
+async def _with_progress(session: Any, campaign_id: int) -> dict[str, Any]:
+    campaign = await campaigns.get(session, campaign_id)
+    page = await pages.get(session, campaign.page_id)
+    rate = await deliveries.recent_rate(session, campaign.id, utcnow())
+    return render.campaign(campaign, campaigns.counts(campaign)) | render.progress(
+        campaign, rate, page.send_rate
+    )
+
+
+@router.get("/campaigns/{campaign_id}")
+async def get_campaign(campaign_id: int, actor: Reader, ctx: ContextDep) -> dict[str, Any]:
+    """The campaign with its counts (O(1)), the send rate over the last minute and an ETA."""
+    async with ctx.db.transaction() as session:
+        return await _with_progress(session, campaign_id)
+
+
+@router.get("/campaigns/{campaign_id}/events")
+async def campaign_events(campaign_id: int, actor: Reader, ctx: ContextDep) -> StreamingResponse:
+    """Server-Sent Events: the same body as GET /api/campaigns/{id} whenever it changes,
+    until the campaign is completed, cancelled or failed."""
+    async with ctx.db.transaction() as session:
+        await campaigns.get(session, campaign_id)
+
+    async def stream() -> AsyncIterator[str]:
+        last = None
+        idle = 0.0
+        while True:
+            async with ctx.db.transaction() as session:
+                body = await _with_progress(session, campaign_id)
+            snapshot = json.dumps(body, sort_keys=True)
+            if snapshot != last:
+                last, idle = snapshot, 0.0
+                yield f"event: progress\ndata: {snapshot}\n\n"
+            elif idle >= 15:
+                idle = 0.0
+                yield ": keep-alive\n\n"
+            if body["status"] in _FINAL:
+                return
+            await asyncio.sleep(_EVENT_INTERVAL)
+            idle += _EVENT_INTERVAL
+
+    return StreamingResponse(
+        stream(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+@router.patch("/campaigns/{campaign_id}")
+async def update_campaign(
+    campaign_id: int, body: CampaignUpdate, actor: Writer, ctx: ContextDep
+) -> dict[str, Any]:
+    async with ctx.db.transaction() as session:
+        campaign = await campaigns.update(session, actor, campaign_id, body)
+        return render.campaign(campaign, campaigns.counts(campaign))
+
+
+@router.delete("/campaigns/{campaign_id}", status_code=204)
+async def delete_campaign(campaign_id: int, actor: Writer, ctx: ContextDep) -> None:
+    async with ctx.db.transaction() as session:
+        await campaigns.delete(session, actor, campaign_id)
+
+
+@router.post("/campaigns/{campaign_id}/duplicate", status_code=201)
+async def duplicate_campaign(campaign_id: int, actor: Writer, ctx: ContextDep) -> dict[str, Any]:
+    async with ctx.db.transaction() as session:
+        campaign = await campaigns.duplicate(session, actor, campaign_id)
+        return render.campaign(campaign, campaigns.counts(campaign))
+
+
+@router.get("/campaigns/{campaign_id}/audience")
+async def campaign_audience(campaign_id: int, actor: Reader, ctx: ContextDep) -> dict[str, Any]:
+    """Before sending: how many match, how many are eligible now, why the rest are not."""
+    async with ctx.db.transaction() as session:
+        campaign = await campaigns.get(session, campaign_id)
+        result = await audience.preview(session, campaign)
+        message = None
+        if result.sample is not None:
+            sample = {"first_name": result.sample.first_name, "last_name": result.sample.last_name}
+            message = content.to_message(
+                await campaigns.effective_content(session, campaign), sample
+            )
+        return render.preview(result, message)
+
+
+@router.get("/campaigns/{campaign_id}/audit")
+async def campaign_audit(campaign_id: int, actor: Reader, ctx: ContextDep) -> dict[str, Any]:
+    async with ctx.db.transaction() as session:
+        await campaigns.get(session, campaign_id)
+        rows = await audit.list_for(session, object_type="campaign", object_id=campaign_id)
+        return {"items": [render.audit(r) for r in rows]}
+
+
+@router.post("/campaigns/{campaign_id}/start", status_code=202)
+async def start_campaign(campaign_id: int, actor: Sender, ctx: ContextDep) -> dict[str, Any]:
+    """Snapshot the audience and start sending; 503 (and nothing changed) when Redis is down."""
+    campaign = await actions.start(ctx, actor, campaign_id)
+    return render.campaign(campaign, campaigns.counts(campaign))
+
+
+@router.post("/campaigns/{campaign_id}/schedule")
+async def schedule_campaign(campaign_id: int, actor: Sender, ctx: ContextDep) -> dict[str, Any]:
+    """Start the campaign by itself at its `scheduled_at` (set it with PATCH first)."""
+    campaign = await actions.schedule(ctx, actor, campaign_id)
+    return render.campaign(campaign, campaigns.counts(campaign))
+
+
+@router.post("/campaigns/{campaign_id}/pause")
+async def pause_campaign(campaign_id: int, actor: Sender, ctx: ContextDep) -> dict[str, Any]:
+    campaign = await actions.pause(ctx, actor, campaign_id)
+    return render.campaign(campaign, campaigns.counts(campaign))
+
+
+@router.post("/campaigns/{campaign_id}/resume")
+async def resume_campaign(campaign_id: int, actor: Sender, ctx: ContextDep) -> dict[str, Any]:
+    campaign = await actions.resume(ctx, actor, campaign_id)
+    return render.campaign(campaign, campaigns.counts(campaign))
+
+
+@router.post("/campaigns/{campaign_id}/cancel")
+async def cancel_campaign(campaign_id: int, actor: Sender, ctx: ContextDep) -> dict[str, Any]:
+    campaign = await actions.cancel(ctx, actor, campaign_id)
+    return render.campaign(campaign, campaigns.counts(campaign))
+
+
+@router.post("/campaigns/{campaign_id}/retry-failed")
+async def retry_failed(
+    campaign_id: int,
+    actor: Sender,
+    ctx: ContextDep,
+    kind: Annotated[list[str] | None, Query()] = None,
+    code: Annotated[list[int] | None, Query()] = None,
+) -> dict[str, Any]:
+    """Send failed deliveries again; `?kind=retry&code=2` narrows which."""
+    campaign, moved = await actions.retry_failed(ctx, actor, campaign_id, kinds=kind, codes=code)
+    return render.campaign(campaign, campaigns.counts(campaign)) | {"retried": moved}

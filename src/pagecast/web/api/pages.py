@@ -1,0 +1,65 @@
+"""Facebook Pages: connect with a Page token, edit, disconnect."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Response
+
+from pagecast.permissions import Actor, Permission
+from pagecast.schemas import PageCreate, PageUpdate
+from pagecast.services import pages
+from pagecast.web import render
+from pagecast.web.deps import ContextDep, require
+
+router = APIRouter(prefix="/api", tags=["pages"])
+Reader = Annotated[Actor, require(Permission.PAGES_READ)]
+Writer = Annotated[Actor, require(Permission.PAGES_WRITE)]
+
+
+@router.get("/pages")
+async def list_pages(actor: Reader, ctx: ContextDep) -> dict[str, Any]:
+    async with ctx.db.transaction() as session:
+        return {"items": [render.page(p) for p in await pages.list_all(session)]}
+
+
+@router.post("/pages", status_code=201)
+async def connect_page(body: PageCreate, actor: Writer, ctx: ContextDep) -> dict[str, Any]:
+    async with ctx.db.transaction() as session:
+        page = await pages.connect(
+            session,
+            actor,
+            ctx.vault,
+            body,
+            verify=ctx.verify_token,
+            default_send_rate=ctx.settings.default_page_send_rate,
+        )
+        return render.page(page)
+
+
+@router.get("/pages/{page_id}")
+async def get_page(page_id: int, actor: Reader, ctx: ContextDep) -> dict[str, Any]:
+    async with ctx.db.transaction() as session:
+        return render.page(await pages.get(session, page_id))
+
+
+@router.patch("/pages/{page_id}")
+async def update_page(
+    page_id: int, body: PageUpdate, actor: Writer, ctx: ContextDep
+) -> dict[str, Any]:
+    async with ctx.db.transaction() as session:
+        return render.page(
+            await pages.update(session, actor, ctx.vault, page_id, body, verify=ctx.verify_token)
+        )
+
+
+@router.delete("/pages/{page_id}")
+async def delete_page(
+    page_id: int, actor: Writer, ctx: ContextDep, response: Response
+) -> dict[str, Any] | None:
+    async with ctx.db.transaction() as session:
+        page = await pages.delete(session, actor, page_id)
+    if page is None:
+        response.status_code = 204
+        return None
+    return render.page(page)

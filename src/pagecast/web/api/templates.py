@@ -1,0 +1,49 @@
+"""Reusable message templates."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter
+
+from pagecast.permissions import Actor, Permission
+from pagecast.schemas import TemplateCreate, TemplateUpdate
+from pagecast.services import templates
+from pagecast.web import render
+from pagecast.web.deps import ContextDep, require
+
+router = APIRouter(prefix="/api", tags=["templates"])
+Reader = Annotated[Actor, require(Permission.TEMPLATES_READ)]
+Writer = Annotated[Actor, require(Permission.TEMPLATES_WRITE)]
+
+
+@router.get("/templates")
+async def list_templates(actor: Reader, ctx: ContextDep) -> dict[str, Any]:
+    async with ctx.db.transaction() as session:
+        return {"items": [render.template(t) for t in await templates.list_all(session)]}
+
+
+@router.post("/templates", status_code=201)
+async def create_template(body: TemplateCreate, actor: Writer, ctx: ContextDep) -> dict[str, Any]:
+    async with ctx.db.transaction() as session:
+        return render.template(await templates.create(session, actor, body))
+
+
+@router.get("/templates/{template_id}")
+async def get_template(template_id: int, actor: Reader, ctx: ContextDep) -> dict[str, Any]:
+    async with ctx.db.transaction() as session:
+        return render.template(await templates.get(session, template_id))
+
+
+@router.patch("/templates/{template_id}")
+async def update_template(
+    template_id: int, body: TemplateUpdate, actor: Writer, ctx: ContextDep
+) -> dict[str, Any]:
+    async with ctx.db.transaction() as session:
+        return render.template(await templates.update(session, actor, template_id, body))
+
+
+@router.delete("/templates/{template_id}", status_code=204)
+async def delete_template(template_id: int, actor: Writer, ctx: ContextDep) -> None:
+    async with ctx.db.transaction() as session:
+        await templates.delete(session, actor, template_id)

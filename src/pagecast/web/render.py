@@ -1,0 +1,174 @@
+"""JSON shapes of API answers. Secrets (tokens, hashes, app secrets) never appear here."""
+
+from __future__ import annotations
+
+import base64
+from datetime import datetime
+from typing import Any
+
+from pagecast.errors import InvalidInput
+from pagecast.models import ApiToken, AuditLog, Campaign, Contact, Page, Template, User, utcnow
+from pagecast.services.audience import Preview
+
+__all__ = ["campaign", "contact", "cursor", "page", "parse_cursor", "template", "token", "user"]
+
+
+def _time(value: datetime | None) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value is not None else None
+
+
+def cursor(last_id: int | None) -> str | None:
+    return (
+        base64.urlsafe_b64encode(f"id:{last_id}".encode()).decode() if last_id is not None else None
+    )
+
+
+def parse_cursor(value: str | None) -> int | None:
+    if value is None:
+        return None
+    try:
+        kind, _, number = base64.urlsafe_b64decode(value.encode()).decode().partition(":")
+        if kind != "id":
+            raise ValueError(kind)
+        return int(number)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidInput(
+            "cursor is not one this API returned; use next_cursor as given.", field="cursor"
+        ) from exc
+
+
+def user(row: User) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "email": row.email,
+        "role": row.role.value,
+        "can_send": row.can_send,
+        "is_active": row.is_active,
+        "created_at": _time(row.created_at),
+        "last_login_at": _time(row.last_login_at),
+    }
+
+
+def token(row: ApiToken) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "user_id": row.user_id,
+        "name": row.name,
+        "prefix": row.prefix,
+        "created_at": _time(row.created_at),
+        "last_used_at": _time(row.last_used_at),
+        "revoked_at": _time(row.revoked_at),
+    }
+
+
+def page(row: Page) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "fb_page_id": row.fb_page_id,
+        "name": row.name,
+        "status": row.status.value,
+        "status_reason": row.status_reason,
+        "send_rate": row.send_rate,
+        "has_app_secret": row.app_secret_encrypted is not None,
+        "opt_out_keywords": row.opt_out_keywords,
+        "created_at": _time(row.created_at),
+        "updated_at": _time(row.updated_at),
+    }
+
+
+def contact(row: Contact) -> dict[str, Any]:
+    now = utcnow()
+    window = "unknown"
+    if row.last_inbound_at is not None:
+        window = "inside" if (now - row.last_inbound_at).total_seconds() < 86_400 else "outside"
+    return {
+        "id": row.id,
+        "page_id": row.page_id,
+        "psid": row.psid,
+        "first_name": row.first_name,
+        "last_name": row.last_name,
+        "locale": row.locale,
+        "timezone": row.timezone,
+        "profile_pic_url": row.profile_pic_url,
+        "tags": [t.name for t in row.tags],
+        "last_inbound_at": _time(row.last_inbound_at),
+        "window": window,
+        "opted_out_at": _time(row.opted_out_at),
+        "unreachable_at": _time(row.unreachable_at),
+        "created_at": _time(row.created_at),
+        "updated_at": _time(row.updated_at),
+    }
+
+
+def template(row: Template) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "name": row.name,
+        "content": row.content,
+        "created_at": _time(row.created_at),
+        "updated_at": _time(row.updated_at),
+    }
+
+
+def campaign(row: Campaign, counts: dict[str, int]) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "name": row.name,
+        "description": row.description,
+        "page_id": row.page_id,
+        "content": row.content,
+        "template_id": row.template_id,
+        "messaging_type": row.messaging_type.value,
+        "tag": row.tag,
+        "audience": row.audience,
+        "scheduled_at": _time(row.scheduled_at),
+        "priority": row.priority.value,
+        "send_rate": row.send_rate,
+        "expires_at": _time(row.expires_at),
+        "status": row.status.value,
+        "status_reason": row.status_reason,
+        "missed": row.missed,
+        "counts": counts,
+        "created_by_id": row.created_by_id,
+        "created_at": _time(row.created_at),
+        "updated_at": _time(row.updated_at),
+        "started_at": _time(row.started_at),
+        "completed_at": _time(row.completed_at),
+    }
+
+
+def progress(row: Campaign, rate: float, page_rate: float) -> dict[str, Any]:
+    """Send rate over the last minute and the time left at that rate (or the configured one)."""
+    left = row.n_pending + row.n_sending
+    pace = rate or min(page_rate, row.send_rate or page_rate)
+    return {
+        "rate_per_second": round(rate, 2),
+        "eta_seconds": round(left / pace) if left and pace else 0,
+    }
+
+
+def preview(result: Preview, message: dict[str, Any] | None) -> dict[str, Any]:
+    return {
+        "total": result.total,
+        "eligible": result.eligible,
+        "excluded": result.excluded,
+        "sample": None
+        if result.sample is None
+        else {
+            "contact": contact(result.sample),
+            "message": message,
+        },
+    }
+
+
+def audit(row: AuditLog) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "at": _time(row.at),
+        "actor": row.actor,
+        "actor_id": row.actor_id,
+        "action": row.action,
+        "object_type": row.object_type,
+        "object_id": row.object_id,
+        "details": row.details,
+    }

@@ -1,0 +1,205 @@
+"""Runs stored webhook events through `services.webhooks`, one transaction per event.
+
+Shared by the worker's `webhook` job, the worker's sweep (events left unprocessed) and the
+web app's fallback when Redis is unreachable. An event is claimed by setting `processed_at`
+in the same transaction that applies it, so two runners never apply one event twice, and a
+failure rolls the claim back: the event stays unprocessed and the sweep tries it again.
+
+After an event's commit, `Reactions` makes the Graph calls it asked for: the User Profile
+lookup for a contact without a name (rate-limited per Page, errors tolerated) and the one
+confirmation reply to an opt-out. A crash between the commit and the call skips the call:
+at most once, never twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from datetime import timedelta
+
+from sqlalchemy import select, update
+
+from pagecast.db import Database
+from pagecast.graph import GraphClient, GraphError, PageCredentials
+from pagecast.models import Page, WebhookEvent, utcnow
+from pagecast.security import Vault
+from pagecast.services import pages, webhooks
+
+__all__ = ["Reactions", "run", "run_pending"]
+
+logger = logging.getLogger(__name__)
+
+
+class _Later(Exception):
+    """The event cannot be applied yet (an echo of a delivery still being sent)."""
+
+
+class Reactions:
+    """The Graph calls that follow processed events, for one process."""
+
+    def __init__(
+        self,
+        *,
+        graph: GraphClient,
+        vault: Vault,
+        app_secret: str | None,
+        profiles_per_second: float = 5.0,
+    ) -> None:
+        self.graph, self.vault, self.app_secret = graph, vault, app_secret
+        self._interval = 1.0 / profiles_per_second
+        self._next_profile: dict[int, float] = {}
+        self._lock = asyncio.Lock()
+
+    async def follow(self, db: Database, result: webhooks.Result) -> None:
+        if result.page_id is None or result.psid is None:
+            return
+        if not (result.lookup_profile or result.confirm_opt_out):
+            return
+        async with db.transaction() as session:
+            page = await session.get(Page, result.page_id)
+            if page is None or not page.access_token_encrypted:
+                return
+            token, secret = pages.credentials(self.vault, page)
+        creds = PageCredentials(token, secret or self.app_secret)
+        if result.confirm_opt_out:
+            try:
+                await self.graph.send_message(
+                    creds,
+                    psid=result.psid,
+                    message={"text": webhooks.OPT_OUT_REPLY},
+                    messaging_type="RESPONSE",
+                )
+            except GraphError as exc:
+                logger.warning(
+                    "page %d: opt-out confirmation to contact %s failed (%s, fbtrace_id %s)",
+                    result.page_id,
+                    result.contact_id,
+                    exc.kind.value,
+                    exc.fbtrace_id,
+                )
+        if result.lookup_profile and result.contact_id is not None:
+            await self._profile(db, creds, result.page_id, result.contact_id, result.psid)
+
+    async def _profile(
+        self, db: Database, creds: PageCredentials, page_id: int, contact_id: int, psid: str
+    ) -> None:
+        async with self._lock:  # at most `profiles_per_second` lookups per Page
+            wait = self._next_profile.get(page_id, 0.0) - time.monotonic()
+            self._next_profile[page_id] = time.monotonic() + max(wait, 0.0) + self._interval
+        if wait > 0:
+            await asyncio.sleep(wait)
+        try:
+            profile = await self.graph.get_profile(creds, psid)
+        except GraphError as exc:
+            logger.info(
+                "page %d: no profile for contact %d (%s); it keeps no name",
+                page_id,
+                contact_id,
+                exc.kind.value,
+            )
+            return
+        async with db.transaction() as session:
+            await webhooks.set_profile(
+                session,
+                contact_id,
+                first_name=profile.first_name,
+                last_name=profile.last_name,
+                locale=profile.locale,
+                timezone=profile.timezone,
+            )
+
+
+def _order(event: WebhookEvent) -> tuple[str, float, int]:
+    at = webhooks.event_time(event.payload.get("timestamp"))
+    return (event.psid or "", at.timestamp() if at else 0.0, event.id)
+
+
+async def run(db: Database, event_ids: Sequence[int], reactions: Reactions | None = None) -> int:
+    """Process the unprocessed events among `event_ids`, in timestamp order per person."""
+    if not event_ids:
+        return 0
+    async with db.transaction() as session:
+        events = list(
+            await session.scalars(
+                select(WebhookEvent).where(
+                    WebhookEvent.id.in_(list(event_ids)), WebhookEvent.processed_at.is_(None)
+                )
+            )
+        )
+    done = 0
+    for event in sorted(events, key=_order):
+        done += await _one(db, event.id, reactions)
+    return done
+
+
+async def _one(db: Database, event_id: int, reactions: Reactions | None) -> int:
+    try:
+        async with db.transaction() as session:
+            claimed = await session.scalar(
+                update(WebhookEvent)
+                .where(WebhookEvent.id == event_id, WebhookEvent.processed_at.is_(None))
+                .values(processed_at=utcnow())
+                .returning(WebhookEvent.id)
+            )
+            if claimed is None:
+                return 0  # processed by another runner meanwhile
+            event = await session.get(WebhookEvent, event_id, populate_existing=True)
+            assert event is not None
+            result = await webhooks.process(session, event)
+            if not result.done:
+                raise _Later(result.reason)
+            event.error = result.reason
+    except _Later as exc:
+        error = str(exc)
+    except Exception as exc:
+        logger.warning("webhook event %d failed; the sweep will retry it", event_id, exc_info=True)
+        error = f"{type(exc).__name__}: {exc}"
+    else:
+        if reactions is not None:
+            try:
+                await reactions.follow(db, result)
+            except Exception:
+                logger.warning("webhook event %d: follow-up failed", event_id, exc_info=True)
+        return 1
+    async with db.transaction() as session:
+        await session.execute(
+            update(WebhookEvent).where(WebhookEvent.id == event_id).values(error=error[:2000])
+        )
+    return 0
+
+
+async def run_pending(
+    db: Database,
+    *,
+    older_than: float,
+    reactions: Reactions | None = None,
+    give_up_after: float = 86_400.0,
+    limit: int = 500,
+) -> int:
+    """The sweep: process events left unprocessed for `older_than` seconds (a lost job, Redis
+    down, an echo that came before its send was recorded). Events still failing after
+    `give_up_after` seconds are closed with their last error."""
+    now = utcnow()
+    async with db.transaction() as session:
+        await session.execute(
+            update(WebhookEvent)
+            .where(
+                WebhookEvent.processed_at.is_(None),
+                WebhookEvent.received_at < now - timedelta(seconds=give_up_after),
+            )
+            .values(processed_at=now)
+        )
+        ids = list(
+            await session.scalars(
+                select(WebhookEvent.id)
+                .where(
+                    WebhookEvent.processed_at.is_(None),
+                    WebhookEvent.received_at <= now - timedelta(seconds=older_than),
+                )
+                .order_by(WebhookEvent.id)
+                .limit(limit)
+            )
+        )
+    return await run(db, ids, reactions)

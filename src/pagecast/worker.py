@@ -1,0 +1,843 @@
+"""The sending worker: BullMQ job handlers, heartbeats, the periodic sweep, graceful shutdown.
+
+A `chunk` job claims its due pending deliveries in the database, re-checks each contact,
+takes a slot from the Page's limiter for every send, sends through the shared Graph client
+with the delivery id as `metadata`, and writes every outcome in one bulk update. What it
+claimed but did not send goes back to `pending` (attempt refunded) before the job ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import logging
+import os
+import random
+import signal
+import socket
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from bullmq import Worker as BullWorker
+from bullmq.custom_errors import DelayedError
+from redis.exceptions import RedisError
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import DBAPIError
+
+from pagecast.context import AppContext
+from pagecast.db import Database
+from pagecast.errors import ServiceUnavailable
+from pagecast.graph import ErrorKind, GraphClient, GraphError, PageCredentials
+from pagecast.models import (
+    Campaign,
+    CampaignStatus,
+    Contact,
+    Delivery,
+    DeliveryStatus,
+    Page,
+    PageStatus,
+    utcnow,
+)
+from pagecast.queue import (
+    HEARTBEAT_PREFIX,
+    JOB_CHUNK,
+    JOB_PLAN,
+    JOB_SCHEDULE,
+    JOB_WEBHOOK,
+    QUEUE_NAME,
+    Queue,
+)
+from pagecast.ratelimit import PageLimiter
+from pagecast.schemas import Content
+from pagecast.security import Vault
+from pagecast.services import audience, campaigns, content, deliveries, pages, sending
+from pagecast.settings import Settings
+from pagecast.webhook_runner import Reactions
+from pagecast.webhook_runner import run as run_webhook_events
+from pagecast.webhook_runner import run_pending as run_pending_webhook_events
+
+__all__ = ["SendingWorker", "WorkerConfig", "backoff_seconds", "build"]
+
+logger = logging.getLogger(__name__)
+
+# A limiter wait up to this long is slept inside the job; longer waits (a throttled Page)
+# delay the whole job instead, so it does not hold a worker slot.
+_MAX_INLINE_WAIT = 2.0
+_PLAN_PAGE = 500
+_DB_PATIENCE = 300.0  # seconds a worker keeps retrying a result write while the database is down
+# A 613 without a regain estimate is Graph's per-second limit: the Page pauses one window
+# and every worker lowers the Page's rate to 70 % of what was running, for ten minutes.
+_PER_SECOND_PAUSE = 1.0
+_RATE_CUT = 0.7
+_RATE_CAP_TTL = 600
+_RATE_CAP_PREFIX = "pagecast:rl-cap:"
+# Redis failing under a chunk that holds claimed deliveries: record what was sent, put the
+# rest back, and try the job again this much later.
+_REDIS_DOWN = (RedisError, OSError, ServiceUnavailable)
+_REDIS_RETRY = 5.0
+
+
+def _per_second_limit(exc: GraphError) -> bool:
+    return exc.code == 613 and exc.subcode is None and exc.usage.regain_seconds <= 0
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    concurrency: int
+    chunk_size: int
+    max_attempts: int
+    retry_base: float
+    retry_cap: float
+    heartbeat_ttl: int
+    shutdown_grace: float
+    breaker_consecutive: int
+    breaker_ratio: float
+    breaker_window: int
+    max_schedule_lateness: float = 3600.0
+    sweep_seconds: float = 15.0
+    # Webhook events still unprocessed this long after arrival are retried by the sweep.
+    webhook_retry_after: float = 30.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, concurrency: int | None = None) -> WorkerConfig:
+        return cls(
+            concurrency=concurrency or settings.worker_concurrency,
+            chunk_size=settings.chunk_size,
+            max_attempts=settings.max_attempts,
+            retry_base=settings.retry_base_seconds,
+            retry_cap=settings.retry_cap_seconds,
+            heartbeat_ttl=settings.worker_heartbeat_ttl,
+            shutdown_grace=settings.shutdown_grace_seconds,
+            breaker_consecutive=settings.breaker_consecutive_bad,
+            breaker_ratio=settings.breaker_failure_ratio,
+            breaker_window=settings.breaker_window,
+            max_schedule_lateness=settings.max_schedule_lateness,
+        )
+
+
+def backoff_seconds(attempt: int, base: float, cap: float) -> float:
+    """Exponential backoff with full jitter on the upper half: base·2^(attempt-1), capped."""
+    ceiling = min(cap, base * 2 ** max(attempt - 1, 0))
+    return ceiling / 2 + random.random() * ceiling / 2
+
+
+class _Stop(Exception):
+    """The chunk must stop sending: the Page stopped, the campaign paused, or shutdown."""
+
+
+class SendingWorker:
+    def __init__(
+        self,
+        *,
+        db: Database,
+        vault: Vault,
+        graph: GraphClient,
+        queue: Queue,
+        limiter: PageLimiter,
+        config: WorkerConfig,
+        app_secret: str | None = None,
+    ) -> None:
+        self.db, self.vault, self.graph, self.queue, self.limiter = db, vault, graph, queue, limiter
+        self.config = config
+        self.app_secret = app_secret
+        # Profile lookups and opt-out confirmations that follow webhook events.
+        self.reactions = Reactions(graph=graph, vault=vault, app_secret=app_secret)
+        self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.stopping = asyncio.Event()
+        self.inflight = 0
+        self._sends = asyncio.Semaphore(config.concurrency)
+        # Consecutive bad requests per campaign as answers arrive, so the breaker can stop
+        # sends mid-chunk; the campaign row keeps the durable count.
+        self._bad_streak: dict[int, int] = {}
+        self._last_progress: dict[int, tuple[int, ...]] = {}
+        self._started_at = utcnow().isoformat()
+        self._bull: BullWorker | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def run(self, *, install_signals: bool = True) -> None:
+        """Process jobs until SIGTERM/SIGINT (or `stopping` is set), then shut down gracefully."""
+        await self.queue.redis()
+        self._bull = BullWorker(
+            QUEUE_NAME,
+            self.process,
+            {
+                "connection": self.queue.target.connection_kwargs(),
+                "concurrency": max(4, 2 * -(-self.config.concurrency // self.config.chunk_size)),
+                "lockDuration": 30_000,
+                "stalledInterval": 15_000,
+                "drainDelay": 1,
+                "autorun": False,
+            },
+        )
+        self._bull.on("failed", lambda job, err: logger.warning("job %s failed (%s)", job.id, err))
+        loop = asyncio.get_running_loop()
+        if install_signals:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, self.stopping.set)
+        # Alive before the first claim: other workers' sweeps treat claims of a worker without
+        # a heartbeat as lost.
+        await self._beat()
+        logger.info("worker %s started (concurrency %d)", self.id, self.config.concurrency)
+        runner = asyncio.create_task(self._bull.run())
+        helpers = [asyncio.create_task(self._heartbeat()), asyncio.create_task(self._sweep())]
+        await self.stopping.wait()
+        logger.info("worker %s stopping: finishing in-flight sends", self.id)
+        try:
+            await asyncio.wait_for(self._bull.close(), timeout=self.config.shutdown_grace)
+        except TimeoutError:
+            logger.warning("worker %s: grace period over, forcing close", self.id)
+            await self._bull.close(force=True)
+        for task in (runner, *helpers):
+            task.cancel()
+        await asyncio.gather(runner, *helpers, return_exceptions=True)
+        if install_signals:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+        try:
+            await (await self.queue.redis()).delete(HEARTBEAT_PREFIX + self.id)
+        except Exception:
+            logger.debug("could not remove the heartbeat", exc_info=True)
+        logger.info("worker %s shut down", self.id)
+
+    async def _beat(self) -> None:
+        beat = {
+            "id": self.id,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "started_at": self._started_at,
+            "last_heartbeat": utcnow().isoformat(),
+            "in_flight": self.inflight,
+        }
+        redis = await self.queue.redis()
+        await redis.set(HEARTBEAT_PREFIX + self.id, json.dumps(beat), ex=self.config.heartbeat_ttl)
+
+    async def _heartbeat(self) -> None:
+        while True:
+            await asyncio.sleep(max(1.0, self.config.heartbeat_ttl / 3))
+            try:
+                await self._beat()
+            except Exception:
+                logger.warning("heartbeat failed; trying again", exc_info=True)
+
+    async def _sweep(self) -> None:
+        """Backstop: every sending campaign has a plan job (deduplicated by its id), and due
+        scheduled campaigns start even if their delayed job was lost."""
+        while True:
+            try:
+                async with self.db.transaction() as session:
+                    rows = list(
+                        await session.execute(
+                            select(
+                                Campaign.id,
+                                Campaign.priority,
+                                Campaign.page_id,
+                                Campaign.n_pending,
+                                Campaign.n_sending,
+                                Campaign.n_sent,
+                            ).where(Campaign.status == CampaignStatus.SENDING)
+                        )
+                    )
+                    due = await sending.due_schedules(session, utcnow())
+                    # No progress is expected while the queue is paused or the Page throttled.
+                    watching = not await (await self.queue.bull()).isPaused()
+                    stalled = {
+                        campaign_id
+                        for campaign_id, _, page_id, *progress in rows
+                        if watching
+                        and self._last_progress.get(campaign_id) == tuple(progress)
+                        and progress[0] > 0
+                        and await self.limiter.throttled_for(page_id) <= 0
+                        and await deliveries.has_due_pending(session, campaign_id, utcnow())
+                    }
+                for campaign_id, priority, _page_id, *progress in rows:
+                    # A campaign with due work that did not move since the last sweep has lost
+                    # its jobs (or they are stuck): plan it again under new job ids.
+                    round_ = int(time.time()) if campaign_id in stalled else 0
+                    if round_:
+                        logger.warning(
+                            "campaign %d made no progress; planning it again", campaign_id
+                        )
+                    await self.queue.enqueue_plan(
+                        campaign_id, priority=priority.value, round_=round_
+                    )
+                    self._last_progress[campaign_id] = tuple(progress)
+                if due:
+                    await self._start_due(due)
+                await self._recover_lost_claims()
+                await run_pending_webhook_events(
+                    self.db, older_than=self.config.webhook_retry_after, reactions=self.reactions
+                )
+            except Exception:
+                logger.warning(
+                    "sweep failed; trying again in %.0f s", self.config.sweep_seconds, exc_info=True
+                )
+            await asyncio.sleep(self.config.sweep_seconds)
+
+    # ------------------------------------------------------------------ jobs
+
+    async def process(self, job: Any, token: str) -> Any:
+        if job.name == JOB_PLAN:
+            return await self._plan(
+                int(job.data["campaign_id"]),
+                int(job.data["after_id"]),
+                int(job.data.get("round", 0)),
+            )
+        if job.name == JOB_SCHEDULE:
+            return await self._start_due([int(job.data["campaign_id"])])
+        if job.name == JOB_CHUNK:
+            data = job.data
+            return await self._chunk(
+                job, token, int(data["campaign_id"]), int(data["first_id"]), int(data["last_id"])
+            )
+        if job.name == JOB_WEBHOOK:
+            ids = [int(i) for i in job.data["event_ids"]]
+            return await run_webhook_events(self.db, ids, self.reactions)
+        raise ValueError(f"unknown job {job.name!r}")
+
+    async def _recover_lost_claims(self) -> None:
+        """Deliveries claimed by a worker whose heartbeat expired (it died) become `unknown`."""
+        redis = await self.queue.redis()
+        live = {
+            key.removeprefix(HEARTBEAT_PREFIX)
+            async for key in redis.scan_iter(match=HEARTBEAT_PREFIX + "*")
+        }
+        live.add(self.id)
+        async with self.db.transaction() as session:
+            moved = await deliveries.lost_claims(session, live, utcnow())
+            for campaign_id in moved:
+                await sending.finish_if_done(session, campaign_id)
+        for campaign_id, count in moved.items():
+            logger.warning(
+                "campaign %d: %d deliveries claimed by a dead worker are now unknown",
+                campaign_id,
+                count,
+            )
+
+    async def _start_due(self, campaign_ids: Sequence[int]) -> str:
+        """Start the given scheduled campaigns whose time has come (or flag them missed)."""
+        started = []
+        for campaign_id in campaign_ids:
+            async with self.db.transaction() as session:
+                campaign = await sending.start_scheduled(
+                    session,
+                    campaign_id,
+                    now=utcnow(),
+                    max_lateness_s=self.config.max_schedule_lateness,
+                )
+            if campaign is not None:
+                await self.queue.enqueue_plan(campaign.id, priority=campaign.priority.value)
+                logger.info(
+                    "campaign %d started on schedule (%d deliveries)",
+                    campaign.id,
+                    campaign.n_pending,
+                )
+                started.append(campaign.id)
+        return f"started {started}"
+
+    async def _plan(self, campaign_id: int, after_id: int, round_: int = 0) -> str:
+        async with self.db.transaction() as session:
+            campaign = await session.get(Campaign, campaign_id)
+            if campaign is None or campaign.status is not CampaignStatus.SENDING:
+                return "not sending"
+            ranges = await deliveries.pending_ranges(
+                session,
+                campaign_id,
+                after_id=after_id,
+                chunk_size=self.config.chunk_size,
+                max_chunks=_PLAN_PAGE,
+            )
+            priority = campaign.priority.value
+            if not ranges:
+                await sending.finish_if_done(session, campaign_id)
+        await self.queue.enqueue_chunks(campaign_id, ranges, priority=priority, round_=round_)
+        if len(ranges) == _PLAN_PAGE:
+            # Keep Redis small: the next page is planned once the queue has room.
+            backlog = await self.queue.waiting()
+            await self.queue.enqueue_plan(
+                campaign_id,
+                after_id=ranges[-1][1],
+                priority=priority,
+                delay_s=1.0 if backlog > 4 * _PLAN_PAGE else 0,
+                round_=round_,
+            )
+        logger.info(
+            "campaign %d: planned %d chunks after delivery %d", campaign_id, len(ranges), after_id
+        )
+        return f"{len(ranges)} chunks"
+
+    async def _chunk(
+        self, job: Any, token: str, campaign_id: int, first_id: int, last_id: int
+    ) -> str:
+        now = utcnow()
+        async with self.db.transaction() as session:
+            campaign = await session.get(Campaign, campaign_id)
+            if campaign is None or campaign.status is not CampaignStatus.SENDING:
+                return "not sending"
+            if campaign.bad_streak == 0:  # a resume cleared the breaker
+                self._bad_streak.pop(campaign_id, None)
+            claimed = await deliveries.claim(
+                session, campaign_id, first_id, last_id, worker_id=self.id, now=now
+            )
+            if not claimed:
+                await self._schedule_retry(session, campaign, first_id, last_id)
+                await sending.finish_if_done(session, campaign_id)
+                return "nothing due"
+            page = await session.get(Page, campaign.page_id)
+            assert page is not None
+            message = await campaigns.effective_content(session, campaign)
+            people = {
+                c.id: c
+                for c in await session.scalars(
+                    select(Contact).where(Contact.id.in_([c.contact_id for c in claimed]))
+                )
+            }
+            token_, page_secret = pages.credentials(self.vault, page)
+        creds = PageCredentials(token_, page_secret or self.app_secret)
+        rate = min(page.send_rate, campaign.send_rate or page.send_rate)
+        try:
+            cap = await self.queue.lazy_redis().get(_RATE_CAP_PREFIX + str(page.id))
+        except _REDIS_DOWN:
+            cap = None  # the limiter below fails too, and puts the chunk back
+        if cap is not None:
+            rate = min(rate, float(cap))
+        delay_job_for = 0.0
+        outcomes: list[deliveries.Outcome] = []
+        sends: list[tuple[deliveries.Claimed, Contact]] = []
+        for item in claimed:
+            verdict = self._precheck(campaign, people[item.contact_id], now)
+            if verdict is None:
+                sends.append((item, people[item.contact_id]))
+            else:
+                outcomes.append(dataclasses.replace(verdict, delivery_id=item.delivery_id))
+        tasks: list[asyncio.Task[deliveries.Outcome]] = []
+        released: list[int] = []
+        halt = asyncio.Event()  # set by a send whose answer throttled or stopped the Page
+        last_check = time.monotonic()
+        for index, (item, person) in enumerate(sends):
+            if time.monotonic() - last_check > 1.0:  # pause and cancel act within a second
+                last_check = time.monotonic()
+                if not await self._still_sending(campaign_id):
+                    halt.set()
+            if self._bad_streak.get(campaign_id, 0) >= self.config.breaker_consecutive:
+                halt.set()
+            if halt.is_set() or self.stopping.is_set():
+                released = [i.delivery_id for i, _ in sends[index:]]
+                break
+            if campaign.expires_at is not None and utcnow() >= campaign.expires_at:
+                outcomes += [
+                    deliveries.Outcome(
+                        i.delivery_id, DeliveryStatus.EXPIRED, reason="expired", refund_attempt=True
+                    )
+                    for i, _ in sends[index:]
+                ]
+                break
+            try:
+                wait = await self.limiter.reserve(page.id, rate)
+                while 0 < wait <= _MAX_INLINE_WAIT:
+                    await asyncio.sleep(wait)
+                    wait = await self.limiter.reserve(page.id, rate)
+            except _REDIS_DOWN as exc:
+                logger.warning(
+                    "campaign %d: Redis failed under the limiter (%s); %d deliveries go back",
+                    campaign_id,
+                    exc,
+                    len(sends) - index,
+                )
+                wait = _REDIS_RETRY
+            if wait > _MAX_INLINE_WAIT:
+                released = [i.delivery_id for i, _ in sends[index:]]
+                delay_job_for = wait
+                break
+            tasks.append(
+                asyncio.create_task(
+                    self._send(creds, campaign, message, item, person, halt, rate=rate)
+                )
+            )
+        sent_outcomes = await asyncio.gather(*tasks) if tasks else []
+        outcomes += sent_outcomes
+        outcomes += [
+            deliveries.Outcome(i, DeliveryStatus.PENDING, refund_attempt=True) for i in released
+        ]
+        regain = [
+            o.retry_after or 60.0 for o in sent_outcomes if o.error_kind == ErrorKind.THROTTLE.value
+        ]
+        if regain:
+            delay_job_for = max(delay_job_for, *regain)
+        await self._finish_chunk(
+            job, token, campaign, page, claimed, people, outcomes, first_id, last_id
+        )
+        if delay_job_for or (released and self.stopping.is_set()):
+            await job.moveToDelayed(int((time.time() + delay_job_for) * 1000), token)
+            raise DelayedError()
+        return f"{len(sent_outcomes)} sent or tried, {len(released)} released"
+
+    def _precheck(
+        self, campaign: Campaign, person: Contact, now: datetime
+    ) -> deliveries.Outcome | None:
+        """Re-check at send time what may have changed since the snapshot (invariant 7)."""
+        if campaign.expires_at is not None and campaign.expires_at <= now:
+            return deliveries.Outcome(
+                0, DeliveryStatus.EXPIRED, reason="expired", refund_attempt=True
+            )
+        if person.opted_out_at is not None:
+            return deliveries.Outcome(
+                0, DeliveryStatus.SKIPPED, reason="opted_out", refund_attempt=True
+            )
+        if person.unreachable_at is not None:
+            return deliveries.Outcome(
+                0, DeliveryStatus.SKIPPED, reason="unreachable", refund_attempt=True
+            )
+        if person.last_inbound_at is None:
+            return deliveries.Outcome(
+                0, DeliveryStatus.SKIPPED, reason="window_unknown", refund_attempt=True
+            )
+        if person.last_inbound_at < now - audience.window_for(campaign.messaging_type):
+            return deliveries.Outcome(
+                0, DeliveryStatus.SKIPPED, reason="outside_window", refund_attempt=True
+            )
+        return None
+
+    async def _still_sending(self, campaign_id: int) -> bool:
+        try:
+            async with self.db.transaction() as session:
+                status = await session.scalar(
+                    select(Campaign.status).where(Campaign.id == campaign_id)
+                )
+        except (DBAPIError, OSError):
+            # Database unreachable mid-chunk: keep going; the results wait for it (_until_written).
+            return True
+        return status is CampaignStatus.SENDING
+
+    async def _send(
+        self,
+        creds: PageCredentials,
+        campaign: Campaign,
+        message: Content,
+        item: deliveries.Claimed,
+        person: Contact,
+        halt: asyncio.Event,
+        *,
+        rate: float,
+    ) -> deliveries.Outcome:
+        names = {"first_name": person.first_name, "last_name": person.last_name}
+        async with self._sends:
+            self.inflight += 1
+            started = time.perf_counter()
+            try:
+                result = await self.graph.send_message(
+                    creds,
+                    psid=person.psid,
+                    message=content.to_message(message, names),
+                    messaging_type=campaign.messaging_type.value,
+                    tag=campaign.tag,
+                    metadata=str(item.delivery_id),
+                )
+            except GraphError as exc:
+                if exc.kind in (ErrorKind.THROTTLE, ErrorKind.STOP_PAGE):
+                    halt.set()
+                if _per_second_limit(exc):
+                    await self._slow_page(campaign.page_id, rate)
+                if exc.kind is ErrorKind.BAD_REQUEST:
+                    self._bad_streak[campaign.id] = self._bad_streak.get(campaign.id, 0) + 1
+                return dataclasses.replace(
+                    self._failure(item, exc), latency=time.perf_counter() - started
+                )
+            finally:
+                self.inflight -= 1
+        self._bad_streak[campaign.id] = 0
+        if result.usage.present and result.usage.max_percent >= 90:
+            try:
+                await self.limiter.note_usage(campaign.page_id, result.usage.max_percent)
+            except _REDIS_DOWN:  # the send's result matters more than the slowdown
+                logger.warning("page %d: could not note usage, Redis failed", campaign.page_id)
+        return deliveries.Outcome(
+            item.delivery_id,
+            DeliveryStatus.SENT,
+            message_id=result.message_id,
+            latency=time.perf_counter() - started,
+        )
+
+    async def _slow_page(self, page_id: int, rate: float) -> None:
+        """Lower the Page's rate for every worker, at most once a second (one burst of 613s
+        is one cut)."""
+        redis = self.queue.lazy_redis()
+        lowered = max(1.0, rate * _RATE_CUT)
+        try:
+            if not await redis.set(f"{_RATE_CAP_PREFIX}{page_id}:cut", "1", nx=True, px=1000):
+                return
+            current = await redis.get(_RATE_CAP_PREFIX + str(page_id))
+            if current is not None:  # a chunk that started before the last cut
+                lowered = min(lowered, max(1.0, float(current) * _RATE_CUT))
+            await redis.set(_RATE_CAP_PREFIX + str(page_id), f"{lowered:.3f}", ex=_RATE_CAP_TTL)
+        except _REDIS_DOWN:
+            return  # the Page's throttle (or the next 613) slows it down
+        logger.warning(
+            "page %d: Graph per-second limit (613); rate lowered to %.1f/s", page_id, lowered
+        )
+
+    def _failure(self, item: deliveries.Claimed, exc: GraphError) -> deliveries.Outcome:
+        """Turn a classified Graph error into the delivery's next state (DESIGN.md invariant 5)."""
+        base = dict(
+            error_code=exc.code,
+            error_subcode=exc.subcode,
+            error_kind=exc.kind.value,
+            error_message=exc.message,
+            fbtrace_id=exc.fbtrace_id,
+        )
+        kind = exc.kind
+        if kind is ErrorKind.RETRY:
+            if item.attempts >= self.config.max_attempts:
+                return deliveries.Outcome(
+                    item.delivery_id, DeliveryStatus.FAILED, reason="retries_exhausted", **base
+                )
+            wait = backoff_seconds(item.attempts, self.config.retry_base, self.config.retry_cap)
+            return deliveries.Outcome(
+                item.delivery_id,
+                DeliveryStatus.PENDING,
+                reason="retrying",
+                next_attempt_at=utcnow() + timedelta(seconds=wait),
+                **base,
+            )
+        if kind in (ErrorKind.THROTTLE, ErrorKind.STOP_PAGE):
+            return deliveries.Outcome(
+                item.delivery_id,
+                DeliveryStatus.PENDING,
+                reason=kind.value,
+                refund_attempt=True,
+                retry_after=_PER_SECOND_PAUSE if _per_second_limit(exc) else exc.regain_seconds,
+                **base,
+            )
+        if kind is ErrorKind.RECIPIENT_UNREACHABLE:
+            return deliveries.Outcome(
+                item.delivery_id, DeliveryStatus.FAILED, reason="recipient_unreachable", **base
+            )
+        if kind is ErrorKind.OUTSIDE_WINDOW:
+            return deliveries.Outcome(
+                item.delivery_id, DeliveryStatus.SKIPPED, reason="outside_window", **base
+            )
+        if kind is ErrorKind.AMBIGUOUS:
+            return deliveries.Outcome(
+                item.delivery_id, DeliveryStatus.UNKNOWN, reason="ambiguous", **base
+            )
+        return deliveries.Outcome(
+            item.delivery_id, DeliveryStatus.FAILED, reason="bad_request", **base
+        )
+
+    async def _finish_chunk(
+        self,
+        job: Any,
+        token: str,
+        campaign: Campaign,
+        page: Page,
+        claimed: Sequence[deliveries.Claimed],
+        people: dict[int, Contact],
+        outcomes: list[deliveries.Outcome],
+        first_id: int,
+        last_id: int,
+    ) -> None:
+        now = utcnow()
+        contact_of = {c.delivery_id: c.contact_id for c in claimed}
+        throttles = [o for o in outcomes if o.error_kind == ErrorKind.THROTTLE.value]
+        stops = [o for o in outcomes if o.error_kind == ErrorKind.STOP_PAGE.value]
+        if throttles:
+            regain = max(o.retry_after or 60.0 for o in throttles)
+            try:
+                await self.limiter.throttle(
+                    page.id, regain, f"Graph error {throttles[0].error_code}"
+                )
+            except _REDIS_DOWN:  # the results must still be written
+                logger.warning("page %d: could not throttle, Redis failed", page.id)
+
+        async def write() -> None:
+            nonlocal outcomes
+            async with self.db.transaction() as session:
+                status = await session.scalar(
+                    select(Campaign.status).where(Campaign.id == campaign.id)
+                )
+                if status is CampaignStatus.CANCELLED:
+                    # Cancelled while this chunk held them: what it did not send ends cancelled too.
+                    outcomes = [
+                        dataclasses.replace(o, status=DeliveryStatus.CANCELLED, reason="cancelled")
+                        if o.status is DeliveryStatus.PENDING
+                        else o
+                        for o in outcomes
+                    ]
+                await deliveries.record(session, campaign.id, outcomes, worker_id=self.id, now=now)
+                unreachable = [
+                    contact_of[o.delivery_id]
+                    for o in outcomes
+                    if o.reason == "recipient_unreachable"
+                ]
+                await deliveries.mark_unreachable(session, unreachable, now)
+                if stops:
+                    code = stops[0]
+                    status = (
+                        PageStatus.TOKEN_INVALID
+                        if code.error_code == 190
+                        else PageStatus.RESTRICTED
+                    )
+                    reason = f"{code.error_message} (code {code.error_code}{'/' + str(code.error_subcode) if code.error_subcode else ''})"
+                    await sending.stop_page(session, page.id, status, reason)
+                    logger.warning("page %d stopped: %s", page.id, reason)
+                await self._breaker(session, campaign.id, outcomes)
+                if not (throttles or stops or self.stopping.is_set()):
+                    await self._schedule_retry(session, campaign, first_id, last_id)
+                await sending.finish_if_done(session, campaign.id)
+
+        # The messages are out: their results must land even if the database blips.
+        await self._until_written(write)
+        logger.info(
+            "campaign %d: chunk %d-%d done (%s)",
+            campaign.id,
+            first_id,
+            last_id,
+            ", ".join(f"{s.value} {n}" for s, n in sorted(_count(outcomes).items())),
+        )
+        try:
+            await self.queue.record_metrics(
+                page.fb_page_id,
+                latencies=[o.latency for o in outcomes if o.latency is not None],
+                outcomes={k.value: n for k, n in _count(outcomes).items()},
+                throttled=bool(throttles),
+            )
+        except Exception:
+            logger.debug("metrics not recorded", exc_info=True)
+
+    async def _until_written(self, write: Callable[[], Awaitable[None]]) -> None:
+        """Run a result write, retrying with backoff while the database is unreachable."""
+        delay, waited = 0.5, 0.0
+        while True:
+            try:
+                await write()
+                return
+            except (DBAPIError, OSError) as exc:
+                if (
+                    isinstance(exc, DBAPIError)
+                    and not exc.connection_invalidated
+                    and not _is_disconnect(exc)
+                ):
+                    raise
+                if waited > _DB_PATIENCE:
+                    raise
+                logger.warning(
+                    "database unavailable (%s); retrying the result write in %.1f s",
+                    type(exc).__name__,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+                waited += delay
+                delay = min(delay * 2, 8.0)
+
+    async def _breaker(
+        self, session: Any, campaign_id: int, outcomes: Sequence[deliveries.Outcome]
+    ) -> None:
+        """Pause a campaign whose sends keep being rejected (DESIGN.md invariant 5)."""
+        streak = (
+            await session.scalar(select(Campaign.bad_streak).where(Campaign.id == campaign_id)) or 0
+        )
+        for outcome in outcomes:
+            if outcome.reason == "bad_request":
+                streak += 1
+            elif outcome.status is DeliveryStatus.SENT:
+                streak = 0
+        await session.execute(
+            update(Campaign).where(Campaign.id == campaign_id).values(bad_streak=streak)
+        )
+        reason = None
+        if streak >= self.config.breaker_consecutive:
+            reason = (
+                f"Circuit breaker: {streak} consecutive sends rejected by Facebook (bad request)"
+            )
+        else:
+            recent = list(
+                await session.scalars(
+                    select(Delivery.status)
+                    .where(
+                        Delivery.campaign_id == campaign_id,
+                        Delivery.sent_at.is_not(None) | (Delivery.status == DeliveryStatus.FAILED),
+                    )
+                    .order_by(Delivery.updated_at.desc())
+                    .limit(self.config.breaker_window)
+                )
+            )
+            failed = sum(1 for s in recent if s is DeliveryStatus.FAILED)
+            if (
+                len(recent) >= self.config.breaker_window
+                and failed / len(recent) > self.config.breaker_ratio
+            ):
+                reason = f"Circuit breaker: {failed} of the last {len(recent)} sends failed"
+        if reason:
+            await session.execute(
+                update(Campaign)
+                .where(Campaign.id == campaign_id, Campaign.status == CampaignStatus.SENDING)
+                .values(status=CampaignStatus.PAUSED, status_reason=reason)
+            )
+            logger.warning("campaign %d paused: %s", campaign_id, reason)
+
+    async def _schedule_retry(
+        self, session: Any, campaign: Campaign, first_id: int, last_id: int
+    ) -> None:
+        due = await session.scalar(
+            select(func.min(Delivery.next_attempt_at)).where(
+                Delivery.campaign_id == campaign.id,
+                Delivery.id.between(first_id, last_id),
+                Delivery.status == DeliveryStatus.PENDING,
+                Delivery.next_attempt_at.is_not(None),
+            )
+        )
+        if due is not None:
+            delay = max(0.0, (due - utcnow()).total_seconds())
+            try:
+                await self.queue.enqueue_chunks(
+                    campaign.id,
+                    [(first_id, last_id)],
+                    priority=campaign.priority.value,
+                    delay_s=delay + 0.05,
+                    round_=int(due.timestamp() * 1000),
+                )
+            except _REDIS_DOWN:  # the periodic sweep re-plans the pending deliveries
+                logger.warning("campaign %d: retry round not enqueued, Redis failed", campaign.id)
+
+
+def _is_disconnect(exc: DBAPIError) -> bool:
+    text = str(exc.orig).lower() if exc.orig is not None else str(exc).lower()
+    return any(
+        word in text
+        for word in (
+            "connect",
+            "closed",
+            "terminat",
+            "shut",
+            "refused",
+            "reset",
+            "starting up",
+            "recovery",
+        )
+    )
+
+
+def build(ctx: AppContext, *, concurrency: int | None = None) -> SendingWorker:
+    """A worker on the context's database, Graph client and queue."""
+    settings = ctx.settings
+    return SendingWorker(
+        db=ctx.db,
+        vault=ctx.vault,
+        graph=ctx.graph,
+        queue=ctx.queue,
+        limiter=ctx.limiter,
+        config=WorkerConfig.from_settings(settings, concurrency=concurrency),
+        app_secret=settings.app_secret.get_secret_value() if settings.app_secret else None,
+    )
+
+
+def _count(outcomes: Sequence[deliveries.Outcome]) -> dict[DeliveryStatus, int]:
+    result: dict[DeliveryStatus, int] = {}
+    for outcome in outcomes:
+        result[outcome.status] = result.get(outcome.status, 0) + 1
+    return result

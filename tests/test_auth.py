@@ -1,0 +1,230 @@
+"""Who may call what: every API route × {anonymous, viewer, manager, admin, revoked token}."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+
+from factories import create_user
+from pagecast.db import Database
+from pagecast.models import Role
+
+# For each route: the status when the caller may use it (with a made-up id and an empty body:
+# 404 for an unknown object, 422 for a missing body), and the roles that may.
+ALL, WRITERS, ADMINS = {"viewer", "manager", "admin"}, {"manager", "admin"}, {"admin"}
+MATRIX: dict[tuple[str, str], tuple[int, set[str]]] = {
+    ("POST", "/api/auth/logout"): (204, ALL),
+    ("GET", "/api/me"): (200, ALL),
+    ("GET", "/api/tokens"): (200, ALL),
+    ("POST", "/api/tokens"): (201, ALL),
+    ("DELETE", "/api/tokens/{token_id}"): (404, ALL),
+    ("GET", "/api/users"): (200, ADMINS),
+    ("POST", "/api/users"): (422, ADMINS),
+    ("GET", "/api/users/{user_id}"): (404, ADMINS),
+    ("PATCH", "/api/users/{user_id}"): (404, ADMINS),
+    ("DELETE", "/api/users/{user_id}"): (404, ADMINS),
+    ("GET", "/api/audit"): (200, ADMINS),
+    ("GET", "/api/pages"): (200, ALL),
+    ("POST", "/api/pages"): (422, ADMINS),
+    ("GET", "/api/pages/{page_id}"): (404, ALL),
+    ("PATCH", "/api/pages/{page_id}"): (404, ADMINS),
+    ("DELETE", "/api/pages/{page_id}"): (404, ADMINS),
+    ("GET", "/api/pages/{page_id}/contacts"): (404, ALL),
+    ("POST", "/api/pages/{page_id}/contacts"): (422, WRITERS),
+    ("POST", "/api/pages/{page_id}/contacts/import"): (422, WRITERS),
+    ("GET", "/api/contacts/{contact_id}"): (404, ALL),
+    ("PATCH", "/api/contacts/{contact_id}"): (404, WRITERS),
+    ("DELETE", "/api/contacts/{contact_id}"): (404, WRITERS),
+    ("GET", "/api/templates"): (200, ALL),
+    ("POST", "/api/templates"): (422, WRITERS),
+    ("GET", "/api/templates/{template_id}"): (404, ALL),
+    ("PATCH", "/api/templates/{template_id}"): (404, WRITERS),
+    ("DELETE", "/api/templates/{template_id}"): (404, WRITERS),
+    ("GET", "/api/campaigns"): (200, ALL),
+    ("POST", "/api/campaigns"): (422, WRITERS),
+    ("GET", "/api/campaigns/{campaign_id}"): (404, ALL),
+    ("PATCH", "/api/campaigns/{campaign_id}"): (404, WRITERS),
+    ("DELETE", "/api/campaigns/{campaign_id}"): (404, WRITERS),
+    ("POST", "/api/campaigns/{campaign_id}/duplicate"): (404, WRITERS),
+    ("GET", "/api/campaigns/{campaign_id}/audience"): (404, ALL),
+    ("GET", "/api/campaigns/{campaign_id}/audit"): (404, ALL),
+    ("GET", "/api/campaigns/{campaign_id}/events"): (404, ALL),
+    ("GET", "/api/admin/health"): (200, ADMINS),
+    ("GET", "/api/admin/queue"): (200, ADMINS),
+    ("POST", "/api/admin/queue/{action}"): (404, ADMINS),
+    ("GET", "/metrics"): (200, ADMINS),
+    ("POST", "/api/campaigns/{campaign_id}/start"): (404, WRITERS),
+    ("POST", "/api/campaigns/{campaign_id}/pause"): (404, WRITERS),
+    ("POST", "/api/campaigns/{campaign_id}/schedule"): (404, WRITERS),
+    ("POST", "/api/campaigns/{campaign_id}/resume"): (404, WRITERS),
+    ("POST", "/api/campaigns/{campaign_id}/cancel"): (404, WRITERS),
+    ("POST", "/api/campaigns/{campaign_id}/retry-failed"): (404, WRITERS),
+}
+PUBLIC = {
+    ("GET", "/healthz"): 200,
+    ("GET", "/readyz"): 200,
+    ("POST", "/api/auth/login"): 422,
+    # Meta calls these: the verify token and the body's signature authenticate them.
+    ("GET", "/webhooks/messenger"): 403,
+    ("POST", "/webhooks/messenger"): 403,
+}
+CALLERS = ("anonymous", "revoked", "viewer", "manager", "admin")
+
+
+def _concrete(path: str) -> str:
+    parts = [("987654" if p.startswith("{") else p) for p in path.split("/")]
+    return "/".join(parts)
+
+
+def test_matrix_covers_every_route(app: Any) -> None:
+    routes = {
+        (method.upper(), path)
+        for path, operations in app.openapi()["paths"].items()
+        for method in operations
+    }
+    assert routes == set(MATRIX) | set(PUBLIC)
+
+
+@pytest.fixture
+async def callers(app: Any, db: Database) -> dict[str, httpx.AsyncClient]:
+    clients: dict[str, httpx.AsyncClient] = {}
+    for role in (Role.VIEWER, Role.MANAGER, Role.ADMIN):
+        _, raw = await create_user(db, role)
+        clients[role.value] = httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app),
+            base_url="http://t",
+            headers={"Authorization": f"Bearer {raw}"},
+        )
+    revoked_user, raw = await create_user(db, Role.ADMIN, email="revoked@example.com")
+    admin = clients["admin"]
+    listed = (await admin.get("/api/tokens")).json()["items"]
+    token_id = next(t["id"] for t in listed if t["user_id"] == revoked_user.id)
+    assert (await admin.delete(f"/api/tokens/{token_id}")).status_code == 200
+    clients["revoked"] = httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app),
+        base_url="http://t",
+        headers={"Authorization": f"Bearer {raw}"},
+    )
+    clients["anonymous"] = httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://t"
+    )
+    yield clients
+    for c in clients.values():
+        await c.aclose()
+
+
+async def test_every_route_answers_each_caller_with_the_exact_status(
+    callers: dict[str, httpx.AsyncClient],
+) -> None:
+    seen: list[str] = []
+    for (method, path), (allowed_status, roles) in MATRIX.items():
+        for caller in CALLERS:
+            kwargs: dict[str, Any] = {}
+            if method in ("POST", "PATCH") and not path.endswith(
+                (
+                    "/logout",
+                    "/duplicate",
+                    "/start",
+                    "/schedule",
+                    "/pause",
+                    "/resume",
+                    "/cancel",
+                    "/retry-failed",
+                )
+            ):
+                kwargs["json"] = {} if path != "/api/tokens" else {"name": "matrix"}
+            if path.endswith("/import"):
+                kwargs = {"content": b"", "headers": {"content-type": "text/csv"}}
+            response = await callers[caller].request(method, _concrete(path), **kwargs)
+            if caller in ("anonymous", "revoked"):
+                expected = 401
+            elif caller in roles:
+                expected = allowed_status
+            else:
+                expected = 403
+            if response.status_code != expected:
+                seen.append(
+                    f"{caller} {method} {path}: {response.status_code} (expected {expected}) {response.text[:120]}"
+                )
+    assert seen == []
+
+
+async def test_public_routes_need_no_credentials(client: httpx.AsyncClient) -> None:
+    assert (await client.get("/healthz")).status_code == 200
+    assert (await client.get("/readyz")).json() == {"ok": True, "database": True, "redis": True}
+    assert (await client.post("/api/auth/login", json={})).status_code == 422
+
+
+async def test_revoked_token_is_refused_with_a_reason(
+    api: Any, client: httpx.AsyncClient, db: Database
+) -> None:
+    admin = await api(Role.ADMIN)
+    created = (await admin.post("/api/tokens", json={"name": "ci"})).json()
+    raw = created["token"]
+    assert (
+        await client.get("/api/me", headers={"Authorization": f"Bearer {raw}"})
+    ).status_code == 200
+    assert (await admin.delete(f"/api/tokens/{created['id']}")).status_code == 200
+    response = await client.get("/api/me", headers={"Authorization": f"Bearer {raw}"})
+    assert response.status_code == 401
+    assert "revoked" in response.json()["error"]["message"]
+
+
+async def test_token_is_shown_once_and_stored_hashed(api: Any, db: Database) -> None:
+    admin = await api(Role.ADMIN)
+    created = (await admin.post("/api/tokens", json={"name": "once"})).json()
+    assert created["token"].startswith("pct_")
+    listed = (await admin.get("/api/tokens")).json()["items"]
+    assert all("token" not in item for item in listed)
+    from sqlalchemy import text
+
+    async with db.transaction() as session:
+        stored = list(await session.scalars(text("SELECT token_hash FROM api_tokens")))
+    assert created["token"] not in stored and len(stored[0]) == 64
+
+
+async def test_viewer_cannot_start_a_campaign(api: Any) -> None:
+    viewer = await api(Role.VIEWER)
+    response = await viewer.post("/api/campaigns/1/start")
+    assert response.status_code == 403
+    assert "campaigns:send" in response.json()["error"]["message"]
+
+
+async def test_manager_without_send_permission_can_edit_but_not_start(api: Any) -> None:
+    editor = await api(Role.MANAGER, can_send=False)
+    me = (await editor.get("/api/me")).json()
+    assert "campaigns:write" in me["permissions"] and "campaigns:send" not in me["permissions"]
+    assert (await editor.post("/api/campaigns/1/start")).status_code == 403
+    assert (
+        await editor.post("/api/campaigns", json={})
+    ).status_code == 422  # allowed to try editing
+
+
+async def test_login_sets_a_session_and_unsafe_requests_need_the_csrf_header(
+    client: httpx.AsyncClient, db: Database
+) -> None:
+    await create_user(db, Role.MANAGER, email="m@example.com", password="correct horse")
+    bad = await client.post(
+        "/api/auth/login", json={"email": "m@example.com", "password": "wrong password"}
+    )
+    assert bad.status_code == 401
+    good = await client.post(
+        "/api/auth/login", json={"email": "M@example.com", "password": "correct horse"}
+    )
+    assert good.status_code == 200
+    cookie = good.headers["set-cookie"]
+    assert "httponly" in cookie.lower() and "samesite=lax" in cookie.lower()
+    assert (await client.get("/api/me")).json()["email"] == "m@example.com"
+    assert (await client.post("/api/tokens", json={"name": "x"})).status_code == 403
+    csrf = good.json()["csrf_token"]
+    assert (
+        await client.post("/api/tokens", json={"name": "x"}, headers={"x-csrf-token": csrf})
+    ).status_code == 201
+
+
+async def test_passwords_are_stored_with_argon2(db: Database) -> None:
+    user, _ = await create_user(db, Role.VIEWER, email="v@example.com", password="s3cret-pass")
+    assert user.password_hash is not None and user.password_hash.startswith("$argon2")
+    assert "s3cret-pass" not in user.password_hash

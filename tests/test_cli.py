@@ -1,0 +1,173 @@
+"""The `pagecast` command, run as a real process on a fresh data directory."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+PAGECAST = str(Path(sys.executable).parent / "pagecast")
+
+
+def run(data_dir: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    environ = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("PAGECAST_") and k not in ("DATABASE_URL", "REDIS_URL")
+    }
+    environ |= {"PAGECAST_DATA_DIR": str(data_dir), "PAGECAST_SECRET_KEY": "cli-test-key"} | env
+    return subprocess.run(
+        [PAGECAST, *args], capture_output=True, text=True, env=environ, timeout=60, check=False
+    )
+
+
+@pytest.fixture(scope="module")
+def migrated_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("migrated") / "data"
+    migrated = run(path, "db", "upgrade")
+    assert migrated.returncode == 0, migrated.stderr
+    return path
+
+
+@pytest.fixture
+def data_dir(migrated_dir: Path, tmp_path: Path) -> Path:
+    """A data dir with a migrated database (copied: migrating once per test is slow)."""
+    return Path(shutil.copytree(migrated_dir, tmp_path / "data"))
+
+
+def test_help_lists_every_command() -> None:
+    result = subprocess.run([PAGECAST, "--help"], capture_output=True, text=True, check=True)
+    for command in (
+        "serve",
+        "web",
+        "worker",
+        "db",
+        "users",
+        "tokens",
+        "pages",
+        "contacts",
+        "campaigns",
+        "simulator",
+    ):
+        assert f" {command} " in result.stdout, command
+
+
+def test_users_create_and_tokens_create_print_the_token_last(data_dir: Path) -> None:
+    created = run(
+        data_dir,
+        "users",
+        "create",
+        "--email",
+        "Admin@Example.com",
+        "--role",
+        "admin",
+        "--password",
+        "long enough",
+    )
+    assert created.returncode == 0 and "admin@example.com" in created.stdout
+    token = run(data_dir, "tokens", "create", "--user", "admin@example.com")
+    assert token.returncode == 0
+    assert token.stdout.strip().splitlines()[-1].startswith("pct_")
+
+
+@pytest.mark.parametrize(
+    ("args", "phrase"),
+    [
+        (("users", "create", "--email", "x@example.com", "--role", "superuser"), "role"),
+        (("users", "create", "--email", "not-an-email", "--role", "viewer"), "email"),
+        (("tokens", "create", "--user", "nobody@example.com"), "No user has the email"),
+        (("campaigns", "pause", "999"), "Campaign 999 does not exist"),
+    ],
+)
+def test_failures_print_one_line_and_exit_1(
+    data_dir: Path, args: tuple[str, ...], phrase: str
+) -> None:
+    result = run(data_dir, *args)
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and phrase in lines[0], result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_worker_names_a_bad_redis_url_with_the_password_masked(data_dir: Path) -> None:
+    result = run(data_dir, "worker", REDIS_URL="redsi://:hunter2@localhost:6379")
+    assert result.returncode == 1
+    line = result.stderr.strip().splitlines()[-1]
+    assert "REDIS_URL" in line and "redis://" in line and "hunter2" not in result.stderr
+
+
+def test_debug_shows_the_traceback(data_dir: Path) -> None:
+    result = run(data_dir, "--debug", "tokens", "create", "--user", "nobody@example.com")
+    assert result.returncode == 1 and "Traceback" in result.stderr
+
+
+def test_duplicate_user_is_refused(data_dir: Path) -> None:
+    assert (
+        run(data_dir, "users", "create", "--email", "a@example.com", "--role", "viewer").returncode
+        == 0
+    )
+    again = run(data_dir, "users", "create", "--email", "a@example.com", "--role", "viewer")
+    assert again.returncode == 1 and "already exists" in again.stderr
+
+
+def test_contacts_import_reports_rows_and_errors(
+    data_dir: Path, tmp_path: Path, simulator: object
+) -> None:
+    from factories import SIM_TOKEN
+
+    url = simulator.url  # type: ignore[attr-defined]
+    httpx.post(f"{url}/__sim/reset").raise_for_status()
+    httpx.post(
+        f"{url}/__sim/pages", json={"page_id": "1001", "name": "Acme", "access_token": SIM_TOKEN}
+    ).raise_for_status()
+    added = run(data_dir, "pages", "add", "--token", SIM_TOKEN, PAGECAST_GRAPH_API_URL=url)
+    assert added.returncode == 0, added.stderr
+    assert SIM_TOKEN not in added.stdout + added.stderr
+    csv_file = tmp_path / "people.csv"
+    csv_file.write_text("psid,first_name,tags\n1,Ana,vip\n2,Ben,\nxx,Bad,\n")
+    result = run(data_dir, "contacts", "import", str(csv_file), "--page", "1")
+    assert result.returncode == 0, result.stderr
+    assert "2 of 3 rows imported; 1 with errors." in result.stdout
+    assert "row 4, psid:" in result.stderr
+
+
+def test_serve_migrates_a_fresh_data_dir_and_answers(tmp_path: Path) -> None:
+    port = 18000 + os.getpid() % 1000
+    environ = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("PAGECAST_") and k not in ("DATABASE_URL", "REDIS_URL")
+    }
+    environ["PAGECAST_DATA_DIR"] = str(tmp_path / "fresh")
+    process = subprocess.Popen(
+        [PAGECAST, "serve", "--port", str(port)],
+        env=environ,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                health = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
+                break
+            except httpx.TransportError:
+                assert process.poll() is None, "serve exited early"
+                assert time.monotonic() < deadline, "serve did not answer within 30 s"
+                time.sleep(0.2)
+        assert health.json()["ok"] is True
+        assert httpx.get(f"http://127.0.0.1:{port}/docs").status_code == 200
+        assert httpx.get(f"http://127.0.0.1:{port}/api/campaigns").status_code == 401
+        assert (tmp_path / "fresh" / "pagecast.db").exists()
+        assert (tmp_path / "fresh" / "secret.key").stat().st_mode & 0o777 == 0o600
+    finally:
+        process.terminate()
+        output, _ = process.communicate(timeout=10)
+    assert "No users yet" in output

@@ -1,0 +1,715 @@
+"""The sending engine end to end: API start → queue (real Redis) → worker → Graph simulator.
+
+Nothing in the sending path is mocked: the worker runs in-process with the real Graph
+client against the simulator over a socket, on both database backends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import time
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from factories import SIM_TOKEN, app_client, create_user, engine_settings, sim_page
+from pagecast.context import AppContext
+from pagecast.db import Database
+from pagecast.models import Campaign, Contact, Delivery, DeliveryStatus, Role, utcnow
+from pagecast.settings import Settings
+from pagecast.worker import build
+
+PAGE = "1001"
+
+
+@pytest.fixture
+def sending_settings(settings: Settings, redis_url: str) -> Settings:
+    return engine_settings(settings, redis_url, worker_concurrency=50, breaker_consecutive_bad=5)
+
+
+@pytest.fixture
+async def engine_app(sending_settings: Settings, db: Database) -> AsyncIterator[Any]:
+    from pagecast.web.app import create_app
+
+    application = create_app(sending_settings, database=db)
+    yield application
+    await application.state.context.close()
+
+
+@pytest.fixture
+async def manager(engine_app: Any, db: Database) -> AsyncIterator[httpx.AsyncClient]:
+    _, raw = await create_user(db, Role.MANAGER, email="sender@example.com")
+    async with app_client(engine_app, raw) as client:
+        yield client
+
+
+@pytest.fixture
+async def admin(engine_app: Any, db: Database) -> AsyncIterator[httpx.AsyncClient]:
+    _, raw = await create_user(db, Role.ADMIN, email="boss@example.com")
+    async with app_client(engine_app, raw) as client:
+        yield client
+
+
+class RunningWorker:
+    def __init__(self, settings: Settings, db: Database) -> None:
+        self.ctx = AppContext(settings, database=db)
+        self.worker = build(self.ctx)
+        self.task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> RunningWorker:
+        self.task = asyncio.create_task(self.worker.run(install_signals=False))
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.worker.stopping.set()
+        assert self.task is not None
+        await asyncio.wait_for(self.task, timeout=30)
+        await self.ctx.close()
+
+
+async def setup_page(
+    admin: httpx.AsyncClient, sim: httpx.AsyncClient, *, send_rate: float = 200
+) -> int:
+    await sim_page(sim, page_id=PAGE)
+    response = await admin.post(
+        "/api/pages", json={"access_token": SIM_TOKEN, "send_rate": send_rate}
+    )
+    assert response.status_code == 201, response.text
+    return int(response.json()["id"])
+
+
+async def add_people(
+    sim: httpx.AsyncClient,
+    manager: httpx.AsyncClient,
+    page_id: int,
+    count: int,
+    *,
+    start: int = 1,
+    sim_status: str = "active",
+    hours_ago: float = 1,
+) -> list[str]:
+    psids = [str(10_000 + i) for i in range(start, start + count)]
+    inbound = (utcnow() - timedelta(hours=hours_ago)).isoformat()
+    people = [
+        {
+            "page_id": PAGE,
+            "psid": p,
+            "first_name": f"P{p}",
+            "last_name": "X",
+            "last_user_action": "now",
+            "status": sim_status,
+        }
+        for p in psids
+    ]
+    assert (await sim.post("/__sim/users", json=people)).status_code in (200, 201)
+    csv = "psid,first_name,last_inbound_at\n" + "".join(f"{p},P{p},{inbound}\n" for p in psids)
+    report = await manager.post(
+        f"/api/pages/{page_id}/contacts/import",
+        content=csv.encode(),
+        headers={"content-type": "text/csv"},
+    )
+    assert report.json()["imported"] == count, report.text
+    return psids
+
+
+async def new_campaign(manager: httpx.AsyncClient, page_id: int, **overrides: Any) -> int:
+    body = {
+        "name": "Sale",
+        "page_id": page_id,
+        "content": {"text": "Hi {{first_name|there}}"},
+    } | overrides
+    response = await manager.post("/api/campaigns", json=body)
+    assert response.status_code == 201, response.text
+    return int(response.json()["id"])
+
+
+async def wait_for(
+    manager: httpx.AsyncClient, campaign_id: int, statuses: set[str], timeout: float = 60
+) -> dict[str, Any]:
+    """Poll until the campaign is in one of `statuses` with nothing in flight."""
+    deadline = time.monotonic() + timeout
+    while True:
+        body = (await manager.get(f"/api/campaigns/{campaign_id}")).json()
+        if body["status"] in statuses and body["counts"]["sending"] == 0:
+            return body
+        assert time.monotonic() < deadline, f"campaign stayed {body['status']}: {body['counts']}"
+        await asyncio.sleep(0.1)
+
+
+async def outbox(sim: httpx.AsyncClient) -> list[dict[str, Any]]:
+    return (await sim.get("/__sim/outbox", params={"page_id": PAGE})).json()["messages"]
+
+
+async def deliveries_by_psid(db: Database, campaign_id: int) -> dict[str, Delivery]:
+    async with db.transaction() as session:
+        rows = await session.execute(
+            select(Contact.psid, Delivery)
+            .join(Contact, Contact.id == Delivery.contact_id)
+            .where(Delivery.campaign_id == campaign_id)
+        )
+        return {psid: delivery for psid, delivery in rows}
+
+
+async def test_campaign_sends_exactly_one_message_per_eligible_contact(
+    admin: httpx.AsyncClient,
+    manager: httpx.AsyncClient,
+    sim: httpx.AsyncClient,
+    sending_settings: Settings,
+    db: Database,
+) -> None:
+    page_id = await setup_page(admin, sim)
+    eligible = await add_people(sim, manager, page_id, 120)
+    outside = await add_people(sim, manager, page_id, 5, start=500, hours_ago=30)
+    campaign_id = await new_campaign(manager, page_id)
+    started = await manager.post(f"/api/campaigns/{campaign_id}/start")
+    assert started.status_code == 202, started.text
+    assert started.json()["counts"]["pending"] == 120 and started.json()["counts"]["skipped"] == 5
+    async with RunningWorker(sending_settings, db):
+        done = await wait_for(manager, campaign_id, {"completed"})
+    sent = await outbox(sim)
+    assert sorted(m["psid"] for m in sent) == sorted(eligible)
+    rows = await deliveries_by_psid(db, campaign_id)
+    assert {m["metadata"] for m in sent} == {str(rows[p].id) for p in eligible}
+    assert all(rows[p].message_id == m["mid"] for m in sent for p in [m["psid"]])
+    assert {rows[p].reason for p in outside} == {"outside_window"}
+    assert (
+        done["counts"]["sent"] == 120
+        and done["counts"]["skipped"] == 5
+        and done["counts"]["pending"] == 0
+    )
+    assert sent[0]["message"]["text"] == f"Hi P{sent[0]['psid']}"
+
+
+async def test_start_twice_is_refused_and_enqueues_nothing_twice(
+    admin: httpx.AsyncClient,
+    manager: httpx.AsyncClient,
+    sim: httpx.AsyncClient,
+) -> None:
+    page_id = await setup_page(admin, sim)
+    await add_people(sim, manager, page_id, 3)
+    campaign_id = await new_campaign(manager, page_id)
+    assert (await manager.post(f"/api/campaigns/{campaign_id}/start")).status_code == 202
+    again = await manager.post(f"/api/campaigns/{campaign_id}/start")
+    assert again.status_code == 409 and "is sending" in again.json()["error"]["message"]
+
+
+async def test_error_kinds_end_in_the_right_states(
+    admin: httpx.AsyncClient,
+    manager: httpx.AsyncClient,
+    sim: httpx.AsyncClient,
+    sending_settings: Settings,
+    db: Database,
+) -> None:
+    page_id = await setup_page(admin, sim)
+    ok, transient, blocked, window, rejected, ambiguous = [
+        (await add_people(sim, manager, page_id, 1, start=i))[0] for i in range(1, 7)
+    ]
+    await sim.post(
+        "/__sim/script",
+        json={
+            "match": {"psid": transient},
+            "responses": [{"code": 2, "http": 500, "times": 2}, {"ok": True}],
+        },
+    )
+    await sim.post(
+        "/__sim/users/status", json={"page_id": PAGE, "psid": blocked, "status": "blocked"}
+    )
+    await sim.post(
+        "/__sim/script",
+        json={"match": {"psid": window}, "responses": [{"code": 10, "subcode": 2018278}]},
+    )
+    await sim.post(
+        "/__sim/script",
+        json={
+            "match": {"psid": rejected},
+            "responses": [{"code": 100, "message": "Invalid parameter"}],
+        },
+    )
+    await sim.post(
+        "/__sim/script", json={"match": {"psid": ambiguous}, "responses": [{"timeout": "after"}]}
+    )
+    campaign_id = await new_campaign(manager, page_id)
+    assert (await manager.post(f"/api/campaigns/{campaign_id}/start")).status_code == 202
+    async with RunningWorker(sending_settings, db):
+        await wait_for(manager, campaign_id, {"completed"})
+    rows = await deliveries_by_psid(db, campaign_id)
+    assert (rows[ok].status, rows[ok].attempts) == (DeliveryStatus.SENT, 1)
+    assert (rows[transient].status, rows[transient].attempts) == (DeliveryStatus.SENT, 3)
+    assert (rows[blocked].status, rows[blocked].reason, rows[blocked].error_code) == (
+        DeliveryStatus.FAILED,
+        "recipient_unreachable",
+        551,
+    )
+    assert (rows[window].status, rows[window].reason) == (DeliveryStatus.SKIPPED, "outside_window")
+    assert (rows[rejected].status, rows[rejected].reason) == (DeliveryStatus.FAILED, "bad_request")
+    assert (rows[ambiguous].status, rows[ambiguous].reason) == (DeliveryStatus.UNKNOWN, "ambiguous")
+    async with db.transaction() as session:
+        unreachable = await session.scalar(
+            select(Contact.unreachable_at).where(Contact.psid == blocked)
+        )
+    assert unreachable is not None
+    psids = [m["psid"] for m in await outbox(sim)]
+    assert sorted(psids) == sorted([ok, transient, ambiguous])  # the ambiguous one did arrive, once
+    counts = (await manager.get(f"/api/campaigns/{campaign_id}")).json()["counts"]
+    assert (counts["sent"], counts["failed"], counts["skipped"], counts["unknown"]) == (2, 2, 1, 1)
+
+
+async def test_transient_errors_exhaust_into_retries_exhausted(
+    admin: httpx.AsyncClient,
+    manager: httpx.AsyncClient,
+    sim: httpx.AsyncClient,
+    sending_settings: Settings,
+    db: Database,
+) -> None:
+    page_id = await setup_page(admin, sim)
+    [psid] = await add_people(sim, manager, page_id, 1)
+    await sim.post(
+        "/__sim/script",
+        json={"match": {"psid": psid}, "responses": [{"code": 1, "http": 500, "times": 10}]},
+    )
+    campaign_id = await new_campaign(manager, page_id)
+    await manager.post(f"/api/campaigns/{campaign_id}/start")
+    async with RunningWorker(sending_settings, db):
+        await wait_for(manager, campaign_id, {"completed"})
+    row = (await deliveries_by_psid(db, campaign_id))[psid]
+    assert (row.status, row.reason, row.attempts) == (DeliveryStatus.FAILED, "retries_exhausted", 5)
+    assert await outbox(sim) == []
+    await sim.post("/__sim/script", json={"clear": True})
+    retried = await manager.post(f"/api/campaigns/{campaign_id}/retry-failed")
+    assert retried.status_code == 200 and retried.json()["retried"] == 1
+    async with RunningWorker(sending_settings, db):
+        await wait_for(manager, campaign_id, {"completed"})
+    assert [m["psid"] for m in await outbox(sim)] == [psid]
+
+
+async def test_revoked_token_stops_the_page_and_a_new_token_resumes(
+    admin: httpx.AsyncClient,
+    manager: httpx.AsyncClient,
+    sim: httpx.AsyncClient,
+    sending_settings: Settings,
+    db: Database,
+) -> None:
+    page_id = await setup_page(admin, sim)
+    psids = await add_people(sim, manager, page_id, 30)
+    await sim.post("/__sim/tokens/revoke", json={"access_token": SIM_TOKEN, "subcode": 460})
+    campaign_id = await new_campaign(manager, page_id)
+    await manager.post(f"/api/campaigns/{campaign_id}/start")
+    async with RunningWorker(sending_settings, db):
+        paused = await wait_for(manager, campaign_id, {"paused"})
+        assert "460" in paused["status_reason"]
+        page = (await admin.get(f"/api/pages/{page_id}")).json()
+        assert page["status"] == "token_invalid"
+        assert paused["counts"]["pending"] == 30 and paused["counts"]["failed"] == 0
+        refused = await manager.post(f"/api/campaigns/{campaign_id}/resume")
+        assert refused.status_code == 409 and "token_invalid" in refused.json()["error"]["message"]
+        await sim.post(
+            "/__sim/tokens", json={"access_token": "EAAGnewtoken", "kind": "PAGE", "page_id": PAGE}
+        )
+        assert (
+            await admin.patch(f"/api/pages/{page_id}", json={"access_token": "EAAGnewtoken"})
+        ).status_code == 200
+        assert (await manager.post(f"/api/campaigns/{campaign_id}/resume")).status_code == 200
+        await wait_for(manager, campaign_id, {"completed"})
+    assert sorted(m["psid"] for m in await outbox(sim)) == sorted(psids)
+
+
+async def test_pause_resume_and_cancel(
+    admin: httpx.AsyncClient,
+    manager: httpx.AsyncClient,
+    sim: httpx.AsyncClient,
+    sending_settings: Settings,
+    db: Database,
+) -> None:
+    page_id = await setup_page(admin, sim, send_rate=20)
+    psids = await add_people(sim, manager, page_id, 60)
+    campaign_id = await new_campaign(manager, page_id)
+    await manager.post(f"/api/campaigns/{campaign_id}/start")
+    async with RunningWorker(sending_settings, db):
+        await asyncio.sleep(0.8)
+        paused = await manager.post(f"/api/campaigns/{campaign_id}/pause")
+        assert paused.status_code == 200 and paused.json()["status"] == "paused"
+        assert (
+            await manager.post(f"/api/campaigns/{campaign_id}/pause")
+        ).status_code == 200  # idempotent
+        await asyncio.sleep(2.0)  # in-flight chunks notice within about a second
+        frozen = len(await outbox(sim))
+        await asyncio.sleep(1.0)
+        assert len(await outbox(sim)) == frozen < 60
+        assert (await manager.post(f"/api/campaigns/{campaign_id}/resume")).status_code == 200
+        await asyncio.sleep(0.5)
+        cancelled = await manager.post(f"/api/campaigns/{campaign_id}/cancel")
+        assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
+        await asyncio.sleep(1.5)
+    counts = (await manager.get(f"/api/campaigns/{campaign_id}")).json()["counts"]
+    sent = await outbox(sim)
+    assert len({m["psid"] for m in sent}) == len(sent) == counts["sent"]
+    assert (
+        counts["cancelled"] + counts["sent"] == 60 and counts["pending"] == counts["sending"] == 0
+    )
+    assert set(m["psid"] for m in sent) <= set(psids)
+    async with db.transaction() as session:
+        campaign = await session.get(Campaign, campaign_id)
+        assert campaign is not None and campaign.n_cancelled == counts["cancelled"] > 0
+
+
+async def test_circuit_breaker_pauses_after_consecutive_bad_requests(
+    admin: httpx.AsyncClient,
+    manager: httpx.AsyncClient,
+    sim: httpx.AsyncClient,
+    sending_settings: Settings,
+    db: Database,
+) -> None:
+    page_id = await setup_page(admin, sim, send_rate=50)
+    await add_people(sim, manager, page_id, 200)
+    await sim.post(
+        "/__sim/script",
+        json={
+            "match": {"path": "messages"},
+            "responses": [{"code": 100, "message": "Invalid parameter", "times": 1000}],
+        },
+    )
+    campaign_id = await new_campaign(manager, page_id)
+    await manager.post(f"/api/campaigns/{campaign_id}/start")
+    async with RunningWorker(sending_settings, db):
+        paused = await wait_for(manager, campaign_id, {"paused"})
+    assert "Circuit breaker" in paused["status_reason"]
+    assert paused["counts"]["pending"] > 100  # stopped within a chunk, not after every send
+    assert paused["counts"]["failed"] >= 5
+
+
+async def test_start_without_redis_answers_503_and_changes_nothing(
+    manager: httpx.AsyncClient,
+    admin: httpx.AsyncClient,
+    sim: httpx.AsyncClient,
+    engine_app: Any,
+) -> None:
+    page_id = await setup_page(admin, sim)
+    await add_people(sim, manager, page_id, 2)
+    campaign_id = await new_campaign(manager, page_id)
+    from pagecast.queue import Queue
+    from pagecast.redis_url import parse_redis_url
+
+    engine_app.state.context._queue = Queue(parse_redis_url("redis://127.0.0.1:1/0"))
+    response = await manager.post(f"/api/campaigns/{campaign_id}/start")
+    assert response.status_code == 503
+    assert response.json()["error"]["message"].startswith("Redis at 127.0.0.1:1 is unreachable (")
+    assert (
+        "Start Redis, or unset REDIS_URL to use the embedded one."
+        in response.json()["error"]["message"]
+    )
+    body = (await manager.get(f"/api/campaigns/{campaign_id}")).json()
+    assert body["status"] == "draft" and body["counts"]["total"] == 0
+
+
+async def test_scheduled_campaign_starts_by_itself_at_its_time(
+    admin: httpx.AsyncClient,
+    manager: httpx.AsyncClient,
+    sim: httpx.AsyncClient,
+    sending_settings: Settings,
+    db: Database,
+) -> None:
+    page_id = await setup_page(admin, sim)
+    psids = await add_people(sim, manager, page_id, 5)
+    campaign_id = await new_campaign(manager, page_id)
+    at = utcnow() + timedelta(seconds=2)
+    assert (
+        await manager.patch(f"/api/campaigns/{campaign_id}", json={"scheduled_at": at.isoformat()})
+    ).status_code == 200
+    scheduled = await manager.post(f"/api/campaigns/{campaign_id}/schedule")
+    assert scheduled.status_code == 200 and scheduled.json()["status"] == "scheduled"
+    async with RunningWorker(sending_settings, db):
+        await asyncio.sleep(1.0)
+        assert (await manager.get(f"/api/campaigns/{campaign_id}")).json()["status"] == "scheduled"
+        assert await outbox(sim) == []
+        done = await wait_for(manager, campaign_id, {"completed"}, timeout=30)
+    assert done["started_at"] >= at.isoformat().replace("+00:00", "Z")[:19]
+    assert sorted(m["psid"] for m in await outbox(sim)) == sorted(psids)
+
+
+async def test_scheduling_a_time_in_the_past_is_refused(
+    admin: httpx.AsyncClient,
+    manager: httpx.AsyncClient,
+    sim: httpx.AsyncClient,
+) -> None:
+    page_id = await setup_page(admin, sim)
+    campaign_id = await new_campaign(
+        manager, page_id, scheduled_at=(utcnow() - timedelta(minutes=5)).isoformat()
+    )
+    response = await manager.post(f"/api/campaigns/{campaign_id}/schedule")
+    assert response.status_code == 409 and response.json()["error"]["field"] == "scheduled_at"
+    assert (await manager.get(f"/api/campaigns/{campaign_id}")).json()["status"] == "draft"
+
+
+async def test_a_schedule_long_past_does_not_fire_by_surprise(
+    admin: httpx.AsyncClient,
+    manager: httpx.AsyncClient,
+    sim: httpx.AsyncClient,
+    sending_settings: Settings,
+    db: Database,
+) -> None:
+    page_id = await setup_page(admin, sim)
+    await add_people(sim, manager, page_id, 3)
+    campaign_id = await new_campaign(
+        manager, page_id, scheduled_at=(utcnow() + timedelta(hours=1)).isoformat()
+    )
+    assert (await manager.post(f"/api/campaigns/{campaign_id}/schedule")).status_code == 200
+    # The machine was off: the time passed two hours ago.
+    async with db.transaction() as session:
+        campaign = await session.get(Campaign, campaign_id)
+        assert campaign is not None
+        campaign.scheduled_at = utcnow() - timedelta(hours=2)
+    async with RunningWorker(sending_settings, db):  # its sweep runs at once
+        deadline = time.monotonic() + 10
+        while not (body := (await manager.get(f"/api/campaigns/{campaign_id}")).json())["missed"]:
+            assert time.monotonic() < deadline, body
+            await asyncio.sleep(0.1)
+    assert body["status"] == "scheduled" and "Missed" in body["status_reason"]
+    assert await outbox(sim) == []
+    started = await manager.post(f"/api/campaigns/{campaign_id}/start")  # a person decides
+    assert started.status_code == 202
+
+
+async def test_deliveries_not_sent_by_expiry_end_expired(
+    admin: httpx.AsyncClient,
+    manager: httpx.AsyncClient,
+    sim: httpx.AsyncClient,
+    sending_settings: Settings,
+    db: Database,
+) -> None:
+    page_id = await setup_page(admin, sim, send_rate=10)
+    await add_people(sim, manager, page_id, 40)
+    campaign_id = await new_campaign(
+        manager, page_id, expires_at=(utcnow() + timedelta(seconds=1.5)).isoformat()
+    )
+    await manager.post(f"/api/campaigns/{campaign_id}/start")
+    async with RunningWorker(sending_settings, db):
+        done = await wait_for(manager, campaign_id, {"completed"}, timeout=30)
+    counts = done["counts"]
+    assert counts["expired"] > 0 and counts["sent"] > 0, counts
+    assert counts["sent"] + counts["expired"] == 40
+    assert len(await outbox(sim)) == counts["sent"]
+
+
+async def test_progress_stream_follows_the_campaign_to_completion(
+    admin: httpx.AsyncClient,
+    manager: httpx.AsyncClient,
+    sim: httpx.AsyncClient,
+    sending_settings: Settings,
+    db: Database,
+) -> None:
+    page_id = await setup_page(admin, sim, send_rate=50)
+    await add_people(sim, manager, page_id, 60)
+    campaign_id = await new_campaign(manager, page_id)
+    await manager.post(f"/api/campaigns/{campaign_id}/start")
+    events: list[dict[str, Any]] = []
+    async with (
+        RunningWorker(sending_settings, db),
+        manager.stream("GET", f"/api/campaigns/{campaign_id}/events") as response,
+    ):
+        assert response.headers["content-type"].startswith("text/event-stream")
+        async for line in response.aiter_lines():
+            if line.startswith("data: "):
+                events.append(json.loads(line[6:]))
+    assert events[-1]["status"] == "completed" and events[-1]["counts"]["sent"] == 60
+    sent_seen = [e["counts"]["sent"] for e in events]
+    assert sent_seen == sorted(sent_seen) and len(set(sent_seen)) >= 2  # it moved while we watched
+    assert any(e["rate_per_second"] > 0 for e in events)
+    assert any(e["eta_seconds"] > 0 for e in events[:-1])
+
+
+async def test_health_metrics_and_queue_admin_show_the_engine(
+    admin: httpx.AsyncClient,
+    manager: httpx.AsyncClient,
+    sim: httpx.AsyncClient,
+    sending_settings: Settings,
+    db: Database,
+) -> None:
+    page_id = await setup_page(admin, sim)
+    await add_people(sim, manager, page_id, 10)
+    campaign_id = await new_campaign(manager, page_id)
+    await manager.post(f"/api/campaigns/{campaign_id}/start")
+    async with RunningWorker(sending_settings, db) as running:
+        await wait_for(manager, campaign_id, {"completed"})
+        health = (await admin.get("/api/admin/health")).json()
+        assert health["ok"] and health["database"]["ok"] and health["redis"]["ok"]
+        assert [w["id"] for w in health["workers"]] == [running.worker.id]
+        assert set(health["queue"]) >= {
+            "waiting",
+            "active",
+            "delayed",
+            "prioritized",
+            "completed",
+            "failed",
+        }
+        assert (
+            health["pages"][0]["status"] == "active"
+            and "throttled_for" in health["pages"][0]["throttle"]
+        )
+        queue = (await admin.get("/api/admin/queue")).json()
+        assert queue["paused"] is False and queue["workers"][0]["id"] == running.worker.id
+        assert (await admin.post("/api/admin/queue/pause")).json() == {
+            "ok": True,
+            "action": "pause",
+        }
+        assert (await admin.get("/api/admin/queue")).json()["paused"] is True
+        await admin.post("/api/admin/queue/resume")
+        assert (await admin.get("/api/admin/queue")).json()["paused"] is False
+        assert (await admin.post("/api/admin/queue/clean")).status_code == 200
+    metrics = (await admin.get("/metrics")).text
+    assert f'pagecast_deliveries{{page="{PAGE}",status="sent"}} 10' in metrics
+    assert f'pagecast_sends_total{{page="{PAGE}",outcome="sent"}} 10' in metrics
+    assert "pagecast_send_latency_seconds_count 10" in metrics
+    assert 'pagecast_send_latency_seconds_bucket{le="+Inf"} 10' in metrics
+    assert "pagecast_queue_jobs{" in metrics
+    assert (await manager.get("/metrics")).status_code == 403
+
+
+async def test_readiness_reports_redis_down(engine_app: Any, manager: httpx.AsyncClient) -> None:
+    from pagecast.queue import Queue
+    from pagecast.redis_url import parse_redis_url
+
+    engine_app.state.context._queue = Queue(parse_redis_url("redis://127.0.0.1:1/0"))
+    async with app_client(engine_app) as anonymous:
+        ready = await anonymous.get("/readyz")
+    assert ready.status_code == 503 and ready.json() == {
+        "ok": False,
+        "database": True,
+        "redis": False,
+    }
+    assert (
+        await manager.get("/api/campaigns")
+    ).status_code == 200  # everything but sending still works
+
+
+async def test_a_campaign_whose_jobs_were_lost_is_planned_again(
+    admin: httpx.AsyncClient,
+    manager: httpx.AsyncClient,
+    sim: httpx.AsyncClient,
+    sending_settings: Settings,
+    db: Database,
+    redis_url: str,
+    engine_app: Any,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    page_id = await setup_page(admin, sim)
+    psids = await add_people(sim, manager, page_id, 30)
+    campaign_id = await new_campaign(manager, page_id)
+    await manager.post(f"/api/campaigns/{campaign_id}/start")
+    app_queue = engine_app.state.context.queue
+    await (await app_queue.bull()).obliterate(force=True)  # the queue lost its jobs
+    # …and the chunk ids the plan will use are taken by jobs that never run (stuck jobs):
+    by_psid = await deliveries_by_psid(db, campaign_id)
+    ids = sorted(by_psid[p].id for p in psids)
+    chunks = [(ids[i], ids[min(i + 25, len(ids)) - 1]) for i in range(0, len(ids), 25)]
+    await app_queue.enqueue_chunks(campaign_id, chunks, delay_s=3600)
+    running = RunningWorker(sending_settings, db)
+    running.worker.config = dataclasses.replace(running.worker.config, sweep_seconds=0.3)
+    async with running:
+        await wait_for(manager, campaign_id, {"completed"}, timeout=30)
+    assert sorted(m["psid"] for m in await outbox(sim)) == sorted(psids)
+    assert f"campaign {campaign_id} made no progress; planning it again" in caplog.text
+
+
+async def test_claims_of_a_dead_worker_become_unknown_and_the_campaign_completes(
+    admin: httpx.AsyncClient,
+    manager: httpx.AsyncClient,
+    sim: httpx.AsyncClient,
+    sending_settings: Settings,
+    db: Database,
+) -> None:
+    page_id = await setup_page(admin, sim)
+    psids = await add_people(sim, manager, page_id, 20)
+    campaign_id = await new_campaign(manager, page_id)
+    await manager.post(f"/api/campaigns/{campaign_id}/start")
+    # A worker that died after its claim: rows in `sending`, claimed by an id with no heartbeat.
+    from pagecast.services import deliveries as deliveries_service
+
+    lost = psids[:5]
+    by_psid = await deliveries_by_psid(db, campaign_id)
+    ids = sorted(by_psid[p].id for p in lost)
+    async with db.transaction() as session:
+        claimed = await deliveries_service.claim(
+            session, campaign_id, ids[0], ids[-1], worker_id="gone:1:dead", now=utcnow()
+        )
+    assert len(claimed) == 5
+    running = RunningWorker(sending_settings, db)
+    running.worker.config = dataclasses.replace(running.worker.config, sweep_seconds=0.3)
+    async with running:
+        done = await wait_for(manager, campaign_id, {"completed"}, timeout=30)
+    rows = await deliveries_by_psid(db, campaign_id)
+    assert {(rows[p].status, rows[p].reason) for p in lost} == {
+        (DeliveryStatus.UNKNOWN, "worker_lost")
+    }
+    assert sorted(m["psid"] for m in await outbox(sim)) == sorted(psids[5:])  # never resent blindly
+    assert (done["counts"]["unknown"], done["counts"]["sent"], done["counts"]["sending"]) == (
+        5,
+        15,
+        0,
+    )
+
+
+async def test_circuit_breaker_pauses_when_most_recent_sends_fail(
+    admin: httpx.AsyncClient,
+    manager: httpx.AsyncClient,
+    sim: httpx.AsyncClient,
+    sending_settings: Settings,
+    db: Database,
+) -> None:
+    page_id = await setup_page(admin, sim, send_rate=50)
+    psids = await add_people(sim, manager, page_id, 150)
+    for psid in psids[::3] + psids[1::3]:  # two in three people blocked the Page: 551
+        await sim.post(
+            "/__sim/users/status", json={"page_id": PAGE, "psid": psid, "status": "blocked"}
+        )
+    campaign_id = await new_campaign(manager, page_id)
+    await manager.post(f"/api/campaigns/{campaign_id}/start")
+    ratio_only = sending_settings.model_copy(
+        update={"breaker_window": 30, "breaker_consecutive_bad": 10_000}
+    )
+    async with RunningWorker(ratio_only, db):
+        paused = await wait_for(manager, campaign_id, {"paused"})
+    assert paused["status_reason"].startswith("Circuit breaker: ")
+    assert "of the last 30 sends failed" in paused["status_reason"]
+    assert paused["counts"]["pending"] > 0
+
+
+async def test_retry_failed_can_pick_an_error_kind(
+    admin: httpx.AsyncClient,
+    manager: httpx.AsyncClient,
+    sim: httpx.AsyncClient,
+    sending_settings: Settings,
+    db: Database,
+) -> None:
+    page_id = await setup_page(admin, sim)
+    flaky, blocked = await add_people(sim, manager, page_id, 2)
+    await sim.post(
+        "/__sim/script",
+        json={"match": {"psid": flaky}, "responses": [{"code": 1, "http": 500, "times": 10}]},
+    )
+    await sim.post(
+        "/__sim/users/status", json={"page_id": PAGE, "psid": blocked, "status": "blocked"}
+    )
+    campaign_id = await new_campaign(manager, page_id)
+    await manager.post(f"/api/campaigns/{campaign_id}/start")
+    async with RunningWorker(sending_settings, db):
+        done = await wait_for(manager, campaign_id, {"completed"})
+        assert done["counts"]["failed"] == 2
+        await sim.post("/__sim/script", json={"clear": True})
+        retried = await manager.post(
+            f"/api/campaigns/{campaign_id}/retry-failed", params={"kind": "retry"}
+        )
+        assert retried.status_code == 200 and retried.json()["retried"] == 1
+        done = await wait_for(manager, campaign_id, {"completed"})
+    rows = await deliveries_by_psid(db, campaign_id)
+    assert rows[flaky].status is DeliveryStatus.SENT
+    assert (rows[blocked].status, rows[blocked].reason) == (
+        DeliveryStatus.FAILED,
+        "recipient_unreachable",
+    )
+    assert [m["psid"] for m in await outbox(sim)] == [flaky]
