@@ -188,6 +188,9 @@ class Page(Base):
     status_reason: Mapped[str | None] = mapped_column(Text)
     send_rate: Mapped[float] = mapped_column(Float)
     opt_out_keywords: Mapped[list[str] | None] = mapped_column(JSON)
+    # The latest claim time (our clock) of a delivery of this Page that an echo confirmed: the
+    # Page's echo stream is proven live for every attempt made before it.
+    echo_seen_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -327,6 +330,10 @@ class Delivery(Base):
     sent_at: Mapped[datetime | None]
     delivered_at: Mapped[datetime | None]
     read_at: Mapped[datetime | None]
+    # When it became `unknown` (its attempt happened at or before this time), and when
+    # reconciliation proved it never arrived and queued its one resend.
+    unknown_since: Mapped[datetime | None]
+    resent_at: Mapped[datetime | None]
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 

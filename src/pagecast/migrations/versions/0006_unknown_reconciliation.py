@@ -1,0 +1,33 @@
+"""reconciliation of unknown deliveries: when they became unknown, the one resend, and how far
+each Page's echo stream is known to be live
+
+Revision ID: 0006
+Revises: 0005
+Create Date: 2026-11-23 09:00:00.000000
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0006"
+down_revision = "0005"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("deliveries", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("unknown_since", sa.DateTime(timezone=True), nullable=True))
+        batch_op.add_column(sa.Column("resent_at", sa.DateTime(timezone=True), nullable=True))
+    with op.batch_alter_table("pages", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("echo_seen_at", sa.DateTime(timezone=True), nullable=True))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("pages", schema=None) as batch_op:
+        batch_op.drop_column("echo_seen_at")
+    with op.batch_alter_table("deliveries", schema=None) as batch_op:
+        batch_op.drop_column("resent_at")
+        batch_op.drop_column("unknown_since")
