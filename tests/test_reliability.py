@@ -269,6 +269,29 @@ async def sent_psids(
         )
 
 
+async def failure_reasons(db: Database, campaign_id: int) -> list[tuple[Any, ...]]:
+    """(status, error kind, code, reason) of every delivery not sent, delivered or read."""
+    async with db.transaction() as session:
+        rows = await session.execute(
+            select(
+                Delivery.status, Delivery.error_kind, Delivery.error_code, Delivery.error_message
+            )
+            .where(
+                Delivery.campaign_id == campaign_id,
+                Delivery.status.not_in(
+                    [
+                        DeliveryStatus.SENT,
+                        DeliveryStatus.DELIVERED,
+                        DeliveryStatus.READ,
+                        DeliveryStatus.SKIPPED,
+                    ]
+                ),
+            )
+            .limit(20)
+        )
+        return [tuple(row) for row in rows]
+
+
 async def counters(db: Database, campaign_id: int) -> dict[str, int]:
     async with db.transaction() as session:
         row = await session.get(Campaign, campaign_id)
@@ -311,7 +334,10 @@ async def test_5000_contacts_two_worker_processes_exactly_once(
     campaign_id = await start_campaign(env, page)
     done = await wait_until_done(env, campaign_id, timeout=90, workers=workers)
     elapsed = time.monotonic() - began
-    assert done["counts"]["sent"] == 5_000 and done["counts"]["skipped"] == 50
+    assert done["counts"]["sent"] == 5_000 and done["counts"]["skipped"] == 50, (
+        done["counts"],
+        await failure_reasons(env.db, campaign_id),
+    )
     await assert_exactly_once(env, sim, campaign_id, eligible)
     for worker in workers:  # both processes took a share
         assert "chunk" in worker.log() and "done (sent" in worker.log(), worker.log()[-2000:]
