@@ -11,7 +11,7 @@ import dataclasses
 import json
 import time
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
@@ -30,7 +30,13 @@ PAGE = "1001"
 
 @pytest.fixture
 def sending_settings(settings: Settings, redis_url: str) -> Settings:
-    return engine_settings(settings, redis_url, worker_concurrency=50, breaker_consecutive_bad=5)
+    return engine_settings(
+        settings,
+        redis_url,
+        worker_concurrency=50,
+        breaker_consecutive_bad=5,
+        unknown_grace=2.0,  # long enough to watch a campaign wait for its reconciliation
+    )
 
 
 @pytest.fixture
@@ -236,7 +242,9 @@ async def test_error_kinds_end_in_the_right_states(
     )
     campaign_id = await new_campaign(manager, page_id)
     assert (await manager.post(f"/api/campaigns/{campaign_id}/start")).status_code == 202
-    async with RunningWorker(sending_settings, db):
+    running = RunningWorker(sending_settings, db)
+    running.worker.config = dataclasses.replace(running.worker.config, sweep_seconds=0.3)
+    async with running:
         await wait_for(manager, campaign_id, {"completed"})
     rows = await deliveries_by_psid(db, campaign_id)
     assert (rows[ok].status, rows[ok].attempts) == (DeliveryStatus.SENT, 1)
@@ -248,7 +256,14 @@ async def test_error_kinds_end_in_the_right_states(
     )
     assert (rows[window].status, rows[window].reason) == (DeliveryStatus.SKIPPED, "outside_window")
     assert (rows[rejected].status, rows[rejected].reason) == (DeliveryStatus.FAILED, "bad_request")
-    assert (rows[ambiguous].status, rows[ambiguous].reason) == (DeliveryStatus.UNKNOWN, "ambiguous")
+    # The timeout made it `unknown`; with no echo (no webhooks here) nothing proves whether it
+    # arrived, so after the grace period it fails `ambiguous` and is never sent again.
+    assert (rows[ambiguous].status, rows[ambiguous].reason, rows[ambiguous].error_kind) == (
+        DeliveryStatus.FAILED,
+        "ambiguous",
+        "ambiguous",
+    )
+    assert rows[ambiguous].attempts == 1 and rows[ambiguous].resent_at is None
     async with db.transaction() as session:
         unreachable = await session.scalar(
             select(Contact.unreachable_at).where(Contact.psid == blocked)
@@ -257,7 +272,7 @@ async def test_error_kinds_end_in_the_right_states(
     psids = [m["psid"] for m in await outbox(sim)]
     assert sorted(psids) == sorted([ok, transient, ambiguous])  # the ambiguous one did arrive, once
     counts = (await manager.get(f"/api/campaigns/{campaign_id}")).json()["counts"]
-    assert (counts["sent"], counts["failed"], counts["skipped"], counts["unknown"]) == (2, 2, 1, 1)
+    assert (counts["sent"], counts["failed"], counts["skipped"], counts["unknown"]) == (2, 3, 1, 0)
 
 
 async def test_transient_errors_exhaust_into_retries_exhausted(
@@ -616,7 +631,7 @@ async def test_a_campaign_whose_jobs_were_lost_is_planned_again(
     assert f"campaign {campaign_id} made no progress; planning it again" in caplog.text
 
 
-async def test_claims_of_a_dead_worker_become_unknown_and_the_campaign_completes(
+async def test_claims_of_a_dead_worker_without_echo_proof_fail_ambiguous_never_resent(
     admin: httpx.AsyncClient,
     manager: httpx.AsyncClient,
     sim: httpx.AsyncClient,
@@ -643,15 +658,60 @@ async def test_claims_of_a_dead_worker_become_unknown_and_the_campaign_completes
     async with running:
         done = await wait_for(manager, campaign_id, {"completed"}, timeout=30)
     rows = await deliveries_by_psid(db, campaign_id)
-    assert {(rows[p].status, rows[p].reason) for p in lost} == {
-        (DeliveryStatus.UNKNOWN, "worker_lost")
+    # `sending` → `unknown` (worker_lost) → after the grace period, with no echo stream to
+    # prove they never arrived, `failed` (ambiguous).
+    assert {(rows[p].status, rows[p].reason, rows[p].resent_at) for p in lost} == {
+        (DeliveryStatus.FAILED, "ambiguous", None)
     }
     assert sorted(m["psid"] for m in await outbox(sim)) == sorted(psids[5:])  # never resent blindly
-    assert (done["counts"]["unknown"], done["counts"]["sent"], done["counts"]["sending"]) == (
-        5,
-        15,
-        0,
+    assert (
+        done["counts"]["unknown"],
+        done["counts"]["failed"],
+        done["counts"]["sent"],
+        done["counts"]["sending"],
+    ) == (0, 5, 15, 0)
+    assert done["reconciling"] is None
+
+
+async def test_a_campaign_with_unknown_deliveries_completes_only_once_they_are_reconciled(
+    admin: httpx.AsyncClient,
+    manager: httpx.AsyncClient,
+    sim: httpx.AsyncClient,
+    sending_settings: Settings,
+    db: Database,
+) -> None:
+    grace = sending_settings.unknown_grace
+    page_id = await setup_page(admin, sim)
+    psids = await add_people(sim, manager, page_id, 4)
+    await sim.post(
+        "/__sim/script", json={"match": {"psid": psids[0]}, "responses": [{"timeout": "after"}]}
     )
+    campaign_id = await new_campaign(manager, page_id)
+    await manager.post(f"/api/campaigns/{campaign_id}/start")
+    running = RunningWorker(sending_settings, db)
+    running.worker.config = dataclasses.replace(running.worker.config, sweep_seconds=0.3)
+    async with running:
+        deadline = time.monotonic() + 20
+        while True:
+            body = (await manager.get(f"/api/campaigns/{campaign_id}")).json()
+            if body["counts"]["sent"] == 3 and body["counts"]["unknown"] == 1:
+                break
+            assert time.monotonic() < deadline, body
+            await asyncio.sleep(0.05)
+        # Nothing left to send, one outcome unknown: still sending, and the API says why.
+        assert body["status"] == "sending" and body["eta_seconds"] == 0
+        reconciling = body["reconciling"]
+        assert reconciling["count"] == 1 and "ambiguous" in reconciling["why"]
+        row = (await deliveries_by_psid(db, campaign_id))[psids[0]]
+        assert row.unknown_since is not None
+        assert datetime.fromisoformat(reconciling["until"]) == row.unknown_since + timedelta(
+            seconds=grace
+        )
+        done = await wait_for(manager, campaign_id, {"completed"}, timeout=20)
+    assert datetime.fromisoformat(done["completed_at"]) >= row.unknown_since + timedelta(
+        seconds=grace
+    )
+    assert (done["counts"]["unknown"], done["counts"]["failed"]) == (0, 1)
 
 
 async def test_circuit_breaker_pauses_when_most_recent_sends_fail(

@@ -496,6 +496,80 @@ async def test_an_echo_turns_an_unknown_delivery_into_sent_and_receipts_flow_in(
     assert pending == 0
 
 
+async def test_a_lost_send_is_resent_once_when_later_echoes_prove_it_never_arrived(
+    people_admin: httpx.AsyncClient,
+    engine: Any,
+    sim: httpx.AsyncClient,
+    engine_settings: Settings,
+    db: Database,
+) -> None:
+    """A worker died holding five claims it never sent. Once they are `unknown`, a later
+    campaign of the same Page gets its echoes: the echo stream is live past those attempts, so
+    their missing echoes prove they never arrived, and each is sent once more after the grace
+    period. One of them times out again (before reaching Facebook) on that resend: it is never
+    resent a second time, and fails `ambiguous`."""
+    from pagecast.models import utcnow
+    from pagecast.services import deliveries as deliveries_service
+
+    page_id = await setup_page(people_admin, sim)
+    lost = await add_people(sim, people_admin, page_id, 5)
+    first = await new_campaign(people_admin, page_id)
+    assert (await people_admin.post(f"/api/campaigns/{first}/start")).status_code == 202
+    by_psid = await deliveries_by_psid(db, first)
+    ids = sorted(by_psid[p].id for p in lost)
+    async with db.transaction() as session:
+        claimed = await deliveries_service.claim(
+            session, first, ids[0], ids[-1], worker_id="gone:1:dead", now=utcnow()
+        )
+    assert len(claimed) == 5
+    twice_unlucky = lost[0]
+    await sim.post(
+        "/__sim/script",
+        json={"match": {"psid": twice_unlucky}, "responses": [{"timeout": "before"}]},
+    )
+    async with LoopbackApp(engine) as url:
+        await point_simulator(sim, url, delivery_delay=[0, 0], read_delay=[0, 0])
+        running = RunningWorker(engine_settings, db)
+        running.worker.config = dataclasses.replace(
+            running.worker.config, sweep_seconds=0.3, webhook_retry_after=0.5
+        )
+        async with running:
+
+            async def all_unknown() -> bool:
+                return (await counts(people_admin, first))["unknown"] == 5
+
+            await until(all_unknown)
+            # Nothing of this Page has echoed since: the grace period alone proves nothing.
+            later = await add_people(sim, people_admin, page_id, 3, start=100)
+            async with db.transaction() as session:
+                later_ids = list(
+                    await session.scalars(select(Contact.id).where(Contact.psid.in_(later)))
+                )
+            second = await new_campaign(
+                people_admin, page_id, audience={"type": "contacts", "ids": later_ids}
+            )
+            assert (await people_admin.post(f"/api/campaigns/{second}/start")).status_code == 202
+            await wait_for(people_admin, second, {"completed"})
+            done = await wait_for(people_admin, first, {"completed"}, timeout=30)
+    rows = await deliveries_by_psid(db, first)
+    resent = [p for p in lost if p != twice_unlucky]
+    assert all(
+        (rows[p].status in (DeliveryStatus.SENT, DeliveryStatus.DELIVERED, DeliveryStatus.READ))
+        and rows[p].resent_at is not None
+        for p in resent
+    ), {p: (rows[p].status, rows[p].reason) for p in lost}
+    unlucky = rows[twice_unlucky]
+    assert (unlucky.status, unlucky.reason, unlucky.error_kind) == (
+        DeliveryStatus.FAILED,
+        "ambiguous",
+        "ambiguous",
+    )
+    assert unlucky.resent_at is not None
+    psids = [m["psid"] for m in await outbox(sim)]
+    assert sorted(psids) == sorted(resent + later)  # each exactly once; the unlucky one never
+    assert (done["counts"]["unknown"], done["counts"]["failed"]) == (0, 1)
+
+
 async def test_an_older_stop_arriving_after_a_newer_start_does_not_opt_out(
     hook: httpx.AsyncClient, db: Database, vault: Vault
 ) -> None:

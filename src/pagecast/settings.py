@@ -88,6 +88,17 @@ class Settings(BaseSettings):
         description="The verify token entered in the Facebook app's webhook setup; "
         "`GET /webhooks/messenger` answers the verification only when it matches.",
     )
+    public_url: str | None = Field(
+        None,
+        description="The https address at which Facebook and your users reach Pagecast (behind "
+        "a proxy, the proxy's), e.g. `https://pagecast.example.com`. The webhook callback URL "
+        "that `GET /api/pages/{id}/webhook` and `pagecast pages webhook` show is built from it.",
+    )
+    webhook_max_body_bytes: PositiveInt = Field(
+        1_048_576,
+        description="Largest webhook body accepted, in bytes; a larger one is answered 413 "
+        "before its signature is checked, without being read fully or stored.",
+    )
     default_page_send_rate: PositiveFloat = Field(
         40.0,
         description="Messages per second for a newly connected Page. Above about 40/s Meta's "
@@ -122,6 +133,23 @@ class Settings(BaseSettings):
     worker_heartbeat_ttl: PositiveInt = Field(
         30,
         description="Seconds after its last heartbeat when a worker counts as dead.",
+    )
+    unknown_grace: PositiveFloat = Field(
+        600.0,
+        description="Seconds after an ambiguous attempt (a timeout, or a worker that died "
+        "mid-send) during which Pagecast waits for its echo. After it the message is sent "
+        "again once, if the Page's echoes prove it never arrived, or else fails with reason "
+        "`ambiguous`; never resent blindly.",
+    )
+    sweep_seconds: PositiveFloat = Field(
+        15.0,
+        description="How often a worker's sweep looks for lost jobs, dead workers' claims, due "
+        "schedules, unprocessed webhook events and unknown deliveries to reconcile.",
+    )
+    webhook_retry_seconds: PositiveFloat = Field(
+        30.0,
+        description="Webhook events still unprocessed this long after they arrived are "
+        "processed again by the sweep.",
     )
     max_schedule_lateness: PositiveInt = Field(
         3600,

@@ -55,7 +55,7 @@ from pagecast.queue import (
 from pagecast.ratelimit import PageLimiter
 from pagecast.schemas import Content
 from pagecast.security import Vault
-from pagecast.services import audience, campaigns, content, deliveries, pages, sending
+from pagecast.services import audience, campaigns, content, deliveries, pages, reconcile, sending
 from pagecast.settings import Settings
 from pagecast.webhook_runner import Reactions
 from pagecast.webhook_runner import run as run_webhook_events
@@ -102,6 +102,8 @@ class WorkerConfig:
     sweep_seconds: float = 15.0
     # Webhook events still unprocessed this long after arrival are retried by the sweep.
     webhook_retry_after: float = 30.0
+    # Seconds an `unknown` delivery waits for its echo before it is reconciled.
+    unknown_grace: float = 600.0
 
     @classmethod
     def from_settings(cls, settings: Settings, *, concurrency: int | None = None) -> WorkerConfig:
@@ -117,6 +119,9 @@ class WorkerConfig:
             breaker_ratio=settings.breaker_failure_ratio,
             breaker_window=settings.breaker_window,
             max_schedule_lateness=settings.max_schedule_lateness,
+            sweep_seconds=settings.sweep_seconds,
+            webhook_retry_after=settings.webhook_retry_seconds,
+            unknown_grace=settings.unknown_grace,
         )
 
 
@@ -270,6 +275,7 @@ class SendingWorker:
                 if due:
                     await self._start_due(due)
                 await self._recover_lost_claims()
+                await self._reconcile_unknown()
                 await run_pending_webhook_events(
                     self.db, older_than=self.config.webhook_retry_after, reactions=self.reactions
                 )
@@ -317,6 +323,40 @@ class SendingWorker:
                 "campaign %d: %d deliveries claimed by a dead worker are now unknown",
                 campaign_id,
                 count,
+            )
+
+    async def _reconcile_unknown(self) -> None:
+        """Decide `unknown` deliveries past their grace period (services/reconcile.py) and
+        complete or re-plan their campaigns."""
+        async with self.db.transaction() as session:
+            done = await reconcile.reconcile(
+                session, utcnow(), timedelta(seconds=self.config.unknown_grace)
+            )
+            for campaign_id in done.campaigns:
+                await sending.finish_if_done(session, campaign_id)
+            resend = {
+                campaign_id: priority
+                for campaign_id, priority in await session.execute(
+                    select(Campaign.id, Campaign.priority).where(
+                        Campaign.id.in_(list(done.resent)),
+                        Campaign.status == CampaignStatus.SENDING,
+                    )
+                )
+            }
+        for campaign_id, count in done.failed.items():
+            logger.warning(
+                "campaign %d: %d unknown deliveries could not be proven and failed (ambiguous)",
+                campaign_id,
+                count,
+            )
+        for campaign_id, priority in resend.items():
+            logger.info(
+                "campaign %d: %d unknown deliveries proven never sent; sending them once more",
+                campaign_id,
+                done.resent[campaign_id],
+            )
+            await self.queue.enqueue_plan(
+                campaign_id, priority=priority.value, round_=int(time.time())
             )
 
     async def _start_due(self, campaign_ids: Sequence[int]) -> str:

@@ -207,6 +207,7 @@ async def record(
             next_attempt_at=bindparam("b_next_attempt_at", type_=UTCDateTime()),
             attempts=_TABLE.c.attempts - bindparam("b_refund"),
             sent_at=func.coalesce(bindparam("b_sent_at", type_=UTCDateTime()), _TABLE.c.sent_at),
+            unknown_since=bindparam("b_unknown_since", type_=UTCDateTime()),
             claimed_by=None,
             updated_at=bindparam("b_now", type_=UTCDateTime()),
         )
@@ -227,6 +228,7 @@ async def record(
                 "b_next_attempt_at": o.next_attempt_at,
                 "b_refund": 1 if o.refund_attempt else 0,
                 "b_sent_at": now if o.status is DeliveryStatus.SENT else None,
+                "b_unknown_since": now if o.status is DeliveryStatus.UNKNOWN else None,
                 "b_now": now,
             }
             for o in outcomes
@@ -334,6 +336,7 @@ async def lost_claims(
             .values(
                 status=DeliveryStatus.UNKNOWN.value,
                 reason="worker_lost",
+                unknown_since=now,
                 claimed_by=None,
                 updated_at=now,
             )

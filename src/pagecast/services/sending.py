@@ -276,7 +276,8 @@ async def retry_failed(
 
 
 async def finish_if_done(session: AsyncSession, campaign_id: int) -> bool:
-    """Complete a sending campaign with nothing pending (retries included) or in flight."""
+    """Complete a sending campaign with nothing pending (retries included), in flight or
+    `unknown` (being reconciled: services/reconcile.py)."""
     result = await session.execute(
         update(Campaign)
         .where(
@@ -284,6 +285,7 @@ async def finish_if_done(session: AsyncSession, campaign_id: int) -> bool:
             Campaign.status == CampaignStatus.SENDING,
             Campaign.n_pending == 0,
             Campaign.n_sending == 0,
+            Campaign.n_unknown == 0,
         )
         .values(status=CampaignStatus.COMPLETED, completed_at=utcnow())
     )

@@ -20,7 +20,7 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pagecast.models import Contact, Delivery, DeliveryStatus, Page, WebhookEvent, utcnow
-from pagecast.services import contacts, deliveries
+from pagecast.services import contacts, deliveries, sending
 
 __all__ = [
     "DEFAULT_OPT_OUT_KEYWORDS",
@@ -56,6 +56,7 @@ _PROVEN_BY_ECHO = (DeliveryStatus.UNKNOWN, DeliveryStatus.PENDING, DeliveryStatu
 # The cost: a second message to the same person less than this after the first is covered
 # by the first one's receipt.
 CLOCK_SKEW = timedelta(seconds=1)
+ECHO_WATERMARK_STEP = timedelta(seconds=1)
 
 
 @dataclass(frozen=True)
@@ -374,6 +375,24 @@ async def _receipt(
     return Result()
 
 
+async def _echo_stream_live(session: AsyncSession, page: Page, claimed_at: datetime | None) -> None:
+    """Move the Page's echo watermark (services/reconcile.py) to this delivery's claim time.
+
+    Written at most about once a second per Page: a lower watermark only delays a resend.
+    """
+    if claimed_at is None:
+        return
+    seen = page.echo_seen_at
+    if seen is not None and claimed_at - seen < ECHO_WATERMARK_STEP:
+        return
+    await session.execute(
+        update(Page)
+        .where(Page.id == page.id, or_(Page.echo_seen_at.is_(None), Page.echo_seen_at < claimed_at))
+        .values(echo_seen_at=claimed_at)
+        .execution_options(synchronize_session=False)
+    )
+
+
 async def _echo(
     session: AsyncSession, page: Page, psid: str, message: dict[str, Any], at: datetime
 ) -> Result:
@@ -412,6 +431,8 @@ async def _echo(
             await deliveries.shift(
                 session, delivery.campaign_id, {delivery.status: -1, DeliveryStatus.SENT: 1}
             )
+            if delivery.status is DeliveryStatus.UNKNOWN:
+                await sending.finish_if_done(session, delivery.campaign_id)
     elif delivery.status in (DeliveryStatus.SENT, DeliveryStatus.DELIVERED, DeliveryStatus.READ):
         # Confirmed: the echo's mid, and Facebook's own time (the clock of the watermarks).
         await session.execute(
@@ -422,6 +443,7 @@ async def _echo(
         )
     else:
         return Result(reason=f"delivery {delivery.id} is {delivery.status.value}; echo noted")
+    await _echo_stream_live(session, page, delivery.claimed_at)
     # Receipts processed before this echo already cover it when their watermark is later.
     for kind, watermark in (
         (DELIVERY, contact.delivered_watermark_at),

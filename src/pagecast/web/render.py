@@ -137,13 +137,26 @@ def campaign(row: Campaign, counts: dict[str, int]) -> dict[str, Any]:
     }
 
 
-def progress(row: Campaign, rate: float, page_rate: float) -> dict[str, Any]:
-    """Send rate over the last minute and the time left at that rate (or the configured one)."""
+def progress(
+    row: Campaign, rate: float, page_rate: float, *, reconciling_until: datetime | None = None
+) -> dict[str, Any]:
+    """Send rate over the last minute, the time left at that rate (or the configured one),
+    and the deliveries whose outcome is being reconciled (services/reconcile.py)."""
     left = row.n_pending + row.n_sending
     pace = rate or min(page_rate, row.send_rate or page_rate)
     return {
         "rate_per_second": round(rate, 2),
         "eta_seconds": round(left / pace) if left and pace else 0,
+        "reconciling": None
+        if not row.n_unknown
+        else {
+            "count": row.n_unknown,
+            "until": _time(reconciling_until),
+            "why": f"{row.n_unknown} messages may or may not have reached Facebook (a timeout "
+            "or a stopped worker); Pagecast waits for their echoes before it completes the "
+            "campaign. Unconfirmed ones are then sent again once if the Page's echoes prove "
+            "they never arrived, or else fail with reason 'ambiguous'.",
+        },
     }
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
@@ -14,7 +15,7 @@ from pagecast import actions
 from pagecast.models import CampaignStatus, utcnow
 from pagecast.permissions import Actor, Permission
 from pagecast.schemas import CampaignCreate, CampaignUpdate
-from pagecast.services import audience, audit, campaigns, content, deliveries, pages
+from pagecast.services import audience, audit, campaigns, content, deliveries, pages, reconcile
 from pagecast.web import render
 from pagecast.web.deps import ContextDep, require
 
@@ -59,12 +60,17 @@ async def create_campaign(body: CampaignCreate, actor: Writer, ctx: ContextDep) 
         return render.campaign(campaign, campaigns.counts(campaign))
 
 
-async def _with_progress(session: Any, campaign_id: int) -> dict[str, Any]:
+async def _with_progress(session: Any, campaign_id: int, grace: float) -> dict[str, Any]:
     campaign = await campaigns.get(session, campaign_id)
     page = await pages.get(session, campaign.page_id)
     rate = await deliveries.recent_rate(session, campaign.id, utcnow())
+    until = (
+        await reconcile.reconciling_until(session, campaign.id, timedelta(seconds=grace))
+        if campaign.n_unknown
+        else None
+    )
     return render.campaign(campaign, campaigns.counts(campaign)) | render.progress(
-        campaign, rate, page.send_rate
+        campaign, rate, page.send_rate, reconciling_until=until
     )
 
 
@@ -72,7 +78,7 @@ async def _with_progress(session: Any, campaign_id: int) -> dict[str, Any]:
 async def get_campaign(campaign_id: int, actor: Reader, ctx: ContextDep) -> dict[str, Any]:
     """The campaign with its counts (O(1)), the send rate over the last minute and an ETA."""
     async with ctx.db.transaction() as session:
-        return await _with_progress(session, campaign_id)
+        return await _with_progress(session, campaign_id, ctx.settings.unknown_grace)
 
 
 @router.get("/campaigns/{campaign_id}/events")
@@ -87,7 +93,7 @@ async def campaign_events(campaign_id: int, actor: Reader, ctx: ContextDep) -> S
         idle = 0.0
         while True:
             async with ctx.db.transaction() as session:
-                body = await _with_progress(session, campaign_id)
+                body = await _with_progress(session, campaign_id, ctx.settings.unknown_grace)
             snapshot = json.dumps(body, sort_keys=True)
             if snapshot != last:
                 last, idle = snapshot, 0.0
