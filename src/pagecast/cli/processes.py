@@ -74,9 +74,13 @@ async def _processes(
                 "Run `pagecast db upgrade` first."
             )
         if web and user_count == 0:
+            from pagecast.web.dashboard import setup_token
+
+            shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
             typer.echo(
-                "No users yet. Create the first admin:\n"
-                "  uv run pagecast users create --email you@example.com --role admin --password '…'"
+                "No users yet. Create the first admin with this one-time link:\n"
+                f"  http://{shown}:{port}/setup/{setup_token.issue(settings.data_dir)}\n"
+                "or: uv run pagecast users create --email you@example.com --role admin --password '…'"
             )
         sender = build(ctx, concurrency=concurrency) if worker else None
         if not web:

@@ -12,7 +12,7 @@ from pagecast import __version__
 from pagecast.context import AppContext
 from pagecast.db import Database
 from pagecast.settings import Settings, get_settings
-from pagecast.web import errors
+from pagecast.web import dashboard, errors
 from pagecast.web.api import (
     admin,
     auth,
@@ -60,4 +60,5 @@ def create_app(
 
     for module in (auth, users, pages, contacts, templates, campaigns, admin, webhooks):
         app.include_router(module.router)
+    dashboard.install(app)
     return app

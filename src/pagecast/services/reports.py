@@ -1,0 +1,147 @@
+"""Read-only views of a campaign's deliveries for people: the table, errors grouped, sends
+over time. Nothing here changes a row."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from pagecast.models import Contact, Delivery, DeliveryStatus, WebhookEvent
+
+__all__ = [
+    "DeliveryRow",
+    "ErrorGroup",
+    "deliveries",
+    "error_groups",
+    "last_webhook_at",
+    "sends_over_time",
+]
+
+
+@dataclass(frozen=True)
+class DeliveryRow:
+    delivery: Delivery
+    contact: Contact
+
+
+@dataclass(frozen=True)
+class ErrorGroup:
+    status: str
+    reason: str | None
+    kind: str | None
+    code: int | None
+    subcode: int | None
+    count: int
+    example: str | None
+
+
+def _filtered(
+    campaign_id: int, status: str | None, code: int | None, search: str | None
+) -> list[Any]:
+    clauses: list[Any] = [Delivery.campaign_id == campaign_id]
+    if status:
+        clauses.append(Delivery.status == DeliveryStatus(status))
+    if code is not None:
+        clauses.append(Delivery.error_code == code)
+    if search:
+        like = f"%{search}%"
+        clauses.append(
+            or_(
+                Contact.first_name.ilike(like),
+                Contact.last_name.ilike(like),
+                Contact.psid == search,
+            )
+        )
+    return clauses
+
+
+async def deliveries(
+    session: AsyncSession,
+    campaign_id: int,
+    *,
+    status: str | None = None,
+    code: int | None = None,
+    search: str | None = None,
+    offset: int = 0,
+    limit: int | None = 50,
+) -> tuple[list[DeliveryRow], int]:
+    """One page of the campaign's deliveries with their contacts, and how many match."""
+    where = _filtered(campaign_id, status, code, search)
+    total = await session.scalar(
+        select(func.count()).select_from(Delivery).join(Contact).where(*where)
+    )
+    query = (
+        select(Delivery, Contact).join(Contact).where(*where).order_by(Delivery.id).offset(offset)
+    )
+    if limit is not None:
+        query = query.limit(limit)
+    rows = [DeliveryRow(d, c) for d, c in await session.execute(query)]
+    return rows, int(total or 0)
+
+
+async def error_groups(session: AsyncSession, campaign_id: int) -> list[ErrorGroup]:
+    """Failed, skipped and unknown deliveries grouped by outcome and Graph error code."""
+    key = (
+        Delivery.status,
+        Delivery.reason,
+        Delivery.error_kind,
+        Delivery.error_code,
+        Delivery.error_subcode,
+    )
+    rows = await session.execute(
+        select(*key, func.count(), func.max(Delivery.error_message))
+        .where(
+            Delivery.campaign_id == campaign_id,
+            Delivery.status.in_(
+                (DeliveryStatus.FAILED, DeliveryStatus.SKIPPED, DeliveryStatus.UNKNOWN)
+            ),
+        )
+        .group_by(*key)
+        .order_by(func.count().desc())
+    )
+    return [
+        ErrorGroup(
+            status=status.value,
+            reason=reason,
+            kind=kind,
+            code=code,
+            subcode=subcode,
+            count=count,
+            example=example,
+        )
+        for status, reason, kind, code, subcode, count, example in rows
+    ]
+
+
+async def sends_over_time(
+    session: AsyncSession, campaign_id: int, *, buckets: int = 30
+) -> list[tuple[datetime, int]]:
+    """Messages accepted by Facebook per second-bucket, over the campaign's sending time."""
+    times = list(
+        await session.scalars(
+            select(Delivery.sent_at)
+            .where(Delivery.campaign_id == campaign_id, Delivery.sent_at.is_not(None))
+            .order_by(Delivery.sent_at)
+            .limit(200_000)
+        )
+    )
+    if not times:
+        return []
+    start, end = times[0], times[-1]
+    span = max((end - start).total_seconds(), 1.0)
+    width = span / buckets
+    counts = [0] * buckets
+    for at in times:
+        counts[min(int((at - start).total_seconds() / width), buckets - 1)] += 1
+    return [(start + (end - start) * (i / buckets), n) for i, n in enumerate(counts)]
+
+
+async def last_webhook_at(session: AsyncSession, fb_page_id: str) -> datetime | None:
+    """When the newest webhook event of the Page arrived (None: never)."""
+    return await session.scalar(
+        select(func.max(WebhookEvent.received_at)).where(WebhookEvent.fb_page_id == fb_page_id)
+    )

@@ -1,0 +1,40 @@
+"""The browser dashboard: server-rendered pages (Jinja2) with HTMX, on the same services and
+actions as the JSON API. `install(app)` mounts it; nothing here connects at import."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import APIRouter, FastAPI
+from fastapi.routing import APIRoute
+from fastapi.staticfiles import StaticFiles
+
+__all__ = ["install", "routes"]
+
+STATIC = Path(__file__).resolve().parent.parent / "static"
+
+
+def _routers() -> list[APIRouter]:
+    from pagecast.web.dashboard import auth, campaigns, composer, contacts, ops, pages, users
+
+    # The composer first: its /campaigns/new and /campaigns/{id}/edit must win over
+    # /campaigns/{id} and /campaigns/{id}/{action}.
+    return [m.router for m in (auth, composer, campaigns, pages, contacts, ops, users)]
+
+
+def routes() -> set[tuple[str, str]]:
+    """Every (method, path) the dashboard serves (HEAD aside), for the route/role matrix."""
+    return {
+        (method, route.path)
+        for router in _routers()
+        for route in router.routes
+        if isinstance(route, APIRoute)
+        for method in route.methods
+        if method != "HEAD"
+    }
+
+
+def install(app: FastAPI) -> None:
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    for router in _routers():
+        app.include_router(router)

@@ -1,0 +1,159 @@
+"""Log in, log out, and the first-run setup page that creates the first admin."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+from pydantic import ValidationError
+
+from pagecast.errors import Forbidden, PagecastError, Unauthorized
+from pagecast.models import Role
+from pagecast.permissions import Actor
+from pagecast.schemas import UserCreate
+from pagecast.services import users
+from pagecast.web.api.auth import SESSION_TTL
+from pagecast.web.dashboard import setup_token
+from pagecast.web.dashboard.base import (
+    DashboardRoute,
+    LoginLimiter,
+    ViewerDep,
+    check_origin,
+    page,
+    redirect,
+)
+from pagecast.web.deps import SESSION_COOKIE, ContextDep
+
+router = APIRouter(route_class=DashboardRoute, include_in_schema=False)
+
+
+def _limiter(request: Request) -> LoginLimiter:
+    state = request.app.state
+    if not hasattr(state, "login_limiter"):
+        state.login_limiter = LoginLimiter()
+    return state.login_limiter  # type: ignore[no-any-return]
+
+
+def _safe_next(target: str | None) -> str:
+    # Only paths on this site: never redirect to another origin after login.
+    if target and target.startswith("/") and not target.startswith("//"):
+        return target
+    return "/campaigns"
+
+
+def _signed_in(request: Request, ctx: ContextDep, user_id: int, target: str) -> Response:
+    response = redirect(target)
+    response.set_cookie(
+        SESSION_COOKIE,
+        ctx.vault.sign_session(user_id, SESSION_TTL),
+        max_age=SESSION_TTL,
+        httponly=True,
+        samesite="lax",
+        secure=request.url.scheme == "https",
+    )
+    return response
+
+
+@router.get("/")
+async def home() -> Response:
+    return redirect("/campaigns")
+
+
+@router.get("/login")
+async def login_form(request: Request, ctx: ContextDep, next: str | None = None) -> Response:
+    async with ctx.db.transaction() as session:
+        first_run = await users.count(session) == 0
+    return page(request, "login.html", None, next=_safe_next(next), first_run=first_run)
+
+
+@router.post("/login")
+async def login(request: Request, ctx: ContextDep) -> Response:
+    check_origin(request)
+    form = await request.form()
+    email = str(form.get("email", "")).strip().lower()
+    password = str(form.get("password", ""))
+    target = _safe_next(str(form.get("next", "")))
+    client = request.client.host if request.client else "unknown"
+    limiter, keys = _limiter(request), (f"ip:{client}", f"email:{email}")
+    wait = limiter.retry_after(*keys)
+    if wait:
+        response = page(
+            request,
+            "login.html",
+            None,
+            status_code=429,
+            next=target,
+            email=email,
+            error=f"Too many failed attempts. Try again in {wait} seconds.",
+        )
+        response.headers["Retry-After"] = str(wait)
+        return response
+    try:
+        async with ctx.db.transaction() as session:
+            user = await users.authenticate(session, email, password)
+    except Unauthorized as exc:
+        limiter.failed(*keys)
+        return page(
+            request,
+            "login.html",
+            None,
+            status_code=401,
+            next=target,
+            email=email,
+            error=exc.message,
+        )
+    limiter.succeeded(*keys)
+    return _signed_in(request, ctx, user.id, target)
+
+
+@router.post("/logout")
+async def logout(viewer: ViewerDep) -> Response:
+    response = redirect("/login")
+    response.delete_cookie(SESSION_COOKIE)
+    return response
+
+
+async def _setup_allowed(ctx: ContextDep, token: str) -> None:
+    async with ctx.db.transaction() as session:
+        if await users.count(session) > 0:
+            raise Forbidden("Pagecast is already set up; log in instead.")
+    if not setup_token.check(ctx.settings.data_dir, token):
+        raise Forbidden(
+            "This setup link is not valid (it is used once). Restart `pagecast serve` to print "
+            "a new one, or run `pagecast users create --role admin`."
+        )
+
+
+@router.get("/setup/{token}")
+async def setup_form(token: str, request: Request, ctx: ContextDep) -> Response:
+    await _setup_allowed(ctx, token)
+    return page(request, "setup.html", None, token=token, errors={})
+
+
+@router.post("/setup/{token}")
+async def setup(token: str, request: Request, ctx: ContextDep) -> Response:
+    check_origin(request)
+    await _setup_allowed(ctx, token)
+    form = await request.form()
+    email = str(form.get("email", ""))
+    password = str(form.get("password", ""))
+    errors: dict[str, str] = {}
+    if password != str(form.get("password2", "")):
+        errors["password2"] = "The two passwords differ."
+    try:
+        data = UserCreate(email=email, password=password, role=Role.ADMIN)
+    except ValidationError as exc:
+        for error in exc.errors():
+            errors[str(error["loc"][0])] = str(error["msg"]).removeprefix("Value error, ")
+    if errors:
+        return page(
+            request, "setup.html", None, status_code=422, token=token, errors=errors, email=email
+        )
+    try:
+        async with ctx.db.transaction() as session:
+            user = await users.create(session, Actor.system(), data)
+    except PagecastError as exc:
+        errors[exc.field or "email"] = exc.message
+        return page(
+            request, "setup.html", None, status_code=422, token=token, errors=errors, email=email
+        )
+    setup_token.consume(ctx.settings.data_dir)
+    return _signed_in(request, ctx, user.id, "/campaigns")

@@ -1,0 +1,190 @@
+"""What every dashboard view shares: templates, the signed-in user, CSRF, errors as HTML.
+
+The dashboard uses the API's session cookie and CSRF token (`Vault.csrf_token`), so a
+browser signed in here can also call `/api/...` (the SSE progress stream does). Forms send
+the token as the `csrf_token` field; HTMX sends it as the `X-CSRF-Token` header (set once
+on `<body hx-headers>`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict, deque
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import quote
+
+from fastapi import Depends, Request, Response
+from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.routing import APIRoute
+from fastapi.templating import Jinja2Templates
+
+from pagecast import __version__
+from pagecast.errors import Forbidden, PagecastError
+from pagecast.models import User
+from pagecast.permissions import Actor, Permission
+from pagecast.services import users
+from pagecast.web.deps import CSRF_HEADER, SESSION_COOKIE, ContextDep
+
+__all__ = [
+    "DashboardRoute",
+    "LoginLimiter",
+    "LoginRequired",
+    "Viewer",
+    "ViewerDep",
+    "check_origin",
+    "page",
+    "redirect",
+    "require_csrf",
+    "templates",
+]
+
+_HERE = Path(__file__).resolve().parent.parent
+templates = Jinja2Templates(directory=str(_HERE / "templates"))
+assert templates.env.autoescape, "templates must escape output"
+templates.env.globals["version"] = __version__
+_UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+class LoginRequired(Exception):
+    """No valid session: the dashboard answers with a redirect to the login page."""
+
+
+@dataclass(frozen=True)
+class Viewer:
+    """The signed-in person as the dashboard sees them."""
+
+    actor: Actor
+    user: User
+    csrf: str
+
+    def can(self, permission: str) -> bool:
+        return self.actor.can(Permission(permission))
+
+
+async def current_viewer(request: Request, ctx: ContextDep) -> Viewer:
+    cookie = request.cookies.get(SESSION_COOKIE)
+    user_id = ctx.vault.read_session(cookie) if cookie else None
+    if cookie is None or user_id is None:
+        raise LoginRequired
+    async with ctx.db.transaction() as session:
+        user = await session.get(User, user_id)
+    if user is None or not user.is_active:
+        raise LoginRequired
+    csrf = ctx.vault.csrf_token(cookie)
+    if request.method in _UNSAFE:
+        await require_csrf(request, csrf)
+    return Viewer(actor=users.actor_for(user), user=user, csrf=csrf)
+
+
+async def require_csrf(request: Request, expected: str) -> None:
+    """The token from the `X-CSRF-Token` header (HTMX) or the `csrf_token` form field."""
+    sent = request.headers.get(CSRF_HEADER)
+    if sent is None and request.headers.get("content-type", "").startswith(
+        ("application/x-www-form-urlencoded", "multipart/form-data")
+    ):
+        form = await request.form()  # Starlette caches it: handlers can read it again
+        value = form.get("csrf_token")
+        sent = value if isinstance(value, str) else None
+    if sent != expected:
+        raise Forbidden("The form's security token is missing or stale; reload the page and retry.")
+
+
+ViewerDep = Annotated[Viewer, Depends(current_viewer)]
+
+
+def check_origin(request: Request) -> None:
+    """Forms posted without a session yet (login, setup): refuse another site's `Origin`."""
+    origin = request.headers.get("origin")
+    if origin is not None and origin != f"{request.url.scheme}://{request.url.netloc}":
+        raise Forbidden("This form was sent from another site; open Pagecast directly.")
+
+
+def page(
+    request: Request,
+    name: str,
+    viewer: Viewer | None,
+    status_code: int = 200,
+    **context: Any,
+) -> HTMLResponse:
+    """Render `templates/dashboard/<name>` with what every page needs."""
+    return templates.TemplateResponse(
+        request,
+        f"dashboard/{name}",
+        {"viewer": viewer, "demo": getattr(request.app.state, "demo", False), **context},
+        status_code=status_code,
+    )
+
+
+def redirect(url: str) -> RedirectResponse:
+    """After a form POST: 303 so the browser follows with a GET."""
+    return RedirectResponse(url, status_code=303)
+
+
+def _error_page(request: Request, exc: PagecastError) -> Response:
+    if request.headers.get("hx-request"):
+        # HTMX swaps only 2xx answers by default; the fragment is shown by dashboard.js.
+        return HTMLResponse(
+            templates.get_template("dashboard/_error.html").render(message=exc.message),
+            status_code=exc.status_code,
+        )
+    return page(request, "error.html", None, status_code=exc.status_code, error=exc)
+
+
+class DashboardRoute(APIRoute):
+    """Dashboard routes render expected failures as HTML and send strangers to the login."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def route(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except LoginRequired:
+                if request.method in _UNSAFE or request.headers.get("hx-request"):
+                    return HTMLResponse("Log in first.", status_code=401)
+                target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+                return redirect(f"/login?next={quote(target)}")
+            except PagecastError as exc:
+                return _error_page(request, exc)
+
+        return route
+
+
+class LoginLimiter:
+    """Failed logins per client address and per email: `limit` in `window` seconds.
+
+    In process memory, which covers `pagecast serve`; several web processes each count their
+    own (a reverse proxy's limit is the place for a shared one).
+    """
+
+    def __init__(self, limit: int = 5, window: float = 300.0) -> None:
+        self.limit, self.window = limit, window
+        self._failures: dict[str, deque[float]] = defaultdict(deque)
+
+    def _recent(self, key: str, now: float) -> deque[float]:
+        seen = self._failures[key]
+        while seen and seen[0] <= now - self.window:
+            seen.popleft()
+        return seen
+
+    def retry_after(self, *keys: str) -> int:
+        """Seconds until another attempt is allowed (0: allowed now)."""
+        now = time.monotonic()
+        waits = [
+            int(seen[0] + self.window - now) + 1
+            for key in keys
+            if len(seen := self._recent(key, now)) >= self.limit
+        ]
+        return max(waits, default=0)
+
+    def failed(self, *keys: str) -> None:
+        now = time.monotonic()
+        for key in keys:
+            self._recent(key, now).append(now)
+
+    def succeeded(self, *keys: str) -> None:
+        for key in keys:
+            self._failures.pop(key, None)

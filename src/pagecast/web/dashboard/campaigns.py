@@ -1,0 +1,264 @@
+"""Campaign list, campaign detail (live progress, errors, deliveries, audit) and its actions.
+
+Actions call `pagecast.actions` / `services.campaigns`, exactly as the API and the CLI do;
+the page hides buttons a role may not use, and the server checks the permission anyway.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import StreamingResponse
+
+from pagecast import actions
+from pagecast.errors import NotFound
+from pagecast.models import CampaignStatus, DeliveryStatus, utcnow
+from pagecast.permissions import Permission
+from pagecast.services import audit, campaigns, deliveries, pages, reports
+from pagecast.web import render
+from pagecast.web.dashboard import explain
+from pagecast.web.dashboard.base import DashboardRoute, ViewerDep, page, redirect
+from pagecast.web.deps import ContextDep
+
+router = APIRouter(route_class=DashboardRoute, include_in_schema=False)
+PAGE_SIZE = 50
+
+# Which buttons a campaign in a state shows: (action, label, confirmation question).
+_ACTIONS: dict[CampaignStatus, list[tuple[str, str, str]]] = {
+    CampaignStatus.DRAFT: [("start", "Start sending", "Start sending this campaign now?")],
+    CampaignStatus.SCHEDULED: [("cancel", "Cancel", "Cancel the scheduled campaign?")],
+    CampaignStatus.SENDING: [
+        ("pause", "Pause", "Pause sending? Messages in flight finish."),
+        ("cancel", "Cancel", "Cancel the campaign? Pending messages are never sent."),
+    ],
+    CampaignStatus.PAUSED: [
+        ("resume", "Resume", "Resume sending?"),
+        ("cancel", "Cancel", "Cancel the campaign? Pending messages are never sent."),
+    ],
+}
+_SEND_ACTIONS = {"start", "pause", "resume", "cancel", "retry-failed"}
+
+
+def summary(campaign: Any) -> dict[str, Any]:
+    """Counts, percentages and rates for the templates (the same numbers the API gives)."""
+    counts = campaigns.counts(campaign)
+    total = counts["total"]
+    done = total - counts["pending"] - counts["sending"]
+    reached = counts["sent"] + counts["delivered"] + counts["read"]
+    delivered = counts["delivered"] + counts["read"]
+    return {
+        "counts": counts,
+        "percent": round(100 * done / total) if total else 0,
+        "reached": reached,
+        "delivered_rate": round(100 * delivered / reached) if reached else 0,
+        "read_rate": round(100 * counts["read"] / reached) if reached else 0,
+    }
+
+
+def allowed_actions(viewer: Any, campaign: Any) -> list[tuple[str, str, str]]:
+    shown: list[tuple[str, str, str]] = []
+    if viewer.can(Permission.CAMPAIGNS_SEND):
+        shown += _ACTIONS.get(campaign.status, [])
+        if campaign.n_failed and campaign.status in (
+            CampaignStatus.SENDING,
+            CampaignStatus.PAUSED,
+            CampaignStatus.COMPLETED,
+        ):
+            shown.append(
+                ("retry-failed", f"Retry {campaign.n_failed} failed", "Send failed messages again?")
+            )
+    if viewer.can(Permission.CAMPAIGNS_WRITE):
+        shown.append(("duplicate", "Duplicate", "Make a new draft copy of this campaign?"))
+    return shown
+
+
+@router.get("/campaigns")
+async def campaign_list(
+    request: Request,
+    viewer: ViewerDep,
+    ctx: ContextDep,
+    status: str | None = None,
+    page_id: str | None = None,
+    q: str | None = None,
+) -> Response:
+    wanted = CampaignStatus(status) if status in set(CampaignStatus) else None
+    page_filter = int(page_id) if page_id and page_id.isdigit() else None
+    async with ctx.db.transaction() as session:
+        rows = await campaigns.list_page(
+            session, status=wanted, page_id=page_filter, search=(q or "")[:200] or None, limit=200
+        )
+        page_rows = {p.id: p for p in await pages.list_all(session)}
+    return page(
+        request,
+        "campaigns.html",
+        viewer,
+        items=[(c, summary(c), page_rows.get(c.page_id)) for c in rows],
+        pages=list(page_rows.values()),
+        statuses=[s.value for s in CampaignStatus],
+        filters={"status": status or "", "page_id": page_filter, "q": q or ""},
+    )
+
+
+async def _detail_context(ctx: Any, viewer: Any, campaign_id: int) -> dict[str, Any]:
+    async with ctx.db.transaction() as session:
+        campaign = await campaigns.get(session, campaign_id)
+        page_row = await pages.get(session, campaign.page_id)
+        rate = await deliveries.recent_rate(session, campaign.id, utcnow())
+        groups = await reports.error_groups(session, campaign.id)
+        trail = await audit.list_for(session, object_type="campaign", object_id=campaign.id)
+        series = await reports.sends_over_time(session, campaign.id)
+    return {
+        "campaign": campaign,
+        "page_row": page_row,
+        "page_help": explain.page_status(page_row.status.value),
+        "s": summary(campaign),
+        "progress": render.progress(campaign, rate, page_row.send_rate),
+        "errors": [
+            (g, *explain.delivery_error(g.code, g.subcode, g.kind, g.reason)) for g in groups
+        ],
+        "audit": trail,
+        "series": series,
+        "series_max": max((n for _, n in series), default=0),
+        "actions": allowed_actions(viewer, campaign),
+        "editable": campaign.status in campaigns.EDITABLE
+        and viewer.can(Permission.CAMPAIGNS_WRITE),
+    }
+
+
+@router.get("/campaigns/{campaign_id}")
+async def campaign_detail(
+    campaign_id: int, request: Request, viewer: ViewerDep, ctx: ContextDep
+) -> Response:
+    context = await _detail_context(ctx, viewer, campaign_id)
+    return page(
+        request,
+        "campaign.html",
+        viewer,
+        statuses=[s.value for s in DeliveryStatus],
+        **context,
+    )
+
+
+@router.get("/campaigns/{campaign_id}/panel")
+async def campaign_panel(
+    campaign_id: int, request: Request, viewer: ViewerDep, ctx: ContextDep
+) -> Response:
+    """The part of the detail page that changes with the campaign's state (HTMX refresh)."""
+    return page(
+        request, "_campaign_panel.html", viewer, **await _detail_context(ctx, viewer, campaign_id)
+    )
+
+
+def _delivery_filters(status: str | None, code: str | None, q: str | None) -> dict[str, Any]:
+    return {
+        "status": status if status in set(DeliveryStatus) else None,
+        "code": int(code) if code and code.lstrip("-").isdigit() else None,
+        "search": (q or "").strip()[:200] or None,
+    }
+
+
+@router.get("/campaigns/{campaign_id}/deliveries")
+async def delivery_table(
+    campaign_id: int,
+    request: Request,
+    viewer: ViewerDep,
+    ctx: ContextDep,
+    status: str | None = None,
+    code: str | None = None,
+    q: str | None = None,
+    offset: int = 0,
+) -> Response:
+    filters = _delivery_filters(status, code, q)
+    async with ctx.db.transaction() as session:
+        await campaigns.get(session, campaign_id)
+        rows, total = await reports.deliveries(
+            session, campaign_id, offset=max(offset, 0), limit=PAGE_SIZE, **filters
+        )
+    return page(
+        request,
+        "_deliveries.html",
+        viewer,
+        campaign_id=campaign_id,
+        rows=rows,
+        total=total,
+        offset=max(offset, 0),
+        size=PAGE_SIZE,
+        query={"status": status or "", "code": code or "", "q": q or ""},
+    )
+
+
+@router.get("/campaigns/{campaign_id}/deliveries.csv")
+async def delivery_csv(
+    campaign_id: int,
+    viewer: ViewerDep,
+    ctx: ContextDep,
+    status: str | None = None,
+    code: str | None = None,
+    q: str | None = None,
+) -> Response:
+    filters = _delivery_filters(status, code, q)
+    async with ctx.db.transaction() as session:
+        await campaigns.get(session, campaign_id)
+        rows, _ = await reports.deliveries(session, campaign_id, limit=None, **filters)
+
+    async def lines() -> AsyncIterator[str]:
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        writer.writerow(
+            ["psid", "first_name", "last_name", "status", "reason", "error_code", "error_subcode",
+             "error_message", "attempts", "sent_at", "delivered_at", "read_at"]
+        )  # fmt: skip
+        for row in rows:
+            d, c = row.delivery, row.contact
+            writer.writerow(
+                [c.psid, _cell(c.first_name), _cell(c.last_name), d.status.value, d.reason or "",
+                 d.error_code or "", d.error_subcode or "", _cell(d.error_message), d.attempts,
+                 d.sent_at or "", d.delivered_at or "", d.read_at or ""]
+            )  # fmt: skip
+            yield buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
+        yield buffer.getvalue()
+
+    return StreamingResponse(
+        lines(),
+        media_type="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="campaign-{campaign_id}.csv"'},
+    )
+
+
+def _cell(value: str | None) -> str:
+    # A cell starting with = + - @ is a formula in spreadsheets: keep it text (CSV injection).
+    text = value or ""
+    return "'" + text if text[:1] in ("=", "+", "-", "@") else text
+
+
+@router.post("/campaigns/{campaign_id}/{action}")
+async def campaign_action(
+    campaign_id: int, action: str, request: Request, viewer: ViewerDep, ctx: ContextDep
+) -> Response:
+    """start, pause, resume, cancel, retry-failed (campaigns:send) and duplicate (write)."""
+    actor = viewer.actor
+    if action == "duplicate":
+        actor.require(Permission.CAMPAIGNS_WRITE)
+        async with ctx.db.transaction() as session:
+            copy = await campaigns.duplicate(session, actor, campaign_id)
+        return redirect(f"/campaigns/{copy.id}/edit")
+    if action not in _SEND_ACTIONS:
+        raise NotFound(f"Unknown campaign action {action!r}.")
+    actor.require(Permission.CAMPAIGNS_SEND)
+    if action == "start":
+        await actions.start(ctx, actor, campaign_id)
+    elif action == "pause":
+        await actions.pause(ctx, actor, campaign_id)
+    elif action == "resume":
+        await actions.resume(ctx, actor, campaign_id)
+    elif action == "cancel":
+        await actions.cancel(ctx, actor, campaign_id)
+    else:
+        await actions.retry_failed(ctx, actor, campaign_id)
+    return redirect(f"/campaigns/{campaign_id}")

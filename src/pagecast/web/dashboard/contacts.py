@@ -1,0 +1,126 @@
+"""Contacts of a Page: search and filters, tags in bulk, CSV import with a per-row report."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from starlette.datastructures import UploadFile
+
+from pagecast.errors import InvalidInput
+from pagecast.models import utcnow
+from pagecast.permissions import Permission
+from pagecast.schemas import ContactUpdate
+from pagecast.services import contact_import, contacts, pages
+from pagecast.web.api.contacts import MAX_IMPORT_BYTES
+from pagecast.web.dashboard.base import DashboardRoute, ViewerDep, page, redirect
+from pagecast.web.deps import ContextDep
+
+router = APIRouter(route_class=DashboardRoute, include_in_schema=False)
+PAGE_SIZE = 100
+
+
+def _flag(value: str | None) -> bool | None:
+    return {"yes": True, "no": False}.get(value or "")
+
+
+@router.get("/contacts")
+async def contact_list(
+    request: Request,
+    viewer: ViewerDep,
+    ctx: ContextDep,
+    page_id: str | None = None,
+    q: str | None = None,
+    tag: str | None = None,
+    window: str | None = None,
+    opted_out: str | None = None,
+    unreachable: str | None = None,
+    after: str | None = None,
+) -> Response:
+    async with ctx.db.transaction() as session:
+        page_rows = await pages.list_all(session)
+        chosen = next((p for p in page_rows if str(p.id) == page_id), None) or (
+            page_rows[0] if page_rows else None
+        )
+        rows: list[Any] = []
+        if chosen is not None:
+            rows = await contacts.list_page(
+                session,
+                chosen.id,
+                tag=(tag or "").strip() or None,
+                search=(q or "").strip()[:200] or None,
+                window=window if window in ("inside", "outside", "unknown") else None,  # type: ignore[arg-type]
+                opted_out=_flag(opted_out),
+                unreachable=_flag(unreachable),
+                after_id=int(after) if after and after.isdigit() else None,
+                limit=PAGE_SIZE,
+            )
+    filters = {
+        "q": q or "",
+        "tag": tag or "",
+        "window": window or "",
+        "opted_out": opted_out or "",
+        "unreachable": unreachable or "",
+    }
+    return page(
+        request,
+        "contacts.html",
+        viewer,
+        pages=page_rows,
+        chosen=chosen,
+        rows=rows,
+        filters=filters,
+        next_after=rows[-1].id if len(rows) == PAGE_SIZE else None,
+        report=None,
+        now=utcnow(),
+    )
+
+
+@router.post("/contacts/tags")
+async def bulk_tags(request: Request, viewer: ViewerDep, ctx: ContextDep) -> Response:
+    """Add and/or remove tags on the chosen contacts."""
+    viewer.actor.require(Permission.CONTACTS_WRITE)
+    form = await request.form()
+    ids = [int(v) for v in form.getlist("contact_id") if isinstance(v, str) and v.isdigit()]
+    add = {t.strip() for t in str(form.get("add", "")).split(",") if t.strip()}
+    remove = {t.strip() for t in str(form.get("remove", "")).split(",") if t.strip()}
+    if not ids:
+        raise InvalidInput("Tick at least one contact first.", field="contact_id")
+    async with ctx.db.transaction() as session:
+        for contact_id in ids:
+            contact = await contacts.get(session, contact_id)
+            names = ({t.name for t in contact.tags} | add) - remove
+            await contacts.update(
+                session, viewer.actor, contact_id, ContactUpdate(tags=sorted(names))
+            )
+    return redirect(str(form.get("back") or "/contacts"))
+
+
+@router.post("/contacts/import")
+async def import_csv(request: Request, viewer: ViewerDep, ctx: ContextDep) -> Response:
+    viewer.actor.require(Permission.CONTACTS_WRITE)
+    async with request.form(max_part_size=MAX_IMPORT_BYTES) as form:
+        upload = form.get("file")
+        page_id = str(form.get("page_id", ""))
+        if not isinstance(upload, UploadFile):
+            raise InvalidInput("Choose a CSV file to import.", field="file")
+        data = await upload.read()
+    if not data.strip():
+        raise InvalidInput("The CSV is empty; its first line must name the columns (psid, …).")
+    if not page_id.isdigit():
+        raise InvalidInput("Choose the Page to import into.", field="page_id")
+    async with ctx.db.transaction() as session:
+        report = await contact_import.import_csv(session, viewer.actor, int(page_id), data)
+        page_rows = await pages.list_all(session)
+        chosen = next((p for p in page_rows if p.id == int(page_id)), None)
+    return page(
+        request,
+        "contacts.html",
+        viewer,
+        pages=page_rows,
+        chosen=chosen,
+        rows=[],
+        filters={},
+        next_after=None,
+        report=report,
+    )

@@ -1,0 +1,124 @@
+"""Users (admins) and API tokens (everyone manages their own; admins see all)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from pydantic import ValidationError
+
+from pagecast.errors import PagecastError
+from pagecast.models import Role, User
+from pagecast.permissions import Permission
+from pagecast.schemas import TokenCreate, UserCreate, UserUpdate
+from pagecast.services import tokens, users
+from pagecast.web.dashboard.base import DashboardRoute, ViewerDep, page, redirect
+from pagecast.web.deps import ContextDep
+
+router = APIRouter(route_class=DashboardRoute, include_in_schema=False)
+
+
+def _message(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        first = exc.errors()[0]
+        return f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}".replace(
+            "Value error, ", ""
+        )
+    assert isinstance(exc, PagecastError)
+    return exc.message
+
+
+async def _render(
+    request: Request,
+    viewer: Any,
+    ctx: Any,
+    *,
+    error: str | None = None,
+    new_token: str | None = None,
+    status_code: int = 200,
+) -> Response:
+    async with ctx.db.transaction() as session:
+        people = await users.list_all(session) if viewer.can(Permission.USERS_MANAGE) else []
+        token_rows = await tokens.list_for(session, viewer.actor)
+    return page(
+        request,
+        "users.html",
+        viewer,
+        status_code=status_code,
+        people=people,
+        tokens=token_rows,
+        roles=[r.value for r in Role],
+        error=error,
+        new_token=new_token,
+    )
+
+
+@router.get("/users")
+async def user_list(request: Request, viewer: ViewerDep, ctx: ContextDep) -> Response:
+    return await _render(request, viewer, ctx)
+
+
+@router.post("/users")
+async def create_user(request: Request, viewer: ViewerDep, ctx: ContextDep) -> Response:
+    viewer.actor.require(Permission.USERS_MANAGE)
+    form = await request.form()
+    try:
+        data = UserCreate(
+            email=str(form.get("email", "")),
+            role=Role(str(form.get("role", "viewer"))),
+            password=str(form.get("password", "")) or None,
+            can_send=form.get("can_send") == "on",
+        )
+        async with ctx.db.transaction() as session:
+            await users.create(session, viewer.actor, data)
+    except (ValidationError, PagecastError, ValueError) as exc:
+        if isinstance(exc, PagecastError) and exc.status_code == 403:
+            raise
+        message = _message(exc) if type(exc) is not ValueError else str(exc)
+        return await _render(request, viewer, ctx, error=message, status_code=422)
+    return redirect("/users")
+
+
+@router.post("/users/{user_id}")
+async def update_user(
+    user_id: int, request: Request, viewer: ViewerDep, ctx: ContextDep
+) -> Response:
+    """Change the role, the send permission, or (de)activate."""
+    viewer.actor.require(Permission.USERS_MANAGE)
+    form = await request.form()
+    try:
+        data = UserUpdate(
+            role=Role(str(form.get("role"))) if form.get("role") else None,
+            can_send=form.get("can_send") == "on",
+            is_active=form.get("is_active") == "on",
+        )
+        async with ctx.db.transaction() as session:
+            await users.update(session, viewer.actor, user_id, data)
+    except (ValidationError, PagecastError) as exc:
+        if isinstance(exc, PagecastError) and exc.status_code in (403, 404):
+            raise
+        return await _render(request, viewer, ctx, error=_message(exc), status_code=422)
+    return redirect("/users")
+
+
+@router.post("/tokens")
+async def create_token(request: Request, viewer: ViewerDep, ctx: ContextDep) -> Response:
+    form = await request.form()
+    try:
+        data = TokenCreate(name=str(form.get("name", "")) or "dashboard")
+        async with ctx.db.transaction() as session:
+            user = await session.get(User, viewer.actor.user_id)
+            assert user is not None
+            _, raw = await tokens.create(session, viewer.actor, user, data.name)
+    except ValidationError as exc:
+        return await _render(request, viewer, ctx, error=_message(exc), status_code=422)
+    return await _render(request, viewer, ctx, new_token=raw)
+
+
+@router.post("/tokens/{token_id}/revoke")
+async def revoke_token(
+    token_id: int, request: Request, viewer: ViewerDep, ctx: ContextDep
+) -> Response:
+    async with ctx.db.transaction() as session:
+        await tokens.revoke(session, viewer.actor, token_id)
+    return redirect("/users")

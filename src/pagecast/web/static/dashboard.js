@@ -1,0 +1,90 @@
+// Pagecast dashboard behaviour: confirmations, personalisation chips, live campaign progress.
+(function () {
+  "use strict";
+
+  // Forms with data-confirm ask first (the server enforces permissions regardless).
+  document.addEventListener("submit", function (event) {
+    var question = event.target.getAttribute("data-confirm");
+    if (question && !window.confirm(question)) event.preventDefault();
+  });
+
+  // Personalisation chips insert their placeholder at the cursor of the message text.
+  document.addEventListener("click", function (event) {
+    var chip = event.target.closest("[data-insert]");
+    if (!chip) return;
+    var text = document.getElementById("text");
+    var at = text.selectionStart || text.value.length;
+    text.value = text.value.slice(0, at) + chip.dataset.insert + text.value.slice(text.selectionEnd || at);
+    text.focus();
+    text.dispatchEvent(new Event("input", { bubbles: true }));
+  });
+
+  // HTMX swaps only 2xx answers: show an error fragment from the server anyway.
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    if (event.detail.xhr.status >= 400) { event.detail.shouldSwap = true; event.detail.isError = false; }
+  });
+
+  // The deliveries CSV follows the table's filters.
+  document.addEventListener("htmx:configRequest", function (event) {
+    var link = document.getElementById("csv-link");
+    if (!link || !/\/deliveries$/.test(event.detail.path)) return;
+    var params = new URLSearchParams(event.detail.parameters);
+    params.delete("offset");
+    link.href = event.detail.path + ".csv?" + params.toString();
+  });
+
+  var FINAL = ["completed", "cancelled", "failed"];
+
+  function apply(root, body) {
+    var counts = body.counts, total = counts.total;
+    var done = total - counts.pending - counts.sending;
+    var reached = counts.sent + counts.delivered + counts.read;
+    var values = {
+      percent: total ? Math.round(100 * done / total) : 0,
+      delivered_rate: reached ? Math.round(100 * (counts.delivered + counts.read) / reached) : 0,
+      read_rate: reached ? Math.round(100 * counts.read / reached) : 0,
+      rate: body.rate_per_second, eta: body.eta_seconds
+    };
+    root.querySelectorAll("[data-count]").forEach(function (el) { el.textContent = counts[el.dataset.count]; });
+    root.querySelectorAll("[data-field]").forEach(function (el) { el.textContent = values[el.dataset.field]; });
+    root.querySelectorAll(".progress-card .fill").forEach(function (el) { el.style.width = values.percent + "%"; });
+    root.querySelectorAll(".progress-card [role=progressbar]").forEach(function (el) { el.setAttribute("aria-valuenow", values.percent); });
+    if (body.status !== root.dataset.status) {
+      // A new state brings other buttons, errors and audit lines: refresh that part.
+      root.dataset.status = body.status;
+      if (window.htmx) htmx.ajax("GET", "/campaigns/" + root.dataset.campaignId + "/panel", { target: "#panel", swap: "innerHTML" });
+    }
+  }
+
+  function live() {
+    var root = document.getElementById("campaign");
+    if (!root) return;
+    var id = root.dataset.campaignId;
+    var note = function (text) { var el = document.getElementById("live-state"); if (el) el.textContent = text; };
+    var polling = null;
+    function poll() {
+      if (polling) return;
+      note("Live updates: polling every 3 s.");
+      polling = setInterval(function () {
+        fetch("/api/campaigns/" + id, { credentials: "same-origin" })
+          .then(function (r) { return r.ok ? r.json() : null; })
+          .then(function (body) { if (body) apply(root, body); if (body && FINAL.indexOf(body.status) >= 0) { clearInterval(polling); note("Finished."); } });
+      }, 3000);
+    }
+    if (FINAL.indexOf(root.dataset.status) >= 0) { note("Finished."); return; }
+    if (!window.EventSource) { poll(); return; }
+    var source = new EventSource("/api/campaigns/" + id + "/events");
+    source.addEventListener("open", function () { note("Live updates: connected (server-sent events)."); });
+    source.addEventListener("progress", function (event) {
+      var body = JSON.parse(event.data);
+      apply(root, body);
+      if (FINAL.indexOf(body.status) >= 0) { source.close(); note("Finished."); }
+    });
+    source.addEventListener("error", function () {
+      // The stream ends when the campaign is finished; otherwise fall back to polling.
+      if (FINAL.indexOf(root.dataset.status) >= 0) { source.close(); return; }
+      source.close(); poll();
+    });
+  }
+  document.addEventListener("DOMContentLoaded", live);
+})();
