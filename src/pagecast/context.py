@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import httpx
 
+from pagecast.audience_sync import SyncRunner
 from pagecast.db import Database
 from pagecast.errors import ServiceUnavailable, UpstreamError
 from pagecast.graph import ErrorKind, GraphClient, GraphError, PageCredentials, make_http_client
@@ -37,6 +38,7 @@ class AppContext:
         self._vault: Vault | None = None
         self._http: httpx.AsyncClient | None = None
         self._graph: GraphClient | None = None
+        self._syncs: SyncRunner | None = None
 
     @property
     def vault(self) -> Vault:
@@ -82,6 +84,15 @@ class AppContext:
             self._limiter = PageLimiter(self.queue.lazy_redis())
         return self._limiter
 
+    @property
+    def syncs(self) -> SyncRunner:
+        """Audience syncs run by this process (background tasks, stopped by `close()`)."""
+        if self._syncs is None:
+            self._syncs = SyncRunner(
+                self.db, graph=self.graph, vault=self.vault, app_secret=self.app_secret_for(None)
+            )
+        return self._syncs
+
     def app_secret_for(self, page_secret: str | None) -> str | None:
         if page_secret:
             return page_secret
@@ -108,6 +119,9 @@ class AppContext:
         return Owner(id=me.id, name=me.name or me.id)
 
     async def close(self) -> None:
+        if self._syncs is not None:  # first: they record their end in the database
+            await self._syncs.close()
+            self._syncs = None
         if self._queue is not None:
             await self._queue.close()
             self._queue = None

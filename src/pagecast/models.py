@@ -23,6 +23,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -39,8 +40,10 @@ __all__ = [
     "MessagingType",
     "Page",
     "PageStatus",
+    "PageSync",
     "Priority",
     "Role",
+    "SyncState",
     "Tag",
     "Template",
     "User",
@@ -108,6 +111,14 @@ class DeliveryStatus(enum.StrEnum):
     UNKNOWN = "unknown"
     CANCELLED = "cancelled"
     EXPIRED = "expired"
+
+
+class SyncState(enum.StrEnum):
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    # The process running it stopped (its heartbeat went stale, or it shut down).
+    INTERRUPTED = "interrupted"
 
 
 class MessagingType(enum.StrEnum):
@@ -350,6 +361,36 @@ class WebhookEvent(Base):
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
     # NULL until processed; the worker's sweep retries these.
     processed_at: Mapped[datetime | None] = mapped_column(index=True)
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+class PageSync(Base):
+    """One audience sync of a Page from the Conversations API, with its progress."""
+
+    __tablename__ = "page_syncs"
+    __table_args__ = (
+        # At most one running sync per Page, whatever process tries to start another.
+        Index(
+            "ux_page_syncs_running_page_id",
+            "page_id",
+            unique=True,
+            sqlite_where=text("state = 'running'"),
+            postgresql_where=text("state = 'running'"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    page_id: Mapped[int] = mapped_column(ForeignKey("pages.id", ondelete="CASCADE"), index=True)
+    state: Mapped[SyncState] = mapped_column(_enum(SyncState), default=SyncState.RUNNING)
+    started_by: Mapped[str] = mapped_column(String(254))
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # The running process writes it every few seconds; a stale one means that process died.
+    heartbeat_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None]
+    calls: Mapped[int] = mapped_column(Integer, default=0)
+    threads_seen: Mapped[int] = mapped_column(Integer, default=0)
+    contacts_created: Mapped[int] = mapped_column(Integer, default=0)
+    contacts_updated: Mapped[int] = mapped_column(Integer, default=0)
     error: Mapped[str | None] = mapped_column(Text)
 
 

@@ -7,7 +7,7 @@
 
 from __future__ import annotations
 
-from pagecast.cli import admin, data, processes  # noqa: F401  (they register their commands)
+from pagecast.cli import admin, data, page_setup, processes  # noqa: F401  (they register their commands)
 from pagecast.cli.base import app
 
 __all__ = ["app", "main"]

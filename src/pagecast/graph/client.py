@@ -232,10 +232,16 @@ class GraphClient:
         fields: str = DEFAULT_CONVERSATION_FIELDS,
         limit: int = 100,
         platform: str = "messenger",
+        after: str | None = None,
     ) -> AsyncIterator[ConversationPage]:
-        """Every page of `GET /{page_id}/conversations`, following `paging.next` until it is absent."""
+        """Every page of `GET /{page_id}/conversations`, following `paging.next` until it is absent.
+
+        `after` resumes from a page's `after_cursor` (after a failed call, say).
+        """
         path = f"{page_id}/conversations"
         params: dict[str, str] = {"platform": platform, "fields": fields, "limit": str(limit)}
+        if after is not None:
+            params["after"] = after
         seen_cursors: set[str] = set()
         while True:
             data, usage = await self._call(creds, "GET", path, params=params)

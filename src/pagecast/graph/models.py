@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -161,6 +162,13 @@ class ConversationPage:
     conversations: tuple[Conversation, ...]
     next_url: str | None
     usage: Usage = field(default_factory=Usage)
+
+    @property
+    def after_cursor(self) -> str | None:
+        """The `after` cursor of `next_url`, to resume listing from the next page."""
+        if self.next_url is None:
+            return None
+        return dict(parse_qsl(urlsplit(self.next_url).query)).get("after")
 
 
 class UserProfile(_Lenient):

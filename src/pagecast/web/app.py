@@ -18,6 +18,7 @@ from pagecast.web.api import (
     auth,
     campaigns,
     contacts,
+    page_setup,
     pages,
     templates,
     users,
@@ -58,7 +59,7 @@ def create_app(
         """Liveness: the process answers. No authentication, no database call."""
         return {"ok": True, "version": __version__}
 
-    for module in (auth, users, pages, contacts, templates, campaigns, admin, webhooks):
+    for module in (auth, users, pages, page_setup, contacts, templates, campaigns, admin, webhooks):
         app.include_router(module.router)
     dashboard.install(app)
     return app

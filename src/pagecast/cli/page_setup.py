@@ -1,0 +1,119 @@
+"""`pagecast pages sync | webhook`: a Page's audience sync and its webhook setup help."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+
+from pagecast.cli.base import cli_actor, pages_app, run
+
+
+@pages_app.command("sync")
+def pages_sync(
+    page_id: int = typer.Argument(..., help="Page id (see `pagecast pages list`)."),
+    status: bool = typer.Option(
+        False, "--status", help="Show the latest sync of the Page instead of starting one."
+    ),
+) -> None:
+    """Sync the Page's audience from its conversations (in this process, with a progress bar)."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from pagecast.services import page_syncs
+
+    async def latest(ctx: Any) -> Any:
+        async with ctx.db.transaction() as session:
+            return await page_syncs.latest(session, page_id)
+
+    if status:
+        sync = run(latest)
+        if sync is None:
+            typer.echo(
+                f"Page {page_id} has not been synced yet; run `pagecast pages sync {page_id}`."
+            )
+            return
+        _print(page_syncs.report(sync))
+        return
+
+    async def sync_here(ctx: Any) -> Any:
+        columns = (
+            TextColumn("Syncing Page {task.fields[page]}"),
+            BarColumn(),
+            TextColumn(
+                "{task.fields[threads]:,} threads, {task.fields[created]:,} new, "
+                "{task.fields[updated]:,} updated contacts, {task.fields[calls]} calls"
+            ),
+            TimeElapsedColumn(),
+        )
+        with Progress(*columns, transient=False) as bar:
+            # The Conversations API does not say how many threads there are: no total.
+            task = bar.add_task(
+                "sync", total=None, page=page_id, threads=0, created=0, updated=0, calls=0
+            )
+
+            def show(p: Any) -> None:
+                bar.update(
+                    task,
+                    threads=p.threads_seen,
+                    created=p.contacts_created,
+                    updated=p.contacts_updated,
+                    calls=p.calls,
+                )
+
+            return await ctx.syncs.run_here(cli_actor(), page_id, show)
+
+    report = page_syncs.report(run(sync_here))
+    _print(report)
+    if report["state"] != "completed":
+        raise typer.Exit(1)
+
+
+def _print(report: dict[str, Any]) -> None:
+    typer.echo(
+        f"Sync {report['id']} of Page {report['page_id']}: {report['state']} "
+        f"(started {report['started_at']} by {report['started_by']}, "
+        f"{report['elapsed_seconds']:g} s). {report['threads_seen']:,} threads, "
+        f"{report['contacts_created']:,} contacts created, "
+        f"{report['contacts_updated']:,} updated, {report['calls']} calls."
+    )
+    if report["error"]:
+        typer.echo(f"Error: {report['error']}", err=True)
+
+
+@pages_app.command("webhook")
+def pages_webhook(
+    page_id: int = typer.Argument(..., help="Page id (see `pagecast pages list`)."),
+) -> None:
+    """What to enter in the Facebook app's webhook setup for the Page, and whether events arrive."""
+    from pagecast.services import webhook_setup
+
+    async def describe(ctx: Any) -> Any:
+        settings = ctx.settings
+        token = settings.webhook_verify_token
+        async with ctx.db.transaction() as session:
+            return await webhook_setup.describe(
+                session,
+                page_id,
+                public_url=settings.public_url,
+                fallback_base_url=f"http://{settings.host}:{settings.port}",
+                verify_token=token.get_secret_value() if token else None,
+                show_verify_token=True,  # the CLI runs as admin, on the server
+                global_app_secret_set=settings.app_secret is not None,
+            )
+
+    help_ = run(describe)
+    events = help_["events"]
+    last = events["last_received_at"]
+    counts = ", ".join(f"{kind} {n:,}" for kind, n in events["last_24h"].items()) or "none"
+    typer.echo(f"Callback URL:  {help_['callback_url']}")
+    typer.echo(
+        f"Verify token:  {help_['verify_token'] or '(not set: PAGECAST_WEBHOOK_VERIFY_TOKEN)'}"
+    )
+    typer.echo(f"Fields:        {', '.join(help_['fields'])}")
+    typer.echo(
+        f"App secret:    {'set (' + help_['app_secret_from'] + ')' if help_['app_secret_set'] else 'not set'}"
+    )
+    typer.echo(f"Last event:    {last.isoformat(timespec='seconds') if last else 'never'}")
+    typer.echo(f"Last 24 h:     {counts}")
+    for warning in help_["warnings"]:
+        typer.echo(f"Warning: {warning}", err=True)
