@@ -1,0 +1,182 @@
+"""P1: end-to-end deliveries per second against the raw ceiling of this machine.
+
+For each simulator latency (0 ms, uniform 50-150 ms) and 1 and 2 `pagecast worker`
+processes: start a campaign of N contacts on one Page whose limit is out of the way and
+time start -> every delivery recorded (the campaign's `completed_at`). In the same run, the
+raw ceiling: the same number of processes, each a bare asyncio loop posting the same
+payloads through the same Graph client and httpx settings with the same number of requests
+in flight to the same simulator, with no database and no queue. Reports pipeline / raw.
+
+    uv run python bench/throughput.py [--quick] [--contacts 50000] [--runs 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import subprocess
+import sys
+import time
+from typing import Any
+
+from _harness import Bench, machine, median, print_table, psid, write_results
+
+PAGE = "9100000000000001"
+TOKEN = f"EAAGbench{PAGE}"
+
+
+async def _raw_child(url: str, first: int, count: int, concurrency: int, start_at: float) -> None:
+    """One raw-ceiling process: `count` Send calls, `concurrency` in flight, nothing else."""
+    from _harness import TEXT
+
+    from pagecast.graph import GraphClient, PageCredentials, make_http_client
+    from pagecast.schemas import Content
+    from pagecast.services import content
+    from pagecast.settings import Settings
+
+    settings = Settings(graph_api_url=url)
+    http = make_http_client(
+        url,
+        connect_timeout=settings.graph_connect_timeout,
+        read_timeout=settings.graph_read_timeout,
+        max_connections=settings.graph_max_connections,
+    )
+    graph = GraphClient(http, version=settings.graph_api_version)
+    creds = PageCredentials(TOKEN, None)
+    message = Content(text=TEXT)
+    gate = asyncio.Semaphore(concurrency)
+    failures = 0
+
+    async def one(i: int) -> None:
+        nonlocal failures
+        async with gate:
+            try:
+                await graph.send_message(
+                    creds,
+                    psid=psid(i),
+                    message=content.to_message(message, {"first_name": f"F{i}", "last_name": "L"}),
+                    messaging_type="UPDATE",
+                    metadata=str(i),
+                )
+            except Exception:
+                failures += 1
+
+    await asyncio.sleep(max(0.0, start_at - time.time()))
+    started = time.time()
+    await asyncio.gather(*(one(i) for i in range(first, first + count)))
+    print(json.dumps({"started": started, "ended": time.time(), "failures": failures}))
+    await http.aclose()
+
+
+def raw_ceiling(url: str, offset: int, total: int, processes: int, concurrency: int) -> float:
+    """Send calls per second of `processes` bare loops together."""
+    share = total // processes
+    start_at = time.time() + 2.0  # every child imported and ready
+    children = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                __file__,
+                "--raw-child",
+                json.dumps([url, offset + k * share, share, concurrency, start_at]),
+            ],
+            stdout=subprocess.PIPE,
+        )
+        for k in range(processes)
+    ]
+    results = [
+        json.loads(child.communicate()[0].decode().strip().splitlines()[-1]) for child in children
+    ]
+    if any(r["failures"] for r in results):
+        raise SystemExit(f"raw ceiling had failures: {results}")
+    span = max(r["ended"] for r in results) - min(r["started"] for r in results)
+    return share * processes / span
+
+
+async def pipeline(bench: Bench, contacts: int, workers: int, concurrency: int) -> float:
+    """Deliveries per second, start -> completed, with `workers` worker processes."""
+    await bench.fresh_database()
+    page_id = await bench.add_page(PAGE, send_rate=1e6, contacts=contacts)
+    bench.sim.add_page(PAGE, TOKEN, per_second=10**9)
+    campaign_id = await bench.add_campaign(page_id)
+    bench.start_workers(workers, concurrency=concurrency)
+    try:
+        started = await bench.start(campaign_id)
+        done = await bench.wait_done([campaign_id])
+        row = await bench.campaign(campaign_id)
+        assert row.n_sent == contacts, (row.n_sent, contacts)
+    finally:
+        bench.stop_workers()
+    return contacts / (done - started)
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    rows: list[dict[str, Any]] = []
+    for latency in args.latencies:
+        bench = Bench("throughput", latency_ms=latency)
+        try:
+            for workers in args.workers:
+                piped, raw = [], []
+                for _ in range(args.runs):
+                    piped.append(await pipeline(bench, args.contacts, workers, args.concurrency))
+                    raw.append(
+                        raw_ceiling(
+                            bench.sim.url,
+                            int(PAGE[-3:]) * 10**7,
+                            args.contacts,
+                            workers,
+                            args.concurrency,
+                        )
+                    )
+                ratios = [p / r for p, r in zip(piped, raw, strict=True)]
+                rows.append(
+                    {
+                        "latency_ms": latency,
+                        "workers": workers,
+                        "pipeline_per_s": median(piped),
+                        "raw_per_s": median(raw),
+                        "ratio": median(ratios),
+                        "runs_pipeline": piped,
+                        "runs_raw": raw,
+                        "runs_ratio": ratios,
+                    }
+                )
+        finally:
+            await bench.close()
+    return {"contacts": args.contacts, "concurrency": args.concurrency, "rows": rows}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="seconds, not minutes (CI smoke)")
+    parser.add_argument("--contacts", type=int, default=50_000)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--concurrency", type=int, default=100)
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--latencies", nargs="+", default=["0", "50-150"])
+    parser.add_argument("--raw-child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.raw_child:
+        asyncio.run(_raw_child(*json.loads(args.raw_child)))
+        return
+    if args.quick:
+        args.contacts, args.runs, args.workers = 600, 1, [1]
+        args.latencies = ["0"]
+    facts = machine(pg_url="yes")
+    result = asyncio.run(run(args))
+    print_table(
+        f"P1 throughput: {args.contacts:,} contacts, {args.concurrency} in flight per process, "
+        f"median of {args.runs} runs (target: pipeline / raw >= 0.85 at 50-150 ms)",
+        facts,
+        ["latency ms", "workers", "pipeline/s", "raw/s", "pipeline / raw"],
+        [
+            [r["latency_ms"], r["workers"], r["pipeline_per_s"], r["raw_per_s"], r["ratio"]]
+            for r in result["rows"]
+        ],
+    )
+    write_results("throughput", {"machine": facts, "quick": args.quick, **result})
+
+
+if __name__ == "__main__":
+    main()

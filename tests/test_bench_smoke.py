@@ -1,0 +1,61 @@
+"""The benchmark suite's quick modes still run (so `bench/` never rots).
+
+Each benchmark runs as `python bench/<name>.py --quick`: its own simulator, private
+redis-server, bench database and worker processes, a few seconds of work, a table and a
+JSON file in bench/results/. PostgreSQL must answer at 127.0.0.1:5432 (the benchmarks
+create their own `pagecast_bench_*` databases); otherwise the test is skipped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
+
+BENCH = Path(__file__).resolve().parent.parent / "bench"
+
+
+def _postgres_answers() -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", 5432), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize(
+    ("script", "result"),
+    [
+        ("throughput.py", "throughput"),
+        ("baseline_per_message.py", "baseline_per_message"),
+        ("rate_fidelity.py", "rate_fidelity"),
+        ("start_latency.py", "start_latency"),
+        ("memory.py", "memory"),
+        ("progress_api.py", "progress_api"),
+    ],
+)
+def test_quick_benchmark_runs(script: str, result: str) -> None:
+    if not _postgres_answers():
+        pytest.skip("the benchmarks need PostgreSQL at 127.0.0.1:5432")
+    latest = BENCH / "results" / f"{result}-latest.json"
+    latest.unlink(missing_ok=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PAGECAST_")}
+    done = subprocess.run(
+        [sys.executable, str(BENCH / script), "--quick"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=280,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "machine: cores" in done.stdout
+    data = json.loads(latest.read_text())
+    assert data["quick"] is True
+    assert data["machine"]["cores"] == os.cpu_count()
