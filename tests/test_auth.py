@@ -231,3 +231,99 @@ async def test_passwords_are_stored_with_argon2(db: Database) -> None:
     user, _ = await create_user(db, Role.VIEWER, email="v@example.com", password="s3cret-pass")
     assert user.password_hash is not None and user.password_hash.startswith("$argon2")
     assert "s3cret-pass" not in user.password_hash
+
+
+# --- HTML dashboard routes (pagecast.web.dashboard) ------------------------------------------
+# They are not in the OpenAPI schema, so they get their own lists, checked against
+# `dashboard.routes()`. Callers use the session cookie (as a browser does) and every POST
+# carries the CSRF token; the status is for a made-up id and an empty form. Anonymous callers
+# and forged cookies are sent to /login (GET: 303) or refused (POST: 401).
+DASHBOARD: dict[tuple[str, str], tuple[int, set[str]]] = {
+    ("GET", "/"): (303, ALL),
+    ("POST", "/logout"): (303, ALL),
+    ("GET", "/campaigns"): (200, ALL),
+    ("GET", "/campaigns/new"): (200, WRITERS),
+    ("POST", "/campaigns/new"): (422, WRITERS),
+    ("POST", "/campaigns/preview"): (200, ALL),
+    ("GET", "/campaigns/{campaign_id}"): (404, ALL),
+    ("GET", "/campaigns/{campaign_id}/panel"): (404, ALL),
+    ("GET", "/campaigns/{campaign_id}/deliveries"): (404, ALL),
+    ("GET", "/campaigns/{campaign_id}/deliveries.csv"): (404, ALL),
+    ("GET", "/campaigns/{campaign_id}/edit"): (404, WRITERS),
+    ("POST", "/campaigns/{campaign_id}/edit"): (404, WRITERS),
+    ("POST", "/campaigns/{campaign_id}/{action}"): (404, WRITERS),
+    ("GET", "/contacts"): (200, ALL),
+    ("POST", "/contacts/import"): (422, WRITERS),
+    ("POST", "/contacts/tags"): (422, WRITERS),
+    ("GET", "/pages"): (200, ALL),
+    ("POST", "/pages"): (422, ADMINS),
+    ("POST", "/pages/{page_id}"): (404, ADMINS),
+    ("GET", "/queue"): (200, ADMINS),
+    ("POST", "/queue/{action}"): (404, ADMINS),
+    ("GET", "/users"): (200, ALL),
+    ("POST", "/users"): (422, ADMINS),
+    ("POST", "/users/{user_id}"): (404, ADMINS),
+    ("POST", "/tokens"): (200, ALL),
+    ("POST", "/tokens/{token_id}/revoke"): (404, ALL),
+}
+DASHBOARD_PUBLIC = {
+    ("GET", "/login"): 200,
+    ("POST", "/login"): 401,
+    # The one-time setup link: refused once a user exists (as here) or with a wrong token.
+    ("GET", "/setup/{token}"): 403,
+    ("POST", "/setup/{token}"): 403,
+}
+
+
+def test_dashboard_matrix_covers_every_dashboard_route() -> None:
+    from pagecast.web import dashboard
+
+    assert dashboard.routes() == set(DASHBOARD) | set(DASHBOARD_PUBLIC)
+
+
+async def test_every_dashboard_route_answers_each_caller_with_the_exact_status(
+    app: Any, db: Database
+) -> None:
+    from pagecast.web.deps import SESSION_COOKIE
+
+    vault = app.state.context.vault
+    sessions: dict[str, tuple[dict[str, str], str]] = {
+        "anonymous": ({}, ""),
+        "forged": ({SESSION_COOKIE: "1.9999999999.x.forged"}, "x"),
+    }
+    for role in (Role.VIEWER, Role.MANAGER, Role.ADMIN):
+        user, _ = await create_user(db, role)
+        cookie = vault.sign_session(user.id, 600)
+        sessions[role.value] = ({SESSION_COOKIE: cookie}, vault.csrf_token(cookie))
+    seen: list[str] = []
+    for (method, path), (allowed_status, roles) in DASHBOARD.items():
+        for caller, (cookies, csrf) in sessions.items():
+            async with httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app), base_url="http://t", cookies=cookies
+            ) as client:
+                data = {"csrf_token": csrf} if method == "POST" else None
+                response = await client.request(method, _concrete(path), data=data)
+                if method == "POST" and caller == "admin":
+                    no_csrf = await client.request(method, _concrete(path), data={})
+                    if no_csrf.status_code != 403:
+                        seen.append(f"admin {method} {path} without CSRF: {no_csrf.status_code}")
+            if caller in ("anonymous", "forged"):
+                expected = 303 if method == "GET" else 401
+            else:
+                expected = allowed_status if caller in roles else 403
+            if response.status_code != expected:
+                seen.append(
+                    f"{caller} {method} {path}: {response.status_code} (expected {expected})"
+                )
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://t"
+    ) as client:
+        for (method, path), status in DASHBOARD_PUBLIC.items():
+            response = await client.request(
+                method, _concrete(path), data={} if method == "POST" else None
+            )
+            if response.status_code != status:
+                seen.append(
+                    f"anonymous {method} {path}: {response.status_code} (expected {status})"
+                )
+    assert seen == []

@@ -86,6 +86,7 @@ async def campaign_list(
     page_id: str | None = None,
     q: str | None = None,
 ) -> Response:
+    viewer.actor.require(Permission.CAMPAIGNS_READ)
     wanted = CampaignStatus(status) if status in set(CampaignStatus) else None
     page_filter = int(page_id) if page_id and page_id.isdigit() else None
     async with ctx.db.transaction() as session:
@@ -105,6 +106,7 @@ async def campaign_list(
 
 
 async def _detail_context(ctx: Any, viewer: Any, campaign_id: int) -> dict[str, Any]:
+    viewer.actor.require(Permission.CAMPAIGNS_READ)
     async with ctx.db.transaction() as session:
         campaign = await campaigns.get(session, campaign_id)
         page_row = await pages.get(session, campaign.page_id)
@@ -173,6 +175,7 @@ async def delivery_table(
     q: str | None = None,
     offset: int = 0,
 ) -> Response:
+    viewer.actor.require(Permission.CAMPAIGNS_READ)
     filters = _delivery_filters(status, code, q)
     async with ctx.db.transaction() as session:
         await campaigns.get(session, campaign_id)
@@ -201,6 +204,7 @@ async def delivery_csv(
     code: str | None = None,
     q: str | None = None,
 ) -> Response:
+    viewer.actor.require(Permission.CAMPAIGNS_READ)
     filters = _delivery_filters(status, code, q)
     async with ctx.db.transaction() as session:
         await campaigns.get(session, campaign_id)
@@ -244,14 +248,13 @@ async def campaign_action(
 ) -> Response:
     """start, pause, resume, cancel, retry-failed (campaigns:send) and duplicate (write)."""
     actor = viewer.actor
+    actor.require(Permission.CAMPAIGNS_WRITE if action == "duplicate" else Permission.CAMPAIGNS_SEND)
     if action == "duplicate":
-        actor.require(Permission.CAMPAIGNS_WRITE)
         async with ctx.db.transaction() as session:
             copy = await campaigns.duplicate(session, actor, campaign_id)
         return redirect(f"/campaigns/{copy.id}/edit")
     if action not in _SEND_ACTIONS:
         raise NotFound(f"Unknown campaign action {action!r}.")
-    actor.require(Permission.CAMPAIGNS_SEND)
     if action == "start":
         await actions.start(ctx, actor, campaign_id)
     elif action == "pause":

@@ -233,6 +233,7 @@ async def update_campaign(
 @router.post("/campaigns/preview")
 async def preview(request: Request, viewer: ViewerDep, ctx: ContextDep) -> Response:
     """HTMX: the eligible count, exclusions by reason and the message for a real contact."""
+    viewer.actor.require(Permission.CAMPAIGNS_READ)
     fields = fields_from(await request.form())
     result: Any = None
     message: dict[str, Any] | None = None

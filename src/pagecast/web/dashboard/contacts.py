@@ -37,6 +37,7 @@ async def contact_list(
     unreachable: str | None = None,
     after: str | None = None,
 ) -> Response:
+    viewer.actor.require(Permission.CONTACTS_READ)
     async with ctx.db.transaction() as session:
         page_rows = await pages.list_all(session)
         chosen = next((p for p in page_rows if str(p.id) == page_id), None) or (

@@ -52,6 +52,7 @@ async def _list(
 
 @router.get("/pages")
 async def page_list(request: Request, viewer: ViewerDep, ctx: ContextDep) -> Response:
+    viewer.actor.require(Permission.PAGES_READ)
     return await _list(request, viewer, ctx)
 
 
