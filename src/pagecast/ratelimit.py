@@ -25,6 +25,7 @@ __all__ = [
     "PageLimiter",
     "default_burst",
     "usage_pause",
+    "window_cap",
 ]
 
 USAGE_SLOWDOWN_FROM = 90.0
@@ -33,16 +34,26 @@ USAGE_PAUSE_AT_100 = 30.0
 # Keep a Page's hash an hour after its last send or throttle, so `state` has something to show.
 _KEEP_MS = 3_600_000
 _LATENESS_S = 0.02
+_WINDOW_US = 1_000_000
 
-# KEYS[1] the Page's hash; ARGV: interval in µs, burst, slots wanted, rate (for `state`).
-# Returns {granted, wait_us}. Times are µs since the epoch from the server's TIME, stored as
-# decimal strings ("%.3f": Lua 5.1 would print a bare number with 14 digits and lose µs).
+# KEYS[1] the Page's hash, KEYS[2] its log of recent grants (a sorted set scored by time).
+# ARGV: interval in µs, burst, slots wanted, rate (for `state`), keep_ms, window cap, window
+# in µs. Returns {granted, wait_us}. Times are µs since the epoch from the server's TIME,
+# stored as decimal strings ("%.3f": Lua 5.1 would print a bare number with 14 digits and
+# lose µs).
+#
+# The GCRA schedule paces the sends and its burst lets a late caller use the slot it
+# missed; the log caps what any sliding window of one second holds, so that burst can never
+# push the busiest second above the rate (Graph counts in a sliding window, and answers
+# 613 above it).
 _RESERVE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local interval = tonumber(ARGV[1])
 local burst = tonumber(ARGV[2])
 local wanted = tonumber(ARGV[3])
+local cap = tonumber(ARGV[6])
+local window = tonumber(ARGV[7])
 local state = redis.call('HMGET', KEYS[1], 'tat', 'until')
 local until_ = tonumber(state[2]) or 0
 if until_ > now then
@@ -54,10 +65,29 @@ if tat < now then tat = now end
 -- schedule over now, and allow 1 µs of rounding.
 local ahead = tat - now
 local room = math.floor((burst * interval - ahead + 1) / interval)
-if room > wanted then room = wanted end
-if room <= 0 then
-  return {0, math.ceil(ahead + interval - burst * interval)}
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - window)
+local used = redis.call('ZCARD', KEYS[2])
+local free = cap - used
+if room <= 0 or free <= 0 then
+  local wait = 1
+  if room <= 0 then wait = ahead + interval - burst * interval end
+  if free <= 0 then
+    -- the grant whose leaving the window frees a slot
+    local edge = redis.call('ZRANGE', KEYS[2], used - cap, used - cap, 'WITHSCORES')
+    local window_wait = tonumber(edge[2]) + window - now
+    if window_wait > wait then wait = window_wait end
+  end
+  return {0, math.ceil(wait)}
 end
+if room > wanted then room = wanted end
+if room > free then room = free end
+local entries = {}
+for i = 1, room do
+  entries[2 * i - 1] = now
+  entries[2 * i] = string.format('%.3f', tat + i * interval)
+end
+redis.call('ZADD', KEYS[2], unpack(entries))
+redis.call('PEXPIRE', KEYS[2], math.ceil(window / 1000) + 1000)
 tat = tat + room * interval
 redis.call('HSET', KEYS[1], 'tat', string.format('%.3f', tat), 'rate', ARGV[4], 'burst', ARGV[2])
 redis.call('PEXPIRE', KEYS[1], math.ceil((tat - now) / 1000) + tonumber(ARGV[5]))
@@ -87,6 +117,17 @@ local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local s = redis.call('HMGET', KEYS[1], 'tat', 'until', 'reason', 'rate', 'burst')
 return {string.format('%d', now), s[1], s[2], s[3], s[4], s[5]}
 """
+
+
+def window_cap(rate_per_s: float) -> int:
+    """The most grants any sliding one-second window may hold at `rate_per_s`.
+
+    The rate, less the slots of 20 ms (`_LATENESS_S`) at that rate: what a caller is granted
+    reaches Graph a little later, by a delay that varies by a few milliseconds on a busy
+    machine, and that jitter must not move a 301st call into Graph's one-second window. At
+    300/s the cap is 294; below 50/s (where a slot is longer than 20 ms) it is the rate.
+    """
+    return max(1, math.floor(rate_per_s) - math.floor(rate_per_s * _LATENESS_S))
 
 
 def default_burst(rate_per_s: float) -> int:
@@ -132,9 +173,9 @@ class PageLimiter:
     async def reserve(self, page_id: int, rate_per_s: float, *, burst: int | None = None) -> float:
         """Take one send slot: 0 when the send may go now, else seconds to wait (nothing taken).
 
-        While the Page is throttled the wait is at least the throttle's remaining time. In any
-        window of one second at most `rate_per_s + burst` slots are granted; `burst` defaults
-        to `default_burst(rate_per_s)`.
+        While the Page is throttled the wait is at least the throttle's remaining time. Any
+        sliding window of one second holds at most `window_cap(rate_per_s)` grants (never more
+        than the rate, whatever the burst); `burst` defaults to `default_burst(rate_per_s)`.
         """
         granted, wait = await self.reserve_many(page_id, rate_per_s, 1, burst=burst)
         return 0.0 if granted else wait
@@ -155,8 +196,16 @@ class PageLimiter:
             raise ValueError(f"burst and n must be at least 1, not {burst!r} and {n!r}")
         interval_us = 1_000_000.0 / rate_per_s
         granted, wait_us = await self._reserve(
-            keys=[self.key(page_id)],
-            args=[repr(interval_us), burst, n, repr(float(rate_per_s)), _KEEP_MS],
+            keys=[self.key(page_id), self.key(page_id) + ":w"],
+            args=[
+                repr(interval_us),
+                burst,
+                n,
+                repr(float(rate_per_s)),
+                _KEEP_MS,
+                window_cap(rate_per_s),
+                _WINDOW_US,
+            ],
         )
         return int(granted), int(wait_us) / 1_000_000
 
