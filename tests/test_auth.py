@@ -327,3 +327,16 @@ async def test_every_dashboard_route_answers_each_caller_with_the_exact_status(
                     f"anonymous {method} {path}: {response.status_code} (expected {status})"
                 )
     assert seen == []
+
+
+async def test_api_login_is_rate_limited_after_five_failures(
+    client: httpx.AsyncClient, db: Database
+) -> None:
+    await create_user(db, Role.VIEWER, email="v@example.com", password="right password")
+    for _ in range(5):
+        wrong = {"email": "v@example.com", "password": "wrong password"}
+        assert (await client.post("/api/auth/login", json=wrong)).status_code == 401
+    right = {"email": "v@example.com", "password": "right password"}
+    refused = await client.post("/api/auth/login", json=right)
+    assert refused.status_code == 429
+    assert "Too many failed logins" in refused.json()["error"]["message"]

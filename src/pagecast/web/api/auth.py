@@ -6,22 +6,37 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 
+from pagecast.errors import PagecastError, Unauthorized
 from pagecast.models import User
 from pagecast.schemas import Login, TokenCreate
 from pagecast.services import tokens, users
 from pagecast.web import render
 from pagecast.web.deps import SESSION_COOKIE, ActorDep, ContextDep
+from pagecast.web.login_limit import keys_for, limiter_of
 
 router = APIRouter(prefix="/api", tags=["auth"])
 SESSION_TTL = 14 * 86_400
+
+
+class TooManyAttempts(PagecastError):
+    status_code = 429
+    code = "too_many_attempts"
 
 
 @router.post("/auth/login")
 async def login(
     body: Login, request: Request, response: Response, ctx: ContextDep
 ) -> dict[str, Any]:
-    async with ctx.db.transaction() as session:
-        user = await users.authenticate(session, body.email, body.password)
+    limiter, keys = limiter_of(request.app), keys_for(request, body.email)
+    if wait := limiter.retry_after(*keys):
+        raise TooManyAttempts(f"Too many failed logins; try again in {wait} seconds.")
+    try:
+        async with ctx.db.transaction() as session:
+            user = await users.authenticate(session, body.email, body.password)
+    except Unauthorized:
+        limiter.failed(*keys)
+        raise
+    limiter.succeeded(*keys)
     cookie = ctx.vault.sign_session(user.id, SESSION_TTL)
     response.set_cookie(
         SESSION_COOKIE,

@@ -14,22 +14,15 @@ from pagecast.web.api.auth import SESSION_TTL
 from pagecast.web.dashboard import setup_token
 from pagecast.web.dashboard.base import (
     DashboardRoute,
-    LoginLimiter,
     ViewerDep,
     check_origin,
     page,
     redirect,
 )
 from pagecast.web.deps import SESSION_COOKIE, ContextDep
+from pagecast.web.login_limit import keys_for, limiter_of
 
 router = APIRouter(route_class=DashboardRoute, include_in_schema=False)
-
-
-def _limiter(request: Request) -> LoginLimiter:
-    state = request.app.state
-    if not hasattr(state, "login_limiter"):
-        state.login_limiter = LoginLimiter()
-    return state.login_limiter  # type: ignore[no-any-return]
 
 
 def _safe_next(target: str | None) -> str:
@@ -71,8 +64,7 @@ async def login(request: Request, ctx: ContextDep) -> Response:
     email = str(form.get("email", "")).strip().lower()
     password = str(form.get("password", ""))
     target = _safe_next(str(form.get("next", "")))
-    client = request.client.host if request.client else "unknown"
-    limiter, keys = _limiter(request), (f"ip:{client}", f"email:{email}")
+    limiter, keys = limiter_of(request.app), keys_for(request, email)
     wait = limiter.retry_after(*keys)
     if wait:
         response = page(

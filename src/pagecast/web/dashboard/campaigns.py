@@ -248,7 +248,9 @@ async def campaign_action(
 ) -> Response:
     """start, pause, resume, cancel, retry-failed (campaigns:send) and duplicate (write)."""
     actor = viewer.actor
-    actor.require(Permission.CAMPAIGNS_WRITE if action == "duplicate" else Permission.CAMPAIGNS_SEND)
+    actor.require(
+        Permission.CAMPAIGNS_WRITE if action == "duplicate" else Permission.CAMPAIGNS_SEND
+    )
     if action == "duplicate":
         async with ctx.db.transaction() as session:
             copy = await campaigns.duplicate(session, actor, campaign_id)
