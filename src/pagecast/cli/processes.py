@@ -45,7 +45,7 @@ class _Server(uvicorn.Server):  # type: ignore[misc]
 
 
 async def _processes(
-    host: str, port: int, *, web: bool, worker: bool, concurrency: int | None
+    host: str, port: int, *, web: bool, worker: bool, concurrency: int | None, demo: bool = False
 ) -> None:
     """Run the web app and/or a worker in this process, with the embedded Redis when no
     REDIS_URL is set, until SIGINT/SIGTERM."""
@@ -56,6 +56,11 @@ async def _processes(
     from pagecast.worker import build
 
     settings = get_settings()
+    sandbox = None
+    if demo:
+        from pagecast import demo as demo_mode
+
+        settings, sandbox = demo_mode.start(settings, host=host, port=port)
     embedded = None
     redis_url = settings.redis_url
     if redis_url is None and (worker or web):
@@ -73,24 +78,37 @@ async def _processes(
                 f"The database at {masked(settings.resolved_database_url())} is not ready ({exc}). "
                 "Run `pagecast db upgrade` first."
             )
+        if sandbox is not None:
+            await demo_mode.seed(ctx, sandbox)
+            typer.echo(
+                f"Demo mode: a sandbox Page with {demo_mode.PEOPLE} simulated people; messages go "
+                f"to the local simulator at {settings.graph_api_url}, never to Facebook. "
+                f"Data in {settings.data_dir}/ (delete it to start over)."
+            )
         if web and user_count == 0:
             from pagecast.web.dashboard import setup_token
 
             shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
             typer.echo(
                 "No users yet. Create the first admin with this one-time link:\n"
-                f"  http://{shown}:{port}/setup/{setup_token.issue(settings.data_dir)}\n"
-                "or: uv run pagecast users create --email you@example.com --role admin --password '…'"
+                f"  http://{shown}:{port}/setup/{setup_token.issue(settings.data_dir)}"
             )
+            if sandbox is None:
+                typer.echo(
+                    "or: uv run pagecast users create --email you@example.com --role admin "
+                    "--password '…'"
+                )
         sender = build(ctx, concurrency=concurrency) if worker else None
         if not web:
             assert sender is not None
             await sender.run()
             return
         typer.echo(f"Pagecast on http://{host}:{port} (API docs at /docs)")
+        application = create_app(settings, context=ctx)
+        application.state.demo = demo
         server = _Server(
             uvicorn.Config(
-                create_app(settings, context=ctx),
+                application,
                 host=host,
                 port=port,
                 log_level=settings.log_level.lower(),
@@ -114,15 +132,24 @@ async def _processes(
         await ctx.close()
         if embedded is not None:
             await embedded.stop()
+        if sandbox is not None:
+            sandbox.stop()
 
 
 def _run_processes(
-    host: str | None, port: int | None, *, web: bool, worker: bool, concurrency: int | None = None
+    host: str | None,
+    port: int | None,
+    *,
+    web: bool,
+    worker: bool,
+    concurrency: int | None = None,
+    demo: bool = False,
 ) -> None:
     from pagecast.settings import get_settings
 
     settings = get_settings()
-    settings.resolved_secret_key()  # generated on first run, before anything needs it
+    if not demo:  # the demo keeps its secret key in its own data directory
+        settings.resolved_secret_key()  # generated on first run, before anything needs it
     _logging(settings.log_level)
     try:
         asyncio.run(
@@ -132,6 +159,7 @@ def _run_processes(
                 web=web,
                 worker=worker,
                 concurrency=concurrency,
+                demo=demo,
             )
         )
     except PagecastError as exc:
@@ -144,9 +172,15 @@ def _run_processes(
 def serve(
     host: str | None = typer.Option(None, help="Address to listen on (default PAGECAST_HOST)."),
     port: int | None = typer.Option(None, help="Port to listen on (default PAGECAST_PORT)."),
+    demo: bool = typer.Option(
+        False,
+        "--demo",
+        help="Sandbox: a simulated Page with 500 people, in ./pagecast-demo; nothing reaches "
+        "Facebook.",
+    ),
 ) -> None:
     """Run Pagecast: the web app, the API and a sending worker (the one-command default)."""
-    _run_processes(host, port, web=True, worker=True)
+    _run_processes(host, port, web=True, worker=True, demo=demo)
 
 
 @app.command()
