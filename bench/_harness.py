@@ -290,6 +290,11 @@ class Worker:
     def pid(self) -> int:
         return self.proc.pid
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU time the process used so far (Linux /proc)."""
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def peak_rss_mb(self) -> float:
         """VmHWM: the most resident memory the process ever had."""
         for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():

@@ -63,14 +63,17 @@ async def _raw_child(url: str, first: int, count: int, concurrency: int, start_a
                 failures += 1
 
     await asyncio.sleep(max(0.0, start_at - time.time()))
-    started = time.time()
+    started, cpu = time.time(), time.process_time()
     await asyncio.gather(*(one(i) for i in range(first, first + count)))
-    print(json.dumps({"started": started, "ended": time.time(), "failures": failures}))
+    cpu = time.process_time() - cpu
+    print(json.dumps({"started": started, "ended": time.time(), "failures": failures, "cpu": cpu}))
     await http.aclose()
 
 
-def raw_ceiling(url: str, offset: int, total: int, processes: int, concurrency: int) -> float:
-    """Send calls per second of `processes` bare loops together."""
+def raw_ceiling(
+    url: str, offset: int, total: int, processes: int, concurrency: int
+) -> tuple[float, float]:
+    """Send calls per second of `processes` bare loops together, and CPU µs per call."""
     share = total // processes
     start_at = time.time() + 2.0  # every child imported and ready
     children = [
@@ -91,24 +94,29 @@ def raw_ceiling(url: str, offset: int, total: int, processes: int, concurrency: 
     if any(r["failures"] for r in results):
         raise SystemExit(f"raw ceiling had failures: {results}")
     span = max(r["ended"] for r in results) - min(r["started"] for r in results)
-    return share * processes / span
+    return share * processes / span, sum(r["cpu"] for r in results) / (share * processes) * 1e6
 
 
-async def pipeline(bench: Bench, contacts: int, workers: int, concurrency: int) -> float:
-    """Deliveries per second, start -> completed, with `workers` worker processes."""
+async def pipeline(
+    bench: Bench, contacts: int, workers: int, concurrency: int
+) -> tuple[float, float]:
+    """Deliveries per second, start -> completed, with `workers` worker processes, and the
+    workers' CPU µs per delivery."""
     await bench.fresh_database()
     page_id = await bench.add_page(PAGE, send_rate=1e6, contacts=contacts)
     bench.sim.add_page(PAGE, TOKEN, per_second=10**9)
     campaign_id = await bench.add_campaign(page_id)
-    bench.start_workers(workers, concurrency=concurrency)
+    running = bench.start_workers(workers, concurrency=concurrency)
     try:
+        cpu = sum(w.cpu_seconds() for w in running)
         started = await bench.start(campaign_id)
         done = await bench.wait_done([campaign_id])
+        cpu = sum(w.cpu_seconds() for w in running) - cpu
         row = await bench.campaign(campaign_id)
         assert row.n_sent == contacts, (row.n_sent, contacts)
     finally:
         bench.stop_workers()
-    return contacts / (done - started)
+    return contacts / (done - started), cpu / contacts * 1e6
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -117,18 +125,20 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         bench = Bench("throughput", latency_ms=latency)
         try:
             for workers in args.workers:
-                piped, raw = [], []
+                piped, raw, piped_cpu, raw_cpu = [], [], [], []
                 for _ in range(args.runs):
-                    piped.append(await pipeline(bench, args.contacts, workers, args.concurrency))
-                    raw.append(
-                        raw_ceiling(
-                            bench.sim.url,
-                            int(PAGE[-3:]) * 10**7,
-                            args.contacts,
-                            workers,
-                            args.concurrency,
-                        )
+                    rate, cpu = await pipeline(bench, args.contacts, workers, args.concurrency)
+                    piped.append(rate)
+                    piped_cpu.append(cpu)
+                    rate, cpu = raw_ceiling(
+                        bench.sim.url,
+                        int(PAGE[-3:]) * 10**7,
+                        args.contacts,
+                        workers,
+                        args.concurrency,
                     )
+                    raw.append(rate)
+                    raw_cpu.append(cpu)
                 ratios = [p / r for p, r in zip(piped, raw, strict=True)]
                 rows.append(
                     {
@@ -137,6 +147,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                         "pipeline_per_s": median(piped),
                         "raw_per_s": median(raw),
                         "ratio": median(ratios),
+                        "pipeline_cpu_us": median(piped_cpu),
+                        "raw_cpu_us": median(raw_cpu),
                         "runs_pipeline": piped,
                         "runs_raw": raw,
                         "runs_ratio": ratios,
@@ -169,9 +181,25 @@ def main() -> None:
         f"P1 throughput: {args.contacts:,} contacts, {args.concurrency} in flight per process, "
         f"median of {args.runs} runs (target: pipeline / raw >= 0.85 at 50-150 ms)",
         facts,
-        ["latency ms", "workers", "pipeline/s", "raw/s", "pipeline / raw"],
         [
-            [r["latency_ms"], r["workers"], r["pipeline_per_s"], r["raw_per_s"], r["ratio"]]
+            "latency ms",
+            "workers",
+            "pipeline/s",
+            "raw/s",
+            "pipeline / raw",
+            "CPU µs/msg pipeline",
+            "CPU µs/msg raw",
+        ],
+        [
+            [
+                r["latency_ms"],
+                r["workers"],
+                r["pipeline_per_s"],
+                r["raw_per_s"],
+                r["ratio"],
+                r["pipeline_cpu_us"],
+                r["raw_cpu_us"],
+            ]
             for r in result["rows"]
         ],
     )

@@ -26,6 +26,7 @@ from pagecast.graph.models import (
     UserProfile,
 )
 from pagecast.graph.security import PageCredentials
+from pagecast.graph.transport import ShardedTransport
 from pagecast.graph.usage import Usage
 
 __all__ = [
@@ -70,12 +71,7 @@ def make_http_client(
 
     No connection is opened until the first request.
     """
-    limits = httpx.Limits(
-        max_connections=max_connections,
-        max_keepalive_connections=max_connections,
-        keepalive_expiry=30.0,
-    )
-    transport = httpx.AsyncHTTPTransport(limits=limits)
+    transport = ShardedTransport(max_connections=max_connections, keepalive_expiry=30.0)
     return httpx.AsyncClient(
         base_url=base_url,
         transport=transport,
