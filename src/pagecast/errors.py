@@ -15,6 +15,7 @@ __all__ = [
     "InvalidState",
     "NotFound",
     "PagecastError",
+    "PayloadTooLarge",
     "ServiceUnavailable",
     "Unauthorized",
     "UpstreamError",
@@ -65,6 +66,11 @@ class InvalidState(PagecastError):
 
     status_code = 409
     code = "invalid_state"
+
+
+class PayloadTooLarge(PagecastError):
+    status_code = 413
+    code = "payload_too_large"
 
 
 class UpstreamError(PagecastError):

@@ -32,6 +32,7 @@ __all__ = [
     "process",
     "set_profile",
     "store",
+    "store_many",
 ]
 
 DEFAULT_OPT_OUT_KEYWORDS = ("STOP", "UNSUBSCRIBE", "STOP ALL")
@@ -183,6 +184,45 @@ async def store(session: AsyncSession, body: dict[str, Any]) -> list[WebhookEven
         select(WebhookEvent).where(WebhookEvent.id.in_(ids)).order_by(WebhookEvent.id)
     )
     return list(stored)
+
+
+async def store_many(
+    session: AsyncSession, bodies: Sequence[dict[str, Any]]
+) -> list[list[int] | None]:
+    """Store the events of several bodies at once (the webhook intake's batches).
+
+    For each body, the ids of its events not seen before (an event in two bodies counts for
+    the first), or None when the body could not be read (nothing of it is stored).
+    """
+    owner: dict[str, int] = {}
+    unique: list[dict[str, Any]] = []
+    found: list[list[int] | None] = []
+    for i, body in enumerate(bodies):
+        try:
+            rows = _events(body)
+        except (AttributeError, KeyError, TypeError, ValueError):
+            found.append(None)
+            continue
+        found.append([])
+        for row in rows:
+            if row["event_key"] not in owner:
+                owner[row["event_key"]] = i
+                unique.append(row)
+    now = utcnow()
+    insert = contacts.insert_for(session)
+    for start in range(0, len(unique), 500):  # well under SQLite's bound-parameter limit
+        chunk = unique[start : start + 500]
+        result = await session.execute(
+            insert(WebhookEvent)
+            .values([row | {"received_at": now} for row in chunk])
+            .on_conflict_do_nothing(index_elements=["event_key"])
+            .returning(WebhookEvent.id, WebhookEvent.event_key)
+        )
+        for event_id, key in result:
+            ids = found[owner[key]]
+            assert ids is not None
+            ids.append(event_id)
+    return found
 
 
 async def process(session: AsyncSession, event: WebhookEvent) -> Result:

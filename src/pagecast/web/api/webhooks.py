@@ -1,8 +1,9 @@
 """The Messenger webhook: Meta's verification handshake and signed event deliveries.
 
 These two routes need no login (Meta calls them); the POST is authenticated by its
-`X-Hub-Signature-256` instead. Events are stored in one transaction and acknowledged at
-once; processing happens after the answer, in the worker (`webhook` job), or inline in
+`X-Hub-Signature-256` instead. A body over PAGECAST_WEBHOOK_MAX_BODY_BYTES is refused (413)
+unread. Concurrent POSTs are checked and stored together (`web.webhook_intake`) and
+acknowledged once committed; processing happens after the answer, in the worker (`webhook` job), or inline in
 this process when Redis is unreachable.
 """
 
@@ -16,15 +17,12 @@ from typing import Any
 from fastapi import APIRouter, BackgroundTasks, Request
 from fastapi.responses import PlainTextResponse
 from redis.exceptions import RedisError
-from sqlalchemy import select
 
 from pagecast import webhook_runner
 from pagecast.context import AppContext
-from pagecast.errors import Forbidden, InvalidInput, ServiceUnavailable
-from pagecast.graph.security import verify_signature
-from pagecast.models import Page
-from pagecast.services import pages, webhooks
+from pagecast.errors import Forbidden, PayloadTooLarge, ServiceUnavailable
 from pagecast.web.deps import ContextDep
+from pagecast.web.webhook_intake import Intake
 
 __all__ = ["router"]
 
@@ -51,47 +49,54 @@ async def verify(request: Request, ctx: ContextDep) -> PlainTextResponse:
     return PlainTextResponse(params.get("hub.challenge", ""))
 
 
-async def _secret(ctx: AppContext, body: Any) -> str | None:
-    """The Page's own app secret when the body's Page has one, else PAGECAST_APP_SECRET."""
-    ids = webhooks.page_ids(body)
-    own: set[str] = set()
-    if ids:
-        async with ctx.db.transaction() as session:
-            for page in await session.scalars(
-                select(Page).where(Page.fb_page_id.in_(ids), Page.app_secret_encrypted.is_not(None))
-            ):
-                secret = pages.credentials(ctx.vault, page)[1]
-                if secret:
-                    own.add(secret)
-    if len(own) > 1:
-        return None  # one body cannot be signed by two apps
-    return ctx.app_secret_for(next(iter(own), None))
-
-
 @router.post("/messenger")
 async def receive(request: Request, ctx: ContextDep, background: BackgroundTasks) -> dict[str, Any]:
     """Verify the signature over the raw bytes, store the events, acknowledge."""
-    raw = await request.body()
+    raw = await _bounded_body(request, ctx.settings.webhook_max_body_bytes)
     try:
         body = json.loads(raw)
     except ValueError:
         body = None
-    secret = await _secret(ctx, body)
-    if secret is None:
-        raise Forbidden(
-            "Webhook refused: no app secret to check X-Hub-Signature-256 with. Set "
-            "PAGECAST_APP_SECRET (or give the Page its app secret)."
+    stored = await _intake(ctx, request.app).submit(
+        raw, request.headers.get(SIGNATURE_HEADER), body
+    )
+    if stored.dispatch:
+        background.add_task(_dispatch, ctx, stored.dispatch, request.app)  # after the answer
+    return {"ok": True, "stored": len(stored.ids)}
+
+
+async def _bounded_body(request: Request, limit: int) -> bytes:
+    """The raw body, or `PayloadTooLarge` as soon as it is known to exceed `limit` bytes.
+
+    A declared Content-Length over the limit is refused before reading anything; a chunked
+    body is read only until it passes the limit. Meta's webhook bodies are a few KB.
+    """
+
+    def too_large(size: str) -> PayloadTooLarge:
+        return PayloadTooLarge(
+            f"Webhook body refused: {size} is over the {limit:,}-byte limit "
+            "(PAGECAST_WEBHOOK_MAX_BODY_BYTES); nothing was stored.",
+            field="body",
         )
-    if not verify_signature(secret, raw, request.headers.get(SIGNATURE_HEADER)):
-        raise Forbidden("Webhook refused: X-Hub-Signature-256 is missing or does not match.")
-    if not isinstance(body, dict):
-        raise InvalidInput("The webhook body is not a JSON object.")
-    async with ctx.db.transaction() as session:
-        stored = await webhooks.store(session, body)
-    ids = [event.id for event in stored]
-    if ids:
-        background.add_task(_dispatch, ctx, ids, request.app)  # after the answer
-    return {"ok": True, "stored": len(ids)}
+
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise too_large(f"Content-Length {int(declared):,}")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise too_large(f"the body (more than {size:,} bytes read)")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _intake(ctx: AppContext, app: Any) -> Intake:
+    intake = getattr(app.state, "webhook_intake", None)
+    if intake is None:
+        intake = app.state.webhook_intake = Intake(ctx)
+    return intake  # type: ignore[no-any-return]
 
 
 def _reactions(ctx: AppContext, app: Any) -> webhook_runner.Reactions:
