@@ -27,6 +27,7 @@ __all__ = [
     "JOB_CHUNK",
     "JOB_PLAN",
     "JOB_SCHEDULE",
+    "JOB_SNAPSHOT",
     "JOB_WEBHOOK",
     "LATENCY_BUCKETS",
     "METRICS_PREFIX",
@@ -40,6 +41,11 @@ QUEUE_NAME = "pagecast"
 JOB_CHUNK = "chunk"
 JOB_PLAN = "plan"
 JOB_SCHEDULE = "schedule"
+JOB_SNAPSHOT = "snapshot"
+# Set while a campaign's audience is still being snapshotted in slices: its plan jobs keep
+# polling for the rows still to come instead of ending.
+SNAPSHOT_PREFIX = "pagecast:snapshot:"
+_SNAPSHOT_TTL = 3600
 JOB_WEBHOOK = "webhook"
 HEARTBEAT_PREFIX = "pagecast:worker:"
 METRICS_PREFIX = "pagecast:metrics:"
@@ -138,6 +144,33 @@ class Queue:
                 "backoff": {"type": "exponential", "delay": 1000},
             },
         )
+
+    async def enqueue_snapshot(
+        self, campaign_id: int, *, after: int, upto: int, priority: str = "normal"
+    ) -> None:
+        """Snapshot the rest of a large audience (contact ids in (after, upto]) in the worker."""
+        redis = await self.redis()
+        await redis.set(SNAPSHOT_PREFIX + str(campaign_id), str(upto), ex=_SNAPSHOT_TTL)
+        queue = await self.bull()
+        await queue.add(
+            JOB_SNAPSHOT,
+            {"campaign_id": campaign_id, "after": after, "upto": upto},
+            {
+                "jobId": f"snap{campaign_id}",
+                "priority": PRIORITIES[priority],
+                "removeOnComplete": True,
+                "removeOnFail": _KEEP_FAILED,
+                "attempts": 10,
+                "backoff": {"type": "exponential", "delay": 1000},
+            },
+        )
+
+    async def snapshotting(self, campaign_id: int) -> bool:
+        """Whether the campaign's audience is still being snapshotted."""
+        return bool(await (await self.redis()).exists(SNAPSHOT_PREFIX + str(campaign_id)))
+
+    async def snapshot_finished(self, campaign_id: int) -> None:
+        await (await self.redis()).delete(SNAPSHOT_PREFIX + str(campaign_id))
 
     async def enqueue_schedule(
         self, campaign_id: int, *, at_epoch: float, priority: str = "normal"

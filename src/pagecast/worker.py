@@ -48,6 +48,7 @@ from pagecast.queue import (
     JOB_CHUNK,
     JOB_PLAN,
     JOB_SCHEDULE,
+    JOB_SNAPSHOT,
     JOB_WEBHOOK,
     QUEUE_NAME,
     Queue,
@@ -296,6 +297,8 @@ class SendingWorker:
             )
         if job.name == JOB_SCHEDULE:
             return await self._start_due([int(job.data["campaign_id"])])
+        if job.name == JOB_SNAPSHOT:
+            return await self._snapshot(int(job.data["campaign_id"]), int(job.data["upto"]))
         if job.name == JOB_CHUNK:
             data = job.data
             return await self._chunk(
@@ -380,6 +383,19 @@ class SendingWorker:
                 started.append(campaign.id)
         return f"started {started}"
 
+    async def _snapshot(self, campaign_id: int, upto: int) -> str:
+        """Insert the rest of a large audience, one slice per transaction (sending.start_sliced);
+        a restarted job goes on from the last slice written."""
+        async with self.db.transaction() as session:
+            after = await sending.snapshot_resume_point(session, campaign_id)
+        while after < upto:
+            async with self.db.transaction() as session:
+                after = await sending.snapshot_slice(session, campaign_id, after=after, upto=upto)
+        async with self.db.transaction() as session:
+            await sending.snapshot_done(session, campaign_id)
+        await self.queue.snapshot_finished(campaign_id)
+        return f"snapshot of campaign {campaign_id} complete"
+
     async def _plan(self, campaign_id: int, after_id: int, round_: int = 0) -> str:
         async with self.db.transaction() as session:
             campaign = await session.get(Campaign, campaign_id)
@@ -396,7 +412,17 @@ class SendingWorker:
             if not ranges:
                 await sending.finish_if_done(session, campaign_id)
         await self.queue.enqueue_chunks(campaign_id, ranges, priority=priority, round_=round_)
-        if len(ranges) == _PLAN_PAGE:
+        if len(ranges) < _PLAN_PAGE and await self.queue.snapshotting(campaign_id):
+            # More of the audience is still being inserted: look again shortly (a new job id,
+            # since this one is still active).
+            await self.queue.enqueue_plan(
+                campaign_id,
+                after_id=ranges[-1][1] if ranges else after_id,
+                priority=priority,
+                delay_s=0.5,
+                round_=round_ + 1,
+            )
+        elif len(ranges) == _PLAN_PAGE:
             # Keep Redis small: the next page is planned once the queue has room.
             backlog = await self.queue.waiting()
             await self.queue.enqueue_plan(

@@ -7,18 +7,32 @@ failed`. The edges enqueue work after these commit; the worker calls `finish_if_
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import case, func, insert, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pagecast.errors import InvalidState
-from pagecast.models import Campaign, CampaignStatus, Page, PageStatus, utcnow
+from pagecast.models import (
+    Campaign,
+    CampaignStatus,
+    Contact,
+    Delivery,
+    DeliveryStatus,
+    Page,
+    PageStatus,
+    UTCDateTime,
+    utcnow,
+)
 from pagecast.permissions import Actor
 from pagecast.schemas import check_policy
-from pagecast.services import audit, campaigns, content, deliveries, pages
+from pagecast.services import audience, audit, campaigns, content, deliveries, pages
 
 __all__ = [
+    "SNAPSHOT_FIRST",
+    "SNAPSHOT_SLICE",
+    "Rest",
     "cancel",
     "due_schedules",
     "finish_if_done",
@@ -26,10 +40,32 @@ __all__ = [
     "resume",
     "retry_failed",
     "schedule",
+    "snapshot_done",
+    "snapshot_resume_point",
+    "snapshot_slice",
     "start",
     "start_scheduled",
+    "start_sliced",
     "stop_page",
 ]
+
+# A large audience on PostgreSQL is snapshotted in slices (docs/performance.md, P4): the
+# first SNAPSHOT_FIRST contacts inside the start transaction, so the start answers and the
+# first chunk is sent at once, the rest by a `snapshot` job, SNAPSHOT_SLICE contact ids per
+# transaction. Until the last slice the campaign's `n_pending` also counts the contacts
+# not inserted yet, so the campaign cannot complete before its snapshot does.
+SNAPSHOT_FIRST = 2_000
+SNAPSHOT_SLICE = 100_000
+
+
+@dataclass(frozen=True)
+class Rest:
+    """The part of an audience snapshotted after the start answered: contact ids in
+    (`after`, `upto`], `upto` being the highest id of the audience at the start."""
+
+    campaign_id: int
+    after: int
+    upto: int
 
 
 def _require_active(page: Page) -> None:
@@ -46,6 +82,24 @@ async def start(
     session: AsyncSession, actor: Actor, campaign_id: int, *, now: datetime | None = None
 ) -> Campaign:
     """Snapshot the audience into deliveries and mark the campaign `sending`."""
+    campaign, _ = await _start(session, actor, campaign_id, now=now, sliced=False)
+    return campaign
+
+
+async def start_sliced(
+    session: AsyncSession, actor: Actor, campaign_id: int
+) -> tuple[Campaign, Rest | None]:
+    """`start`, but a large audience on PostgreSQL gets only its first slice now.
+
+    Returns the campaign and, when some of the audience is still to be snapshotted, the
+    `Rest` that a `snapshot` job must insert with `snapshot_slice` (then `snapshot_done`).
+    """
+    return await _start(session, actor, campaign_id, now=None, sliced=True)
+
+
+async def _start(
+    session: AsyncSession, actor: Actor, campaign_id: int, *, now: datetime | None, sliced: bool
+) -> tuple[Campaign, Rest | None]:
     now = now or utcnow()
     campaign = await campaigns.get(session, campaign_id)
     campaigns.require_status(campaign, (CampaignStatus.DRAFT, CampaignStatus.SCHEDULED), "starting")
@@ -60,7 +114,11 @@ async def start(
             "or clear it to send.",
             field="expires_at",
         )
-    counts = await deliveries.snapshot(session, campaign, now)
+    rest = None
+    if sliced and session.bind.dialect.name == "postgresql":
+        counts, rest = await _snapshot_first(session, campaign, now)
+    else:
+        counts = await deliveries.snapshot(session, campaign, now)
     campaign.status, campaign.status_reason, campaign.missed = CampaignStatus.SENDING, None, False
     campaign.started_at = now
     await session.flush()
@@ -73,7 +131,113 @@ async def start(
         details=counts,
     )
     await session.refresh(campaign)
-    return campaign
+    return campaign, rest
+
+
+def _insert_slice(campaign: Campaign, now: datetime, after: int, upto: int) -> object:
+    """The snapshot's INSERT ... SELECT (deliveries.snapshot) for contact ids in (after, upto]."""
+    reason = audience.exclusion_reason(campaign.messaging_type, now)
+    rows = select(
+        literal(campaign.id),
+        Contact.id,
+        case((reason.is_(None), DeliveryStatus.PENDING.value), else_=DeliveryStatus.SKIPPED.value),
+        reason,
+        literal(0),
+        literal(now, UTCDateTime()),
+    ).where(
+        *audience.matches(campaign.page_id, campaign.audience),
+        Contact.id > after,
+        Contact.id <= upto,
+    )
+    return insert(Delivery.__table__).from_select(
+        ["campaign_id", "contact_id", "status", "reason", "attempts", "updated_at"], rows
+    )
+
+
+async def _skipped_between(session: AsyncSession, campaign_id: int, after: int, upto: int) -> int:
+    return int(
+        await session.scalar(
+            select(func.count()).where(
+                Delivery.campaign_id == campaign_id,
+                Delivery.contact_id > after,
+                Delivery.contact_id <= upto,
+                Delivery.status == DeliveryStatus.SKIPPED,
+            )
+        )
+        or 0
+    )
+
+
+async def _snapshot_first(
+    session: AsyncSession, campaign: Campaign, now: datetime
+) -> tuple[dict[str, int], Rest | None]:
+    matching = audience.matches(campaign.page_id, campaign.audience)
+    total, upto = (
+        await session.execute(select(func.count(), func.max(Contact.id)).where(*matching))
+    ).one()
+    if total <= SNAPSHOT_FIRST:
+        return await deliveries.snapshot(session, campaign, now), None
+    first_upto = await session.scalar(
+        select(Contact.id).where(*matching).order_by(Contact.id).offset(SNAPSHOT_FIRST - 1).limit(1)
+    )
+    assert first_upto is not None
+    await session.execute(_insert_slice(campaign, now, 0, first_upto))  # type: ignore[arg-type]
+    skipped = await _skipped_between(session, campaign.id, 0, first_upto)
+    # Every contact not inserted yet counts as pending until its slice is written.
+    await session.execute(
+        update(Campaign)
+        .where(Campaign.id == campaign.id)
+        .values(n_total=total, n_pending=total - skipped, n_skipped=skipped)
+    )
+    counts = {"total": total, "pending": total - skipped, "skipped": skipped, "sliced": 1}
+    return counts, Rest(campaign.id, first_upto, upto)
+
+
+async def snapshot_resume_point(session: AsyncSession, campaign_id: int) -> int:
+    """The highest contact id already snapshotted (a restarted snapshot job goes on from it)."""
+    return int(
+        await session.scalar(
+            select(func.max(Delivery.contact_id)).where(Delivery.campaign_id == campaign_id)
+        )
+        or 0
+    )
+
+
+async def snapshot_slice(session: AsyncSession, campaign_id: int, *, after: int, upto: int) -> int:
+    """Insert the deliveries of contact ids in (after, after + SNAPSHOT_SLICE], at most `upto`.
+
+    Contacts the start could not send to are `skipped` with the reason, as in the start.
+    Returns the id to go on after; `upto` or more means the audience is complete. A
+    cancelled campaign gets no more rows (returns `upto`).
+    """
+    campaign = await campaigns.get(session, campaign_id)
+    if campaign.status is CampaignStatus.CANCELLED or campaign.started_at is None:
+        return upto
+    last = min(after + SNAPSHOT_SLICE, upto)
+    await session.execute(_insert_slice(campaign, campaign.started_at, after, last))  # type: ignore[arg-type]
+    skipped = await _skipped_between(session, campaign_id, after, last)
+    await deliveries.shift(
+        session, campaign_id, {DeliveryStatus.PENDING: -skipped, DeliveryStatus.SKIPPED: skipped}
+    )
+    return last
+
+
+async def snapshot_done(session: AsyncSession, campaign_id: int) -> int:
+    """End a sliced snapshot: the counters stop counting contacts that were never inserted
+    (deleted since the start, or a cancel). Returns how many that was."""
+    campaign = await campaigns.get(session, campaign_id)
+    written = int(
+        await session.scalar(select(func.count()).where(Delivery.campaign_id == campaign_id)) or 0
+    )
+    missing = campaign.n_total - written
+    if missing:
+        await session.execute(
+            update(Campaign)
+            .where(Campaign.id == campaign_id)
+            .values(n_total=written, n_pending=Campaign.n_pending - missing)
+        )
+    await finish_if_done(session, campaign_id)
+    return missing
 
 
 async def schedule(
