@@ -115,6 +115,7 @@ class SyncRunner:
         self.db, self.graph, self.vault, self.app_secret = db, graph, vault, app_secret
         self.options = options or SyncOptions()
         self._tasks: dict[int, asyncio.Task[None]] = {}
+        self._paces: dict[int, Pace] = {}
 
     async def start(self, actor: Actor, page_id: int) -> PageSync:
         """Record a new sync and run it in the background; raises `InvalidState` while one runs."""
@@ -193,7 +194,8 @@ class SyncRunner:
             token, secret = pages.credentials(self.vault, page)
             fb_page_id = page.fb_page_id
         creds = PageCredentials(token, secret or self.app_secret)
-        pace = Pace(self.options.calls_per_second)
+        # Per Page and kept between syncs: a sync started right after another keeps the pace.
+        pace = self._paces.setdefault(page_id, Pace(self.options.calls_per_second))
         seen: set[str] = set()
         totals = Progress(0, 0, 0, 0)
         after: str | None = None
@@ -255,7 +257,10 @@ class SyncRunner:
                 f"a new token (PATCH /api/pages/{page_id}) and sync again.",
             )
         if exc.kind is ErrorKind.THROTTLE:
-            wait = exc.regain_seconds or (2.0 if exc.code == 613 else DEFAULT_THROTTLE_SECONDS)
+            if exc.code == 613 and exc.usage.regain_seconds <= 0:
+                wait = 2.0  # the per-second limit, not a budget: the next second admits calls
+            else:
+                wait = exc.regain_seconds or DEFAULT_THROTTLE_SECONDS
             if wait > self.options.max_throttle_wait or failures > 3 * self.options.retries:
                 raise _Stop(
                     SyncState.FAILED,
