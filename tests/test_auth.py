@@ -255,6 +255,8 @@ DASHBOARD: dict[tuple[str, str], tuple[int, set[str]]] = {
     ("GET", "/contacts"): (200, ALL),
     ("POST", "/contacts/import"): (422, WRITERS),
     ("POST", "/contacts/tags"): (422, WRITERS),
+    ("POST", "/contacts/sync"): (422, WRITERS),
+    ("GET", "/contacts/sync/{page_id}"): (404, ALL),
     ("GET", "/pages"): (200, ALL),
     ("POST", "/pages"): (422, ADMINS),
     ("POST", "/pages/{page_id}"): (404, ADMINS),

@@ -60,7 +60,7 @@ def test_connect_a_page_with_its_token(admin: Any, sim_api: httpx.Client) -> Non
     admin.fill("#connect-page input[name=access_token]", TOKEN)
     admin.click("#connect-page button[type=submit]")
     card = admin.locator(".page-card", has_text="Dashboard Bakery")
-    expect(card.locator(".badge")).to_have_text("active")
+    expect(card.locator(".page-status .badge")).to_have_text("active")
     screenshot(admin, "pages")
 
 
@@ -219,10 +219,10 @@ def test_revoked_token_is_explained_and_reconnecting_fixes_it(
     ).raise_for_status()
     admin.click("#page-problem a")
     card = admin.locator(".page-card", has_text="Dashboard Bakery")
-    expect(card.locator(".badge")).to_have_text("token_invalid")
+    expect(card.locator(".page-status .badge")).to_have_text("token_invalid")
     card.locator("input[name=access_token]").fill(fresh)
     card.locator("button[type=submit]").click()
-    expect(card.locator(".badge")).to_have_text("active")
+    expect(card.locator(".page-status .badge")).to_have_text("active")
     admin.goto("/campaigns/4")
     admin.click("button:has-text('Resume')")
     expect(admin.locator("#status-badge .badge")).to_have_text("completed", timeout=60_000)
@@ -242,3 +242,25 @@ def test_queue_page_shows_a_worker_and_the_list_shows_every_campaign(admin: Any)
     expect(admin.locator("table.list tbody tr")).to_have_count(1)
     admin.goto("/campaigns")
     screenshot(admin, "campaigns")
+
+
+def test_sync_contacts_from_facebook_with_progress(admin: Any, sim_api: httpx.Client) -> None:
+    # Last: the sync brings every simulated person's latest message time in.
+    sim_api.post(
+        "/__sim/users",
+        json=[
+            {
+                "page_id": FB_PAGE,
+                "psid": "5999",
+                "first_name": "Newcomer",
+                "last_user_action": "now",
+            }
+        ],
+    ).raise_for_status()
+    admin.goto("/contacts")
+    admin.click("button:has-text('Sync from Facebook')")
+    status = admin.locator("#sync-status .badge")
+    expect(status).to_have_text("completed", timeout=60_000)
+    expect(admin.locator("#sync-status")).to_contain_text("1 contacts added")
+    admin.goto("/contacts?q=Newcomer")
+    expect(admin.locator("input[name=contact_id]")).to_have_count(1)

@@ -10,14 +10,13 @@ from typing import Any
 from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from pagecast.models import Contact, Delivery, DeliveryStatus, WebhookEvent
+from pagecast.models import Contact, Delivery, DeliveryStatus
 
 __all__ = [
     "DeliveryRow",
     "ErrorGroup",
     "deliveries",
     "error_groups",
-    "last_webhook_at",
     "sends_over_time",
 ]
 
@@ -138,10 +137,3 @@ async def sends_over_time(
     for at in times:
         counts[min(int((at - start).total_seconds() / width), buckets - 1)] += 1
     return [(start + (end - start) * (i / buckets), n) for i, n in enumerate(counts)]
-
-
-async def last_webhook_at(session: AsyncSession, fb_page_id: str) -> datetime | None:
-    """When the newest webhook event of the Page arrived (None: never)."""
-    return await session.scalar(
-        select(func.max(WebhookEvent.received_at)).where(WebhookEvent.fb_page_id == fb_page_id)
-    )

@@ -11,7 +11,7 @@ from pagecast.errors import InvalidInput
 from pagecast.models import utcnow
 from pagecast.permissions import Permission
 from pagecast.schemas import ContactUpdate
-from pagecast.services import contact_import, contacts, pages
+from pagecast.services import contact_import, contacts, page_syncs, pages
 from pagecast.web.api.contacts import MAX_IMPORT_BYTES
 from pagecast.web.dashboard.base import DashboardRoute, ViewerDep, page, redirect
 from pagecast.web.deps import ContextDep
@@ -124,4 +124,33 @@ async def import_csv(request: Request, viewer: ViewerDep, ctx: ContextDep) -> Re
         filters={},
         next_after=None,
         report=report,
+    )
+
+
+@router.post("/contacts/sync")
+async def start_sync(request: Request, viewer: ViewerDep, ctx: ContextDep) -> Response:
+    """Sync the Page's audience from its conversations (as POST /api/pages/{id}/sync)."""
+    viewer.actor.require(Permission.CONTACTS_WRITE)
+    page_id = str((await request.form()).get("page_id", ""))
+    if not page_id.isdigit():
+        raise InvalidInput("Choose the Page to sync.", field="page_id")
+    await ctx.syncs.start(viewer.actor, int(page_id))
+    return await sync_status(int(page_id), request, viewer, ctx)
+
+
+@router.get("/contacts/sync/{page_id}")
+async def sync_status(
+    page_id: int, request: Request, viewer: ViewerDep, ctx: ContextDep
+) -> Response:
+    """HTMX: the Page's latest sync; polls itself while the sync runs."""
+    viewer.actor.require(Permission.CONTACTS_READ)
+    async with ctx.db.transaction() as session:
+        await pages.get(session, page_id)
+        sync = await page_syncs.latest(session, page_id)
+    return page(
+        request,
+        "_sync.html",
+        viewer,
+        page_id=page_id,
+        sync=page_syncs.report(sync) if sync is not None else None,
     )

@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from pagecast.errors import PagecastError
 from pagecast.permissions import Permission
 from pagecast.schemas import PageCreate, PageUpdate
-from pagecast.services import pages, reports
+from pagecast.services import pages, webhook_setup
 from pagecast.web.dashboard import explain
 from pagecast.web.dashboard.base import DashboardRoute, ViewerDep, page, redirect
 from pagecast.web.deps import ContextDep
@@ -31,22 +31,31 @@ def _form_error(exc: Exception) -> str:
 async def _list(
     request: Request, viewer: Any, ctx: Any, *, error: str | None = None, status_code: int = 200
 ) -> Response:
+    settings = ctx.settings
+    token = settings.webhook_verify_token
     async with ctx.db.transaction() as session:
         rows = await pages.list_all(session)
-        seen = {p.id: await reports.last_webhook_at(session, p.fb_page_id) for p in rows}
-    # Another part of Pagecast may offer per-Page webhook state; link to it when present.
-    has_webhook_api = "/api/pages/{page_id}/webhook" in request.app.openapi()["paths"]
+        # The same webhook help as GET /api/pages/{id}/webhook (the verify token: admins only).
+        webhooks = {
+            p.id: await webhook_setup.describe(
+                session,
+                p.id,
+                public_url=settings.public_url,
+                fallback_base_url=str(request.base_url),
+                verify_token=token.get_secret_value() if token else None,
+                show_verify_token=viewer.can(Permission.ADMIN),
+                global_app_secret_set=settings.app_secret is not None,
+            )
+            for p in rows
+        }
     return page(
         request,
         "pages.html",
         viewer,
         status_code=status_code,
-        rows=[(p, explain.page_status(p.status.value), seen[p.id]) for p in rows],
+        rows=[(p, explain.page_status(p.status.value), webhooks[p.id]) for p in rows],
         error=error,
-        callback_url=str(request.base_url).rstrip("/") + "/webhooks/messenger",
-        verify_token_set=ctx.settings.webhook_verify_token is not None,
-        app_secret_set=ctx.settings.app_secret is not None,
-        has_webhook_api=has_webhook_api,
+        fields=webhook_setup.SUBSCRIBE_FIELDS,
     )
 
 
