@@ -40,7 +40,7 @@ _ACTIONS: dict[CampaignStatus, list[tuple[str, str, str]]] = {
         ("cancel", "Cancel", "Cancel the campaign? Pending messages are never sent."),
     ],
 }
-_SEND_ACTIONS = {"start", "pause", "resume", "cancel", "retry-failed"}
+_SEND_ACTIONS = {"start", "schedule", "pause", "resume", "cancel", "retry-failed"}
 
 
 def summary(campaign: Any) -> dict[str, Any]:
@@ -62,6 +62,9 @@ def summary(campaign: Any) -> dict[str, Any]:
 def allowed_actions(viewer: Any, campaign: Any) -> list[tuple[str, str, str]]:
     shown: list[tuple[str, str, str]] = []
     if viewer.can(Permission.CAMPAIGNS_SEND):
+        if campaign.status is CampaignStatus.DRAFT and campaign.scheduled_at is not None:
+            when = campaign.scheduled_at.strftime("%Y-%m-%d %H:%M UTC")
+            shown.append(("schedule", f"Schedule for {when}", f"Start by itself at {when}?"))
         shown += _ACTIONS.get(campaign.status, [])
         if campaign.n_failed and campaign.status in (
             CampaignStatus.SENDING,
@@ -246,7 +249,7 @@ def _cell(value: str | None) -> str:
 async def campaign_action(
     campaign_id: int, action: str, request: Request, viewer: ViewerDep, ctx: ContextDep
 ) -> Response:
-    """start, pause, resume, cancel, retry-failed (campaigns:send) and duplicate (write)."""
+    """start, schedule, pause, resume, cancel, retry-failed (campaigns:send), duplicate (write)."""
     actor = viewer.actor
     actor.require(
         Permission.CAMPAIGNS_WRITE if action == "duplicate" else Permission.CAMPAIGNS_SEND
@@ -259,6 +262,8 @@ async def campaign_action(
         raise NotFound(f"Unknown campaign action {action!r}.")
     if action == "start":
         await actions.start(ctx, actor, campaign_id)
+    elif action == "schedule":
+        await actions.schedule(ctx, actor, campaign_id)
     elif action == "pause":
         await actions.pause(ctx, actor, campaign_id)
     elif action == "resume":

@@ -1,0 +1,145 @@
+"""The dashboard's pieces that need no browser: form parsing, explanations, the login limiter,
+the one-time setup token, CSV cells, and the HTML answers over ASGI."""
+
+from __future__ import annotations
+
+import stat
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from starlette.datastructures import FormData
+
+from factories import ADMIN_ACTOR, connected_page, create_user
+from pagecast.db import Database
+from pagecast.models import Role, utcnow
+from pagecast.schemas import CampaignCreate
+from pagecast.services import campaigns
+from pagecast.web.dashboard import explain, setup_token
+from pagecast.web.dashboard.campaigns import _cell
+from pagecast.web.dashboard.composer import fields_from
+from pagecast.web.deps import SESSION_COOKIE
+from pagecast.web.login_limit import LoginLimiter
+
+
+def test_composer_form_becomes_the_api_body() -> None:
+    form = FormData(
+        [
+            ("name", " Spring sale "),
+            ("page_id", "3"),
+            ("audience_type", "tags"),
+            ("include", "vip, newsletter"),
+            ("exclude", "churned"),
+            ("text", "Hi {{first_name|there}}"),
+            ("button0_title", "Shop"),
+            ("button0_target", "https://example.com"),
+            ("button1_title", "Stop"),
+            ("button1_target", "STOP"),
+            ("quick_replies", "Yes, No"),
+            ("messaging_type", "MESSAGE_TAG"),
+            ("tag", "HUMAN_AGENT"),
+            ("priority", "high"),
+            ("scheduled_at", "2031-01-02T09:30"),
+            ("send_rate", "5"),
+        ]
+    )
+    body = CampaignCreate.model_validate(fields_from(form))
+    assert body.audience.model_dump() == {
+        "type": "tags",
+        "include": ["vip", "newsletter"],
+        "exclude": ["churned"],
+    }
+    assert [b.type for b in body.content.buttons] == ["web_url", "postback"]
+    assert [q.title for q in body.content.quick_replies] == ["Yes", "No"]
+    assert body.scheduled_at is not None and body.scheduled_at.isoformat().endswith("+00:00")
+    assert body.tag == "HUMAN_AGENT" and body.send_rate == 5
+
+
+def test_explanations_follow_code_then_kind_then_reason() -> None:
+    assert "token expired" in explain.delivery_error(190, 460, "stop_page", None)[0]
+    assert "window" in explain.delivery_error(10, 2018278, "outside_window", None)[0]
+    assert "Retry failed" in explain.delivery_error(1200, None, "retry", "retries_exhausted")[1]
+    assert "opted out" in explain.delivery_error(None, None, None, "opted_out")[0]
+    assert explain.delivery_error(None, None, None, None)[0].startswith("An error")
+    assert "Reconnect" in explain.page_status("token_invalid")[1]
+
+
+def test_login_limiter_counts_failures_per_key_and_forgets_on_success() -> None:
+    limiter = LoginLimiter(limit=2, window=60)
+    limiter.failed("ip:a", "email:x")
+    assert limiter.retry_after("ip:a") == 0
+    limiter.failed("ip:a", "email:y")
+    assert 0 < limiter.retry_after("ip:a") <= 61
+    assert limiter.retry_after("email:x") == 0
+    limiter.succeeded("ip:a")
+    assert limiter.retry_after("ip:a") == 0
+
+
+def test_setup_token_is_stored_hashed_private_and_used_once(tmp_path: Path) -> None:
+    token = setup_token.issue(tmp_path)
+    stored = (tmp_path / "setup-token").read_text()
+    assert token not in stored
+    assert stat.S_IMODE((tmp_path / "setup-token").stat().st_mode) == 0o600
+    assert setup_token.check(tmp_path, token) and not setup_token.check(tmp_path, token + "x")
+    setup_token.consume(tmp_path)
+    assert not setup_token.check(tmp_path, token)
+
+
+@pytest.mark.parametrize("value", ["=SUM(A1)", "+1", "-2", "@cmd"])
+def test_csv_cells_that_spreadsheets_would_run_stay_text(value: str) -> None:
+    assert _cell(value) == "'" + value
+    assert _cell("Ann") == "Ann" and _cell(None) == ""
+
+
+async def test_pages_are_html_escaped_and_csrf_protected(app: Any, db: Database) -> None:
+    user, _ = await create_user(db, Role.MANAGER, email="m@example.com")
+    vault = app.state.context.vault
+    cookie = vault.sign_session(user.id, 600)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app),
+        base_url="http://t",
+        cookies={SESSION_COOKIE: cookie},
+    ) as client:
+        page = await client.get("/campaigns?q=<b>x</b>")
+        assert page.status_code == 200
+        assert "&lt;b&gt;x&lt;/b&gt;" in page.text and "<b>x</b>" not in page.text
+        assert f'"X-CSRF-Token": "{vault.csrf_token(cookie)}"' in page.text
+        refused = await client.post("/campaigns/new", data={"name": "x"})
+        assert refused.status_code == 403 and "security token" in refused.text
+        form = {"csrf_token": vault.csrf_token(cookie), "name": "", "page_id": ""}
+        invalid = await client.post("/campaigns/new", data=form)
+        assert invalid.status_code == 422
+        assert 'class="field-error"' in invalid.text
+
+
+async def test_a_draft_with_a_time_can_be_scheduled_from_its_page(
+    app: Any, db: Database, vault: Any, redis_url: str
+) -> None:
+    page = await connected_page(db, vault)
+    async with db.transaction() as session:
+        draft = await campaigns.create(
+            session,
+            ADMIN_ACTOR,
+            CampaignCreate(
+                name="Later",
+                page_id=page.id,
+                content={"text": "Hi"},
+                scheduled_at=utcnow() + timedelta(hours=2),
+            ),
+        )
+    user, _ = await create_user(db, Role.MANAGER, email="s@example.com")
+    cookie = app.state.context.vault.sign_session(user.id, 600)
+    csrf = app.state.context.vault.csrf_token(cookie)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app),
+        base_url="http://t",
+        cookies={SESSION_COOKIE: cookie},
+    ) as client:
+        detail = await client.get(f"/campaigns/{draft.id}")
+        assert "Schedule for" in detail.text
+        answer = await client.post(f"/campaigns/{draft.id}/schedule", data={"csrf_token": csrf})
+        assert answer.status_code == 303
+        after = await client.get(f"/campaigns/{draft.id}")
+        assert 'data-status="scheduled"' in after.text
