@@ -143,3 +143,28 @@ async def test_a_draft_with_a_time_can_be_scheduled_from_its_page(
         assert answer.status_code == 303
         after = await client.get(f"/campaigns/{draft.id}")
         assert 'data-status="scheduled"' in after.text
+
+
+async def test_a_csv_of_several_megabytes_imports_through_the_form(
+    app: Any, db: Database, vault: Any
+) -> None:
+    page = await connected_page(db, vault)
+    user, _ = await create_user(db, Role.MANAGER, email="i@example.com")
+    cookie = app.state.context.vault.sign_session(user.id, 600)
+    csrf = app.state.context.vault.csrf_token(cookie)
+    rows = "".join(f"{10_000_000 + i},Person{i},{'x' * 40}\n" for i in range(40_000))
+    data = ("psid,first_name,last_name\n" + rows).encode()
+    assert len(data) > 2_000_000
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app),
+        base_url="http://t",
+        cookies={SESSION_COOKIE: cookie},
+        timeout=60,
+    ) as client:
+        answer = await client.post(
+            "/contacts/import",
+            data={"csrf_token": csrf, "page_id": str(page.id)},
+            files={"file": ("big.csv", data, "text/csv")},
+        )
+    assert answer.status_code == 200, answer.text[:300]
+    assert "<strong>40000</strong> of 40000 rows imported" in answer.text
