@@ -168,3 +168,15 @@ async def test_a_csv_of_several_megabytes_imports_through_the_form(
         )
     assert answer.status_code == 200, answer.text[:300]
     assert "<strong>40000</strong> of 40000 rows imported" in answer.text
+
+
+async def test_a_malformed_link_is_a_not_found_page(app: Any, db: Database) -> None:
+    user, _ = await create_user(db, Role.VIEWER, email="v@example.com")
+    cookie = app.state.context.vault.sign_session(user.id, 600)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app),
+        base_url="http://t",
+        cookies={SESSION_COOKIE: cookie},
+    ) as client:
+        answer = await client.get("/campaigns/abc")
+    assert answer.status_code == 404 and "no such page" in answer.text

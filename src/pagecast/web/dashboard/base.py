@@ -15,12 +15,13 @@ from typing import Annotated, Any
 from urllib.parse import quote
 
 from fastapi import Depends, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.routing import APIRoute
 from fastapi.templating import Jinja2Templates
 
 from pagecast import __version__
-from pagecast.errors import Forbidden, PagecastError
+from pagecast.errors import Forbidden, NotFound, PagecastError
 from pagecast.models import User
 from pagecast.permissions import Actor, Permission
 from pagecast.services import users
@@ -146,5 +147,8 @@ class DashboardRoute(APIRoute):
                 return redirect(f"/login?next={quote(target)}")
             except PagecastError as exc:
                 return _error_page(request, exc)
+            except RequestValidationError:
+                # A path or query value of the wrong type (/campaigns/abc): no such page.
+                return _error_page(request, NotFound("There is no such page; check the link."))
 
         return route
