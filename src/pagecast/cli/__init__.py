@@ -1,8 +1,8 @@
 """The `pagecast` command line: thin commands that parse, call one function and render.
 
 `pagecast.cli.base` holds the Typer apps and the shared runner; the commands live in
-`processes` (serve, web, worker, simulator), `admin` (db, users, tokens, config) and `data`
-(pages, contacts, campaigns).
+`processes` (serve, web, worker, simulator), `admin` (db, users, tokens, config), `data`
+(pages, contacts, campaigns) and `page_setup` (pages sync, pages webhook).
 """
 
 from __future__ import annotations
