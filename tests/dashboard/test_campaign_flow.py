@@ -98,6 +98,8 @@ def test_import_contacts_reports_bad_rows(admin: Any, sim_api: httpx.Client, tmp
     report = admin.locator("#import-report")
     expect(report).to_contain_text(f"{PEOPLE} of {PEOPLE + 1} rows imported; 1 with errors")
     expect(report.locator("td").first).to_have_text(str(PEOPLE + 2))  # spreadsheet row number
+    expect(admin.locator("#import-state")).to_have_text("Done.")
+    assert admin.locator("#import-progress").get_attribute("hidden") is None  # progress shown
     admin.goto("/contacts?tag=vip")
     expect(admin.locator("input[name=contact_id]")).to_have_count(PEOPLE // 2)
     screenshot(admin, "contacts")

@@ -114,6 +114,8 @@ async def import_csv(request: Request, viewer: ViewerDep, ctx: ContextDep) -> Re
         report = await contact_import.import_csv(session, viewer.actor, int(page_id), data)
         page_rows = await pages.list_all(session)
         chosen = next((p for p in page_rows if p.id == int(page_id)), None)
+    if request.headers.get("hx-request"):  # the form's upload with a progress bar
+        return page(request, "_import_report.html", viewer, report=report, chosen=chosen)
     return page(
         request,
         "contacts.html",

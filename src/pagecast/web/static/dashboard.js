@@ -88,3 +88,22 @@
   }
   document.addEventListener("DOMContentLoaded", live);
 })();
+
+// CSV import: the upload's progress, then "reading rows" until the report arrives.
+(function () {
+  "use strict";
+  document.addEventListener("htmx:xhr:progress", function (event) {
+    var bar = document.getElementById("import-progress");
+    if (!bar || event.target.id !== "import-form" || !event.detail.lengthComputable) return;
+    bar.hidden = false;
+    var percent = Math.round(100 * event.detail.loaded / event.detail.total);
+    bar.value = percent;
+    document.getElementById("import-state").textContent =
+      percent < 100 ? "Uploading… " + percent + " %" : "Uploaded; reading rows…";
+  });
+  document.addEventListener("htmx:afterRequest", function (event) {
+    if (event.target.id !== "import-form") return;
+    var state = document.getElementById("import-state");
+    if (state) state.textContent = event.detail.successful ? "Done." : "The import failed; see the message below.";
+  });
+})();
