@@ -33,6 +33,6 @@ def login(page: Any, email: str = ADMIN_EMAIL, password: str = ADMIN_PASSWORD) -
     page.wait_for_url("**/campaigns")
 
 
-def screenshot(page: Any, name: str) -> None:
+def screenshot(page: Any, name: str, *, full_page: bool = True) -> None:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=full_page)

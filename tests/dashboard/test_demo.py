@@ -98,4 +98,8 @@ def test_demo_runs_a_campaign_to_receipts_with_a_banner_everywhere(browser: Any,
         page.reload()
     expect(page.locator(".demo-banner")).to_be_visible()
     screenshot(page, "demo")
+    page.set_viewport_size({"width": 390, "height": 844})  # a phone
+    page.reload()
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390 + 1
+    screenshot(page, "demo-phone", full_page=False)
     page.context.close()
