@@ -163,7 +163,9 @@ def test_start_and_watch_progress_reach_100_percent_over_sse(admin: Any) -> None
     screenshot(admin, "campaign")
 
 
-def test_pause_and_resume(admin: Any) -> None:
+def test_pause_and_resume_and_polling_when_sse_is_unavailable(
+    admin: Any, browser: Any, server: Any
+) -> None:
     compose(admin, "Tuesday buns", rate="8")
     admin.click("#save")
     admin.wait_for_url("**/campaigns/2")
@@ -174,8 +176,16 @@ def test_pause_and_resume(admin: Any) -> None:
     expect(admin.locator("[data-count=sending]")).to_have_text("0", timeout=30_000)
     pending = int(admin.locator("[data-count=pending]").inner_text())
     assert pending > 0
+    # A second browser without EventSource follows the same campaign by polling.
+    watcher = new_page(browser, server)
+    watcher.add_init_script("delete window.EventSource")
+    login(watcher)
+    watcher.goto("/campaigns/2")
+    expect(watcher.locator("#live-state")).to_contain_text("polling every 3 s")
     admin.click("button:has-text('Resume')")
     expect(admin.locator("[data-field=percent]")).to_have_text("100", timeout=60_000)
+    expect(watcher.locator("[data-field=percent]")).to_have_text("100", timeout=30_000)
+    watcher.context.close()
     expect(admin.locator("#status-badge .badge")).to_have_text("completed", timeout=30_000)
     trail = admin.locator(".audit")
     expect(trail).to_contain_text("campaign.paused")
