@@ -26,11 +26,13 @@ PAGE = "9100000000000001"
 TOKEN = f"EAAGbench{PAGE}"
 
 
-async def _raw_child(url: str, first: int, count: int, concurrency: int, start_at: float) -> None:
+async def _raw_child(
+    url: str, first: int, count: int, concurrency: int, start_at: float, batch: int = 1
+) -> None:
     """One raw-ceiling process: `count` Send calls, `concurrency` in flight, nothing else."""
     from _harness import TEXT
 
-    from pagecast.graph import GraphClient, PageCredentials, make_http_client
+    from pagecast.graph import BatchMessage, GraphClient, PageCredentials, make_http_client
     from pagecast.schemas import Content
     from pagecast.services import content
     from pagecast.settings import Settings
@@ -62,16 +64,39 @@ async def _raw_child(url: str, first: int, count: int, concurrency: int, start_a
             except Exception:
                 failures += 1
 
+    async def many(i: int) -> None:
+        """`batch` messages in one Graph batch request (POST / with `batch`)."""
+        nonlocal failures
+        async with gate:
+            results = await graph.send_batch(
+                creds,
+                [
+                    BatchMessage(
+                        psid=psid(k),
+                        message=content.to_message(
+                            message, {"first_name": f"F{k}", "last_name": "L"}
+                        ),
+                        metadata=str(k),
+                    )
+                    for k in range(i, min(i + batch, first + count))
+                ],
+            )
+            failures += sum(1 for r in results if isinstance(r, Exception))
+
     await asyncio.sleep(max(0.0, start_at - time.time()))
     started, cpu = time.time(), time.process_time()
-    await asyncio.gather(*(one(i) for i in range(first, first + count)))
+    if batch > 1:
+        gate = asyncio.Semaphore(max(1, concurrency // batch))  # the same messages in flight
+        await asyncio.gather(*(many(i) for i in range(first, first + count, batch)))
+    else:
+        await asyncio.gather(*(one(i) for i in range(first, first + count)))
     cpu = time.process_time() - cpu
     print(json.dumps({"started": started, "ended": time.time(), "failures": failures, "cpu": cpu}))
     await http.aclose()
 
 
 def raw_ceiling(
-    url: str, offset: int, total: int, processes: int, concurrency: int
+    url: str, offset: int, total: int, processes: int, concurrency: int, batch: int = 1
 ) -> tuple[float, float]:
     """Send calls per second of `processes` bare loops together, and CPU µs per call."""
     share = total // processes
@@ -82,7 +107,7 @@ def raw_ceiling(
                 sys.executable,
                 __file__,
                 "--raw-child",
-                json.dumps([url, offset + k * share, share, concurrency, start_at]),
+                json.dumps([url, offset + k * share, share, concurrency, start_at, batch]),
             ],
             stdout=subprocess.PIPE,
         )
@@ -91,8 +116,13 @@ def raw_ceiling(
     results = [
         json.loads(child.communicate()[0].decode().strip().splitlines()[-1]) for child in children
     ]
-    if any(r["failures"] for r in results):
-        raise SystemExit(f"raw ceiling had failures: {results}")
+    failed = sum(r["failures"] for r in results)
+    if failed > total // 100:
+        raise SystemExit(f"raw ceiling: more than 1 % of the calls failed: {results}")
+    if failed:
+        # An ambiguous send (a keep-alive connection the server closed as it was reused)
+        # costs the pipeline a delivery settled later; here it is only counted.
+        print(f"raw ceiling: {failed} of {total} calls failed (ambiguous)", file=sys.stderr)
     span = max(r["ended"] for r in results) - min(r["started"] for r in results)
     return share * processes / span, sum(r["cpu"] for r in results) / (share * processes) * 1e6
 
@@ -139,6 +169,17 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     )
                     raw.append(rate)
                     raw_cpu.append(cpu)
+                batched = [
+                    raw_ceiling(
+                        bench.sim.url,
+                        int(PAGE[-3:]) * 10**7,
+                        args.contacts,
+                        workers,
+                        args.concurrency,
+                        batch=50,
+                    )
+                    for _ in range(args.runs)
+                ]
                 ratios = [p / r for p, r in zip(piped, raw, strict=True)]
                 rows.append(
                     {
@@ -149,6 +190,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                         "ratio": median(ratios),
                         "pipeline_cpu_us": median(piped_cpu),
                         "raw_cpu_us": median(raw_cpu),
+                        "raw_batch50_per_s": median([b[0] for b in batched]),
+                        "raw_batch50_cpu_us": median([b[1] for b in batched]),
                         "runs_pipeline": piped,
                         "runs_raw": raw,
                         "runs_ratio": ratios,
@@ -189,6 +232,8 @@ def main() -> None:
             "pipeline / raw",
             "CPU µs/msg pipeline",
             "CPU µs/msg raw",
+            "raw, batch API x50 /s",
+            "CPU µs/msg batch",
         ],
         [
             [
@@ -199,6 +244,8 @@ def main() -> None:
                 r["ratio"],
                 r["pipeline_cpu_us"],
                 r["raw_cpu_us"],
+                r["raw_batch50_per_s"],
+                r["raw_batch50_cpu_us"],
             ]
             for r in result["rows"]
         ],
