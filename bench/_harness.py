@@ -406,6 +406,9 @@ class Bench:
                 "PAGECAST_SECRET_KEY": SECRET_KEY,
                 "PAGECAST_DATA_DIR": str(self.workdir / "data"),
                 "PAGECAST_LOG_LEVEL": "INFO",
+                # Webhooks are off in the benchmarks, so no echo ever settles an ambiguous
+                # send (a timeout): settle them after 5 s instead of 10 minutes.
+                "PAGECAST_UNKNOWN_GRACE": "5",
                 **self.extra_env,
             }
         )
@@ -515,6 +518,17 @@ class Bench:
             found = await session.scalar(select(Campaign).where(Campaign.id == campaign_id))
             assert found is not None
             return found
+
+    async def wait_attempted(self, campaign_ids: Sequence[int], timeout: float = 3600) -> None:
+        """Wait until nothing is pending or in flight (ambiguous sends may still settle)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            rows = [await self.campaign(cid) for cid in campaign_ids]
+            if all(r.n_pending == 0 and r.n_sending == 0 for r in rows):
+                return
+            if time.monotonic() > deadline:
+                raise SystemExit(f"not attempted in {timeout:.0f} s: {[r.n_sent for r in rows]}")
+            await asyncio.sleep(0.1)
 
     async def wait_done(self, campaign_ids: Sequence[int], timeout: float = 3600) -> float:
         """Wait until every campaign is completed; returns the latest completed_at (epoch)."""

@@ -39,7 +39,7 @@ async def one_run(bench: Bench, args: argparse.Namespace) -> list[dict[str, Any]
     try:
         for cid in campaign_ids:
             await bench.start(cid)
-        await bench.wait_done(campaign_ids, timeout=args.seconds * 20 + 60)
+        await bench.wait_attempted(campaign_ids, timeout=args.seconds * 20 + 60)
     finally:
         bench.stop_workers()
     rows = []
