@@ -47,8 +47,20 @@ class WorkerProcess:
         self.workdir = workdir
         self.env = env
         self.concurrency = concurrency
-        self.log_path = workdir / f"worker-{WorkerProcess._count}.log"
+        self.log_path = workdir / f"{self._name()}-{WorkerProcess._count}.log"
         self.proc: subprocess.Popen[bytes] | None = None
+
+    def _name(self) -> str:
+        return "worker"
+
+    def _args(self) -> list[str]:
+        args = [str(PAGECAST), "worker"]
+        if self.concurrency:
+            args += ["--concurrency", str(self.concurrency)]
+        return args
+
+    def _ready(self) -> bool:
+        return " started (concurrency" in self.log()
 
     @property
     def pid(self) -> int:
@@ -56,21 +68,21 @@ class WorkerProcess:
         return self.proc.pid
 
     def start(self, *, ready_timeout: float = 30) -> WorkerProcess:
-        args = [str(PAGECAST), "worker"]
-        if self.concurrency:
-            args += ["--concurrency", str(self.concurrency)]
+        args = self._args()
         with open(self.log_path, "ab") as log:
             # The working directory is the test's: no `.env` of the checkout is read.
             self.proc = subprocess.Popen(
                 args, cwd=self.workdir, env=self.env, stdout=log, stderr=subprocess.STDOUT
             )
         deadline = time.monotonic() + ready_timeout
-        while " started (concurrency" not in self.log():
+        while not self._ready():
             if self.proc.poll() is not None:
-                raise AssertionError(f"worker exited {self.proc.returncode}:\n{self.log()}")
+                raise AssertionError(f"{self._name()} exited {self.proc.returncode}:\n{self.log()}")
             if time.monotonic() > deadline:
                 self.stop()
-                raise AssertionError(f"worker not ready in {ready_timeout} s:\n{self.log()}")
+                raise AssertionError(
+                    f"{self._name()} not ready in {ready_timeout} s:\n{self.log()}"
+                )
             time.sleep(0.05)
         return self
 
@@ -106,6 +118,32 @@ class WorkerProcess:
             self.wait(timeout)
         except subprocess.TimeoutExpired:
             self.kill()
+
+
+class WebProcess(WorkerProcess):
+    """One `pagecast web` process on a free loopback port (ready when /healthz answers)."""
+
+    def __init__(self, workdir: Path, env: dict[str, str]) -> None:
+        self.port = free_port()
+        super().__init__(workdir, env)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _name(self) -> str:
+        return "web"
+
+    def _args(self) -> list[str]:
+        return [str(PAGECAST), "web", "--host", "127.0.0.1", "--port", str(self.port)]
+
+    def _ready(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as conn:
+                conn.sendall(b"GET /healthz HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+                return conn.recv(64).startswith(b"HTTP/1.1 200")
+        except OSError:
+            return False
 
 
 class RedisServer:

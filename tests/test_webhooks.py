@@ -496,6 +496,70 @@ async def test_an_echo_turns_an_unknown_delivery_into_sent_and_receipts_flow_in(
     assert pending == 0
 
 
+async def test_an_echo_that_arrives_while_the_delivery_is_sending_settles_its_outcome(
+    people_admin: httpx.AsyncClient, hook: httpx.AsyncClient, sim: httpx.AsyncClient, db: Database
+) -> None:
+    """Echoes often arrive before the worker writes the Send API's answer. The echo is noted
+    at once (not left for the sweep); if the answer then turns out lost — a timeout (a), or
+    the worker died (b) — the noted echo makes it `sent`; without one it stays unknown (c)."""
+    from pagecast.models import utcnow
+    from pagecast.services import deliveries as deliveries_service
+
+    page_id = await setup_page(people_admin, sim)
+    a, b, c = await add_people(sim, people_admin, page_id, 3)
+    campaign_id = await new_campaign(people_admin, page_id)
+    assert (await people_admin.post(f"/api/campaigns/{campaign_id}/start")).status_code == 202
+    rows = await deliveries_by_psid(db, campaign_id)
+    ids = sorted(r.id for r in rows.values())
+    async with db.transaction() as session:
+        claimed = await deliveries_service.claim(
+            session, campaign_id, ids[0], ids[-1], worker_id="w:1:alive", now=utcnow()
+        )
+    assert len(claimed) == 3
+    for psid in (a, b):
+        echo = {
+            "sender": {"id": PAGE},
+            "recipient": {"id": psid},
+            "timestamp": int(time.time() * 1000),
+            "message": {"is_echo": True, "mid": f"m_{psid}", "metadata": str(rows[psid].id)},
+        }
+        assert (await post(hook, envelope(echo))).status_code == 200
+    async with db.transaction() as session:
+        waiting = await session.scalar(
+            select(func.count(WebhookEvent.id)).where(WebhookEvent.processed_at.is_(None))
+        )
+    assert waiting == 0
+    rows = await deliveries_by_psid(db, campaign_id)
+    assert [(rows[p].status, rows[p].message_id) for p in (a, b, c)] == [
+        (DeliveryStatus.SENDING, f"m_{a}"),
+        (DeliveryStatus.SENDING, f"m_{b}"),
+        (DeliveryStatus.SENDING, None),
+    ]
+    async with db.transaction() as session:
+        moved = await deliveries_service.record(
+            session,
+            campaign_id,
+            [
+                deliveries_service.Outcome(rows[p].id, DeliveryStatus.UNKNOWN, reason="ambiguous")
+                for p in (a, c)
+            ],
+            worker_id="w:1:alive",
+            now=utcnow(),
+        )
+        assert (moved[DeliveryStatus.SENT], moved[DeliveryStatus.UNKNOWN]) == (1, 1)
+        lost = await deliveries_service.lost_claims(session, {"w:1:other"}, utcnow())
+        assert lost == {campaign_id: 0}  # b was claimed by the dead worker, and is settled
+    rows = await deliveries_by_psid(db, campaign_id)
+    assert [(rows[p].status, rows[p].message_id) for p in (a, b, c)] == [
+        (DeliveryStatus.SENT, f"m_{a}"),
+        (DeliveryStatus.SENT, f"m_{b}"),
+        (DeliveryStatus.UNKNOWN, None),
+    ]
+    assert rows[a].unknown_since is None and rows[c].unknown_since is not None
+    got = await counts(people_admin, campaign_id)
+    assert (got["sent"], got["unknown"], got["sending"]) == (2, 1, 0)
+
+
 async def test_a_lost_send_is_resent_once_when_later_echoes_prove_it_never_arrived(
     people_admin: httpx.AsyncClient,
     engine: Any,
@@ -527,29 +591,48 @@ async def test_a_lost_send_is_resent_once_when_later_echoes_prove_it_never_arriv
         "/__sim/script",
         json={"match": {"psid": twice_unlucky}, "responses": [{"timeout": "before"}]},
     )
-    async with LoopbackApp(engine) as url:
-        await point_simulator(sim, url, delivery_delay=[0, 0], read_delay=[0, 0])
+
+    def worker(grace: float) -> RunningWorker:
         running = RunningWorker(engine_settings, db)
         running.worker.config = dataclasses.replace(
-            running.worker.config, sweep_seconds=0.3, webhook_retry_after=0.5
+            running.worker.config, sweep_seconds=0.3, webhook_retry_after=0.5, unknown_grace=grace
         )
-        async with running:
+        return running
+
+    async with LoopbackApp(engine) as url:
+        await point_simulator(sim, url, delivery_delay=[0, 0], read_delay=[0, 0])
+        async with worker(grace=3600):  # the dead worker's claims become unknown
 
             async def all_unknown() -> bool:
                 return (await counts(people_admin, first))["unknown"] == 5
 
             await until(all_unknown)
             # Nothing of this Page has echoed since: the grace period alone proves nothing.
+            # Then another campaign of the Page sends, and its echoes arrive.
             later = await add_people(sim, people_admin, page_id, 3, start=100)
             async with db.transaction() as session:
                 later_ids = list(
                     await session.scalars(select(Contact.id).where(Contact.psid.in_(later)))
                 )
+            unknown = await deliveries_by_psid(db, first)
+            since = max(unknown[p].unknown_since for p in lost)
             second = await new_campaign(
                 people_admin, page_id, audience={"type": "contacts", "ids": later_ids}
             )
             assert (await people_admin.post(f"/api/campaigns/{second}/start")).status_code == 202
             await wait_for(people_admin, second, {"completed"})
+
+            async def echo_stream_live() -> bool:
+                async with db.transaction() as session:
+                    page = await session.get(Page, page_id, populate_existing=True)
+                    return (
+                        page is not None
+                        and page.echo_seen_at is not None
+                        and (page.echo_seen_at > since)
+                    )
+
+            await until(echo_stream_live)
+        async with worker(grace=0.5):  # now the grace period is over
             done = await wait_for(people_admin, first, {"completed"}, timeout=30)
     rows = await deliveries_by_psid(db, first)
     resent = [p for p in lost if p != twice_unlucky]

@@ -33,11 +33,15 @@ __all__ = [
     "METRICS_PREFIX",
     "PRIORITIES",
     "QUEUE_NAME",
+    "WEBHOOK_QUEUE_NAME",
     "Queue",
     "chunk_job_id",
 ]
 
 QUEUE_NAME = "pagecast"
+# Webhook events have a queue of their own: at hundreds of echoes a second they must never
+# take the job slots that chunk jobs need (one queue starved the sends to a crawl).
+WEBHOOK_QUEUE_NAME = "pagecast-webhooks"
 JOB_CHUNK = "chunk"
 JOB_PLAN = "plan"
 JOB_SCHEDULE = "schedule"
@@ -71,6 +75,7 @@ class Queue:
         self.target = target
         self._redis: aioredis.Redis | None = None
         self._queue: BullQueue | None = None
+        self._webhooks: BullQueue | None = None
         self._last_warning = 0.0
         self._connected = False
 
@@ -117,6 +122,14 @@ class Queue:
         else:
             await self.redis()
         return self._queue
+
+    async def bull_webhooks(self) -> BullQueue:
+        await self.redis()
+        if self._webhooks is None:
+            self._webhooks = BullQueue(
+                WEBHOOK_QUEUE_NAME, {"connection": self.target.connection_kwargs()}
+            )
+        return self._webhooks
 
     async def enqueue_plan(
         self,
@@ -226,14 +239,13 @@ class Queue:
         """Process stored webhook events (ids of `webhook_events` rows) in the worker."""
         if not event_ids:
             return
-        queue = await self.bull()
+        queue = await self.bull_webhooks()
         ids = sorted(event_ids)
         await queue.add(
             JOB_WEBHOOK,
             {"event_ids": ids},
             {
                 "jobId": f"w{ids[0]}-{ids[-1]}-{len(ids)}",
-                "priority": PRIORITIES["high"],
                 "removeOnComplete": True,
                 "removeOnFail": _KEEP_FAILED,
                 "attempts": 3,
@@ -271,9 +283,10 @@ class Queue:
         await pipe.execute()
 
     async def close(self) -> None:
-        if self._queue is not None:
-            await self._queue.close()
-            self._queue = None
+        for queue in (self._queue, self._webhooks):
+            if queue is not None:
+                await queue.close()
+        self._queue = self._webhooks = None
         if self._redis is not None:
             await self._redis.aclose()
             self._redis = None

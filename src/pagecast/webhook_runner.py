@@ -18,6 +18,7 @@ import logging
 import time
 from collections.abc import Sequence
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import select, update
 
@@ -30,10 +31,6 @@ from pagecast.services import pages, webhooks
 __all__ = ["Reactions", "run", "run_pending"]
 
 logger = logging.getLogger(__name__)
-
-
-class _Later(Exception):
-    """The event cannot be applied yet (an echo of a delivery still being sent)."""
 
 
 class Reactions:
@@ -117,57 +114,89 @@ def _order(event: WebhookEvent) -> tuple[str, float, int]:
 
 
 async def run(db: Database, event_ids: Sequence[int], reactions: Reactions | None = None) -> int:
-    """Process the unprocessed events among `event_ids`, in timestamp order per person."""
+    """Process the unprocessed events among `event_ids`, in timestamp order per person.
+
+    One transaction (one commit) for the batch, each event in a savepoint of its own: at
+    hundreds of echoes a second a commit per event was what limited the intake. Should the
+    batch fail as a whole (a deadlock, the database gone), each event is tried on its own.
+    """
     if not event_ids:
         return 0
-    async with db.transaction() as session:
-        events = list(
-            await session.scalars(
-                select(WebhookEvent).where(
-                    WebhookEvent.id.in_(list(event_ids)), WebhookEvent.processed_at.is_(None)
-                )
-            )
-        )
-    done = 0
-    for event in sorted(events, key=_order):
-        done += await _one(db, event.id, reactions)
-    return done
-
-
-async def _one(db: Database, event_id: int, reactions: Reactions | None) -> int:
     try:
         async with db.transaction() as session:
-            claimed = await session.scalar(
-                update(WebhookEvent)
-                .where(WebhookEvent.id == event_id, WebhookEvent.processed_at.is_(None))
-                .values(processed_at=utcnow())
-                .returning(WebhookEvent.id)
-            )
-            if claimed is None:
-                return 0  # processed by another runner meanwhile
-            event = await session.get(WebhookEvent, event_id, populate_existing=True)
-            assert event is not None
-            result = await webhooks.process(session, event)
-            if not result.done:
-                raise _Later(result.reason)
-            event.error = result.reason
-    except _Later as exc:
-        error = str(exc)
-    except Exception as exc:
-        logger.warning("webhook event %d failed; the sweep will retry it", event_id, exc_info=True)
-        error = f"{type(exc).__name__}: {exc}"
-    else:
-        if reactions is not None:
+            results = await _apply(session, list(event_ids))
+    except Exception:
+        logger.info("webhook batch failed; processing its events one by one", exc_info=True)
+        results = []
+        for event_id in event_ids:
+            try:
+                async with db.transaction() as session:
+                    results += await _apply(session, [event_id])
+            except Exception as exc:
+                logger.warning(
+                    "webhook event %d failed; the sweep will retry it", event_id, exc_info=True
+                )
+                await _note_error(db, event_id, f"{type(exc).__name__}: {exc}")
+    if reactions is not None:
+        for result in results:
             try:
                 await reactions.follow(db, result)
             except Exception:
-                logger.warning("webhook event %d: follow-up failed", event_id, exc_info=True)
-        return 1
+                logger.warning("webhook follow-up failed (%s)", result.reason, exc_info=True)
+    return len(results)
+
+
+async def _apply(session: Any, event_ids: list[int]) -> list[webhooks.Result]:
+    """Apply the batch's unprocessed events; returns the results of those applied."""
+    # Claimed in one statement by setting processed_at in the transaction that applies them:
+    # two runners never apply one event twice, and never wait on each other's claims midway.
+    # On PostgreSQL, events another runner is applying right now are skipped, not waited for
+    # (that runner applies them; a later job or the sweep retries what it gave back).
+    free = (
+        select(WebhookEvent.id)
+        .where(WebhookEvent.id.in_(event_ids), WebhookEvent.processed_at.is_(None))
+        .with_for_update(skip_locked=True)
+    )
+    claimed = list(
+        await session.scalars(
+            update(WebhookEvent)
+            .where(WebhookEvent.id.in_(free.scalar_subquery()))
+            .values(processed_at=utcnow())
+            .returning(WebhookEvent.id)
+        )
+    )
+    if not claimed:
+        return []
+    events = list(await session.scalars(select(WebhookEvent).where(WebhookEvent.id.in_(claimed))))
+    webhooks.start_batch(session)
+    applied: list[webhooks.Result] = []
+    for event in sorted(events, key=_order):
+        # No savepoint per event: `process` writes nothing when it answers "not yet", and any
+        # other failure fails the batch (then each event is tried on its own).
+        result = await webhooks.process(session, event)
+        if not result.done:
+            await session.execute(
+                update(WebhookEvent)
+                .where(WebhookEvent.id == event.id)
+                .values(processed_at=None, error=(result.reason or "not yet")[:2000])
+            )
+            continue
+        if result.reason:
+            await session.execute(
+                update(WebhookEvent)
+                .where(WebhookEvent.id == event.id)
+                .values(error=result.reason[:2000])
+            )
+        applied.append(result)
+    await webhooks.end_batch(session)
+    return applied
+
+
+async def _note_error(db: Database, event_id: int, error: str) -> None:
     async with db.transaction() as session:
         await session.execute(
             update(WebhookEvent).where(WebhookEvent.id == event_id).values(error=error[:2000])
         )
-    return 0
 
 
 async def run_pending(
@@ -177,6 +206,7 @@ async def run_pending(
     reactions: Reactions | None = None,
     give_up_after: float = 86_400.0,
     limit: int = 500,
+    batch: int = 50,
 ) -> int:
     """The sweep: process events left unprocessed for `older_than` seconds (a lost job, Redis
     down, an echo that came before its send was recorded). Events still failing after
@@ -202,4 +232,5 @@ async def run_pending(
                 .limit(limit)
             )
         )
-    return await run(db, ids, reactions)
+    # Short transactions: a job's runner never waits long behind the sweep.
+    return sum([await run(db, ids[i : i + batch], reactions) for i in range(0, len(ids), batch)])

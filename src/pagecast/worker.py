@@ -51,6 +51,7 @@ from pagecast.queue import (
     JOB_SNAPSHOT,
     JOB_WEBHOOK,
     QUEUE_NAME,
+    WEBHOOK_QUEUE_NAME,
     Queue,
 )
 from pagecast.ratelimit import PageLimiter
@@ -74,6 +75,8 @@ _DB_PATIENCE = 300.0  # seconds a worker keeps retrying a result write while the
 # A 613 without a regain estimate is Graph's per-second limit: the Page pauses one window
 # and every worker lowers the Page's rate to 70 % of what was running, for ten minutes.
 _PER_SECOND_PAUSE = 1.0
+# Webhook jobs processed at once per worker (each is a few short transactions).
+_WEBHOOK_JOBS = 4
 _RATE_CUT = 0.7
 _RATE_CAP_TTL = 600
 _RATE_CAP_PREFIX = "pagecast:rl-cap:"
@@ -163,6 +166,7 @@ class SendingWorker:
         self._last_progress: dict[int, tuple[int, ...]] = {}
         self._started_at = utcnow().isoformat()
         self._bull: BullWorker | None = None
+        self._bull_webhooks: BullWorker | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -181,7 +185,21 @@ class SendingWorker:
                 "autorun": False,
             },
         )
-        self._bull.on("failed", lambda job, err: logger.warning("job %s failed (%s)", job.id, err))
+        # Webhook events on their own queue and job slots (queue.WEBHOOK_QUEUE_NAME).
+        self._bull_webhooks = BullWorker(
+            WEBHOOK_QUEUE_NAME,
+            self.process,
+            {
+                "connection": self.queue.target.connection_kwargs(),
+                "concurrency": _WEBHOOK_JOBS,
+                "lockDuration": 30_000,
+                "stalledInterval": 15_000,
+                "drainDelay": 1,
+                "autorun": False,
+            },
+        )
+        for bull in (self._bull, self._bull_webhooks):
+            bull.on("failed", lambda job, err: logger.warning("job %s failed (%s)", job.id, err))
         loop = asyncio.get_running_loop()
         if install_signals:
             for sig in (signal.SIGTERM, signal.SIGINT):
@@ -191,14 +209,22 @@ class SendingWorker:
         await self._beat()
         logger.info("worker %s started (concurrency %d)", self.id, self.config.concurrency)
         runner = asyncio.create_task(self._bull.run())
-        helpers = [asyncio.create_task(self._heartbeat()), asyncio.create_task(self._sweep())]
+        helpers = [
+            asyncio.create_task(self._heartbeat()),
+            asyncio.create_task(self._sweep()),
+            asyncio.create_task(self._bull_webhooks.run()),
+        ]
         await self.stopping.wait()
         logger.info("worker %s stopping: finishing in-flight sends", self.id)
         try:
-            await asyncio.wait_for(self._bull.close(), timeout=self.config.shutdown_grace)
+            await asyncio.wait_for(
+                asyncio.gather(self._bull.close(), self._bull_webhooks.close()),
+                timeout=self.config.shutdown_grace,
+            )
         except TimeoutError:
             logger.warning("worker %s: grace period over, forcing close", self.id)
             await self._bull.close(force=True)
+            await self._bull_webhooks.close(force=True)
         for task in (runner, *helpers):
             task.cancel()
         await asyncio.gather(runner, *helpers, return_exceptions=True)
@@ -322,6 +348,8 @@ class SendingWorker:
             for campaign_id in moved:
                 await sending.finish_if_done(session, campaign_id)
         for campaign_id, count in moved.items():
+            if not count:
+                continue  # their echoes had arrived: they are sent
             logger.warning(
                 "campaign %d: %d deliveries claimed by a dead worker are now unknown",
                 campaign_id,

@@ -32,10 +32,33 @@ __all__ = [
 _TABLE = Delivery.__table__
 
 
+_DEFERRED = "pagecast.deferred_shifts"
+
+
+def defer_shifts(session: AsyncSession) -> None:
+    """Keep this transaction's counter moves until `flush_shifts`: a batch of webhook events
+    then takes each campaign row's lock once, at its end, in campaign id order, so that
+    concurrent batches never deadlock on them."""
+    session.info[_DEFERRED] = {}
+
+
+async def flush_shifts(session: AsyncSession) -> list[int]:
+    """Apply the deferred counter moves; returns the campaigns they touched."""
+    pending: dict[int, Counter[DeliveryStatus]] = session.info.pop(_DEFERRED, None) or {}
+    for campaign_id in sorted(pending):
+        await shift(session, campaign_id, pending[campaign_id])
+    return sorted(pending)
+
+
 async def shift(
     session: AsyncSession, campaign_id: int, deltas: Mapping[DeliveryStatus, int]
 ) -> None:
-    """Apply +/- counts per status to the campaign's counters in one UPDATE."""
+    """Apply +/- counts per status to the campaign's counters in one UPDATE (or keep them for
+    `flush_shifts` after `defer_shifts`)."""
+    deferred = session.info.get(_DEFERRED)
+    if deferred is not None:
+        deferred.setdefault(campaign_id, Counter()).update(deltas)
+        return
     values: dict[str, Any] = {
         f"n_{status.value}": getattr(Campaign, f"n_{status.value}") + delta
         for status, delta in deltas.items()
@@ -198,7 +221,8 @@ async def record(
         .values(
             status=bindparam("b_status"),
             reason=bindparam("b_reason"),
-            message_id=bindparam("b_message_id"),
+            # An echo noted while it was sending (services/webhooks.py) keeps its mid.
+            message_id=func.coalesce(bindparam("b_message_id"), _TABLE.c.message_id),
             error_code=bindparam("b_error_code"),
             error_subcode=bindparam("b_error_subcode"),
             error_kind=bindparam("b_error_kind"),
@@ -239,7 +263,44 @@ async def record(
     for status, count in moved.items():
         deltas[status] = deltas.get(status, 0) + count
     await shift(session, campaign_id, deltas)
+    if moved[DeliveryStatus.UNKNOWN]:
+        settled = await settle_echoed(
+            session,
+            campaign_id,
+            now,
+            [o.delivery_id for o in outcomes if o.status is DeliveryStatus.UNKNOWN],
+        )
+        moved[DeliveryStatus.UNKNOWN] -= settled
+        moved[DeliveryStatus.SENT] += settled
     return moved
+
+
+async def settle_echoed(
+    session: AsyncSession, campaign_id: int, now: datetime, ids: Sequence[int] | None = None
+) -> int:
+    """`unknown` deliveries whose echo was noted while they were sending are `sent`: the echo
+    proves they reached Facebook. Among `ids`, or the whole campaign. Returns how many."""
+    conditions = [
+        _TABLE.c.campaign_id == campaign_id,
+        _TABLE.c.status == DeliveryStatus.UNKNOWN.value,
+        _TABLE.c.message_id.is_not(None),
+    ]
+    if ids is not None:
+        conditions.append(_TABLE.c.id.in_(list(ids)))
+    result = await session.execute(
+        update(_TABLE)
+        .where(*conditions)
+        .values(
+            status=DeliveryStatus.SENT.value,
+            reason=None,
+            unknown_since=None,
+            sent_at=func.coalesce(_TABLE.c.sent_at, now),
+            updated_at=now,
+        )
+    )
+    count = int(result.rowcount or 0)  # type: ignore[attr-defined]
+    await shift(session, campaign_id, {DeliveryStatus.UNKNOWN: -count, DeliveryStatus.SENT: count})
+    return count
 
 
 async def release(
@@ -348,7 +409,7 @@ async def lost_claims(
                 campaign_id,
                 {DeliveryStatus.SENDING: -count, DeliveryStatus.UNKNOWN: count},
             )
-            moved[campaign_id] = count
+            moved[campaign_id] = count - await settle_echoed(session, campaign_id, now)
     return moved
 
 

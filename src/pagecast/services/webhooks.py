@@ -226,8 +226,16 @@ async def store_many(
 
 
 async def process(session: AsyncSession, event: WebhookEvent) -> Result:
-    """Apply one stored event. Idempotent: processing it again changes nothing."""
-    page = await session.scalar(select(Page).where(Page.fb_page_id == event.fb_page_id))
+    """Apply one stored event. Idempotent: processing it again changes nothing.
+
+    An event that cannot be applied yet returns `done=False` before it writes anything (the
+    runner relies on it: a batch needs no savepoint per event)."""
+    known: dict[str | None, Page | None] = session.info.setdefault(_PAGES, {})
+    if event.fb_page_id not in known:  # one lookup per Page and batch
+        known[event.fb_page_id] = await session.scalar(
+            select(Page).where(Page.fb_page_id == event.fb_page_id)
+        )
+    page = known[event.fb_page_id]
     if page is None:
         return Result(reason=f"Page {event.fb_page_id} is not connected; event ignored")
     payload = event.payload
@@ -415,22 +423,46 @@ async def _receipt(
     return Result()
 
 
-async def _echo_stream_live(session: AsyncSession, page: Page, claimed_at: datetime | None) -> None:
-    """Move the Page's echo watermark (services/reconcile.py) to this delivery's claim time.
+_ECHO_SEEN = "pagecast.echo_seen"
+_PAGES = "pagecast.pages"
 
-    Written at most about once a second per Page: a lower watermark only delays a resend.
-    """
+
+def start_batch(session: AsyncSession) -> None:
+    """Before processing a batch of events in one transaction: rows that every event may
+    touch (campaign counters, the Page's echo watermark) are written once, by `end_batch`."""
+    deliveries.defer_shifts(session)
+    session.info[_ECHO_SEEN] = {}
+
+
+async def end_batch(session: AsyncSession) -> None:
+    """Write what the batch deferred, in id order, and complete the campaigns it finished."""
+    seen: dict[int, datetime] = session.info.pop(_ECHO_SEEN, None) or {}
+    for campaign_id in await deliveries.flush_shifts(session):
+        await sending.finish_if_done(session, campaign_id)
+    for page_id in sorted(seen):
+        await session.execute(
+            update(Page)
+            .where(
+                Page.id == page_id,
+                or_(Page.echo_seen_at.is_(None), Page.echo_seen_at < seen[page_id]),
+            )
+            .values(echo_seen_at=seen[page_id])
+            .execution_options(synchronize_session=False)
+        )
+
+
+async def _echo_stream_live(session: AsyncSession, page: Page, claimed_at: datetime | None) -> None:
+    """Move the Page's echo watermark (services/reconcile.py) to this delivery's claim time
+    (at the end of the batch: `end_batch`). Written at most about once a second per Page: a
+    lower watermark only delays a resend."""
     if claimed_at is None:
         return
     seen = page.echo_seen_at
     if seen is not None and claimed_at - seen < ECHO_WATERMARK_STEP:
         return
-    await session.execute(
-        update(Page)
-        .where(Page.id == page.id, or_(Page.echo_seen_at.is_(None), Page.echo_seen_at < claimed_at))
-        .values(echo_seen_at=claimed_at)
-        .execution_options(synchronize_session=False)
-    )
+    batch: dict[int, datetime] = session.info.setdefault(_ECHO_SEEN, {})
+    if page.id not in batch or batch[page.id] < claimed_at:
+        batch[page.id] = claimed_at
 
 
 async def _echo(
@@ -450,8 +482,19 @@ async def _echo(
     if delivery is None:
         return Result(reason=f"echo names delivery {metadata}, which is not this person's")
     if delivery.status is DeliveryStatus.SENDING:
-        # The worker has not written its result yet; it would overwrite what we set.
-        return Result(done=False, reason=f"delivery {delivery.id} is still sending")
+        # The worker has not written its result yet: note the echo's mid, which its result
+        # write keeps and which settles an ambiguous outcome as `sent`
+        # (deliveries.settle_echoed). Had the result just been written, try again later.
+        noted = await session.execute(
+            update(Delivery)
+            .where(Delivery.id == delivery.id, Delivery.status == DeliveryStatus.SENDING)
+            .values(message_id=mid)
+            .execution_options(synchronize_session=False)
+        )
+        if not noted.rowcount:  # type: ignore[attr-defined]
+            return Result(done=False, reason=f"delivery {delivery.id} changed; trying again")
+        await _echo_stream_live(session, page, delivery.claimed_at)
+        return Result()  # its result write settles it (deliveries.settle_echoed)
     now = utcnow()
     if delivery.status in _PROVEN_BY_ECHO:
         moved = await session.execute(
@@ -471,8 +514,6 @@ async def _echo(
             await deliveries.shift(
                 session, delivery.campaign_id, {delivery.status: -1, DeliveryStatus.SENT: 1}
             )
-            if delivery.status is DeliveryStatus.UNKNOWN:
-                await sending.finish_if_done(session, delivery.campaign_id)
     elif delivery.status in (DeliveryStatus.SENT, DeliveryStatus.DELIVERED, DeliveryStatus.READ):
         # Confirmed: the echo's mid, and Facebook's own time (the clock of the watermarks).
         await session.execute(
