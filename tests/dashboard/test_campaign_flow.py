@@ -17,7 +17,8 @@ import pytest
 from dashboard_support import ADMIN_EMAIL, ADMIN_PASSWORD, login, new_page, screenshot
 from playwright.sync_api import expect
 
-pytestmark = pytest.mark.slow
+# A real server, a browser and real sends: generous limits for a loaded CI machine.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 FB_PAGE, TOKEN = "2001", "EAAdashboardtoken2001"
 PEOPLE = 60  # psids 5000..5059

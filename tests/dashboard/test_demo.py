@@ -17,7 +17,8 @@ from playwright.sync_api import expect
 
 from processes import PAGECAST, clean_env, free_port
 
-pytestmark = pytest.mark.slow
+# A real server, a browser and real sends: generous limits for a loaded CI machine.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +89,7 @@ def test_demo_runs_a_campaign_to_receipts_with_a_banner_everywhere(browser: Any,
     expect(page.locator("[data-excluded=outside_window]")).to_have_text("12")
     page.click("#save")
     page.click("button:has-text('Start sending')")
-    expect(page.locator("#status-badge .badge")).to_have_text("completed", timeout=90_000)
+    expect(page.locator("#status-badge .badge")).to_have_text("completed", timeout=180_000)
     expect(page.locator("[data-count=failed]")).to_have_text("5")
     # Receipts come back through the simulator's signed webhooks.
     deadline = time.monotonic() + 30

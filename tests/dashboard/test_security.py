@@ -10,7 +10,8 @@ import pytest
 from dashboard_support import ADMIN_EMAIL, ADMIN_PASSWORD, login, new_page
 from playwright.sync_api import expect
 
-pytestmark = pytest.mark.slow
+# A real server, a browser and real sends: generous limits for a loaded CI machine.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 XSS = "<script>alert(1)</script>"
 VIEWER_EMAIL, VIEWER_PASSWORD = "viewer@example.com", "viewer password"
