@@ -611,6 +611,8 @@ async def test_sigkill_three_times_and_dropped_connections_without_webhooks_neve
     assert sent <= set(psids), "a delivery marked sent never reached the Graph API"
     assert set(psids) <= sent | failed  # what arrived unrecorded is among the ambiguous ones
     assert sent | failed == set(eligible) and not sent & failed
+    stored = await counters(env.db, campaign_id)  # the O(1) counters agree with the rows
+    assert stored == {s.value: by_status.get(s, 0) for s in DeliveryStatus}, (stored, by_status)
 
 
 @postgresql_only

@@ -501,12 +501,13 @@ async def test_an_echo_that_arrives_while_the_delivery_is_sending_settles_its_ou
 ) -> None:
     """Echoes often arrive before the worker writes the Send API's answer. The echo is noted
     at once (not left for the sweep); if the answer then turns out lost — a timeout (a), or
-    the worker died (b) — the noted echo makes it `sent`; without one it stays unknown (c)."""
+    the worker died (b), or even an error answer that would be retried (d) — the noted echo
+    makes it `sent` and it is never sent again; without one it stays unknown (c)."""
     from pagecast.models import utcnow
     from pagecast.services import deliveries as deliveries_service
 
     page_id = await setup_page(people_admin, sim)
-    a, b, c = await add_people(sim, people_admin, page_id, 3)
+    a, b, c, d = await add_people(sim, people_admin, page_id, 4)
     campaign_id = await new_campaign(people_admin, page_id)
     assert (await people_admin.post(f"/api/campaigns/{campaign_id}/start")).status_code == 202
     rows = await deliveries_by_psid(db, campaign_id)
@@ -515,8 +516,8 @@ async def test_an_echo_that_arrives_while_the_delivery_is_sending_settles_its_ou
         claimed = await deliveries_service.claim(
             session, campaign_id, ids[0], ids[-1], worker_id="w:1:alive", now=utcnow()
         )
-    assert len(claimed) == 3
-    for psid in (a, b):
+    assert len(claimed) == 4
+    for psid in (a, b, d):
         echo = {
             "sender": {"id": PAGE},
             "recipient": {"id": psid},
@@ -530,34 +531,48 @@ async def test_an_echo_that_arrives_while_the_delivery_is_sending_settles_its_ou
         )
     assert waiting == 0
     rows = await deliveries_by_psid(db, campaign_id)
-    assert [(rows[p].status, rows[p].message_id) for p in (a, b, c)] == [
+    assert [(rows[p].status, rows[p].message_id) for p in (a, b, c, d)] == [
         (DeliveryStatus.SENDING, f"m_{a}"),
         (DeliveryStatus.SENDING, f"m_{b}"),
         (DeliveryStatus.SENDING, None),
+        (DeliveryStatus.SENDING, f"m_{d}"),
     ]
     async with db.transaction() as session:
         moved = await deliveries_service.record(
             session,
             campaign_id,
             [
-                deliveries_service.Outcome(rows[p].id, DeliveryStatus.UNKNOWN, reason="ambiguous")
-                for p in (a, c)
+                *(
+                    deliveries_service.Outcome(
+                        rows[p].id, DeliveryStatus.UNKNOWN, reason="ambiguous"
+                    )
+                    for p in (a, c)
+                ),
+                deliveries_service.Outcome(
+                    rows[d].id, DeliveryStatus.PENDING, reason="retrying", error_code=2
+                ),
             ],
             worker_id="w:1:alive",
             now=utcnow(),
         )
-        assert (moved[DeliveryStatus.SENT], moved[DeliveryStatus.UNKNOWN]) == (1, 1)
+        assert (
+            moved[DeliveryStatus.SENT],
+            moved[DeliveryStatus.UNKNOWN],
+            moved[DeliveryStatus.PENDING],
+        ) == (2, 1, 0)
         lost = await deliveries_service.lost_claims(session, {"w:1:other"}, utcnow())
         assert lost == {campaign_id: 0}  # b was claimed by the dead worker, and is settled
     rows = await deliveries_by_psid(db, campaign_id)
-    assert [(rows[p].status, rows[p].message_id) for p in (a, b, c)] == [
+    assert [(rows[p].status, rows[p].message_id) for p in (a, b, c, d)] == [
         (DeliveryStatus.SENT, f"m_{a}"),
         (DeliveryStatus.SENT, f"m_{b}"),
         (DeliveryStatus.UNKNOWN, None),
+        (DeliveryStatus.SENT, f"m_{d}"),
     ]
     assert rows[a].unknown_since is None and rows[c].unknown_since is not None
+    assert rows[d].next_attempt_at is None  # no retry will send it again
     got = await counts(people_admin, campaign_id)
-    assert (got["sent"], got["unknown"], got["sending"]) == (2, 1, 0)
+    assert (got["sent"], got["unknown"], got["sending"], got["pending"]) == (3, 1, 0, 0)
 
 
 async def test_a_lost_send_is_resent_once_when_later_echoes_prove_it_never_arrived(

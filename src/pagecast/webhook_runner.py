@@ -1,4 +1,4 @@
-"""Runs stored webhook events through `services.webhooks`, one transaction per event.
+"""Runs stored webhook events through `services.webhooks`, a batch per transaction.
 
 Shared by the worker's `webhook` job, the worker's sweep (events left unprocessed) and the
 web app's fallback when Redis is unreachable. An event is claimed by setting `processed_at`
@@ -116,9 +116,9 @@ def _order(event: WebhookEvent) -> tuple[str, float, int]:
 async def run(db: Database, event_ids: Sequence[int], reactions: Reactions | None = None) -> int:
     """Process the unprocessed events among `event_ids`, in timestamp order per person.
 
-    One transaction (one commit) for the batch, each event in a savepoint of its own: at
-    hundreds of echoes a second a commit per event was what limited the intake. Should the
-    batch fail as a whole (a deadlock, the database gone), each event is tried on its own.
+    One transaction (one commit) for the batch: at hundreds of echoes a second a commit per
+    event was what limited the intake. Should the batch fail as a whole (a deadlock, the
+    database gone), each event is tried on its own.
     """
     if not event_ids:
         return 0

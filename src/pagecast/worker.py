@@ -762,13 +762,15 @@ class SendingWorker:
                         else o
                         for o in outcomes
                     ]
-                await deliveries.record(session, campaign.id, outcomes, worker_id=self.id, now=now)
+                # Contacts before deliveries before the campaign row: the order webhook
+                # batches take them in too.
                 unreachable = [
                     contact_of[o.delivery_id]
                     for o in outcomes
                     if o.reason == "recipient_unreachable"
                 ]
                 await deliveries.mark_unreachable(session, unreachable, now)
+                await deliveries.record(session, campaign.id, outcomes, worker_id=self.id, now=now)
                 if stops:
                     code = stops[0]
                     status = (
@@ -811,6 +813,11 @@ class SendingWorker:
                 await write()
                 return
             except (DBAPIError, OSError) as exc:
+                if isinstance(exc, DBAPIError) and _is_conflict(exc):
+                    # A deadlock victim or a serialisation failure: rolled back, run it again.
+                    logger.info("result write conflicted (%s); writing it again", exc.orig)
+                    await asyncio.sleep(random.random() * 0.1)
+                    continue
                 if (
                     isinstance(exc, DBAPIError)
                     and not exc.connection_invalidated
@@ -897,6 +904,13 @@ class SendingWorker:
                 )
             except _REDIS_DOWN:  # the periodic sweep re-plans the pending deliveries
                 logger.warning("campaign %d: retry round not enqueued, Redis failed", campaign.id)
+
+
+def _is_conflict(exc: DBAPIError) -> bool:
+    """PostgreSQL's deadlock_detected (40P01) and serialization_failure (40001)."""
+    code = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+    text = str(exc.orig).lower()
+    return code in ("40P01", "40001") or "deadlock detected" in text
 
 
 def _is_disconnect(exc: DBAPIError) -> bool:

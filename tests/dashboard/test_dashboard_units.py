@@ -180,3 +180,47 @@ async def test_a_malformed_link_is_a_not_found_page(app: Any, db: Database) -> N
     ) as client:
         answer = await client.get("/campaigns/abc")
     assert answer.status_code == 404 and "no such page" in answer.text
+
+
+async def test_a_campaign_waiting_for_reconciliation_says_how_many_and_until_when(
+    app: Any, db: Database, vault: Any
+) -> None:
+    from pagecast.models import Campaign, CampaignStatus, Contact, Delivery, DeliveryStatus
+
+    page = await connected_page(db, vault)
+    async with db.transaction() as session:
+        draft = await campaigns.create(
+            session,
+            ADMIN_ACTOR,
+            CampaignCreate(name="Waiting", page_id=page.id, content={"text": "Hi"}),
+        )
+        person = Contact(page_id=page.id, psid="77001", first_name="Ada")
+        session.add(person)
+        await session.flush()
+        since = utcnow()
+        session.add(
+            Delivery(
+                campaign_id=draft.id,
+                contact_id=person.id,
+                status=DeliveryStatus.UNKNOWN,
+                reason="ambiguous",
+                unknown_since=since,
+            )
+        )
+        row = await session.get(Campaign, draft.id)
+        assert row is not None
+        row.status, row.n_total, row.n_unknown = CampaignStatus.SENDING, 1, 1
+    user, _ = await create_user(db, Role.VIEWER, email="r@example.com")
+    cookie = app.state.context.vault.sign_session(user.id, 600)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app),
+        base_url="http://t",
+        cookies={SESSION_COOKIE: cookie},
+    ) as client:
+        detail = await client.get(f"/campaigns/{draft.id}")
+    assert detail.status_code == 200
+    notice = detail.text[detail.text.index('id="reconciling"') :].split("</p>")[0]
+    assert "hidden" not in notice.split(">")[0]
+    assert "<span data-reconciling-count>1</span>" in notice and "ambiguous" in notice
+    grace = timedelta(seconds=app.state.context.settings.unknown_grace)
+    assert (since + grace).isoformat().replace("+00:00", "Z") in notice

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pagecast.errors import InvalidInput, InvalidState, NotFound
-from pagecast.models import Campaign, CampaignStatus, Contact, Delivery, DeliveryStatus
+from pagecast.models import Campaign, CampaignStatus, Contact, Delivery, DeliveryStatus, utcnow
 from pagecast.permissions import Actor
 from pagecast.schemas import CampaignCreate, CampaignUpdate, Content
-from pagecast.services import audit, content, pages, templates
+from pagecast.services import audit, content, deliveries, pages, reconcile, templates
 
 __all__ = [
     "EDITABLE",
@@ -246,6 +247,20 @@ async def duplicate(session: AsyncSession, actor: Actor, campaign_id: int) -> Ca
         details={"from": source.id},
     )
     return copy
+
+
+async def pace(
+    session: AsyncSession, campaign: Campaign, grace_seconds: float
+) -> tuple[float, datetime | None]:
+    """The send rate over the last minute and, while some deliveries are `unknown`, when
+    their reconciliation is due (services/reconcile.py)."""
+    rate = await deliveries.recent_rate(session, campaign.id, utcnow())
+    until = (
+        await reconcile.reconciling_until(session, campaign.id, timedelta(seconds=grace_seconds))
+        if campaign.n_unknown
+        else None
+    )
+    return rate, until
 
 
 def counts(campaign: Campaign) -> dict[str, int]:

@@ -30,6 +30,13 @@ __all__ = [
 ]
 
 _TABLE = Delivery.__table__
+# A noted echo turns these into `sent` when the worker's result is written.
+_SETTLED_BY_ECHO = (
+    DeliveryStatus.UNKNOWN,
+    DeliveryStatus.PENDING,
+    DeliveryStatus.FAILED,
+    DeliveryStatus.CANCELLED,
+)
 
 
 _DEFERRED = "pagecast.deferred_shifts"
@@ -208,7 +215,26 @@ async def record(
     worker_id: str,
     now: datetime,
 ) -> Counter[DeliveryStatus]:
-    """Write the outcomes of claimed deliveries (one executemany) and move the counters."""
+    """Write the outcomes of claimed deliveries (one executemany) and move the counters.
+
+    Only rows still `sending` under this worker's claim are written (locked first, in id
+    order): a claim the sweep took from a worker it thought dead is not overwritten, and
+    the counters move by exactly the rows written."""
+    if not outcomes:
+        return Counter()
+    mine = set(
+        await session.scalars(
+            select(_TABLE.c.id)
+            .where(
+                _TABLE.c.id.in_([o.delivery_id for o in outcomes]),
+                _TABLE.c.status == DeliveryStatus.SENDING.value,
+                _TABLE.c.claimed_by == worker_id,
+            )
+            .order_by(_TABLE.c.id)
+            .with_for_update()
+        )
+    )
+    outcomes = [o for o in outcomes if o.delivery_id in mine]
     if not outcomes:
         return Counter()
     statement = (
@@ -263,44 +289,54 @@ async def record(
     for status, count in moved.items():
         deltas[status] = deltas.get(status, 0) + count
     await shift(session, campaign_id, deltas)
-    if moved[DeliveryStatus.UNKNOWN]:
-        settled = await settle_echoed(
-            session,
-            campaign_id,
-            now,
-            [o.delivery_id for o in outcomes if o.status is DeliveryStatus.UNKNOWN],
-        )
-        moved[DeliveryStatus.UNKNOWN] -= settled
-        moved[DeliveryStatus.SENT] += settled
+    unsent = [o.delivery_id for o in outcomes if o.status is not DeliveryStatus.SENT]
+    if unsent:
+        left = await settle_echoed(session, campaign_id, now, unsent)
+        moved.subtract(left)
+        moved[DeliveryStatus.SENT] += left.total()
     return moved
 
 
 async def settle_echoed(
     session: AsyncSession, campaign_id: int, now: datetime, ids: Sequence[int] | None = None
-) -> int:
-    """`unknown` deliveries whose echo was noted while they were sending are `sent`: the echo
-    proves they reached Facebook. Among `ids`, or the whole campaign. Returns how many."""
+) -> Counter[DeliveryStatus]:
+    """Deliveries whose echo was noted while they were sending (services/webhooks.py) are
+    `sent`, whatever the Send API's answer said — a timeout, a lost worker, an error after
+    Facebook had delivered: the echo proves it arrived, so it is never sent again. Among
+    `ids`, or every `unknown` one of the campaign. Returns how many left each status."""
     conditions = [
         _TABLE.c.campaign_id == campaign_id,
-        _TABLE.c.status == DeliveryStatus.UNKNOWN.value,
         _TABLE.c.message_id.is_not(None),
+        _TABLE.c.status.in_([s.value for s in _SETTLED_BY_ECHO]),
     ]
     if ids is not None:
         conditions.append(_TABLE.c.id.in_(list(ids)))
-    result = await session.execute(
+    else:
+        conditions.append(_TABLE.c.status == DeliveryStatus.UNKNOWN.value)
+    rows = list(
+        await session.execute(
+            select(_TABLE.c.id, _TABLE.c.status).where(*conditions).order_by(_TABLE.c.id)
+        )
+    )
+    if not rows:
+        return Counter()
+    await session.execute(
         update(_TABLE)
-        .where(*conditions)
+        .where(_TABLE.c.id.in_([row.id for row in rows]))
         .values(
             status=DeliveryStatus.SENT.value,
             reason=None,
             unknown_since=None,
+            next_attempt_at=None,
             sent_at=func.coalesce(_TABLE.c.sent_at, now),
             updated_at=now,
         )
     )
-    count = int(result.rowcount or 0)  # type: ignore[attr-defined]
-    await shift(session, campaign_id, {DeliveryStatus.UNKNOWN: -count, DeliveryStatus.SENT: count})
-    return count
+    left = Counter(DeliveryStatus(row.status) for row in rows)
+    deltas: Counter[DeliveryStatus] = Counter({DeliveryStatus.SENT: len(rows)})
+    deltas.subtract(left)
+    await shift(session, campaign_id, deltas)
+    return left
 
 
 async def release(
@@ -382,8 +418,15 @@ async def lost_claims(
 ) -> dict[int, int]:
     """Deliveries left in `sending` by workers that are gone become `unknown` (the request
     may have reached Facebook, so they are never resent blindly). Returns counts by campaign."""
-    campaign_ids = list(await session.scalars(select(Campaign.id).where(Campaign.n_sending > 0)))
+    campaign_ids = list(
+        await session.scalars(
+            select(Campaign.id).where(Campaign.n_sending > 0).order_by(Campaign.id)
+        )
+    )
     moved: dict[int, int] = {}
+    owned = _DEFERRED not in session.info
+    if owned:  # campaign rows are locked last, in id order (no deadlock with webhook batches)
+        defer_shifts(session)
     for campaign_id in campaign_ids:
         result = await session.execute(
             update(_TABLE)
@@ -409,7 +452,10 @@ async def lost_claims(
                 campaign_id,
                 {DeliveryStatus.SENDING: -count, DeliveryStatus.UNKNOWN: count},
             )
-            moved[campaign_id] = count - await settle_echoed(session, campaign_id, now)
+            settled = await settle_echoed(session, campaign_id, now)
+            moved[campaign_id] = count - settled[DeliveryStatus.UNKNOWN]
+    if owned:
+        await flush_shifts(session)
     return moved
 
 

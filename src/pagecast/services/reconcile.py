@@ -14,7 +14,8 @@ echo (`message_echoes`, carrying the delivery id in `metadata`) turns it `sent`
   resend never happens; people can still choose "retry failed" for kind `ambiguous`.
 
 A delivery whose contact has webhook events still waiting to be processed is left for the
-next sweep: its echo may be among them.
+next sweep: its echo may be among them (so `reconciling_until` is the earliest decision, not
+a promise when events keep waiting).
 """
 
 from __future__ import annotations
@@ -58,7 +59,6 @@ class Reconciled:
     resent: Counter[int] = field(default_factory=Counter)
     failed: Counter[int] = field(default_factory=Counter)
     cancelled: Counter[int] = field(default_factory=Counter)
-    deferred: int = 0
 
     @property
     def campaigns(self) -> set[int]:
@@ -68,7 +68,12 @@ class Reconciled:
 async def reconcile(session: AsyncSession, now: datetime, grace: timedelta) -> Reconciled:
     """Decide every `unknown` delivery whose grace period is over (see the module doc)."""
     done = Reconciled()
-    campaign_ids = list(await session.scalars(select(Campaign.id).where(Campaign.n_unknown > 0)))
+    campaign_ids = list(
+        await session.scalars(
+            select(Campaign.id).where(Campaign.n_unknown > 0).order_by(Campaign.id)
+        )
+    )
+    deliveries.defer_shifts(session)  # campaign rows locked last, in id order
     for campaign_id in campaign_ids:
         rows = await session.execute(
             select(
@@ -77,7 +82,6 @@ async def reconcile(session: AsyncSession, now: datetime, grace: timedelta) -> R
                 Delivery.resent_at,
                 Page.echo_seen_at,
                 Campaign.status,
-                _waiting_events(),
             )
             .join(Contact, Contact.id == Delivery.contact_id)
             .join(Page, Page.id == Contact.page_id)
@@ -86,7 +90,10 @@ async def reconcile(session: AsyncSession, now: datetime, grace: timedelta) -> R
                 Delivery.campaign_id == campaign_id,
                 Delivery.status == DeliveryStatus.UNKNOWN,
                 Delivery.unknown_since <= now - grace,
+                # Its echo may be among the person's events not processed yet: wait for them.
+                ~_waiting_events(),
             )
+            .order_by(Delivery.unknown_since, Delivery.id)
             .limit(_BATCH)
         )
         decided: dict[DeliveryStatus, list[int]] = {
@@ -94,10 +101,7 @@ async def reconcile(session: AsyncSession, now: datetime, grace: timedelta) -> R
             DeliveryStatus.FAILED: [],
             DeliveryStatus.CANCELLED: [],
         }
-        for delivery_id, since, resent_at, echo_seen_at, status, waiting in rows:
-            if waiting:
-                done.deferred += 1
-                continue
+        for delivery_id, since, resent_at, echo_seen_at, status in rows:
             proven_absent = resent_at is None and echo_seen_at is not None and echo_seen_at > since
             if not proven_absent:
                 decided[DeliveryStatus.FAILED].append(delivery_id)
@@ -114,20 +118,21 @@ async def reconcile(session: AsyncSession, now: datetime, grace: timedelta) -> R
             moved = await _move(session, campaign_id, ids, target, now)
             if moved:
                 tallies[target][campaign_id] += moved
+    await deliveries.flush_shifts(session)
     return done
 
 
 def _waiting_events():  # type: ignore[no-untyped-def]
     """Whether webhook events of this contact are stored but not processed yet."""
     return (
-        select(func.count())
+        select(WebhookEvent.id)
         .where(
             WebhookEvent.processed_at.is_(None),
             WebhookEvent.fb_page_id == Page.fb_page_id,
             WebhookEvent.psid == Contact.psid,
         )
         .correlate(Page, Contact)
-        .scalar_subquery()
+        .exists()
     )
 
 
@@ -167,7 +172,8 @@ async def _move(
 async def reconciling_until(
     session: AsyncSession, campaign_id: int, grace: timedelta
 ) -> datetime | None:
-    """When the last `unknown` delivery of the campaign is decided at the latest."""
+    """When the grace period of the campaign's last `unknown` delivery ends (it is decided
+    then, unless its person's webhook events are still waiting to be processed)."""
     latest = await session.scalar(
         select(func.max(Delivery.unknown_since)).where(
             Delivery.campaign_id == campaign_id, Delivery.status == DeliveryStatus.UNKNOWN

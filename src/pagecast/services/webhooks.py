@@ -18,6 +18,7 @@ from typing import Any
 
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import raiseload
 
 from pagecast.models import Contact, Delivery, DeliveryStatus, Page, WebhookEvent, utcnow
 from pagecast.services import contacts, deliveries, sending
@@ -278,6 +279,7 @@ async def _contact(session: AsyncSession, page: Page, psid: str, *, create: bool
     return await session.scalar(
         select(Contact)
         .where(Contact.page_id == page.id, Contact.psid == psid)
+        .options(raiseload(Contact.tags))  # not needed here: no query per event for them
         .with_for_update()
         .execution_options(populate_existing=True)
     )
@@ -485,14 +487,21 @@ async def _echo(
         # The worker has not written its result yet: note the echo's mid, which its result
         # write keeps and which settles an ambiguous outcome as `sent`
         # (deliveries.settle_echoed). Had the result just been written, try again later.
-        noted = await session.execute(
-            update(Delivery)
+        # Never waits for the worker's lock on the row (it would deadlock with its result
+        # write): a row being written right now is tried again later.
+        free = await session.scalar(
+            select(Delivery.id)
             .where(Delivery.id == delivery.id, Delivery.status == DeliveryStatus.SENDING)
+            .with_for_update(skip_locked=True)
+        )
+        if free is None:
+            return Result(done=False, reason=f"delivery {delivery.id} is being written")
+        await session.execute(
+            update(Delivery)
+            .where(Delivery.id == delivery.id)
             .values(message_id=mid)
             .execution_options(synchronize_session=False)
         )
-        if not noted.rowcount:  # type: ignore[attr-defined]
-            return Result(done=False, reason=f"delivery {delivery.id} changed; trying again")
         await _echo_stream_live(session, page, delivery.claimed_at)
         return Result()  # its result write settles it (deliveries.settle_echoed)
     now = utcnow()

@@ -23,11 +23,13 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("resent_at", sa.DateTime(timezone=True), nullable=True))
     with op.batch_alter_table("pages", schema=None) as batch_op:
         batch_op.add_column(sa.Column("echo_seen_at", sa.DateTime(timezone=True), nullable=True))
+    # Deliveries already `unknown` became so at their last update at the latest.
+    op.execute("UPDATE deliveries SET unknown_since = updated_at WHERE status = 'unknown'")
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("pages", schema=None) as batch_op:
-        batch_op.drop_column("echo_seen_at")
-    with op.batch_alter_table("deliveries", schema=None) as batch_op:
-        batch_op.drop_column("resent_at")
-        batch_op.drop_column("unknown_since")
+    # Plain ALTER TABLE … DROP COLUMN (SQLite 3.35+): a batch copy of `pages` would have to
+    # drop a table that other rows still reference.
+    op.execute("ALTER TABLE pages DROP COLUMN echo_seen_at")
+    op.execute("ALTER TABLE deliveries DROP COLUMN resent_at")
+    op.execute("ALTER TABLE deliveries DROP COLUMN unknown_since")

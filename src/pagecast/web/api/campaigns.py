@@ -5,17 +5,16 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from datetime import timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 
 from pagecast import actions
-from pagecast.models import CampaignStatus, utcnow
+from pagecast.models import CampaignStatus
 from pagecast.permissions import Actor, Permission
 from pagecast.schemas import CampaignCreate, CampaignUpdate
-from pagecast.services import audience, audit, campaigns, content, deliveries, pages, reconcile
+from pagecast.services import audience, audit, campaigns, content, pages
 from pagecast.web import render
 from pagecast.web.deps import ContextDep, require
 
@@ -63,12 +62,7 @@ async def create_campaign(body: CampaignCreate, actor: Writer, ctx: ContextDep) 
 async def _with_progress(session: Any, campaign_id: int, grace: float) -> dict[str, Any]:
     campaign = await campaigns.get(session, campaign_id)
     page = await pages.get(session, campaign.page_id)
-    rate = await deliveries.recent_rate(session, campaign.id, utcnow())
-    until = (
-        await reconcile.reconciling_until(session, campaign.id, timedelta(seconds=grace))
-        if campaign.n_unknown
-        else None
-    )
+    rate, until = await campaigns.pace(session, campaign, grace)
     return render.campaign(campaign, campaigns.counts(campaign)) | render.progress(
         campaign, rate, page.send_rate, reconciling_until=until
     )

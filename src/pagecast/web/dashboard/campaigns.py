@@ -16,9 +16,9 @@ from fastapi.responses import StreamingResponse
 
 from pagecast import actions
 from pagecast.errors import NotFound
-from pagecast.models import CampaignStatus, DeliveryStatus, utcnow
+from pagecast.models import CampaignStatus, DeliveryStatus
 from pagecast.permissions import Permission
-from pagecast.services import audit, campaigns, deliveries, pages, reports
+from pagecast.services import audit, campaigns, pages, reports
 from pagecast.web import render
 from pagecast.web.dashboard import explain
 from pagecast.web.dashboard.base import DashboardRoute, ViewerDep, page, redirect
@@ -113,7 +113,7 @@ async def _detail_context(ctx: Any, viewer: Any, campaign_id: int) -> dict[str, 
     async with ctx.db.transaction() as session:
         campaign = await campaigns.get(session, campaign_id)
         page_row = await pages.get(session, campaign.page_id)
-        rate = await deliveries.recent_rate(session, campaign.id, utcnow())
+        rate, until = await campaigns.pace(session, campaign, ctx.settings.unknown_grace)
         groups = await reports.error_groups(session, campaign.id)
         trail = await audit.list_for(session, object_type="campaign", object_id=campaign.id)
         series = await reports.sends_over_time(session, campaign.id)
@@ -122,7 +122,7 @@ async def _detail_context(ctx: Any, viewer: Any, campaign_id: int) -> dict[str, 
         "page_row": page_row,
         "page_help": explain.page_status(page_row.status.value),
         "s": summary(campaign),
-        "progress": render.progress(campaign, rate, page_row.send_rate),
+        "progress": render.progress(campaign, rate, page_row.send_rate, reconciling_until=until),
         "errors": [
             (g, *explain.delivery_error(g.code, g.subcode, g.kind, g.reason)) for g in groups
         ],

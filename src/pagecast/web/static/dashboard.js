@@ -47,6 +47,15 @@
     };
     root.querySelectorAll("[data-count]").forEach(function (el) { el.textContent = counts[el.dataset.count]; });
     root.querySelectorAll("[data-field]").forEach(function (el) { el.textContent = values[el.dataset.field]; });
+    var reconciling = body.reconciling, notice = root.querySelector("[data-reconciling]");
+    if (notice) {
+      notice.hidden = !reconciling;
+      if (reconciling) {
+        notice.querySelector("[data-reconciling-count]").textContent = reconciling.count;
+        notice.querySelector("[data-reconciling-until]").textContent = reconciling.until;
+        notice.querySelector("[data-reconciling-why]").textContent = reconciling.why;
+      }
+    }
     root.querySelectorAll(".progress-card .fill").forEach(function (el) { el.style.width = values.percent + "%"; });
     root.querySelectorAll(".progress-card [role=progressbar]").forEach(function (el) { el.setAttribute("aria-valuenow", values.percent); });
     if (body.status !== root.dataset.status) {
