@@ -13,9 +13,9 @@ echo (`message_echoes`, carrying the delivery id in `metadata`) turns it `sent`
 - Otherwise the absence of an echo proves nothing: it fails with reason `ambiguous`. A blind
   resend never happens; people can still choose "retry failed" for kind `ambiguous`.
 
-A delivery whose contact has webhook events still waiting to be processed is left for the
-next sweep: its echo may be among them (so `reconciling_until` is the earliest decision, not
-a promise when events keep waiting).
+Nothing is decided for a Page while it has webhook events stored but not processed: its echo
+stream is behind, and an echo may be among them (so `reconciling_until` is the earliest
+decision, not a promise while events are waiting).
 """
 
 from __future__ import annotations
@@ -75,6 +75,8 @@ async def reconcile(session: AsyncSession, now: datetime, grace: timedelta) -> R
     )
     deliveries.defer_shifts(session)  # campaign rows locked last, in id order
     for campaign_id in campaign_ids:
+        if await _page_backlog(session, campaign_id):
+            continue
         rows = await session.execute(
             select(
                 Delivery.id,
@@ -90,8 +92,6 @@ async def reconcile(session: AsyncSession, now: datetime, grace: timedelta) -> R
                 Delivery.campaign_id == campaign_id,
                 Delivery.status == DeliveryStatus.UNKNOWN,
                 Delivery.unknown_since <= now - grace,
-                # Its echo may be among the person's events not processed yet: wait for them.
-                ~_waiting_events(),
             )
             .order_by(Delivery.unknown_since, Delivery.id)
             .limit(_BATCH)
@@ -122,18 +122,18 @@ async def reconcile(session: AsyncSession, now: datetime, grace: timedelta) -> R
     return done
 
 
-def _waiting_events():  # type: ignore[no-untyped-def]
-    """Whether webhook events of this contact are stored but not processed yet."""
-    return (
+async def _page_backlog(session: AsyncSession, campaign_id: int) -> bool:
+    """Whether the campaign's Page has webhook events stored but not processed yet: until
+    they are, its echo stream is behind, and neither the proof of absence nor its lack
+    means anything (the echo may be among them)."""
+    waiting = await session.scalar(
         select(WebhookEvent.id)
-        .where(
-            WebhookEvent.processed_at.is_(None),
-            WebhookEvent.fb_page_id == Page.fb_page_id,
-            WebhookEvent.psid == Contact.psid,
-        )
-        .correlate(Page, Contact)
-        .exists()
+        .join(Page, Page.fb_page_id == WebhookEvent.fb_page_id)
+        .join(Campaign, Campaign.page_id == Page.id)
+        .where(Campaign.id == campaign_id, WebhookEvent.processed_at.is_(None))
+        .limit(1)
     )
+    return waiting is not None
 
 
 async def _move(
