@@ -533,7 +533,7 @@ async def point_webhooks(sim: httpx.AsyncClient, web_url: str) -> None:
 
 
 async def wait_for_sent(
-    env: Env, campaign_id: int, at_least: int, worker: WorkerProcess, timeout: float = 60
+    env: Env, campaign_id: int, at_least: int, worker: WorkerProcess, timeout: float = 180
 ) -> None:
     deadline = time.monotonic() + timeout
     while (await counters(env.db, campaign_id))["sent"] < at_least:
