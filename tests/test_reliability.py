@@ -116,6 +116,7 @@ class Env:
                 "PAGECAST_RETRY_CAP_SECONDS": "0.5",
                 "PAGECAST_GRAPH_READ_TIMEOUT": "5",
                 "PAGECAST_SHUTDOWN_GRACE_SECONDS": "10",
+                "PAGECAST_UNKNOWN_GRACE": str(GRACE),
                 **extra,
             }
         )

@@ -862,6 +862,9 @@ class SendingWorker:
                     .where(
                         Delivery.campaign_id == campaign_id,
                         Delivery.sent_at.is_not(None) | (Delivery.status == DeliveryStatus.FAILED),
+                        # What reconciliation failed (no answer was ever seen) says nothing
+                        # about the campaign's requests.
+                        Delivery.error_kind.is_distinct_from("ambiguous"),
                     )
                     .order_by(Delivery.updated_at.desc())
                     .limit(self.config.breaker_window)

@@ -37,6 +37,8 @@ __all__ = [
     "make_http_client",
 ]
 
+KEEPALIVE_EXPIRY_S = 4.0
+
 logger = logging.getLogger(__name__)
 
 DEFAULT_CONVERSATION_FIELDS = (
@@ -71,7 +73,12 @@ def make_http_client(
 
     No connection is opened until the first request.
     """
-    transport = ShardedTransport(max_connections=max_connections, keepalive_expiry=30.0)
+    # Idle connections are dropped before a server's own keep-alive timeout can close them
+    # (uvicorn's is 5 s): a request written on a connection the server is closing fails
+    # without an answer, which a sender must count as ambiguous.
+    transport = ShardedTransport(
+        max_connections=max_connections, keepalive_expiry=KEEPALIVE_EXPIRY_S
+    )
     return httpx.AsyncClient(
         base_url=base_url,
         transport=transport,
