@@ -75,11 +75,9 @@ async def shift(
         await session.execute(update(Campaign).where(Campaign.id == campaign_id).values(**values))
 
 
-async def snapshot(session: AsyncSession, campaign: Campaign, now: datetime) -> dict[str, int]:
-    """Create one delivery per matching contact with one INSERT … SELECT.
-
-    Contacts that cannot be sent to now are `skipped` with the reason. Returns counts.
-    """
+def snapshot_insert(campaign: Campaign, now: datetime, *where: Any) -> Any:
+    """The snapshot's INSERT … SELECT: one delivery per matching contact (and `where`), those
+    that cannot be sent to now `skipped` with the reason."""
     reason = audience.exclusion_reason(campaign.messaging_type, now)
     rows = select(
         literal(campaign.id),
@@ -88,12 +86,18 @@ async def snapshot(session: AsyncSession, campaign: Campaign, now: datetime) -> 
         reason,
         literal(0),
         literal(now, UTCDateTime()),
-    ).where(*audience.matches(campaign.page_id, campaign.audience))
-    await session.execute(
-        insert(_TABLE).from_select(
-            ["campaign_id", "contact_id", "status", "reason", "attempts", "updated_at"], rows
-        )
+    ).where(*audience.matches(campaign.page_id, campaign.audience), *where)
+    return insert(_TABLE).from_select(
+        ["campaign_id", "contact_id", "status", "reason", "attempts", "updated_at"], rows
     )
+
+
+async def snapshot(session: AsyncSession, campaign: Campaign, now: datetime) -> dict[str, int]:
+    """Create one delivery per matching contact with one INSERT … SELECT.
+
+    Contacts that cannot be sent to now are `skipped` with the reason. Returns counts.
+    """
+    await session.execute(snapshot_insert(campaign, now))
     counted = await session.execute(
         select(Delivery.status, func.count())
         .where(Delivery.campaign_id == campaign.id)

@@ -9,8 +9,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import case, func, insert, literal, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pagecast.errors import InvalidState
@@ -22,7 +23,6 @@ from pagecast.models import (
     DeliveryStatus,
     Page,
     PageStatus,
-    UTCDateTime,
     utcnow,
 )
 from pagecast.permissions import Actor
@@ -134,24 +134,9 @@ async def _start(
     return campaign, rest
 
 
-def _insert_slice(campaign: Campaign, now: datetime, after: int, upto: int) -> object:
-    """The snapshot's INSERT ... SELECT (deliveries.snapshot) for contact ids in (after, upto]."""
-    reason = audience.exclusion_reason(campaign.messaging_type, now)
-    rows = select(
-        literal(campaign.id),
-        Contact.id,
-        case((reason.is_(None), DeliveryStatus.PENDING.value), else_=DeliveryStatus.SKIPPED.value),
-        reason,
-        literal(0),
-        literal(now, UTCDateTime()),
-    ).where(
-        *audience.matches(campaign.page_id, campaign.audience),
-        Contact.id > after,
-        Contact.id <= upto,
-    )
-    return insert(Delivery.__table__).from_select(
-        ["campaign_id", "contact_id", "status", "reason", "attempts", "updated_at"], rows
-    )
+def _insert_slice(campaign: Campaign, now: datetime, after: int, upto: int) -> Any:
+    """The snapshot's INSERT … SELECT for contact ids in (after, upto]."""
+    return deliveries.snapshot_insert(campaign, now, Contact.id > after, Contact.id <= upto)
 
 
 async def _skipped_between(session: AsyncSession, campaign_id: int, after: int, upto: int) -> int:
@@ -181,7 +166,7 @@ async def _snapshot_first(
         select(Contact.id).where(*matching).order_by(Contact.id).offset(SNAPSHOT_FIRST - 1).limit(1)
     )
     assert first_upto is not None
-    await session.execute(_insert_slice(campaign, now, 0, first_upto))  # type: ignore[arg-type]
+    await session.execute(_insert_slice(campaign, now, 0, first_upto))
     skipped = await _skipped_between(session, campaign.id, 0, first_upto)
     # Every contact not inserted yet counts as pending until its slice is written.
     await session.execute(
@@ -214,7 +199,7 @@ async def snapshot_slice(session: AsyncSession, campaign_id: int, *, after: int,
     if campaign.status is CampaignStatus.CANCELLED or campaign.started_at is None:
         return upto
     last = min(after + SNAPSHOT_SLICE, upto)
-    await session.execute(_insert_slice(campaign, campaign.started_at, after, last))  # type: ignore[arg-type]
+    await session.execute(_insert_slice(campaign, campaign.started_at, after, last))
     skipped = await _skipped_between(session, campaign_id, after, last)
     await deliveries.shift(
         session, campaign_id, {DeliveryStatus.PENDING: -skipped, DeliveryStatus.SKIPPED: skipped}
