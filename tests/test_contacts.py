@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import timedelta
 from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import delete as sql_delete
+from sqlalchemy import func, select
 
-from factories import connected_page, table_counts
+from factories import ADMIN_ACTOR, connected_page, table_counts
 from pagecast.db import Database
-from pagecast.models import Role, utcnow
+from pagecast.models import Campaign, Contact, Delivery, DeliveryStatus, Role, utcnow
+from pagecast.schemas import CampaignCreate, ContactCreate, Content
 from pagecast.security import Vault
+from pagecast.services import campaigns, contacts, deliveries, pages
 
 
 @pytest.fixture
@@ -191,3 +196,109 @@ async def test_import_of_many_rows_is_one_bulk_operation(
         await manager.get(f"/api/pages/{page_id}/contacts", params={"tag": "tag3", "limit": 500})
     ).json()
     assert len(tagged["items"]) == 500 and tagged["next_cursor"] is not None
+
+
+# ------------------------------------------------ deleting a contact with deliveries
+# deliveries.contact_id has no foreign key (models.Delivery): the service deletes them.
+
+
+async def _campaign_with_deliveries(db: Database, page_id: int, psids: list[str]) -> list[int]:
+    """Contacts (the last one outside any window) and two started campaigns of them all."""
+    async with db.transaction() as session:
+        for psid in psids[:-1]:
+            await contacts.create(
+                session,
+                ADMIN_ACTOR,
+                page_id,
+                ContactCreate(psid=psid, last_inbound_at=utcnow() - timedelta(hours=1)),
+            )
+        await contacts.create(session, ADMIN_ACTOR, page_id, ContactCreate(psid=psids[-1]))
+        ids = []
+        for name in ("first", "second"):
+            campaign = await campaigns.create(
+                session,
+                ADMIN_ACTOR,
+                CampaignCreate(name=name, page_id=page_id, content=Content(text="Hi")),
+            )
+            await deliveries.snapshot(session, campaign, utcnow())
+            ids.append(campaign.id)
+    return ids
+
+
+async def _rows_and_counters(db: Database, campaign_id: int) -> tuple[Counter[str], Counter[str]]:
+    async with db.transaction() as session:
+        rows = Counter(
+            s.value
+            for s in await session.scalars(
+                select(Delivery.status).where(Delivery.campaign_id == campaign_id)
+            )
+        )
+        campaign = await session.get(Campaign, campaign_id)
+    assert campaign is not None
+    counters = Counter({s.value: getattr(campaign, f"n_{s.value}") for s in DeliveryStatus})
+    assert campaign.n_total == rows.total()
+    return rows, +counters
+
+
+async def _contact_id(db: Database, psid: str) -> int:
+    async with db.transaction() as session:
+        found = await session.scalar(select(Contact.id).where(Contact.psid == psid))
+    assert found is not None
+    return found
+
+
+async def test_deleting_a_contact_deletes_its_deliveries_and_their_counts(
+    db: Database, page_id: int
+) -> None:
+    first, second = await _campaign_with_deliveries(db, page_id, ["11", "12", "13", "14"])
+    claimer, now, twelve = "worker-1", utcnow(), await _contact_id(db, "12")
+    async with db.transaction() as session:
+        claimed = await deliveries.claim(session, first, 0, 10**9, worker_id=claimer, now=now)
+        sent = next(c for c in claimed if c.contact_id == twelve)
+        await deliveries.record(
+            session,
+            first,
+            [deliveries.Outcome(sent.delivery_id, DeliveryStatus.SENT, message_id="m.12")],
+            worker_id=claimer,
+            now=now,
+        )
+    # "11" is sending in the first campaign, "12" sent, "14" skipped (no window); all pending
+    # or skipped in the second.
+    for psid in ("11", "12", "14"):
+        contact_id = await _contact_id(db, psid)
+        async with db.transaction() as session:
+            await contacts.delete(session, ADMIN_ACTOR, contact_id)
+        async with db.transaction() as session:
+            left = await session.scalar(
+                select(func.count()).where(Delivery.contact_id == contact_id)
+            )
+        assert left == 0
+    assert await _rows_and_counters(db, first) == (Counter(sending=1), Counter(sending=1))
+    assert await _rows_and_counters(db, second) == (Counter(pending=1), Counter(pending=1))
+
+
+async def test_a_delivery_whose_contact_went_meanwhile_is_dropped_at_its_claim(
+    db: Database, page_id: int
+) -> None:
+    # A contact deleted while a snapshot inserted it: the delete did not see the new row.
+    first, _ = await _campaign_with_deliveries(db, page_id, ["21", "22", "23"])
+    gone, kept = await _contact_id(db, "21"), await _contact_id(db, "22")
+    async with db.transaction() as session:
+        await session.execute(sql_delete(Contact).where(Contact.id == gone))
+    async with db.transaction() as session:
+        claimed = await deliveries.claim(session, first, 0, 10**9, worker_id="w", now=utcnow())
+    assert [c.contact_id for c in claimed] == [kept]
+    rows, counters = await _rows_and_counters(db, first)
+    assert rows == counters == Counter(sending=1, skipped=1)
+
+
+async def test_deleting_a_page_with_campaign_history_keeps_its_contacts(
+    db: Database, page_id: int
+) -> None:
+    # pages -> contacts cascades; a Page with campaigns (so with deliveries) is only
+    # disconnected, so no delivery can lose its contact that way.
+    first, _ = await _campaign_with_deliveries(db, page_id, ["31", "32"])
+    async with db.transaction() as session:
+        assert await pages.delete(session, ADMIN_ACTOR, page_id) is not None
+    rows, counters = await _rows_and_counters(db, first)
+    assert rows == counters == Counter(pending=1, skipped=1)

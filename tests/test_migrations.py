@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from alembic import command
-from sqlalchemy import inspect
+from sqlalchemy import func, inspect, select, text
 
 from pagecast.db import Database, _alembic_config, downgrade, upgrade
-from pagecast.models import Base
+from pagecast.models import Base, Delivery, utcnow
 
 
 async def _tables(db: Database) -> set[str]:
@@ -31,3 +33,88 @@ async def test_upgrade_is_idempotent(database: Database) -> None:
     await upgrade(database, "head")
     await upgrade(database, "head")
     assert "campaigns" in await _tables(database)
+
+
+async def _scalar(db: Database, sql: str) -> Any:
+    async with db.transaction() as session:
+        return (await session.execute(text(sql))).scalar()
+
+
+async def _contact_key(db: Database) -> list[Any]:
+    async with db.engine.connect() as conn:
+        keys = await conn.run_sync(lambda sync: inspect(sync).get_foreign_keys("deliveries"))
+    return [k for k in keys if k["referred_table"] == "contacts"]
+
+
+_SEED = [
+    "INSERT INTO pages (id, fb_page_id, name, access_token_encrypted, status, send_rate, "
+    "created_at, updated_at) VALUES (1, '1001', 'P', 'x', 'active', 40, CURRENT_TIMESTAMP, "
+    "CURRENT_TIMESTAMP)",
+    "INSERT INTO contacts (id, page_id, psid, created_at, updated_at) VALUES "
+    "(1, 1, '11', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP), "
+    "(2, 1, '12', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)",
+    "INSERT INTO campaigns (id, name, page_id, messaging_type, audience, priority, status, "
+    "n_total, n_pending, n_sent, created_at, updated_at) VALUES (1, 'C', 1, 'UPDATE', "
+    "'{\"type\": \"all\"}', 'normal', 'sending', 2, 1, 1, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)",
+    "INSERT INTO deliveries (id, campaign_id, contact_id, status, attempts, message_id, sent_at, "
+    "updated_at) VALUES (1, 1, 1, 'sent', 1, 'm.1', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP), "
+    "(2, 1, 2, 'pending', 0, NULL, NULL, CURRENT_TIMESTAMP)",
+]
+
+
+async def test_0008_keeps_deliveries_and_drops_orphans_on_the_way_down(
+    database: Database,
+) -> None:
+    await downgrade(database, "0007")
+    try:
+        async with database.transaction() as session:
+            for statement in _SEED:
+                await session.execute(text(statement))
+        assert await _contact_key(database)
+        await upgrade(database, "0008")
+        assert not await _contact_key(database)
+        assert await _scalar(database, "SELECT count(*) FROM deliveries") == 2
+        assert await _scalar(database, "SELECT message_id FROM deliveries WHERE id = 1") == "m.1"
+        # A contact deleted without its deliveries (what the key used to forbid).
+        async with database.transaction() as session:
+            await session.execute(text("DELETE FROM contacts WHERE id = 2"))
+        await downgrade(database, "0007")
+        assert await _contact_key(database)
+        assert await _scalar(database, "SELECT count(*) FROM deliveries") == 1
+        assert await _scalar(database, "SELECT n_total + n_pending FROM campaigns") == 1
+    finally:
+        await upgrade(database, "head")
+        async with database.transaction() as session:
+            for table in ("deliveries", "campaigns", "contacts", "pages"):
+                await session.execute(text(f"DELETE FROM {table}"))
+
+
+async def test_sent_at_and_message_id_indexes_are_partial(db: Database) -> None:
+    if db.dialect == "postgresql":
+        sql = "SELECT indexdef FROM pg_indexes WHERE indexname = '{}'"
+    else:
+        sql = "SELECT sql FROM sqlite_master WHERE name = '{}'"
+    for name, column in (
+        ("ix_deliveries_message_id", "message_id"),
+        ("ix_deliveries_campaign_id_sent_at", "sent_at"),
+    ):
+        definition = await _scalar(db, sql.format(name))
+        bare = definition.replace("(", "").replace(")", "")
+        assert bare.endswith(f"WHERE {column} IS NOT NULL"), definition
+
+
+async def _plan(db: Database, statement: Any) -> str:
+    query = str(statement.compile(db.engine.sync_engine, compile_kwargs={"literal_binds": True}))
+    explain = "EXPLAIN " if db.dialect == "postgresql" else "EXPLAIN QUERY PLAN "
+    async with db.transaction() as session:
+        if db.dialect == "postgresql":  # the table is empty: ask which index it would take
+            await session.execute(text("SET LOCAL enable_seqscan = off"))
+        return "\n".join(str(row) for row in await session.execute(text(explain + query)))
+
+
+async def test_lookups_by_mid_and_by_sent_at_use_the_partial_indexes(db: Database) -> None:
+    # The receipt's lookup by mids (services/webhooks._advance) and recent_rate.
+    by_mid = select(Delivery.id).where(Delivery.message_id.in_(["m.1", "m.2"]))
+    assert "ix_deliveries_message_id" in await _plan(db, by_mid)
+    by_sent_at = select(func.count()).where(Delivery.campaign_id == 1, Delivery.sent_at >= utcnow())
+    assert "ix_deliveries_campaign_id_sent_at" in await _plan(db, by_sent_at)

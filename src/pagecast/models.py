@@ -311,19 +311,44 @@ class Campaign(Base):
     completed_at: Mapped[datetime | None]
 
 
+def _partial(name: str, *columns: str, where: str) -> Index:
+    """An index of the rows where `where` holds, on both backends."""
+    return Index(name, *columns, sqlite_where=text(where), postgresql_where=text(where))
+
+
 class Delivery(Base):
+    """One message of a campaign to one contact.
+
+    `contact_id` has no foreign key: the snapshot's INSERT … SELECT reads each contact in the
+    same statement, and the key's check (a trigger per row that locks the contact `FOR KEY
+    SHARE`) was half of its time on 1,000,000 rows. `services.contacts.delete` deletes a
+    contact's deliveries itself (docs/architecture.md, "Deliveries without a contact key").
+    """
+
     __tablename__ = "deliveries"
     __table_args__ = (
         UniqueConstraint("campaign_id", "contact_id"),
         Index("ix_deliveries_campaign_id_status", "campaign_id", "status"),
-        Index("ix_deliveries_campaign_id_sent_at", "campaign_id", "sent_at"),
+        # Partial: a new delivery has neither a sent_at nor a message_id, and a btree would
+        # otherwise index every NULL the snapshot writes. The queries that use them
+        # (recent_rate, the receipts' lookup by mids) always compare the column to a value.
+        _partial(
+            "ix_deliveries_campaign_id_sent_at",
+            "campaign_id",
+            "sent_at",
+            where="sent_at IS NOT NULL",
+        ),
+        _partial("ix_deliveries_message_id", "message_id", where="message_id IS NOT NULL"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    # The campaign key stays. Measured on 1,000,000 rows (PostgreSQL 15, shared 2-core
+    # machine) its per-row check is the largest cost left: 8.5 s without it against 14 s with
+    # it at load 4 (8.8 s against 8.1 s at load 2). But the snapshot meets its 20 s with it, a
+    # campaign's deliveries are one row's worth of checks to get wrong, and deleting a
+    # campaign relies on its cascade (services.campaigns.delete).
     campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
-    contact_id: Mapped[int] = mapped_column(
-        ForeignKey("contacts.id", ondelete="CASCADE"), index=True
-    )
+    contact_id: Mapped[int] = mapped_column(Integer, index=True)
     status: Mapped[DeliveryStatus] = mapped_column(
         _enum(DeliveryStatus), default=DeliveryStatus.PENDING
     )
@@ -332,7 +357,7 @@ class Delivery(Base):
     next_attempt_at: Mapped[datetime | None]
     claimed_by: Mapped[str | None] = mapped_column(String(128))
     claimed_at: Mapped[datetime | None]
-    message_id: Mapped[str | None] = mapped_column(String(255), index=True)
+    message_id: Mapped[str | None] = mapped_column(String(255))
     error_code: Mapped[int | None] = mapped_column(Integer)
     error_subcode: Mapped[int | None] = mapped_column(Integer)
     error_kind: Mapped[str | None] = mapped_column(String(32))

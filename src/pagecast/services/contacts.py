@@ -15,7 +15,7 @@ from pagecast.errors import Conflict, NotFound
 from pagecast.models import Contact, Tag, contact_tags, utcnow
 from pagecast.permissions import Actor
 from pagecast.schemas import ContactCreate, ContactUpdate
-from pagecast.services import pages
+from pagecast.services import deliveries, pages
 
 __all__ = [
     "Window",
@@ -119,7 +119,16 @@ async def update(
 
 
 async def delete(session: AsyncSession, actor: Actor, contact_id: int) -> None:
-    contact = await get(session, contact_id)
+    """Delete the contact with its deliveries (they have no foreign key to cascade them) and
+    take those off their campaigns' counters, in this transaction."""
+    # Contacts before deliveries before campaign rows, the order webhook batches lock them
+    # in; deleting the deliveries waits for a worker's claim transaction that holds one.
+    contact = await session.scalar(
+        select(Contact).where(Contact.id == contact_id).with_for_update()
+    )
+    if contact is None:
+        raise NotFound(f"Contact {contact_id} does not exist.")
+    await deliveries.delete_of_contact(session, contact_id)
     await session.delete(contact)
     await session.flush()
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, bindparam, case, func, insert, literal, or_, select, update
+from sqlalchemy import and_, bindparam, case, delete, func, insert, literal, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pagecast.models import Campaign, Contact, Delivery, DeliveryStatus, UTCDateTime
@@ -22,6 +22,7 @@ __all__ = [
     "Claimed",
     "Outcome",
     "claim",
+    "delete_of_contact",
     "pending_ranges",
     "record",
     "release",
@@ -181,12 +182,60 @@ async def claim(
         .returning(_TABLE.c.id, _TABLE.c.contact_id, _TABLE.c.attempts)
     )
     claimed = [Claimed(row[0], row[1], row[2]) for row in result]
+    gone = await _contacts_gone(session, {c.contact_id for c in claimed})
+    if gone:
+        # A contact deleted while a snapshot was inserting it (the two transactions did not
+        # see each other; no foreign key orders them): its delivery goes as the contact did.
+        orphans = [c.delivery_id for c in claimed if c.contact_id in gone]
+        await session.execute(delete(_TABLE).where(_TABLE.c.id.in_(orphans)))
+        await session.execute(
+            update(Campaign)
+            .where(Campaign.id == campaign_id)
+            .values(n_total=Campaign.n_total - len(orphans))
+        )
+        claimed = [c for c in claimed if c.contact_id not in gone]
+        await shift(session, campaign_id, {DeliveryStatus.PENDING: -len(orphans)})
     await shift(
         session,
         campaign_id,
         {DeliveryStatus.PENDING: -len(claimed), DeliveryStatus.SENDING: len(claimed)},
     )
     return sorted(claimed, key=lambda c: c.delivery_id)
+
+
+async def _contacts_gone(session: AsyncSession, contact_ids: set[int]) -> set[int]:
+    if not contact_ids:
+        return set()
+    present = await session.scalars(select(Contact.id).where(Contact.id.in_(contact_ids)))
+    return contact_ids - set(present)
+
+
+async def delete_of_contact(session: AsyncSession, contact_id: int) -> Counter[int]:
+    """Delete the contact's deliveries and take them off their campaigns' counters (nothing
+    cascades from `contacts`: models.Delivery). Returns how many each campaign lost.
+
+    Lock the contact row first (contacts before deliveries before campaign rows): the DELETE
+    then waits for a worker holding one of these deliveries in its claim transaction."""
+    rows = (
+        await session.execute(
+            delete(_TABLE)
+            .where(_TABLE.c.contact_id == contact_id)
+            .returning(_TABLE.c.campaign_id, _TABLE.c.status)
+        )
+    ).all()
+    lost: Counter[int] = Counter()
+    by_campaign: dict[int, Counter[DeliveryStatus]] = {}
+    for campaign_id, status in rows:
+        lost[campaign_id] += 1
+        by_campaign.setdefault(campaign_id, Counter())[DeliveryStatus(status)] -= 1
+    for campaign_id in sorted(by_campaign):  # campaign rows in id order, as everywhere
+        await session.execute(
+            update(Campaign)
+            .where(Campaign.id == campaign_id)
+            .values(n_total=Campaign.n_total - lost[campaign_id])
+        )
+        await shift(session, campaign_id, by_campaign[campaign_id])
+    return lost
 
 
 @dataclass

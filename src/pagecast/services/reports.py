@@ -71,10 +71,17 @@ async def deliveries(
     """One page of the campaign's deliveries with their contacts, and how many match."""
     where = _filtered(campaign_id, status, code, search)
     total = await session.scalar(
-        select(func.count()).select_from(Delivery).join(Contact).where(*where)
+        select(func.count())
+        .select_from(Delivery)
+        .join(Contact, Contact.id == Delivery.contact_id)
+        .where(*where)
     )
     query = (
-        select(Delivery, Contact).join(Contact).where(*where).order_by(Delivery.id).offset(offset)
+        select(Delivery, Contact)
+        .join(Contact, Contact.id == Delivery.contact_id)
+        .where(*where)
+        .order_by(Delivery.id)
+        .offset(offset)
     )
     if limit is not None:
         query = query.limit(limit)
