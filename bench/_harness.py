@@ -414,8 +414,12 @@ class Bench:
         )
         return env
 
-    def start_workers(self, count: int, *, concurrency: int = 100) -> list[Worker]:
+    def start_workers(
+        self, count: int, *, concurrency: int = 100, batch: int | None = None
+    ) -> list[Worker]:
         env = self.worker_env()
+        if batch is not None:
+            env["PAGECAST_SEND_BATCH_SIZE"] = str(batch)
         started = [Worker(self.workdir, env, concurrency=concurrency) for _ in range(count)]
         self.workers += started
         return started

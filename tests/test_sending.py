@@ -205,13 +205,16 @@ async def test_start_twice_is_refused_and_enqueues_nothing_twice(
     assert again.status_code == 409 and "is sending" in again.json()["error"]["message"]
 
 
+@pytest.mark.parametrize("batch", [1, 50], ids=["one-request-each", "graph-batch"])
 async def test_error_kinds_end_in_the_right_states(
     admin: httpx.AsyncClient,
     manager: httpx.AsyncClient,
     sim: httpx.AsyncClient,
     sending_settings: Settings,
     db: Database,
+    batch: int,
 ) -> None:
+    sending_settings = sending_settings.model_copy(update={"send_batch_size": batch})
     page_id = await setup_page(admin, sim)
     ok, transient, blocked, window, rejected, ambiguous = [
         (await add_people(sim, manager, page_id, 1, start=i))[0] for i in range(1, 7)
@@ -271,6 +274,15 @@ async def test_error_kinds_end_in_the_right_states(
     assert unreachable is not None
     psids = [m["psid"] for m in await outbox(sim)]
     assert sorted(psids) == sorted([ok, transient, ambiguous])  # the ambiguous one did arrive, once
+    # The first attempt of all six went out together as operations of one batch request (or
+    # as six requests of their own).
+    sends = [
+        c
+        for c in (await sim.get("/__sim/calls", params={"page_id": PAGE})).json()["calls"]
+        if c["path"].endswith("/me/messages")
+    ]
+    assert [c["in_batch"] for c in sends[:6]] == [batch > 1] * 6
+    assert not any(c["in_batch"] for c in sends[6:])  # a retry alone is a request of its own
     counts = (await manager.get(f"/api/campaigns/{campaign_id}")).json()["counts"]
     assert (counts["sent"], counts["failed"], counts["skipped"], counts["unknown"]) == (2, 3, 1, 0)
 
@@ -773,3 +785,39 @@ async def test_retry_failed_can_pick_an_error_kind(
         "recipient_unreachable",
     )
     assert [m["psid"] for m in await outbox(sim)] == [flaky]
+
+
+async def test_a_batch_whose_answer_is_lost_leaves_every_message_unknown_never_resent(
+    admin: httpx.AsyncClient,
+    manager: httpx.AsyncClient,
+    sim: httpx.AsyncClient,
+    sending_settings: Settings,
+    db: Database,
+) -> None:
+    # The batch request reaches Graph (which sends all twelve) but its answer comes after
+    # the client gave up: each message of it may have arrived, so each is `unknown`, and
+    # with no echo stream to prove otherwise each fails `ambiguous`; none is sent twice.
+    settings = sending_settings.model_copy(
+        update={"send_batch_size": 50, "graph_read_timeout": 0.5}
+    )
+    page_id = await setup_page(admin, sim)
+    psids = await add_people(sim, manager, page_id, 12)
+    campaign_id = await new_campaign(manager, page_id)
+    await sim.post("/__sim/latency", json={"ms": "1500"})
+    await manager.post(f"/api/campaigns/{campaign_id}/start")
+    running = RunningWorker(settings, db)
+    running.worker.config = dataclasses.replace(running.worker.config, sweep_seconds=0.3)
+    async with running:
+        done = await wait_for(manager, campaign_id, {"completed"}, timeout=30)
+    rows = await deliveries_by_psid(db, campaign_id)
+    assert {(r.status, r.reason, r.error_kind, r.attempts) for r in rows.values()} == {
+        (DeliveryStatus.FAILED, "ambiguous", "ambiguous", 1)
+    }
+    assert sorted(m["psid"] for m in await outbox(sim)) == sorted(psids)  # each exactly once
+    sends = [
+        c
+        for c in (await sim.get("/__sim/calls", params={"page_id": PAGE})).json()["calls"]
+        if c["path"].endswith("/me/messages")
+    ]
+    assert len(sends) == 12 and all(c["in_batch"] for c in sends)
+    assert (done["counts"]["failed"], done["counts"]["unknown"]) == (12, 0)

@@ -38,7 +38,8 @@ _WINDOW_US = 1_000_000
 
 # KEYS[1] the Page's hash, KEYS[2] its log of recent grants (a sorted set scored by time).
 # ARGV: interval in µs, burst, slots wanted, rate (for `state`), keep_ms, window cap, window
-# in µs. Returns {granted, wait_us}. Times are µs since the epoch from the server's TIME,
+# in µs, the fewest slots worth granting (the schedule must have room for that many; the
+# window cap may still cut a grant below it, so a window can fill to its cap). Returns {granted, wait_us}. Times are µs since the epoch from the server's TIME,
 # stored as decimal strings ("%.3f": Lua 5.1 would print a bare number with 14 digits and
 # lose µs).
 #
@@ -54,6 +55,7 @@ local burst = tonumber(ARGV[2])
 local wanted = tonumber(ARGV[3])
 local cap = tonumber(ARGV[6])
 local window = tonumber(ARGV[7])
+local least = tonumber(ARGV[8])
 local state = redis.call('HMGET', KEYS[1], 'tat', 'until')
 local until_ = tonumber(state[2]) or 0
 if until_ > now then
@@ -68,9 +70,9 @@ local room = math.floor((burst * interval - ahead + 1) / interval)
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - window)
 local used = redis.call('ZCARD', KEYS[2])
 local free = cap - used
-if room <= 0 or free <= 0 then
+if room < least or free <= 0 then
   local wait = 1
-  if room <= 0 then wait = ahead + interval - burst * interval end
+  if room < least then wait = ahead + least * interval - burst * interval end
   if free <= 0 then
     -- the grant whose leaving the window frees a slot
     local edge = redis.call('ZRANGE', KEYS[2], used - cap, used - cap, 'WITHSCORES')
@@ -181,19 +183,30 @@ class PageLimiter:
         return 0.0 if granted else wait
 
     async def reserve_many(
-        self, page_id: int, rate_per_s: float, n: int, *, burst: int | None = None
+        self,
+        page_id: int,
+        rate_per_s: float,
+        n: int,
+        *,
+        burst: int | None = None,
+        least: int = 1,
     ) -> tuple[int, float]:
         """Take up to `n` slots at once (at most `burst` when the Page is idle).
 
         Returns `(granted, wait)`: `granted` slots may be used now; when none are, `wait` is
-        the seconds until one is free.
+        the seconds until some are. With `least`, nothing is granted until the schedule has
+        room for that many (capped at `n` and `burst`), so a batch sender gets whole batches
+        instead of a slot at a time; only the one-second window cap can grant fewer, when
+        that is all the window has left.
         """
         if not rate_per_s > 0 or not math.isfinite(rate_per_s):
             raise ValueError(f"rate_per_s must be a positive number, not {rate_per_s!r}")
         if burst is None:
             burst = default_burst(rate_per_s)
-        if burst < 1 or n < 1:
-            raise ValueError(f"burst and n must be at least 1, not {burst!r} and {n!r}")
+        if burst < 1 or n < 1 or least < 1:
+            raise ValueError(
+                f"burst, n and least must be at least 1, not {burst!r}, {n!r} and {least!r}"
+            )
         interval_us = 1_000_000.0 / rate_per_s
         granted, wait_us = await self._reserve(
             keys=[self.key(page_id), self.key(page_id) + ":w"],
@@ -205,6 +218,7 @@ class PageLimiter:
                 _KEEP_MS,
                 window_cap(rate_per_s),
                 _WINDOW_US,
+                min(least, n, burst),
             ],
         )
         return int(granted), int(wait_us) / 1_000_000

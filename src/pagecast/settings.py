@@ -116,6 +116,15 @@ class Settings(BaseSettings):
     chunk_size: PositiveInt = Field(
         100, description="Deliveries per queue job: one claim, one result write per chunk."
     )
+    send_batch_size: int = Field(
+        50,
+        ge=1,
+        le=50,
+        description="Messages per Send request: up to 50 go out as one Graph batch request "
+        "(each still counts toward the Page's limits); 1 sends every message in its own "
+        "request. A batch costs a tenth of the CPU per message, but a batch whose answer is "
+        "lost leaves all its messages `unknown` until echoes settle them.",
+    )
     max_attempts: PositiveInt = Field(
         5,
         description="Attempts per delivery for temporary errors before it fails with "

@@ -32,7 +32,14 @@ from sqlalchemy.exc import DBAPIError
 from pagecast.context import AppContext
 from pagecast.db import Database
 from pagecast.errors import ServiceUnavailable
-from pagecast.graph import ErrorKind, GraphClient, GraphError, PageCredentials
+from pagecast.graph import (
+    BatchMessage,
+    ErrorKind,
+    GraphClient,
+    GraphError,
+    PageCredentials,
+    SendResult,
+)
 from pagecast.models import (
     Campaign,
     CampaignStatus,
@@ -54,7 +61,7 @@ from pagecast.queue import (
     WEBHOOK_QUEUE_NAME,
     Queue,
 )
-from pagecast.ratelimit import PageLimiter
+from pagecast.ratelimit import PageLimiter, default_burst
 from pagecast.schemas import Content
 from pagecast.security import Vault
 from pagecast.services import audience, campaigns, content, deliveries, pages, reconcile, sending
@@ -71,6 +78,7 @@ logger = logging.getLogger(__name__)
 # delay the whole job instead, so it does not hold a worker slot.
 _MAX_INLINE_WAIT = 2.0
 _PLAN_PAGE = 500
+_BATCH_SPAN = 0.2
 _DB_PATIENCE = 300.0  # seconds a worker keeps retrying a result write while the database is down
 # A 613 without a regain estimate is Graph's per-second limit: the Page pauses one window
 # and every worker lowers the Page's rate to 70 % of what was running, for ten minutes.
@@ -103,6 +111,8 @@ class WorkerConfig:
     breaker_ratio: float
     breaker_window: int
     max_schedule_lateness: float = 3600.0
+    # Messages per Send request (1: one request each; up to 50: one Graph batch request).
+    send_batch: int = 50
     sweep_seconds: float = 15.0
     # Webhook events still unprocessed this long after arrival are retried by the sweep.
     webhook_retry_after: float = 30.0
@@ -123,6 +133,7 @@ class WorkerConfig:
             breaker_ratio=settings.breaker_failure_ratio,
             breaker_window=settings.breaker_window,
             max_schedule_lateness=settings.max_schedule_lateness,
+            send_batch=settings.send_batch_size,
             sweep_seconds=settings.sweep_seconds,
             webhook_retry_after=settings.webhook_retry_seconds,
             unknown_grace=settings.unknown_grace,
@@ -133,6 +144,29 @@ def backoff_seconds(attempt: int, base: float, cap: float) -> float:
     """Exponential backoff with full jitter on the upper half: base·2^(attempt-1), capped."""
     ceiling = min(cap, base * 2 ** max(attempt - 1, 0))
     return ceiling / 2 + random.random() * ceiling / 2
+
+
+class _InFlight:
+    """Messages in flight in one worker (`worker_concurrency`), taken a request's worth at
+    a time: one for a single send, the whole batch for a batch request."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+        self._changed = asyncio.Condition()
+
+    async def take(self, n: int) -> int:
+        """Wait until `n` (at most the limit) are free and take them; returns how many."""
+        n = min(n, self.limit)
+        async with self._changed:
+            await self._changed.wait_for(lambda: self.used + n <= self.limit)
+            self.used += n
+        return n
+
+    async def give_back(self, n: int) -> None:
+        async with self._changed:
+            self.used -= n
+            self._changed.notify_all()
 
 
 class _Stop(Exception):
@@ -158,8 +192,7 @@ class SendingWorker:
         self.reactions = Reactions(graph=graph, vault=vault, app_secret=app_secret)
         self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.stopping = asyncio.Event()
-        self.inflight = 0
-        self._sends = asyncio.Semaphore(config.concurrency)
+        self._in_flight = _InFlight(config.concurrency)
         # Consecutive bad requests per campaign as answers arrive, so the breaker can stop
         # sends mid-chunk; the campaign row keeps the durable count.
         self._bad_streak: dict[int, int] = {}
@@ -244,7 +277,7 @@ class SendingWorker:
             "pid": os.getpid(),
             "started_at": self._started_at,
             "last_heartbeat": utcnow().isoformat(),
-            "in_flight": self.inflight,
+            "in_flight": self._in_flight.used,
         }
         redis = await self.queue.redis()
         await redis.set(HEARTBEAT_PREFIX + self.id, json.dumps(beat), ex=self.config.heartbeat_ttl)
@@ -493,27 +526,38 @@ class SendingWorker:
             }
             token_, page_secret = pages.credentials(self.vault, page)
         creds = PageCredentials(token_, page_secret or self.app_secret)
-        rate = min(page.send_rate, campaign.send_rate or page.send_rate)
-        try:
-            cap = await self.queue.lazy_redis().get(_RATE_CAP_PREFIX + str(page.id))
-        except _REDIS_DOWN:
-            cap = None  # the limiter below fails too, and puts the chunk back
-        if cap is not None:
-            rate = min(rate, float(cap))
+        configured = min(page.send_rate, campaign.send_rate or page.send_rate)
+        rate = await self._capped(page.id, configured)
         delay_job_for = 0.0
         outcomes: list[deliveries.Outcome] = []
         sends: list[tuple[deliveries.Claimed, Contact]] = []
         for item in claimed:
-            verdict = self._precheck(campaign, people[item.contact_id], now)
+            person = people.get(item.contact_id)
+            if person is None:  # deleted after the claim; its deletion removes the row too
+                outcomes.append(
+                    deliveries.Outcome(
+                        item.delivery_id,
+                        DeliveryStatus.SKIPPED,
+                        reason="contact_deleted",
+                        refund_attempt=True,
+                    )
+                )
+                continue
+            verdict = self._precheck(campaign, person, now)
             if verdict is None:
-                sends.append((item, people[item.contact_id]))
+                sends.append((item, person))
             else:
                 outcomes.append(dataclasses.replace(verdict, delivery_id=item.delivery_id))
-        tasks: list[asyncio.Task[deliveries.Outcome]] = []
+        tasks: list[asyncio.Task[list[deliveries.Outcome]]] = []
         released: list[int] = []
         halt = asyncio.Event()  # set by a send whose answer throttled or stopped the Page
         last_check = time.monotonic()
-        for index, (item, person) in enumerate(sends):
+        index = 0
+        while index < len(sends):
+            # At most a fifth of a second of the rate per batch, so a slow Page is still paced
+            # in small steps (and pause acts between them).
+            batch = max(1, min(self.config.send_batch, int(rate * _BATCH_SPAN)))
+            burst = max(default_burst(rate), batch)
             if time.monotonic() - last_check > 1.0:  # pause and cancel act within a second
                 last_check = time.monotonic()
                 if not await self._still_sending(campaign_id):
@@ -531,11 +575,15 @@ class SendingWorker:
                     for i, _ in sends[index:]
                 ]
                 break
+            # Room in flight first, then the Page's slots, so that what the limiter grants
+            # goes on the wire at once (a grant that waited here could land in Graph's next
+            # second with the slots granted after it). The limiter grants a whole batch at
+            # once or says when it can.
+            want = await self._in_flight.take(min(batch, len(sends) - index))
             try:
-                wait = await self.limiter.reserve(page.id, rate)
-                while 0 < wait <= _MAX_INLINE_WAIT:
-                    await asyncio.sleep(wait)
-                    wait = await self.limiter.reserve(page.id, rate)
+                granted, wait = await self.limiter.reserve_many(
+                    page.id, rate, want, burst=burst, least=want
+                )
             except _REDIS_DOWN as exc:
                 logger.warning(
                     "campaign %d: Redis failed under the limiter (%s); %d deliveries go back",
@@ -543,17 +591,23 @@ class SendingWorker:
                     exc,
                     len(sends) - index,
                 )
-                wait = _REDIS_RETRY
-            if wait > _MAX_INLINE_WAIT:
+                granted, wait = 0, _REDIS_RETRY
+            if granted < want:
+                await self._in_flight.give_back(want - granted)
+            if not granted and wait <= _MAX_INLINE_WAIT:
+                await asyncio.sleep(wait)
+                rate = await self._capped(page.id, configured)  # another worker saw a 613
+                continue  # and look at pause, cancel and shutdown again
+            if not granted:
                 released = [i.delivery_id for i, _ in sends[index:]]
                 delay_job_for = wait
                 break
+            group = sends[index : index + granted]
+            index += granted
             tasks.append(
-                asyncio.create_task(
-                    self._send(creds, campaign, message, item, person, halt, rate=rate)
-                )
+                asyncio.create_task(self._send(creds, campaign, message, group, halt, rate=rate))
             )
-        sent_outcomes = await asyncio.gather(*tasks) if tasks else []
+        sent_outcomes = [o for answers in await asyncio.gather(*tasks) for o in answers]
         outcomes += sent_outcomes
         outcomes += [
             deliveries.Outcome(i, DeliveryStatus.PENDING, refund_attempt=True) for i in released
@@ -613,53 +667,99 @@ class SendingWorker:
         creds: PageCredentials,
         campaign: Campaign,
         message: Content,
-        item: deliveries.Claimed,
-        person: Contact,
+        group: Sequence[tuple[deliveries.Claimed, Contact]],
         halt: asyncio.Event,
         *,
         rate: float,
-    ) -> deliveries.Outcome:
-        names = {"first_name": person.first_name, "last_name": person.last_name}
-        async with self._sends:
-            self.inflight += 1
-            started = time.perf_counter()
-            try:
-                result = await self.graph.send_message(
-                    creds,
+    ) -> list[deliveries.Outcome]:
+        """Send `group`, its in-flight room and limiter slots already taken: one request for
+        one message, one Graph batch request for several. Each message gets its own outcome;
+        a failure of the whole request (transport, token) is the answer for each message."""
+        answers: Sequence[SendResult | GraphError]
+        started = time.perf_counter()
+        try:
+            batch = [
+                BatchMessage(
                     psid=person.psid,
-                    message=content.to_message(message, names),
+                    message=content.to_message(
+                        message, {"first_name": person.first_name, "last_name": person.last_name}
+                    ),
                     messaging_type=campaign.messaging_type.value,
                     tag=campaign.tag,
                     metadata=str(item.delivery_id),
                 )
-            except GraphError as exc:
-                if exc.kind in (ErrorKind.THROTTLE, ErrorKind.STOP_PAGE):
-                    halt.set()
-                if _per_second_limit(exc):
-                    await self._slow_page(campaign.page_id, rate)
-                if exc.kind is ErrorKind.BAD_REQUEST:
-                    self._bad_streak[campaign.id] = self._bad_streak.get(campaign.id, 0) + 1
-                return dataclasses.replace(
-                    self._failure(item, exc), latency=time.perf_counter() - started
-                )
-            finally:
-                self.inflight -= 1
-        self._bad_streak[campaign.id] = 0
-        if result.usage.present and result.usage.max_percent >= 90:
+                for item, person in group
+            ]
+            if len(batch) == 1:
+                one = batch[0]
+                answers = [
+                    await self.graph.send_message(
+                        creds,
+                        psid=one.psid,
+                        message=one.message,
+                        messaging_type=one.messaging_type,
+                        tag=one.tag,
+                        metadata=one.metadata,
+                    )
+                ]
+            else:
+                answers = await self.graph.send_batch(creds, batch)
+        except GraphError as exc:
+            answers = [exc] * len(group)
+        finally:
+            await self._in_flight.give_back(len(group))
+        latency = time.perf_counter() - started
+        outcomes = [
+            await self._outcome(campaign, item, answer, halt, rate=rate, latency=latency)
+            for (item, _), answer in zip(group, answers, strict=True)
+        ]
+        usage = max(
+            (a.usage.max_percent for a in answers if isinstance(a, SendResult) and a.usage.present),
+            default=0.0,
+        )
+        if usage >= 90:
             try:
-                await self.limiter.note_usage(campaign.page_id, result.usage.max_percent)
+                await self.limiter.note_usage(campaign.page_id, usage)
             except _REDIS_DOWN:  # the send's result matters more than the slowdown
                 logger.warning("page %d: could not note usage, Redis failed", campaign.page_id)
-        return deliveries.Outcome(
-            item.delivery_id,
-            DeliveryStatus.SENT,
-            message_id=result.message_id,
-            latency=time.perf_counter() - started,
-        )
+        return outcomes
+
+    async def _outcome(
+        self,
+        campaign: Campaign,
+        item: deliveries.Claimed,
+        answer: SendResult | GraphError,
+        halt: asyncio.Event,
+        *,
+        rate: float,
+        latency: float,
+    ) -> deliveries.Outcome:
+        """One message's answer as its delivery's outcome; an error also acts on the Page and
+        on the campaign's breaker."""
+        if isinstance(answer, SendResult):
+            self._bad_streak[campaign.id] = 0
+            return deliveries.Outcome(
+                item.delivery_id, DeliveryStatus.SENT, message_id=answer.message_id, latency=latency
+            )
+        if answer.kind in (ErrorKind.THROTTLE, ErrorKind.STOP_PAGE):
+            halt.set()
+        if _per_second_limit(answer):
+            await self._slow_page(campaign.page_id, rate)
+        if answer.kind is ErrorKind.BAD_REQUEST:
+            self._bad_streak[campaign.id] = self._bad_streak.get(campaign.id, 0) + 1
+        return dataclasses.replace(self._failure(item, answer), latency=latency)
+
+    async def _capped(self, page_id: int, rate: float) -> float:
+        """`rate`, or lower while a recent 613 has capped the Page's rate (`_slow_page`)."""
+        try:
+            cap = await self.queue.lazy_redis().get(_RATE_CAP_PREFIX + str(page_id))
+        except _REDIS_DOWN:
+            return rate  # the limiter fails too, and puts the chunk back
+        return rate if cap is None else min(rate, float(cap))
 
     async def _slow_page(self, page_id: int, rate: float) -> None:
         """Lower the Page's rate for every worker, at most once a second (one burst of 613s
-        is one cut)."""
+        is one cut), and pause the Page for every worker for the rest of Graph's window."""
         redis = self.queue.lazy_redis()
         lowered = max(1.0, rate * _RATE_CUT)
         try:
@@ -669,6 +769,7 @@ class SendingWorker:
             if current is not None:  # a chunk that started before the last cut
                 lowered = min(lowered, max(1.0, float(current) * _RATE_CUT))
             await redis.set(_RATE_CAP_PREFIX + str(page_id), f"{lowered:.3f}", ex=_RATE_CAP_TTL)
+            await self.limiter.throttle(page_id, _PER_SECOND_PAUSE, "Graph error 613")
         except _REDIS_DOWN:
             return  # the Page's throttle (or the next 613) slows it down
         logger.warning(

@@ -110,6 +110,36 @@ async def test_reserve_many_grants_what_is_free(limiter_redis: aioredis.Redis) -
     assert granted in (2, 3) and wait == 0
 
 
+async def test_reserve_many_with_least_grants_whole_batches(limiter_redis: aioredis.Redis) -> None:
+    limiter = PageLimiter(limiter_redis)
+    assert await limiter.reserve_many(4, 10.0, 5, burst=5, least=5) == (5, 0.0)
+    # Without `least` one slot would be free again after 0.1 s; a whole batch needs 0.5 s.
+    granted, wait = await limiter.reserve_many(4, 10.0, 5, burst=5, least=5)
+    assert granted == 0 and 0.45 < wait <= 0.5
+    await asyncio.sleep(0.2)
+    granted, wait = await limiter.reserve_many(4, 10.0, 5, burst=5, least=5)
+    assert granted == 0 and 0.25 < wait <= 0.3  # still nothing: 2 slots are not a batch
+
+
+async def test_batches_fill_the_window_to_its_cap_and_no_further(
+    limiter_redis: aioredis.Redis,
+) -> None:
+    # Batches of 50 at 300/s: five whole batches, then the window cap (294) cuts the sixth
+    # to 44, and the next batch waits for the first grants to leave the window.
+    limiter = PageLimiter(limiter_redis)
+    grants: list[int] = []
+    started = time.monotonic()
+    while sum(grants) < window_cap(300):
+        granted, wait = await limiter.reserve_many(6, 300.0, 50, burst=50, least=50)
+        if granted:
+            grants.append(granted)
+        else:
+            await asyncio.sleep(wait)
+    assert grants == [50, 50, 50, 50, 50, 44]
+    granted, wait = await limiter.reserve_many(6, 300.0, 50, burst=50, least=50)
+    assert granted == 0 and wait >= 1.0 - (time.monotonic() - started) - 0.01
+
+
 async def test_throttle_is_shared_by_every_client(limiter_redis: aioredis.Redis) -> None:
     pool = limiter_redis.connection_pool
     # A second client with its own connections, as another worker would have.

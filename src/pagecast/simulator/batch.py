@@ -143,7 +143,7 @@ def _sub_request(req: GraphRequest, op: dict[str, Any], top_token: Any) -> Graph
             query["appsecret_proof"] = str(top_proof)
     return GraphRequest(
         method=str(op["method"]).upper(),
-        path=f"/{version}/{path_part}",
+        path="/" + "/".join((version, *segments)),
         version=version,
         segments=segments,
         query=query,

@@ -228,6 +228,7 @@ async def _calls(app: SimulatorApp, query: dict[str, str], payload: Any) -> Resu
                 "subcode": r.subcode,
                 "usage": r.usage,
                 "dropped": r.drop,
+                "in_batch": r.in_batch,
             }
             for r in records
         ]

@@ -204,5 +204,6 @@ def _record(
             outcome.subcode,
             usage,
             outcome.drop,
+            req.in_batch,
         )
     )

@@ -147,6 +147,7 @@ class CallRecord:
     subcode: int | None
     usage: dict[str, Any] | None
     drop: str | None = None
+    in_batch: bool = False  # an operation of a batch request, not a request of its own
 
 
 @dataclass(slots=True)
