@@ -787,6 +787,76 @@ async def test_retry_failed_can_pick_an_error_kind(
     assert [m["psid"] for m in await outbox(sim)] == [flaky]
 
 
+async def test_start_enqueues_its_first_chunks_and_plans_after_them(
+    admin: httpx.AsyncClient,
+    manager: httpx.AsyncClient,
+    sim: httpx.AsyncClient,
+    engine_app: Any,
+    db: Database,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from pagecast.services import sending
+
+    monkeypatch.setattr(sending, "SNAPSHOT_FIRST", 50)  # 2 chunks of 25 (chunk_size)
+    page_id = await setup_page(admin, sim)
+    await add_people(sim, manager, page_id, 60)
+    campaign_id = await new_campaign(manager, page_id)
+    assert (await manager.post(f"/api/campaigns/{campaign_id}/start")).status_code == 202
+    async with db.transaction() as session:
+        ids = list(
+            await session.scalars(
+                select(Delivery.id).where(Delivery.campaign_id == campaign_id).order_by(Delivery.id)
+            )
+        )
+    bull = await engine_app.state.context.queue.bull()
+    jobs = {job.id for job in await bull.getPrioritized()}
+    # No plan job between the start and the first send: the start enqueued the chunks of
+    # its first deliveries itself, and the plan goes on after them.
+    assert jobs == {
+        f"c{campaign_id}-{ids[0]}-{ids[24]}",
+        f"c{campaign_id}-{ids[25]}-{ids[49]}",
+        f"p{campaign_id}-{ids[49]}",
+    } | ({f"snap{campaign_id}"} if len(ids) == 50 else set())
+
+
+async def test_progress_counts_the_rate_once_a_second_and_the_rest_every_time(
+    admin: httpx.AsyncClient,
+    manager: httpx.AsyncClient,
+    sim: httpx.AsyncClient,
+    db: Database,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from pagecast.services import campaigns
+    from pagecast.web.api import campaigns as campaigns_api
+
+    counted: list[int] = []
+    real = campaigns.send_rate
+
+    async def send_rate(session: Any, campaign_id: int) -> float:
+        counted.append(campaign_id)
+        return await real(session, campaign_id)
+
+    monkeypatch.setattr(campaigns, "send_rate", send_rate)
+    page_id = await setup_page(admin, sim)
+    await add_people(sim, manager, page_id, 3)
+    campaign_id = await new_campaign(manager, page_id)
+    await manager.post(f"/api/campaigns/{campaign_id}/start")
+    first = (await manager.get(f"/api/campaigns/{campaign_id}")).json()
+    async with db.transaction() as session:
+        row = await session.get(Campaign, campaign_id)
+        assert row is not None
+        row.n_pending, row.n_sent = row.n_pending - 1, row.n_sent + 1
+    second = (await manager.get(f"/api/campaigns/{campaign_id}")).json()
+    assert counted == [campaign_id]  # the rate of the first answer, reused
+    assert (first["counts"]["sent"], second["counts"]["sent"]) == (0, 1)  # counts are fresh
+    await manager.post(f"/api/campaigns/{campaign_id}/pause")
+    assert (await manager.get(f"/api/campaigns/{campaign_id}")).json()["status"] == "paused"
+    monkeypatch.setattr(campaigns_api, "_RATE_TTL", 0.0)
+    await manager.get(f"/api/campaigns/{campaign_id}")  # the cached rate has expired by now
+    await manager.get(f"/api/campaigns/{campaign_id}")
+    assert len(counted) == 3
+
+
 async def test_a_batch_whose_answer_is_lost_leaves_every_message_unknown_never_resent(
     admin: httpx.AsyncClient,
     manager: httpx.AsyncClient,
@@ -821,3 +891,47 @@ async def test_a_batch_whose_answer_is_lost_leaves_every_message_unknown_never_r
     ]
     assert len(sends) == 12 and all(c["in_batch"] for c in sends)
     assert (done["counts"]["failed"], done["counts"]["unknown"]) == (12, 0)
+
+
+async def test_concurrent_progress_reads_share_the_next_read(
+    admin: httpx.AsyncClient,
+    manager: httpx.AsyncClient,
+    sim: httpx.AsyncClient,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from pagecast.services import campaigns
+    from pagecast.web.api import campaigns as campaigns_api
+
+    arrived = reads = 0
+    real_read, real_arrive = campaigns.get_with_page_rate, campaigns_api._Coalesced.read
+
+    async def arrive(self: Any, *args: Any) -> Any:
+        nonlocal arrived
+        arrived += 1
+        return await real_arrive(self, *args)
+
+    async def slow_read(session: Any, campaign_id: int) -> Any:
+        nonlocal reads
+        reads += 1
+        deadline = time.monotonic() + 10
+        while reads == 1 and arrived < 20:  # the first read runs until every request is in
+            assert time.monotonic() < deadline, arrived
+            await asyncio.sleep(0.01)
+        return await real_read(session, campaign_id)
+
+    page_id = await setup_page(admin, sim)
+    await add_people(sim, manager, page_id, 3)
+    campaign_id = await new_campaign(manager, page_id)
+    await manager.post(f"/api/campaigns/{campaign_id}/start")
+    monkeypatch.setattr(campaigns, "get_with_page_rate", slow_read)
+    monkeypatch.setattr(campaigns_api._Coalesced, "read", arrive)
+    answers = await asyncio.gather(
+        *(manager.get(f"/api/campaigns/{campaign_id}") for _ in range(20))
+    )
+    assert [a.status_code for a in answers] == [200] * 20
+    assert {a.json()["counts"]["pending"] for a in answers} == {3}
+    # The first read, and one more (not 19) for the requests that arrived while it ran: each
+    # answer was read after its request arrived.
+    assert reads == 2
+    missing = await asyncio.gather(*(manager.get("/api/campaigns/999999") for _ in range(3)))
+    assert [m.status_code for m in missing] == [404] * 3

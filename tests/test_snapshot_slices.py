@@ -6,11 +6,14 @@ start transaction, the rest from the `snapshot` job in the worker, while chunks 
 
 from __future__ import annotations
 
+import contextlib
 from collections import Counter
+from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 import test_sending
 from factories import postgresql_only
@@ -76,3 +79,66 @@ async def test_sliced_snapshot_sends_everyone_once_and_counts_agree(
     assert campaign is not None
     assert rows == {"sent": 130, "skipped": 5}
     assert campaign.n_total == 135 and campaign.n_sent == 130 and campaign.n_skipped == 5
+
+
+@contextlib.contextmanager
+def statements(db: Database) -> Iterator[list[str]]:
+    """The SQL statements run on `db` inside the block."""
+    seen: list[str] = []
+
+    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        seen.append(statement)
+
+    event.listen(db.engine.sync_engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        event.remove(db.engine.sync_engine, "before_cursor_execute", record)
+
+
+async def test_start_reads_no_names_when_the_widest_names_would_fit(
+    admin: httpx.AsyncClient,
+    manager: httpx.AsyncClient,
+    sim: httpx.AsyncClient,
+    db: Database,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(sending, "SNAPSHOT_FIRST", 20)
+    page_id = await setup_page(admin, sim)
+    await add_people(sim, manager, page_id, 30)
+    campaign_id = await new_campaign(manager, page_id)  # "Hi {{first_name|there}}"
+    with statements(db) as seen:
+        started = await manager.post(f"/api/campaigns/{campaign_id}/start")
+    assert started.status_code == 202, started.text
+    # 255-character names (the column width, which PostgreSQL enforces) would still fit, so
+    # the start does not scan every contact for the longest one.
+    assert not [s for s in seen if "length(contacts.first_name)" in s]
+
+
+@pytest.mark.parametrize("audience", [{"type": "all"}, {"type": "tags", "include": ["vip"]}])
+async def test_start_refuses_text_that_a_name_added_since_makes_too_long(
+    admin: httpx.AsyncClient,
+    manager: httpx.AsyncClient,
+    sim: httpx.AsyncClient,
+    db: Database,
+    monkeypatch: pytest.MonkeyPatch,
+    audience: dict[str, Any],
+) -> None:
+    monkeypatch.setattr(sending, "SNAPSHOT_FIRST", 20)
+    page_id = await setup_page(admin, sim)
+    await add_people(sim, manager, page_id, 30)
+    text = "x" * 1960 + "{{first_name|there}}"  # fits the names the Page has now (8 characters)
+    campaign_id = await new_campaign(manager, page_id, content={"text": text}, audience=audience)
+    created = await manager.post(
+        f"/api/pages/{page_id}/contacts", json={"psid": "99", "first_name": "N" * 50}
+    )
+    assert created.status_code == 201, created.text
+    started = await manager.post(f"/api/campaigns/{campaign_id}/start")
+    assert started.status_code == 422, started.text
+    assert "2,010" in started.json()["error"]["message"]
+    async with db.transaction() as session:
+        written = await session.scalar(
+            select(func.count()).where(Delivery.campaign_id == campaign_id)
+        )
+        campaign = await session.get(Campaign, campaign_id)
+    assert written == 0 and campaign is not None and campaign.status.value == "draft"

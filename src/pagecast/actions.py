@@ -25,11 +25,17 @@ async def start(ctx: AppContext, actor: Actor, campaign_id: int) -> Campaign:
         # A large audience gets its first slice now and the rest from a snapshot job, so
         # the answer and the first send do not wait for a million-row INSERT (P4).
         campaign, rest = await sending.start_sliced(session, actor, campaign_id)
+        first = await sending.first_chunks(session, campaign.id, chunk_size=ctx.settings.chunk_size)
+    priority = campaign.priority.value
+    # The first chunks go straight to the queue; the plan job goes on after them.
+    await ctx.queue.enqueue_chunks(campaign.id, first, priority=priority)
     if rest is not None:
         await ctx.queue.enqueue_snapshot(
-            campaign.id, after=rest.after, upto=rest.upto, priority=campaign.priority.value
+            campaign.id, after=rest.after, upto=rest.upto, priority=priority
         )
-    await ctx.queue.enqueue_plan(campaign.id, priority=campaign.priority.value)
+    await ctx.queue.enqueue_plan(
+        campaign.id, after_id=first[-1][1] if first else 0, priority=priority
+    )
     logger.info("campaign %d started (%d deliveries)", campaign.id, campaign.n_pending)
     return campaign
 

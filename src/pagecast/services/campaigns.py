@@ -9,20 +9,36 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pagecast.errors import InvalidInput, InvalidState, NotFound
-from pagecast.models import Campaign, CampaignStatus, Contact, Delivery, DeliveryStatus, utcnow
+from pagecast.models import (
+    Campaign,
+    CampaignStatus,
+    Contact,
+    Delivery,
+    DeliveryStatus,
+    Page,
+    utcnow,
+)
 from pagecast.permissions import Actor
 from pagecast.schemas import CampaignCreate, CampaignUpdate, Content
 from pagecast.services import audit, content, deliveries, pages, reconcile, templates
 
 __all__ = [
     "EDITABLE",
+    "check_rendered_length",
     "counts",
     "create",
     "delete",
     "duplicate",
     "effective_content",
+    "fits_any_name",
     "get",
+    "get_with_page_rate",
     "list_page",
+    "longest_names",
+    "name_length_columns",
+    "names_of",
+    "pace",
+    "send_rate",
     "update",
 ]
 
@@ -85,16 +101,53 @@ async def effective_content(session: AsyncSession, campaign: Campaign) -> Conten
     return Content.model_validate(campaign.content)
 
 
-async def longest_names(session: AsyncSession, page_id: int) -> dict[str, int]:
-    first, last = (
-        await session.execute(
-            select(
-                func.max(func.length(Contact.first_name)), func.max(func.length(Contact.last_name))
-            ).where(Contact.page_id == page_id)
-        )
-    ).one()
+def names_of(first: int | None, last: int | None) -> dict[str, int]:
+    """The longest value of each personalisation variable, from the longest first and last
+    names (`content.check_length` takes this mapping)."""
     first, last = first or 0, last or 0
     return {"first_name": first, "last_name": last, "full_name": first + last + 1}
+
+
+def name_length_columns() -> tuple[Any, Any]:
+    """The aggregates `longest_names` selects (for callers that fold them into a scan)."""
+    return func.max(func.length(Contact.first_name)), func.max(func.length(Contact.last_name))
+
+
+async def longest_names(session: AsyncSession, page_id: int) -> dict[str, int]:
+    first, last = (
+        await session.execute(select(*name_length_columns()).where(Contact.page_id == page_id))
+    ).one()
+    return names_of(first, last)
+
+
+def _width(column: Any) -> int:
+    length = column.property.columns[0].type.length
+    assert length is not None, f"{column} has no declared width"
+    return int(length)
+
+
+def fits_any_name(session: AsyncSession, message: Content) -> bool:
+    """Whether `message` fits Messenger's limit whatever names the contacts have, so that
+    `longest_names` (a scan of every contact of the Page) can be skipped.
+
+    The bound is the width of the name columns, which PostgreSQL enforces; SQLite does not
+    enforce VARCHAR lengths, so there the names are always read.
+    """
+    if session.bind.dialect.name != "postgresql":
+        return False
+    widest = names_of(_width(Contact.first_name), _width(Contact.last_name))
+    try:
+        content.check_length(message, widest)
+    except InvalidInput:
+        return False
+    return True
+
+
+async def check_rendered_length(session: AsyncSession, message: Content, page_id: int) -> None:
+    """Refuse text that could exceed Messenger's limit once personalised for a contact of
+    the Page; reads the names only when the widest possible names would not fit."""
+    if not fits_any_name(session, message):
+        content.check_length(message, await longest_names(session, page_id))
 
 
 async def _validate(session: AsyncSession, data: CampaignCreate) -> None:
@@ -105,7 +158,7 @@ async def _validate(session: AsyncSession, data: CampaignCreate) -> None:
         template = await templates.get(session, data.template_id)
         message = Content.model_validate(template.content)
     assert message is not None
-    content.check_length(message, await longest_names(session, page.id))
+    await check_rendered_length(session, message, page.id)
     if data.send_rate is not None and data.send_rate > page.send_rate:
         raise InvalidInput(
             f"send_rate {data.send_rate:g}/s is above Page {page.name}'s rate of {page.send_rate:g}/s; "
@@ -249,12 +302,34 @@ async def duplicate(session: AsyncSession, actor: Actor, campaign_id: int) -> Ca
     return copy
 
 
+async def get_with_page_rate(session: AsyncSession, campaign_id: int) -> tuple[Campaign, float]:
+    """The campaign and its Page's send rate, in one query (what a progress read needs)."""
+    row = (
+        await session.execute(
+            select(Campaign, Page.send_rate)
+            .join(Page, Page.id == Campaign.page_id)
+            .where(Campaign.id == campaign_id)
+        )
+    ).one_or_none()
+    if row is None:
+        await get(session, campaign_id)  # raises NotFound with the usual message
+    assert row is not None
+    return row[0], float(row[1])
+
+
+async def send_rate(session: AsyncSession, campaign_id: int) -> float:
+    """Messages sent per second over the last minute (counts that minute's deliveries)."""
+    return await deliveries.recent_rate(session, campaign_id, utcnow())
+
+
 async def pace(
-    session: AsyncSession, campaign: Campaign, grace_seconds: float
+    session: AsyncSession, campaign: Campaign, grace_seconds: float, *, rate: float | None = None
 ) -> tuple[float, datetime | None]:
-    """The send rate over the last minute and, while some deliveries are `unknown`, when
-    their reconciliation is due (services/reconcile.py)."""
-    rate = await deliveries.recent_rate(session, campaign.id, utcnow())
+    """The send rate over the last minute (`rate` when the caller has a recent one) and,
+    while some deliveries are `unknown`, when their reconciliation is due
+    (services/reconcile.py)."""
+    if rate is None:
+        rate = await send_rate(session, campaign.id)
     until = (
         await reconcile.reconciling_until(session, campaign.id, timedelta(seconds=grace_seconds))
         if campaign.n_unknown

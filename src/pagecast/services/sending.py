@@ -26,7 +26,7 @@ from pagecast.models import (
     utcnow,
 )
 from pagecast.permissions import Actor
-from pagecast.schemas import check_policy
+from pagecast.schemas import Content, check_policy
 from pagecast.services import audience, audit, campaigns, content, deliveries, pages
 
 __all__ = [
@@ -36,6 +36,7 @@ __all__ = [
     "cancel",
     "due_schedules",
     "finish_if_done",
+    "first_chunks",
     "pause",
     "resume",
     "retry_failed",
@@ -106,7 +107,6 @@ async def _start(
     page = await pages.get(session, campaign.page_id)
     _require_active(page)
     message = await campaigns.effective_content(session, campaign)
-    content.check_length(message, await campaigns.longest_names(session, page.id))
     check_policy(campaign.messaging_type, campaign.tag)
     if campaign.expires_at is not None and campaign.expires_at <= now:
         raise InvalidState(
@@ -114,10 +114,15 @@ async def _start(
             "or clear it to send.",
             field="expires_at",
         )
+    # The names are read only when the widest ones could make the text too long (P4: a scan
+    # of every contact of the Page otherwise).
+    check = None if campaigns.fits_any_name(session, message) else message
     rest = None
     if sliced and session.bind.dialect.name == "postgresql":
-        counts, rest = await _snapshot_first(session, campaign, now)
+        counts, rest = await _snapshot_first(session, campaign, now, check)
     else:
+        if check is not None:
+            content.check_length(check, await campaigns.longest_names(session, page.id))
         counts = await deliveries.snapshot(session, campaign, now)
     campaign.status, campaign.status_reason, campaign.missed = CampaignStatus.SENDING, None, False
     campaign.started_at = now
@@ -154,12 +159,23 @@ async def _skipped_between(session: AsyncSession, campaign_id: int, after: int, 
 
 
 async def _snapshot_first(
-    session: AsyncSession, campaign: Campaign, now: datetime
+    session: AsyncSession, campaign: Campaign, now: datetime, check: Content | None
 ) -> tuple[dict[str, int], Rest | None]:
+    """The first slice; `check`, when given, is the text to check against the longest names
+    (read in the same scan as the count when the audience is the whole Page)."""
     matching = audience.matches(campaign.page_id, campaign.audience)
-    total, upto = (
-        await session.execute(select(func.count(), func.max(Contact.id)).where(*matching))
+    whole_page = check is not None and campaign.audience["type"] == "all"
+    names = campaigns.name_length_columns() if whole_page else ()
+    total, upto, *longest = (
+        await session.execute(select(func.count(), func.max(Contact.id), *names).where(*matching))
     ).one()
+    if check is not None:
+        content.check_length(
+            check,
+            campaigns.names_of(*longest)
+            if whole_page
+            else await campaigns.longest_names(session, campaign.page_id),
+        )
     if total <= SNAPSHOT_FIRST:
         return await deliveries.snapshot(session, campaign, now), None
     first_upto = await session.scalar(
@@ -176,6 +192,20 @@ async def _snapshot_first(
     )
     counts = {"total": total, "pending": total - skipped, "skipped": skipped, "sliced": 1}
     return counts, Rest(campaign.id, first_upto, upto)
+
+
+async def first_chunks(
+    session: AsyncSession, campaign_id: int, *, chunk_size: int
+) -> list[tuple[int, int]]:
+    """The chunks of the deliveries the start wrote (the first SNAPSHOT_FIRST at most), for
+    the start to enqueue itself: the first send then waits for no `plan` job (P4)."""
+    return await deliveries.pending_ranges(
+        session,
+        campaign_id,
+        after_id=0,
+        chunk_size=chunk_size,
+        max_chunks=max(1, SNAPSHOT_FIRST // chunk_size),
+    )
 
 
 async def snapshot_resume_point(session: AsyncSession, campaign_id: int) -> int:
