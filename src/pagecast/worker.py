@@ -43,7 +43,6 @@ from pagecast.graph import (
 from pagecast.models import (
     Campaign,
     CampaignStatus,
-    Contact,
     Delivery,
     DeliveryStatus,
     Page,
@@ -518,34 +517,17 @@ class SendingWorker:
             page = await session.get(Page, campaign.page_id)
             assert page is not None
             message = await campaigns.effective_content(session, campaign)
-            people = {
-                c.id: c
-                for c in await session.scalars(
-                    select(Contact).where(Contact.id.in_([c.contact_id for c in claimed]))
-                )
-            }
             token_, page_secret = pages.credentials(self.vault, page)
         creds = PageCredentials(token_, page_secret or self.app_secret)
         configured = min(page.send_rate, campaign.send_rate or page.send_rate)
         rate = await self._capped(page.id, configured)
         delay_job_for = 0.0
         outcomes: list[deliveries.Outcome] = []
-        sends: list[tuple[deliveries.Claimed, Contact]] = []
+        sends: list[deliveries.Claimed] = []
         for item in claimed:
-            person = people.get(item.contact_id)
-            if person is None:  # deleted after the claim; its deletion removes the row too
-                outcomes.append(
-                    deliveries.Outcome(
-                        item.delivery_id,
-                        DeliveryStatus.SKIPPED,
-                        reason="contact_deleted",
-                        refund_attempt=True,
-                    )
-                )
-                continue
-            verdict = self._precheck(campaign, person, now)
+            verdict = self._precheck(campaign, item.recipient, now)
             if verdict is None:
-                sends.append((item, person))
+                sends.append(item)
             else:
                 outcomes.append(dataclasses.replace(verdict, delivery_id=item.delivery_id))
         tasks: list[asyncio.Task[list[deliveries.Outcome]]] = []
@@ -565,14 +547,14 @@ class SendingWorker:
             if self._bad_streak.get(campaign_id, 0) >= self.config.breaker_consecutive:
                 halt.set()
             if halt.is_set() or self.stopping.is_set():
-                released = [i.delivery_id for i, _ in sends[index:]]
+                released = [i.delivery_id for i in sends[index:]]
                 break
             if campaign.expires_at is not None and utcnow() >= campaign.expires_at:
                 outcomes += [
                     deliveries.Outcome(
                         i.delivery_id, DeliveryStatus.EXPIRED, reason="expired", refund_attempt=True
                     )
-                    for i, _ in sends[index:]
+                    for i in sends[index:]
                 ]
                 break
             # Room in flight first, then the Page's slots, so that what the limiter grants
@@ -599,7 +581,7 @@ class SendingWorker:
                 rate = await self._capped(page.id, configured)  # another worker saw a 613
                 continue  # and look at pause, cancel and shutdown again
             if not granted:
-                released = [i.delivery_id for i, _ in sends[index:]]
+                released = [i.delivery_id for i in sends[index:]]
                 delay_job_for = wait
                 break
             group = sends[index : index + granted]
@@ -617,16 +599,14 @@ class SendingWorker:
         ]
         if regain:
             delay_job_for = max(delay_job_for, *regain)
-        await self._finish_chunk(
-            job, token, campaign, page, claimed, people, outcomes, first_id, last_id
-        )
+        await self._finish_chunk(job, token, campaign, page, claimed, outcomes, first_id, last_id)
         if delay_job_for or (released and self.stopping.is_set()):
             await job.moveToDelayed(int((time.time() + delay_job_for) * 1000), token)
             raise DelayedError()
         return f"{len(sent_outcomes)} sent or tried, {len(released)} released"
 
     def _precheck(
-        self, campaign: Campaign, person: Contact, now: datetime
+        self, campaign: Campaign, person: deliveries.Recipient, now: datetime
     ) -> deliveries.Outcome | None:
         """Re-check at send time what may have changed since the snapshot (invariant 7)."""
         if campaign.expires_at is not None and campaign.expires_at <= now:
@@ -667,7 +647,7 @@ class SendingWorker:
         creds: PageCredentials,
         campaign: Campaign,
         message: Content,
-        group: Sequence[tuple[deliveries.Claimed, Contact]],
+        group: Sequence[deliveries.Claimed],
         halt: asyncio.Event,
         *,
         rate: float,
@@ -680,15 +660,19 @@ class SendingWorker:
         try:
             batch = [
                 BatchMessage(
-                    psid=person.psid,
+                    psid=item.recipient.psid,
                     message=content.to_message(
-                        message, {"first_name": person.first_name, "last_name": person.last_name}
+                        message,
+                        {
+                            "first_name": item.recipient.first_name,
+                            "last_name": item.recipient.last_name,
+                        },
                     ),
                     messaging_type=campaign.messaging_type.value,
                     tag=campaign.tag,
                     metadata=str(item.delivery_id),
                 )
-                for item, person in group
+                for item in group
             ]
             if len(batch) == 1:
                 one = batch[0]
@@ -711,7 +695,7 @@ class SendingWorker:
         latency = time.perf_counter() - started
         outcomes = [
             await self._outcome(campaign, item, answer, halt, rate=rate, latency=latency)
-            for (item, _), answer in zip(group, answers, strict=True)
+            for item, answer in zip(group, answers, strict=True)
         ]
         usage = max(
             (a.usage.max_percent for a in answers if isinstance(a, SendResult) and a.usage.present),
@@ -831,7 +815,6 @@ class SendingWorker:
         campaign: Campaign,
         page: Page,
         claimed: Sequence[deliveries.Claimed],
-        people: dict[int, Contact],
         outcomes: list[deliveries.Outcome],
         first_id: int,
         last_id: int,
@@ -940,23 +923,27 @@ class SendingWorker:
         self, session: Any, campaign_id: int, outcomes: Sequence[deliveries.Outcome]
     ) -> None:
         """Pause a campaign whose sends keep being rejected (DESIGN.md invariant 5)."""
-        streak = (
+        was = (
             await session.scalar(select(Campaign.bad_streak).where(Campaign.id == campaign_id)) or 0
         )
+        streak = was
         for outcome in outcomes:
             if outcome.reason == "bad_request":
                 streak += 1
             elif outcome.status is DeliveryStatus.SENT:
                 streak = 0
-        await session.execute(
-            update(Campaign).where(Campaign.id == campaign_id).values(bad_streak=streak)
-        )
+        if streak != was:
+            await session.execute(
+                update(Campaign).where(Campaign.id == campaign_id).values(bad_streak=streak)
+            )
         reason = None
         if streak >= self.config.breaker_consecutive:
             reason = (
                 f"Circuit breaker: {streak} consecutive sends rejected by Facebook (bad request)"
             )
-        else:
+        elif any(o.status is DeliveryStatus.FAILED for o in outcomes):
+            # Only a chunk with failures can raise the share of failures among the recent
+            # sends (a scan of the campaign's deliveries, so not for every chunk).
             recent = list(
                 await session.scalars(
                     select(Delivery.status)
