@@ -342,3 +342,36 @@ async def test_api_login_is_rate_limited_after_five_failures(
     refused = await client.post("/api/auth/login", json=right)
     assert refused.status_code == 429
     assert "Too many failed logins" in refused.json()["error"]["message"]
+
+
+async def test_a_token_records_its_last_use_at_most_once_a_minute(
+    api: Any, db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from datetime import timedelta
+
+    from sqlalchemy import select
+
+    from pagecast.models import ApiToken
+    from pagecast.services import tokens
+
+    admin = await api(Role.ADMIN)
+    created = (await admin.post("/api/tokens", json={"name": "poller"})).json()
+    client = admin
+    headers = {"Authorization": f"Bearer {created['token']}"}
+
+    async def last_used() -> Any:
+        async with db.transaction() as session:
+            return await session.scalar(
+                select(ApiToken.last_used_at).where(ApiToken.id == created["id"])
+            )
+
+    assert await last_used() is None
+    assert (await client.get("/api/me", headers=headers)).status_code == 200
+    first = await last_used()
+    assert first is not None
+    for _ in range(3):  # a poller: no write per request
+        assert (await client.get("/api/me", headers=headers)).status_code == 200
+    assert await last_used() == first
+    monkeypatch.setattr(tokens, "LAST_USED_STEP", timedelta(0))
+    assert (await client.get("/api/me", headers=headers)).status_code == 200
+    assert await last_used() > first
