@@ -34,19 +34,20 @@ USAGE_PAUSE_AT_100 = 30.0
 # Keep a Page's hash an hour after its last send or throttle, so `state` has something to show.
 _KEEP_MS = 3_600_000
 _LATENESS_S = 0.02
-_WINDOW_US = 1_000_000
+# The log of grants looks back one second and the 20 ms a grant may take to reach Graph.
+_WINDOW_US = 1_000_000 + round(_LATENESS_S * 1_000_000)
 
 # KEYS[1] the Page's hash, KEYS[2] its log of recent grants (a sorted set scored by time).
 # ARGV: interval in µs, burst, slots wanted, rate (for `state`), keep_ms, window cap, window
 # in µs, the fewest slots worth granting (the schedule must have room for that many; the
-# window cap may still cut a grant below it, so a window can fill to its cap). Returns {granted, wait_us}. Times are µs since the epoch from the server's TIME,
-# stored as decimal strings ("%.3f": Lua 5.1 would print a bare number with 14 digits and
-# lose µs).
+# window cap may still cut a grant below it, so a window can fill to its cap). Returns
+# {granted, wait_us}. Times are µs since the epoch from the server's TIME, stored as decimal
+# strings ("%.3f": Lua 5.1 would print a bare number with 14 digits and lose µs).
 #
 # The GCRA schedule paces the sends and its burst lets a late caller use the slot it
-# missed; the log caps what any sliding window of one second holds, so that burst can never
-# push the busiest second above the rate (Graph counts in a sliding window, and answers
-# 613 above it).
+# missed; the log caps what any sliding window of 1.02 s holds, so neither that burst nor
+# a batch's slots arriving together can push Graph's busiest second above the rate (Graph
+# counts in a sliding window, and answers 613 above it).
 _RESERVE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
@@ -122,14 +123,17 @@ return {string.format('%d', now), s[1], s[2], s[3], s[4], s[5]}
 
 
 def window_cap(rate_per_s: float) -> int:
-    """The most grants any sliding one-second window may hold at `rate_per_s`.
+    """The most grants the log of a Page (its last 1.02 s) may hold: the rate, at least 1.
 
-    The rate, less the slots of 20 ms (`_LATENESS_S`) at that rate: what a caller is granted
-    reaches Graph a little later, by a delay that varies by a few milliseconds on a busy
-    machine, and that jitter must not move a 301st call into Graph's one-second window. At
-    300/s the cap is 294; below 50/s (where a slot is longer than 20 ms) it is the rate.
+    Graph counts the calls that arrive in any sliding second. A grant reaches Graph a little
+    after it is made, by a delay that varies by a few milliseconds on a busy machine (a
+    batch's operations all arrive together, however their slots were spread). Whatever
+    arrives within one second was granted within one second and 20 ms (`_LATENESS_S`), so
+    a cap on that longer window keeps every arrival second at or under the rate, whether
+    the grants came one at a time or a batch at once. At full use a Page gets its rate less
+    2 % (300/s: 294/s).
     """
-    return max(1, math.floor(rate_per_s) - math.floor(rate_per_s * _LATENESS_S))
+    return max(1, math.floor(rate_per_s))
 
 
 def default_burst(rate_per_s: float) -> int:
@@ -176,7 +180,7 @@ class PageLimiter:
         """Take one send slot: 0 when the send may go now, else seconds to wait (nothing taken).
 
         While the Page is throttled the wait is at least the throttle's remaining time. Any
-        sliding window of one second holds at most `window_cap(rate_per_s)` grants (never more
+        sliding window of 1.02 s holds at most `window_cap(rate_per_s)` grants (never more
         than the rate, whatever the burst); `burst` defaults to `default_burst(rate_per_s)`.
         """
         granted, wait = await self.reserve_many(page_id, rate_per_s, 1, burst=burst)

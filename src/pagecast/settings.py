@@ -117,12 +117,14 @@ class Settings(BaseSettings):
         100, description="Deliveries per queue job: one claim, one result write per chunk."
     )
     send_batch_size: int = Field(
-        50,
+        1,
         ge=1,
         le=50,
-        description="Messages per Send request: up to 50 go out as one Graph batch request "
-        "(each still counts toward the Page's limits); 1 sends every message in its own "
-        "request. A batch costs a tenth of the CPU per message, but a batch whose answer is "
+        description="Messages per Send request. 1 (the default) sends every message in its "
+        "own request; up to 50 go out as one Graph batch request (each still counts toward "
+        "the Page's limits). A batch costs about a quarter of the worker's CPU per message, "
+        "but its 50 calls reach Graph at once, so a batch that arrives late in a second can "
+        "take that second over the Page's limit (613 errors), and a batch whose answer is "
         "lost leaves all its messages `unknown` until echoes settle them.",
     )
     max_attempts: PositiveInt = Field(

@@ -111,7 +111,7 @@ class WorkerConfig:
     breaker_window: int
     max_schedule_lateness: float = 3600.0
     # Messages per Send request (1: one request each; up to 50: one Graph batch request).
-    send_batch: int = 50
+    send_batch: int = 1
     sweep_seconds: float = 15.0
     # Webhook events still unprocessed this long after arrival are retried by the sweep.
     webhook_retry_after: float = 30.0

@@ -187,3 +187,17 @@ async def test_latency_is_added_per_call() -> None:
             started = time.monotonic()
             await client.get("/__sim/stats")  # the control plane has no latency
             assert time.monotonic() - started < 0.08
+
+
+async def test_a_call_is_counted_when_it_arrives_and_answered_after_the_latency() -> None:
+    # Graph's limiter is at its front door: with 300 ms of latency the call log (which the
+    # per-second limits count) holds the call at its arrival, not at its answer.
+    with SimulatorServer(latency_ms=(300, 300)) as server:
+        async with httpx.AsyncClient(base_url=server.url) as client:
+            await add_page(client)
+            sent = time.time()
+            await client.get("/v25.0/me", params={"access_token": "EAAG-page-token"})
+            answered = time.time()
+            calls = (await client.get("/__sim/calls")).json()["calls"]
+    assert answered - sent >= 0.3
+    assert calls[-1]["time"] - sent < 0.15
