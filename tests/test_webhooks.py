@@ -306,8 +306,14 @@ async def test_inbound_messages_open_the_window_and_keywords_opt_out_and_in(
         reply = (await replies())[0]
         assert reply["message"]["text"] == webhooks.OPT_OUT_REPLY
         assert reply["messaging_type"] == "RESPONSE"
-        named = await contact(db, "7001")
-        assert named is not None and (named.first_name, named.last_name) == ("Ada", "Lovelace")
+
+        # The profile lookup is paced per Page (5 a second), so it may come after the
+        # confirmation: wait for the names rather than assume the order.
+        async def named() -> bool:
+            row = await contact(db, "7001")
+            return row is not None and (row.first_name, row.last_name) == ("Ada", "Lovelace")
+
+        await until(named)
         # A second STOP while opted out changes nothing and is not confirmed again.
         await sim.post("/__sim/inbound", json={"page_id": PAGE, "psid": "7001", "text": "STOP"})
         campaign_id = await new_campaign(admin, page_id)
