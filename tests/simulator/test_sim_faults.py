@@ -201,3 +201,15 @@ async def test_a_call_is_counted_when_it_arrives_and_answered_after_the_latency(
             calls = (await client.get("/__sim/calls")).json()["calls"]
     assert answered - sent >= 0.3
     assert calls[-1]["time"] - sent < 0.15
+
+
+async def test_a_reset_forgets_a_latency_set_at_run_time() -> None:
+    with SimulatorServer(latency_ms=(0, 0)) as server:
+        async with httpx.AsyncClient(base_url=server.url) as client:
+            await add_page(client)
+            await client.post("/__sim/latency", json={"ms": "400"})
+            assert (await client.post("/__sim/reset")).status_code == 200
+            await add_page(client)
+            started = time.monotonic()
+            await client.get("/v25.0/me", params={"access_token": "EAAG-page-token"})
+            assert time.monotonic() - started < 0.3

@@ -62,7 +62,7 @@ class SimulatorApp:
             webhook_url=webhook_url,
             verify_token=verify_token,
         )
-        self.latency_ms = latency_ms
+        self.latency_ms = self.start_latency_ms = latency_ms
         self.emitter = Emitter(self.state)
         self.state.emitter = self.emitter
 

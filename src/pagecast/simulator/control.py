@@ -251,6 +251,7 @@ async def _reset(app: SimulatorApp, query: dict[str, str], payload: Any) -> Resu
     app.emitter.posted = 0
     app.emitter.log.clear()
     app.state.reset()
+    app.latency_ms = app.start_latency_ms  # a `/__sim/latency` change is forgotten too
     return 200, {"reset": True}
 
 
