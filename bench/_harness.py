@@ -400,6 +400,9 @@ class Bench:
         }
         env.update(
             {
+                # The one setting a benchmark passes through: compare the event loops with
+                # `PAGECAST_EVENT_LOOP=asyncio uv run python bench/...`.
+                "PAGECAST_EVENT_LOOP": os.environ.get("PAGECAST_EVENT_LOOP", "auto"),
                 "PAGECAST_DATABASE_URL": self.db_url,
                 "PAGECAST_REDIS_URL": self.redis.url,
                 "PAGECAST_GRAPH_API_URL": self.sim.url,

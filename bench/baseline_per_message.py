@@ -24,6 +24,8 @@ from typing import Any
 
 from _harness import Bench, machine, median, print_table, write_results
 
+from pagecast import eventloop
+
 PAGE = "9500000000000001"
 QUEUE = "baseline"
 
@@ -245,7 +247,8 @@ def main() -> None:
     parser.add_argument("--worker", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        asyncio.run(_worker(args.worker))
+        choice = os.environ.get("PAGECAST_EVENT_LOOP", "auto")  # the workers' loop
+        eventloop.run(_worker(args.worker), choice)  # type: ignore[arg-type]
         return
     if args.quick:
         args.contacts, args.runs = 500, 1

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import subprocess
 import sys
 import time
@@ -24,7 +25,17 @@ from typing import Any
 
 from _harness import Bench, machine, median, print_table, psid, write_results
 
+from pagecast import eventloop
+
 PAGE = "9100000000000001"
+
+
+def _loop_setting() -> eventloop.EventLoop:
+    choice = os.environ.get("PAGECAST_EVENT_LOOP", "auto")
+    assert choice in ("auto", "asyncio", "uvloop"), choice
+    return choice  # type: ignore[return-value]
+
+
 TOKEN = f"EAAGbench{PAGE}"
 
 
@@ -210,7 +221,8 @@ def main() -> None:
     parser.add_argument("--raw-child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.raw_child:
-        asyncio.run(_raw_child(*json.loads(args.raw_child)))
+        # On the workers' loop.
+        eventloop.run(_raw_child(*json.loads(args.raw_child)), _loop_setting())
         return
     if args.quick:
         args.contacts, args.runs, args.workers, args.batches = 600, 1, [1], [1, 50]

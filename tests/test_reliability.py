@@ -378,6 +378,23 @@ async def test_5000_contacts_two_worker_processes_exactly_once(
     assert elapsed > 5_000 / 300 * 0.9
 
 
+async def test_worker_runs_on_uvloop_or_on_asyncio_when_told(
+    env: Env, sim: httpx.AsyncClient
+) -> None:
+    # Every other test's workers run on uvloop (the default where it is installed); the
+    # escape hatch, PAGECAST_EVENT_LOOP=asyncio, must send just as well.
+    page = await setup_page(env, sim, send_rate=100)
+    eligible = await add_people(env, sim, page, 150)
+    plain = env.worker(PAGECAST_EVENT_LOOP="asyncio")
+    assert "event loop: asyncio" in plain.log(), plain.log()
+    campaign_id = await start_campaign(env, page)
+    done = await wait_until_done(env, campaign_id, timeout=60, workers=[plain])
+    assert done["counts"]["sent"] == 150, done["counts"]
+    await assert_exactly_once(env, sim, campaign_id, eligible)
+    default = env.worker()
+    assert "event loop: uvloop" in default.log(), default.log()
+
+
 # ------------------------------------------------------------------ 2. SIGTERM
 
 

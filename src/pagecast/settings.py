@@ -61,6 +61,12 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", description="Level of Pagecast's log lines."
     )
+    event_loop: Literal["auto", "asyncio", "uvloop"] = Field(
+        "auto",
+        description="Event loop of every Pagecast process: `auto` takes uvloop where it is "
+        "installed (Linux and macOS) and asyncio's own loop elsewhere; `asyncio` forces "
+        "asyncio's loop.",
+    )
     graph_api_url: str = Field(
         "https://graph.facebook.com",
         description="Base URL of the Graph API. Point it at `pagecast simulator` to test "

@@ -12,6 +12,7 @@ from typing import Any
 import typer
 import uvicorn
 
+from pagecast import eventloop
 from pagecast.cli.base import app, fail, masked, state
 from pagecast.errors import PagecastError
 
@@ -56,6 +57,8 @@ async def _processes(
     from pagecast.worker import build
 
     settings = get_settings()
+    loop = type(asyncio.get_running_loop()).__module__.partition(".")[0]
+    logging.getLogger("pagecast").info("event loop: %s", loop)
     sandbox = None
     if demo:
         from pagecast import demo as demo_mode
@@ -152,7 +155,7 @@ def _run_processes(
         settings.resolved_secret_key()  # generated on first run, before anything needs it
     _logging(settings.log_level)
     try:
-        asyncio.run(
+        eventloop.run(
             _processes(
                 host or settings.host,
                 port or settings.port,
@@ -160,7 +163,8 @@ def _run_processes(
                 worker=worker,
                 concurrency=concurrency,
                 demo=demo,
-            )
+            ),
+            settings.event_loop,
         )
     except PagecastError as exc:
         if state["debug"]:
