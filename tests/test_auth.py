@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import Any
 
 import httpx
@@ -10,6 +12,7 @@ import pytest
 from factories import create_user
 from pagecast.db import Database
 from pagecast.models import Role
+from pagecast.web import deps
 
 # For each route: the status when the caller may use it (with a made-up id and an empty body:
 # 404 for an unknown object, 422 for a missing body), and the roles that may.
@@ -173,6 +176,21 @@ async def test_revoked_token_is_refused_with_a_reason(
     response = await client.get("/api/me", headers={"Authorization": f"Bearer {raw}"})
     assert response.status_code == 401
     assert "revoked" in response.json()["error"]["message"]
+
+
+async def test_a_tokens_role_and_deactivation_apply_at_its_next_request(api: Any) -> None:
+    admin = await api(Role.ADMIN)
+    member = await api(Role.MANAGER, email="member@example.com")
+    me = (await member.get("/api/me")).json()
+    assert me["role"] == "manager"
+    assert (await admin.patch(f"/api/users/{me['id']}", json={"role": "viewer"})).status_code == 200
+    refused = await member.post("/api/campaigns", json={})
+    assert refused.status_code == 403 and "viewer" in refused.json()["error"]["message"]
+    off = await admin.patch(f"/api/users/{me['id']}", json={"is_active": False})
+    assert off.status_code == 200, off.text
+    response = await member.get("/api/me")
+    assert response.status_code == 401
+    assert "deactivated" in response.json()["error"]["message"]
 
 
 async def test_token_is_shown_once_and_stored_hashed(api: Any, db: Database) -> None:
@@ -373,5 +391,30 @@ async def test_a_token_records_its_last_use_at_most_once_a_minute(
         assert (await client.get("/api/me", headers=headers)).status_code == 200
     assert await last_used() == first
     monkeypatch.setattr(tokens, "LAST_USED_STEP", timedelta(0))
+    monkeypatch.setattr(deps, "TOKEN_CACHE_S", 0.0)  # look the token up again
     assert (await client.get("/api/me", headers=headers)).status_code == 200
     assert await last_used() > first
+
+
+async def test_a_token_revoked_by_another_process_is_refused_within_the_cache_time(
+    api: Any, client: httpx.AsyncClient, db: Database
+) -> None:
+    from sqlalchemy import update
+
+    from pagecast.models import ApiToken, utcnow
+
+    admin = await api(Role.ADMIN)
+    created = (await admin.post("/api/tokens", json={"name": "leaked"})).json()
+    headers = {"Authorization": f"Bearer {created['token']}"}
+    assert (await client.get("/api/me", headers=headers)).status_code == 200
+    # What `pagecast tokens revoke` or a second web process does: only the database changes.
+    async with db.transaction() as session:
+        await session.execute(
+            update(ApiToken).where(ApiToken.id == created["id"]).values(revoked_at=utcnow())
+        )
+    revoked = time.monotonic()
+    while (await client.get("/api/me", headers=headers)).status_code == 200:
+        assert time.monotonic() - revoked < deps.TOKEN_CACHE_S + 0.5, "the token still works"
+        await asyncio.sleep(0.05)
+    response = await client.get("/api/me", headers=headers)
+    assert response.status_code == 401 and "revoked" in response.json()["error"]["message"]

@@ -62,6 +62,16 @@ class Actor:
     permissions: frozenset[Permission]
 
     @classmethod
+    def user(cls, user_id: int, email: str, role: Role, *, can_send: bool) -> Actor:
+        """A user acting through a session or an API token."""
+        return cls(
+            user_id=user_id,
+            name=email,
+            role=role,
+            permissions=permissions_for(role, can_send=can_send),
+        )
+
+    @classmethod
     def system(cls) -> Actor:
         return cls(
             user_id=None, name="system", role=Role.ADMIN, permissions=ROLE_PERMISSIONS[Role.ADMIN]

@@ -8,9 +8,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from pagecast import security
 from pagecast.errors import Conflict, InvalidState, NotFound, Unauthorized
 from pagecast.models import Role, User, utcnow
-from pagecast.permissions import Actor, permissions_for
+from pagecast.permissions import Actor
 from pagecast.schemas import UserCreate, UserUpdate
-from pagecast.services import audit
+from pagecast.services import audit, tokens
 
 __all__ = [
     "actor_for",
@@ -26,12 +26,7 @@ __all__ = [
 
 
 def actor_for(user: User) -> Actor:
-    return Actor(
-        user_id=user.id,
-        name=user.email,
-        role=user.role,
-        permissions=permissions_for(user.role, can_send=user.can_send),
-    )
+    return Actor.user(user.id, user.email, user.role, can_send=user.can_send)
 
 
 async def count(session: AsyncSession) -> int:
@@ -94,6 +89,7 @@ async def update(session: AsyncSession, actor: Actor, user_id: int, data: UserUp
         user.password_hash = security.hash_password(changes.pop("password"))
     for name, value in changes.items():
         setattr(user, name, value)
+    tokens.CHANGES.note()
     await session.flush()
     shown = {k: (v.value if isinstance(v, Role) else v) for k, v in changes.items()}
     await audit.record(
@@ -107,6 +103,7 @@ async def delete(session: AsyncSession, actor: Actor, user_id: int) -> None:
     if user.id == actor.user_id:
         raise InvalidState("You cannot delete yourself; ask another admin.")
     await session.delete(user)
+    tokens.CHANGES.note()
     await audit.record(
         session,
         actor,

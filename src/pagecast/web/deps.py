@@ -2,56 +2,93 @@
 
 from __future__ import annotations
 
+import time
 from typing import Annotated
 
 from fastapi import Depends, Request
 
+from pagecast import security
 from pagecast.context import AppContext
 from pagecast.errors import Forbidden, Unauthorized
 from pagecast.models import User
 from pagecast.permissions import Actor, Permission
 from pagecast.services import tokens, users
 
-__all__ = ["SESSION_COOKIE", "ActorDep", "ContextDep", "require"]
+__all__ = ["SESSION_COOKIE", "TOKEN_CACHE_S", "ActorDep", "ContextDep", "require"]
 
 SESSION_COOKIE = "pagecast_session"
+TOKEN_CACHE_S = 1.0
 CSRF_HEADER = "x-csrf-token"
 _UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
-def get_context(request: Request) -> AppContext:
+async def get_context(request: Request) -> AppContext:
+    # async: FastAPI runs a plain `def` dependency in its thread pool, a thread hop per
+    # request (P7).
     return request.app.state.context  # type: ignore[no-any-return]
 
 
 ContextDep = Annotated[AppContext, Depends(get_context)]
 
 
+class _Tokens:
+    """API tokens authenticated in this process in the last TOKEN_CACHE_S seconds (P7: a
+    client polling progress a hundred times a second costs one token query a second).
+
+    A revocation, role change, deactivation or deletion made in this process applies to
+    the requests that come after it (`tokens.CHANGES`); one made in another process (a
+    second web process, the CLI), or by a request racing the change, within TOKEN_CACHE_S.
+    """
+
+    def __init__(self) -> None:
+        self._seen: dict[str, tuple[float, int, Actor]] = {}
+
+    async def actor(self, ctx: AppContext, raw: str) -> Actor:
+        key = security.hash_token(raw)
+        now = time.monotonic()
+        seen = self._seen.get(key)
+        if seen is not None and now - seen[0] < TOKEN_CACHE_S and seen[1] == tokens.CHANGES.count:
+            return seen[2]
+        changes = tokens.CHANGES.count
+        async with ctx.db.transaction() as session:
+            actor = await tokens.authenticate(session, raw)
+        if len(self._seen) > 10_000:
+            self._seen = {k: v for k, v in self._seen.items() if now - v[0] < TOKEN_CACHE_S}
+        self._seen[key] = (now, changes, actor)
+        return actor
+
+
+def _tokens(request: Request) -> _Tokens:
+    cache: _Tokens | None = getattr(request.app.state, "tokens", None)
+    if cache is None:
+        cache = request.app.state.tokens = _Tokens()
+    return cache
+
+
 async def current_actor(request: Request, ctx: ContextDep) -> Actor:
     """The caller: `Authorization: Bearer <token>`, or a session cookie (plus CSRF header)."""
     header = request.headers.get("authorization")
     cookie = request.cookies.get(SESSION_COOKIE)
+    if header is not None:
+        scheme, _, raw = header.partition(" ")
+        if scheme.lower() != "bearer" or not raw.strip():
+            raise Unauthorized("Send the API token as `Authorization: Bearer <token>`.")
+        return await _tokens(request).actor(ctx, raw.strip())
+    if cookie is None:
+        raise Unauthorized(
+            "Log in, or send an API token as `Authorization: Bearer <token>` "
+            "(create one with `pagecast tokens create --user EMAIL`)."
+        )
+    user_id = ctx.vault.read_session(cookie)
     async with ctx.db.transaction() as session:
-        if header is not None:
-            scheme, _, raw = header.partition(" ")
-            if scheme.lower() != "bearer" or not raw.strip():
-                raise Unauthorized("Send the API token as `Authorization: Bearer <token>`.")
-            return users.actor_for(await tokens.authenticate(session, raw.strip()))
-        if cookie is not None:
-            user_id = ctx.vault.read_session(cookie)
-            user = await session.get(User, user_id) if user_id is not None else None
-            if user is None or not user.is_active:
-                raise Unauthorized("Your session has expired; log in again.")
-            if request.method in _UNSAFE and request.headers.get(
-                CSRF_HEADER
-            ) != ctx.vault.csrf_token(cookie):
-                raise Forbidden(
-                    f"Missing or wrong {CSRF_HEADER} header; reload the page and try again."
-                )
-            return users.actor_for(user)
-    raise Unauthorized(
-        "Log in, or send an API token as `Authorization: Bearer <token>` "
-        "(create one with `pagecast tokens create --user EMAIL`)."
-    )
+        user = await session.get(User, user_id) if user_id is not None else None
+    if user is None or not user.is_active:
+        raise Unauthorized("Your session has expired; log in again.")
+    if request.method in _UNSAFE and request.headers.get(CSRF_HEADER) != ctx.vault.csrf_token(
+        cookie
+    ):
+        raise Forbidden(f"Missing or wrong {CSRF_HEADER} header; reload the page and try again.")
+    return users.actor_for(user)
 
 
 ActorDep = Annotated[Actor, Depends(current_actor)]
