@@ -66,23 +66,37 @@ async def create_campaign(body: CampaignCreate, actor: Writer, ctx: ContextDep) 
 
 class _Rates:
     """Each campaign's send rate over the last minute, counted at most once per _RATE_TTL
-    seconds in this process (P7: at 100 polls a second, counting a minute of sent deliveries
-    was the most expensive part of every answer). GET and the event streams share it; the
-    status and the counts are still read fresh on every request."""
+    seconds in this process, and once a first count exists, in the background: an answer
+    uses the last count and never waits for the next (P7: counting a minute of sent
+    deliveries takes longer than the rest of the answer, and at 100 polls a second every
+    read queued behind it). GET and the event streams share it; the status and the counts
+    are read fresh on every request."""
 
     def __init__(self) -> None:
         self._rates: dict[int, tuple[float, float]] = {}  # campaign id -> (counted at, rate)
+        self._counting: dict[int, asyncio.Task[float]] = {}
 
     async def get(self, campaign_id: int, count: Callable[[], Awaitable[float]]) -> float:
-        now = time.monotonic()
         cached = self._rates.get(campaign_id)
-        if cached is not None and now - cached[0] < _RATE_TTL:
-            return cached[1]
+        if cached is None:
+            return await self._count(campaign_id, count)
+        if time.monotonic() - cached[0] >= _RATE_TTL and campaign_id not in self._counting:
+            task = asyncio.ensure_future(self._count(campaign_id, count))
+            self._counting[campaign_id] = task
+            task.add_done_callback(functools.partial(self._counted, campaign_id))
+        return cached[1]
+
+    async def _count(self, campaign_id: int, count: Callable[[], Awaitable[float]]) -> float:
         rate = await count()
+        now = time.monotonic()
         if len(self._rates) > 1000:
             self._rates = {k: v for k, v in self._rates.items() if now - v[0] < _RATE_TTL}
         self._rates[campaign_id] = (now, rate)
         return rate
+
+    def _counted(self, campaign_id: int, task: asyncio.Task[float]) -> None:
+        self._counting.pop(campaign_id, None)
+        _retrieve(task)  # a failed count is tried again by the next read
 
 
 class _Coalesced:
@@ -157,12 +171,19 @@ async def _with_progress(ctx: AppContext, campaign_id: int) -> dict[str, Any]:
     )
 
 
+async def _count_rate(ctx: AppContext, campaign_id: int) -> float:
+    async with ctx.db.transaction() as session:
+        return await campaigns.send_rate(session, campaign_id)
+
+
 async def _read_progress(ctx: AppContext, campaign_id: int) -> dict[str, Any]:
+    # The rate first: a first count has its own transaction (never one inside another,
+    # which SQLite would answer with "database is locked").
+    rate = await _progress(ctx).rates.get(
+        campaign_id, functools.partial(_count_rate, ctx, campaign_id)
+    )
     async with ctx.db.transaction() as session:
         campaign, page_rate = await campaigns.get_with_page_rate(session, campaign_id)
-        rate = await _progress(ctx).rates.get(
-            campaign_id, functools.partial(campaigns.send_rate, session, campaign_id)
-        )
         rate, until = await campaigns.pace(session, campaign, ctx.settings.unknown_grace, rate=rate)
         return render.campaign(campaign, campaigns.counts(campaign)) | render.progress(
             campaign, rate, page_rate, reconciling_until=until
