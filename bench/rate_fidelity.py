@@ -6,6 +6,7 @@ Page's first to its last accepted call), the most calls the simulator saw for th
 any sliding 1 s window, and the number of 613 errors.
 
     uv run python bench/rate_fidelity.py [--quick] [--pages 4] [--rate 300] [--seconds 20] [--runs 3]
+        [--batch N]
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ async def one_run(bench: Bench, args: argparse.Namespace) -> list[dict[str, Any]
     for fb in fb_ids:
         page_id = await bench.add_page(fb, send_rate=args.rate, contacts=per_page)
         campaign_ids.append(await bench.add_campaign(page_id))
-    bench.start_workers(args.workers, concurrency=args.concurrency)
+    bench.start_workers(args.workers, concurrency=args.concurrency, batch=args.batch)
     try:
         for cid in campaign_ids:
             await bench.start(cid)
@@ -91,6 +92,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--concurrency", type=int, default=100)
     parser.add_argument("--latency", default="50-150", help="simulator latency in ms")
+    parser.add_argument(
+        "--batch", type=int, default=None, help="PAGECAST_SEND_BATCH_SIZE (default: the setting's)"
+    )
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
     if args.quick:
@@ -99,7 +103,8 @@ def main() -> None:
     result = asyncio.run(run(args))
     print_table(
         f"P3 rate fidelity: {args.pages} Pages x {args.rate:.0f}/s x {args.seconds:.0f} s, "
-        f"{args.workers} workers, simulator latency {args.latency} ms; median achieved rate, "
+        f"{args.workers} workers, batch {args.batch or 'default'}, simulator latency "
+        f"{args.latency} ms; median achieved rate, "
         f"max and 613 over {args.runs} runs (target: within 3 %, max <= rate, zero 613)",
         facts,
         ["page", "achieved/s", "vs rate", "max calls in 1 s", "613s"],

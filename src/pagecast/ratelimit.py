@@ -14,14 +14,16 @@ server's own clock, so every worker on every machine shares one schedule and one
 from __future__ import annotations
 
 import math
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import redis.asyncio as aioredis
 
 __all__ = [
+    "LATE_AFTER",
     "USAGE_PAUSE_AT_90",
     "USAGE_PAUSE_AT_100",
     "USAGE_SLOWDOWN_FROM",
+    "Grant",
     "PageLimiter",
     "default_burst",
     "usage_pause",
@@ -36,12 +38,14 @@ _KEEP_MS = 3_600_000
 _LATENESS_S = 0.02
 # The log of grants looks back one second and the 20 ms a grant may take to reach Graph.
 _WINDOW_US = 1_000_000 + round(_LATENESS_S * 1_000_000)
+# A grant whose calls leave later than this after it was made is re-dated (`PageLimiter.left`).
+LATE_AFTER = 0.005
 
 # KEYS[1] the Page's hash, KEYS[2] its log of recent grants (a sorted set scored by time).
 # ARGV: interval in µs, burst, slots wanted, rate (for `state`), keep_ms, window cap, window
 # in µs, the fewest slots worth granting (the schedule must have room for that many; the
 # window cap may still cut a grant below it, so a window can fill to its cap). Returns
-# {granted, wait_us}. Times are µs since the epoch from the server's TIME, stored as decimal
+# {granted, wait_us, now} (`now` names the grant's entries in the log for `_LEFT`). Times are µs since the epoch from the server's TIME, stored as decimal
 # strings ("%.3f": Lua 5.1 would print a bare number with 14 digits and lose µs).
 #
 # The GCRA schedule paces the sends and its burst lets a late caller use the slot it
@@ -94,7 +98,24 @@ redis.call('PEXPIRE', KEYS[2], math.ceil(window / 1000) + 1000)
 tat = tat + room * interval
 redis.call('HSET', KEYS[1], 'tat', string.format('%.3f', tat), 'rate', ARGV[4], 'burst', ARGV[2])
 redis.call('PEXPIRE', KEYS[1], math.ceil((tat - now) / 1000) + tonumber(ARGV[5]))
-return {room, 0}
+return {room, 0, string.format('%d', now)}
+"""
+
+# KEYS[1] a Page's log of grants; ARGV[1] the time of one grant (its entries' score). The
+# grant's calls leave only now: score its entries now, so the window counts them from when
+# Graph can see them. Returns how many entries moved (0 when they already left the log).
+_LEFT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local members = redis.call('ZRANGEBYSCORE', KEYS[1], ARGV[1], ARGV[1])
+if #members == 0 then return 0 end
+local entries = {}
+for i, member in ipairs(members) do
+  entries[2 * i - 1] = now
+  entries[2 * i] = member
+end
+redis.call('ZADD', KEYS[1], 'XX', unpack(entries))
+return #members
 """
 
 # ARGV: seconds (as µs), reason, keep_ms. Keeps the later deadline; returns µs left.
@@ -120,6 +141,18 @@ local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local s = redis.call('HMGET', KEYS[1], 'tat', 'until', 'reason', 'rate', 'burst')
 return {string.format('%d', now), s[1], s[2], s[3], s[4], s[5]}
 """
+
+
+class Grant(NamedTuple):
+    """What `PageLimiter.take` gave: `granted` slots to use now, or (none) `wait` seconds.
+
+    `at` is the grant's time on the Redis server's clock (µs, as text; empty when nothing was
+    granted); `PageLimiter.left` re-dates the grant by it.
+    """
+
+    granted: int
+    wait: float
+    at: str = ""
 
 
 def window_cap(rate_per_s: float) -> int:
@@ -171,10 +204,14 @@ class PageLimiter:
         self._reserve = redis.register_script(self._reserve_source)
         self._throttle = redis.register_script(_THROTTLE)
         self._peek = redis.register_script(_PEEK)
+        self._left = redis.register_script(_LEFT)
 
     def key(self, page_id: int) -> str:
         """The Redis hash that holds `page_id`'s schedule and throttle."""
         return f"{self._prefix}:{page_id}"
+
+    def _log(self, page_id: int) -> str:
+        return self.key(page_id) + ":w"
 
     async def reserve(self, page_id: int, rate_per_s: float, *, burst: int | None = None) -> float:
         """Take one send slot: 0 when the send may go now, else seconds to wait (nothing taken).
@@ -195,13 +232,25 @@ class PageLimiter:
         burst: int | None = None,
         least: int = 1,
     ) -> tuple[int, float]:
+        """Take up to `n` slots at once: `(granted, wait)`, as `take` without the grant's time."""
+        grant = await self.take(page_id, rate_per_s, n, burst=burst, least=least)
+        return grant.granted, grant.wait
+
+    async def take(
+        self,
+        page_id: int,
+        rate_per_s: float,
+        n: int,
+        *,
+        burst: int | None = None,
+        least: int = 1,
+    ) -> Grant:
         """Take up to `n` slots at once (at most `burst` when the Page is idle).
 
-        Returns `(granted, wait)`: `granted` slots may be used now; when none are, `wait` is
-        the seconds until some are. With `least`, nothing is granted until the schedule has
-        room for that many (capped at `n` and `burst`), so a batch sender gets whole batches
-        instead of a slot at a time; only the one-second window cap can grant fewer, when
-        that is all the window has left.
+        `granted` slots may be used now; when none are, `wait` is the seconds until some are.
+        With `least`, nothing is granted until the schedule has room for that many (capped at
+        `n` and `burst`), so a batch sender gets whole batches instead of a slot at a time;
+        only the one-second window cap can grant fewer, when that is all the window has left.
         """
         if not rate_per_s > 0 or not math.isfinite(rate_per_s):
             raise ValueError(f"rate_per_s must be a positive number, not {rate_per_s!r}")
@@ -212,8 +261,8 @@ class PageLimiter:
                 f"burst, n and least must be at least 1, not {burst!r}, {n!r} and {least!r}"
             )
         interval_us = 1_000_000.0 / rate_per_s
-        granted, wait_us = await self._reserve(
-            keys=[self.key(page_id), self.key(page_id) + ":w"],
+        answer = await self._reserve(
+            keys=[self.key(page_id), self._log(page_id)],
             args=[
                 repr(interval_us),
                 burst,
@@ -225,7 +274,19 @@ class PageLimiter:
                 min(least, n, burst),
             ],
         )
-        return int(granted), int(wait_us) / 1_000_000
+        at = _text(answer[2]) if len(answer) > 2 else None
+        return Grant(int(answer[0]), int(answer[1]) / 1_000_000, at or "")
+
+    async def left(self, page_id: int, grant: Grant) -> int:
+        """The grant's calls leave only now (the caller was held up after the grant for more
+        than `LATE_AFTER`): count them in the Page's one-second window from now.
+
+        A call that reached Graph later than its grant could otherwise land in the same Graph
+        second as calls granted a second after it. Returns how many slots were re-dated.
+        """
+        if not grant.at:
+            return 0
+        return int(await self._left(keys=[self._log(page_id)], args=[grant.at]))
 
     async def throttle(self, page_id: int, seconds: float, reason: str) -> float:
         """Stop sends to the Page for every worker for `seconds` (the later deadline wins).

@@ -60,7 +60,7 @@ from pagecast.queue import (
     WEBHOOK_QUEUE_NAME,
     Queue,
 )
-from pagecast.ratelimit import PageLimiter, default_burst
+from pagecast.ratelimit import LATE_AFTER, Grant, PageLimiter, default_burst
 from pagecast.schemas import Content
 from pagecast.security import Vault
 from pagecast.services import audience, campaigns, content, deliveries, pages, reconcile, sending
@@ -563,9 +563,7 @@ class SendingWorker:
             # once or says when it can.
             want = await self._in_flight.take(min(batch, len(sends) - index))
             try:
-                granted, wait = await self.limiter.reserve_many(
-                    page.id, rate, want, burst=burst, least=want
-                )
+                grant = await self.limiter.take(page.id, rate, want, burst=burst, least=want)
             except _REDIS_DOWN as exc:
                 logger.warning(
                     "campaign %d: Redis failed under the limiter (%s); %d deliveries go back",
@@ -573,7 +571,8 @@ class SendingWorker:
                     exc,
                     len(sends) - index,
                 )
-                granted, wait = 0, _REDIS_RETRY
+                grant = Grant(0, _REDIS_RETRY)
+            granted, wait = grant.granted, grant.wait
             if granted < want:
                 await self._in_flight.give_back(want - granted)
             if not granted and wait <= _MAX_INLINE_WAIT:
@@ -587,7 +586,18 @@ class SendingWorker:
             group = sends[index : index + granted]
             index += granted
             tasks.append(
-                asyncio.create_task(self._send(creds, campaign, message, group, halt, rate=rate))
+                asyncio.create_task(
+                    self._send(
+                        creds,
+                        campaign,
+                        message,
+                        group,
+                        halt,
+                        rate=rate,
+                        grant=grant,
+                        granted_at=time.monotonic(),
+                    )
+                )
             )
         sent_outcomes = [o for answers in await asyncio.gather(*tasks) for o in answers]
         outcomes += sent_outcomes
@@ -651,12 +661,16 @@ class SendingWorker:
         halt: asyncio.Event,
         *,
         rate: float,
+        grant: Grant,
+        granted_at: float,
     ) -> list[deliveries.Outcome]:
-        """Send `group`, its in-flight room and limiter slots already taken: one request for
-        one message, one Graph batch request for several. Each message gets its own outcome;
-        a failure of the whole request (transport, token) is the answer for each message."""
+        """Send `group`, its in-flight room and limiter slots (`grant`, taken at `granted_at`
+        on the monotonic clock) already taken: one request for one message, one Graph batch
+        request for several. Each message gets its own outcome; a failure of the whole
+        request (transport, token) is the answer for each message."""
         answers: Sequence[SendResult | GraphError]
         started = time.perf_counter()
+        redate: asyncio.Task[None] | None = None
         try:
             batch = [
                 BatchMessage(
@@ -674,6 +688,10 @@ class SendingWorker:
                 )
                 for item in group
             ]
+            if time.monotonic() - granted_at > LATE_AFTER:
+                # Held up since the grant (a busy event loop): the limiter's window must count
+                # these calls from when Graph sees them, beside the send (not before it).
+                redate = asyncio.create_task(self._left(campaign.page_id, grant))
             if len(batch) == 1:
                 one = batch[0]
                 answers = [
@@ -692,6 +710,8 @@ class SendingWorker:
             answers = [exc] * len(group)
         finally:
             await self._in_flight.give_back(len(group))
+            if redate is not None:
+                await redate
         latency = time.perf_counter() - started
         outcomes = [
             await self._outcome(campaign, item, answer, halt, rate=rate, latency=latency)
@@ -732,6 +752,12 @@ class SendingWorker:
         if answer.kind is ErrorKind.BAD_REQUEST:
             self._bad_streak[campaign.id] = self._bad_streak.get(campaign.id, 0) + 1
         return dataclasses.replace(self._failure(item, answer), latency=latency)
+
+    async def _left(self, page_id: int, grant: Grant) -> None:
+        try:
+            await self.limiter.left(page_id, grant)
+        except _REDIS_DOWN:  # the 20 ms the window allows for lateness is all there is
+            logger.warning("page %d: could not re-date a late grant, Redis failed", page_id)
 
     async def _capped(self, page_id: int, rate: float) -> float:
         """`rate`, or lower while a recent 613 has capped the Page's rate (`_slow_page`)."""

@@ -16,7 +16,7 @@ from pagecast.ratelimit import PageLimiter
 
 __all__ = ["LoggingLimiter", "hammer", "max_in_window"]
 
-_GRANTED = "return {room, 0}"
+_GRANTED = "return {room, 0, string.format('%d', now)}"
 
 
 class LoggingLimiter(PageLimiter):

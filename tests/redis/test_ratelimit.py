@@ -11,7 +11,7 @@ import pytest
 import redis.asyncio as aioredis
 from pacing import LoggingLimiter, hammer, max_in_window
 
-from pagecast.ratelimit import PageLimiter, default_burst, usage_pause, window_cap
+from pagecast.ratelimit import Grant, PageLimiter, default_burst, usage_pause, window_cap
 
 HERE = Path(__file__).parent
 
@@ -149,6 +149,43 @@ async def test_the_window_cap_cuts_a_batch_to_what_is_left(limiter_redis: aiored
         (await limiter.reserve_many(8, 300.0, 50, burst=1000, least=50))[0] for _ in range(6)
     ]
     assert granted == [50, 50, 50, 50, 50, 10]
+
+
+async def test_a_late_grant_counts_in_the_window_from_when_it_left(
+    limiter_redis: aioredis.Redis,
+) -> None:
+    # A batch that leaves its worker 0.4 s after its grant reaches Graph 0.4 s late, beside
+    # whatever is granted a second after the grant: once re-dated by `left`, the window holds
+    # the next batch back until a second after the batch actually left.
+    limiter = PageLimiter(limiter_redis)
+    grant = await limiter.take(11, 10.0, 10, burst=10, least=10)
+    assert grant.granted == 10 and grant.at
+    await asyncio.sleep(0.4)
+    assert await limiter.left(11, grant) == 10
+    await asyncio.sleep(0.7)  # 1.1 s after the grant, 0.7 s after the batch left
+    late = await limiter.take(11, 10.0, 10, burst=10, least=10)
+    assert late.granted == 0 and 0.25 < late.wait <= 0.33, late
+
+
+async def test_a_grant_that_left_on_time_frees_the_window_a_second_later(
+    limiter_redis: aioredis.Redis,
+) -> None:
+    # The same batch without `left`: the window is free again 1.02 s after the grant.
+    limiter = PageLimiter(limiter_redis)
+    assert (await limiter.take(12, 10.0, 10, burst=10, least=10)).granted == 10
+    await asyncio.sleep(1.1)
+    assert (await limiter.take(12, 10.0, 10, burst=10, least=10)).granted == 10
+
+
+async def test_left_after_the_window_moved_on_changes_nothing(
+    limiter_redis: aioredis.Redis,
+) -> None:
+    limiter = PageLimiter(limiter_redis)
+    grant = await limiter.take(13, 10.0, 2, burst=2)
+    await limiter_redis.delete(limiter.key(13) + ":w")  # the log expired
+    assert await limiter.left(13, grant) == 0
+    assert await limiter.left(13, Grant(0, 0.5)) == 0  # nothing was granted
+    assert await limiter_redis.exists(limiter.key(13) + ":w") == 0
 
 
 async def test_throttle_is_shared_by_every_client(limiter_redis: aioredis.Redis) -> None:
