@@ -80,12 +80,15 @@ class RunningWorker:
 
 
 async def setup_page(
-    admin: httpx.AsyncClient, sim: httpx.AsyncClient, *, send_rate: float = 200
+    admin: httpx.AsyncClient,
+    sim: httpx.AsyncClient,
+    *,
+    send_rate: float = 200,
+    fb_page: str = PAGE,
+    token: str = SIM_TOKEN,
 ) -> int:
-    await sim_page(sim, page_id=PAGE)
-    response = await admin.post(
-        "/api/pages", json={"access_token": SIM_TOKEN, "send_rate": send_rate}
-    )
+    await sim_page(sim, page_id=fb_page, token=token)
+    response = await admin.post("/api/pages", json={"access_token": token, "send_rate": send_rate})
     assert response.status_code == 201, response.text
     return int(response.json()["id"])
 
@@ -99,12 +102,13 @@ async def add_people(
     start: int = 1,
     sim_status: str = "active",
     hours_ago: float = 1,
+    fb_page: str = PAGE,
 ) -> list[str]:
     psids = [str(10_000 + i) for i in range(start, start + count)]
     inbound = (utcnow() - timedelta(hours=hours_ago)).isoformat()
     people = [
         {
-            "page_id": PAGE,
+            "page_id": fb_page,
             "psid": p,
             "first_name": f"P{p}",
             "last_name": "X",
@@ -734,7 +738,9 @@ async def test_circuit_breaker_pauses_when_most_recent_sends_fail(
     db: Database,
 ) -> None:
     page_id = await setup_page(admin, sim, send_rate=50)
-    psids = await add_people(sim, manager, page_id, 150)
+    # 6 s of sending: the breaker trips while some of it is still pending (a campaign keeps
+    # only about 2 s of its rate claimed or queued).
+    psids = await add_people(sim, manager, page_id, 300)
     for psid in psids[::3] + psids[1::3]:  # two in three people blocked the Page: 551
         await sim.post(
             "/__sim/users/status", json={"page_id": PAGE, "psid": psid, "status": "blocked"}
@@ -817,6 +823,50 @@ async def test_start_enqueues_its_first_chunks_and_plans_after_them(
         f"c{campaign_id}-{ids[25]}-{ids[49]}",
         f"p{campaign_id}-{ids[49]}",
     } | ({f"snap{campaign_id}"} if len(ids) == 50 else set())
+
+
+async def test_campaigns_of_two_pages_send_side_by_side(
+    admin: httpx.AsyncClient,
+    manager: httpx.AsyncClient,
+    sim: httpx.AsyncClient,
+    sending_settings: Settings,
+    db: Database,
+) -> None:
+    # Page A's campaign has far more chunks than the worker has job slots, and it starts
+    # first. Queued all at once, its chunks would hold every slot while they wait for A's
+    # 20/s, and Page B's campaign would wait behind them (about 10 s here). A campaign
+    # queues only a few seconds of its rate at a time, so B starts sending at once.
+    page_a = await setup_page(admin, sim, send_rate=20)
+    page_b = await setup_page(admin, sim, send_rate=20, fb_page="1002", token="EAAGpagetoken1002")
+    await add_people(sim, manager, page_a, 500)
+    await add_people(sim, manager, page_b, 100, start=1_000, fb_page="1002")
+    campaign_a = await new_campaign(manager, page_a)
+    campaign_b = await new_campaign(manager, page_b)
+    async with RunningWorker(sending_settings, db):
+        assert (await manager.post(f"/api/campaigns/{campaign_a}/start")).status_code == 202
+        await asyncio.sleep(0.5)  # A's chunks are queued first and A is sending
+        assert (await manager.post(f"/api/campaigns/{campaign_b}/start")).status_code == 202
+        await asyncio.sleep(4)
+        calls = (await sim.get("/__sim/calls", params={"limit": 10_000})).json()["calls"]
+        for campaign_id in (campaign_a, campaign_b):
+            assert (await manager.post(f"/api/campaigns/{campaign_id}/cancel")).status_code == 200
+    sends = {
+        page: sorted(
+            c["time"] for c in calls if c["page_id"] == page and c["path"].endswith("/messages")
+        )
+        for page in (PAGE, "1002")
+    }
+    assert sends[PAGE] and sends["1002"], {k: len(v) for k, v in sends.items()}
+    # B's first send comes within its first chunk's claim, not after A's backlog.
+    assert sends["1002"][0] - sends[PAGE][0] < 2.0, sends["1002"][0] - sends[PAGE][0]
+    # Both Pages kept their own rate meanwhile (20/s each, nothing lost to the other).
+    both = [t for t in sends[PAGE] if t >= sends["1002"][0]]
+    span = sends["1002"][-1] - sends["1002"][0]
+    assert len(sends["1002"]) >= 0.7 * 20 * span and len(both) >= 0.7 * 20 * span, (
+        len(sends["1002"]),
+        len(both),
+        span,
+    )
 
 
 async def test_progress_counts_the_rate_once_a_second_and_the_rest_every_time(

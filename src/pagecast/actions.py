@@ -25,7 +25,7 @@ async def start(ctx: AppContext, actor: Actor, campaign_id: int) -> Campaign:
         # A large audience gets its first slice now and the rest from a snapshot job, so
         # the answer and the first send do not wait for a million-row INSERT (P4).
         campaign, rest = await sending.start_sliced(session, actor, campaign_id)
-        first = await sending.first_chunks(session, campaign.id, chunk_size=ctx.settings.chunk_size)
+        first = await sending.first_chunks(session, campaign, chunk_size=ctx.settings.chunk_size)
     priority = campaign.priority.value
     # The first chunks go straight to the queue; the plan job goes on after them.
     await ctx.queue.enqueue_chunks(campaign.id, first, priority=priority)
@@ -33,8 +33,12 @@ async def start(ctx: AppContext, actor: Actor, campaign_id: int) -> Campaign:
         await ctx.queue.enqueue_snapshot(
             campaign.id, after=rest.after, upto=rest.upto, priority=priority
         )
+    # The plan job goes on once the first chunks are under way (`since`: what they cover).
     await ctx.queue.enqueue_plan(
-        campaign.id, after_id=first[-1][1] if first else 0, priority=priority
+        campaign.id,
+        after_id=first[-1][1] if first else 0,
+        since=0 if first else None,
+        priority=priority,
     )
     logger.info("campaign %d started (%d deliveries)", campaign.id, campaign.n_pending)
     return campaign

@@ -136,17 +136,27 @@ class Queue:
         campaign_id: int,
         *,
         after_id: int = 0,
+        since: int | None = None,
         priority: str = "normal",
         delay_s: float = 0,
         round_: int = 0,
+        step: int = 0,
     ) -> None:
-        """Plan a campaign's chunks; `round_` > 0 gives every job of this plan new ids, for
-        re-planning a campaign whose earlier jobs are stuck or gone."""
+        """Plan a campaign's chunks after delivery `after_id`; `round_` > 0 gives every job of
+        this plan new ids, for re-planning a campaign whose earlier jobs are stuck or gone.
+
+        With `since`, the chunks planned last, of deliveries in (since, after_id], must be
+        mostly under way before more are queued; `step` names each later look at the same
+        point (a job cannot re-add its own id while it runs).
+        """
         queue = await self.bull()
-        suffix = f"-r{round_}" if round_ else ""
+        suffix = (f"-r{round_}" if round_ else "") + (f"-w{step}" if step else "")
+        data: dict[str, Any] = {"campaign_id": campaign_id, "after_id": after_id, "round": round_}
+        if since is not None:
+            data |= {"since": since, "step": step}
         await queue.add(
             JOB_PLAN,
-            {"campaign_id": campaign_id, "after_id": after_id, "round": round_},
+            data,
             {
                 "jobId": f"p{campaign_id}-{after_id}{suffix}",
                 "priority": PRIORITIES[priority],

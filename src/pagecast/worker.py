@@ -76,7 +76,11 @@ logger = logging.getLogger(__name__)
 # A limiter wait up to this long is slept inside the job; longer waits (a throttled Page)
 # delay the whole job instead, so it does not hold a worker slot.
 _MAX_INLINE_WAIT = 2.0
-_PLAN_PAGE = 500
+# A campaign's chain of plan jobs marks itself alive for the sweep (which plans a campaign
+# again only when its chain ended or stalled); a plan job waits at most _PLAN_MAX_DELAY.
+_PLAN_ALIVE_PREFIX = "pagecast:plan-alive:"
+_PLAN_ALIVE_TTL = 30
+_PLAN_MAX_DELAY = 5.0
 _BATCH_SPAN = 0.2
 _DB_PATIENCE = 300.0  # seconds a worker keeps retrying a result write while the database is down
 # A 613 without a regain estimate is Graph's per-second limit: the Page pauses one window
@@ -210,7 +214,9 @@ class SendingWorker:
             self.process,
             {
                 "connection": self.queue.target.connection_kwargs(),
-                "concurrency": max(4, 2 * -(-self.config.concurrency // self.config.chunk_size)),
+                # Room for several Pages' chunks at once: a chunk that waits for its Page's
+                # limiter holds a slot, not a send.
+                "concurrency": max(8, 4 * -(-self.config.concurrency // self.config.chunk_size)),
                 "lockDuration": 30_000,
                 "stalledInterval": 15_000,
                 "drainDelay": 1,
@@ -319,18 +325,23 @@ class SendingWorker:
                         and await self.limiter.throttled_for(page_id) <= 0
                         and await deliveries.has_due_pending(session, campaign_id, utcnow())
                     }
+                redis = self.queue.lazy_redis()
                 for campaign_id, priority, _page_id, *progress in rows:
+                    self._last_progress[campaign_id] = tuple(progress)
                     # A campaign with due work that did not move since the last sweep has lost
-                    # its jobs (or they are stuck): plan it again under new job ids.
+                    # its jobs (or they are stuck): plan it again under new job ids. One
+                    # whose plan jobs go on needs nothing (a second chain would queue twice
+                    # its share of chunks).
                     round_ = int(time.time()) if campaign_id in stalled else 0
                     if round_:
                         logger.warning(
                             "campaign %d made no progress; planning it again", campaign_id
                         )
+                    elif await redis.exists(_PLAN_ALIVE_PREFIX + str(campaign_id)):
+                        continue
                     await self.queue.enqueue_plan(
                         campaign_id, priority=priority.value, round_=round_
                     )
-                    self._last_progress[campaign_id] = tuple(progress)
                 if due:
                     await self._start_due(due)
                 await self._recover_lost_claims()
@@ -348,10 +359,13 @@ class SendingWorker:
 
     async def process(self, job: Any, token: str) -> Any:
         if job.name == JOB_PLAN:
+            data = job.data
             return await self._plan(
-                int(job.data["campaign_id"]),
-                int(job.data["after_id"]),
-                int(job.data.get("round", 0)),
+                int(data["campaign_id"]),
+                int(data["after_id"]),
+                int(data.get("round", 0)),
+                None if data.get("since") is None else int(data["since"]),
+                int(data.get("step", 0)),
             )
         if job.name == JOB_SCHEDULE:
             return await self._start_due([int(job.data["campaign_id"])])
@@ -456,42 +470,84 @@ class SendingWorker:
         await self.queue.snapshot_finished(campaign_id)
         return f"snapshot of campaign {campaign_id} complete"
 
-    async def _plan(self, campaign_id: int, after_id: int, round_: int = 0) -> str:
+    async def _plan(
+        self,
+        campaign_id: int,
+        after_id: int,
+        round_: int = 0,
+        since: int | None = None,
+        step: int = 0,
+    ) -> str:
+        """Queue the next `plan_ahead` chunks of pending deliveries after `after_id`, once
+        the chunks planned before them (deliveries in (since, after_id]) are mostly under
+        way, and plan again about when half of these should be."""
+        chunk_size = self.config.chunk_size
         async with self.db.transaction() as session:
             campaign = await session.get(Campaign, campaign_id)
             if campaign is None or campaign.status is not CampaignStatus.SENDING:
                 return "not sending"
-            ranges = await deliveries.pending_ranges(
-                session,
-                campaign_id,
-                after_id=after_id,
-                chunk_size=self.config.chunk_size,
-                max_chunks=_PLAN_PAGE,
+            rate = await self._capped(
+                campaign.page_id, await sending.effective_rate(session, campaign)
             )
+            ahead = sending.plan_ahead(rate, chunk_size)
             priority = campaign.priority.value
-            if not ranges:
-                await sending.finish_if_done(session, campaign_id)
-        await self.queue.enqueue_chunks(campaign_id, ranges, priority=priority, round_=round_)
-        if len(ranges) < _PLAN_PAGE and await self.queue.snapshotting(campaign_id):
-            # More of the audience is still being inserted: look again shortly (a new job id,
-            # since this one is still active).
+            queued = 0
+            if since is not None:
+                queued = await deliveries.count_queued(
+                    session, campaign_id, after_id=since, upto=after_id, now=utcnow()
+                )
+            ranges: list[tuple[int, int]] = []
+            if 2 * queued <= ahead * chunk_size:
+                ranges = await deliveries.pending_ranges(
+                    session,
+                    campaign_id,
+                    after_id=after_id,
+                    chunk_size=chunk_size,
+                    max_chunks=ahead,
+                )
+                if not ranges:
+                    await sending.finish_if_done(session, campaign_id)
+        redis = self.queue.lazy_redis()
+        if 2 * queued > ahead * chunk_size:
+            # The Page (or the workers) has not caught up with what was queued: look again
+            # when about half of it should be under way.
+            await redis.set(_PLAN_ALIVE_PREFIX + str(campaign_id), "1", ex=_PLAN_ALIVE_TTL)
             await self.queue.enqueue_plan(
                 campaign_id,
-                after_id=ranges[-1][1] if ranges else after_id,
+                after_id=after_id,
+                since=since,
+                priority=priority,
+                delay_s=min(_PLAN_MAX_DELAY, max(0.1, queued / rate / 2)),
+                round_=round_,
+                step=step + 1,
+            )
+            return f"{queued} deliveries still queued"
+        await self.queue.enqueue_chunks(campaign_id, ranges, priority=priority, round_=round_)
+        last = ranges[-1][1] if ranges else after_id
+        if len(ranges) < ahead and await self.queue.snapshotting(campaign_id):
+            # More of the audience is still being inserted: look again shortly (a new job id,
+            # since this one is still active).
+            await redis.set(_PLAN_ALIVE_PREFIX + str(campaign_id), "1", ex=_PLAN_ALIVE_TTL)
+            await self.queue.enqueue_plan(
+                campaign_id,
+                after_id=last,
+                since=after_id if ranges else since,
                 priority=priority,
                 delay_s=0.5,
                 round_=round_ + 1,
             )
-        elif len(ranges) == _PLAN_PAGE:
-            # Keep Redis small: the next page is planned once the queue has room.
-            backlog = await self.queue.waiting()
+        elif len(ranges) == ahead:
+            await redis.set(_PLAN_ALIVE_PREFIX + str(campaign_id), "1", ex=_PLAN_ALIVE_TTL)
             await self.queue.enqueue_plan(
                 campaign_id,
-                after_id=ranges[-1][1],
+                after_id=last,
+                since=after_id,
                 priority=priority,
-                delay_s=1.0 if backlog > 4 * _PLAN_PAGE else 0,
+                delay_s=min(_PLAN_MAX_DELAY, ahead * chunk_size / rate / 2),
                 round_=round_,
             )
+        else:  # everything pending is queued: the sweep plans again if work comes back
+            await redis.delete(_PLAN_ALIVE_PREFIX + str(campaign_id))
         logger.info(
             "campaign %d: planned %d chunks after delivery %d", campaign_id, len(ranges), after_id
         )

@@ -23,6 +23,7 @@ __all__ = [
     "Outcome",
     "Recipient",
     "claim",
+    "count_queued",
     "delete_of_contact",
     "pending_ranges",
     "record",
@@ -552,6 +553,28 @@ async def has_due_pending(session: AsyncSession, campaign_id: int, now: datetime
         .limit(1)
     )
     return found is not None
+
+
+async def count_queued(
+    session: AsyncSession, campaign_id: int, *, after_id: int, upto: int, now: datetime
+) -> int:
+    """Pending deliveries with ids in (after_id, upto] that may be sent now: what of the
+    chunks planned over that range is still waiting in the queue (a range of the primary
+    key, so it reads those rows only)."""
+    return int(
+        await session.scalar(
+            select(func.count())
+            .select_from(Delivery)
+            .where(
+                Delivery.id > after_id,
+                Delivery.id <= upto,
+                Delivery.campaign_id == campaign_id,
+                Delivery.status == DeliveryStatus.PENDING,
+                or_(Delivery.next_attempt_at.is_(None), Delivery.next_attempt_at <= now),
+            )
+        )
+        or 0
+    )
 
 
 async def recent_rate(

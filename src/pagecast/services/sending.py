@@ -6,6 +6,7 @@ failed`. The edges enqueue work after these commit; the worker calls `finish_if_
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -35,9 +36,11 @@ __all__ = [
     "Rest",
     "cancel",
     "due_schedules",
+    "effective_rate",
     "finish_if_done",
     "first_chunks",
     "pause",
+    "plan_ahead",
     "resume",
     "retry_failed",
     "schedule",
@@ -56,6 +59,10 @@ __all__ = [
 # transaction. Until the last slice the campaign's `n_pending` also counts the contacts
 # not inserted yet, so the campaign cannot complete before its snapshot does.
 SNAPSHOT_FIRST = 2_000
+# A campaign keeps this many seconds of its rate queued as chunks (`plan_ahead`), at most
+# PLAN_MOST chunks.
+PLAN_AHEAD_S = 2.0
+PLAN_MOST = 500
 SNAPSHOT_SLICE = 100_000
 
 
@@ -194,17 +201,38 @@ async def _snapshot_first(
     return counts, Rest(campaign.id, first_upto, upto)
 
 
+def plan_ahead(rate_per_s: float, chunk_size: int) -> int:
+    """How many chunks of a campaign the queue holds at once: PLAN_AHEAD_S seconds of its
+    rate, at least 2 and at most PLAN_MOST.
+
+    The queue is first in, first out: a campaign that queued all its chunks at once would
+    hold every worker slot until it finished, and the campaigns of other Pages, each with
+    its own limit to fill, would wait behind it. A few seconds of each campaign at a time
+    keeps every Page's sends going side by side.
+    """
+    return max(2, min(PLAN_MOST, math.ceil(rate_per_s * PLAN_AHEAD_S / chunk_size)))
+
+
+async def effective_rate(session: AsyncSession, campaign: Campaign) -> float:
+    """The rate a campaign sends at: its own, within its Page's."""
+    page_rate = float(
+        await session.scalar(select(Page.send_rate).where(Page.id == campaign.page_id)) or 1.0
+    )
+    return min(page_rate, campaign.send_rate or page_rate)
+
+
 async def first_chunks(
-    session: AsyncSession, campaign_id: int, *, chunk_size: int
+    session: AsyncSession, campaign: Campaign, *, chunk_size: int
 ) -> list[tuple[int, int]]:
-    """The chunks of the deliveries the start wrote (the first SNAPSHOT_FIRST at most), for
-    the start to enqueue itself: the first send then waits for no `plan` job (P4)."""
+    """The first chunks of the deliveries the start wrote (at most `plan_ahead` of them),
+    for the start to enqueue itself: the first send then waits for no `plan` job (P4)."""
+    ahead = plan_ahead(await effective_rate(session, campaign), chunk_size)
     return await deliveries.pending_ranges(
         session,
-        campaign_id,
+        campaign.id,
         after_id=0,
         chunk_size=chunk_size,
-        max_chunks=max(1, SNAPSHOT_FIRST // chunk_size),
+        max_chunks=max(1, min(ahead, SNAPSHOT_FIRST // chunk_size)),
     )
 
 
