@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import itertools
 import json
 import time
 from collections.abc import AsyncIterator
@@ -289,6 +290,60 @@ async def test_error_kinds_end_in_the_right_states(
     assert not any(c["in_batch"] for c in sends[6:])  # a retry alone is a request of its own
     counts = (await manager.get(f"/api/campaigns/{campaign_id}")).json()["counts"]
     assert (counts["sent"], counts["failed"], counts["skipped"], counts["unknown"]) == (2, 3, 1, 0)
+
+
+async def test_each_graph_batch_is_dated_in_the_pages_window_when_it_was_written(
+    admin: httpx.AsyncClient,
+    manager: httpx.AsyncClient,
+    sim: httpx.AsyncClient,
+    sending_settings: Settings,
+    db: Database,
+) -> None:
+    """A batch's calls reach Graph together when its request is written, which can be well
+    after the grant on a busy worker: the worker re-dates every batch's grant in the Page's
+    one-second log once the request is out (watched with Redis MONITOR)."""
+    import hashlib
+
+    import redis.asyncio as aioredis
+
+    from pagecast import ratelimit
+
+    sending_settings = sending_settings.model_copy(update={"send_batch_size": 10})
+    page_id = await setup_page(admin, sim, send_rate=50)  # 10 calls per batch (0.2 s of rate)
+    await add_people(sim, manager, page_id, 30)
+    campaign_id = await new_campaign(manager, page_id)
+    left_sha = hashlib.sha1(ratelimit._LEFT.encode()).hexdigest()
+    redis = aioredis.from_url(sending_settings.redis_url)
+    commands: list[str] = []
+
+    async def watch() -> None:
+        async with redis.monitor() as monitor:
+            async for entry in monitor.listen():
+                commands.append(entry["command"])
+
+    watcher = asyncio.create_task(watch())
+    try:
+        await asyncio.sleep(0.2)  # MONITOR is on before the first grant
+        assert (await manager.post(f"/api/campaigns/{campaign_id}/start")).status_code == 202
+        async with RunningWorker(sending_settings, db):
+            await wait_for(manager, campaign_id, {"completed"})
+    finally:
+        watcher.cancel()
+        await asyncio.gather(watcher, return_exceptions=True)
+        await redis.aclose()
+    sends = [
+        c
+        for c in (await sim.get("/__sim/calls", params={"page_id": PAGE})).json()["calls"]
+        if c["path"].endswith("/me/messages")
+    ]
+    assert len(sends) == 30 and all(c["in_batch"] for c in sends)
+    # A batch's operations are taken in one after another; batches are a grant (0.1 s) apart.
+    batches = 1 + sum(1 for a, b in itertools.pairwise(sends) if b["time"] - a["time"] > 0.05)
+    assert batches >= 3
+    # One re-date per batch, named by its grant's time (a first EVALSHA that Redis answered
+    # NOSCRIPT shows twice in MONITOR, hence the set).
+    redated = {c.split()[-1] for c in commands if left_sha in c and f":{page_id}:w" in c}
+    assert len(redated) == batches, [c for c in commands if "EVALSHA" in c]
 
 
 async def test_transient_errors_exhaust_into_retries_exhausted(

@@ -38,7 +38,9 @@ _KEEP_MS = 3_600_000
 _LATENESS_S = 0.02
 # The log of grants looks back one second and the 20 ms a grant may take to reach Graph.
 _WINDOW_US = 1_000_000 + round(_LATENESS_S * 1_000_000)
-# A grant whose calls leave later than this after it was made is re-dated (`PageLimiter.left`).
+# A grant whose calls leave later than this after it was made is re-dated (`PageLimiter.left`);
+# a grant of several calls (a Graph batch) always is: its lateness plus the time Graph takes
+# to take in its calls could pass the 20 ms the log allows, and it would overshoot by a batch.
 LATE_AFTER = 0.005
 
 # KEYS[1] the Page's hash, KEYS[2] its log of recent grants (a sorted set scored by time).

@@ -744,10 +744,14 @@ class SendingWorker:
                 )
                 for item in group
             ]
-            if time.monotonic() - granted_at > LATE_AFTER:
-                # Held up since the grant (a busy event loop): the limiter's window must count
-                # these calls from when Graph sees them, beside the send (not before it).
-                redate = asyncio.create_task(self._left(campaign.page_id, grant))
+
+            def sent() -> None:
+                # Written late after the grant (a busy event loop), or a batch: the limiter's
+                # window must count these calls from when Graph got them.
+                nonlocal redate
+                if len(group) > 1 or time.monotonic() - granted_at > LATE_AFTER:
+                    redate = asyncio.create_task(self._left(campaign.page_id, grant))
+
             if len(batch) == 1:
                 one = batch[0]
                 answers = [
@@ -758,10 +762,11 @@ class SendingWorker:
                         messaging_type=one.messaging_type,
                         tag=one.tag,
                         metadata=one.metadata,
+                        on_sent=sent,
                     )
                 ]
             else:
-                answers = await self.graph.send_batch(creds, batch)
+                answers = await self.graph.send_batch(creds, batch, on_sent=sent)
         except GraphError as exc:
             answers = [exc] * len(group)
         finally:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from typing import Any
 
 import pytest
@@ -453,3 +454,50 @@ async def test_conversations_per_second_limit_is_throttle(sim: Sim) -> None:
         except GraphError as exc:
             kinds.append(exc.kind.value)
     assert "ok" in kinds and "throttle" in kinds
+
+
+# ----------------------------------------------------------------------------- on_sent
+
+
+async def test_on_sent_fires_once_when_the_request_is_out_before_the_answer(sim: Sim) -> None:
+    """The worker dates a send's slots in the Page's window from this moment."""
+    creds = await sim.page()
+    await sim.users({"psid": "u1"}, {"psid": "u2"}, {"psid": "u3"})
+    await sim.post("latency", {"ms": "300"})  # Graph takes 0.3 s to answer
+    for how in ("one", "batch"):
+        fired: list[float] = []
+        started = time.monotonic()
+        if how == "one":
+            result = await sim.graph.send_message(
+                creds,
+                psid="u1",
+                message=TEXT,
+                on_sent=lambda fired=fired: fired.append(time.monotonic()),
+            )
+            assert isinstance(result, SendResult)
+        else:
+            results = await sim.graph.send_batch(
+                creds,
+                [BatchMessage(psid=p, message=TEXT) for p in ("u2", "u3")],
+                on_sent=lambda fired=fired: fired.append(time.monotonic()),
+            )
+            assert all(isinstance(r, SendResult) for r in results)
+        answered = time.monotonic()
+        assert answered - started >= 0.3
+        assert len(fired) == 1, how
+        assert answered - fired[0] >= 0.25, how  # out well before Graph answered
+
+
+async def test_a_failing_on_sent_hook_leaves_the_send_a_success(
+    sim: Sim, caplog: pytest.LogCaptureFixture
+) -> None:
+    creds = await sim.page()
+    await sim.users({"psid": "u1"})
+
+    def broken() -> None:
+        raise RuntimeError("hook broke")
+
+    result = await sim.graph.send_message(creds, psid="u1", message=TEXT, on_sent=broken)
+    assert isinstance(result, SendResult) and result.message_id
+    assert len(await sim.outbox("u1")) == 1
+    assert "the hook after a written Graph request failed" in caplog.text

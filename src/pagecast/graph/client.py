@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
@@ -109,10 +109,13 @@ class GraphClient:
         tag: str | None = None,
         metadata: str | None = None,
         notification_type: str | None = None,
+        on_sent: Callable[[], None] | None = None,
     ) -> SendResult:
         """Send one message (Messenger's `message` object, built by the caller) to a PSID.
 
         `metadata` goes into `message.metadata` and comes back in the `message_echoes` webhook.
+        `on_sent` is called once the request has been written to the connection (Graph has it
+        from then on), before the answer.
 
         Raises:
             GraphError: for every failure; `kind` says what to do.
@@ -126,7 +129,7 @@ class GraphClient:
             notification_type=notification_type,
         )
         data, usage = await self._call(
-            creds, "POST", "me/messages", json_body=body, idempotent=False
+            creds, "POST", "me/messages", json_body=body, idempotent=False, on_sent=on_sent
         )
         return wire.send_result(data, usage, context="POST me/messages")
 
@@ -141,12 +144,17 @@ class GraphClient:
         return wire.send_result(data, usage, context="POST me/messages")
 
     async def send_batch(
-        self, creds: PageCredentials, messages: Sequence[BatchMessage]
+        self,
+        creds: PageCredentials,
+        messages: Sequence[BatchMessage],
+        *,
+        on_sent: Callable[[], None] | None = None,
     ) -> list[SendResult | GraphError]:
         """Send up to 50 messages of one Page in one request; one result per message, in order.
 
         A `null` element of Graph's answer (the operation timed out) becomes an `ambiguous`
-        `GraphError`. More than 50 messages get Graph's whole-request error (100).
+        `GraphError`. More than 50 messages get Graph's whole-request error (100). `on_sent`
+        as for `send_message`.
 
         Raises:
             GraphError: when the whole batch fails (bad token, too many operations, transport).
@@ -181,7 +189,7 @@ class GraphClient:
         ]
         form = {"batch": json.dumps(operations), "include_headers": "true"}
         data, usage = await self._call(
-            creds, "POST", "", form_body=form, idempotent=False, root=True
+            creds, "POST", "", form_body=form, idempotent=False, root=True, on_sent=on_sent
         )
         if not isinstance(data, list):
             raise wire.bad_answer("POST batch", usage, idempotent=False, detail="not a JSON array")
@@ -325,8 +333,11 @@ class GraphClient:
         form_body: Mapping[str, str] | None = None,
         idempotent: bool = True,
         root: bool = False,
+        on_sent: Callable[[], None] | None = None,
     ) -> tuple[Any, Usage]:
-        """One request; the decoded JSON and the usage on success, else a `GraphError`."""
+        """One request; the decoded JSON and the usage on success, else a `GraphError`.
+
+        `on_sent` is called when the request's body has been written to the connection."""
         url = f"/{self._version}/{path}" if not root else f"/{self._version}/"
         query = dict(params or {})
         if (proof := creds.appsecret_proof) is not None:
@@ -340,6 +351,7 @@ class GraphClient:
                 json=json_body,
                 data=form_body,
                 headers={"Authorization": f"Bearer {creds.access_token}"},
+                extensions=None if on_sent is None else {"trace": _when_written(on_sent)},
             )
         except httpx.HTTPError as exc:
             raise wire.transport_error(exc, context, idempotent=idempotent) from exc
@@ -374,3 +386,16 @@ class GraphClient:
                 status=response.status_code,
             )
         return data, usage
+
+
+def _when_written(on_sent: Callable[[], None]) -> Callable[[str, dict[str, Any]], Awaitable[None]]:
+    """An httpcore `trace` extension that calls `on_sent` once the request body is written."""
+
+    async def trace(event: str, info: dict[str, Any]) -> None:
+        if event.endswith("send_request_body.complete"):
+            try:
+                on_sent()
+            except Exception:  # the request is out: a failing hook must not make it ambiguous
+                logger.exception("the hook after a written Graph request failed")
+
+    return trace
