@@ -19,7 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -143,10 +143,9 @@ class Simulator:
         self.log = workdir / f"simulator-{self.port}.log"
         # `nice` < 0 (root only) lets the simulator, which stands in for Meta's own machines,
         # take the CPU ahead of the processes under test when both want it.
-        preexec = (lambda: os.nice(nice)) if nice else None
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
-                args, stdout=log, stderr=subprocess.STDOUT, preexec_fn=preexec
+                args, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_niced(nice)
             )
         _wait_http(self.url + "/__sim/stats", self.proc, "pagecast simulator")
         self.http = httpx.Client(base_url=self.url, timeout=120)
@@ -255,7 +254,7 @@ class Redis:
 class Web:
     """One `pagecast web` process (the API) on a free port."""
 
-    def __init__(self, workdir: Path, env: dict[str, str]) -> None:
+    def __init__(self, workdir: Path, env: dict[str, str], *, nice: int = 0) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = workdir / f"web-{self.port}.log"
@@ -266,11 +265,26 @@ class Web:
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
+                preexec_fn=_niced(nice),
             )
         _wait_http(self.url + "/healthz", self.proc, "pagecast web", timeout=60)
 
+    def cpu_seconds(self) -> float:
+        return cpu_seconds(self.proc.pid)
+
     def stop(self) -> None:
         _stop(self.proc)
+
+
+def _niced(nice: int) -> Callable[[], None] | None:
+    """A `preexec_fn` that runs the child at `nice` (negative values need root)."""
+    return (lambda: os.nice(nice)) if nice else None
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time process `pid` used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class Worker:
@@ -298,9 +312,7 @@ class Worker:
         return self.proc.pid
 
     def cpu_seconds(self) -> float:
-        """User + system CPU time the process used so far (Linux /proc)."""
-        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return cpu_seconds(self.pid)
 
     def peak_rss_mb(self) -> float:
         """VmHWM: the most resident memory the process ever had."""
@@ -446,8 +458,8 @@ class Bench:
             _, raw = await tokens.create(session, Actor.system(), user, "bench")
         return raw
 
-    def start_web(self) -> Web:
-        web = Web(self.workdir, self.worker_env())
+    def start_web(self, *, nice: int = 0) -> Web:
+        web = Web(self.workdir, self.worker_env(), nice=nice)
         self.webs.append(web)
         return web
 

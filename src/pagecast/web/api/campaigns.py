@@ -172,7 +172,7 @@ async def _with_progress(ctx: AppContext, campaign_id: int) -> dict[str, Any]:
 
 
 async def _count_rate(ctx: AppContext, campaign_id: int) -> float:
-    async with ctx.db.transaction() as session:
+    async with ctx.db.reading() as session:
         return await campaigns.send_rate(session, campaign_id)
 
 
@@ -182,7 +182,7 @@ async def _read_progress(ctx: AppContext, campaign_id: int) -> dict[str, Any]:
     rate = await _progress(ctx).rates.get(
         campaign_id, functools.partial(_count_rate, ctx, campaign_id)
     )
-    async with ctx.db.transaction() as session:
+    async with ctx.db.reading() as session:
         campaign, page_rate = await campaigns.get_with_page_rate(session, campaign_id)
         rate, until = await campaigns.pace(session, campaign, ctx.settings.unknown_grace, rate=rate)
         return render.campaign(campaign, campaigns.counts(campaign)) | render.progress(
