@@ -749,7 +749,8 @@ class SendingWorker:
                 # Written late after the grant (a busy event loop), or a batch: the limiter's
                 # window must count these calls from when Graph got them.
                 nonlocal redate
-                if len(group) > 1 or time.monotonic() - granted_at > LATE_AFTER:
+                late = time.monotonic() - granted_at > LATE_AFTER
+                if redate is None and (len(group) > 1 or late):
                     redate = asyncio.create_task(self._left(campaign.page_id, grant))
 
             if len(batch) == 1:
