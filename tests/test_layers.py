@@ -54,7 +54,24 @@ def test_only_settings_reads_the_environment() -> None:
 
 
 def test_package_init_does_not_import_the_web_app() -> None:
-    assert _imports(SRC / "__init__.py") == set()
+    assert _imports(SRC / "__init__.py") == {"sys"}
+
+
+def test_a_worker_process_loads_neither_the_web_stack_nor_httpxs_command_line() -> None:
+    # What `pagecast worker` imports before it runs, in its order: the CLI (the console
+    # script's entry point), then the worker and its context.
+    # The web stack and httpx's own command line (rich, pygments) would be memory it never
+    # uses (docs/performance.md, P6).
+    code = (
+        "import sys\n"
+        "import pagecast.cli, pagecast.cli.processes, pagecast.context, pagecast.worker\n"
+        "unused = {'fastapi', 'starlette', 'uvicorn', 'jinja2', 'rich', 'pygments'}\n"
+        "print(sorted(unused & {name.partition('.')[0] for name in sys.modules}))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "[]"
 
 
 def test_importing_and_building_the_app_opens_no_connection() -> None:

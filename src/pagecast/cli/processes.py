@@ -10,7 +10,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import typer
-import uvicorn
 
 from pagecast import eventloop
 from pagecast.cli.base import app, fail, masked, state
@@ -36,13 +35,20 @@ async def _prepare(ctx: Any) -> int:
         return await users.count(session)
 
 
-class _Server(uvicorn.Server):  # type: ignore[misc]
-    """uvicorn re-raises SIGTERM after its shutdown, which would kill the in-process worker
-    before it records its in-flight sends; `_processes` handles the signals instead."""
+def _web_server(application: Any, host: str, port: int, log_level: str) -> Any:
+    """A uvicorn server that leaves SIGINT and SIGTERM to `_processes`: uvicorn re-raises
+    SIGTERM after its shutdown, which would kill the in-process worker before it records its
+    in-flight sends. uvicorn and the web app are imported here, not at the top: a worker
+    process has no use for the web stack (about 10 MB of its memory)."""
+    import uvicorn
 
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
+    class Server(uvicorn.Server):  # type: ignore[misc]
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            yield
+
+    config = uvicorn.Config(application, host=host, port=port, log_level=log_level.lower())
+    return Server(config)
 
 
 async def _processes(
@@ -53,7 +59,6 @@ async def _processes(
     from pagecast.context import AppContext
     from pagecast.embedded_redis import EmbeddedRedis
     from pagecast.settings import get_settings
-    from pagecast.web.app import create_app
     from pagecast.worker import build
 
     settings = get_settings()
@@ -106,17 +111,12 @@ async def _processes(
             assert sender is not None
             await sender.run()
             return
+        from pagecast.web.app import create_app
+
         typer.echo(f"Pagecast on http://{host}:{port} (API docs at /docs)")
         application = create_app(settings, context=ctx)
         application.state.demo = demo
-        server = _Server(
-            uvicorn.Config(
-                application,
-                host=host,
-                port=port,
-                log_level=settings.log_level.lower(),
-            )
-        )
+        server = _web_server(application, host, port, settings.log_level)
         task = asyncio.create_task(sender.run(install_signals=False)) if sender else None
 
         def stop() -> None:
