@@ -880,6 +880,51 @@ async def test_start_enqueues_its_first_chunks_and_plans_after_them(
     } | ({f"snap{campaign_id}"} if len(ids) == 50 else set())
 
 
+async def test_pending_ranges_are_consecutive_chunks_of_the_pending_deliveries(
+    admin: httpx.AsyncClient,
+    manager: httpx.AsyncClient,
+    sim: httpx.AsyncClient,
+    db: Database,
+) -> None:
+    from sqlalchemy import update
+
+    from pagecast.services import deliveries
+
+    page_id = await setup_page(admin, sim)
+    await add_people(sim, manager, page_id, 40)
+    campaign_id = await new_campaign(manager, page_id)
+    assert (await manager.post(f"/api/campaigns/{campaign_id}/start")).status_code == 202
+    async with db.transaction() as session:
+        ids = list(
+            await session.scalars(
+                select(Delivery.id).where(Delivery.campaign_id == campaign_id).order_by(Delivery.id)
+            )
+        )
+        gone = set(ids[3:6]) | {ids[17]}  # under way or done: not pending
+        await session.execute(
+            update(Delivery).where(Delivery.id.in_(gone)).values(status=DeliveryStatus.SENT)
+        )
+    pending = [i for i in ids if i not in gone]
+
+    def expected(after_id: int, size: int, most: int) -> list[tuple[int, int]]:
+        left = [i for i in pending if i > after_id][: size * most]
+        return [(left[i], left[min(i + size, len(left)) - 1]) for i in range(0, len(left), size)]
+
+    async with db.transaction() as session:
+        for after_id, size, most in [(0, 7, 100), (0, 7, 3), (ids[10], 5, 2), (ids[-2], 5, 2)]:
+            got = await deliveries.pending_ranges(
+                session, campaign_id, after_id=after_id, chunk_size=size, max_chunks=most
+            )
+            assert got == expected(after_id, size, most), (after_id, size, most)
+        assert (
+            await deliveries.pending_ranges(
+                session, campaign_id, after_id=ids[-1], chunk_size=5, max_chunks=2
+            )
+            == []
+        )
+    assert expected(0, 7, 100)[-1][1] == pending[-1] and len(expected(0, 7, 100)) == 6
+
+
 async def test_campaigns_of_two_pages_send_side_by_side(
     admin: httpx.AsyncClient,
     manager: httpx.AsyncClient,
