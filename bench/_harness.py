@@ -9,6 +9,7 @@ Nothing here imports from `tests/`.
 from __future__ import annotations
 
 import asyncio
+import compileall
 import json
 import os
 import platform
@@ -17,6 +18,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -58,6 +60,22 @@ PG_SERVER = os.environ.get("PAGECAST_BENCH_PG", "postgresql://postgres@127.0.0.1
 SECRET_KEY = "bench-secret-key-0123456789abcdef0123456789"
 TEXT = "Hello {{first_name|there}}, our autumn offer is live."
 PSID_BASE = 7 * 10**15
+
+
+def compile_bytecode() -> None:
+    """Write the bytecode caches of Pagecast and its dependencies before any process starts.
+
+    Python writes a module's cache on its first import, unless PYTHONDONTWRITEBYTECODE is
+    set (as on the development machine) or the folder is read-only; without the caches every
+    process compiles every module from source at each start, which raised a worker's peak
+    RSS by about 5 MB and its start time by seconds. A deployment imports from caches (or
+    installs with UV_COMPILE_BYTECODE=1), so the benchmarks measure that. Up-to-date caches
+    are left alone: after the first run this takes about 2 s."""
+    import pagecast
+
+    paths = sysconfig.get_paths()
+    for folder in sorted({paths["purelib"], paths["platlib"], str(Path(pagecast.__file__).parent)}):
+        compileall.compile_dir(folder, quiet=2, workers=0)
 
 
 def free_port() -> int:
@@ -373,6 +391,7 @@ class Bench:
         sim_nice: int = 0,
     ) -> None:
         self.name = name
+        compile_bytecode()
         self.workdir = Path(tempfile.mkdtemp(prefix=f"pagecast-bench-{name}-"))
         self.backend = backend
         self.latency_ms = latency_ms

@@ -6,6 +6,7 @@ sampled every 0.25 s from the start call on. Reports the worker's peak RSS (VmHW
 highest `used_memory`.
 
     uv run python bench/memory.py [--quick] [--sizes 10000 100000 1000000] [--max-seconds 60] [--runs 3]
+        [--batch N] [--concurrency 100]
 """
 
 from __future__ import annotations
@@ -20,14 +21,16 @@ from _harness import Bench, machine, median, print_table, write_results
 PAGE = "9600000000000001"
 
 
-async def one_run(bench: Bench, size: int, max_seconds: float) -> dict[str, float]:
+async def one_run(
+    bench: Bench, size: int, max_seconds: float, *, batch: int | None, concurrency: int
+) -> dict[str, float]:
     await bench.fresh_database()
     page_id = await bench.add_page(
         PAGE, send_rate=1e6, contacts=size, sim_people=min(size, 100_000)
     )
     bench.sim.add_page(PAGE, f"EAAGbench{PAGE}", per_second=10**9)
     campaign_id = await bench.add_campaign(page_id)
-    [worker] = bench.start_workers(1)
+    [worker] = bench.start_workers(1, concurrency=concurrency, batch=batch)
     redis_peak = bench.redis.used_memory()
     try:
         start = asyncio.create_task(bench.start(campaign_id))
@@ -56,7 +59,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     rows = []
     try:
         for size in args.sizes:
-            runs = [await one_run(bench, size, args.max_seconds) for _ in range(args.runs)]
+            runs = [
+                await one_run(
+                    bench, size, args.max_seconds, batch=args.batch, concurrency=args.concurrency
+                )
+                for _ in range(args.runs)
+            ]
             rows.append(
                 {
                     "recipients": size,
@@ -68,7 +76,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             )
     finally:
         await bench.close()
-    return {"max_seconds": args.max_seconds, "rows": rows}
+    return {
+        "max_seconds": args.max_seconds,
+        "batch": args.batch,
+        "concurrency": args.concurrency,
+        "rows": rows,
+    }
 
 
 def main() -> None:
@@ -77,13 +90,18 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     parser.add_argument("--max-seconds", type=float, default=60)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument(
+        "--batch", type=int, default=None, help="PAGECAST_SEND_BATCH_SIZE (default: Pagecast's)"
+    )
+    parser.add_argument("--concurrency", type=int, default=100, help="sends in flight")
     args = parser.parse_args()
     if args.quick:
         args.sizes, args.max_seconds, args.runs = [1_000, 5_000], 2, 1
     facts = machine(pg_url="yes")
     result = asyncio.run(run(args))
     print_table(
-        f"P6 memory: one worker, at most {args.max_seconds:.0f} s of sending per campaign, "
+        f"P6 memory: one worker ({args.concurrency} in flight, batch {args.batch or 'default'}), "
+        f"at most {args.max_seconds:.0f} s of sending per campaign, "
         f"median of {args.runs} runs (targets: worker < 100 MB, Redis < 50 MB, flat)",
         facts,
         ["recipients", "worker peak RSS MB", "Redis used_memory MB", "sent in the window"],
