@@ -102,6 +102,53 @@ def test_worker_names_a_bad_redis_url_with_the_password_masked(data_dir: Path) -
     assert "REDIS_URL" in line and "redis://" in line and "hunter2" not in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("args", "variable", "value", "phrase"),
+    [
+        (("worker",), "PAGECAST_WORKER_NICE", "-3", "greater than or equal to 0"),
+        (("web",), "PAGECAST_WORKER_CONCURRENCY", "many", "valid integer"),
+        (("db", "upgrade"), "PAGECAST_CHUNK_SIZE", "0", "greater than 0"),
+    ],
+)
+def test_a_bad_setting_is_named_in_one_line(
+    data_dir: Path, args: tuple[str, ...], variable: str, value: str, phrase: str
+) -> None:
+    result = run(data_dir, *args, **{variable: value})
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"Error: {variable}: "), result.stderr
+    assert phrase in lines[0] and "docs/settings.md" in lines[0]
+
+
+def test_a_worker_lowers_its_own_priority_to_worker_nice(data_dir: Path) -> None:
+    environ = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("PAGECAST_") and k not in ("DATABASE_URL", "REDIS_URL")
+    }
+    environ |= {
+        "PAGECAST_DATA_DIR": str(data_dir),
+        "PAGECAST_SECRET_KEY": "cli-test-key",
+        "PAGECAST_WORKER_NICE": "7",
+    }
+    log = data_dir / "worker.log"
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            [PAGECAST, "worker"], env=environ, stdout=out, stderr=subprocess.STDOUT
+        )
+    try:
+        deadline = time.monotonic() + 30
+        while " started (concurrency" not in log.read_text(errors="replace"):
+            assert process.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, "the worker did not start within 30 s"
+            time.sleep(0.1)
+        assert os.getpriority(os.PRIO_PROCESS, process.pid) == 7
+        assert "worker process at nice 7" in log.read_text()
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
 def test_debug_shows_the_traceback(data_dir: Path) -> None:
     result = run(data_dir, "--debug", "tokens", "create", "--user", "nobody@example.com")
     assert result.returncode == 1 and "Traceback" in result.stderr

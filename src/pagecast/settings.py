@@ -119,6 +119,16 @@ class Settings(BaseSettings):
     worker_concurrency: PositiveInt = Field(
         100, description="Sends in flight at once in one worker process (`pagecast worker`)."
     )
+    worker_nice: int = Field(
+        0,
+        ge=0,
+        le=19,
+        description="Nice value a `pagecast worker` process gives itself at start, 0 to 19 "
+        "(higher: it yields the CPU sooner; a process may lower its own priority without "
+        "privileges). Where `pagecast web` shares its cores with workers, 10 keeps the API "
+        "and the dashboard answering within milliseconds during a large send "
+        "(docs/performance.md, P7). `pagecast serve` runs both in one process and ignores it.",
+    )
     chunk_size: PositiveInt = Field(
         100, description="Deliveries per queue job: one claim, one result write per chunk."
     )

@@ -12,6 +12,7 @@ from pagecast.cli.base import (
     config_app,
     db_app,
     fail,
+    load_settings,
     masked,
     run,
     tokens_app,
@@ -41,9 +42,7 @@ def db_downgrade(revision: str = typer.Argument(..., help="Target revision, or `
 
 
 def _run_url() -> str:
-    from pagecast.settings import get_settings
-
-    return get_settings().resolved_database_url()
+    return str(load_settings().resolved_database_url())
 
 
 # ------------------------------------------------------------------ users and tokens

@@ -22,6 +22,7 @@ __all__ = [
     "contacts_app",
     "db_app",
     "fail",
+    "load_settings",
     "masked",
     "pages_app",
     "run",
@@ -70,6 +71,25 @@ def fail(message: str) -> None:
     raise typer.Exit(1)
 
 
+def load_settings() -> Any:
+    """The settings; a value that does not validate ends the command with one line naming
+    its variable (the value is not echoed: it may be a secret)."""
+    from pydantic import ValidationError
+
+    from pagecast.settings import get_settings
+
+    try:
+        return get_settings()
+    except ValidationError as exc:
+        if state["debug"]:
+            raise
+        error = exc.errors()[0]
+        where = f"PAGECAST_{str(error['loc'][0]).upper()}: " if error["loc"] else ""
+        message = str(error["msg"]).removeprefix("Value error, ")
+        fail(f"{where}{message}. The settings are in docs/settings.md (`pagecast config docs`).")
+    raise AssertionError("unreachable")
+
+
 def run(make: Callable[[Any], Awaitable[T]], *, migrate: bool = True) -> T:
     """Run `make(ctx)` with a fresh app context; expected errors become one line and exit 1.
 
@@ -77,10 +97,11 @@ def run(make: Callable[[Any], Awaitable[T]], *, migrate: bool = True) -> T:
     """
     from pagecast.context import AppContext
     from pagecast.db import upgrade
-    from pagecast.settings import get_settings
+
+    settings = load_settings()
 
     async def main() -> T:
-        ctx = AppContext(get_settings())
+        ctx = AppContext(settings)
         try:
             if migrate and ctx.settings.uses_default_database():
                 await upgrade(ctx.db)

@@ -7,7 +7,14 @@ from typing import Any
 
 import typer
 
-from pagecast.cli.base import campaigns_app, cli_actor, contacts_app, pages_app, run
+from pagecast.cli.base import (
+    campaigns_app,
+    cli_actor,
+    contacts_app,
+    load_settings,
+    pages_app,
+    run,
+)
 
 # ------------------------------------------------------------------ pages, contacts, campaigns
 
@@ -106,9 +113,8 @@ def campaigns_list() -> None:
 def _campaign_command(action: str, campaign_id: int) -> None:
     """The same steps as the API's action routes (`pagecast.actions`)."""
     from pagecast import actions
-    from pagecast.settings import get_settings
 
-    settings = get_settings()
+    settings = load_settings()
 
     async def act(ctx: Any) -> Any:
         if ctx.redis_url is None and action in ("start", "resume"):

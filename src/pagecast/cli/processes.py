@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 from collections.abc import Iterator
 from typing import Any
@@ -12,7 +13,7 @@ from typing import Any
 import typer
 
 from pagecast import eventloop
-from pagecast.cli.base import app, fail, masked, state
+from pagecast.cli.base import app, fail, load_settings, masked, state
 from pagecast.errors import PagecastError
 
 # ------------------------------------------------------------------ processes
@@ -139,6 +140,15 @@ async def _processes(
             sandbox.stop()
 
 
+def _lower_priority(nice: int) -> None:
+    """Run this process at nice value `nice` or lower priority still (never raise it: an
+    operator may have started it lower). Threads started later inherit it."""
+    current = os.getpriority(os.PRIO_PROCESS, 0)
+    if nice > current:
+        os.setpriority(os.PRIO_PROCESS, 0, nice)
+        logging.getLogger("pagecast").info("worker process at nice %d", nice)
+
+
 def _run_processes(
     host: str | None,
     port: int | None,
@@ -148,12 +158,12 @@ def _run_processes(
     concurrency: int | None = None,
     demo: bool = False,
 ) -> None:
-    from pagecast.settings import get_settings
-
-    settings = get_settings()
+    settings = load_settings()
     if not demo:  # the demo keeps its secret key in its own data directory
         settings.resolved_secret_key()  # generated on first run, before anything needs it
     _logging(settings.log_level)
+    if worker and not web:
+        _lower_priority(settings.worker_nice)
     try:
         eventloop.run(
             _processes(
