@@ -457,11 +457,13 @@ class Bench:
         return env
 
     def start_workers(
-        self, count: int, *, concurrency: int = 100, batch: int | None = None
+        self, count: int, *, concurrency: int = 100, batch: int | None = None, nice: int = 0
     ) -> list[Worker]:
         env = self.worker_env()
         if batch is not None:
             env["PAGECAST_SEND_BATCH_SIZE"] = str(batch)
+        if nice:
+            env["PAGECAST_WORKER_NICE"] = str(nice)
         started = [Worker(self.workdir, env, concurrency=concurrency) for _ in range(count)]
         self.workers += started
         return started
