@@ -133,12 +133,13 @@ async def pending_ranges(
 
     The database numbers the ids and returns one row per range: the plan step used to load
     every id (50,000 at 500 chunks of 100) into the worker to cut them up, a few MB of its
-    peak memory and tens of ms of its event loop each time."""
-    # Each range is keyed by its first row's number, counted from 0 (no division: SQLite's
-    # FLOOR is not always compiled in).
-    number = func.row_number().over(order_by=_TABLE.c.id) - 1
-    numbered = (
-        select(_TABLE.c.id, (number - number % chunk_size).label("chunk"))
+    peak memory (docs/performance.md, P6)."""
+    # The LIMIT comes first, so PostgreSQL stops after that many ids (a Sort under a window
+    # function would order every pending delivery of the campaign). Each range is keyed by
+    # its first row's number, counted from 0 (no division: SQLite's FLOOR is not always
+    # compiled in).
+    ids = (
+        select(_TABLE.c.id)
         .where(
             _TABLE.c.campaign_id == campaign_id,
             _TABLE.c.status == DeliveryStatus.PENDING,
@@ -148,6 +149,8 @@ async def pending_ranges(
         .limit(chunk_size * max_chunks)
         .subquery()
     )
+    number = func.row_number().over(order_by=ids.c.id) - 1
+    numbered = select(ids.c.id, (number - number % chunk_size).label("chunk")).subquery()
     rows = await session.execute(
         select(func.min(numbered.c.id), func.max(numbered.c.id))
         .group_by(numbered.c.chunk)
