@@ -63,15 +63,19 @@ async def one_run(bench: Bench, args: argparse.Namespace) -> dict[str, float]:
             # The client (this process's event loop thread) at --client-nice while it
             # measures, as a client on a machine of its own would be.
             nice_before = os.getpriority(os.PRIO_PROCESS, 0)
-            os.setpriority(os.PRIO_PROCESS, 0, args.client_nice)
-            web_cpu = web.cpu_seconds()
-            begin = time.perf_counter()
-            for i in range(int(args.seconds * args.rps)):
-                await asyncio.sleep(max(0.0, begin + i / args.rps - time.perf_counter()))
-                tasks.append(asyncio.create_task(probe()))
-            await asyncio.gather(*tasks)
-            span = time.perf_counter() - begin
-            os.setpriority(os.PRIO_PROCESS, 0, nice_before)
+            if args.client_nice != nice_before:
+                os.setpriority(os.PRIO_PROCESS, 0, args.client_nice)
+            try:
+                web_cpu = web.cpu_seconds()
+                begin = time.perf_counter()
+                for i in range(int(args.seconds * args.rps)):
+                    await asyncio.sleep(max(0.0, begin + i / args.rps - time.perf_counter()))
+                    tasks.append(asyncio.create_task(probe()))
+                await asyncio.gather(*tasks)
+                span = time.perf_counter() - begin
+            finally:
+                if args.client_nice != nice_before:
+                    os.setpriority(os.PRIO_PROCESS, 0, nice_before)
             web_cpu = web.cpu_seconds() - web_cpu
             row = await bench.campaign(campaign_id)
             still_sending = row.status.value == "sending"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pagecast.settings import Settings, normalise_database_url, render_settings_doc
+from pagecast.settings import Settings, env_names, normalise_database_url, render_settings_doc
 
 DOC = Path(__file__).parent.parent / "docs" / "settings.md"
 
@@ -90,3 +90,11 @@ def test_secret_key_setting_is_used_and_no_file_written(tmp_path: Path) -> None:
     settings = Settings(_env_file=None, data_dir=tmp_path, secret_key="from-env")
     assert settings.resolved_secret_key() == b"from-env"
     assert not (tmp_path / "secret.key").exists()
+
+
+def test_env_names_resolve_a_field_by_its_name_or_an_alias() -> None:
+    both = ["PAGECAST_DATABASE_URL", "DATABASE_URL"]
+    assert env_names("database_url") == both
+    assert env_names("PAGECAST_DATABASE_URL") == both  # how a validation error names it
+    assert env_names("worker_nice") == ["PAGECAST_WORKER_NICE"]
+    assert env_names("no_such_setting") == []

@@ -123,9 +123,9 @@ class Settings(BaseSettings):
         0,
         ge=0,
         le=19,
-        description="Nice value a `pagecast worker` process gives itself at start, 0 to 19 "
+        description="Nice value a `pagecast worker` process lowers itself to at start, 0 to 19 "
         "(higher: it yields the CPU sooner; a process may lower its own priority without "
-        "privileges). Where `pagecast web` shares its cores with workers, 10 keeps the API "
+        "privileges, and one started lower stays there). Where `pagecast web` shares its cores with workers, 10 keeps the API "
         "and the dashboard answering within milliseconds during a large send "
         "(docs/performance.md, P7). `pagecast serve` runs both in one process and ignores it.",
     )
@@ -239,6 +239,18 @@ def get_settings() -> Settings:
     return Settings()
 
 
+def env_names(field_name: str) -> list[str]:
+    """The environment variables that set a field (given by its name or one of its aliases),
+    in the order they are read; [] for an unknown name."""
+    for name, field in Settings.model_fields.items():
+        choices = []
+        if isinstance(field.validation_alias, AliasChoices):
+            choices = [str(choice) for choice in field.validation_alias.choices]
+        if field_name == name or field_name in choices:
+            return choices or [f"PAGECAST_{name.upper()}"]
+    return []
+
+
 def render_settings_doc() -> str:
     """Markdown for `docs/settings.md`, one section per field."""
     lines = [
@@ -252,9 +264,6 @@ def render_settings_doc() -> str:
         "",
     ]
     for name, field in Settings.model_fields.items():
-        env_names = [f"PAGECAST_{name.upper()}"]
-        if isinstance(field.validation_alias, AliasChoices):
-            env_names = [str(choice) for choice in field.validation_alias.choices]
         default = field.default
         if isinstance(default, Path):
             default = str(default)
@@ -262,7 +271,7 @@ def render_settings_doc() -> str:
         lines += [
             f"## {name}",
             "",
-            f"- Variable: {', '.join(f'`{env}`' for env in env_names)}",
+            f"- Variable: {', '.join(f'`{env}`' for env in env_names(name))}",
             f"- Default: {shown_default}",
             "",
             str(field.description),

@@ -76,17 +76,22 @@ def load_settings() -> Any:
     its variable (the value is not echoed: it may be a secret)."""
     from pydantic import ValidationError
 
-    from pagecast.settings import get_settings
+    from pagecast.settings import env_names, get_settings
 
     try:
         return get_settings()
     except ValidationError as exc:
         if state["debug"]:
             raise
-        error = exc.errors()[0]
-        where = f"PAGECAST_{str(error['loc'][0]).upper()}: " if error["loc"] else ""
-        message = str(error["msg"]).removeprefix("Value error, ")
-        fail(f"{where}{message}. The settings are in docs/settings.md (`pagecast config docs`).")
+        errors = exc.errors()
+        names = env_names(str(errors[0]["loc"][0])) if errors[0]["loc"] else []
+        where = f"{' or '.join(names)}: " if names else ""
+        message = str(errors[0]["msg"]).removeprefix("Value error, ")
+        more = f" ({len(errors) - 1} more: --debug shows them)" if len(errors) > 1 else ""
+        fail(
+            f"{where}{message}{more}. The settings are in docs/settings.md "
+            "(`pagecast config docs`)."
+        )
     raise AssertionError("unreachable")
 
 

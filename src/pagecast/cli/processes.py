@@ -40,7 +40,7 @@ def _web_server(application: Any, host: str, port: int, log_level: str) -> Any:
     """A uvicorn server that leaves SIGINT and SIGTERM to `_processes`: uvicorn re-raises
     SIGTERM after its shutdown, which would kill the in-process worker before it records its
     in-flight sends. uvicorn and the web app are imported here, not at the top: a worker
-    process has no use for the web stack (about 10 MB of its memory)."""
+    process has no use for the web stack (8 MB of its memory)."""
     import uvicorn
 
     class Server(uvicorn.Server):  # type: ignore[misc]
@@ -76,6 +76,8 @@ async def _processes(
         embedded = EmbeddedRedis(settings.data_dir)
         redis_url = await embedded.start()
         logging.getLogger("pagecast").info("embedded Redis at %s", redis_url)
+    if worker and not web:  # after the embedded Redis started: a web process may share it
+        _lower_priority(settings.worker_nice)
     ctx = AppContext(settings, redis_url=redis_url)
     try:
         try:
@@ -142,7 +144,8 @@ async def _processes(
 
 def _lower_priority(nice: int) -> None:
     """Run this process at nice value `nice` or lower priority still (never raise it: an
-    operator may have started it lower). Threads started later inherit it."""
+    operator may have started it lower). Threads and processes started later inherit it;
+    the embedded Redis, started before, does not."""
     current = os.getpriority(os.PRIO_PROCESS, 0)
     if nice > current:
         os.setpriority(os.PRIO_PROCESS, 0, nice)
@@ -162,8 +165,6 @@ def _run_processes(
     if not demo:  # the demo keeps its secret key in its own data directory
         settings.resolved_secret_key()  # generated on first run, before anything needs it
     _logging(settings.log_level)
-    if worker and not web:
-        _lower_priority(settings.worker_nice)
     try:
         eventloop.run(
             _processes(
