@@ -140,6 +140,16 @@ async def new_campaign(manager: httpx.AsyncClient, page_id: int, **overrides: An
     return int(response.json()["id"])
 
 
+async def delivery_ids(db: Database, campaign_id: int) -> list[int]:
+    """The campaign's delivery ids, in order."""
+    async with db.transaction() as session:
+        return list(
+            await session.scalars(
+                select(Delivery.id).where(Delivery.campaign_id == campaign_id).order_by(Delivery.id)
+            )
+        )
+
+
 async def wait_for(
     manager: httpx.AsyncClient, campaign_id: int, statuses: set[str], timeout: float = 60
 ) -> dict[str, Any]:
@@ -863,12 +873,7 @@ async def test_start_enqueues_its_first_chunks_and_plans_after_them(
     await add_people(sim, manager, page_id, 60)
     campaign_id = await new_campaign(manager, page_id)
     assert (await manager.post(f"/api/campaigns/{campaign_id}/start")).status_code == 202
-    async with db.transaction() as session:
-        ids = list(
-            await session.scalars(
-                select(Delivery.id).where(Delivery.campaign_id == campaign_id).order_by(Delivery.id)
-            )
-        )
+    ids = await delivery_ids(db, campaign_id)
     bull = await engine_app.state.context.queue.bull()
     jobs = {job.id for job in await bull.getPrioritized()}
     # No plan job between the start and the first send: the start enqueued the chunks of
@@ -894,13 +899,9 @@ async def test_pending_ranges_are_consecutive_chunks_of_the_pending_deliveries(
     await add_people(sim, manager, page_id, 40)
     campaign_id = await new_campaign(manager, page_id)
     assert (await manager.post(f"/api/campaigns/{campaign_id}/start")).status_code == 202
+    ids = await delivery_ids(db, campaign_id)
+    gone = set(ids[3:6]) | {ids[17]}  # under way or done: not pending
     async with db.transaction() as session:
-        ids = list(
-            await session.scalars(
-                select(Delivery.id).where(Delivery.campaign_id == campaign_id).order_by(Delivery.id)
-            )
-        )
-        gone = set(ids[3:6]) | {ids[17]}  # under way or done: not pending
         await session.execute(
             update(Delivery).where(Delivery.id.in_(gone)).values(status=DeliveryStatus.SENT)
         )
