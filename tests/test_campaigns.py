@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import timedelta
 from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from factories import connected_page, table_counts
 from pagecast.db import Database
-from pagecast.models import Campaign, CampaignStatus, Role, utcnow
+from pagecast.models import Campaign, CampaignStatus, Delivery, DeliveryStatus, Role, utcnow
 from pagecast.security import Vault
 
 COUNT_KEYS = {
@@ -249,6 +250,24 @@ async def test_delete_is_refused_while_sending(
     assert (await manager.delete(f"/api/campaigns/{campaign['id']}")).status_code == 409
     await _set_status(db, campaign["id"], CampaignStatus.CANCELLED)
     assert (await manager.delete(f"/api/campaigns/{campaign['id']}")).status_code == 204
+
+
+async def test_deleting_a_campaign_deletes_its_deliveries_and_no_others(
+    manager: httpx.AsyncClient, page_id: int, db: Database
+) -> None:
+    kept = (await manager.post("/api/campaigns", json=draft(page_id))).json()["id"]
+    gone = (await manager.post("/api/campaigns", json=draft(page_id))).json()["id"]
+    async with db.transaction() as session:
+        session.add_all(
+            Delivery(campaign_id=campaign, contact_id=contact, status=DeliveryStatus.SENT)
+            for campaign in (kept, gone)
+            for contact in (1, 2, 3)
+        )
+    await _set_status(db, gone, CampaignStatus.COMPLETED)
+    assert (await manager.delete(f"/api/campaigns/{gone}")).status_code == 204
+    async with db.transaction() as session:
+        left = Counter(await session.scalars(select(Delivery.campaign_id)))
+    assert left == {kept: 3}
 
 
 async def test_duplicate_makes_a_new_draft(

@@ -40,10 +40,20 @@ async def _scalar(db: Database, sql: str) -> Any:
         return (await session.execute(text(sql))).scalar()
 
 
-async def _contact_key(db: Database) -> list[Any]:
+async def _key_to(db: Database, table: str) -> list[Any]:
+    """The foreign keys of `deliveries` that refer to `table`."""
     async with db.engine.connect() as conn:
         keys = await conn.run_sync(lambda sync: inspect(sync).get_foreign_keys("deliveries"))
-    return [k for k in keys if k["referred_table"] == "contacts"]
+    return [k for k in keys if k["referred_table"] == table]
+
+
+async def _partial_index(db: Database, name: str) -> str:
+    """The index's definition, without parentheses (PostgreSQL adds them to its WHERE)."""
+    if db.dialect == "postgresql":
+        sql = "SELECT indexdef FROM pg_indexes WHERE indexname = '{}'"
+    else:
+        sql = "SELECT sql FROM sqlite_master WHERE name = '{}'"
+    return str(await _scalar(db, sql.format(name))).replace("(", "").replace(")", "")
 
 
 _SEED = [
@@ -62,45 +72,74 @@ _SEED = [
 ]
 
 
+async def _seed(db: Database) -> None:
+    async with db.transaction() as session:
+        for statement in _SEED:
+            await session.execute(text(statement))
+
+
+async def _back_to_head(db: Database) -> None:
+    """Upgrade to the head again and delete what `_SEED` wrote."""
+    await upgrade(db, "head")
+    async with db.transaction() as session:
+        for table in ("deliveries", "campaigns", "contacts", "pages"):
+            await session.execute(text(f"DELETE FROM {table}"))
+
+
 async def test_0008_keeps_deliveries_and_drops_orphans_on_the_way_down(
     database: Database,
 ) -> None:
     await downgrade(database, "0007")
     try:
-        async with database.transaction() as session:
-            for statement in _SEED:
-                await session.execute(text(statement))
-        assert await _contact_key(database)
+        await _seed(database)
+        assert await _key_to(database, "contacts")
         await upgrade(database, "0008")
-        assert not await _contact_key(database)
+        assert not await _key_to(database, "contacts")
         assert await _scalar(database, "SELECT count(*) FROM deliveries") == 2
         assert await _scalar(database, "SELECT message_id FROM deliveries WHERE id = 1") == "m.1"
         # A contact deleted without its deliveries (what the key used to forbid).
         async with database.transaction() as session:
             await session.execute(text("DELETE FROM contacts WHERE id = 2"))
         await downgrade(database, "0007")
-        assert await _contact_key(database)
+        assert await _key_to(database, "contacts")
         assert await _scalar(database, "SELECT count(*) FROM deliveries") == 1
         assert await _scalar(database, "SELECT n_total + n_pending FROM campaigns") == 1
     finally:
-        await upgrade(database, "head")
+        await _back_to_head(database)
+
+
+async def test_0009_drops_the_campaign_key_and_orphans_on_the_way_down(
+    database: Database,
+) -> None:
+    await downgrade(database, "0008")
+    try:
+        await _seed(database)
+        assert await _key_to(database, "campaigns")
+        await upgrade(database, "0009")
+        assert not await _key_to(database, "campaigns")
+        assert await _scalar(database, "SELECT count(*) FROM deliveries") == 2
+        # SQLite copies the table to drop the key: the partial indexes stay partial.
+        assert (await _partial_index(database, "ix_deliveries_message_id")).endswith(
+            "WHERE message_id IS NOT NULL"
+        )
+        # A campaign deleted without its deliveries (what the key used to cascade).
         async with database.transaction() as session:
-            for table in ("deliveries", "campaigns", "contacts", "pages"):
-                await session.execute(text(f"DELETE FROM {table}"))
+            await session.execute(text("DELETE FROM campaigns WHERE id = 1"))
+        assert await _scalar(database, "SELECT count(*) FROM deliveries") == 2
+        await downgrade(database, "0008")
+        assert await _key_to(database, "campaigns")
+        assert await _scalar(database, "SELECT count(*) FROM deliveries") == 0
+    finally:
+        await _back_to_head(database)
 
 
 async def test_sent_at_and_message_id_indexes_are_partial(db: Database) -> None:
-    if db.dialect == "postgresql":
-        sql = "SELECT indexdef FROM pg_indexes WHERE indexname = '{}'"
-    else:
-        sql = "SELECT sql FROM sqlite_master WHERE name = '{}'"
     for name, column in (
         ("ix_deliveries_message_id", "message_id"),
         ("ix_deliveries_campaign_id_sent_at", "sent_at"),
     ):
-        definition = await _scalar(db, sql.format(name))
-        bare = definition.replace("(", "").replace(")", "")
-        assert bare.endswith(f"WHERE {column} IS NOT NULL"), definition
+        definition = await _partial_index(db, name)
+        assert definition.endswith(f"WHERE {column} IS NOT NULL"), definition
 
 
 async def _plan(db: Database, statement: Any) -> str:

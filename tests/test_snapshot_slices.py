@@ -6,6 +6,7 @@ start transaction, the rest from the `snapshot` job in the worker, while chunks 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections import Counter
 from collections.abc import Iterator
@@ -18,7 +19,7 @@ from sqlalchemy import event, func, select
 import test_sending
 from factories import postgresql_only
 from pagecast.db import Database
-from pagecast.models import Campaign, Delivery
+from pagecast.models import Campaign, Contact, Delivery
 from pagecast.services import sending
 from pagecast.settings import Settings
 from test_sending import (
@@ -79,6 +80,44 @@ async def test_sliced_snapshot_sends_everyone_once_and_counts_agree(
     assert campaign is not None
     assert rows == {"sent": 130, "skipped": 5}
     assert campaign.n_total == 135 and campaign.n_sent == 130 and campaign.n_skipped == 5
+
+
+async def test_deleting_a_campaign_waits_for_a_slice_in_flight_and_leaves_no_deliveries(
+    admin: httpx.AsyncClient,
+    manager: httpx.AsyncClient,
+    sim: httpx.AsyncClient,
+    db: Database,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Deliveries have no foreign key to cascade from their campaign: the slice's lock on the
+    # campaign row is what keeps its rows from outliving a delete.
+    monkeypatch.setattr(sending, "SNAPSHOT_FIRST", 20)
+    monkeypatch.setattr(sending, "SNAPSHOT_SLICE", 30)
+    page_id = await setup_page(admin, sim)
+    await add_people(sim, manager, page_id, 60)
+    campaign_id = await new_campaign(manager, page_id)
+    started = await manager.post(f"/api/campaigns/{campaign_id}/start")
+    assert started.status_code == 202, started.text
+    async with db.transaction() as session:
+        after = await sending.snapshot_resume_point(session, campaign_id)
+        upto = await session.scalar(select(func.max(Contact.id)).where(Contact.page_id == page_id))
+    assert upto is not None
+    # No worker runs: this is the snapshot job's next slice, by hand, not yet committed.
+    async with db.transaction() as session:
+        assert after < await sending.snapshot_slice(session, campaign_id, after=after, upto=upto)
+        cancelled = await manager.post(f"/api/campaigns/{campaign_id}/cancel")
+        assert cancelled.status_code == 200, cancelled.text
+        deleting = asyncio.create_task(manager.delete(f"/api/campaigns/{campaign_id}"))
+        await asyncio.sleep(0.5)
+        assert not deleting.done()  # it waits for the slice's commit
+    deleted = await deleting
+    assert deleted.status_code == 204, deleted.text
+    async with db.transaction() as session:
+        left = await session.scalar(select(func.count()).where(Delivery.campaign_id == campaign_id))
+        # The job goes on after a commit of its own: it finds no campaign, and stops.
+        assert await sending.snapshot_slice(session, campaign_id, after=after, upto=upto) == upto
+        assert await sending.snapshot_done(session, campaign_id) == 0
+    assert left == 0
 
 
 @contextlib.contextmanager

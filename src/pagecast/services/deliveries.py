@@ -24,6 +24,7 @@ __all__ = [
     "Recipient",
     "claim",
     "count_queued",
+    "delete_of_campaign",
     "delete_of_contact",
     "pending_ranges",
     "record",
@@ -252,6 +253,13 @@ async def _recipients(session: AsyncSession, contact_ids: set[int]) -> dict[int,
         ).where(c.id.in_(contact_ids))
     )
     return {row[0]: Recipient(*row[1:]) for row in rows}
+
+
+async def delete_of_campaign(session: AsyncSession, campaign_id: int) -> int:
+    """Delete the campaign's deliveries (nothing cascades from `campaigns`: models.Delivery);
+    returns how many. The campaign's counters are left to the caller, which deletes it."""
+    result = await session.execute(delete(_TABLE).where(_TABLE.c.campaign_id == campaign_id))
+    return int(result.rowcount or 0)
 
 
 async def delete_of_contact(session: AsyncSession, contact_id: int) -> Counter[int]:

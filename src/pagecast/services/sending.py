@@ -251,10 +251,21 @@ async def snapshot_slice(session: AsyncSession, campaign_id: int, *, after: int,
 
     Contacts the start could not send to are `skipped` with the reason, as in the start.
     Returns the id to go on after; `upto` or more means the audience is complete. A
-    cancelled campaign gets no more rows (returns `upto`).
+    cancelled or deleted campaign gets no more rows (returns `upto`).
     """
-    campaign = await campaigns.get(session, campaign_id)
-    if campaign.status is CampaignStatus.CANCELLED or campaign.started_at is None:
+    # One lock on the campaign row for the slice, in place of the per-row check of a foreign
+    # key: deleting the campaign waits for the slice's commit (campaigns.delete).
+    campaign = await session.scalar(
+        select(Campaign)
+        .where(Campaign.id == campaign_id)
+        .with_for_update(read=True, key_share=True)
+        .execution_options(populate_existing=True)
+    )
+    if (
+        campaign is None
+        or campaign.status is CampaignStatus.CANCELLED
+        or campaign.started_at is None
+    ):
         return upto
     last = min(after + SNAPSHOT_SLICE, upto)
     await session.execute(_insert_slice(campaign, campaign.started_at, after, last))
@@ -267,8 +278,11 @@ async def snapshot_slice(session: AsyncSession, campaign_id: int, *, after: int,
 
 async def snapshot_done(session: AsyncSession, campaign_id: int) -> int:
     """End a sliced snapshot: the counters stop counting contacts that were never inserted
-    (deleted since the start, or a cancel). Returns how many that was."""
-    campaign = await campaigns.get(session, campaign_id)
+    (deleted since the start, or a cancel). Returns how many that was (0 when the campaign
+    itself was deleted)."""
+    campaign = await session.get(Campaign, campaign_id)
+    if campaign is None:
+        return 0
     written = int(
         await session.scalar(select(func.count()).where(Delivery.campaign_id == campaign_id)) or 0
     )
