@@ -42,7 +42,7 @@ def db_downgrade(revision: str = typer.Argument(..., help="Target revision, or `
 
 
 def _run_url() -> str:
-    return str(load_settings().resolved_database_url())
+    return load_settings().resolved_database_url()
 
 
 # ------------------------------------------------------------------ users and tokens

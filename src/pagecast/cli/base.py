@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import typer
 
 from pagecast.errors import PagecastError
+
+if TYPE_CHECKING:
+    from pagecast.settings import Settings
 
 __all__ = [
     "app",
@@ -66,12 +69,12 @@ def _options(debug: bool = typer.Option(False, "--debug", help="Show tracebacks.
     state["debug"] = debug
 
 
-def fail(message: str) -> None:
+def fail(message: str) -> NoReturn:
     typer.echo(f"Error: {message}", err=True)
     raise typer.Exit(1)
 
 
-def load_settings() -> Any:
+def load_settings() -> Settings:
     """The settings; a value that does not validate ends the command with one line naming
     its variable (the value is not echoed: it may be a secret)."""
     from pydantic import ValidationError
@@ -92,7 +95,6 @@ def load_settings() -> Any:
             f"{where}{message}{more}. The settings are in docs/settings.md "
             "(`pagecast config docs`)."
         )
-    raise AssertionError("unreachable")
 
 
 def run(make: Callable[[Any], Awaitable[T]], *, migrate: bool = True) -> T:
