@@ -480,11 +480,19 @@ async def test_an_echo_turns_an_unknown_delivery_into_sent_and_receipts_flow_in(
             await wait_for(people_admin, campaign_id, {"completed"})
             await sim.post("/__sim/webhook/flush")
 
-            async def all_read() -> bool:
+            async def all_read_and_taken_in() -> bool:
+                # A duplicate event (p_duplicate) can still be waiting for the worker after
+                # the last read counted: wait for it too.
                 got = await counts(people_admin, campaign_id)
-                return got["read"] == 6
+                async with db.transaction() as session:
+                    waiting = await session.scalar(
+                        select(func.count(WebhookEvent.id)).where(
+                            WebhookEvent.processed_at.is_(None)
+                        )
+                    )
+                return got["read"] == 6 and waiting == 0
 
-            await until(all_read, timeout=30)
+            await until(all_read_and_taken_in, timeout=30)
     rows = await deliveries_by_psid(db, campaign_id)
     sent = {m["psid"]: m for m in await outbox(sim)}
     assert sorted(sent) == sorted(psids)  # one message each, the ambiguous one included
