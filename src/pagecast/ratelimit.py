@@ -5,7 +5,8 @@ next send) and an optional throttle. One Lua script per call reserves a slot wit
 server's own clock, so every worker on every machine shares one schedule and one clock:
 
 - `reserve` grants a slot now (returns 0) or says how long to wait, without taking a slot,
-  so a caller that puts its whole job back does not leak capacity;
+  so a caller that puts its whole job back does not leak capacity; `take` grants several,
+  and with a lead, slots that free within it, dated when they free;
 - `throttle` stops the Page for everyone until a deadline (Graph throttling errors);
 - `note_usage` turns `X-Business-Use-Case-Usage` at or above 90 % into a short throttle
   (the policy is in docs/redis.md).
@@ -42,13 +43,18 @@ _WINDOW_US = 1_000_000 + round(_LATENESS_S * 1_000_000)
 # a grant of several calls (a Graph batch) always is: its lateness plus the time Graph takes
 # to take in its calls could pass the 20 ms the log allows, and it would overshoot by a batch.
 LATE_AFTER = 0.005
+# A grant dated ahead (`PageLimiter.take`'s lead) is a promise to wait: keep it short.
+_MAX_LEAD_S = 0.1
 
 # KEYS[1] the Page's hash, KEYS[2] its log of recent grants (a sorted set scored by time).
 # ARGV: interval in µs, burst, slots wanted, rate (for `state`), keep_ms, window cap, window
 # in µs, the fewest slots worth granting (the schedule must have room for that many; the
-# window cap may still cut a grant below it, so a window can fill to its cap). Returns
-# {granted, wait_us, now} (`now` names the grant's entries in the log for `_LEFT`). Times are µs since the epoch from the server's TIME, stored as decimal
-# strings ("%.3f": Lua 5.1 would print a bare number with 14 digits and lose µs).
+# window cap may still cut a grant below it, so a window can fill to its cap), lead in µs
+# (slots free within it are granted now, dated when they free). Returns {granted, wait_us,
+# at}: nothing and how long to wait, or the slots and how long until they start (0 without
+# a lead); `at` names the grant's entries in the log for `_LEFT`. Times are µs since the
+# epoch from the server's TIME, stored as decimal strings ("%.3f": Lua 5.1 would print a
+# bare number with 14 digits and lose µs).
 #
 # The GCRA schedule paces the sends and its burst lets a late caller use the slot it
 # missed; the log caps what any sliding window of 1.02 s holds, so neither that burst nor
@@ -63,20 +69,28 @@ local wanted = tonumber(ARGV[3])
 local cap = tonumber(ARGV[6])
 local window = tonumber(ARGV[7])
 local least = tonumber(ARGV[8])
+local lead = tonumber(ARGV[9])
 local state = redis.call('HMGET', KEYS[1], 'tat', 'until')
 local until_ = tonumber(state[2]) or 0
 if until_ > now then
   return {0, math.ceil(until_ - now)}
 end
-local tat = tonumber(state[1]) or now
-if tat < now then tat = now end
--- At 1.8e15 µs a double is exact to 0.25 µs only: work with the (small) lead of the
--- schedule over now, and allow 1 µs of rounding.
-local ahead = tat - now
-local room = math.floor((burst * interval - ahead + 1) / interval)
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - window)
 local used = redis.call('ZCARD', KEYS[2])
-local free = cap - used
+-- The slots as they stand at `at` (now, or a moment ahead with a lead): the schedule's room
+-- and the window's free places. Every entry in the log counts, even one dated ahead of
+-- `at` by an earlier lead. At 1.8e15 µs a double is exact to 0.25 µs only: work with the
+-- (small) lead of the schedule over `at`, and allow 1 µs of rounding.
+local function slots(at)
+  local tat = tonumber(state[1]) or at
+  if tat < at then tat = at end
+  local ahead = tat - at
+  local room = math.floor((burst * interval - ahead + 1) / interval)
+  local left = used - redis.call('ZCOUNT', KEYS[2], '-inf', at - window)
+  return tat, ahead, room, cap - left
+end
+local at = now
+local tat, ahead, room, free = slots(at)
 if room < least or free <= 0 then
   local wait = 1
   if room < least then wait = ahead + least * interval - burst * interval end
@@ -86,21 +100,32 @@ if room < least or free <= 0 then
     local window_wait = tonumber(edge[2]) + window - now
     if window_wait > wait then wait = window_wait end
   end
-  return {0, math.ceil(wait)}
+  wait = math.ceil(wait)
+  if wait > lead then
+    return {0, wait}
+  end
+  at = now + wait
+  tat, ahead, room, free = slots(at)
+  if room < least or free <= 0 then
+    return {0, wait}
+  end
 end
 if room > wanted then room = wanted end
 if room > free then room = free end
+-- `_LEFT` finds a grant's entries by their time: a grant for the same moment as another
+-- (two callers waiting for the same slots to free) is dated a microsecond later.
+while redis.call('ZCOUNT', KEYS[2], at, at) > 0 do at = at + 1 end
 local entries = {}
 for i = 1, room do
-  entries[2 * i - 1] = now
+  entries[2 * i - 1] = at
   entries[2 * i] = string.format('%.3f', tat + i * interval)
 end
 redis.call('ZADD', KEYS[2], unpack(entries))
-redis.call('PEXPIRE', KEYS[2], math.ceil(window / 1000) + 1000)
+redis.call('PEXPIRE', KEYS[2], math.ceil((at - now + window) / 1000) + 1000)
 tat = tat + room * interval
 redis.call('HSET', KEYS[1], 'tat', string.format('%.3f', tat), 'rate', ARGV[4], 'burst', ARGV[2])
 redis.call('PEXPIRE', KEYS[1], math.ceil((tat - now) / 1000) + tonumber(ARGV[5]))
-return {room, 0, string.format('%d', now)}
+return {room, at - now, string.format('%d', at)}
 """
 
 # KEYS[1] a Page's log of grants; ARGV[1] the time of one grant (its entries' score). The
@@ -146,7 +171,8 @@ return {string.format('%d', now), s[1], s[2], s[3], s[4], s[5]}
 
 
 class Grant(NamedTuple):
-    """What `PageLimiter.take` gave: `granted` slots to use now, or (none) `wait` seconds.
+    """What `PageLimiter.take` gave: `granted` slots, to use `wait` seconds from now (0
+    unless the caller allowed a lead); or none, and `wait` seconds until some are free.
 
     `at` is the grant's time on the Redis server's clock (µs, as text; empty when nothing was
     granted); `PageLimiter.left` re-dates the grant by it.
@@ -246,6 +272,7 @@ class PageLimiter:
         *,
         burst: int | None = None,
         least: int = 1,
+        lead: float = 0.0,
     ) -> Grant:
         """Take up to `n` slots at once (at most `burst` when the Page is idle).
 
@@ -253,6 +280,11 @@ class PageLimiter:
         With `least`, nothing is granted until the schedule has room for that many (capped at
         `n` and `burst`), so a batch sender gets whole batches instead of a slot at a time;
         only the one-second window cap can grant fewer, when that is all the window has left.
+
+        With a `lead` (seconds), slots that free within it are granted now, dated when they
+        free: `wait` then says when, and the caller must not let the calls leave before
+        (it builds its request meanwhile, so the call leaves as its slots open instead of
+        that long after). The window counts them from then, or from when `left` says.
         """
         if not rate_per_s > 0 or not math.isfinite(rate_per_s):
             raise ValueError(f"rate_per_s must be a positive number, not {rate_per_s!r}")
@@ -262,6 +294,8 @@ class PageLimiter:
             raise ValueError(
                 f"burst, n and least must be at least 1, not {burst!r}, {n!r} and {least!r}"
             )
+        if not 0 <= lead <= _MAX_LEAD_S:
+            raise ValueError(f"lead must be between 0 and {_MAX_LEAD_S} s, not {lead!r}")
         interval_us = 1_000_000.0 / rate_per_s
         answer = await self._reserve(
             keys=[self.key(page_id), self._log(page_id)],
@@ -274,6 +308,7 @@ class PageLimiter:
                 window_cap(rate_per_s),
                 _WINDOW_US,
                 min(least, n, burst),
+                round(lead * 1_000_000),
             ],
         )
         at = _text(answer[2]) if len(answer) > 2 else None

@@ -76,6 +76,12 @@ logger = logging.getLogger(__name__)
 # A limiter wait up to this long is slept inside the job; longer waits (a throttled Page)
 # delay the whole job instead, so it does not hold a worker slot.
 _MAX_INLINE_WAIT = 2.0
+# A chunk asks the limiter for its next slots this long before they free, and the limiter
+# grants slots that free within _GRANT_LEAD: the request is built meanwhile and leaves as
+# its slots open, not a Redis round trip and a build later (which the Page's window would
+# count as lost time at every turn of it).
+_ASK_AHEAD = 0.015
+_GRANT_LEAD = 0.03
 # A campaign's chain of plan jobs marks itself alive for the sweep (which plans a campaign
 # again only when its chain ended or stalled); a plan job waits at most _PLAN_MAX_DELAY.
 _PLAN_ALIVE_PREFIX = "pagecast:plan-alive:"
@@ -614,12 +620,14 @@ class SendingWorker:
                 ]
                 break
             # Room in flight first, then the Page's slots, so that what the limiter grants
-            # goes on the wire at once (a grant that waited here could land in Graph's next
-            # second with the slots granted after it). The limiter grants a whole batch at
-            # once or says when it can.
+            # goes on the wire as its slots open (a grant that waited here could land in
+            # Graph's next second with the slots granted after it). The limiter grants a
+            # whole batch at once, up to _GRANT_LEAD ahead, or says when it can.
             want = await self._in_flight.take(min(batch, len(sends) - index))
             try:
-                grant = await self.limiter.take(page.id, rate, want, burst=burst, least=want)
+                grant = await self.limiter.take(
+                    page.id, rate, want, burst=burst, least=want, lead=_GRANT_LEAD
+                )
             except _REDIS_DOWN as exc:
                 logger.warning(
                     "campaign %d: Redis failed under the limiter (%s); %d deliveries go back",
@@ -632,7 +640,9 @@ class SendingWorker:
             if granted < want:
                 await self._in_flight.give_back(want - granted)
             if not granted and wait <= _MAX_INLINE_WAIT:
-                await asyncio.sleep(wait)
+                # Ask again a little before the slots free, so they are granted with a lead;
+                # a shorter wait is a throttle's last moments (no lead for those).
+                await asyncio.sleep(wait - _ASK_AHEAD if wait > _GRANT_LEAD else wait)
                 rate = await self._capped(page.id, configured)  # another worker saw a 613
                 continue  # and look at pause, cancel and shutdown again
             if not granted:
@@ -651,7 +661,7 @@ class SendingWorker:
                         halt,
                         rate=rate,
                         grant=grant,
-                        granted_at=time.monotonic(),
+                        leaves_at=time.monotonic() + wait,
                     )
                 )
             )
@@ -718,12 +728,13 @@ class SendingWorker:
         *,
         rate: float,
         grant: Grant,
-        granted_at: float,
+        leaves_at: float,
     ) -> list[deliveries.Outcome]:
-        """Send `group`, its in-flight room and limiter slots (`grant`, taken at `granted_at`
-        on the monotonic clock) already taken: one request for one message, one Graph batch
-        request for several. Each message gets its own outcome; a failure of the whole
-        request (transport, token) is the answer for each message."""
+        """Send `group`, its in-flight room and limiter slots (`grant`, whose slots start at
+        `leaves_at` on the monotonic clock) already taken: one request for one message, one
+        Graph batch request for several, written no earlier than `leaves_at`. Each message
+        gets its own outcome; a failure of the whole request (transport, token) is the
+        answer for each message."""
         answers: Sequence[SendResult | GraphError]
         started = time.perf_counter()
         redate: asyncio.Task[None] | None = None
@@ -749,7 +760,7 @@ class SendingWorker:
                 # Written late after the grant (a busy event loop), or a batch: the limiter's
                 # window must count these calls from when Graph got them.
                 nonlocal redate
-                late = time.monotonic() - granted_at > LATE_AFTER
+                late = time.monotonic() - leaves_at > LATE_AFTER
                 if redate is None and (len(group) > 1 or late):
                     redate = asyncio.create_task(self._left(campaign.page_id, grant))
 
@@ -764,10 +775,13 @@ class SendingWorker:
                         tag=one.tag,
                         metadata=one.metadata,
                         on_sent=sent,
+                        not_before=leaves_at,
                     )
                 ]
             else:
-                answers = await self.graph.send_batch(creds, batch, on_sent=sent)
+                answers = await self.graph.send_batch(
+                    creds, batch, on_sent=sent, not_before=leaves_at
+                )
         except GraphError as exc:
             answers = [exc] * len(group)
         finally:

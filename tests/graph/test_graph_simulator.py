@@ -488,6 +488,32 @@ async def test_on_sent_fires_once_when_the_request_is_out_before_the_answer(sim:
         assert answered - fired[0] >= 0.25, how  # out well before Graph answered
 
 
+async def test_not_before_holds_the_request_until_then(sim: Sim) -> None:
+    """The worker asks for a Page's slots a little before they free and builds the request
+    meanwhile: Graph must not get it before the slots' moment."""
+    creds = await sim.page()
+    await sim.users({"psid": "u1"}, {"psid": "u2"}, {"psid": "u3"})
+    for how, psids in (("one", ["u1"]), ("batch", ["u2", "u3"])):
+        fired: list[float] = []
+        asked = time.time()
+        hold_until = time.monotonic() + 0.3
+        on_sent = lambda fired=fired: fired.append(time.monotonic())  # noqa: E731
+        if how == "one":
+            await sim.graph.send_message(
+                creds, psid="u1", message=TEXT, on_sent=on_sent, not_before=hold_until
+            )
+        else:
+            await sim.graph.send_batch(
+                creds,
+                [BatchMessage(psid=p, message=TEXT) for p in psids],
+                on_sent=on_sent,
+                not_before=hold_until,
+            )
+        assert len(fired) == 1 and fired[0] >= hold_until, how
+        arrived = [c["time"] for c in (await sim.get("calls"))["calls"] if c["psid"] in psids]
+        assert len(arrived) == len(psids) and min(arrived) >= asked + 0.29, how
+
+
 async def test_a_failing_on_sent_hook_leaves_the_send_a_success(
     sim: Sim, caplog: pytest.LogCaptureFixture
 ) -> None:

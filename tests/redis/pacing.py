@@ -1,7 +1,7 @@
 """A limiter that logs every grant with the server's clock, and a client loop to hammer it.
 
-Run as a script (`python pacing.py URL PAGE RATE BURST CLIENTS START END`) it is one of the
-separate OS processes of the pacing test and prints how many slots it got.
+Run as a script (`python pacing.py URL PAGE RATE BURST CLIENTS START END BATCH LEAD`) it is
+one of the separate OS processes of the pacing test and prints how many slots it got.
 """
 
 from __future__ import annotations
@@ -16,30 +16,47 @@ from pagecast.ratelimit import PageLimiter
 
 __all__ = ["LoggingLimiter", "hammer", "max_in_window"]
 
-_GRANTED = "return {room, 0, string.format('%d', now)}"
+_GRANTED = "return {room, at - now, string.format('%d', at)}"
 
 
 class LoggingLimiter(PageLimiter):
-    """The production script plus one RPUSH of the server time of each grant."""
+    """The production script plus an RPUSH of the server time each granted slot is for."""
 
     assert _GRANTED in PageLimiter._reserve_source
     _reserve_source = PageLimiter._reserve_source.replace(
-        _GRANTED, "redis.call('RPUSH', KEYS[1] .. ':log', string.format('%d', now)) " + _GRANTED
+        _GRANTED,
+        "for i = 1, room do redis.call('RPUSH', KEYS[1] .. ':log', string.format('%d', at)) end "
+        + _GRANTED,
     )
 
 
 async def hammer(
-    limiter: PageLimiter, page_id: int, rate: float, burst: int, start: float, end: float
+    limiter: PageLimiter,
+    page_id: int,
+    rate: float,
+    burst: int,
+    start: float,
+    end: float,
+    *,
+    batch: int = 1,
+    lead: float = 0.0,
 ) -> int:
-    """Reserve slots as fast as allowed between the epoch times `start` and `end`."""
+    """Take slots as fast as allowed between the epoch times `start` and `end`, `batch` at a
+    time, as a worker does: with a `lead`, asking again a little before the slots free and
+    waiting until a grant's slots start before asking for more."""
     await asyncio.sleep(max(0.0, start - time.time()))
     granted = 0
     while time.time() < end:
-        wait = await limiter.reserve(page_id, rate, burst=burst)
-        if wait:
-            await asyncio.sleep(wait)
+        grant = await limiter.take(
+            page_id, rate, batch, burst=max(burst, batch), least=batch, lead=lead
+        )
+        if grant.granted:
+            granted += grant.granted
+            await asyncio.sleep(grant.wait)
+        elif lead and grant.wait > lead:
+            await asyncio.sleep(grant.wait - lead / 2)
         else:
-            granted += 1
+            await asyncio.sleep(grant.wait)
     return granted
 
 
@@ -55,19 +72,40 @@ def max_in_window(times_us: list[int], window_us: int = 1_000_000) -> int:
 
 
 async def _main(
-    url: str, page: int, rate: float, burst: int, clients: int, start: float, end: float
+    url: str,
+    page: int,
+    rate: float,
+    burst: int,
+    clients: int,
+    start: float,
+    end: float,
+    batch: int,
+    lead: float,
 ) -> None:
     client = aioredis.Redis.from_url(url, socket_timeout=None)
     limiter = LoggingLimiter(client)
     counts = await asyncio.gather(
-        *(hammer(limiter, page, rate, burst, start, end) for _ in range(clients))
+        *(
+            hammer(limiter, page, rate, burst, start, end, batch=batch, lead=lead)
+            for _ in range(clients)
+        )
     )
     await client.aclose()
     print(sum(counts))
 
 
 if __name__ == "__main__":
-    url, page, rate, burst, clients, start, end = sys.argv[1:8]
+    url, page, rate, burst, clients, start, end, batch, lead = sys.argv[1:10]
     asyncio.run(
-        _main(url, int(page), float(rate), int(burst), int(clients), float(start), float(end))
+        _main(
+            url,
+            int(page),
+            float(rate),
+            int(burst),
+            int(clients),
+            float(start),
+            float(end),
+            int(batch),
+            float(lead),
+        )
     )

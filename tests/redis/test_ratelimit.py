@@ -16,10 +16,15 @@ from pagecast.ratelimit import Grant, PageLimiter, default_burst, usage_pause, w
 HERE = Path(__file__).parent
 
 
+@pytest.mark.parametrize(
+    ("batch", "lead"),
+    [(1, 0.0), (10, 0.03)],
+    ids=["one-slot-at-a-time", "batches-granted-ahead"],
+)
 async def test_pacing_holds_across_clients_and_processes(
-    machine_redis: aioredis.Redis, machine_redis_url: str
+    machine_redis: aioredis.Redis, machine_redis_url: str, batch: int, lead: float
 ) -> None:
-    rate, seconds, page = 100.0, 3.0, 42
+    rate, seconds, page = 100.0, 3.0, 42 + batch
     burst = default_burst(rate)
     start = time.time() + 1.0  # time for the child interpreters to start
     end = start + seconds
@@ -34,28 +39,31 @@ async def test_pacing_holds_across_clients_and_processes(
             "3",
             repr(start),
             repr(end),
+            str(batch),
+            repr(lead),
             stdout=asyncio.subprocess.PIPE,
         )
         for _ in range(2)
     ]
     limiter = LoggingLimiter(machine_redis)
     local = await asyncio.gather(
-        *(hammer(limiter, page, rate, burst, start, end) for _ in range(4))
+        *(hammer(limiter, page, rate, burst, start, end, batch=batch, lead=lead) for _ in range(4))
     )
     remote = [int((await child.communicate())[0]) for child in children]
     assert all(child.returncode == 0 for child in children)
-    assert all(remote) and all(local), (local, remote)  # every process got slots
+    assert all(remote) and sum(local), (local, remote)  # every process got slots
 
     times = [int(t) for t in await machine_redis.lrange(limiter.key(page) + ":log", 0, -1)]
     assert len(times) == sum(local) + sum(remote)
     # The invariant, strictly: never more than the rate in any one-second window (the burst
-    # included), with 20 ms of slots kept free for the callers' jitter.
+    # included), with 20 ms of slots kept free for the callers' jitter; a slot granted ahead
+    # counts from the moment it was granted for.
     busiest = max_in_window(times)
     assert busiest <= window_cap(rate) <= rate, busiest
     # The achieved rate, loosely (a busy 2-core machine can starve all clients at once).
     achieved = (len(times) - 1) / ((max(times) - min(times)) / 1e6)
     print(f"pacing: {len(times)} grants, achieved {achieved:.1f}/s, busiest 1 s window {busiest}")
-    assert 0.90 * rate <= achieved <= rate * 1.001 + burst / seconds
+    assert 0.90 * rate <= achieved <= rate * 1.001 + max(burst, batch) / seconds
 
 
 async def test_a_wait_does_not_take_a_slot(limiter_redis: aioredis.Redis) -> None:
@@ -165,6 +173,56 @@ async def test_a_late_grant_counts_in_the_window_from_when_it_left(
     await asyncio.sleep(0.7)  # 1.1 s after the grant, 0.7 s after the batch left
     late = await limiter.take(11, 10.0, 10, burst=10, least=10)
     assert late.granted == 0 and 0.25 < late.wait <= 0.33, late
+
+
+async def test_slots_that_free_within_the_lead_are_granted_ahead_dated_when_they_free(
+    limiter_redis: aioredis.Redis,
+) -> None:
+    # 20/s with a burst of 2: after two slots the schedule has the next one 50 ms later.
+    limiter = PageLimiter(limiter_redis)
+    first = await limiter.take(21, 20.0, 2, burst=2)
+    assert first.granted == 2 and first.wait == 0
+    ahead = await limiter.take(21, 20.0, 1, burst=2, lead=0.1)
+    assert ahead.granted == 1 and 0 <= ahead.wait <= 0.05
+    assert int(ahead.at) >= int(first.at) + 50_000 - 1  # when the schedule frees it
+    # The Page's log counts the slot from then.
+    log = await limiter_redis.zrange(limiter.key(21) + ":w", 0, -1, withscores=True)
+    assert max(score for _, score in log) == int(ahead.at)
+    # Beyond the lead nothing is granted, and the caller hears how long to wait.
+    later = await limiter.take(21, 20.0, 2, burst=2, least=2, lead=0.01)
+    assert later.granted == 0 and later.wait > 0.01
+
+
+async def test_a_throttle_is_never_granted_ahead(limiter_redis: aioredis.Redis) -> None:
+    limiter = PageLimiter(limiter_redis)
+    await limiter.throttle(22, 0.05, "Graph error 613")
+    grant = await limiter.take(22, 300.0, 10, lead=0.1)
+    assert grant.granted == 0 and 0 < grant.wait <= 0.05
+
+
+async def test_a_lead_beyond_a_tenth_of_a_second_is_refused(limiter_redis: aioredis.Redis) -> None:
+    limiter = PageLimiter(limiter_redis)
+    with pytest.raises(ValueError, match=r"lead must be between 0 and 0\.1 s, not 0\.5"):
+        await limiter.take(23, 300.0, 10, lead=0.5)
+    assert await limiter_redis.exists(limiter.key(23), limiter.key(23) + ":w") == 0
+
+
+async def test_two_grants_for_the_same_moment_are_redated_each_by_its_own(
+    limiter_redis: aioredis.Redis,
+) -> None:
+    # The window (10 at 10/s) is full of one grant; two callers ask just before it frees, and
+    # both are granted slots that free at the same moment. Each must re-date only its own.
+    limiter = PageLimiter(limiter_redis)
+    assert (await limiter.take(24, 10.0, 10, burst=10, least=10)).granted == 10
+    waiting = await limiter.take(24, 10.0, 1, burst=10)
+    assert waiting.granted == 0
+    await asyncio.sleep(max(0.0, waiting.wait - 0.06))
+    a = await limiter.take(24, 10.0, 5, burst=10, lead=0.1)
+    b = await limiter.take(24, 10.0, 5, burst=10, lead=0.1)
+    assert a.granted == 5 and b.granted == 5
+    assert a.at != b.at
+    assert await limiter.left(24, a) == 5
+    assert await limiter.left(24, b) == 5
 
 
 async def test_a_grant_that_left_on_time_frees_the_window_a_second_later(

@@ -7,8 +7,10 @@ operation's body), never in a URL, so httpx's request log lines cannot show them
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
@@ -110,12 +112,14 @@ class GraphClient:
         metadata: str | None = None,
         notification_type: str | None = None,
         on_sent: Callable[[], None] | None = None,
+        not_before: float | None = None,
     ) -> SendResult:
         """Send one message (Messenger's `message` object, built by the caller) to a PSID.
 
         `metadata` goes into `message.metadata` and comes back in the `message_echoes` webhook.
         `on_sent` is called once the request has been written to the connection (Graph has it
-        from then on), before the answer.
+        from then on), before the answer. With `not_before` (on `time.monotonic()`'s clock)
+        the request is built and its connection taken, and it is written no earlier.
 
         Raises:
             GraphError: for every failure; `kind` says what to do.
@@ -129,7 +133,13 @@ class GraphClient:
             notification_type=notification_type,
         )
         data, usage = await self._call(
-            creds, "POST", "me/messages", json_body=body, idempotent=False, on_sent=on_sent
+            creds,
+            "POST",
+            "me/messages",
+            json_body=body,
+            idempotent=False,
+            on_sent=on_sent,
+            not_before=not_before,
         )
         return wire.send_result(data, usage, context="POST me/messages")
 
@@ -149,12 +159,13 @@ class GraphClient:
         messages: Sequence[BatchMessage],
         *,
         on_sent: Callable[[], None] | None = None,
+        not_before: float | None = None,
     ) -> list[SendResult | GraphError]:
         """Send up to 50 messages of one Page in one request; one result per message, in order.
 
         A `null` element of Graph's answer (the operation timed out) becomes an `ambiguous`
         `GraphError`. More than 50 messages get Graph's whole-request error (100). `on_sent`
-        as for `send_message`.
+        and `not_before` as for `send_message`.
 
         Raises:
             GraphError: when the whole batch fails (bad token, too many operations, transport).
@@ -189,7 +200,14 @@ class GraphClient:
         ]
         form = {"batch": json.dumps(operations), "include_headers": "true"}
         data, usage = await self._call(
-            creds, "POST", "", form_body=form, idempotent=False, root=True, on_sent=on_sent
+            creds,
+            "POST",
+            "",
+            form_body=form,
+            idempotent=False,
+            root=True,
+            on_sent=on_sent,
+            not_before=not_before,
         )
         if not isinstance(data, list):
             raise wire.bad_answer("POST batch", usage, idempotent=False, detail="not a JSON array")
@@ -334,10 +352,12 @@ class GraphClient:
         idempotent: bool = True,
         root: bool = False,
         on_sent: Callable[[], None] | None = None,
+        not_before: float | None = None,
     ) -> tuple[Any, Usage]:
         """One request; the decoded JSON and the usage on success, else a `GraphError`.
 
-        `on_sent` is called when the request's body has been written to the connection."""
+        `on_sent` is called when the request's body has been written to the connection; the
+        request is written no earlier than `not_before` (`time.monotonic()`)."""
         url = f"/{self._version}/{path}" if not root else f"/{self._version}/"
         query = dict(params or {})
         if (proof := creds.appsecret_proof) is not None:
@@ -351,7 +371,11 @@ class GraphClient:
                 json=json_body,
                 data=form_body,
                 headers={"Authorization": f"Bearer {creds.access_token}"},
-                extensions=None if on_sent is None else {"trace": _when_written(on_sent)},
+                extensions=(
+                    None
+                    if on_sent is None and not_before is None
+                    else {"trace": _trace(on_sent, not_before)}
+                ),
             )
         except httpx.HTTPError as exc:
             raise wire.transport_error(exc, context, idempotent=idempotent) from exc
@@ -388,11 +412,17 @@ class GraphClient:
         return data, usage
 
 
-def _when_written(on_sent: Callable[[], None]) -> Callable[[str, dict[str, Any]], Awaitable[None]]:
-    """An httpcore `trace` extension that calls `on_sent` once the request body is written."""
+def _trace(
+    on_sent: Callable[[], None] | None, not_before: float | None
+) -> Callable[[str, dict[str, Any]], Awaitable[None]]:
+    """An httpcore `trace` extension: it holds the request, built and on its connection,
+    until `not_before`, and calls `on_sent` once the request body is written."""
 
     async def trace(event: str, info: dict[str, Any]) -> None:
-        if event.endswith("send_request_body.complete"):
+        if not_before is not None and event.endswith("send_request_headers.started"):
+            if (early := not_before - time.monotonic()) > 0:
+                await asyncio.sleep(early)
+        elif on_sent is not None and event.endswith("send_request_body.complete"):
             try:
                 on_sent()
             except Exception:  # the request is out: a failing hook must not make it ambiguous
