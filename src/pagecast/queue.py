@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -280,9 +281,12 @@ class Queue:
         """Add one chunk's Send API latencies, outcomes and throttle to the shared metrics."""
         redis = await self.redis()
         pipe = redis.pipeline(transaction=False)
-        for seconds in latencies:
-            bucket = next((b for b in LATENCY_BUCKETS if seconds <= b), "+Inf")
-            pipe.hincrby(METRICS_PREFIX + "latency", f"le_{bucket}", 1)
+        # A batch's messages share one latency: one increment per bucket, not per message.
+        buckets = Counter(
+            next((b for b in LATENCY_BUCKETS if seconds <= b), "+Inf") for seconds in latencies
+        )
+        for bucket, count in buckets.items():
+            pipe.hincrby(METRICS_PREFIX + "latency", f"le_{bucket}", count)
         if latencies:
             pipe.hincrbyfloat(METRICS_PREFIX + "latency", "sum", sum(latencies))
             pipe.hincrby(METRICS_PREFIX + "latency", "count", len(latencies))
