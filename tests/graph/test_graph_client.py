@@ -296,9 +296,10 @@ async def test_batch_request_shape_and_mixed_results(
     ]
     request = rec.requests[0]
     assert request.url.path == "/v25.0/" and request.headers["authorization"] == f"Bearer {TOKEN}"
-    form = parse_qs(request.content.decode())
-    assert form["include_headers"] == ["true"]
-    ops = json.loads(form["batch"][0])
+    assert request.headers["content-type"] == "application/json"  # spec 5: batch as an array
+    body = json.loads(request.content)
+    assert body["include_headers"] is True
+    ops = body["batch"]
     assert len(ops) == 7
     proof = appsecret_proof(TOKEN, APP_SECRET)
     assert (

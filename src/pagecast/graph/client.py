@@ -198,12 +198,13 @@ class GraphClient:
             }
             for m in messages
         ]
-        form = {"batch": json.dumps(operations), "include_headers": "true"}
+        # A JSON body (spec 5): the operations' bodies are URL-encoded once each, and the
+        # request itself is not URL-encoded a second time around them.
         data, usage = await self._call(
             creds,
             "POST",
             "",
-            form_body=form,
+            json_body={"batch": operations, "include_headers": True},
             idempotent=False,
             root=True,
             on_sent=on_sent,
