@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from factories import SIM_TOKEN, app_client, create_user, engine_settings, sim_page
 from pagecast.context import AppContext
@@ -968,6 +968,42 @@ async def test_campaigns_of_two_pages_send_side_by_side(
         len(both),
         span,
     )
+
+
+async def test_a_worker_claims_no_more_than_two_chunks_of_a_page_at_once(
+    admin: httpx.AsyncClient,
+    manager: httpx.AsyncClient,
+    sim: httpx.AsyncClient,
+    sending_settings: Settings,
+    db: Database,
+) -> None:
+    # 50/s and chunks of 25: the campaign keeps 4 chunks queued and plans more as they are
+    # claimed, and the worker has 8 job slots. Were every chunk it takes to claim at once, up
+    # to 200 deliveries would wait in `sending` for the Page's slots, all of them left to
+    # reconciliation if the worker died. Two chunks claim at a time; a third may still be
+    # writing its results.
+    chunk = sending_settings.chunk_size
+    page_id = await setup_page(admin, sim, send_rate=50)
+    await add_people(sim, manager, page_id, 400)
+    campaign_id = await new_campaign(manager, page_id)
+    most = 0
+    async with RunningWorker(sending_settings, db):
+        assert (await manager.post(f"/api/campaigns/{campaign_id}/start")).status_code == 202
+        deadline = time.monotonic() + 4
+        while time.monotonic() < deadline:
+            async with db.transaction() as session:
+                claimed = await session.scalar(
+                    select(func.count(Delivery.id)).where(
+                        Delivery.campaign_id == campaign_id,
+                        Delivery.status == DeliveryStatus.SENDING,
+                    )
+                )
+            most = max(most, int(claimed or 0))
+            await asyncio.sleep(0.02)
+        counts = (await manager.get(f"/api/campaigns/{campaign_id}")).json()["counts"]
+        assert (await manager.post(f"/api/campaigns/{campaign_id}/cancel")).status_code == 200
+    assert counts["sent"] >= 100, counts  # it was sending at the Page's rate meanwhile
+    assert chunk <= most <= 3 * chunk, most
 
 
 async def test_progress_counts_the_rate_once_a_second_and_the_rest_every_time(

@@ -76,6 +76,9 @@ logger = logging.getLogger(__name__)
 # A limiter wait up to this long is slept inside the job; longer waits (a throttled Page)
 # delay the whole job instead, so it does not hold a worker slot.
 _MAX_INLINE_WAIT = 2.0
+# Chunks of one Page that claim and send at once in a worker: two, so that the next is
+# claimed and waiting for the Page's slots when one has sent its last.
+_CHUNKS_PER_PAGE = 2
 # A chunk asks the limiter for its next slots this long before they free, and the limiter
 # grants slots that free within _GRANT_LEAD: the request is built meanwhile and leaves as
 # its slots open, not a Redis round trip and a build later (which the Page's window would
@@ -206,6 +209,10 @@ class SendingWorker:
         # sends mid-chunk; the campaign row keeps the durable count.
         self._bad_streak: dict[int, int] = {}
         self._last_progress: dict[int, tuple[int, ...]] = {}
+        # A Page's chunks that may hold claims at once in this worker (`_chunk`), and the
+        # Page of each campaign seen (it never changes).
+        self._page_gates: dict[int, asyncio.Semaphore] = {}
+        self._page_of: dict[int, int] = {}
         self._started_at = utcnow().isoformat()
         self._bull: BullWorker | None = None
         self._bull_webhooks: BullWorker | None = None
@@ -562,6 +569,48 @@ class SendingWorker:
     async def _chunk(
         self, job: Any, token: str, campaign_id: int, first_id: int, last_id: int
     ) -> str:
+        """Claim the chunk's due deliveries and send them as the Page's limiter allows.
+
+        At most `_CHUNKS_PER_PAGE` chunks of one Page claim and send at once in a worker;
+        the others wait unclaimed. A claim is a promise to send soon: deliveries claimed
+        while their Page's slots go to other chunks would wait in `sending`, and a worker
+        that died then would leave them to reconciliation instead of back in the queue.
+        """
+        page_id = self._page_of.get(campaign_id)
+        if page_id is None:
+            async with self.db.transaction() as session:
+                page_id = await session.scalar(
+                    select(Campaign.page_id).where(Campaign.id == campaign_id)
+                )
+            if page_id is None:
+                return "not sending"
+            self._page_of[campaign_id] = page_id
+        gate = self._page_gates.setdefault(page_id, asyncio.Semaphore(_CHUNKS_PER_PAGE))
+        await gate.acquire()
+        held = True
+
+        def let_next_claim() -> None:
+            nonlocal held
+            if held:
+                held = False
+                gate.release()
+
+        try:
+            return await self._claim_and_send(
+                job, token, campaign_id, first_id, last_id, let_next_claim
+            )
+        finally:
+            let_next_claim()
+
+    async def _claim_and_send(
+        self,
+        job: Any,
+        token: str,
+        campaign_id: int,
+        first_id: int,
+        last_id: int,
+        let_next_claim: Callable[[], None],
+    ) -> str:
         now = utcnow()
         async with self.db.transaction() as session:
             campaign = await session.get(Campaign, campaign_id)
@@ -665,6 +714,9 @@ class SendingWorker:
                     )
                 )
             )
+        # Everything this chunk sends is on its way: the Page's next chunk may claim while
+        # these answers come in and their results are written.
+        let_next_claim()
         sent_outcomes = [o for answers in await asyncio.gather(*tasks) for o in answers]
         outcomes += sent_outcomes
         outcomes += [
