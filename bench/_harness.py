@@ -454,6 +454,9 @@ class Bench:
                 **self.extra_env,
             }
         )
+        # Compare chunk sizes with `PAGECAST_CHUNK_SIZE=500 uv run python bench/...`.
+        if chunk := os.environ.get("PAGECAST_CHUNK_SIZE"):
+            env["PAGECAST_CHUNK_SIZE"] = chunk
         return env
 
     def start_workers(

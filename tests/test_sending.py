@@ -23,6 +23,7 @@ from factories import SIM_TOKEN, app_client, create_user, engine_settings, sim_p
 from pagecast.context import AppContext
 from pagecast.db import Database
 from pagecast.models import Campaign, Contact, Delivery, DeliveryStatus, Role, utcnow
+from pagecast.services import sending
 from pagecast.settings import Settings
 from pagecast.worker import build
 
@@ -702,7 +703,8 @@ async def test_a_campaign_whose_jobs_were_lost_is_planned_again(
     # …and the chunk ids the plan will use are taken by jobs that never run (stuck jobs):
     by_psid = await deliveries_by_psid(db, campaign_id)
     ids = sorted(by_psid[p].id for p in psids)
-    chunks = [(ids[i], ids[min(i + 25, len(ids)) - 1]) for i in range(0, len(ids), 25)]
+    size = sending.chunk_for(200, sending_settings.chunk_size)  # the Page's rate
+    chunks = [(ids[i], ids[min(i + size, len(ids)) - 1]) for i in range(0, len(ids), size)]
     await app_queue.enqueue_chunks(campaign_id, chunks, delay_s=3600)
     running = RunningWorker(sending_settings, db)
     running.worker.config = dataclasses.replace(running.worker.config, sweep_seconds=0.3)
@@ -866,10 +868,9 @@ async def test_start_enqueues_its_first_chunks_and_plans_after_them(
     db: Database,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from pagecast.services import sending
-
     monkeypatch.setattr(sending, "SNAPSHOT_FIRST", 50)  # 2 chunks of 25 (chunk_size)
-    page_id = await setup_page(admin, sim)
+    # 20/s: a second of its rate is less than chunk_size, so its chunks are of 25.
+    page_id = await setup_page(admin, sim, send_rate=20)
     await add_people(sim, manager, page_id, 60)
     campaign_id = await new_campaign(manager, page_id)
     assert (await manager.post(f"/api/campaigns/{campaign_id}/start")).status_code == 202
@@ -883,6 +884,14 @@ async def test_start_enqueues_its_first_chunks_and_plans_after_them(
         f"c{campaign_id}-{ids[25]}-{ids[49]}",
         f"p{campaign_id}-{ids[49]}",
     } | ({f"snap{campaign_id}"} if len(ids) == 50 else set())
+
+
+def test_a_chunk_holds_about_a_second_of_the_rate_within_its_bounds() -> None:
+    assert sending.chunk_for(20, 100) == 100  # chunk_size is the least
+    assert sending.chunk_for(300, 100) == 300
+    assert sending.chunk_for(299.5, 100) == 299
+    assert sending.chunk_for(10_000, 100) == sending.CHUNK_MOST == 500
+    assert sending.chunk_for(10_000, 800) == 800  # a larger chunk_size still wins
 
 
 async def test_pending_ranges_are_consecutive_chunks_of_the_pending_deliveries(
@@ -977,19 +986,19 @@ async def test_a_worker_claims_no_more_than_two_chunks_of_a_page_at_once(
     sending_settings: Settings,
     db: Database,
 ) -> None:
-    # 50/s and chunks of 25: the campaign keeps 4 chunks queued and plans more as they are
-    # claimed, and the worker has 8 job slots. Were every chunk it takes to claim at once, up
-    # to 200 deliveries would wait in `sending` for the Page's slots, all of them left to
-    # reconciliation if the worker died. Two chunks claim at a time; a third may still be
-    # writing its results.
-    chunk = sending_settings.chunk_size
+    # 50/s and chunks of 50 (a second of the rate): the campaign keeps 2 chunks queued and
+    # plans more as they are claimed, and the worker has 8 job slots. Were every chunk it
+    # takes to claim at once, all 400 deliveries would soon wait in `sending` for the
+    # Page's slots, all of them left to reconciliation if the worker died. Two chunks claim
+    # at a time; a third may still be writing its results.
+    chunk = sending.chunk_for(50, sending_settings.chunk_size)
     page_id = await setup_page(admin, sim, send_rate=50)
     await add_people(sim, manager, page_id, 400)
     campaign_id = await new_campaign(manager, page_id)
     most = 0
     async with RunningWorker(sending_settings, db):
         assert (await manager.post(f"/api/campaigns/{campaign_id}/start")).status_code == 202
-        deadline = time.monotonic() + 4
+        deadline = time.monotonic() + 5
         while time.monotonic() < deadline:
             async with db.transaction() as session:
                 claimed = await session.scalar(
@@ -1002,7 +1011,7 @@ async def test_a_worker_claims_no_more_than_two_chunks_of_a_page_at_once(
             await asyncio.sleep(0.02)
         counts = (await manager.get(f"/api/campaigns/{campaign_id}")).json()["counts"]
         assert (await manager.post(f"/api/campaigns/{campaign_id}/cancel")).status_code == 200
-    assert counts["sent"] >= 100, counts  # it was sending at the Page's rate meanwhile
+    assert counts["sent"] >= chunk, counts  # chunks were sent and written meanwhile
     assert chunk <= most <= 3 * chunk, most
 
 

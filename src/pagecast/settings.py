@@ -130,7 +130,10 @@ class Settings(BaseSettings):
         "(docs/performance.md, P7). `pagecast serve` runs both in one process and ignores it.",
     )
     chunk_size: PositiveInt = Field(
-        100, description="Deliveries per queue job: one claim, one result write per chunk."
+        100,
+        description="The fewest deliveries per queue job (one claim, one result write per "
+        "chunk). A campaign's chunks hold about a second of its rate, up to 500 (or this, if "
+        "larger).",
     )
     send_batch_size: int = Field(
         1,

@@ -494,7 +494,6 @@ class SendingWorker:
         """Queue the next `plan_ahead` chunks of pending deliveries after `after_id`, once
         the chunks planned before them (deliveries in (since, after_id]) are mostly under
         way, and plan again about when half of these should be."""
-        chunk_size = self.config.chunk_size
         async with self.db.transaction() as session:
             campaign = await session.get(Campaign, campaign_id)
             if campaign is None or campaign.status is not CampaignStatus.SENDING:
@@ -502,6 +501,7 @@ class SendingWorker:
             rate = await self._capped(
                 campaign.page_id, await sending.effective_rate(session, campaign)
             )
+            chunk_size = sending.chunk_for(rate, self.config.chunk_size)
             ahead = sending.plan_ahead(rate, chunk_size)
             priority = campaign.priority.value
             queued = 0

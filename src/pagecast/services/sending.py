@@ -63,6 +63,10 @@ SNAPSHOT_FIRST = 2_000
 # PLAN_MOST chunks.
 PLAN_AHEAD_S = 2.0
 PLAN_MOST = 500
+# A chunk holds about this many seconds of its campaign's rate (`chunk_for`), at most
+# CHUNK_MOST deliveries.
+CHUNK_SPAN_S = 1.0
+CHUNK_MOST = 500
 SNAPSHOT_SLICE = 100_000
 
 
@@ -201,6 +205,18 @@ async def _snapshot_first(
     return counts, Rest(campaign.id, first_upto, upto)
 
 
+def chunk_for(rate_per_s: float, least: int) -> int:
+    """Deliveries per chunk for a campaign sending at `rate_per_s`: about a second of its
+    rate, at least `least` (the `chunk_size` setting) and at most CHUNK_MOST (or `least`).
+
+    A chunk job costs two transactions whatever its size, so a fast campaign sends larger
+    chunks (a third less worker CPU a message at 500 than at 100, docs/performance.md); a
+    worker lets two chunks of a Page claim at once, so what waits claimed stays near two
+    seconds of the Page's rate.
+    """
+    return max(least, min(CHUNK_MOST, math.floor(rate_per_s * CHUNK_SPAN_S)))
+
+
 def plan_ahead(rate_per_s: float, chunk_size: int) -> int:
     """How many chunks of a campaign the queue holds at once: PLAN_AHEAD_S seconds of its
     rate, at least 2 and at most PLAN_MOST.
@@ -224,15 +240,17 @@ async def effective_rate(session: AsyncSession, campaign: Campaign) -> float:
 async def first_chunks(
     session: AsyncSession, campaign: Campaign, *, chunk_size: int
 ) -> list[tuple[int, int]]:
-    """The first chunks of the deliveries the start wrote (at most `plan_ahead` of them),
-    for the start to enqueue itself: the first send then waits for no `plan` job (P4)."""
-    ahead = plan_ahead(await effective_rate(session, campaign), chunk_size)
+    """The first chunks of the deliveries the start wrote (at most `plan_ahead` of them,
+    `chunk_for` the campaign's rate with `chunk_size` the least), for the start to enqueue
+    itself: the first send then waits for no `plan` job (P4)."""
+    rate = await effective_rate(session, campaign)
+    chunk = chunk_for(rate, chunk_size)
     return await deliveries.pending_ranges(
         session,
         campaign.id,
         after_id=0,
-        chunk_size=chunk_size,
-        max_chunks=max(1, min(ahead, SNAPSHOT_FIRST // chunk_size)),
+        chunk_size=chunk,
+        max_chunks=max(1, min(plan_ahead(rate, chunk), SNAPSHOT_FIRST // chunk)),
     )
 
 
