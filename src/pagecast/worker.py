@@ -811,7 +811,8 @@ class SendingWorker:
             def sent() -> None:
                 # Written late after the grant (a busy event loop), or a batch: the limiter's
                 # window must count these calls from when Graph got them.
-                nonlocal redate
+                nonlocal redate, started
+                started = time.perf_counter()  # Graph's latency counts from here, not the hold
                 late = time.monotonic() - leaves_at > LATE_AFTER
                 if redate is None and (len(group) > 1 or late):
                     redate = asyncio.create_task(self._left(campaign.page_id, grant))
