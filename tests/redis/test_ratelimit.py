@@ -51,7 +51,10 @@ async def test_pacing_holds_across_clients_and_processes(
     )
     remote = [int((await child.communicate())[0]) for child in children]
     assert all(child.returncode == 0 for child in children)
-    assert all(remote) and sum(local), (local, remote)  # every process got slots
+    # Every process got slots; one slot at a time, every client did. (Ten clients share
+    # about thirty batches: one of them may draw none.)
+    assert all(remote) and sum(local), (local, remote)
+    assert batch > 1 or all(local), local
 
     times = [int(t) for t in await machine_redis.lrange(limiter.key(page) + ":log", 0, -1)]
     assert len(times) == sum(local) + sum(remote)
