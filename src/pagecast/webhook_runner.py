@@ -108,9 +108,11 @@ class Reactions:
             )
 
 
-def _order(event: WebhookEvent) -> tuple[str, float, int]:
+def _order(event: WebhookEvent) -> tuple[str, str, float, int]:
+    # Per person in timestamp order; people in (Page, psid) order, the order in which a
+    # result write locks them too (services/receipts.py).
     at = webhooks.event_time(event.payload.get("timestamp"))
-    return (event.psid or "", at.timestamp() if at else 0.0, event.id)
+    return (event.fb_page_id or "", event.psid or "", at.timestamp() if at else 0.0, event.id)
 
 
 async def run(db: Database, event_ids: Sequence[int], reactions: Reactions | None = None) -> int:
@@ -181,11 +183,12 @@ async def _apply(session: Any, event_ids: list[int]) -> list[webhooks.Result]:
                 .values(processed_at=None, error=(result.reason or "not yet")[:2000])
             )
             continue
-        if result.reason:
+        if result.reason or event.error:
+            # What it says now: an error of an earlier try ("not yet") is no longer true.
             await session.execute(
                 update(WebhookEvent)
                 .where(WebhookEvent.id == event.id)
-                .values(error=result.reason[:2000])
+                .values(error=result.reason[:2000] if result.reason else None)
             )
         applied.append(result)
     await webhooks.end_batch(session)

@@ -842,8 +842,11 @@ class SendingWorker:
             if redate is not None:
                 await redate
         latency = time.perf_counter() - started
+        answered = utcnow()  # when Facebook accepted what it accepted (as close as we know)
         outcomes = [
-            await self._outcome(campaign, item, answer, halt, rate=rate, latency=latency)
+            await self._outcome(
+                campaign, item, answer, halt, rate=rate, latency=latency, answered=answered
+            )
             for item, answer in zip(group, answers, strict=True)
         ]
         usage = max(
@@ -866,13 +869,18 @@ class SendingWorker:
         *,
         rate: float,
         latency: float,
+        answered: datetime,
     ) -> deliveries.Outcome:
         """One message's answer as its delivery's outcome; an error also acts on the Page and
         on the campaign's breaker."""
         if isinstance(answer, SendResult):
             self._bad_streak[campaign.id] = 0
             return deliveries.Outcome(
-                item.delivery_id, DeliveryStatus.SENT, message_id=answer.message_id, latency=latency
+                item.delivery_id,
+                DeliveryStatus.SENT,
+                message_id=answer.message_id,
+                sent_at=answered,
+                latency=latency,
             )
         if answer.kind in (ErrorKind.THROTTLE, ErrorKind.STOP_PAGE):
             halt.set()
@@ -1002,14 +1010,14 @@ class SendingWorker:
                         for o in outcomes
                     ]
                 # Contacts before deliveries before the campaign row: the order webhook
-                # batches take them in too.
+                # batches take them in too (record locks the people first).
+                await deliveries.record(session, campaign.id, outcomes, worker_id=self.id, now=now)
                 unreachable = [
                     contact_of[o.delivery_id]
                     for o in outcomes
                     if o.reason == "recipient_unreachable"
                 ]
                 await deliveries.mark_unreachable(session, unreachable, now)
-                await deliveries.record(session, campaign.id, outcomes, worker_id=self.id, now=now)
                 if stops:
                     code = stops[0]
                     status = (

@@ -7,7 +7,7 @@ Every status change goes through here, in bulk, together with the campaign's cou
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -16,7 +16,8 @@ from sqlalchemy import and_, bindparam, case, delete, func, insert, literal, or_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pagecast.models import Campaign, Contact, Delivery, DeliveryStatus, UTCDateTime
-from pagecast.services import audience
+from pagecast.services import audience, receipts
+from pagecast.services.counters import DEFERRED, defer_shifts, flush_shifts, shift
 
 __all__ = [
     "Claimed",
@@ -42,42 +43,6 @@ _SETTLED_BY_ECHO = (
     DeliveryStatus.FAILED,
     DeliveryStatus.CANCELLED,
 )
-
-
-_DEFERRED = "pagecast.deferred_shifts"
-
-
-def defer_shifts(session: AsyncSession) -> None:
-    """Keep this transaction's counter moves until `flush_shifts`: a batch of webhook events
-    then takes each campaign row's lock once, at its end, in campaign id order, so that
-    concurrent batches never deadlock on them."""
-    session.info[_DEFERRED] = {}
-
-
-async def flush_shifts(session: AsyncSession) -> list[int]:
-    """Apply the deferred counter moves; returns the campaigns they touched."""
-    pending: dict[int, Counter[DeliveryStatus]] = session.info.pop(_DEFERRED, None) or {}
-    for campaign_id in sorted(pending):
-        await shift(session, campaign_id, pending[campaign_id])
-    return sorted(pending)
-
-
-async def shift(
-    session: AsyncSession, campaign_id: int, deltas: Mapping[DeliveryStatus, int]
-) -> None:
-    """Apply +/- counts per status to the campaign's counters in one UPDATE (or keep them for
-    `flush_shifts` after `defer_shifts`)."""
-    deferred = session.info.get(_DEFERRED)
-    if deferred is not None:
-        deferred.setdefault(campaign_id, Counter()).update(deltas)
-        return
-    values: dict[str, Any] = {
-        f"n_{status.value}": getattr(Campaign, f"n_{status.value}") + delta
-        for status, delta in deltas.items()
-        if delta
-    }
-    if values:
-        await session.execute(update(Campaign).where(Campaign.id == campaign_id).values(**values))
 
 
 def snapshot_insert(campaign: Campaign, now: datetime, *where: Any) -> Any:
@@ -304,6 +269,9 @@ class Outcome:
     error_message: str | None = None
     fbtrace_id: str | None = None
     next_attempt_at: datetime | None = None
+    # When Facebook accepted a `sent` one: the Send API's answer arrived (an echo's timestamp,
+    # noted while it was sending, takes precedence). None: the time of the write.
+    sent_at: datetime | None = None
     # A throttled or released delivery gives its attempt back (it never reached Facebook).
     refund_attempt: bool = False
     # Seconds until the Page may send again (throttle); not stored.
@@ -324,9 +292,14 @@ async def record(
 
     Only rows still `sending` under this worker's claim are written (locked first, in id
     order): a claim the sweep took from a worker it thought dead is not overwritten, and
-    the counters move by exactly the rows written."""
+    the counters move by exactly the rows written. Receipts that arrived before this write
+    are applied to what became `sent` (services/receipts.py). Returns what the sends came
+    to: how many rows went to each status, an echoed one counted as `sent` (before any
+    receipt moved it on)."""
     if not outcomes:
         return Counter()
+    # The people first (receipts lock them too), then their deliveries.
+    await receipts.lock_people(session, [o.delivery_id for o in outcomes])
     mine = set(
         await session.scalars(
             select(_TABLE.c.id)
@@ -352,8 +325,10 @@ async def record(
         .values(
             status=bindparam("b_status"),
             reason=bindparam("b_reason"),
-            # An echo noted while it was sending (services/webhooks.py) keeps its mid.
+            # An echo noted while it was sending (services/webhooks.py) keeps its mid and its
+            # time (Facebook's own clock, the one of the receipts' watermarks).
             message_id=func.coalesce(bindparam("b_message_id"), _TABLE.c.message_id),
+            sent_at=func.coalesce(_TABLE.c.sent_at, bindparam("b_sent_at", type_=UTCDateTime())),
             error_code=bindparam("b_error_code"),
             error_subcode=bindparam("b_error_subcode"),
             error_kind=bindparam("b_error_kind"),
@@ -361,7 +336,6 @@ async def record(
             fbtrace_id=bindparam("b_fbtrace_id"),
             next_attempt_at=bindparam("b_next_attempt_at", type_=UTCDateTime()),
             attempts=_TABLE.c.attempts - bindparam("b_refund"),
-            sent_at=func.coalesce(bindparam("b_sent_at", type_=UTCDateTime()), _TABLE.c.sent_at),
             unknown_since=bindparam("b_unknown_since", type_=UTCDateTime()),
             claimed_by=None,
             updated_at=bindparam("b_now", type_=UTCDateTime()),
@@ -375,6 +349,7 @@ async def record(
                 "b_status": o.status.value,
                 "b_reason": o.reason,
                 "b_message_id": o.message_id,
+                "b_sent_at": (o.sent_at or now) if o.status is DeliveryStatus.SENT else None,
                 "b_error_code": o.error_code,
                 "b_error_subcode": o.error_subcode,
                 "b_error_kind": o.error_kind,
@@ -382,7 +357,6 @@ async def record(
                 "b_fbtrace_id": o.fbtrace_id,
                 "b_next_attempt_at": o.next_attempt_at,
                 "b_refund": 1 if o.refund_attempt else 0,
-                "b_sent_at": now if o.status is DeliveryStatus.SENT else None,
                 "b_unknown_since": now if o.status is DeliveryStatus.UNKNOWN else None,
                 "b_now": now,
             }
@@ -399,6 +373,8 @@ async def record(
         left = await settle_echoed(session, campaign_id, now, unsent)
         moved.subtract(left)
         moved[DeliveryStatus.SENT] += left.total()
+    sent = [o.delivery_id for o in outcomes if o.status is DeliveryStatus.SENT]
+    await receipts.catch_up(session, sent)
     return moved
 
 
@@ -408,7 +384,8 @@ async def settle_echoed(
     """Deliveries whose echo was noted while they were sending (services/webhooks.py) are
     `sent`, whatever the Send API's answer said — a timeout, a lost worker, an error after
     Facebook had delivered: the echo proves it arrived, so it is never sent again. Among
-    `ids`, or every `unknown` one of the campaign. Returns how many left each status."""
+    `ids`, or every `unknown` one of the campaign. Receipts already kept for their people
+    apply to them (services/receipts.py). Returns how many left each status."""
     conditions = [
         _TABLE.c.campaign_id == campaign_id,
         _TABLE.c.message_id.is_not(None),
@@ -441,6 +418,7 @@ async def settle_echoed(
     deltas: Counter[DeliveryStatus] = Counter({DeliveryStatus.SENT: len(rows)})
     deltas.subtract(left)
     await shift(session, campaign_id, deltas)
+    await receipts.catch_up(session, [row.id for row in rows])
     return left
 
 
@@ -529,7 +507,7 @@ async def lost_claims(
         )
     )
     moved: dict[int, int] = {}
-    owned = _DEFERRED not in session.info
+    owned = DEFERRED not in session.info
     if owned:  # campaign rows are locked last, in id order (no deadlock with webhook batches)
         defer_shifts(session)
     for campaign_id in campaign_ids:

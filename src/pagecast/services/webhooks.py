@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import raiseload
 
 from pagecast.models import Contact, Delivery, DeliveryStatus, Page, WebhookEvent, utcnow
-from pagecast.services import contacts, deliveries, sending
+from pagecast.services import contacts, deliveries, receipts, sending
 
 __all__ = [
     "DEFAULT_OPT_OUT_KEYWORDS",
@@ -46,18 +46,14 @@ OPT_OUT_REPLY = (
 _REPLY_WINDOW = timedelta(hours=24)
 
 # Kinds of stored events.
-MESSAGE, ECHO, POSTBACK, DELIVERY, READ = "message", "echo", "postback", "delivery", "read"
+MESSAGE, ECHO, POSTBACK = "message", "echo", "postback"
+DELIVERY, READ = receipts.DELIVERY, receipts.READ
 REACTION, REFERRAL, OPTIN, POLICY, OTHER = "reaction", "referral", "optin", "policy", "other"
 # A person acted in the thread: the contact exists and its messaging window opens.
 _USER_ACTIONS = frozenset({MESSAGE, POSTBACK, REACTION, REFERRAL, OPTIN})
 # An echo proves that these deliveries reached Facebook (a timeout, a dead worker, a retry
 # whose earlier attempt did arrive): they become `sent`.
 _PROVEN_BY_ECHO = (DeliveryStatus.UNKNOWN, DeliveryStatus.PENDING, DeliveryStatus.FAILED)
-# A watermark is the time of the newest message it covers; an echo's timestamp (or our own
-# send time, before the echo) can be a little later than that time for the same message.
-# The cost: a second message to the same person less than this after the first is covered
-# by the first one's receipt.
-CLOCK_SKEW = timedelta(seconds=1)
 ECHO_WATERMARK_STEP = timedelta(seconds=1)
 
 
@@ -348,80 +344,22 @@ async def set_profile(
 
 # ---------------------------------------------------------------- receipts and echoes
 
-_FORWARD = {
-    DELIVERY: ((DeliveryStatus.SENT,), DeliveryStatus.DELIVERED),
-    READ: ((DeliveryStatus.SENT, DeliveryStatus.DELIVERED), DeliveryStatus.READ),
-}
-
-
-async def _advance(
-    session: AsyncSession,
-    contact_id: int,
-    kind: str,
-    watermark: datetime,
-    mids: Sequence[str] = (),
-) -> int:
-    """Move the contact's deliveries covered by a watermark (or named by `mids`) forward."""
-    sources, target = _FORWARD[kind]
-    covered = Delivery.sent_at <= watermark + CLOCK_SKEW
-    if mids:
-        covered = or_(covered, Delivery.message_id.in_(list(mids)))
-    rows = list(
-        await session.execute(
-            select(Delivery.id, Delivery.campaign_id, Delivery.status).where(
-                Delivery.contact_id == contact_id, Delivery.status.in_(sources), covered
-            )
-        )
-    )
-    if not rows:
-        return 0
-    now = utcnow()
-    values: dict[str, Any] = {"status": target, "updated_at": now}
-    if target is DeliveryStatus.READ:
-        values["read_at"] = watermark
-    # A read implies delivered: keep the first known delivery time, else the watermark.
-    values["delivered_at"] = func.coalesce(Delivery.delivered_at, watermark)
-    await session.execute(
-        update(Delivery)
-        .where(Delivery.id.in_([r.id for r in rows]), Delivery.status.in_(sources))
-        .values(**values)
-        .execution_options(synchronize_session=False)
-    )
-    by_campaign: dict[int, dict[DeliveryStatus, int]] = {}
-    for row in rows:
-        deltas = by_campaign.setdefault(row.campaign_id, {})
-        deltas[row.status] = deltas.get(row.status, 0) - 1
-        deltas[target] = deltas.get(target, 0) + 1
-    for campaign_id, deltas in by_campaign.items():
-        await deliveries.shift(session, campaign_id, deltas)
-    return len(rows)
-
 
 async def _receipt(
     session: AsyncSession, page: Page, psid: str, kind: str, receipt: dict[str, Any]
 ) -> Result:
+    """Keep the person's watermark and move what it covers now; deliveries whose result is
+    not written yet are moved by it when it is (services/receipts.py)."""
     watermark = event_time(receipt.get("watermark"))
     if watermark is None:
         return Result(reason="receipt without a watermark; ignored")
     contact = await _contact(session, page, psid, create=False)
     if contact is None:
         return Result(reason=f"no contact {psid} on Page {page.id}; ignored")
-    in_flight = await session.scalar(
-        select(Delivery.id)
-        .where(Delivery.contact_id == contact.id, Delivery.status == DeliveryStatus.SENDING)
-        .limit(1)
-    )
-    if in_flight is not None:
-        # The receipt may cover a send whose result is not written yet: apply it after.
-        return Result(done=False, reason=f"delivery {in_flight} is still sending")
-    # Remember the newest watermark, for echoes processed after their receipt.
-    column = "delivered_watermark_at" if kind == DELIVERY else "read_watermark_at"
-    current = getattr(contact, column)
-    if current is None or current < watermark:
-        setattr(contact, column, watermark)
+    receipts.note(contact, kind, watermark)
     await session.flush()
     mids = [str(m) for m in receipt.get("mids") or []] if kind == DELIVERY else []
-    await _advance(session, contact.id, kind, watermark, mids)
+    await receipts.advance(session, contact.id, kind, watermark, mids)
     return Result()
 
 
@@ -496,10 +434,12 @@ async def _echo(
         )
         if free is None:
             return Result(done=False, reason=f"delivery {delivery.id} is being written")
+        # Its mid, and Facebook's time for it (the clock of the receipts' watermarks): the
+        # result write keeps both.
         await session.execute(
             update(Delivery)
             .where(Delivery.id == delivery.id)
-            .values(message_id=mid)
+            .values(message_id=mid, sent_at=at)
             .execution_options(synchronize_session=False)
         )
         await _echo_stream_live(session, page, delivery.claimed_at)
@@ -534,11 +474,6 @@ async def _echo(
     else:
         return Result(reason=f"delivery {delivery.id} is {delivery.status.value}; echo noted")
     await _echo_stream_live(session, page, delivery.claimed_at)
-    # Receipts processed before this echo already cover it when their watermark is later.
-    for kind, watermark in (
-        (DELIVERY, contact.delivered_watermark_at),
-        (READ, contact.read_watermark_at),
-    ):
-        if watermark is not None and watermark + CLOCK_SKEW >= at:
-            await _advance(session, contact.id, kind, watermark)
+    # Receipts processed before this echo cover it when their watermark is later.
+    await receipts.catch_up(session, [delivery.id])
     return Result()
