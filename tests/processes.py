@@ -146,6 +146,26 @@ class WebProcess(WorkerProcess):
             return False
 
 
+class SimulatorProcess(WebProcess):
+    """`pagecast simulator` as its own process on a free loopback port, as a user runs it:
+    the Graph side's clock and event loop are not the test's (ready when `/__sim/stats`
+    answers)."""
+
+    def _name(self) -> str:
+        return "simulator"
+
+    def _args(self) -> list[str]:
+        return [str(PAGECAST), "simulator", "--port", str(self.port), "--seed", "1"]
+
+    def _ready(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as conn:
+                conn.sendall(b"GET /__sim/stats HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+                return conn.recv(64).startswith(b"HTTP/1.1 200")
+        except OSError:
+            return False
+
+
 class RedisServer:
     """A private redis-server on a free loopback port, AOF on, data in `directory`."""
 

@@ -165,6 +165,7 @@ class SimulatorApp:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                await self.emitter.warm()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await self.aclose()
