@@ -202,6 +202,13 @@ class Page(Base):
     # The latest claim time (our clock) of a delivery of this Page that an echo confirmed: the
     # Page's echo stream is proven live for every attempt made before it.
     echo_seen_at: Mapped[datetime | None]
+    # Facebook's messaging policy enforcement (services/policy.py): the reason of the block
+    # in force (None when not blocked), Facebook's time of the newest block or unblock
+    # applied (an older event arriving late changes nothing), and the newest warning.
+    policy_block: Mapped[str | None] = mapped_column(Text)
+    policy_at: Mapped[datetime | None]
+    policy_warning: Mapped[str | None] = mapped_column(Text)
+    policy_warning_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -290,6 +297,9 @@ class Campaign(Base):
     status_reason: Mapped[str | None] = mapped_column(Text)
     # A schedule that passed more than max_schedule_lateness ago: it never fires by surprise.
     missed: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+    # Paused by its Page's stop (services.sending.stop_page), not by a person: a policy
+    # unblock resumes it (services/policy.py).
+    paused_by_page: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
     # Consecutive bad_request outcomes, for the circuit breaker.
     bad_streak: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     # Deliveries by status, kept up to date with every status change so progress is O(1).

@@ -265,11 +265,12 @@ class Queue:
         )
 
     async def counts(self) -> dict[str, int]:
-        queue = await self.bull()
-        counts: dict[str, Any] = await queue.getJobCounts(
-            "waiting", "active", "delayed", "prioritized", "completed", "failed", "paused"
-        )
-        return {name: int(value) for name, value in counts.items()}
+        """Jobs of the sending queue by state."""
+        return await _counts(await self.bull())
+
+    async def webhook_counts(self) -> dict[str, int]:
+        """Jobs of the webhook queue by state."""
+        return await _counts(await self.bull_webhooks())
 
     async def waiting(self) -> int:
         counts = await self.counts()
@@ -304,3 +305,10 @@ class Queue:
         if self._redis is not None:
             await self._redis.aclose()
             self._redis = None
+
+
+async def _counts(queue: BullQueue) -> dict[str, int]:
+    counts: dict[str, Any] = await queue.getJobCounts(
+        "waiting", "active", "delayed", "prioritized", "completed", "failed", "paused"
+    )
+    return {name: int(value) for name, value in counts.items()}

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -43,13 +43,20 @@ class Reactions:
         vault: Vault,
         app_secret: str | None,
         profiles_per_second: float = 5.0,
+        replan: Callable[[int, str], Awaitable[None]] | None = None,
     ) -> None:
         self.graph, self.vault, self.app_secret = graph, vault, app_secret
+        # Plans (campaign id, priority) again: the campaigns a policy unblock resumed. Without
+        # it (or when it fails) the worker's sweep plans them.
+        self.replan = replan
         self._interval = 1.0 / profiles_per_second
         self._next_profile: dict[int, float] = {}
         self._lock = asyncio.Lock()
 
     async def follow(self, db: Database, result: webhooks.Result) -> None:
+        if self.replan is not None:
+            for campaign_id, priority in result.resumed:
+                await self.replan(campaign_id, priority)
         if result.page_id is None or result.psid is None:
             return
         if not (result.lookup_profile or result.confirm_opt_out):

@@ -200,8 +200,11 @@ class SendingWorker:
         self.db, self.vault, self.graph, self.queue, self.limiter = db, vault, graph, queue, limiter
         self.config = config
         self.app_secret = app_secret
-        # Profile lookups and opt-out confirmations that follow webhook events.
-        self.reactions = Reactions(graph=graph, vault=vault, app_secret=app_secret)
+        # Profile lookups, opt-out confirmations and plans of resumed campaigns that follow
+        # webhook events.
+        self.reactions = Reactions(
+            graph=graph, vault=vault, app_secret=app_secret, replan=self._replan
+        )
         self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.stopping = asyncio.Event()
         self._in_flight = _InFlight(config.concurrency)
@@ -393,6 +396,9 @@ class SendingWorker:
             ids = [int(i) for i in job.data["event_ids"]]
             return await run_webhook_events(self.db, ids, self.reactions)
         raise ValueError(f"unknown job {job.name!r}")
+
+    async def _replan(self, campaign_id: int, priority: str) -> None:
+        await self.queue.enqueue_plan(campaign_id, priority=priority)
 
     async def _recover_lost_claims(self) -> None:
         """Deliveries claimed by a worker whose heartbeat expired (it died) become `unknown`."""

@@ -244,6 +244,9 @@ def test_revoked_token_is_explained_and_reconnecting_fixes_it(
 def test_queue_page_shows_a_worker_and_the_list_shows_every_campaign(admin: Any) -> None:
     admin.goto("/queue")
     expect(admin.locator("#workers tr.worker")).to_have_count(1)
+    # Both queues are counted: the sending jobs and the webhook events.
+    expect(admin.locator("#queue-sending [data-queue=waiting]")).to_be_visible()
+    expect(admin.locator("#queue-webhooks [data-webhook-queue=waiting]")).to_be_visible()
     screenshot(admin, "queue")
     admin.goto("/campaigns")
     expect(admin.locator("table.list tbody tr")).to_have_count(4)

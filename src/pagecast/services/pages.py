@@ -17,7 +17,7 @@ from pagecast.models import Campaign, CampaignStatus, Page, PageStatus
 from pagecast.permissions import Actor
 from pagecast.schemas import PageCreate, PageUpdate
 from pagecast.security import Vault
-from pagecast.services import audit
+from pagecast.services import audit, policy
 
 __all__ = ["Owner", "Verifier", "connect", "credentials", "delete", "get", "list_all", "update"]
 
@@ -127,7 +127,11 @@ async def update(
         page.access_token_encrypted = vault.encrypt(check_token)
         if secret is not None:
             page.app_secret_encrypted = vault.encrypt(secret)
-        page.status, page.status_reason = PageStatus.ACTIVE, None
+        if page.policy_block is None:
+            page.status, page.status_reason = PageStatus.ACTIVE, None
+        else:  # a new token does not lift Facebook's block (services/policy.py)
+            page.status = PageStatus.RESTRICTED
+            page.status_reason = policy.block_reason(page.policy_block)
     for name, value in changes.items():
         setattr(page, name, value)
     await session.flush()

@@ -407,13 +407,18 @@ async def pause(
     session: AsyncSession, actor: Actor, campaign_id: int, *, reason: str | None = None
 ) -> Campaign:
     campaign = await campaigns.get(session, campaign_id)
-    if campaign.status is CampaignStatus.PAUSED:
+    # A person pausing what its Page's stop paused keeps it paused when the Page comes back
+    # (services/policy.py resumes only what the stop paused).
+    if campaign.status is CampaignStatus.PAUSED and not (
+        campaign.paused_by_page and actor.user_id is not None
+    ):
         return campaign
-    campaigns.require_status(campaign, (CampaignStatus.SENDING,), "pausing")
+    campaigns.require_status(campaign, (CampaignStatus.SENDING, CampaignStatus.PAUSED), "pausing")
     campaign.status, campaign.status_reason = (
         CampaignStatus.PAUSED,
         reason or f"Paused by {actor.name}",
     )
+    campaign.paused_by_page = False
     await session.flush()
     await audit.record(
         session,
@@ -433,6 +438,7 @@ async def resume(session: AsyncSession, actor: Actor, campaign_id: int) -> Campa
     campaigns.require_status(campaign, (CampaignStatus.PAUSED,), "resuming")
     _require_active(await pages.get(session, campaign.page_id))
     campaign.status, campaign.status_reason, campaign.bad_streak = CampaignStatus.SENDING, None, 0
+    campaign.paused_by_page = False
     await session.flush()
     await audit.record(
         session, actor, "campaign.resumed", object_type="campaign", object_id=campaign.id
@@ -557,7 +563,7 @@ async def stop_page(
         await session.execute(
             update(Campaign)
             .where(Campaign.id.in_(ids))
-            .values(status=CampaignStatus.PAUSED, status_reason=reason)
+            .values(status=CampaignStatus.PAUSED, status_reason=reason, paused_by_page=True)
         )
     await audit.record(
         session,

@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import raiseload
 
 from pagecast.models import Contact, Delivery, DeliveryStatus, Page, WebhookEvent, utcnow
-from pagecast.services import contacts, deliveries, receipts, sending
+from pagecast.services import contacts, deliveries, policy, receipts, sending
 
 __all__ = [
     "DEFAULT_OPT_OUT_KEYWORDS",
@@ -71,6 +71,8 @@ class Result:
     psid: str | None = None
     lookup_profile: bool = False
     confirm_opt_out: bool = False
+    # Campaigns a policy unblock resumed: (id, priority), to plan again after the commit.
+    resumed: tuple[tuple[int, str], ...] = ()
 
 
 def page_ids(body: Any) -> list[str]:
@@ -237,6 +239,9 @@ async def process(session: AsyncSession, event: WebhookEvent) -> Result:
         return Result(reason=f"Page {event.fb_page_id} is not connected; event ignored")
     payload = event.payload
     at = event_time(payload.get("timestamp")) or event.received_at
+    if event.kind == POLICY:  # about the Page itself: no person in it
+        applied = await policy.apply(session, page.id, payload["policy_enforcement"], at)
+        return Result(reason=applied.note, page_id=page.id, resumed=applied.resumed)
     if event.psid is None:
         return Result(reason="no person in the event; ignored")
     if event.kind in _USER_ACTIONS:

@@ -277,6 +277,44 @@ async def _restrict(app: SimulatorApp, query: dict[str, str], payload: Any) -> R
     return 200, {"page_id": page.page_id, "restriction": page.restriction}
 
 
+# What a block does to the Page's sends: 10/1893063 "temporarily restricted from sending".
+_BLOCK_RESTRICTION = "1893063"
+
+
+async def _policy(app: SimulatorApp, query: dict[str, str], payload: Any) -> Result:
+    """Facebook enforces its messaging policy on a Page: a signed
+    `messaging_policy_enforcement` webhook, and (unless `restrict` is false) a block
+    restricts the Page's sends with 10/1893063 until an unblock lifts it."""
+    body = _obj(payload)
+    page = page_of(app, body.get("page_id"))
+    action = body.get("action")
+    if action not in ("block", "unblock", "warning"):
+        raise ControlError('"action" must be "block", "unblock" or "warning".')
+    reason = body.get("reason", "The bot violated our Platform Policies.")
+    if not isinstance(reason, str):
+        raise ControlError('"reason" must be a string.')
+    timestamp = body.get("timestamp")
+    if timestamp is not None and (
+        isinstance(timestamp, bool) or not isinstance(timestamp, int) or timestamp <= 0
+    ):
+        raise ControlError('"timestamp" must be a positive epoch time in milliseconds, or null.')
+    restrict = body.get("restrict", True)
+    if not isinstance(restrict, bool):
+        raise ControlError('"restrict" must be true or false.')
+    if restrict and action == "block":
+        page.restriction = _BLOCK_RESTRICTION
+    elif restrict and action == "unblock":
+        page.restriction = None
+    stamp = app.emitter.policy(page, action, reason, timestamp)
+    return 200, {
+        "page_id": page.page_id,
+        "action": action,
+        "timestamp": stamp,
+        "restriction": page.restriction,
+        "emitted": app.emitter.subscribed(page, "messaging_policy_enforcement"),
+    }
+
+
 async def _app_settings(app: SimulatorApp, query: dict[str, str], payload: Any) -> Result:
     body = _obj(payload)
     settings = app.state.app
@@ -352,6 +390,7 @@ async def _replay(app: SimulatorApp, query: dict[str, str], payload: Any) -> Res
 _ROUTES: dict[tuple[str, str], Handler] = {
     ("POST", "/__sim/pages"): _pages,
     ("POST", "/__sim/pages/restrict"): _restrict,
+    ("POST", "/__sim/pages/policy"): _policy,
     ("POST", "/__sim/users"): people.create_users,
     ("POST", "/__sim/users/status"): people.set_status,
     ("POST", "/__sim/inbound"): people.inbound,

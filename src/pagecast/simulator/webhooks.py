@@ -138,13 +138,17 @@ class Emitter:
         self.wake()
         return count
 
-    def policy(self, page: Page, action: str, reason: str) -> None:
+    def policy(self, page: Page, action: str, reason: str, timestamp: int | None = None) -> int:
+        """`messaging_policy_enforcement` about the Page (no sender); returns its timestamp.
+        `timestamp` (epoch ms) stands for an event Facebook made earlier and delivers late."""
+        stamp = self._stamp() if timestamp is None else timestamp
         event = {
             "recipient": {"id": page.page_id},
-            "timestamp": self._stamp(),
+            "timestamp": stamp,
             "policy_enforcement": {"action": action, "reason": reason},
         }
         self.schedule(page, "messaging_policy_enforcement", event)
+        return stamp
 
     def _stamp(self) -> int:
         ms = self.state.clock.now_ms()

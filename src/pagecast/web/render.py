@@ -68,11 +68,23 @@ def page(row: Page) -> dict[str, Any]:
         "name": row.name,
         "status": row.status.value,
         "status_reason": row.status_reason,
+        "policy": page_policy(row),
         "send_rate": row.send_rate,
         "has_app_secret": row.app_secret_encrypted is not None,
         "opt_out_keywords": row.opt_out_keywords,
         "created_at": _time(row.created_at),
         "updated_at": _time(row.updated_at),
+    }
+
+
+def page_policy(row: Page) -> dict[str, Any]:
+    """Facebook's messaging policy enforcement of the Page (services/policy.py)."""
+    return {
+        "blocked": row.policy_block is not None,
+        "block_reason": row.policy_block,
+        "changed_at": _time(row.policy_at),
+        "warning": row.policy_warning,
+        "warning_at": _time(row.policy_warning_at),
     }
 
 

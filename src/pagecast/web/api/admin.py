@@ -15,6 +15,7 @@ from pagecast.models import Campaign, DeliveryStatus, Page
 from pagecast.permissions import Actor, Permission
 from pagecast.queue import HEARTBEAT_PREFIX, LATENCY_BUCKETS, METRICS_PREFIX
 from pagecast.services import pages
+from pagecast.web import render
 from pagecast.web.deps import ContextDep, require
 
 router = APIRouter(tags=["operations"])
@@ -63,13 +64,15 @@ async def readyz(ctx: ContextDep, response: Response) -> dict[str, Any]:
 
 @router.get("/api/admin/health")
 async def health(actor: Admin, ctx: ContextDep) -> dict[str, Any]:
-    """Database, Redis, workers, queue counts and each Page's state and throttle."""
+    """Database, Redis, workers, queue counts (sending and webhook queues) and each Page's
+    state, policy enforcement and throttle."""
     database, redis = await _database(ctx), await _redis(ctx)
     body: dict[str, Any] = {
         "database": database,
         "redis": redis,
         "workers": [],
         "queue": None,
+        "webhook_queue": None,
         "pages": [],
     }
     if database["ok"]:
@@ -81,6 +84,7 @@ async def health(actor: Admin, ctx: ContextDep) -> dict[str, Any]:
                 "name": p.name,
                 "status": p.status.value,
                 "status_reason": p.status_reason,
+                "policy": render.page_policy(p),
                 "send_rate": p.send_rate,
             }
             for p in rows
@@ -88,6 +92,7 @@ async def health(actor: Admin, ctx: ContextDep) -> dict[str, Any]:
     if redis["ok"]:
         body["workers"] = await _workers(ctx)
         body["queue"] = await ctx.queue.counts()
+        body["webhook_queue"] = await ctx.queue.webhook_counts()
         for page in body["pages"]:
             page["throttle"] = await ctx.limiter.state(page["id"])
     body["ok"] = database["ok"] and redis["ok"]
@@ -96,11 +101,13 @@ async def health(actor: Admin, ctx: ContextDep) -> dict[str, Any]:
 
 @router.get("/api/admin/queue")
 async def queue_overview(actor: Admin, ctx: ContextDep, limit: int = 50) -> dict[str, Any]:
-    """Counts by state, failed jobs with their reasons, and the workers."""
+    """Counts by state (the sending queue's, and the webhook queue's as `webhook_counts`),
+    failed sending jobs with their reasons, and the workers."""
     queue = await ctx.queue.bull()
     failed = await queue.getFailed(0, max(0, min(limit, 500) - 1))
     return {
         "counts": await ctx.queue.counts(),
+        "webhook_counts": await ctx.queue.webhook_counts(),
         "paused": bool(await queue.isPaused()),
         "failed": [
             {
@@ -166,10 +173,13 @@ async def metrics(actor: Admin, ctx: ContextDep) -> PlainTextResponse:
             ]
     redis = await ctx.queue.redis()
     lines.append("# TYPE pagecast_queue_jobs gauge")
-    lines += [
-        _line("pagecast_queue_jobs", n, state=state)
-        for state, n in (await ctx.queue.counts()).items()
-    ]
+    for queue, counts in (
+        ("sending", await ctx.queue.counts()),
+        ("webhooks", await ctx.queue.webhook_counts()),
+    ):
+        lines += [
+            _line("pagecast_queue_jobs", n, queue=queue, state=state) for state, n in counts.items()
+        ]
     lines += ["# TYPE pagecast_workers gauge", _line("pagecast_workers", len(await _workers(ctx)))]
     lines.append("# TYPE pagecast_throttle_events_total counter")
     for page_id, count in sorted((await redis.hgetall(METRICS_PREFIX + "throttles")).items()):

@@ -104,7 +104,9 @@ _PAGE: dict[str, tuple[str, str]] = {
     ),
     "restricted": (
         "Meta restricted the Page.",
-        "Check the Page in Meta Business Suite; reconnect once the restriction is lifted.",
+        "Check the Page in Meta Business Suite. When Facebook lifts a policy block it tells "
+        "Pagecast, and the campaigns the block paused resume; after a restriction that a send "
+        "error showed, reconnect the Page once it is lifted.",
     ),
     "disconnected": ("Disconnected: its token was erased.", "Reconnect it to send again."),
 }
