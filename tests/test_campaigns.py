@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from datetime import timedelta
 from typing import Any
@@ -14,6 +15,7 @@ from factories import connected_page, table_counts
 from pagecast.db import Database
 from pagecast.models import Campaign, CampaignStatus, Delivery, DeliveryStatus, Role, utcnow
 from pagecast.security import Vault
+from pagecast.web import deps
 
 COUNT_KEYS = {
     "total",
@@ -378,3 +380,37 @@ async def test_campaign_actions_are_in_its_audit_trail(
     trail = (await manager.get(f"/api/campaigns/{campaign['id']}/audit")).json()["items"]
     assert [entry["action"] for entry in trail] == ["campaign.updated", "campaign.created"]
     assert trail[0]["actor"] == "manager0@example.com"
+
+
+async def test_a_progress_read_answers_while_a_writer_holds_the_database(
+    manager: httpx.AsyncClient, page_id: int, db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A dashboard polling a campaign during a large send: its token check and the read
+    itself only read, so on SQLite they never queue behind the writer of the moment (a
+    webhook batch, a chunk's results), which under a Page's load was seconds."""
+    campaign_id = (await manager.post("/api/campaigns", json=draft(page_id))).json()["id"]
+    poller = (await manager.post("/api/tokens", json={"name": "dashboard"})).json()["token"]
+    headers = {"Authorization": f"Bearer {poller}"}
+    # Its first use records it (a write, after the answer); every request checks it again.
+    assert (await manager.get(f"/api/campaigns/{campaign_id}", headers=headers)).status_code == 200
+    monkeypatch.setattr(deps, "TOKEN_CACHE_S", 0.0)
+    held, release = asyncio.Event(), asyncio.Event()
+
+    async def writer() -> None:
+        async with db.transaction() as session:
+            await session.execute(
+                update(Campaign).where(Campaign.id == campaign_id).values(description="busy")
+            )
+            held.set()
+            await release.wait()
+
+    task = asyncio.create_task(writer())
+    await held.wait()
+    try:
+        async with asyncio.timeout(3):  # the writer holds on until this read answers
+            response = await manager.get(f"/api/campaigns/{campaign_id}", headers=headers)
+    finally:
+        release.set()
+        await task
+    assert response.status_code == 200, response.text
+    assert response.json()["status"] == "draft"

@@ -1,13 +1,21 @@
 """The database: one `Database` object owns the async engine and hands out sessions.
 
 SQLite (the default) gets WAL, a busy timeout, foreign keys and `BEGIN IMMEDIATE`
-transactions, so two writers queue up instead of failing with "database is locked".
+transactions, so two writers queue up instead of failing with "database is locked". In one
+process (`pagecast serve` runs the web app and a worker on one event loop) the writers
+queue on an asyncio lock first, in arrival order, and only one at a time asks SQLite: SQLite's
+own busy handler polls with growing sleeps (up to 100 ms), which under hundreds of webhook
+events a second gave seconds-long waits and, past the busy timeout, "database is locked".
+`reading()` begins a deferred transaction, which in WAL mode neither waits for the writer
+nor holds it up (progress reads answer while a large send and its receipts are written).
 PostgreSQL is used through asyncpg, from a pool that checks a connection before use only
 when it sat idle (`PING_AFTER_IDLE_S`). Nothing connects until the first session is opened.
 """
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -16,7 +24,7 @@ from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.exc import DisconnectionError, OperationalError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -37,6 +45,11 @@ __all__ = ["PING_AFTER_IDLE_S", "Database", "downgrade", "is_sqlite", "upgrade"]
 PING_AFTER_IDLE_S = 1.0
 
 
+# An execution option of the SQLite engine that `reading()` uses: its transactions are
+# deferred (BEGIN), not BEGIN IMMEDIATE.
+_READ_ONLY = "pagecast_read_only"
+
+
 def is_sqlite(url: str) -> bool:
     return url.startswith("sqlite")
 
@@ -50,17 +63,21 @@ class Database:
         self._engine: AsyncEngine | None = None
         self._sessions: async_sessionmaker[AsyncSession] | None = None
         self._reads: async_sessionmaker[AsyncSession] | None = None
+        # SQLite: this process's writers, one at a time (created on first use, in the loop).
+        self._writer: asyncio.Lock | None = None
 
     @property
     def engine(self) -> AsyncEngine:
         if self._engine is None:
             self._engine = _create_engine(self.url, self._busy_timeout_ms)
             self._sessions = async_sessionmaker(self._engine, expire_on_commit=False)
-            if not is_sqlite(self.url):
-                self._reads = async_sessionmaker(
-                    self._engine.execution_options(isolation_level="AUTOCOMMIT"),
-                    expire_on_commit=False,
-                )
+            # PostgreSQL: each statement commits on its own; SQLite: a deferred transaction.
+            options = (
+                {_READ_ONLY: True} if is_sqlite(self.url) else {"isolation_level": "AUTOCOMMIT"}
+            )
+            self._reads = async_sessionmaker(
+                self._engine.execution_options(**options), expire_on_commit=False
+            )
         return self._engine
 
     @property
@@ -76,21 +93,45 @@ class Database:
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
         """A session inside one transaction: committed on success, rolled back on error."""
-        async with self.session() as session, session.begin():
+        if not is_sqlite(self.url):
+            async with self.session() as session, session.begin():
+                yield session
+            return
+        async with self._writing(), self.session() as session, session.begin():
             yield session
+
+    @asynccontextmanager
+    async def _writing(self) -> AsyncIterator[None]:
+        """Wait for this process's other SQLite writers (at most the busy timeout, then the
+        error SQLite itself would give)."""
+        if self._writer is None:
+            self._writer = asyncio.Lock()
+        try:
+            async with asyncio.timeout(self._busy_timeout_ms / 1000):
+                await self._writer.acquire()
+        except TimeoutError:
+            raise OperationalError(
+                "BEGIN IMMEDIATE", None, sqlite3.OperationalError("database is locked")
+            ) from None
+        try:
+            yield
+        finally:
+            self._writer.release()
 
     @asynccontextmanager
     async def reading(self) -> AsyncIterator[AsyncSession]:
         """A session for a read whose statements need no common snapshot, such as one query:
         on PostgreSQL each statement commits on its own (no BEGIN and COMMIT round trips:
-        0.9 -> 0.5 ms of CPU for a one-row read); on SQLite, a transaction. Never write in it."""
+        0.9 -> 0.5 ms of CPU for a one-row read); on SQLite, a deferred transaction that
+        never waits for a writer. Never write in it."""
         self.engine  # noqa: B018 - creates the engine and the factories on first use
-        if self._reads is None:
-            async with self.transaction() as session:
-                yield session
-            return
+        assert self._reads is not None
         async with self._reads() as session:
-            yield session
+            if is_sqlite(self.url):
+                async with session.begin():
+                    yield session
+            else:
+                yield session
 
     async def close(self) -> None:
         if self._engine is not None:
@@ -132,7 +173,8 @@ def _create_engine(url: str, busy_timeout_ms: int) -> AsyncEngine:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        read_only = connection.get_execution_options().get(_READ_ONLY)
+        connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
     return engine
 

@@ -7,7 +7,9 @@ unix socket that only this user can open.
 
 The first process to start it owns it (an `flock` on `redis.lock`). Another process on the
 same data dir finds the lock taken and joins the running server; its `stop()` leaves the
-server alone. The owner's `stop()` sends `SHUTDOWN` (the AOF is flushed); if the owner dies
+server alone. The server runs in a session of its own, so a signal to Pagecast's process
+group (Ctrl-C in a terminal, a service manager's stop) reaches Pagecast only, which stops
+its web server and worker first. The owner's `stop()` sends `SHUTDOWN` (the AOF is flushed); if the owner dies
 without stopping, Linux sends the server SIGTERM (`PR_SET_PDEATHSIG`), which shuts it down the
 same way. Elsewhere, the next owner shuts a leftover server down before starting its own.
 Joined processes lose their Redis when the owner stops; queued work stays in the AOF.
@@ -174,6 +176,10 @@ class EmbeddedRedis:
                 stdout=log,
                 stderr=log,
                 preexec_fn=_die_with_parent(os.getpid()),
+                # Its own session: a terminal's Ctrl-C or a service manager's SIGTERM to
+                # Pagecast's process group would stop it at once, before the web server and
+                # the worker had stopped using it. Pagecast stops it last (`stop`).
+                start_new_session=True,
             )
 
     def _config(self) -> str:

@@ -277,8 +277,11 @@ class SendingWorker:
             )
         except TimeoutError:
             logger.warning("worker %s: grace period over, forcing close", self.id)
-            await self._bull.close(force=True)
-            await self._bull_webhooks.close(force=True)
+            for bull in (self._bull, self._bull_webhooks):
+                try:  # bounded too: with Redis gone, even a forced close can wait forever
+                    await asyncio.wait_for(bull.close(force=True), timeout=5)
+                except Exception:
+                    logger.warning("worker %s: the queue did not close", self.id, exc_info=True)
         for task in (runner, *helpers):
             task.cancel()
         await asyncio.gather(runner, *helpers, return_exceptions=True)

@@ -135,9 +135,12 @@ async def _processes(
             stop()
             await task
     finally:
+        # In order: the web server stopped accepting and answered what it had, the worker
+        # finished its sends, then the connections close, and the embedded Redis goes last.
         await ctx.close()
         if embedded is not None:
             await embedded.stop()
+            logging.getLogger("pagecast").info("embedded Redis stopped")
         if sandbox is not None:
             sandbox.stop()
 

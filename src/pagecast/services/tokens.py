@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pagecast import security
@@ -13,7 +13,16 @@ from pagecast.models import ApiToken, User, utcnow
 from pagecast.permissions import Actor, Permission
 from pagecast.services import audit
 
-__all__ = ["CHANGES", "LAST_USED_STEP", "Changes", "authenticate", "create", "list_for", "revoke"]
+__all__ = [
+    "CHANGES",
+    "LAST_USED_STEP",
+    "Changes",
+    "authenticate",
+    "create",
+    "list_for",
+    "revoke",
+    "touch",
+]
 
 # `last_used_at` moves at most this often: a client polling progress 100 times a second
 # would otherwise write the same row 100 times a second.
@@ -56,11 +65,13 @@ async def create(
     return token, raw
 
 
-async def authenticate(session: AsyncSession, raw: str) -> Actor:
-    """The user behind an API token, as an actor; refreshes the token's `last_used_at`.
+async def authenticate(session: AsyncSession, raw: str) -> tuple[Actor, int | None]:
+    """The user behind an API token, as an actor, and the token's id when its `last_used_at`
+    is due for a refresh (`touch`, which the caller runs after the answer: on SQLite a write
+    waits for every other writer, and a progress poll must not).
 
-    One Core query of plain columns (no ORM objects): every API request runs it, a client
-    polling progress a hundred times a second.
+    Reads only, one Core query of plain columns (no ORM objects): every API request runs it,
+    a client polling progress a hundred times a second.
     """
     row = (
         await session.execute(
@@ -89,12 +100,21 @@ async def authenticate(session: AsyncSession, raw: str) -> Actor:
         )
     if not is_active:
         raise Unauthorized("The user of this API token is deactivated.")
+    due = last_used_at is None or utcnow() - last_used_at >= LAST_USED_STEP
+    return Actor.user(user_id, email, role, can_send=can_send), token_id if due else None
+
+
+async def touch(session: AsyncSession, token_id: int) -> None:
+    """Record that the token was used now (at most once every `LAST_USED_STEP`)."""
     now = utcnow()
-    if last_used_at is None or now - last_used_at >= LAST_USED_STEP:
-        await session.execute(
-            update(ApiToken).where(ApiToken.id == token_id).values(last_used_at=now)
+    await session.execute(
+        update(ApiToken)
+        .where(
+            ApiToken.id == token_id,
+            or_(ApiToken.last_used_at.is_(None), ApiToken.last_used_at <= now - LAST_USED_STEP),
         )
-    return Actor.user(user_id, email, role, can_send=can_send)
+        .values(last_used_at=now)
+    )
 
 
 async def list_for(session: AsyncSession, actor: Actor) -> list[ApiToken]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import BackgroundTasks, Depends, Request
 
 from pagecast import security
 from pagecast.context import AppContext
@@ -43,19 +43,26 @@ class _Tokens:
     def __init__(self) -> None:
         self._seen: dict[str, tuple[float, int, Actor]] = {}
 
-    async def actor(self, ctx: AppContext, raw: str) -> Actor:
+    async def actor(self, ctx: AppContext, raw: str, background: BackgroundTasks) -> Actor:
         key = security.hash_token(raw)
         now = time.monotonic()
         seen = self._seen.get(key)
         if seen is not None and now - seen[0] < TOKEN_CACHE_S and seen[1] == tokens.CHANGES.count:
             return seen[2]
         changes = tokens.CHANGES.count
-        async with ctx.db.transaction() as session:
-            actor = await tokens.authenticate(session, raw)
+        async with ctx.db.reading() as session:  # never waits for a writer (SQLite)
+            actor, due = await tokens.authenticate(session, raw)
+        if due is not None:
+            background.add_task(_touch, ctx, due)  # after the answer
         if len(self._seen) > 10_000:
             self._seen = {k: v for k, v in self._seen.items() if now - v[0] < TOKEN_CACHE_S}
         self._seen[key] = (now, changes, actor)
         return actor
+
+
+async def _touch(ctx: AppContext, token_id: int) -> None:
+    async with ctx.db.transaction() as session:
+        await tokens.touch(session, token_id)
 
 
 def _tokens(request: Request) -> _Tokens:
@@ -65,7 +72,7 @@ def _tokens(request: Request) -> _Tokens:
     return cache
 
 
-async def current_actor(request: Request, ctx: ContextDep) -> Actor:
+async def current_actor(request: Request, ctx: ContextDep, background: BackgroundTasks) -> Actor:
     """The caller: `Authorization: Bearer <token>`, or a session cookie (plus CSRF header)."""
     header = request.headers.get("authorization")
     cookie = request.cookies.get(SESSION_COOKIE)
@@ -73,14 +80,14 @@ async def current_actor(request: Request, ctx: ContextDep) -> Actor:
         scheme, _, raw = header.partition(" ")
         if scheme.lower() != "bearer" or not raw.strip():
             raise Unauthorized("Send the API token as `Authorization: Bearer <token>`.")
-        return await _tokens(request).actor(ctx, raw.strip())
+        return await _tokens(request).actor(ctx, raw.strip(), background)
     if cookie is None:
         raise Unauthorized(
             "Log in, or send an API token as `Authorization: Bearer <token>` "
             "(create one with `pagecast tokens create --user EMAIL`)."
         )
     user_id = ctx.vault.read_session(cookie)
-    async with ctx.db.transaction() as session:
+    async with ctx.db.reading() as session:
         user = await session.get(User, user_id) if user_id is not None else None
     if user is None or not user.is_active:
         raise Unauthorized("Your session has expired; log in again.")
