@@ -1,7 +1,8 @@
 """The sending state machine: start, pause, resume, cancel, retry failed, complete.
 
-DESIGN.md invariant 8: `draft -> scheduled -> sending <-> paused -> completed | cancelled |
-failed`. The edges enqueue work after these commit; the worker calls `finish_if_done`.
+DESIGN.md invariant 8: `draft -> scheduled -> sending <-> paused -> completed | cancelled`.
+The edges enqueue work after these commit; the worker calls `finish_if_done`. A campaign
+never ends `failed`: what failed is counted on its deliveries (docs/sending.md, "States").
 """
 
 from __future__ import annotations
@@ -487,14 +488,13 @@ async def retry_failed(
             CampaignStatus.SENDING,
             CampaignStatus.PAUSED,
             CampaignStatus.COMPLETED,
-            CampaignStatus.FAILED,
         ),
         "retrying failed deliveries",
     )
     moved = await deliveries.retry_failed(
         session, campaign.id, kinds=kinds, codes=codes, now=utcnow()
     )
-    if moved and campaign.status in (CampaignStatus.COMPLETED, CampaignStatus.FAILED):
+    if moved and campaign.status is CampaignStatus.COMPLETED:
         _require_active(await pages.get(session, campaign.page_id))
         campaign.status, campaign.completed_at, campaign.status_reason = (
             CampaignStatus.SENDING,
