@@ -407,7 +407,15 @@ async def start_scheduled(
 async def pause(
     session: AsyncSession, actor: Actor, campaign_id: int, *, reason: str | None = None
 ) -> Campaign:
-    campaign = await campaigns.get(session, campaign_id)
+    """Pause a sending campaign (idempotent) with the reason shown to its users; an audit
+    entry records who paused it and why. The user's pause, the circuit breaker and a spam
+    warning all pause through here (services/breaker.py)."""
+    # Read fresh and locked: the worker pauses in the transaction that wrote its results.
+    campaign = await session.get(
+        Campaign, campaign_id, populate_existing=True, with_for_update=True
+    )
+    if campaign is None:
+        campaign = await campaigns.get(session, campaign_id)  # raises NotFound
     if campaign.status is CampaignStatus.PAUSED:
         return campaign
     campaigns.require_status(campaign, (CampaignStatus.SENDING,), "pausing")
