@@ -1237,3 +1237,61 @@ async def test_concurrent_progress_reads_share_the_next_read(
     assert reads == 2
     missing = await asyncio.gather(*(manager.get("/api/campaigns/999999") for _ in range(3)))
     assert [m.status_code for m in missing] == [404] * 3
+
+
+async def test_high_priority_campaign_overtakes_a_large_normal_one(
+    admin: httpx.AsyncClient,
+    manager: httpx.AsyncClient,
+    sim: httpx.AsyncClient,
+    sending_settings: Settings,
+    db: Database,
+) -> None:
+    """On one Page, a high-priority campaign started while a large normal one is sending
+    goes before every chunk of the large one that had not claimed yet: until the urgent
+    one's last message, the Page sends of the large one only what it had claimed when the
+    urgent one started. (With every job at the same priority, 40 to 150 messages of the
+    large one's later chunks went first.)"""
+    page_id = await setup_page(admin, sim, send_rate=50)  # chunks of 100: 2 s each
+    big_psids = await add_people(sim, manager, page_id, 800)
+    urgent_psids = await add_people(sim, manager, page_id, 100, start=801)
+    async with db.transaction() as session:
+        ids = {psid: id_ for psid, id_ in await session.execute(select(Contact.psid, Contact.id))}
+    big = await new_campaign(
+        manager,
+        page_id,
+        name="Newsletter",
+        priority="normal",
+        audience={"type": "contacts", "ids": [ids[p] for p in big_psids]},
+    )
+    urgent = await new_campaign(
+        manager,
+        page_id,
+        name="Outage notice",
+        priority="high",
+        audience={"type": "contacts", "ids": [ids[p] for p in urgent_psids]},
+    )
+    await manager.post(f"/api/campaigns/{big}/start")
+    async with RunningWorker(sending_settings, db):
+        deadline = time.monotonic() + 30
+        while (await manager.get(f"/api/campaigns/{big}")).json()["counts"]["sent"] < 150:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.05)
+        assert (await manager.post(f"/api/campaigns/{urgent}/start")).status_code == 202
+        async with db.transaction() as session:  # what the large one had claimed by then
+            claimed_upto = await session.scalar(
+                select(func.max(Delivery.id)).where(
+                    Delivery.campaign_id == big, Delivery.status != DeliveryStatus.PENDING
+                )
+            )
+        done = await wait_for(manager, urgent, {"completed"}, timeout=60)
+        still = (await manager.get(f"/api/campaigns/{big}")).json()
+    assert done["counts"]["sent"] == 100
+    assert still["status"] == "sending" and still["counts"]["pending"] > 200, still["counts"]
+    accepted = await outbox(sim)
+    last_urgent = max(i for i, m in enumerate(accepted) if m["psid"] in set(urgent_psids))
+    overtaken = [
+        int(m["metadata"])
+        for m in accepted[:last_urgent]
+        if m["psid"] in set(big_psids) and int(m["metadata"]) > claimed_upto
+    ]
+    assert overtaken == [], f"{len(overtaken)} sends of the normal campaign went first"

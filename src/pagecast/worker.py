@@ -50,6 +50,7 @@ from pagecast.models import (
     PageStatus,
     utcnow,
 )
+from pagecast.priority_gate import PriorityGate
 from pagecast.queue import (
     HEARTBEAT_PREFIX,
     JOB_CHUNK,
@@ -221,7 +222,7 @@ class SendingWorker:
         self._last_progress: dict[int, tuple[int, ...]] = {}
         # A Page's chunks that may hold claims at once in this worker (`_chunk`), and the
         # Page of each campaign seen (it never changes).
-        self._page_gates: dict[int, asyncio.Semaphore] = {}
+        self._page_gates: dict[int, PriorityGate] = {}
         self._page_of: dict[int, int] = {}
         self._started_at = utcnow().isoformat()
         self._bull: BullWorker | None = None
@@ -595,15 +596,18 @@ class SendingWorker:
             if page_id is None:
                 return "not sending"
             self._page_of[campaign_id] = page_id
-        gate = self._page_gates.setdefault(page_id, asyncio.Semaphore(_CHUNKS_PER_PAGE))
-        await gate.acquire()
+        gate = self._page_gates.setdefault(page_id, PriorityGate(_CHUNKS_PER_PAGE))
+        # The job's queue priority decides who claims next (a high-priority campaign's
+        # chunk goes before the normal chunks already waiting here).
+        priority = int(getattr(job, "priority", 0) or 0)
+        await gate.acquire(priority)
         held = True
 
         def let_next_claim() -> None:
             nonlocal held
             if held:
                 held = False
-                gate.release()
+                gate.release(priority)
 
         try:
             return await self._claim_and_send(
