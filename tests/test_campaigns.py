@@ -298,6 +298,31 @@ async def test_list_filters_by_status_and_search(
     assert [c["name"] for c in found] == ["Autumn news"]
 
 
+def test_a_campaign_never_ends_failed() -> None:
+    """What failed is counted on the deliveries; no campaign state says `failed`."""
+    assert [s.value for s in CampaignStatus] == [
+        "draft",
+        "scheduled",
+        "sending",
+        "paused",
+        "completed",
+        "cancelled",
+    ]
+
+
+async def test_listing_by_a_state_that_does_not_exist_is_refused_naming_the_field(
+    manager: httpx.AsyncClient, page_id: int
+) -> None:
+    await manager.post("/api/campaigns", json=draft(page_id))
+    response = await manager.get("/api/campaigns", params={"status": "failed"})
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert error["field"] == "status"
+    assert "'completed' or 'cancelled'" in error["message"], error["message"]
+    schema = (await manager.get("/openapi.json")).json()["components"]["schemas"]
+    assert "failed" not in schema["CampaignStatus"]["enum"]
+
+
 async def test_audience_preview_counts_eligible_and_excluded_by_reason(
     manager: httpx.AsyncClient, page_id: int
 ) -> None:

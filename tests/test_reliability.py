@@ -484,33 +484,6 @@ async def test_web_app_without_redis_connects_only_to_start(
     assert body["status"] == "draft" and body["counts"]["total"] == 0
 
 
-# ------------------------------------------------------------------ 7. priority
-
-
-@postgresql_only
-async def test_high_priority_campaign_overtakes_a_large_normal_one(
-    postgres: str, env: Env, sim: httpx.AsyncClient
-) -> None:
-    big_page = await setup_page(env, sim, send_rate=300)
-    small_page = await setup_page(env, sim, send_rate=300, page_id="1002")
-    await add_people(env, sim, big_page, 3_000)
-    urgent = await add_people(env, sim, small_page, 100, page_id="1002")
-    worker = env.worker()
-    big = await start_campaign(env, big_page, name="Newsletter", priority="normal")
-    deadline = time.monotonic() + 30
-    while (await campaign(env, big))["counts"]["sent"] < 100:
-        assert time.monotonic() < deadline and worker.alive(), worker.log()[-3000:]
-        await asyncio.sleep(0.05)
-    small = await start_campaign(env, small_page, name="Outage notice", priority="high")
-    done = await wait_until_done(env, small, timeout=30, workers=[worker])
-    still = await campaign(env, big)
-    assert still["status"] == "sending" and still["counts"]["pending"] > 1_000, still["counts"]
-    assert done["counts"]["sent"] == 100
-    assert sorted(m["psid"] for m in await outbox(sim, "1002")) == sorted(urgent)
-    big_done = await wait_until_done(env, big, timeout=60, workers=[worker])
-    assert big_done["completed_at"] > done["completed_at"]
-
-
 # ------------------------------------------------------------------ 3. SIGKILL
 
 

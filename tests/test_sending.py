@@ -797,6 +797,12 @@ async def test_a_campaign_with_unknown_deliveries_completes_only_once_they_are_r
     assert (done["counts"]["unknown"], done["counts"]["failed"]) == (0, 1)
 
 
+async def campaign_audit(manager: httpx.AsyncClient, campaign_id: int) -> list[dict[str, Any]]:
+    response = await manager.get(f"/api/campaigns/{campaign_id}/audit")
+    assert response.status_code == 200, response.text
+    return list(response.json()["items"])
+
+
 async def test_circuit_breaker_pauses_when_most_recent_sends_fail(
     admin: httpx.AsyncClient,
     manager: httpx.AsyncClient,
@@ -808,9 +814,15 @@ async def test_circuit_breaker_pauses_when_most_recent_sends_fail(
     # 6 s of sending: the breaker trips while some of it is still pending (a campaign keeps
     # only about 2 s of its rate claimed or queued).
     psids = await add_people(sim, manager, page_id, 300)
-    for psid in psids[::3] + psids[1::3]:  # two in three people blocked the Page: 551
+    for psid in psids[::3] + psids[1::3]:  # Facebook refuses the message to two in three
         await sim.post(
-            "/__sim/users/status", json={"page_id": PAGE, "psid": psid, "status": "blocked"}
+            "/__sim/script",
+            json={
+                "match": {"psid": psid, "path": "messages"},
+                "responses": [
+                    {"code": 100, "subcode": 2018074, "message": "Invalid attachment id"}
+                ],
+            },
         )
     campaign_id = await new_campaign(manager, page_id)
     await manager.post(f"/api/campaigns/{campaign_id}/start")
@@ -822,6 +834,96 @@ async def test_circuit_breaker_pauses_when_most_recent_sends_fail(
     assert paused["status_reason"].startswith("Circuit breaker: ")
     assert "of the last 30 sends failed" in paused["status_reason"]
     assert paused["counts"]["pending"] > 0
+    entries = [
+        e for e in await campaign_audit(manager, campaign_id) if e["action"] == "campaign.paused"
+    ]
+    assert len(entries) == 1 and entries[0]["actor"] == "system", entries
+    assert entries[0]["details"]["reason"] == paused["status_reason"]
+
+
+async def test_people_who_blocked_the_page_do_not_trip_the_circuit_breaker(
+    admin: httpx.AsyncClient,
+    manager: httpx.AsyncClient,
+    sim: httpx.AsyncClient,
+    sending_settings: Settings,
+    db: Database,
+) -> None:
+    """Who cannot be reached says nothing about the campaign's requests, even when all of
+    them come first (a campaign whose first 200 people had blocked the Page paused itself
+    with "200 of the last 200 sends failed" and never finished)."""
+    page_id = await setup_page(admin, sim, send_rate=100)
+    blocked = await add_people(sim, manager, page_id, 120, sim_status="blocked")  # 551
+    reachable = await add_people(sim, manager, page_id, 40, start=121)
+    campaign_id = await new_campaign(manager, page_id)
+    await manager.post(f"/api/campaigns/{campaign_id}/start")
+    small_window = sending_settings.model_copy(update={"breaker_window": 30})
+    async with RunningWorker(small_window, db):
+        done = await wait_for(manager, campaign_id, {"completed", "paused"})
+    assert done["status"] == "completed", done["status_reason"]
+    assert (done["counts"]["failed"], done["counts"]["sent"]) == (len(blocked), len(reachable))
+    assert sorted(m["psid"] for m in await outbox(sim)) == reachable
+
+
+SPAM_WARNING = "Warning! Messages sent from this Page could be considered bothersome or abusive."
+
+
+async def test_a_spam_warning_pauses_the_campaign_and_a_resume_sends_the_rest(
+    engine_app: Any,
+    admin: httpx.AsyncClient,
+    manager: httpx.AsyncClient,
+    sim: httpx.AsyncClient,
+    sending_settings: Settings,
+    db: Database,
+) -> None:
+    """613/2018338: the campaign pauses with the reason (audited), the warned delivery goes
+    back to pending with its attempt refunded, nothing more of the campaign is sent, and a
+    resume sends what is left, each person once."""
+    page_id = await setup_page(admin, sim, send_rate=50)
+    psids = await add_people(sim, manager, page_id, 100)
+    await sim.post(
+        "/__sim/script",
+        json={
+            "match": {"path": "messages"},
+            "responses": [
+                {"ok": True, "times": 20},
+                {"code": 613, "subcode": 2018338, "message": SPAM_WARNING},
+            ],
+        },
+    )
+    campaign_id = await new_campaign(manager, page_id)
+    await manager.post(f"/api/campaigns/{campaign_id}/start")
+    async with RunningWorker(sending_settings, db):
+        paused = await wait_for(manager, campaign_id, {"paused", "completed"})
+    assert paused["status"] == "paused", paused["counts"]
+    assert "spam" in paused["status_reason"] and "613/2018338" in paused["status_reason"]
+    entries = [
+        e for e in await campaign_audit(manager, campaign_id) if e["action"] == "campaign.paused"
+    ]
+    assert len(entries) == 1 and entries[0]["actor"] == "system", entries
+    # The warned message went back to pending, its attempt refunded.
+    warned = [
+        d for d in (await deliveries_by_psid(db, campaign_id)).values() if d.error_code == 613
+    ]
+    assert [(d.status, d.attempts, d.error_subcode) for d in warned] == [
+        (DeliveryStatus.PENDING, 0, 2018338)
+    ]
+    # Nothing of the campaign was sent after the warning but what was already on its way
+    # (a send is granted up to 30 ms before it leaves), and nothing once it had paused.
+    calls = (await sim.get("/__sim/calls", params={"page_id": PAGE})).json()["calls"]
+    sends = [c for c in calls if c["path"].endswith("/messages")]
+    at = next(i for i, c in enumerate(sends) if c["code"] == 613)
+    assert len(sends) - at - 1 <= 2, sends[at:]
+    assert len(await outbox(sim)) == paused["counts"]["sent"] < 100
+
+    # Once the Page's throttle (Graph's regain time, 60 s here) has passed, a resume sends
+    # the rest, the warned person included.
+    await engine_app.state.context.limiter.clear_throttle(page_id)
+    assert (await manager.post(f"/api/campaigns/{campaign_id}/resume")).status_code == 200
+    async with RunningWorker(sending_settings, db):
+        done = await wait_for(manager, campaign_id, {"completed"})
+    assert done["counts"]["sent"] == 100 and done["status_reason"] is None
+    sent = await outbox(sim)
+    assert sorted(m["psid"] for m in sent) == sorted(psids)
 
 
 async def test_retry_failed_can_pick_an_error_kind(
@@ -1135,3 +1237,61 @@ async def test_concurrent_progress_reads_share_the_next_read(
     assert reads == 2
     missing = await asyncio.gather(*(manager.get("/api/campaigns/999999") for _ in range(3)))
     assert [m.status_code for m in missing] == [404] * 3
+
+
+async def test_high_priority_campaign_overtakes_a_large_normal_one(
+    admin: httpx.AsyncClient,
+    manager: httpx.AsyncClient,
+    sim: httpx.AsyncClient,
+    sending_settings: Settings,
+    db: Database,
+) -> None:
+    """On one Page, a high-priority campaign started while a large normal one is sending
+    goes before every chunk of the large one that had not claimed yet: until the urgent
+    one's last message, the Page sends of the large one only what it had claimed when the
+    urgent one started. (With every job at the same priority, 40 to 150 messages of the
+    large one's later chunks went first.)"""
+    page_id = await setup_page(admin, sim, send_rate=50)  # chunks of 100: 2 s each
+    big_psids = await add_people(sim, manager, page_id, 800)
+    urgent_psids = await add_people(sim, manager, page_id, 100, start=801)
+    async with db.transaction() as session:
+        ids = {psid: id_ for psid, id_ in await session.execute(select(Contact.psid, Contact.id))}
+    big = await new_campaign(
+        manager,
+        page_id,
+        name="Newsletter",
+        priority="normal",
+        audience={"type": "contacts", "ids": [ids[p] for p in big_psids]},
+    )
+    urgent = await new_campaign(
+        manager,
+        page_id,
+        name="Outage notice",
+        priority="high",
+        audience={"type": "contacts", "ids": [ids[p] for p in urgent_psids]},
+    )
+    await manager.post(f"/api/campaigns/{big}/start")
+    async with RunningWorker(sending_settings, db):
+        deadline = time.monotonic() + 30
+        while (await manager.get(f"/api/campaigns/{big}")).json()["counts"]["sent"] < 150:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.05)
+        assert (await manager.post(f"/api/campaigns/{urgent}/start")).status_code == 202
+        async with db.transaction() as session:  # what the large one had claimed by then
+            claimed_upto = await session.scalar(
+                select(func.max(Delivery.id)).where(
+                    Delivery.campaign_id == big, Delivery.status != DeliveryStatus.PENDING
+                )
+            )
+        done = await wait_for(manager, urgent, {"completed"}, timeout=60)
+        still = (await manager.get(f"/api/campaigns/{big}")).json()
+    assert done["counts"]["sent"] == 100
+    assert still["status"] == "sending" and still["counts"]["pending"] > 200, still["counts"]
+    accepted = await outbox(sim)
+    last_urgent = max(i for i, m in enumerate(accepted) if m["psid"] in set(urgent_psids))
+    overtaken = [
+        int(m["metadata"])
+        for m in accepted[:last_urgent]
+        if m["psid"] in set(big_psids) and int(m["metadata"]) > claimed_upto
+    ]
+    assert overtaken == [], f"{len(overtaken)} sends of the normal campaign went first"

@@ -97,7 +97,6 @@ class CampaignStatus(enum.StrEnum):
     PAUSED = "paused"
     COMPLETED = "completed"
     CANCELLED = "cancelled"
-    FAILED = "failed"
 
 
 class DeliveryStatus(enum.StrEnum):

@@ -191,9 +191,15 @@ class Settings(BaseSettings):
     )
     breaker_failure_ratio: PositiveFloat = Field(
         0.5,
-        description="Share of failures among the last `breaker_window` sends that pauses a campaign.",
+        description="Share of refused requests (bad_request) among the last `breaker_window` "
+        "answers about the campaign's requests that pauses it; recipient-level outcomes "
+        "(unreachable, blocked, outside the window) are not counted.",
     )
-    breaker_window: PositiveInt = Field(200, description="Sends the failure ratio looks at.")
+    breaker_window: PositiveInt = Field(
+        200,
+        description="Answers about the campaign's requests (sent or refused) the failure "
+        "ratio looks at.",
+    )
     sqlite_busy_timeout_ms: PositiveInt = Field(
         30_000, description="How long a SQLite writer waits for the lock before failing."
     )

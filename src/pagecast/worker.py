@@ -26,7 +26,7 @@ from typing import Any
 from bullmq import Worker as BullWorker
 from bullmq.custom_errors import DelayedError
 from redis.exceptions import RedisError
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.exc import DBAPIError
 
 from pagecast.context import AppContext
@@ -39,6 +39,7 @@ from pagecast.graph import (
     GraphError,
     PageCredentials,
     SendResult,
+    is_spam_warning,
 )
 from pagecast.models import (
     Campaign,
@@ -49,6 +50,7 @@ from pagecast.models import (
     PageStatus,
     utcnow,
 )
+from pagecast.priority_gate import PriorityGate
 from pagecast.queue import (
     HEARTBEAT_PREFIX,
     JOB_CHUNK,
@@ -63,7 +65,16 @@ from pagecast.queue import (
 from pagecast.ratelimit import LATE_AFTER, Grant, PageLimiter, default_burst
 from pagecast.schemas import Content
 from pagecast.security import Vault
-from pagecast.services import audience, campaigns, content, deliveries, pages, reconcile, sending
+from pagecast.services import (
+    audience,
+    breaker,
+    campaigns,
+    content,
+    deliveries,
+    pages,
+    reconcile,
+    sending,
+)
 from pagecast.settings import Settings
 from pagecast.webhook_runner import Reactions
 from pagecast.webhook_runner import run as run_webhook_events
@@ -214,7 +225,7 @@ class SendingWorker:
         self._last_progress: dict[int, tuple[int, ...]] = {}
         # A Page's chunks that may hold claims at once in this worker (`_chunk`), and the
         # Page of each campaign seen (it never changes).
-        self._page_gates: dict[int, asyncio.Semaphore] = {}
+        self._page_gates: dict[int, PriorityGate] = {}
         self._page_of: dict[int, int] = {}
         self._started_at = utcnow().isoformat()
         self._bull: BullWorker | None = None
@@ -594,15 +605,18 @@ class SendingWorker:
             if page_id is None:
                 return "not sending"
             self._page_of[campaign_id] = page_id
-        gate = self._page_gates.setdefault(page_id, asyncio.Semaphore(_CHUNKS_PER_PAGE))
-        await gate.acquire()
+        gate = self._page_gates.setdefault(page_id, PriorityGate(_CHUNKS_PER_PAGE))
+        # The job's queue priority decides who claims next (a high-priority campaign's
+        # chunk goes before the normal chunks already waiting here).
+        priority = int(getattr(job, "priority", 0) or 0)
+        await gate.acquire(priority)
         held = True
 
         def let_next_claim() -> None:
             nonlocal held
             if held:
                 held = False
-                gate.release()
+                gate.release(priority)
 
         try:
             return await self._claim_and_send(
@@ -1094,54 +1108,29 @@ class SendingWorker:
     async def _breaker(
         self, session: Any, campaign_id: int, outcomes: Sequence[deliveries.Outcome]
     ) -> None:
-        """Pause a campaign whose sends keep being rejected (DESIGN.md invariant 5)."""
-        was = (
-            await session.scalar(select(Campaign.bad_streak).where(Campaign.id == campaign_id)) or 0
-        )
-        streak = was
-        for outcome in outcomes:
-            if outcome.reason == "bad_request":
-                streak += 1
-            elif outcome.status is DeliveryStatus.SENT:
-                streak = 0
-        if streak != was:
-            await session.execute(
-                update(Campaign).where(Campaign.id == campaign_id).values(bad_streak=streak)
+        """Pause the campaign when Facebook warned it looks like spam, or when its requests
+        keep being refused (services/breaker.py); the pause is audited."""
+        warned = next((o for o in outcomes if is_spam_warning(o.error_code, o.error_subcode)), None)
+        if warned is not None:
+            # Its deliveries are back to pending with the attempt refunded (a throttle):
+            # a resume sends them.
+            reason = await breaker.stop(
+                session,
+                campaign_id,
+                "Facebook warned that this campaign's messages could be seen as spam "
+                f"(Graph error 613/2018338): {warned.error_message}. Check the content and "
+                "audience, then resume.",
             )
-        reason = None
-        if streak >= self.config.breaker_consecutive:
-            reason = (
-                f"Circuit breaker: {streak} consecutive sends rejected by Facebook (bad request)"
+        else:
+            reason = await breaker.check(
+                session,
+                campaign_id,
+                outcomes,
+                consecutive=self.config.breaker_consecutive,
+                ratio=self.config.breaker_ratio,
+                window=self.config.breaker_window,
             )
-        elif any(o.status is DeliveryStatus.FAILED for o in outcomes):
-            # Only a chunk with failures can raise the share of failures among the recent
-            # sends (a scan of the campaign's deliveries, so not for every chunk).
-            recent = list(
-                await session.scalars(
-                    select(Delivery.status)
-                    .where(
-                        Delivery.campaign_id == campaign_id,
-                        Delivery.sent_at.is_not(None) | (Delivery.status == DeliveryStatus.FAILED),
-                        # What reconciliation failed (no answer was ever seen) says nothing
-                        # about the campaign's requests.
-                        Delivery.error_kind.is_distinct_from("ambiguous"),
-                    )
-                    .order_by(Delivery.updated_at.desc())
-                    .limit(self.config.breaker_window)
-                )
-            )
-            failed = sum(1 for s in recent if s is DeliveryStatus.FAILED)
-            if (
-                len(recent) >= self.config.breaker_window
-                and failed / len(recent) > self.config.breaker_ratio
-            ):
-                reason = f"Circuit breaker: {failed} of the last {len(recent)} sends failed"
         if reason:
-            await session.execute(
-                update(Campaign)
-                .where(Campaign.id == campaign_id, Campaign.status == CampaignStatus.SENDING)
-                .values(status=CampaignStatus.PAUSED, status_reason=reason)
-            )
             logger.warning("campaign %d paused: %s", campaign_id, reason)
 
     async def _schedule_retry(

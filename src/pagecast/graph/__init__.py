@@ -16,7 +16,13 @@ from pagecast.graph.client import (
     GraphClient,
     make_http_client,
 )
-from pagecast.graph.errors import DEFAULT_THROTTLE_SECONDS, ErrorKind, GraphError, classify
+from pagecast.graph.errors import (
+    DEFAULT_THROTTLE_SECONDS,
+    ErrorKind,
+    GraphError,
+    classify,
+    is_spam_warning,
+)
 from pagecast.graph.models import (
     BatchMessage,
     Conversation,
@@ -51,6 +57,7 @@ __all__ = [
     "UserProfile",
     "appsecret_proof",
     "classify",
+    "is_spam_warning",
     "make_http_client",
     "verify_signature",
 ]

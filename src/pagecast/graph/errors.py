@@ -20,6 +20,7 @@ __all__ = [
     "GraphError",
     "classify",
     "error_from_body",
+    "is_spam_warning",
     "throttle_seconds",
 ]
 
@@ -49,6 +50,12 @@ _PROFILE_CODES = frozenset({2018218, 2018247})
 _OUTSIDE_WINDOW_10 = frozenset({2018278, 2018065, 2534022, 2018336})
 _RECIPIENT_10 = frozenset({2018108, 1893015})
 _SPAM_WARNING = (613, 2018338)
+
+
+def is_spam_warning(code: int | None, subcode: int | None) -> bool:
+    """613/2018338: Meta warns that this traffic looks abusive. Classified `throttle` (the
+    Page slows down), and the campaign that earned it stops until someone resumes it."""
+    return (code, subcode) == _SPAM_WARNING
 
 
 def classify(
@@ -152,8 +159,8 @@ class GraphError(Exception):
 
     @property
     def spam_warning(self) -> bool:
-        """613/2018338: Meta warns that this traffic looks abusive; stop the campaign (spec 3.2)."""
-        return (self.code, self.subcode) == _SPAM_WARNING
+        """613/2018338: Meta warns that this traffic looks abusive (`is_spam_warning`)."""
+        return is_spam_warning(self.code, self.subcode)
 
     @property
     def profile_unavailable(self) -> bool:

@@ -48,7 +48,6 @@ DELETABLE = (
     CampaignStatus.SCHEDULED,
     CampaignStatus.COMPLETED,
     CampaignStatus.CANCELLED,
-    CampaignStatus.FAILED,
 )
 # Once deliveries exist (the audience snapshot), these no longer change what is sent.
 _FIXED_AFTER_START = ("page_id", "audience", "messaging_type", "tag")

@@ -1,7 +1,8 @@
 """The sending state machine: start, pause, resume, cancel, retry failed, complete.
 
-DESIGN.md invariant 8: `draft -> scheduled -> sending <-> paused -> completed | cancelled |
-failed`. The edges enqueue work after these commit; the worker calls `finish_if_done`.
+DESIGN.md invariant 8: `draft -> scheduled -> sending <-> paused -> completed | cancelled`.
+The edges enqueue work after these commit; the worker calls `finish_if_done`. A campaign
+never ends `failed`: what failed is counted on its deliveries (docs/sending.md, "States").
 """
 
 from __future__ import annotations
@@ -406,7 +407,15 @@ async def start_scheduled(
 async def pause(
     session: AsyncSession, actor: Actor, campaign_id: int, *, reason: str | None = None
 ) -> Campaign:
-    campaign = await campaigns.get(session, campaign_id)
+    """Pause a sending campaign (idempotent) with the reason shown to its users; an audit
+    entry records who paused it and why. The user's pause, the circuit breaker and a spam
+    warning all pause through here (services/breaker.py)."""
+    # Read fresh and locked: the worker pauses in the transaction that wrote its results.
+    campaign = await session.get(
+        Campaign, campaign_id, populate_existing=True, with_for_update=True
+    )
+    if campaign is None:
+        campaign = await campaigns.get(session, campaign_id)  # raises NotFound
     # A person pausing what its Page's stop paused keeps it paused when the Page comes back
     # (services/policy.py resumes only what the stop paused).
     if campaign.status is CampaignStatus.PAUSED and not (
@@ -493,14 +502,13 @@ async def retry_failed(
             CampaignStatus.SENDING,
             CampaignStatus.PAUSED,
             CampaignStatus.COMPLETED,
-            CampaignStatus.FAILED,
         ),
         "retrying failed deliveries",
     )
     moved = await deliveries.retry_failed(
         session, campaign.id, kinds=kinds, codes=codes, now=utcnow()
     )
-    if moved and campaign.status in (CampaignStatus.COMPLETED, CampaignStatus.FAILED):
+    if moved and campaign.status is CampaignStatus.COMPLETED:
         _require_active(await pages.get(session, campaign.page_id))
         campaign.status, campaign.completed_at, campaign.status_reason = (
             CampaignStatus.SENDING,

@@ -23,7 +23,7 @@ from pagecast.web import render
 from pagecast.web.deps import ContextDep, require
 
 router = APIRouter(prefix="/api", tags=["campaigns"])
-_FINAL = ("completed", "cancelled", "failed")
+_FINAL = ("completed", "cancelled")
 _EVENT_INTERVAL = 1.0
 _RATE_TTL = 1.0
 Reader = Annotated[Actor, require(Permission.CAMPAIGNS_READ)]

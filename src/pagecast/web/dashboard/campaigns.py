@@ -70,7 +70,6 @@ def allowed_actions(viewer: Any, campaign: Any) -> list[tuple[str, str, str]]:
             CampaignStatus.SENDING,
             CampaignStatus.PAUSED,
             CampaignStatus.COMPLETED,
-            CampaignStatus.FAILED,
         ):
             shown.append(
                 ("retry-failed", f"Retry {campaign.n_failed} failed", "Send failed messages again?")

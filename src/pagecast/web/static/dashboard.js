@@ -33,7 +33,7 @@
     link.href = event.detail.path + ".csv?" + params.toString();
   });
 
-  var FINAL = ["completed", "cancelled", "failed"];
+  var FINAL = ["completed", "cancelled"];
 
   function apply(root, body) {
     var counts = body.counts, total = counts.total;
