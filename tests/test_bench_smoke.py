@@ -39,6 +39,7 @@ def _postgres_answers() -> bool:
         ("start_latency.py", "start_latency"),
         ("memory.py", "memory"),
         ("progress_api.py", "progress_api"),
+        ("serve_load.py", "serve_load"),
     ],
 )
 def test_quick_benchmark_runs(script: str, result: str) -> None:
