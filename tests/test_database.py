@@ -146,3 +146,32 @@ async def test_a_sqlite_writer_waits_no_longer_than_the_busy_timeout(tmp_path: o
                     await inner.execute(text("INSERT INTO t VALUES (1)"))
     finally:
         await database.close()
+
+
+def test_sqlite_writers_queue_in_each_event_loop_that_uses_the_database(tmp_path: object) -> None:
+    """The CLI runs one event loop after another on one `Database`: its writers' queue
+    belongs to the loop of the moment (a lock bound to an earlier loop cannot be waited on)."""
+    database = Database(f"sqlite+aiosqlite:///{tmp_path}/loops.db", sqlite_busy_timeout_ms=5_000)
+
+    async def contended(first: int) -> None:
+        async def write(n: int) -> None:
+            async with database.transaction() as session:
+                await session.execute(text("INSERT INTO t VALUES (:n)"), {"n": n})
+                await asyncio.sleep(0.01)
+
+        if first == 0:
+            async with database.transaction() as session:
+                await session.execute(text("CREATE TABLE t (n INTEGER)"))
+        await asyncio.gather(*(write(first + n) for n in range(5)))
+        await database.close()
+
+    asyncio.run(contended(0))
+    asyncio.run(contended(5))
+
+    async def count() -> int:
+        async with database.reading() as session:
+            total = int(await session.scalar(text("SELECT count(*) FROM t")))
+        await database.close()
+        return total
+
+    assert asyncio.run(count()) == 10

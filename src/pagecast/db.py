@@ -65,6 +65,7 @@ class Database:
         self._reads: async_sessionmaker[AsyncSession] | None = None
         # SQLite: this process's writers, one at a time (created on first use, in the loop).
         self._writer: asyncio.Lock | None = None
+        self._writer_loop: asyncio.AbstractEventLoop | None = None
 
     @property
     def engine(self) -> AsyncEngine:
@@ -104,8 +105,10 @@ class Database:
     async def _writing(self) -> AsyncIterator[None]:
         """Wait for this process's other SQLite writers (at most the busy timeout, then the
         error SQLite itself would give)."""
-        if self._writer is None:
-            self._writer = asyncio.Lock()
+        loop = asyncio.get_running_loop()
+        if self._writer is None or self._writer_loop is not loop:
+            # One per event loop: a lock waits on futures of the loop it was first used in.
+            self._writer, self._writer_loop = asyncio.Lock(), loop
         try:
             async with asyncio.timeout(self._busy_timeout_ms / 1000):
                 await self._writer.acquire()
