@@ -41,9 +41,15 @@ async def _scalar(db: Database, sql: str) -> Any:
 
 
 async def _key_to(db: Database, table: str) -> list[Any]:
-    """The foreign keys of `deliveries` that refer to `table`."""
-    async with db.engine.connect() as conn:
-        keys = await conn.run_sync(lambda sync: inspect(sync).get_foreign_keys("deliveries"))
+    """The foreign keys of `deliveries` that refer to `table`, read on a new connection: a
+    SQLite connection pooled before the migration may answer `PRAGMA foreign_key_list` from
+    the schema it had loaded (the suite shares one database between its tests)."""
+    fresh = Database(db.url)
+    try:
+        async with fresh.engine.connect() as conn:
+            keys = await conn.run_sync(lambda sync: inspect(sync).get_foreign_keys("deliveries"))
+    finally:
+        await fresh.close()
     return [k for k in keys if k["referred_table"] == table]
 
 
@@ -129,6 +135,24 @@ async def test_0009_drops_the_campaign_key_and_orphans_on_the_way_down(
         await downgrade(database, "0008")
         assert await _key_to(database, "campaigns")
         assert await _scalar(database, "SELECT count(*) FROM deliveries") == 0
+    finally:
+        await _back_to_head(database)
+
+
+async def test_0010_goes_down_and_up_with_campaigns_on_their_pages(database: Database) -> None:
+    """`pages` and `campaigns` are referenced by other tables: dropping 0010's columns must
+    not copy them (SQLite refuses to drop a table that rows still point at)."""
+    await downgrade(database, "0009")
+    try:
+        await _seed(database)
+        await upgrade(database, "0010_page_policy")
+        assert await _scalar(database, "SELECT paused_by_page FROM campaigns WHERE id = 1") in (
+            0,
+            False,
+        )
+        await downgrade(database, "0009")
+        assert await _scalar(database, "SELECT count(*) FROM campaigns") == 1
+        assert await _scalar(database, "SELECT count(*) FROM deliveries") == 2
     finally:
         await _back_to_head(database)
 

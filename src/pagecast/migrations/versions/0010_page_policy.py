@@ -31,8 +31,9 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("campaigns", schema=None) as batch_op:
-        batch_op.drop_column("paused_by_page")
-    with op.batch_alter_table("pages", schema=None) as batch_op:
-        for column in ("policy_warning_at", "policy_warning", "policy_at", "policy_block"):
-            batch_op.drop_column(column)
+    # Plain ALTER TABLE … DROP COLUMN (SQLite 3.35+), not a batch table copy: `pages` and
+    # `campaigns` are referenced by other tables' foreign keys, and SQLite refuses to drop a
+    # referenced table that still has rows pointing at it.
+    op.drop_column("campaigns", "paused_by_page")
+    for column in ("policy_warning_at", "policy_warning", "policy_at", "policy_block"):
+        op.drop_column("pages", column)
