@@ -62,13 +62,15 @@ def busiest_second(times: list[float]) -> tuple[int, float]:
 
 
 def assert_paced(times: list[float], rate: float, expected: int) -> None:
-    """Never above `rate` in any sliding second, and the rate still reached (within 15 %)."""
+    """Never above `rate` in any sliding second, while the Page was pressed against it (its
+    busiest second within 15 % of the rate: a test sending well below the rate would prove
+    nothing). The average over the run is no measure here: retry chunks wait out their
+    backoff after the rest is sent."""
     assert len(times) == expected, (len(times), expected)
     busiest, at = busiest_second(times)
     first = [round(t - times[0], 3) for t in times[: int(rate * 1.5)]]
     assert busiest <= rate, f"{busiest} calls in the second from {at:.3f} s; arrivals: {first}"
-    achieved = (len(times) - 1) / (times[-1] - times[0])
-    assert achieved >= 0.85 * rate, achieved
+    assert busiest >= 0.85 * rate, f"the busiest second held {busiest} calls: not pressed"
 
 
 # ------------------------------------------------------------------ the Graph side
