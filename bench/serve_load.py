@@ -185,6 +185,7 @@ async def _send(
         latencies: list[float] = []
         errors = 0
         done_at = None
+        last_moved, moved_at = (0, 0), time.monotonic()
         while time.monotonic() - started_at < args.contacts / args.rate * 3 + 60:
             t = time.perf_counter()
             try:
@@ -200,10 +201,15 @@ async def _send(
                 done_at = time.monotonic()
             if done_at is not None and body["counts"]["read"] == args.contacts:
                 break
-            if done_at is not None and time.monotonic() - done_at > 20:
-                break  # reads are 2-4 s after a send: whatever is missing now stays missing
+            moved = (body["counts"]["delivered"], body["counts"]["read"])
+            if moved != last_moved:
+                last_moved, moved_at = moved, time.monotonic()
+            if done_at is not None and time.monotonic() - moved_at > 15:
+                break  # receipts stopped moving anything: what is missing stays missing
             await asyncio.sleep(max(0.0, 0.1 - (time.perf_counter() - t)))
         final = (await api.get(f"/api/campaigns/{campaign_id}")).json()
+        everyone_read = final["counts"]["read"] == args.contacts
+        all_read_after = time.monotonic() - started_at if everyone_read else None
         stats = sim.stats()
         # Shutdown while webhooks keep coming: the simulator posts a burst of inbound
         # messages while the process group gets SIGTERM.
@@ -218,6 +224,7 @@ async def _send(
         "reads": len(latencies),
         "read_errors": errors,
         "sends_per_s": args.contacts / send_span,
+        "all_read_after_s": all_read_after,
         "errors_613": int(stats.get("errors_by_code", {}).get("613", 0)),
         "counts": final["counts"],
         "rows": rows,
