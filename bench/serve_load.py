@@ -9,7 +9,7 @@ count ends true (every delivery `read`, the campaign's counters equal to the row
 whether a shutdown while webhooks keep arriving goes in order (no 5xx, no exception).
 
     uv run python bench/serve_load.py [--quick] [--contacts 6000] [--rate 300] [--runs 3]
-        [--latency 50-150] [--database-url postgresql://postgres@127.0.0.1:5432] [--workers N]
+        [--latency 50-150] [--postgresql] [--workers N]
 """
 
 from __future__ import annotations
@@ -17,10 +17,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import csv
+import hashlib
+import hmac
 import io
+import json
 import os
 import signal
-import sqlite3
 import subprocess
 import tempfile
 import time
@@ -28,19 +30,21 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import httpx
 from _harness import (
     PAGECAST,
     Simulator,
     free_port,
+    fresh_postgres,
     machine,
     median,
     print_table,
     psid,
     write_results,
 )
-from sqlalchemy.engine import make_url
+from sqlalchemy import text
+
+from pagecast.db import Database
 
 PAGE = "9800000000000001"
 TOKEN = f"EAAGbench{PAGE}"
@@ -102,8 +106,10 @@ async def one_run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         },
     )
     log_path = workdir / f"serve-{port}.log"
-    if args.database_url:
-        env["PAGECAST_DATABASE_URL"] = await _fresh_postgres(args.database_url)
+    database_url = f"sqlite+aiosqlite:///{data_dir}/pagecast.db"
+    if args.postgresql:
+        database_url = await fresh_postgres("pagecast_bench_serve")
+        env["PAGECAST_DATABASE_URL"] = database_url
         _cli(env, "db", "upgrade")
     # `pagecast serve`, or `pagecast web` beside `--workers` worker processes (a shell
     # starts them and passes the signal on). Its own session: the shutdown below signals
@@ -136,7 +142,7 @@ async def one_run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                 await asyncio.sleep(0.1)
         _cli(env, "users", "create", "--email", EMAIL, "--role", "admin", "--password", "x" * 16)
         token = _cli(env, "tokens", "create", "--user", EMAIL).strip().splitlines()[-1]
-        result = await _send(args, base, token, sim, proc, data_dir)
+        result = await _send(args, base, token, sim, proc, database_url)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
@@ -155,7 +161,7 @@ async def _send(
     token: str,
     sim: Simulator,
     proc: subprocess.Popen[bytes],
-    data_dir: Path,
+    database_url: str,
 ) -> dict[str, Any]:
     async with httpx.AsyncClient(
         base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=60
@@ -214,7 +220,7 @@ async def _send(
         # Shutdown while webhooks keep coming: the simulator posts a burst of inbound
         # messages while the process group gets SIGTERM.
         statuses = await _shutdown_under_webhooks(base, sim, proc)
-    rows = await _rows(args.database_url, data_dir, campaign_id)
+    rows = await _rows(database_url, campaign_id)
     latencies.sort()
     send_span = (done_at or time.monotonic()) - started_at
     return {
@@ -239,10 +245,6 @@ async def _shutdown_under_webhooks(
 ) -> dict[str, int]:
     """SIGTERM to the process group while inbound messages are posted straight to the
     webhook: each answer is 200, or the connection is refused once it stopped listening."""
-    import hashlib
-    import hmac
-    import json
-
     statuses: dict[str, int] = {}
 
     async def poster(client: httpx.AsyncClient, n: int) -> None:
@@ -283,41 +285,20 @@ async def _shutdown_under_webhooks(
     return statuses
 
 
-async def _fresh_postgres(server: str) -> str:
-    """A new, empty database on the PostgreSQL server at `server` (dropped if it existed)."""
-    url = make_url(server)
-    admin = await asyncpg.connect(
-        host=url.host,
-        port=url.port or 5432,
-        user=url.username,
-        password=url.password,
-        database="postgres",
-    )
+async def _rows(database_url: str, campaign_id: int) -> dict[str, int]:
+    database = Database(database_url)
     try:
-        await admin.execute('DROP DATABASE IF EXISTS "pagecast_bench_serve" WITH (FORCE)')
-        await admin.execute('CREATE DATABASE "pagecast_bench_serve"')
+        async with database.reading() as session:
+            rows = await session.execute(
+                text(
+                    "SELECT status, count(*) FROM deliveries WHERE campaign_id = :id "
+                    "GROUP BY status"
+                ),
+                {"id": campaign_id},
+            )
+            return {status: count for status, count in rows}
     finally:
-        await admin.close()
-    return url.set(database="pagecast_bench_serve").render_as_string(hide_password=False)
-
-
-async def _rows(database_url: str | None, data_dir: Path, campaign_id: int) -> dict[str, int]:
-    query = "SELECT status, count(*) FROM deliveries WHERE campaign_id = {} GROUP BY status"
-    if database_url:
-        url = make_url(database_url)
-        conn = await asyncpg.connect(
-            host=url.host,
-            port=url.port or 5432,
-            user=url.username,
-            password=url.password,
-            database="pagecast_bench_serve",
-        )
-        try:
-            return {r[0]: r[1] for r in await conn.fetch(query.format("$1"), campaign_id)}
-        finally:
-            await conn.close()
-    with sqlite3.connect(next(data_dir.glob("*.db"))) as conn:
-        return dict(conn.execute(query.format("?"), (campaign_id,)).fetchall())
+        await database.close()
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -329,7 +310,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "contacts": args.contacts,
         "rate": args.rate,
         "workers": args.workers,
-        "database": "postgresql" if args.database_url else "sqlite",
+        "database": "postgresql" if args.postgresql else "sqlite",
         "latency": args.latency,
         "runs": runs,
         "p99_ms": median([r["p99_ms"] for r in runs]),
@@ -345,10 +326,10 @@ def main() -> None:
     parser.add_argument("--latency", default="50-150", help="simulator latency in ms")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument(
-        "--database-url",
-        default=None,
-        help="a PostgreSQL server (postgresql://user@host:port) to use instead of SQLite; a "
-        "database pagecast_bench_serve is created on it afresh",
+        "--postgresql",
+        action="store_true",
+        help="PostgreSQL instead of SQLite: a database pagecast_bench_serve, created afresh on "
+        "PAGECAST_BENCH_PG (default postgresql://postgres@127.0.0.1:5432)",
     )
     parser.add_argument(
         "--workers",
@@ -378,7 +359,7 @@ def main() -> None:
             ]
         )
     setup = "`pagecast serve`" if not args.workers else f"`pagecast web` + {args.workers} workers"
-    database = "PostgreSQL" if args.database_url else "SQLite"
+    database = "PostgreSQL" if args.postgresql else "SQLite"
     print_table(
         f"{setup} ({database}, embedded Redis) sending {args.contacts:,} messages at "
         f"{args.rate:.0f}/s with an echo, a delivery and a read receipt for each, simulator "
