@@ -518,9 +518,19 @@ async def point_webhooks(sim: httpx.AsyncClient, web_url: str) -> None:
         },
     )
     assert response.status_code == 200, response.text
-    # Like Meta, the simulator gathers the events of a moment into one POST (up to 50).
-    knobs = await sim.post("/__sim/knobs", json={"batch_window_ms": 100})
+    # Like Meta, the simulator gathers the events of a moment into one POST (up to 50). A POST
+    # that fails is retried on Meta's schedule compressed like the grace period (600 s → GRACE):
+    # unscaled, a POST that failed twice under load came back after 30 s, past GRACE.
+    scale = GRACE / 600
+    backoff = [round(s * scale, 3) for s in (0.0, 5.0, 30.0, 120.0, 600.0, 900.0)]
+    knobs = await sim.post("/__sim/knobs", json={"batch_window_ms": 100, "retry_backoff": backoff})
     assert knobs.status_code == 200, knobs.text
+
+
+async def failed_webhook_posts(sim: httpx.AsyncClient) -> list[dict[str, Any]]:
+    """The simulator's webhook POSTs that Pagecast did not acknowledge (status, attempt)."""
+    log = (await sim.get("/__sim/webhook", params={"log": 100_000})).json()["log"]
+    return [entry for entry in log if not entry["ok"]][:20]
 
 
 async def wait_for_sent(
@@ -575,6 +585,8 @@ async def test_sigkill_three_times_and_dropped_connections_exactly_once_with_ech
     assert by_status[DeliveryStatus.UNKNOWN] == 0 and by_status[DeliveryStatus.FAILED] == 0, (
         by_status,
         await failure_reasons(env.db, campaign_id),
+        await failed_webhook_posts(sim),
+        web.log()[-3000:],
     )
     await assert_exactly_once(env, sim, campaign_id, eligible)
     assert web.alive(), web.log()[-3000:]
