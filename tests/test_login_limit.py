@@ -71,9 +71,7 @@ async def test_forty_concurrent_guesses_get_five_checks_and_the_right_one_is_ref
     assert 0 < int(refused.headers["retry-after"]) <= 300
 
 
-async def test_two_web_processes_share_the_count(
-    apps: list[Any], db: Database, store: str
-) -> None:
+async def test_two_web_processes_share_the_count(apps: list[Any], db: Database, store: str) -> None:
     await create_user(db, Role.VIEWER, email=EMAIL, password=RIGHT)
     first, second = app_client(apps[0]), app_client(apps[1])
     async with first, second:
