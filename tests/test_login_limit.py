@@ -121,3 +121,13 @@ async def test_database_counts_start_again_when_the_window_ends(db: Database) ->
     assert await limit.reserve(keys) == 0
     await limit.refund(keys)
     assert [await limit.reserve(keys) for _ in range(3)] == [0, 0, 60]
+
+
+async def test_an_overlong_password_on_the_form_is_refused_before_any_check(
+    client: httpx.AsyncClient,
+) -> None:
+    checks = PASSWORDS.checks
+    form = {"email": EMAIL, "password": "x" * 1_000_001, "next": "/campaigns"}
+    answer = await client.post("/login", data=form)
+    assert answer.status_code == 422 and "1,000 at most" in answer.text
+    assert PASSWORDS.checks == checks

@@ -17,7 +17,17 @@ SessionDep = Depends(current_session)
 SessionId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 
 
-@router.post("/auth/login")
+@router.post(
+    "/auth/login",
+    responses={
+        401: {"description": "Wrong email or password."},
+        429: {
+            "description": "Too many login attempts; the `Retry-After` header says how many "
+            "seconds to wait.",
+            "headers": {"Retry-After": {"schema": {"type": "integer"}}},
+        },
+    },
+)
 async def login(
     body: Login, request: Request, response: Response, ctx: ContextDep
 ) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from pydantic import ValidationError
 from pagecast.errors import Forbidden, PagecastError, TooManyRequests, Unauthorized
 from pagecast.models import Role
 from pagecast.permissions import Actor
-from pagecast.schemas import UserCreate
+from pagecast.schemas import Login, UserCreate
 from pagecast.services import users
 from pagecast.web import signin
 from pagecast.web.dashboard import setup_token
@@ -53,11 +53,22 @@ async def login_form(request: Request, ctx: ContextDep, next: str | None = None)
 async def login(request: Request, ctx: ContextDep) -> Response:
     check_origin(request)
     form = await request.form()
-    email = str(form.get("email", "")).strip().lower()
-    password = str(form.get("password", ""))
     target = _safe_next(str(form.get("next", "")))
+    email = str(form.get("email", "")).strip().lower()
     try:
-        _, cookie = await signin.sign_in(request, ctx, email, password)
+        # The API's limits on lengths: no argon2 check of a megabyte-long password.
+        login = Login(email=email, password=str(form.get("password", "")))
+        _, cookie = await signin.sign_in(request, ctx, login.email, login.password)
+    except ValidationError:
+        return page(
+            request,
+            "login.html",
+            None,
+            status_code=422,
+            next=target,
+            email=email[:254],
+            error="The email (254 characters at most) or the password (1,000 at most) is too long.",
+        )
     except (TooManyRequests, Unauthorized) as exc:
         response = page(
             request,
