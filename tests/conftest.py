@@ -170,11 +170,12 @@ async def sim(simulator: Any) -> AsyncIterator[httpx.AsyncClient]:
 
 
 @pytest.fixture
-def settings(database_url: str, tmp_path: Path, simulator: Any, redis_server_url: str) -> Settings:
+def settings(database_url: str, tmp_path: Path, simulator: Any, redis_url: str) -> Settings:
+    # `redis_url`: flushed for the test (the login limit counts attempts there).
     return Settings(
         data_dir=tmp_path / "data",
         database_url=database_url,
-        redis_url=redis_server_url,
+        redis_url=redis_url,
         secret_key=SECRET_KEY,
         graph_api_url=simulator.url,
         graph_read_timeout=5.0,

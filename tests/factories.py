@@ -13,7 +13,7 @@ from pagecast.models import Base, Page, Role, User
 from pagecast.permissions import Actor
 from pagecast.schemas import PageCreate, UserCreate
 from pagecast.security import Vault
-from pagecast.services import pages, tokens
+from pagecast.services import pages, sessions, tokens
 from pagecast.services import users as users_service
 
 ADMIN_ACTOR = Actor.system()
@@ -41,6 +41,15 @@ async def create_user(
         )
         _, raw = await tokens.create(session, ADMIN_ACTOR, user, "test")
     return user, raw
+
+
+async def session_cookie(db: Database, user: User, *, days: int = 1) -> str:
+    """The cookie of a new login session of `user` (as a browser that logged in holds)."""
+    async with db.transaction() as session:
+        row = await session.get(User, user.id)
+        assert row is not None
+        _, cookie = await sessions.start(session, row, days=days)
+    return cookie
 
 
 def app_client(app: Any, token: str | None = None) -> httpx.AsyncClient:

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from factories import create_user
+from factories import create_user, session_cookie
 from pagecast.db import Database
 from pagecast.models import Role
 from pagecast.web import deps
@@ -23,6 +23,10 @@ MATRIX: dict[tuple[str, str], tuple[int, set[str]]] = {
     ("GET", "/api/tokens"): (200, ALL),
     ("POST", "/api/tokens"): (201, ALL),
     ("DELETE", "/api/tokens/{token_id}"): (404, ALL),
+    ("GET", "/api/sessions"): (200, ALL),
+    ("DELETE", "/api/sessions/{session_id}"): (404, ALL),
+    ("GET", "/api/users/{user_id}/sessions"): (404, ADMINS),
+    ("DELETE", "/api/users/{user_id}/sessions"): (404, ADMINS),
     ("GET", "/api/users"): (200, ADMINS),
     ("POST", "/api/users"): (422, ADMINS),
     ("GET", "/api/users/{user_id}"): (404, ADMINS),
@@ -285,6 +289,8 @@ DASHBOARD: dict[tuple[str, str], tuple[int, set[str]]] = {
     ("POST", "/users/{user_id}"): (404, ADMINS),
     ("POST", "/tokens"): (200, ALL),
     ("POST", "/tokens/{token_id}/revoke"): (404, ALL),
+    ("POST", "/sessions/{session_id}/end"): (404, ALL),
+    ("POST", "/users/{user_id}/sessions/end"): (404, ADMINS),
 }
 DASHBOARD_PUBLIC = {
     ("GET", "/login"): 200,
@@ -313,20 +319,23 @@ async def test_every_dashboard_route_answers_each_caller_with_the_exact_status(
     }
     for role in (Role.VIEWER, Role.MANAGER, Role.ADMIN):
         user, _ = await create_user(db, role)
-        cookie = vault.sign_session(user.id, 600)
+        cookie = await session_cookie(db, user)
         sessions[role.value] = ({SESSION_COOKIE: cookie}, vault.csrf_token(cookie))
     seen: list[str] = []
-    for (method, path), (allowed_status, roles) in DASHBOARD.items():
+    # Logout last: it really ends the session.
+    for (method, path), (allowed_status, roles) in sorted(
+        DASHBOARD.items(), key=lambda item: item[0] == ("POST", "/logout")
+    ):
         for caller, (cookies, csrf) in sessions.items():
             async with httpx.AsyncClient(
                 transport=httpx.ASGITransport(app=app), base_url="http://t", cookies=cookies
             ) as client:
-                data = {"csrf_token": csrf} if method == "POST" else None
-                response = await client.request(method, _concrete(path), data=data)
                 if method == "POST" and caller == "admin":
                     no_csrf = await client.request(method, _concrete(path), data={})
                     if no_csrf.status_code != 403:
                         seen.append(f"admin {method} {path} without CSRF: {no_csrf.status_code}")
+                data = {"csrf_token": csrf} if method == "POST" else None
+                response = await client.request(method, _concrete(path), data=data)
             if caller in ("anonymous", "forged"):
                 expected = 303 if method == "GET" else 401
             else:
@@ -359,7 +368,8 @@ async def test_api_login_is_rate_limited_after_five_failures(
     right = {"email": "v@example.com", "password": "right password"}
     refused = await client.post("/api/auth/login", json=right)
     assert refused.status_code == 429
-    assert "Too many failed logins" in refused.json()["error"]["message"]
+    assert "Too many login attempts" in refused.json()["error"]["message"]
+    assert 0 < int(refused.headers["retry-after"]) <= 300
 
 
 async def test_a_token_records_its_last_use_at_most_once_a_minute(

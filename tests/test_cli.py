@@ -224,3 +224,33 @@ def test_serve_migrates_a_fresh_data_dir_and_answers(tmp_path: Path) -> None:
         process.terminate()
         output, _ = process.communicate(timeout=10)
     assert "No users yet" in output
+
+
+def test_users_sessions_and_sign_out_end_a_users_login_sessions(data_dir: Path) -> None:
+    import asyncio
+
+    from sqlalchemy import select
+
+    from pagecast.db import Database
+    from pagecast.models import User
+    from pagecast.services import sessions
+
+    created = run(data_dir, "users", "create", "--email", "v@example.com", "--role", "viewer")
+    assert created.returncode == 0, created.stderr
+
+    async def log_in_twice() -> None:
+        db = Database(f"sqlite+aiosqlite:///{data_dir / 'pagecast.db'}")
+        async with db.transaction() as session:
+            user = (await session.scalars(select(User))).one()
+            for agent in ("Firefox", "Safari"):
+                await sessions.start(session, user, days=1, user_agent=agent, address="192.0.2.7")
+        await db.close()
+
+    asyncio.run(log_in_twice())
+    listed = run(data_dir, "users", "sessions", "v@example.com")
+    assert listed.returncode == 0 and "Firefox" in listed.stdout and "Safari" in listed.stdout
+    ended = run(data_dir, "users", "sign-out", "v@example.com")
+    assert ended.returncode == 0 and "2 sessions ended" in ended.stdout
+    assert run(data_dir, "users", "sessions", "v@example.com").stdout == ""
+    unknown = run(data_dir, "users", "sign-out", "nobody@example.com")
+    assert unknown.returncode == 1 and "No user has the email" in unknown.stderr

@@ -17,7 +17,7 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from factories import app_client, connected_page, create_user
+from factories import app_client, connected_page, create_user, session_cookie
 from pagecast.db import Database
 from pagecast.models import (
     AuditLog,
@@ -65,7 +65,7 @@ async def admin(policy_app: Any, db: Database) -> AsyncIterator[httpx.AsyncClien
 async def browser(policy_app: Any, db: Database) -> AsyncIterator[httpx.AsyncClient]:
     """The dashboard as a signed-in admin sees it (server-rendered HTML)."""
     user, _ = await create_user(db, Role.ADMIN, email="policy-viewer@example.com")
-    cookie = policy_app.state.context.vault.sign_session(user.id, 600)
+    cookie = await session_cookie(db, user)
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=policy_app),
         base_url="http://pagecast.test",

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from factories import app_client, create_user, engine_settings
+from factories import app_client, create_user, engine_settings, session_cookie
 from pagecast.db import Database
 from pagecast.models import Role
 from pagecast.settings import Settings
@@ -29,7 +29,7 @@ async def queue_app(settings: Settings, redis_url: str, db: Database) -> AsyncIt
 async def admin(queue_app: Any, db: Database) -> AsyncIterator[httpx.AsyncClient]:
     user, raw = await create_user(db, Role.ADMIN, email="queues@example.com")
     async with app_client(queue_app, raw) as client:
-        client.cookies.set(SESSION_COOKIE, queue_app.state.context.vault.sign_session(user.id, 600))
+        client.cookies.set(SESSION_COOKIE, await session_cookie(db, user))
         yield client
 
 

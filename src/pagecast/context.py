@@ -15,7 +15,7 @@ from pagecast.graph import ErrorKind, GraphClient, GraphError, PageCredentials, 
 from pagecast.queue import Queue
 from pagecast.ratelimit import PageLimiter
 from pagecast.redis_url import parse_redis_url
-from pagecast.security import Vault
+from pagecast.security import PASSWORDS, Vault
 from pagecast.services.pages import Owner
 from pagecast.settings import Settings
 
@@ -27,6 +27,7 @@ class AppContext:
         self, settings: Settings, *, database: Database | None = None, redis_url: str | None = None
     ) -> None:
         self.settings = settings
+        PASSWORDS.resize(settings.password_hash_concurrency)
         # The embedded Redis's URL when `serve` started one; REDIS_URL otherwise.
         self.redis_url = redis_url or settings.redis_url
         self._queue: Queue | None = None

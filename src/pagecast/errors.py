@@ -17,6 +17,7 @@ __all__ = [
     "PagecastError",
     "PayloadTooLarge",
     "ServiceUnavailable",
+    "TooManyRequests",
     "Unauthorized",
     "UpstreamError",
 ]
@@ -78,6 +79,17 @@ class UpstreamError(PagecastError):
 
     status_code = 502
     code = "upstream_error"
+
+
+class TooManyRequests(PagecastError):
+    """A limit was reached; `retry_after` seconds until it lets the caller in again."""
+
+    status_code = 429
+    code = "too_many_attempts"
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class ServiceUnavailable(PagecastError):

@@ -37,6 +37,8 @@ __all__ = [
     "Contact",
     "Delivery",
     "DeliveryStatus",
+    "LoginAttempt",
+    "LoginSession",
     "MessagingType",
     "Page",
     "PageStatus",
@@ -184,6 +186,36 @@ class ApiToken(Base):
     revoked_at: Mapped[datetime | None]
 
     user: Mapped[User] = relationship(lazy="joined")
+
+
+class LoginSession(Base):
+    """A signed-in browser or API client: the cookie holds `<id>.<secret>`, the row the secret's
+    SHA-256. Logout, a password change or an admin ends it (`revoked_at`)."""
+
+    __tablename__ = "login_sessions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    secret_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+    user_agent: Mapped[str] = mapped_column(String(200), default="")
+    address: Mapped[str] = mapped_column(String(64), default="")
+    revoked_at: Mapped[datetime | None]
+
+    user: Mapped[User] = relationship(lazy="joined")
+
+
+class LoginAttempt(Base):
+    """Login attempts counted per key (client address or email) in a fixed window: the login
+    limit's store when no Redis is configured (web/login_limit.py)."""
+
+    __tablename__ = "login_attempts"
+
+    key: Mapped[str] = mapped_column(String(80), primary_key=True)
+    count: Mapped[int] = mapped_column(Integer)
+    window_ends_at: Mapped[datetime]
 
 
 class Page(Base):

@@ -56,6 +56,29 @@ class Settings(BaseSettings):
         "on first run into `<data_dir>/secret.key` (file mode 0600). Losing it makes stored "
         "Page tokens unreadable: reconnect the Pages.",
     )
+    login_attempt_limit: PositiveInt = Field(
+        5,
+        description="Login attempts allowed per client address and per email in "
+        "`login_attempt_window` seconds (a successful one is given back); more are answered "
+        "429 with `Retry-After`. Counted in Redis when Redis is configured, else in the "
+        "database, so every web process shares the count.",
+    )
+    login_attempt_window: PositiveInt = Field(
+        300,
+        description="Seconds of the fixed window in which `login_attempt_limit` counts; the "
+        "window starts at a key's first attempt.",
+    )
+    password_hash_concurrency: PositiveInt = Field(
+        2,
+        description="Password hashes and checks (argon2, about 50 to 400 ms of CPU each) run "
+        "at once per process, in threads beside the event loop; more wait their turn. At most "
+        "the number of cores the web process may use.",
+    )
+    session_days: PositiveInt = Field(
+        14,
+        description="Days a login session lasts (the dashboard's cookie); logout, a password "
+        "change or an admin's sign-out ends it sooner.",
+    )
     host: str = Field("127.0.0.1", description="Address `pagecast serve` and `web` listen on.")
     port: PositiveInt = Field(8000, description="Port `pagecast serve` and `web` listen on.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(

@@ -12,7 +12,7 @@ import httpx
 import pytest
 from starlette.datastructures import FormData
 
-from factories import ADMIN_ACTOR, connected_page, create_user
+from factories import ADMIN_ACTOR, connected_page, create_user, session_cookie
 from pagecast.db import Database
 from pagecast.models import Role, utcnow
 from pagecast.schemas import CampaignCreate
@@ -21,7 +21,6 @@ from pagecast.web.dashboard import explain, setup_token
 from pagecast.web.dashboard.campaigns import _cell
 from pagecast.web.dashboard.composer import fields_from
 from pagecast.web.deps import SESSION_COOKIE
-from pagecast.web.login_limit import LoginLimiter
 
 
 def test_composer_form_becomes_the_api_body() -> None:
@@ -66,17 +65,6 @@ def test_explanations_follow_code_then_kind_then_reason() -> None:
     assert "Reconnect" in explain.page_status("token_invalid")[1]
 
 
-def test_login_limiter_counts_failures_per_key_and_forgets_on_success() -> None:
-    limiter = LoginLimiter(limit=2, window=60)
-    limiter.failed("ip:a", "email:x")
-    assert limiter.retry_after("ip:a") == 0
-    limiter.failed("ip:a", "email:y")
-    assert 0 < limiter.retry_after("ip:a") <= 61
-    assert limiter.retry_after("email:x") == 0
-    limiter.succeeded("ip:a")
-    assert limiter.retry_after("ip:a") == 0
-
-
 def test_setup_token_is_stored_hashed_private_and_used_once(tmp_path: Path) -> None:
     token = setup_token.issue(tmp_path)
     stored = (tmp_path / "setup-token").read_text()
@@ -96,7 +84,7 @@ def test_csv_cells_that_spreadsheets_would_run_stay_text(value: str) -> None:
 async def test_pages_are_html_escaped_and_csrf_protected(app: Any, db: Database) -> None:
     user, _ = await create_user(db, Role.MANAGER, email="m@example.com")
     vault = app.state.context.vault
-    cookie = vault.sign_session(user.id, 600)
+    cookie = await session_cookie(db, user)
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app),
         base_url="http://t",
@@ -130,7 +118,7 @@ async def test_a_draft_with_a_time_can_be_scheduled_from_its_page(
             ),
         )
     user, _ = await create_user(db, Role.MANAGER, email="s@example.com")
-    cookie = app.state.context.vault.sign_session(user.id, 600)
+    cookie = await session_cookie(db, user)
     csrf = app.state.context.vault.csrf_token(cookie)
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app),
@@ -150,7 +138,7 @@ async def test_a_csv_of_several_megabytes_imports_through_the_form(
 ) -> None:
     page = await connected_page(db, vault)
     user, _ = await create_user(db, Role.MANAGER, email="i@example.com")
-    cookie = app.state.context.vault.sign_session(user.id, 600)
+    cookie = await session_cookie(db, user)
     csrf = app.state.context.vault.csrf_token(cookie)
     rows = "".join(f"{10_000_000 + i},Person{i},{'x' * 40}\n" for i in range(40_000))
     data = ("psid,first_name,last_name\n" + rows).encode()
@@ -172,7 +160,7 @@ async def test_a_csv_of_several_megabytes_imports_through_the_form(
 
 async def test_a_malformed_link_is_a_not_found_page(app: Any, db: Database) -> None:
     user, _ = await create_user(db, Role.VIEWER, email="v@example.com")
-    cookie = app.state.context.vault.sign_session(user.id, 600)
+    cookie = await session_cookie(db, user)
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app),
         base_url="http://t",
@@ -211,7 +199,7 @@ async def test_a_campaign_waiting_for_reconciliation_says_how_many_and_until_whe
         assert row is not None
         row.status, row.n_total, row.n_unknown = CampaignStatus.SENDING, 1, 1
     user, _ = await create_user(db, Role.VIEWER, email="r@example.com")
-    cookie = app.state.context.vault.sign_session(user.id, 600)
+    cookie = await session_cookie(db, user)
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app),
         base_url="http://t",

@@ -108,7 +108,7 @@ def test_login_attempts_are_rate_limited(browser: Any, server: Any, admin: Any) 
     page.fill("input[name=email]", VIEWER_EMAIL)
     page.fill("input[name=password]", VIEWER_PASSWORD)  # right, but too late
     page.click("button[type=submit]")
-    expect(page.locator(".alert")).to_contain_text("Too many failed attempts")
+    expect(page.locator(".alert")).to_contain_text("Too many login attempts")
     page.context.close()
 
 

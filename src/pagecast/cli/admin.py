@@ -89,6 +89,39 @@ def users_list() -> None:
         )
 
 
+@users_app.command("sessions")
+def users_sessions(email: str = typer.Argument(..., help="The user's email.")) -> None:
+    """List a user's live login sessions."""
+    from pagecast.services import sessions, users
+
+    async def fetch(ctx: Any) -> Any:
+        async with ctx.db.transaction() as session:
+            owner = await users.get_by_email(session, email)
+            return await sessions.list_active(session, owner.id)
+
+    for row in run(fetch):
+        typer.echo(
+            f"{row.id}\tstarted {row.created_at:%Y-%m-%d %H:%M}\t"
+            f"seen {row.last_seen_at:%Y-%m-%d %H:%M}\t{row.address or '-'}\t{row.user_agent or '-'}"
+        )
+
+
+@users_app.command("sign-out")
+def users_sign_out(email: str = typer.Argument(..., help="The user's email.")) -> None:
+    """Sign a user out everywhere: every login session ends (API tokens stay)."""
+    from pagecast.services import sessions, users
+
+    async def sign_out(ctx: Any) -> int:
+        async with ctx.db.transaction() as session:
+            owner = await users.get_by_email(session, email)
+            return await sessions.end_all(
+                session, cli_actor(), owner.id, reason="signed out by an admin"
+            )
+
+    ended = run(sign_out)
+    typer.echo(f"Signed {email} out everywhere ({ended} session{'s' if ended != 1 else ''} ended).")
+
+
 @tokens_app.command("create")
 def tokens_create(
     user: str = typer.Option(..., "--user", help="Email of the token's user."),

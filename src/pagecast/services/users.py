@@ -1,4 +1,9 @@
-"""Users: creation, roles, password login."""
+"""Users: creation, roles, password login.
+
+Passwords are hashed and checked by `security.PASSWORDS`, off the event loop. A password
+change ends the user's login sessions (all of them, or all but the one making the change:
+`keep_session`).
+"""
 
 from __future__ import annotations
 
@@ -6,11 +11,12 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pagecast import security
+from pagecast.db import Database
 from pagecast.errors import Conflict, InvalidState, NotFound, Unauthorized
-from pagecast.models import Role, User, utcnow
+from pagecast.models import Role, User
 from pagecast.permissions import Actor
 from pagecast.schemas import UserCreate, UserUpdate
-from pagecast.services import audit, tokens
+from pagecast.services import audit, sessions, tokens
 
 __all__ = [
     "actor_for",
@@ -61,7 +67,7 @@ async def create(session: AsyncSession, actor: Actor, data: UserCreate) -> User:
         email=data.email,
         role=data.role,
         can_send=data.can_send,
-        password_hash=security.hash_password(data.password) if data.password else None,
+        password_hash=await security.PASSWORDS.hash(data.password) if data.password else None,
     )
     session.add(user)
     await session.flush()
@@ -76,7 +82,16 @@ async def create(session: AsyncSession, actor: Actor, data: UserCreate) -> User:
     return user
 
 
-async def update(session: AsyncSession, actor: Actor, user_id: int, data: UserUpdate) -> User:
+async def update(
+    session: AsyncSession,
+    actor: Actor,
+    user_id: int,
+    data: UserUpdate,
+    *,
+    keep_session: int | None = None,
+) -> User:
+    """Change a user; a new password ends the user's sessions except `keep_session` (the
+    session of someone changing their own password)."""
     user = await get(session, user_id)
     changes = data.model_dump(exclude_unset=True)
     if user.id == actor.user_id and (
@@ -86,7 +101,9 @@ async def update(session: AsyncSession, actor: Actor, user_id: int, data: UserUp
             "You cannot demote or deactivate yourself; ask another admin.", field="role"
         )
     if "password" in changes:
-        user.password_hash = security.hash_password(changes.pop("password"))
+        user.password_hash = await security.PASSWORDS.hash(changes.pop("password"))
+        keep = keep_session if user.id == actor.user_id else None
+        await sessions.end_all(session, actor, user.id, keep=keep, reason="password changed")
     for name, value in changes.items():
         setattr(user, name, value)
     tokens.CHANGES.note()
@@ -115,14 +132,17 @@ async def delete(session: AsyncSession, actor: Actor, user_id: int) -> None:
     await session.flush()
 
 
-async def authenticate(session: AsyncSession, email: str, password: str) -> User:
-    user = await session.scalar(select(User).where(User.email == email))
-    if (
-        user is None
-        or not user.is_active
-        or not security.verify_password(user.password_hash, password)
-    ):
+async def authenticate(db: Database, email: str, password: str) -> User:
+    """The active user with this email and password, else Unauthorized.
+
+    The lookup is a read and the argon2 check runs off the event loop, outside any write
+    transaction (on SQLite a write would hold the lock for the check's duration). An unknown
+    email, a user without a password and a deactivated user get a real check all the same
+    (against a dummy hash), so the answer's timing does not tell them apart.
+    """
+    async with db.reading() as session:
+        user = await session.scalar(select(User).where(User.email == email.strip().lower()))
+    good = await security.PASSWORDS.verify(user.password_hash if user else None, password)
+    if user is None or not user.is_active or not good:
         raise Unauthorized("Wrong email or password.")
-    user.last_login_at = utcnow()
-    await session.flush()
     return user

@@ -12,9 +12,17 @@ from pagecast.context import AppContext
 from pagecast.errors import Forbidden, Unauthorized
 from pagecast.models import User
 from pagecast.permissions import Actor, Permission
-from pagecast.services import tokens, users
+from pagecast.services import sessions, tokens, users
 
-__all__ = ["SESSION_COOKIE", "TOKEN_CACHE_S", "ActorDep", "ContextDep", "require"]
+__all__ = [
+    "SESSION_COOKIE",
+    "TOKEN_CACHE_S",
+    "ActorDep",
+    "ContextDep",
+    "current_session",
+    "require",
+    "session_user",
+]
 
 SESSION_COOKIE = "pagecast_session"
 TOKEN_CACHE_S = 1.0
@@ -65,6 +73,23 @@ async def _touch(ctx: AppContext, token_id: int) -> None:
         await tokens.touch(session, token_id)
 
 
+async def session_user(
+    ctx: AppContext, cookie: str, background: BackgroundTasks
+) -> tuple[User, int]:
+    """The user of a live session cookie and the session's id (else Unauthorized): one read,
+    and a `last_seen_at` refresh after the answer at most once a minute."""
+    async with ctx.db.reading() as session:  # never waits for a writer (SQLite)
+        user, session_id, due = await sessions.authenticate(session, cookie)
+    if due:
+        background.add_task(_touch_session, ctx, session_id)
+    return user, session_id
+
+
+async def _touch_session(ctx: AppContext, session_id: int) -> None:
+    async with ctx.db.transaction() as session:
+        await sessions.touch(session, session_id)
+
+
 def _tokens(request: Request) -> _Tokens:
     cache: _Tokens | None = getattr(request.app.state, "tokens", None)
     if cache is None:
@@ -86,11 +111,8 @@ async def current_actor(request: Request, ctx: ContextDep, background: Backgroun
             "Log in, or send an API token as `Authorization: Bearer <token>` "
             "(create one with `pagecast tokens create --user EMAIL`)."
         )
-    user_id = ctx.vault.read_session(cookie)
-    async with ctx.db.reading() as session:
-        user = await session.get(User, user_id) if user_id is not None else None
-    if user is None or not user.is_active:
-        raise Unauthorized("Your session has expired; log in again.")
+    user, session_id = await session_user(ctx, cookie, background)
+    request.state.login_session = session_id
     if request.method in _UNSAFE and request.headers.get(CSRF_HEADER) != ctx.vault.csrf_token(
         cookie
     ):
@@ -99,6 +121,11 @@ async def current_actor(request: Request, ctx: ContextDep, background: Backgroun
 
 
 ActorDep = Annotated[Actor, Depends(current_actor)]
+
+
+def current_session(request: Request) -> int | None:
+    """The id of the login session behind this request (None for an API token)."""
+    return getattr(request.state, "login_session", None)
 
 
 def require(permission: Permission) -> object:

@@ -58,7 +58,11 @@ def validation_response(errors: list[dict[str, Any]]) -> JSONResponse:
 def install(app: FastAPI) -> None:
     @app.exception_handler(PagecastError)
     async def _pagecast(_: Request, exc: PagecastError) -> JSONResponse:
-        return JSONResponse(_body(exc.code, exc.message, exc.field), status_code=exc.status_code)
+        retry = getattr(exc, "retry_after", None)  # TooManyRequests
+        headers = {"Retry-After": str(retry)} if retry is not None else None
+        return JSONResponse(
+            _body(exc.code, exc.message, exc.field), status_code=exc.status_code, headers=headers
+        )
 
     @app.exception_handler(RequestValidationError)
     async def _request(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -7,10 +7,30 @@ from datetime import datetime
 from typing import Any
 
 from pagecast.errors import InvalidInput
-from pagecast.models import ApiToken, AuditLog, Campaign, Contact, Page, Template, User, utcnow
+from pagecast.models import (
+    ApiToken,
+    AuditLog,
+    Campaign,
+    Contact,
+    LoginSession,
+    Page,
+    Template,
+    User,
+    utcnow,
+)
 from pagecast.services.audience import Preview
 
-__all__ = ["campaign", "contact", "cursor", "page", "parse_cursor", "template", "token", "user"]
+__all__ = [
+    "campaign",
+    "contact",
+    "cursor",
+    "login_session",
+    "page",
+    "parse_cursor",
+    "template",
+    "token",
+    "user",
+]
 
 
 def _time(value: datetime | None) -> str | None:
@@ -57,6 +77,20 @@ def token(row: ApiToken) -> dict[str, Any]:
         "prefix": row.prefix,
         "created_at": _time(row.created_at),
         "last_used_at": _time(row.last_used_at),
+        "revoked_at": _time(row.revoked_at),
+    }
+
+
+def login_session(row: LoginSession, current: int | None = None) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "user_id": row.user_id,
+        "current": row.id == current,
+        "created_at": _time(row.created_at),
+        "last_seen_at": _time(row.last_seen_at),
+        "expires_at": _time(row.expires_at),
+        "user_agent": row.user_agent,
+        "address": row.address,
         "revoked_at": _time(row.revoked_at),
     }
 

@@ -1,57 +1,69 @@
-"""Login, logout, who am I, and API tokens."""
+"""Login, logout, your login sessions, who am I, and API tokens."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Depends, Path, Request, Response
 
-from pagecast.errors import PagecastError, Unauthorized
 from pagecast.models import User
 from pagecast.schemas import Login, TokenCreate
-from pagecast.services import tokens, users
-from pagecast.web import render
-from pagecast.web.deps import SESSION_COOKIE, ActorDep, ContextDep
-from pagecast.web.login_limit import keys_for, limiter_of
+from pagecast.services import sessions, tokens, users
+from pagecast.web import render, signin
+from pagecast.web.deps import ActorDep, ContextDep, current_session
 
 router = APIRouter(prefix="/api", tags=["auth"])
-SESSION_TTL = 14 * 86_400
+SessionDep = Depends(current_session)
+SessionId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 
 
-class TooManyAttempts(PagecastError):
-    status_code = 429
-    code = "too_many_attempts"
-
-
-@router.post("/auth/login")
+@router.post(
+    "/auth/login",
+    responses={
+        401: {"description": "Wrong email or password."},
+        429: {
+            "description": "Too many login attempts; the `Retry-After` header says how many "
+            "seconds to wait.",
+            "headers": {"Retry-After": {"schema": {"type": "integer"}}},
+        },
+    },
+)
 async def login(
     body: Login, request: Request, response: Response, ctx: ContextDep
 ) -> dict[str, Any]:
-    limiter, keys = limiter_of(request.app), keys_for(request, body.email)
-    if wait := limiter.retry_after(*keys):
-        raise TooManyAttempts(f"Too many failed logins; try again in {wait} seconds.")
-    try:
-        async with ctx.db.transaction() as session:
-            user = await users.authenticate(session, body.email, body.password)
-    except Unauthorized:
-        limiter.failed(*keys)
-        raise
-    limiter.succeeded(*keys)
-    cookie = ctx.vault.sign_session(user.id, SESSION_TTL)
-    response.set_cookie(
-        SESSION_COOKIE,
-        cookie,
-        max_age=SESSION_TTL,
-        httponly=True,
-        samesite="lax",
-        secure=request.url.scheme == "https",
-    )
+    """Start a session (cookie). Failed attempts are limited per address and per email
+    (`login_attempt_limit` in `login_attempt_window`): 429 with `Retry-After`."""
+    user, cookie = await signin.sign_in(request, ctx, body.email, body.password)
+    signin.set_cookie(response, request, ctx, cookie)
     return {"user": render.user(user), "csrf_token": ctx.vault.csrf_token(cookie)}
 
 
 @router.post("/auth/logout", status_code=204)
-async def logout(actor: ActorDep, response: Response) -> None:
-    response.delete_cookie(SESSION_COOKIE)
+async def logout(
+    actor: ActorDep, response: Response, ctx: ContextDep, current: int | None = SessionDep
+) -> None:
+    """End this session (its cookie stops working everywhere at once)."""
+    await signin.sign_out(ctx, actor, current)
+    signin.clear_cookie(response)
+
+
+@router.get("/sessions")
+async def list_sessions(
+    actor: ActorDep, ctx: ContextDep, current: int | None = SessionDep
+) -> dict[str, Any]:
+    """Your live login sessions, newest first."""
+    async with ctx.db.reading() as session:
+        rows = await sessions.list_active(session, actor.user_id or 0)
+    return {"items": [render.login_session(r, current) for r in rows]}
+
+
+@router.delete("/sessions/{session_id}")
+async def end_session(
+    session_id: SessionId, actor: ActorDep, ctx: ContextDep, current: int | None = SessionDep
+) -> dict[str, Any]:
+    """Sign one session out: one of yours, or anyone's for an admin."""
+    async with ctx.db.transaction() as session:
+        return render.login_session(await sessions.end(session, actor, session_id), current)
 
 
 @router.get("/me")

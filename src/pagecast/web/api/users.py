@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 
 from pagecast.permissions import Actor, Permission
 from pagecast.schemas import UserCreate, UserUpdate
-from pagecast.services import audit, users
+from pagecast.services import audit, sessions, users
 from pagecast.web import render
-from pagecast.web.deps import ContextDep, require
+from pagecast.web.deps import ContextDep, current_session, require
 
 router = APIRouter(prefix="/api", tags=["users"])
 Admin = Annotated[Actor, require(Permission.USERS_MANAGE)]
@@ -36,10 +36,34 @@ async def get_user(user_id: int, actor: Admin, ctx: ContextDep) -> dict[str, Any
 
 @router.patch("/users/{user_id}")
 async def update_user(
-    user_id: int, body: UserUpdate, actor: Admin, ctx: ContextDep
+    user_id: int,
+    body: UserUpdate,
+    actor: Admin,
+    ctx: ContextDep,
+    current: int | None = Depends(current_session),
 ) -> dict[str, Any]:
+    """A new `password` signs the user out everywhere (yourself: everywhere but here)."""
     async with ctx.db.transaction() as session:
-        return render.user(await users.update(session, actor, user_id, body))
+        user = await users.update(session, actor, user_id, body, keep_session=current)
+        return render.user(user)
+
+
+@router.get("/users/{user_id}/sessions")
+async def list_user_sessions(user_id: int, actor: Admin, ctx: ContextDep) -> dict[str, Any]:
+    """The user's live login sessions, newest first."""
+    async with ctx.db.transaction() as session:
+        await users.get(session, user_id)
+        rows = await sessions.list_active(session, user_id)
+    return {"items": [render.login_session(r) for r in rows]}
+
+
+@router.delete("/users/{user_id}/sessions")
+async def end_user_sessions(user_id: int, actor: Admin, ctx: ContextDep) -> dict[str, Any]:
+    """Sign the user out everywhere: every login session ends (API tokens stay)."""
+    async with ctx.db.transaction() as session:
+        await users.get(session, user_id)
+        ended = await sessions.end_all(session, actor, user_id, reason="signed out by an admin")
+    return {"ended": ended}
 
 
 @router.delete("/users/{user_id}", status_code=204)

@@ -5,12 +5,12 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 from pydantic import ValidationError
 
-from pagecast.errors import Forbidden, PagecastError, Unauthorized
+from pagecast.errors import Forbidden, PagecastError, TooManyRequests, Unauthorized
 from pagecast.models import Role
 from pagecast.permissions import Actor
-from pagecast.schemas import UserCreate
+from pagecast.schemas import Login, UserCreate
 from pagecast.services import users
-from pagecast.web.api.auth import SESSION_TTL
+from pagecast.web import signin
 from pagecast.web.dashboard import setup_token
 from pagecast.web.dashboard.base import (
     DashboardRoute,
@@ -19,8 +19,7 @@ from pagecast.web.dashboard.base import (
     page,
     redirect,
 )
-from pagecast.web.deps import SESSION_COOKIE, ContextDep
-from pagecast.web.login_limit import keys_for, limiter_of
+from pagecast.web.deps import ContextDep
 
 router = APIRouter(route_class=DashboardRoute, include_in_schema=False)
 
@@ -32,16 +31,9 @@ def _safe_next(target: str | None) -> str:
     return "/campaigns"
 
 
-def _signed_in(request: Request, ctx: ContextDep, user_id: int, target: str) -> Response:
+def _signed_in(request: Request, ctx: ContextDep, cookie: str, target: str) -> Response:
     response = redirect(target)
-    response.set_cookie(
-        SESSION_COOKIE,
-        ctx.vault.sign_session(user_id, SESSION_TTL),
-        max_age=SESSION_TTL,
-        httponly=True,
-        samesite="lax",
-        secure=request.url.scheme == "https",
-    )
+    signin.set_cookie(response, request, ctx, cookie)
     return response
 
 
@@ -61,45 +53,43 @@ async def login_form(request: Request, ctx: ContextDep, next: str | None = None)
 async def login(request: Request, ctx: ContextDep) -> Response:
     check_origin(request)
     form = await request.form()
-    email = str(form.get("email", "")).strip().lower()
-    password = str(form.get("password", ""))
     target = _safe_next(str(form.get("next", "")))
-    limiter, keys = limiter_of(request.app), keys_for(request, email)
-    wait = limiter.retry_after(*keys)
-    if wait:
-        response = page(
-            request,
-            "login.html",
-            None,
-            status_code=429,
-            next=target,
-            email=email,
-            error=f"Too many failed attempts. Try again in {wait} seconds.",
-        )
-        response.headers["Retry-After"] = str(wait)
-        return response
+    email = str(form.get("email", "")).strip().lower()
     try:
-        async with ctx.db.transaction() as session:
-            user = await users.authenticate(session, email, password)
-    except Unauthorized as exc:
-        limiter.failed(*keys)
+        # The API's limits on lengths: no argon2 check of a megabyte-long password.
+        login = Login(email=email, password=str(form.get("password", "")))
+        _, cookie = await signin.sign_in(request, ctx, login.email, login.password)
+    except ValidationError:
         return page(
             request,
             "login.html",
             None,
-            status_code=401,
+            status_code=422,
+            next=target,
+            email=email[:254],
+            error="The email (254 characters at most) or the password (1,000 at most) is too long.",
+        )
+    except (TooManyRequests, Unauthorized) as exc:
+        response = page(
+            request,
+            "login.html",
+            None,
+            status_code=exc.status_code,
             next=target,
             email=email,
             error=exc.message,
         )
-    limiter.succeeded(*keys)
-    return _signed_in(request, ctx, user.id, target)
+        if isinstance(exc, TooManyRequests):
+            response.headers["Retry-After"] = str(exc.retry_after)
+        return response
+    return _signed_in(request, ctx, cookie, target)
 
 
 @router.post("/logout")
-async def logout(viewer: ViewerDep) -> Response:
+async def logout(viewer: ViewerDep, ctx: ContextDep) -> Response:
+    await signin.sign_out(ctx, viewer.actor, viewer.session_id)
     response = redirect("/login")
-    response.delete_cookie(SESSION_COOKIE)
+    signin.clear_cookie(response)
     return response
 
 
@@ -148,4 +138,5 @@ async def setup(token: str, request: Request, ctx: ContextDep) -> Response:
             request, "setup.html", None, status_code=422, token=token, errors=errors, email=email
         )
     setup_token.consume(ctx.settings.data_dir)
-    return _signed_in(request, ctx, user.id, "/campaigns")
+    _, cookie = await signin.start_session(request, ctx, user.id)
+    return _signed_in(request, ctx, cookie, "/campaigns")

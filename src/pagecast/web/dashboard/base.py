@@ -14,18 +14,18 @@ from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
 
-from fastapi import Depends, Request, Response
+from fastapi import BackgroundTasks, Depends, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.routing import APIRoute
 from fastapi.templating import Jinja2Templates
 
 from pagecast import __version__
-from pagecast.errors import Forbidden, NotFound, PagecastError
+from pagecast.errors import Forbidden, NotFound, PagecastError, Unauthorized
 from pagecast.models import User
 from pagecast.permissions import Actor, Permission
 from pagecast.services import users
-from pagecast.web.deps import CSRF_HEADER, SESSION_COOKIE, ContextDep
+from pagecast.web.deps import CSRF_HEADER, SESSION_COOKIE, ContextDep, session_user
 
 __all__ = [
     "DashboardRoute",
@@ -57,24 +57,24 @@ class Viewer:
     actor: Actor
     user: User
     csrf: str
+    session_id: int
 
     def can(self, permission: str) -> bool:
         return self.actor.can(Permission(permission))
 
 
-async def current_viewer(request: Request, ctx: ContextDep) -> Viewer:
+async def current_viewer(request: Request, ctx: ContextDep, background: BackgroundTasks) -> Viewer:
     cookie = request.cookies.get(SESSION_COOKIE)
-    user_id = ctx.vault.read_session(cookie) if cookie else None
-    if cookie is None or user_id is None:
+    if cookie is None:
         raise LoginRequired
-    async with ctx.db.transaction() as session:
-        user = await session.get(User, user_id)
-    if user is None or not user.is_active:
-        raise LoginRequired
+    try:
+        user, session_id = await session_user(ctx, cookie, background)
+    except Unauthorized:
+        raise LoginRequired from None
     csrf = ctx.vault.csrf_token(cookie)
     if request.method in _UNSAFE:
         await require_csrf(request, csrf)
-    return Viewer(actor=users.actor_for(user), user=user, csrf=csrf)
+    return Viewer(actor=users.actor_for(user), user=user, csrf=csrf, session_id=session_id)
 
 
 async def require_csrf(request: Request, expected: str) -> None:

@@ -1,4 +1,5 @@
-"""Users (admins) and API tokens (everyone manages their own; admins see all)."""
+"""Users (admins), login sessions and API tokens (everyone manages their own; admins see
+and end everyone's)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from pagecast.errors import PagecastError
 from pagecast.models import Role, User
 from pagecast.permissions import Permission
 from pagecast.schemas import TokenCreate, UserCreate, UserUpdate
-from pagecast.services import tokens, users
+from pagecast.services import sessions, tokens, users
+from pagecast.web import signin
 from pagecast.web.dashboard.base import DashboardRoute, ViewerDep, page, redirect
 from pagecast.web.deps import ContextDep
 
@@ -38,8 +40,10 @@ async def _render(
     status_code: int = 200,
 ) -> Response:
     async with ctx.db.transaction() as session:
-        people = await users.list_all(session) if viewer.can(Permission.USERS_MANAGE) else []
+        admin = viewer.can(Permission.USERS_MANAGE)
+        people = await users.list_all(session) if admin else []
         token_rows = await tokens.list_for(session, viewer.actor)
+        live = await sessions.list_active(session, None if admin else viewer.user.id)
     return page(
         request,
         "users.html",
@@ -47,6 +51,8 @@ async def _render(
         status_code=status_code,
         people=people,
         tokens=token_rows,
+        own_sessions=[r for r in live if r.user_id == viewer.user.id],
+        other_sessions=[r for r in live if r.user_id != viewer.user.id],
         roles=[r.value for r in Role],
         error=error,
         new_token=new_token,
@@ -122,3 +128,26 @@ async def revoke_token(
     async with ctx.db.transaction() as session:
         await tokens.revoke(session, viewer.actor, token_id)
     return redirect("/users")
+
+
+@router.post("/sessions/{session_id}/end")
+async def end_session(session_id: int, viewer: ViewerDep, ctx: ContextDep) -> Response:
+    """Sign one session out (yours, or anyone's for an admin); your own current one logs
+    you out."""
+    async with ctx.db.transaction() as session:
+        await sessions.end(session, viewer.actor, session_id)
+    if session_id == viewer.session_id:
+        response = redirect("/login")
+        signin.clear_cookie(response)
+        return response
+    return redirect("/users")
+
+
+@router.post("/users/{user_id}/sessions/end")
+async def end_user_sessions(user_id: int, viewer: ViewerDep, ctx: ContextDep) -> Response:
+    """Sign a user out everywhere (admins)."""
+    viewer.actor.require(Permission.USERS_MANAGE)
+    async with ctx.db.transaction() as session:
+        await users.get(session, user_id)
+        await sessions.end_all(session, viewer.actor, user_id, reason="signed out by an admin")
+    return redirect("/login" if user_id == viewer.user.id else "/users")
