@@ -100,6 +100,18 @@ class Settings(BaseSettings):
         "a proxy, the proxy's), e.g. `https://pagecast.example.com`. The webhook callback URL "
         "that `GET /api/pages/{id}/webhook` and `pagecast pages webhook` show is built from it.",
     )
+    max_body_bytes: PositiveInt = Field(
+        1_048_576,
+        description="Largest request body any route accepts, in bytes, unless the route "
+        "takes uploads (`max_upload_bytes`) or is the webhook (`webhook_max_body_bytes`). A "
+        "larger body is answered 413 before it is read: at once when its `Content-Length` is "
+        "over the limit, and as soon as a body without one (chunked) passes it.",
+    )
+    max_upload_bytes: PositiveInt = Field(
+        104_857_600,
+        description="Largest request body of the routes that take file uploads (the contacts "
+        "CSV import, API and dashboard), in bytes; refused like `max_body_bytes`.",
+    )
     webhook_max_body_bytes: PositiveInt = Field(
         1_048_576,
         description="Largest webhook body accepted, in bytes; a larger one is answered 413 "

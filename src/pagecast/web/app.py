@@ -24,6 +24,7 @@ from pagecast.web.api import (
     users,
     webhooks,
 )
+from pagecast.web.body_limit import BodyLimit
 
 __all__ = ["create_app"]
 
@@ -53,6 +54,7 @@ def create_app(
     )
     app.state.context = context
     errors.install(app)
+    app.add_middleware(BodyLimit, settings=context.settings)
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, Any]:
