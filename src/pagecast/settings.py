@@ -117,6 +117,12 @@ class Settings(BaseSettings):
         description="Largest webhook body accepted, in bytes; a larger one is answered 413 "
         "before its signature is checked, without being read fully or stored.",
     )
+    webhook_max_entries: PositiveInt = Field(
+        1_000,
+        description="Most entries (`entry[]`) one webhook POST may carry; a correctly signed "
+        "body with more is answered 413 and nothing of it is stored. Meta batches far fewer "
+        "(a few per POST, rarely more than a hundred).",
+    )
     default_page_send_rate: PositiveFloat = Field(
         40.0,
         description="Messages per second for a newly connected Page. Above about 40/s Meta's "

@@ -132,6 +132,17 @@ def _key(page: str, psid: str | None, kind: str, event: dict[str, Any]) -> str:
     return f"{kind}:{page}:{digest}"
 
 
+_ID_LENGTH = 64  # the columns that hold Facebook ids (Page ids, PSIDs)
+
+
+def _an_id(value: Any, what: str) -> str:
+    """A Facebook id from a body, or ValueError saying why it cannot be one."""
+    text = str(value)
+    if len(text) > _ID_LENGTH or "\x00" in text:
+        raise ValueError(f"{what} is not a Facebook id (at most {_ID_LENGTH} characters, no NUL)")
+    return text
+
+
 def _events(body: dict[str, Any]) -> list[dict[str, Any]]:
     rows: dict[str, dict[str, Any]] = {}
     if body.get("object") != "page":
@@ -139,7 +150,7 @@ def _events(body: dict[str, Any]) -> list[dict[str, Any]]:
     for entry in body.get("entry") or []:
         if not isinstance(entry, dict) or entry.get("id") is None:
             continue
-        page = str(entry["id"])
+        page = _an_id(entry["id"], "entry.id")
         # Standby events (another app owns the thread) have the same shapes.
         for field in ("messaging", "standby"):
             for event in entry.get(field) or []:
@@ -147,7 +158,11 @@ def _events(body: dict[str, Any]) -> list[dict[str, Any]]:
                     continue
                 kind = _kind(event)
                 psid = _psid(event, kind)
+                if psid is not None:
+                    _an_id(psid, f"entry.{field}.sender.id")
                 key = _key(page, psid, kind, event)
+                if "\x00" in key:
+                    raise ValueError(f"entry.{field}: a message id contains a NUL character")
                 # The same event twice in one POST (two entries) is stored once.
                 rows.setdefault(
                     key,
@@ -187,20 +202,23 @@ async def store(session: AsyncSession, body: dict[str, Any]) -> list[WebhookEven
 
 async def store_many(
     session: AsyncSession, bodies: Sequence[dict[str, Any]]
-) -> list[list[int] | None]:
+) -> list[list[int] | str]:
     """Store the events of several bodies at once (the webhook intake's batches).
 
     For each body, the ids of its events not seen before (an event in two bodies counts for
-    the first), or None when the body could not be read (nothing of it is stored).
+    the first), or, when the body could not be read, why (nothing of it is stored).
     """
     owner: dict[str, int] = {}
     unique: list[dict[str, Any]] = []
-    found: list[list[int] | None] = []
+    found: list[list[int] | str] = []
     for i, body in enumerate(bodies):
         try:
             rows = _events(body)
-        except (AttributeError, KeyError, TypeError, ValueError):
-            found.append(None)
+        except ValueError as exc:
+            found.append(f"The webhook body is not a Messenger webhook: {exc}")
+            continue
+        except (AttributeError, KeyError, TypeError, RecursionError):
+            found.append("The webhook body is not a Messenger webhook")
             continue
         found.append([])
         for row in rows:
@@ -219,7 +237,7 @@ async def store_many(
         )
         for event_id, key in result:
             ids = found[owner[key]]
-            assert ids is not None
+            assert isinstance(ids, list)
             ids.append(event_id)
     return found
 

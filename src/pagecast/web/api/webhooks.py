@@ -55,7 +55,7 @@ async def receive(request: Request, ctx: ContextDep, background: BackgroundTasks
     raw = await request.body()  # bounded by `web.body_limit` before it is read
     try:
         body = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested too deep to read: a 4xx
         body = None
     stored = await _intake(ctx, request.app).submit(
         raw, request.headers.get(SIGNATURE_HEADER), body
