@@ -7,13 +7,14 @@ Every field is documented; `docs/settings.md` is generated from this module
 from __future__ import annotations
 
 import functools
-import os
 import secrets
 from pathlib import Path
 from typing import Literal
 
 from pydantic import AliasChoices, Field, PositiveFloat, PositiveInt, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from pagecast.private_files import private_dir, tighten, write_private
 
 __all__ = ["Settings", "get_settings", "render_settings_doc"]
 
@@ -35,7 +36,9 @@ class Settings(BaseSettings):
     data_dir: Path = Field(
         Path("./pagecast-data"),
         description="Directory for the SQLite database, the generated secret key and the "
-        "embedded Redis data. Created on first use.",
+        "embedded Redis data. Created on first use with mode 0700; the database (with its "
+        "`-wal` and `-shm` files) and the secrets in it are 0600, and wider modes left by an "
+        "earlier version are tightened at start.",
     )
     database_url: str | None = Field(
         None,
@@ -232,21 +235,20 @@ class Settings(BaseSettings):
         return self.database_url is None
 
     def resolved_secret_key(self) -> bytes:
-        """The secret key: the setting, or the data dir's key file (created, mode 0600)."""
+        """The secret key: the setting, or the data dir's key file (created, mode 0600, in the
+        data directory, mode 0700: both tightened when an earlier run left them wider)."""
         if self.secret_key is not None:
             return self.secret_key.get_secret_value().encode()
-        path = self.data_dir / _SECRET_KEY_FILE
+        path = private_dir(self.data_dir) / _SECRET_KEY_FILE
         if path.exists():
+            tighten(path, 0o600)
             return path.read_bytes().strip()
-        self.data_dir.mkdir(parents=True, exist_ok=True)
         key = secrets.token_urlsafe(32).encode()
-        # O_EXCL: two processes starting at once must not each write their own key.
+        # Exclusive: two processes starting at once must not each write their own key.
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            write_private(path, key, exclusive=True)
         except FileExistsError:
             return path.read_bytes().strip()
-        with os.fdopen(fd, "wb") as file:
-            file.write(key)
         return key
 
 
