@@ -83,11 +83,15 @@ def page_ids(body: Any) -> list[str]:
 
 
 def event_time(value: Any) -> datetime | None:
-    """Epoch milliseconds (or seconds, which Meta sometimes sends: values below 1e12)."""
-    if not isinstance(value, int | float) or value <= 0:
+    """Epoch milliseconds (or seconds, which Meta sometimes sends: values below 1e12); None
+    for anything else, a time outside what a datetime holds included."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
         return None
     seconds = value if value < 1e12 else value / 1000
-    return datetime.fromtimestamp(seconds, UTC)
+    try:
+        return datetime.fromtimestamp(seconds, UTC)
+    except (OverflowError, ValueError, OSError):
+        return None
 
 
 def _kind(event: dict[str, Any]) -> str:
@@ -267,7 +271,8 @@ async def process(session: AsyncSession, event: WebhookEvent) -> Result:
         contact = await _touch(session, page, event.psid, min(at, event.received_at))
         opted_out = False
         if event.kind == MESSAGE:
-            opted_out = await _keywords(session, page, contact, payload["message"].get("text"), at)
+            text = payload["message"].get("text")
+            opted_out = await _keywords(session, page, contact, text, at)
         return Result(
             page_id=page.id,
             contact_id=contact.id,
@@ -321,7 +326,7 @@ async def _keywords(
     session: AsyncSession, page: Page, contact: Contact, text: str | None, at: datetime
 ) -> bool:
     """Apply an opt-out or opt-in keyword; True when this message opted the contact out."""
-    if not text:
+    if not text or not isinstance(text, str):
         return False
     said = _normalise(text)
     opt_out = {_normalise(k) for k in (page.opt_out_keywords or DEFAULT_OPT_OUT_KEYWORDS)}
@@ -381,7 +386,12 @@ async def _receipt(
         return Result(reason=f"no contact {psid} on Page {page.id}; ignored")
     receipts.note(contact, kind, watermark)
     await session.flush()
-    mids = [str(m) for m in receipt.get("mids") or []] if kind == DELIVERY else []
+    listed = receipt.get("mids") if kind == DELIVERY else None
+    mids = (
+        [m for m in listed if isinstance(m, str) and "\x00" not in m]
+        if isinstance(listed, list)
+        else []
+    )
     await receipts.advance(session, contact.id, kind, watermark, mids)
     return Result()
 
@@ -428,11 +438,22 @@ async def _echo_stream_live(session: AsyncSession, page: Page, claimed_at: datet
         batch[page.id] = claimed_at
 
 
+def _our_delivery_id(metadata: Any) -> bool:
+    """A delivery id as Pagecast writes it into `message.metadata`: ASCII digits that fit
+    the 64-bit id column."""
+    return (
+        isinstance(metadata, str)
+        and metadata.isascii()
+        and metadata.isdigit()
+        and int(metadata) < 2**63
+    )
+
+
 async def _echo(
     session: AsyncSession, page: Page, psid: str, message: dict[str, Any], at: datetime
 ) -> Result:
     metadata, mid = message.get("metadata"), message.get("mid")
-    if not isinstance(metadata, str) or not metadata.isdigit() or not mid:
+    if not _our_delivery_id(metadata) or not isinstance(mid, str) or not mid:
         return Result(reason="echo without our metadata (another app or the Page Inbox)")
     contact = await _contact(session, page, psid, create=False)
     if contact is None:

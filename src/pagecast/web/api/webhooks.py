@@ -53,9 +53,9 @@ async def verify(request: Request, ctx: ContextDep) -> PlainTextResponse:
 async def receive(request: Request, ctx: ContextDep, background: BackgroundTasks) -> dict[str, Any]:
     """Verify the signature over the raw bytes, store the events, acknowledge."""
     raw = await request.body()  # bounded by `web.body_limit` before it is read
-    try:
-        body = json.loads(raw)
-    except (ValueError, RecursionError):  # not JSON, or nested too deep to read: a 4xx
+    try:  # not JSON, NaN or Infinity (not JSON either), nested too deep: a 4xx
+        body = json.loads(raw, parse_constant=_not_json)
+    except (ValueError, RecursionError):
         body = None
     stored = await _intake(ctx, request.app).submit(
         raw, request.headers.get(SIGNATURE_HEADER), body
@@ -63,6 +63,10 @@ async def receive(request: Request, ctx: ContextDep, background: BackgroundTasks
     if stored.dispatch:
         background.add_task(_dispatch, ctx, stored.dispatch, request.app)  # after the answer
     return {"ok": True, "stored": len(stored.ids)}
+
+
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not JSON")
 
 
 def _intake(ctx: AppContext, app: Any) -> Intake:
