@@ -25,9 +25,11 @@ from sqlalchemy import func, select
 
 from factories import app_client, connected_page
 from pagecast.db import Database
+from pagecast.errors import Forbidden, InvalidInput, PayloadTooLarge
 from pagecast.models import WebhookEvent
 from pagecast.security import Vault
 from pagecast.settings import Settings
+from pagecast.web.api.webhooks import _intake
 from pagecast.web.app import create_app
 from test_webhooks import (
     APP_SECRET,
@@ -166,3 +168,90 @@ async def test_1000_events_posted_at_once_are_acknowledged_within_5_s_and_stored
         ]
     assert again == [0] * 50
     assert await count_events(db) == 1_000
+
+
+# ---------------------------------------------------------------- one bad POST fails alone
+
+
+def forged_page_ids(count: int) -> bytes:
+    """A body naming `count` distinct Pages (issue 17: 32,768 made a 418 KB body)."""
+    entries = [{"id": str(i)} for i in range(count)]
+    return wire({"object": "page", "entry": entries})
+
+
+async def test_a_body_with_32768_page_ids_fails_alone_and_the_genuine_posts_of_its_batch_succeed(
+    intake: Any, db: Database, vault: Vault
+) -> None:
+    """Page ids of every waiting POST were looked up in one IN (...) before any signature was
+    checked: 32,768 ids passed the PostgreSQL driver's argument limit and the batch's 46
+    genuine POSTs got 500. Now signatures come first and entries are bounded."""
+    await connected_page(db, vault, fb_page_id=PAGE)
+    forged = forged_page_ids(32_768)
+    assert 400_000 < len(forged) < MIB
+    genuine = [wire(envelope(inbound(str(80_000 + i), "hi", f"m_iso_{i}"))) for i in range(46)]
+    submit = _intake(intake.state.context, intake).submit
+
+    def posts(first: bytes, signature: str | None) -> list[Any]:
+        # All submitted before the writer runs: one batch, as in the burst that failed.
+        calls = [submit(first, signature, json.loads(first))]
+        calls += [submit(b, signed(b)["X-Hub-Signature-256"], json.loads(b)) for b in genuine]
+        return calls
+
+    unsigned = await asyncio.gather(*posts(forged, "sha256=00"), return_exceptions=True)
+    assert isinstance(unsigned[0], Forbidden), unsigned[0]
+    assert [type(r).__name__ for r in unsigned[1:]] == ["Stored"] * 46, unsigned[1:3]
+    assert await count_events(db) == 46
+
+    # Correctly signed, it is refused for its entries (a 413 naming the setting), alone.
+    genuine = [wire(envelope(inbound(str(81_000 + i), "hi", f"m_iso2_{i}"))) for i in range(46)]
+    signed_forged = await asyncio.gather(
+        *posts(forged, signed(forged)["X-Hub-Signature-256"]), return_exceptions=True
+    )
+    refused = signed_forged[0]
+    assert isinstance(refused, PayloadTooLarge), refused
+    assert refused.field == "entry" and "PAGECAST_WEBHOOK_MAX_ENTRIES" in refused.message
+    assert [type(r).__name__ for r in signed_forged[1:]] == ["Stored"] * 46
+    assert await count_events(db) == 92
+    async with app_client(intake) as client:
+        answer = await client.post("/webhooks/messenger", content=forged, headers=signed(forged))
+    assert answer.status_code == 413 and answer.json()["error"]["field"] == "entry"
+
+
+async def test_a_signed_body_the_database_cannot_store_fails_alone(
+    intake: Any, db: Database, vault: Vault
+) -> None:
+    """A PSID longer than its column (PostgreSQL refuses it) or a NUL in a message id: a 422
+    for that POST, the others of its batch stored."""
+    await connected_page(db, vault, fb_page_id=PAGE)
+    long_psid = wire(envelope(inbound("9" * 65, "hi", "m_long")))
+    nul_mid = wire(envelope(inbound("82001", "hi", "m_\x00nul")))
+    genuine = [wire(envelope(inbound(str(82_100 + i), "hi", f"m_ok_{i}"))) for i in range(10)]
+    submit = _intake(intake.state.context, intake).submit
+    results = await asyncio.gather(
+        *(
+            submit(b, signed(b)["X-Hub-Signature-256"], json.loads(b))
+            for b in [long_psid, nul_mid, *genuine]
+        ),
+        return_exceptions=True,
+    )
+    assert isinstance(results[0], InvalidInput) and "sender.id" in results[0].message
+    assert isinstance(results[1], InvalidInput) and "NUL" in results[1].message
+    assert [type(r).__name__ for r in results[2:]] == ["Stored"] * 10
+    assert await count_events(db) == 10
+
+
+async def test_a_signed_body_nested_100000_deep_gets_a_4xx_and_no_traceback(
+    intake: Any, db: Database, vault: Vault, caplog: pytest.LogCaptureFixture
+) -> None:
+    await connected_page(db, vault, fb_page_id=PAGE)
+    deep = b"[" * 100_000 + b"]" * 100_000
+    async with app_client(intake) as client:
+        response = await client.post("/webhooks/messenger", content=deep, headers=signed(deep))
+        unsigned = await client.post(
+            "/webhooks/messenger", content=deep, headers={"X-Hub-Signature-256": "sha256=00"}
+        )
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["field"] == "body"
+    assert unsigned.status_code == 403
+    assert not [r for r in caplog.records if r.exc_info], "a traceback was logged"
+    assert await count_events(db) == 0

@@ -173,6 +173,13 @@ async def test_only_correctly_signed_bodies_are_stored(
         "/webhooks/messenger", content=sha1_only, headers={"X-Hub-Signature": f"sha1={digest}"}
     )
     assert response.status_code == 403
+    # Nor is a correct SHA-1 put into X-Hub-Signature-256: only HMAC-SHA256 authenticates.
+    response = await hook.post(
+        "/webhooks/messenger",
+        content=sha1_only,
+        headers={"X-Hub-Signature-256": f"sha1={digest}", "Content-Type": "application/json"},
+    )
+    assert response.status_code == 403
     # Hex case carries no information: uppercase hex is accepted (Meta sends lowercase).
     upper = other("m_upper")
     headers = signed(upper)

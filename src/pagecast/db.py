@@ -33,6 +33,7 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from pagecast.errors import ConfigError
+from pagecast.private_files import prepare_sqlite
 
 __all__ = ["PING_AFTER_IDLE_S", "Database", "downgrade", "is_sqlite", "upgrade"]
 
@@ -158,7 +159,7 @@ def _create_engine(url: str, busy_timeout_ms: int) -> AsyncEngine:
         _ping_when_idle(engine)
         return engine
     if parsed.database and parsed.database != ":memory:":
-        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        prepare_sqlite(Path(parsed.database))  # 0600, and so are its -wal and -shm
     engine = create_async_engine(url, connect_args={"timeout": busy_timeout_ms / 1000})
 
     @event.listens_for(engine.sync_engine, "connect")

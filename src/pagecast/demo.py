@@ -25,6 +25,7 @@ from sqlalchemy import select
 
 from pagecast.models import Page, utcnow
 from pagecast.permissions import Actor
+from pagecast.private_files import private_dir, tighten, write_private
 from pagecast.schemas import PageCreate
 from pagecast.services import contact_import, pages
 from pagecast.settings import Settings
@@ -53,10 +54,10 @@ class Sandbox:
 def start(settings: Settings, *, host: str, port: int) -> tuple[Settings, Sandbox]:
     """Start the simulator and return the demo's settings (own data dir, Graph URL, secrets)."""
     data_dir = settings.data_dir if "data_dir" in settings.model_fields_set else DEMO_DATA_DIR
-    data_dir.mkdir(parents=True, exist_ok=True)
-    secret_file = data_dir / "demo-app-secret"
+    secret_file = private_dir(data_dir) / "demo-app-secret"
     if not secret_file.exists():
-        secret_file.write_text(secrets.token_hex(16))
+        write_private(secret_file, secrets.token_hex(16).encode())
+    tighten(secret_file, 0o600)
     app_secret = secret_file.read_text().strip()
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     simulator = SimulatorServer(

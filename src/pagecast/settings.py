@@ -7,13 +7,14 @@ Every field is documented; `docs/settings.md` is generated from this module
 from __future__ import annotations
 
 import functools
-import os
 import secrets
 from pathlib import Path
 from typing import Literal
 
 from pydantic import AliasChoices, Field, PositiveFloat, PositiveInt, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from pagecast.private_files import private_dir, tighten, write_private
 
 __all__ = ["Settings", "get_settings", "render_settings_doc"]
 
@@ -35,7 +36,9 @@ class Settings(BaseSettings):
     data_dir: Path = Field(
         Path("./pagecast-data"),
         description="Directory for the SQLite database, the generated secret key and the "
-        "embedded Redis data. Created on first use.",
+        "embedded Redis data. Created on first use with mode 0700; the database (with its "
+        "`-wal` and `-shm` files) and the secrets in it are 0600, and wider modes left by an "
+        "earlier version are tightened at start.",
     )
     database_url: str | None = Field(
         None,
@@ -123,10 +126,28 @@ class Settings(BaseSettings):
         "a proxy, the proxy's), e.g. `https://pagecast.example.com`. The webhook callback URL "
         "that `GET /api/pages/{id}/webhook` and `pagecast pages webhook` show is built from it.",
     )
+    max_body_bytes: PositiveInt = Field(
+        1_048_576,
+        description="Largest request body any route accepts, in bytes, unless the route "
+        "takes uploads (`max_upload_bytes`) or is the webhook (`webhook_max_body_bytes`). A "
+        "larger body is answered 413 before it is read: at once when its `Content-Length` is "
+        "over the limit, and as soon as a body without one (chunked) passes it.",
+    )
+    max_upload_bytes: PositiveInt = Field(
+        104_857_600,
+        description="Largest request body of the routes that take file uploads (the contacts "
+        "CSV import, API and dashboard), in bytes; refused like `max_body_bytes`.",
+    )
     webhook_max_body_bytes: PositiveInt = Field(
         1_048_576,
         description="Largest webhook body accepted, in bytes; a larger one is answered 413 "
         "before its signature is checked, without being read fully or stored.",
+    )
+    webhook_max_entries: PositiveInt = Field(
+        1_000,
+        description="Most entries (`entry[]`) one webhook POST may carry; a correctly signed "
+        "body with more is answered 413 and nothing of it is stored. Meta batches far fewer "
+        "(a few per POST, rarely more than a hundred).",
     )
     default_page_send_rate: PositiveFloat = Field(
         40.0,
@@ -237,21 +258,20 @@ class Settings(BaseSettings):
         return self.database_url is None
 
     def resolved_secret_key(self) -> bytes:
-        """The secret key: the setting, or the data dir's key file (created, mode 0600)."""
+        """The secret key: the setting, or the data dir's key file (created, mode 0600, in the
+        data directory, mode 0700: both tightened when an earlier run left them wider)."""
         if self.secret_key is not None:
             return self.secret_key.get_secret_value().encode()
-        path = self.data_dir / _SECRET_KEY_FILE
+        path = private_dir(self.data_dir) / _SECRET_KEY_FILE
         if path.exists():
+            tighten(path, 0o600)
             return path.read_bytes().strip()
-        self.data_dir.mkdir(parents=True, exist_ok=True)
         key = secrets.token_urlsafe(32).encode()
-        # O_EXCL: two processes starting at once must not each write their own key.
+        # Exclusive: two processes starting at once must not each write their own key.
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            write_private(path, key, exclusive=True)
         except FileExistsError:
             return path.read_bytes().strip()
-        with os.fdopen(fd, "wb") as file:
-            file.write(key)
         return key
 
 

@@ -37,11 +37,18 @@ def test_reserialised_json_does_not_verify() -> None:
     assert not verify_signature(SECRET, reserialised, _sign(raw))
 
 
-def test_legacy_sha1_and_uppercase_hex() -> None:
+def test_uppercase_hex_is_accepted() -> None:
     raw = _meta_bytes(EVENT)
-    assert verify_signature(SECRET, raw, _sign(raw, "sha1"))
     algorithm, digest = _sign(raw).split("=")
     assert verify_signature(SECRET, raw, f"{algorithm}={digest.upper()}")
+
+
+def test_sha1_is_refused_even_when_correct() -> None:
+    # docs/webhooks.md: only HMAC-SHA256 authenticates a webhook; a correct SHA-1 (the legacy
+    # `X-Hub-Signature` value, or `sha1=` put into X-Hub-Signature-256) does not.
+    raw = _meta_bytes(EVENT)
+    assert not verify_signature(SECRET, raw, _sign(raw, "sha1"))
+    assert not verify_signature(SECRET, raw, _sign(raw, "sha1").upper())
 
 
 def test_rejections() -> None:

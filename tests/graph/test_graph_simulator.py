@@ -382,7 +382,7 @@ async def test_scenario_11_webhook_signature_over_raw_bytes(sim: Sim) -> None:
     headers, raw = receiver.posts[0]
     assert raw.isascii() and b"\\/" in raw  # Meta's escaping: the re-serialised JSON differs
     assert verify_signature(WEBHOOK_SECRET, raw, headers["x-hub-signature-256"])
-    assert verify_signature(WEBHOOK_SECRET, raw, headers["x-hub-signature"])
+    assert not verify_signature(WEBHOOK_SECRET, raw, headers["x-hub-signature"])  # SHA-1: refused
     assert json.loads(raw)["entry"][0]["messaging"][0]["message"]["text"] == text
     reserialised = json.dumps(json.loads(raw), ensure_ascii=False).encode()
     assert not verify_signature(WEBHOOK_SECRET, reserialised, headers["x-hub-signature-256"])

@@ -1,4 +1,4 @@
-"""Page credentials, `appsecret_proof` and webhook signature checks.
+"""Page credentials, `appsecret_proof` and webhook signature checks (HMAC-SHA256 only).
 
 Nothing here ever puts a token or secret into a repr, a str or a log line.
 """
@@ -67,20 +67,18 @@ def appsecret_proof(access_token: str, app_secret: str) -> str:
 
 
 def verify_signature(app_secret: str, raw_body: bytes, header: str | None) -> bool:
-    """Check an `X-Hub-Signature-256` (`sha256=<hex>`) or legacy `X-Hub-Signature` (`sha1=<hex>`) header.
+    """Check an `X-Hub-Signature-256` header: `sha256=<hex>`, HMAC-SHA256 of the raw bytes.
 
-    The HMAC is over the exact raw request bytes: Meta escapes non-ASCII as \\uXXXX and `/`
-    as `\\/`, so re-serialised JSON would not match (spec 6.3). Constant-time comparison.
+    Only SHA-256 authenticates: a `sha1=` value (the legacy `X-Hub-Signature`, even when put
+    into this header and correct) is refused. The HMAC is over the exact raw request bytes:
+    Meta escapes non-ASCII as \\uXXXX and `/` as `\\/`, so re-serialised JSON would not
+    match (spec 6.3). Constant-time comparison.
     """
     if not app_secret or not header or "=" not in header:
         return False
     algorithm, _, received = header.strip().partition("=")
-    algorithm = algorithm.strip().lower()
-    if algorithm == "sha256":
-        digest = hmac.new(app_secret.encode(), raw_body, hashlib.sha256).hexdigest()
-    elif algorithm == "sha1":
-        digest = hmac.new(app_secret.encode(), raw_body, hashlib.sha1).hexdigest()
-    else:
+    if algorithm.strip().lower() != "sha256":
         return False
+    digest = hmac.new(app_secret.encode(), raw_body, hashlib.sha256).hexdigest()
     # Hex case carries no information; Meta sends lowercase.
     return hmac.compare_digest(digest.encode(), received.strip().lower().encode("ascii", "replace"))

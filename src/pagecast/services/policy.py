@@ -50,11 +50,14 @@ def block_reason(reason: str) -> str:
 
 async def apply(session: AsyncSession, page_id: int, enforcement: Any, at: datetime) -> Applied:
     """Apply one `policy_enforcement` object of the Page, made by Facebook at `at`."""
-    if not isinstance(enforcement, dict) or enforcement.get("action") not in ACTIONS:
+    if not isinstance(enforcement, dict) or not any(
+        enforcement.get("action") == known for known in ACTIONS
+    ):
         action = enforcement.get("action") if isinstance(enforcement, dict) else None
         return Applied(note=f"policy enforcement action {action!r} is not one of {ACTIONS}")
     action = enforcement["action"]
-    reason = str(enforcement.get("reason") or "").strip() or _NO_REASON
+    # Text a person reads, stored as is (NUL removed: PostgreSQL refuses it in text).
+    reason = str(enforcement.get("reason") or "").replace("\x00", "").strip() or _NO_REASON
     # Locked: two runners applying a block and an unblock of one Page take turns, so the
     # newer one always ends in force.
     page = await session.scalar(

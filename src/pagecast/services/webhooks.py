@@ -83,11 +83,15 @@ def page_ids(body: Any) -> list[str]:
 
 
 def event_time(value: Any) -> datetime | None:
-    """Epoch milliseconds (or seconds, which Meta sometimes sends: values below 1e12)."""
-    if not isinstance(value, int | float) or value <= 0:
+    """Epoch milliseconds (or seconds, which Meta sometimes sends: values below 1e12); None
+    for anything else, a time outside what a datetime holds included."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
         return None
     seconds = value if value < 1e12 else value / 1000
-    return datetime.fromtimestamp(seconds, UTC)
+    try:
+        return datetime.fromtimestamp(seconds, UTC)
+    except (OverflowError, ValueError, OSError):
+        return None
 
 
 def _kind(event: dict[str, Any]) -> str:
@@ -132,6 +136,17 @@ def _key(page: str, psid: str | None, kind: str, event: dict[str, Any]) -> str:
     return f"{kind}:{page}:{digest}"
 
 
+_ID_LENGTH = 64  # the columns that hold Facebook ids (Page ids, PSIDs)
+
+
+def _an_id(value: Any, what: str) -> str:
+    """A Facebook id from a body, or ValueError saying why it cannot be one."""
+    text = str(value)
+    if len(text) > _ID_LENGTH or "\x00" in text:
+        raise ValueError(f"{what} is not a Facebook id (at most {_ID_LENGTH} characters, no NUL)")
+    return text
+
+
 def _events(body: dict[str, Any]) -> list[dict[str, Any]]:
     rows: dict[str, dict[str, Any]] = {}
     if body.get("object") != "page":
@@ -139,7 +154,7 @@ def _events(body: dict[str, Any]) -> list[dict[str, Any]]:
     for entry in body.get("entry") or []:
         if not isinstance(entry, dict) or entry.get("id") is None:
             continue
-        page = str(entry["id"])
+        page = _an_id(entry["id"], "entry.id")
         # Standby events (another app owns the thread) have the same shapes.
         for field in ("messaging", "standby"):
             for event in entry.get(field) or []:
@@ -147,7 +162,11 @@ def _events(body: dict[str, Any]) -> list[dict[str, Any]]:
                     continue
                 kind = _kind(event)
                 psid = _psid(event, kind)
+                if psid is not None:
+                    _an_id(psid, f"entry.{field}.sender.id")
                 key = _key(page, psid, kind, event)
+                if "\x00" in key:
+                    raise ValueError(f"entry.{field}: a message id contains a NUL character")
                 # The same event twice in one POST (two entries) is stored once.
                 rows.setdefault(
                     key,
@@ -187,20 +206,23 @@ async def store(session: AsyncSession, body: dict[str, Any]) -> list[WebhookEven
 
 async def store_many(
     session: AsyncSession, bodies: Sequence[dict[str, Any]]
-) -> list[list[int] | None]:
+) -> list[list[int] | str]:
     """Store the events of several bodies at once (the webhook intake's batches).
 
     For each body, the ids of its events not seen before (an event in two bodies counts for
-    the first), or None when the body could not be read (nothing of it is stored).
+    the first), or, when the body could not be read, why (nothing of it is stored).
     """
     owner: dict[str, int] = {}
     unique: list[dict[str, Any]] = []
-    found: list[list[int] | None] = []
+    found: list[list[int] | str] = []
     for i, body in enumerate(bodies):
         try:
             rows = _events(body)
-        except (AttributeError, KeyError, TypeError, ValueError):
-            found.append(None)
+        except ValueError as exc:
+            found.append(f"The webhook body is not a Messenger webhook: {exc}")
+            continue
+        except (AttributeError, KeyError, TypeError, RecursionError):
+            found.append("The webhook body is not a Messenger webhook")
             continue
         found.append([])
         for row in rows:
@@ -219,7 +241,7 @@ async def store_many(
         )
         for event_id, key in result:
             ids = found[owner[key]]
-            assert ids is not None
+            assert isinstance(ids, list)
             ids.append(event_id)
     return found
 
@@ -249,7 +271,8 @@ async def process(session: AsyncSession, event: WebhookEvent) -> Result:
         contact = await _touch(session, page, event.psid, min(at, event.received_at))
         opted_out = False
         if event.kind == MESSAGE:
-            opted_out = await _keywords(session, page, contact, payload["message"].get("text"), at)
+            text = payload["message"].get("text")
+            opted_out = await _keywords(session, page, contact, text, at)
         return Result(
             page_id=page.id,
             contact_id=contact.id,
@@ -303,7 +326,7 @@ async def _keywords(
     session: AsyncSession, page: Page, contact: Contact, text: str | None, at: datetime
 ) -> bool:
     """Apply an opt-out or opt-in keyword; True when this message opted the contact out."""
-    if not text:
+    if not text or not isinstance(text, str):
         return False
     said = _normalise(text)
     opt_out = {_normalise(k) for k in (page.opt_out_keywords or DEFAULT_OPT_OUT_KEYWORDS)}
@@ -363,7 +386,12 @@ async def _receipt(
         return Result(reason=f"no contact {psid} on Page {page.id}; ignored")
     receipts.note(contact, kind, watermark)
     await session.flush()
-    mids = [str(m) for m in receipt.get("mids") or []] if kind == DELIVERY else []
+    listed = receipt.get("mids") if kind == DELIVERY else None
+    mids = (
+        [m for m in listed if isinstance(m, str) and "\x00" not in m]
+        if isinstance(listed, list)
+        else []
+    )
     await receipts.advance(session, contact.id, kind, watermark, mids)
     return Result()
 
@@ -410,11 +438,22 @@ async def _echo_stream_live(session: AsyncSession, page: Page, claimed_at: datet
         batch[page.id] = claimed_at
 
 
+def _our_delivery_id(metadata: Any) -> bool:
+    """A delivery id as Pagecast writes it into `message.metadata`: ASCII digits that fit
+    the 64-bit id column."""
+    return (
+        isinstance(metadata, str)
+        and metadata.isascii()
+        and metadata.isdigit()
+        and int(metadata) < 2**63
+    )
+
+
 async def _echo(
     session: AsyncSession, page: Page, psid: str, message: dict[str, Any], at: datetime
 ) -> Result:
     metadata, mid = message.get("metadata"), message.get("mid")
-    if not isinstance(metadata, str) or not metadata.isdigit() or not mid:
+    if not _our_delivery_id(metadata) or not isinstance(mid, str) or not mid:
         return Result(reason="echo without our metadata (another app or the Page Inbox)")
     contact = await _contact(session, page, psid, create=False)
     if contact is None:

@@ -24,6 +24,8 @@ from pagecast.web.api import (
     users,
     webhooks,
 )
+from pagecast.web.body_limit import BodyLimit
+from pagecast.web.security_headers import SecurityHeaders
 
 __all__ = ["create_app"]
 
@@ -53,6 +55,9 @@ def create_app(
     )
     app.state.context = context
     errors.install(app)
+    app.add_middleware(BodyLimit, settings=context.settings)
+    https = (context.settings.public_url or "").lower().startswith("https://")
+    app.add_middleware(SecurityHeaders, https=https)  # outermost: also on the 413s
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, Any]:

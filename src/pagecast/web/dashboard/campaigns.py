@@ -6,15 +6,13 @@ the page hides buttons a role may not use, and the server checks the permission 
 
 from __future__ import annotations
 
-import csv
-import io
-from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
 
 from pagecast import actions
+from pagecast.csv_export import csv_lines
 from pagecast.errors import NotFound
 from pagecast.models import CampaignStatus, DeliveryStatus
 from pagecast.permissions import Permission
@@ -212,36 +210,20 @@ async def delivery_csv(
         await campaigns.get(session, campaign_id)
         rows, _ = await reports.deliveries(session, campaign_id, limit=None, **filters)
 
-    async def lines() -> AsyncIterator[str]:
-        buffer = io.StringIO()
-        writer = csv.writer(buffer)
-        writer.writerow(
-            ["psid", "first_name", "last_name", "status", "reason", "error_code", "error_subcode",
-             "error_message", "attempts", "sent_at", "delivered_at", "read_at"]
-        )  # fmt: skip
-        for row in rows:
-            d, c = row.delivery, row.contact
-            writer.writerow(
-                [c.psid, _cell(c.first_name), _cell(c.last_name), d.status.value, d.reason or "",
-                 d.error_code or "", d.error_subcode or "", _cell(d.error_message), d.attempts,
-                 d.sent_at or "", d.delivered_at or "", d.read_at or ""]
-            )  # fmt: skip
-            yield buffer.getvalue()
-            buffer.seek(0)
-            buffer.truncate()
-        yield buffer.getvalue()
-
+    header = ["psid", "first_name", "last_name", "status", "reason", "error_code"]
+    header += ["error_subcode", "error_message", "attempts", "sent_at", "delivered_at", "read_at"]
+    lines = csv_lines(header, (_csv_values(row.delivery, row.contact) for row in rows))
     return StreamingResponse(
-        lines(),
+        lines,
         media_type="text/csv",
         headers={"Content-Disposition": f'attachment; filename="campaign-{campaign_id}.csv"'},
     )
 
 
-def _cell(value: str | None) -> str:
-    # A cell starting with = + - @ is a formula in spreadsheets: keep it text (CSV injection).
-    text = value or ""
-    return "'" + text if text[:1] in ("=", "+", "-", "@") else text
+def _csv_values(d: Any, c: Any) -> list[Any]:
+    person = [c.psid, c.first_name, c.last_name]
+    outcome = [d.status.value, d.reason, d.error_code, d.error_subcode, d.error_message]
+    return [*person, *outcome, d.attempts, d.sent_at, d.delivered_at, d.read_at]
 
 
 @router.post("/campaigns/{campaign_id}/{action}")

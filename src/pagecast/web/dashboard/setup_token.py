@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 import secrets
 from pathlib import Path
+
+from pagecast.private_files import private_dir, write_private
 
 __all__ = ["check", "consume", "issue"]
 
@@ -24,12 +25,8 @@ def _digest(token: str) -> str:
 
 def issue(data_dir: Path) -> str:
     """A fresh token (replacing any earlier one); returns it for printing."""
-    data_dir.mkdir(parents=True, exist_ok=True)
     token = secrets.token_urlsafe(24)
-    path = data_dir / _FILE
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(_digest(token))
+    write_private(private_dir(data_dir) / _FILE, _digest(token).encode())
     return token
 
 

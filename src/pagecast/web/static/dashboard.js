@@ -19,6 +19,22 @@
     text.dispatchEvent(new Event("input", { bubbles: true }));
   });
 
+  // Bar widths come as data-width (a percentage): the Content-Security-Policy allows no
+  // inline style attribute, but a script of ours may set the style.
+  function widths(root) {
+    root.querySelectorAll("[data-width]").forEach(function (el) {
+      el.style.width = Math.max(0, Math.min(100, parseFloat(el.dataset.width) || 0)) + "%";
+    });
+  }
+  document.addEventListener("DOMContentLoaded", function () { widths(document); });
+  document.addEventListener("htmx:load", function (event) { widths(event.detail.elt); });
+
+  // "Go back" links: back in history when there is one, else their own href.
+  document.addEventListener("click", function (event) {
+    var back = event.target.closest("[data-back]");
+    if (back && window.history.length > 1) { event.preventDefault(); window.history.back(); }
+  });
+
   // HTMX swaps only 2xx answers: show an error fragment from the server anyway.
   document.addEventListener("htmx:beforeSwap", function (event) {
     if (event.detail.xhr.status >= 400) { event.detail.shouldSwap = true; event.detail.isError = false; }
