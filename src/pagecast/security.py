@@ -85,7 +85,9 @@ class Vault:
     def read_session(self, cookie: str) -> int | None:
         """The user id of a valid, unexpired session cookie, else None."""
         payload, _, mac = cookie.rpartition(".")
-        if not payload or not hmac.compare_digest(mac, self._mac(payload)):
+        # Bytes: compare_digest raises TypeError on a str with non-ASCII characters, and a
+        # cookie is whatever the client sent.
+        if not payload or not hmac.compare_digest(mac.encode(), self._mac(payload).encode()):
             return None
         user_id, expires, _nonce = payload.split(".", 2)
         if int(expires) < time.time():

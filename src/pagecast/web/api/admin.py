@@ -6,7 +6,7 @@ import json
 import time
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Query, Response
 from fastapi.responses import PlainTextResponse
 from sqlalchemy import func, select, text
 
@@ -100,11 +100,13 @@ async def health(actor: Admin, ctx: ContextDep) -> dict[str, Any]:
 
 
 @router.get("/api/admin/queue")
-async def queue_overview(actor: Admin, ctx: ContextDep, limit: int = 50) -> dict[str, Any]:
+async def queue_overview(
+    actor: Admin, ctx: ContextDep, limit: Annotated[int, Query(ge=1, le=500)] = 50
+) -> dict[str, Any]:
     """Counts by state (the sending queue's, and the webhook queue's as `webhook_counts`),
     failed sending jobs with their reasons, and the workers."""
     queue = await ctx.queue.bull()
-    failed = await queue.getFailed(0, max(0, min(limit, 500) - 1))
+    failed = await queue.getFailed(0, limit - 1)
     return {
         "counts": await ctx.queue.counts(),
         "webhook_counts": await ctx.queue.webhook_counts(),

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request, Response
 
 from pagecast.errors import PagecastError, Unauthorized
 from pagecast.models import User
-from pagecast.schemas import Login, TokenCreate
+from pagecast.schemas import Id, Login, TokenCreate
 from pagecast.services import tokens, users
 from pagecast.web import render
 from pagecast.web.deps import SESSION_COOKIE, ActorDep, ContextDep
@@ -77,6 +77,6 @@ async def create_token(body: TokenCreate, actor: ActorDep, ctx: ContextDep) -> d
 
 
 @router.delete("/tokens/{token_id}")
-async def revoke_token(token_id: int, actor: ActorDep, ctx: ContextDep) -> dict[str, Any]:
+async def revoke_token(token_id: Id, actor: ActorDep, ctx: ContextDep) -> dict[str, Any]:
     async with ctx.db.transaction() as session:
         return render.token(await tokens.revoke(session, actor, token_id))

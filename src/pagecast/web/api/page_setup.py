@@ -8,6 +8,7 @@ from fastapi import APIRouter, Request
 
 from pagecast.errors import NotFound
 from pagecast.permissions import Actor, Permission
+from pagecast.schemas import Id
 from pagecast.services import page_syncs, webhook_setup
 from pagecast.web.deps import ContextDep, require
 
@@ -20,7 +21,7 @@ Syncer = Annotated[Actor, require(Permission.CONTACTS_WRITE)]
 
 
 @router.post("/pages/{page_id}/sync", status_code=202)
-async def start_sync(page_id: int, actor: Syncer, ctx: ContextDep) -> dict[str, Any]:
+async def start_sync(page_id: Id, actor: Syncer, ctx: ContextDep) -> dict[str, Any]:
     """Start syncing the Page's audience from its conversations, in the background.
 
     409 while another sync of the Page runs; follow it with GET.
@@ -29,7 +30,7 @@ async def start_sync(page_id: int, actor: Syncer, ctx: ContextDep) -> dict[str, 
 
 
 @router.get("/pages/{page_id}/sync")
-async def get_sync(page_id: int, actor: Reader, ctx: ContextDep) -> dict[str, Any]:
+async def get_sync(page_id: Id, actor: Reader, ctx: ContextDep) -> dict[str, Any]:
     """The Page's latest sync: state, counters, timings and error."""
     async with ctx.db.transaction() as session:
         sync = await page_syncs.latest(session, page_id)
@@ -44,7 +45,7 @@ async def get_sync(page_id: int, actor: Reader, ctx: ContextDep) -> dict[str, An
 
 @router.get("/pages/{page_id}/webhook")
 async def webhook_help(
-    page_id: int, actor: Reader, ctx: ContextDep, request: Request
+    page_id: Id, actor: Reader, ctx: ContextDep, request: Request
 ) -> dict[str, Any]:
     """What to enter in the Facebook app's webhook setup, and whether events arrive.
 

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Response
 
 from pagecast.permissions import Actor, Permission
-from pagecast.schemas import PageCreate, PageUpdate
+from pagecast.schemas import Id, PageCreate, PageUpdate
 from pagecast.services import pages
 from pagecast.web import render
 from pagecast.web.deps import ContextDep, require
@@ -38,14 +38,14 @@ async def connect_page(body: PageCreate, actor: Writer, ctx: ContextDep) -> dict
 
 
 @router.get("/pages/{page_id}")
-async def get_page(page_id: int, actor: Reader, ctx: ContextDep) -> dict[str, Any]:
+async def get_page(page_id: Id, actor: Reader, ctx: ContextDep) -> dict[str, Any]:
     async with ctx.db.transaction() as session:
         return render.page(await pages.get(session, page_id))
 
 
 @router.patch("/pages/{page_id}")
 async def update_page(
-    page_id: int, body: PageUpdate, actor: Writer, ctx: ContextDep
+    page_id: Id, body: PageUpdate, actor: Writer, ctx: ContextDep
 ) -> dict[str, Any]:
     async with ctx.db.transaction() as session:
         return render.page(
@@ -55,7 +55,7 @@ async def update_page(
 
 @router.delete("/pages/{page_id}")
 async def delete_page(
-    page_id: int, actor: Writer, ctx: ContextDep, response: Response
+    page_id: Id, actor: Writer, ctx: ContextDep, response: Response
 ) -> dict[str, Any] | None:
     async with ctx.db.transaction() as session:
         page = await pages.delete(session, actor, page_id)

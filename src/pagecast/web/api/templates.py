@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter
 
 from pagecast.permissions import Actor, Permission
-from pagecast.schemas import TemplateCreate, TemplateUpdate
+from pagecast.schemas import Id, TemplateCreate, TemplateUpdate
 from pagecast.services import templates
 from pagecast.web import render
 from pagecast.web.deps import ContextDep, require
@@ -30,20 +30,20 @@ async def create_template(body: TemplateCreate, actor: Writer, ctx: ContextDep) 
 
 
 @router.get("/templates/{template_id}")
-async def get_template(template_id: int, actor: Reader, ctx: ContextDep) -> dict[str, Any]:
+async def get_template(template_id: Id, actor: Reader, ctx: ContextDep) -> dict[str, Any]:
     async with ctx.db.transaction() as session:
         return render.template(await templates.get(session, template_id))
 
 
 @router.patch("/templates/{template_id}")
 async def update_template(
-    template_id: int, body: TemplateUpdate, actor: Writer, ctx: ContextDep
+    template_id: Id, body: TemplateUpdate, actor: Writer, ctx: ContextDep
 ) -> dict[str, Any]:
     async with ctx.db.transaction() as session:
         return render.template(await templates.update(session, actor, template_id, body))
 
 
 @router.delete("/templates/{template_id}", status_code=204)
-async def delete_template(template_id: int, actor: Writer, ctx: ContextDep) -> None:
+async def delete_template(template_id: Id, actor: Writer, ctx: ContextDep) -> None:
     async with ctx.db.transaction() as session:
         await templates.delete(session, actor, template_id)

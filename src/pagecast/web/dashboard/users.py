@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from pagecast.errors import PagecastError
 from pagecast.models import Role, User
 from pagecast.permissions import Permission
-from pagecast.schemas import TokenCreate, UserCreate, UserUpdate
+from pagecast.schemas import Id, TokenCreate, UserCreate, UserUpdate
 from pagecast.services import tokens, users
 from pagecast.web.dashboard.base import DashboardRoute, ViewerDep, page, redirect
 from pagecast.web.deps import ContextDep
@@ -81,17 +81,19 @@ async def create_user(request: Request, viewer: ViewerDep, ctx: ContextDep) -> R
 
 @router.post("/users/{user_id}")
 async def update_user(
-    user_id: int, request: Request, viewer: ViewerDep, ctx: ContextDep
+    user_id: Id, request: Request, viewer: ViewerDep, ctx: ContextDep
 ) -> Response:
     """Change the role, the send permission, or (de)activate."""
     viewer.actor.require(Permission.USERS_MANAGE)
     form = await request.form()
     try:
-        data = UserUpdate(
-            role=Role(str(form.get("role"))) if form.get("role") else None,
-            can_send=form.get("can_send") == "on",
-            is_active=form.get("is_active") == "on",
-        )
+        fields: dict[str, Any] = {
+            "can_send": form.get("can_send") == "on",
+            "is_active": form.get("is_active") == "on",
+        }
+        if form.get("role"):  # left out when not given: null is refused
+            fields["role"] = Role(str(form.get("role")))
+        data = UserUpdate(**fields)
         async with ctx.db.transaction() as session:
             await users.update(session, viewer.actor, user_id, data)
     except (ValidationError, PagecastError) as exc:
@@ -117,7 +119,7 @@ async def create_token(request: Request, viewer: ViewerDep, ctx: ContextDep) -> 
 
 @router.post("/tokens/{token_id}/revoke")
 async def revoke_token(
-    token_id: int, request: Request, viewer: ViewerDep, ctx: ContextDep
+    token_id: Id, request: Request, viewer: ViewerDep, ctx: ContextDep
 ) -> Response:
     async with ctx.db.transaction() as session:
         await tokens.revoke(session, viewer.actor, token_id)
