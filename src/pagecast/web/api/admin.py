@@ -17,8 +17,9 @@ from pagecast.queue import HEARTBEAT_PREFIX, LATENCY_BUCKETS, METRICS_PREFIX
 from pagecast.services import pages
 from pagecast.web import render
 from pagecast.web.deps import ContextDep, require
+from pagecast.web.openapi import API_ERRORS, documented, errors
 
-router = APIRouter(tags=["operations"])
+router = APIRouter(tags=["operations"], responses=errors(*API_ERRORS))
 Admin = Annotated[Actor, require(Permission.ADMIN)]
 _STATUSES = tuple(status.value for status in DeliveryStatus)
 
@@ -53,7 +54,7 @@ async def _workers(ctx: AppContext) -> list[dict[str, Any]]:
     return sorted((json.loads(b) for b in beats if b), key=lambda w: str(w["id"]))
 
 
-@router.get("/readyz")
+@router.get("/readyz", **documented(None, 503))
 async def readyz(ctx: ContextDep, response: Response) -> dict[str, Any]:
     """Readiness: the database and Redis answer. No authentication; no details beyond ok."""
     database, redis = await _database(ctx), await _redis(ctx)
@@ -62,7 +63,7 @@ async def readyz(ctx: ContextDep, response: Response) -> dict[str, Any]:
     return {"ok": ready, "database": database["ok"], "redis": redis["ok"]}
 
 
-@router.get("/api/admin/health")
+@router.get("/api/admin/health", **documented(None))
 async def health(actor: Admin, ctx: ContextDep) -> dict[str, Any]:
     """Database, Redis, workers, queue counts (sending and webhook queues) and each Page's
     state, policy enforcement and throttle."""
@@ -99,7 +100,7 @@ async def health(actor: Admin, ctx: ContextDep) -> dict[str, Any]:
     return body
 
 
-@router.get("/api/admin/queue")
+@router.get("/api/admin/queue", **documented(None, 503))
 async def queue_overview(
     actor: Admin, ctx: ContextDep, limit: Annotated[int, Query(ge=1, le=500)] = 50
 ) -> dict[str, Any]:
@@ -126,7 +127,7 @@ async def queue_overview(
     }
 
 
-@router.post("/api/admin/queue/{action}")
+@router.post("/api/admin/queue/{action}", **documented(None, 503))
 async def queue_action(action: str, actor: Admin, ctx: ContextDep) -> dict[str, Any]:
     """`retry-failed` (failed jobs run again), `clean` (forget completed and failed jobs),
     `pause` and `resume` (every worker stops or starts taking jobs)."""
@@ -156,7 +157,11 @@ def _line(name: str, value: float, **labels: Any) -> str:
     return f"{name}{{{shown}}} {value}" if shown else f"{name} {value}"
 
 
-@router.get("/metrics", response_class=PlainTextResponse)
+@router.get(
+    "/metrics",
+    response_class=PlainTextResponse,
+    responses=errors(*API_ERRORS, 503, text_route=True),
+)
 async def metrics(actor: Admin, ctx: ContextDep) -> PlainTextResponse:
     """Prometheus text format: deliveries by status and Page, queue depth, workers, throttles,
     and the Send API latency histogram."""

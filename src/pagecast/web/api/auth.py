@@ -10,11 +10,12 @@ from pagecast.errors import PagecastError, Unauthorized
 from pagecast.models import User
 from pagecast.schemas import Id, Login, TokenCreate
 from pagecast.services import tokens, users
-from pagecast.web import render
+from pagecast.web import openapi, render
 from pagecast.web.deps import SESSION_COOKIE, ActorDep, ContextDep
 from pagecast.web.login_limit import keys_for, limiter_of
+from pagecast.web.openapi import API_ERRORS, documented, errors
 
-router = APIRouter(prefix="/api", tags=["auth"])
+router = APIRouter(prefix="/api", tags=["auth"], responses=errors(*API_ERRORS))
 SESSION_TTL = 14 * 86_400
 
 
@@ -23,7 +24,7 @@ class TooManyAttempts(PagecastError):
     code = "too_many_attempts"
 
 
-@router.post("/auth/login")
+@router.post("/auth/login", **documented(openapi.LoginOut, 429))
 async def login(
     body: Login, request: Request, response: Response, ctx: ContextDep
 ) -> dict[str, Any]:
@@ -49,25 +50,25 @@ async def login(
     return {"user": render.user(user), "csrf_token": ctx.vault.csrf_token(cookie)}
 
 
-@router.post("/auth/logout", status_code=204)
+@router.post("/auth/logout", **documented(None, status=204))
 async def logout(actor: ActorDep, response: Response) -> None:
     response.delete_cookie(SESSION_COOKIE)
 
 
-@router.get("/me")
+@router.get("/me", **documented(openapi.MeOut))
 async def me(actor: ActorDep, ctx: ContextDep) -> dict[str, Any]:
     async with ctx.db.transaction() as session:
         user = await users.get(session, actor.user_id or 0)
         return render.user(user) | {"permissions": sorted(p.value for p in actor.permissions)}
 
 
-@router.get("/tokens")
+@router.get("/tokens", **documented(openapi.TokenList))
 async def list_tokens(actor: ActorDep, ctx: ContextDep) -> dict[str, Any]:
     async with ctx.db.transaction() as session:
         return {"items": [render.token(t) for t in await tokens.list_for(session, actor)]}
 
 
-@router.post("/tokens", status_code=201)
+@router.post("/tokens", **documented(openapi.NewTokenOut, status=201))
 async def create_token(body: TokenCreate, actor: ActorDep, ctx: ContextDep) -> dict[str, Any]:
     async with ctx.db.transaction() as session:
         user = await session.get(User, actor.user_id)
@@ -76,7 +77,7 @@ async def create_token(body: TokenCreate, actor: ActorDep, ctx: ContextDep) -> d
     return render.token(row) | {"token": raw, "note": "Shown once; store it now."}
 
 
-@router.delete("/tokens/{token_id}")
+@router.delete("/tokens/{token_id}", **documented(openapi.TokenOut))
 async def revoke_token(token_id: Id, actor: ActorDep, ctx: ContextDep) -> dict[str, Any]:
     async with ctx.db.transaction() as session:
         return render.token(await tokens.revoke(session, actor, token_id))

@@ -19,19 +19,21 @@ from pagecast.models import CampaignStatus
 from pagecast.permissions import Actor, Permission
 from pagecast.schemas import CampaignCreate, CampaignUpdate, Id, Int32, Line
 from pagecast.services import audience, audit, campaigns, content
-from pagecast.web import render
+from pagecast.web import openapi, render
 from pagecast.web.deps import ContextDep, require
+from pagecast.web.openapi import API_ERRORS, documented, errors
 
-router = APIRouter(prefix="/api", tags=["campaigns"])
+router = APIRouter(prefix="/api", tags=["campaigns"], responses=errors(*API_ERRORS))
 _FINAL = ("completed", "cancelled")
 _EVENT_INTERVAL = 1.0
 _RATE_TTL = 1.0
 Reader = Annotated[Actor, require(Permission.CAMPAIGNS_READ)]
 Writer = Annotated[Actor, require(Permission.CAMPAIGNS_WRITE)]
 Sender = Annotated[Actor, require(Permission.CAMPAIGNS_SEND)]
+_ACTION = documented(openapi.CampaignOut, 409, 503)  # actions need Redis (503 without)
 
 
-@router.get("/campaigns")
+@router.get("/campaigns", **documented(openapi.CampaignList))
 async def list_campaigns(
     actor: Reader,
     ctx: ContextDep,
@@ -57,7 +59,7 @@ async def list_campaigns(
         }
 
 
-@router.post("/campaigns", status_code=201)
+@router.post("/campaigns", **documented(openapi.CampaignOut, 409, status=201))
 async def create_campaign(body: CampaignCreate, actor: Writer, ctx: ContextDep) -> dict[str, Any]:
     async with ctx.db.transaction() as session:
         campaign = await campaigns.create(session, actor, body)
@@ -190,7 +192,7 @@ async def _read_progress(ctx: AppContext, campaign_id: int) -> dict[str, Any]:
         )
 
 
-@router.get("/campaigns/{campaign_id}")
+@router.get("/campaigns/{campaign_id}", **documented(openapi.CampaignProgressOut))
 async def get_campaign(campaign_id: Id, actor: Reader, ctx: ContextDep) -> dict[str, Any]:
     """The campaign with its counts (O(1)), the send rate over the last minute (counted at
     most once a second per process) and an ETA."""
@@ -228,7 +230,7 @@ async def campaign_events(campaign_id: Id, actor: Reader, ctx: ContextDep) -> St
     )
 
 
-@router.patch("/campaigns/{campaign_id}")
+@router.patch("/campaigns/{campaign_id}", **documented(openapi.CampaignOut, 409))
 async def update_campaign(
     campaign_id: Id, body: CampaignUpdate, actor: Writer, ctx: ContextDep
 ) -> dict[str, Any]:
@@ -237,20 +239,22 @@ async def update_campaign(
         return render.campaign(campaign, campaigns.counts(campaign))
 
 
-@router.delete("/campaigns/{campaign_id}", status_code=204)
+@router.delete("/campaigns/{campaign_id}", **documented(None, 409, status=204))
 async def delete_campaign(campaign_id: Id, actor: Writer, ctx: ContextDep) -> None:
     async with ctx.db.transaction() as session:
         await campaigns.delete(session, actor, campaign_id)
 
 
-@router.post("/campaigns/{campaign_id}/duplicate", status_code=201)
+@router.post(
+    "/campaigns/{campaign_id}/duplicate", **documented(openapi.CampaignOut, 409, status=201)
+)
 async def duplicate_campaign(campaign_id: Id, actor: Writer, ctx: ContextDep) -> dict[str, Any]:
     async with ctx.db.transaction() as session:
         campaign = await campaigns.duplicate(session, actor, campaign_id)
         return render.campaign(campaign, campaigns.counts(campaign))
 
 
-@router.get("/campaigns/{campaign_id}/audience")
+@router.get("/campaigns/{campaign_id}/audience", **documented(openapi.PreviewOut))
 async def campaign_audience(campaign_id: Id, actor: Reader, ctx: ContextDep) -> dict[str, Any]:
     """Before sending: how many match, how many are eligible now, why the rest are not."""
     async with ctx.db.transaction() as session:
@@ -265,7 +269,7 @@ async def campaign_audience(campaign_id: Id, actor: Reader, ctx: ContextDep) -> 
         return render.preview(result, message)
 
 
-@router.get("/campaigns/{campaign_id}/audit")
+@router.get("/campaigns/{campaign_id}/audit", **documented(openapi.AuditList))
 async def campaign_audit(campaign_id: Id, actor: Reader, ctx: ContextDep) -> dict[str, Any]:
     async with ctx.db.transaction() as session:
         await campaigns.get(session, campaign_id)
@@ -273,39 +277,41 @@ async def campaign_audit(campaign_id: Id, actor: Reader, ctx: ContextDep) -> dic
         return {"items": [render.audit(r) for r in rows]}
 
 
-@router.post("/campaigns/{campaign_id}/start", status_code=202)
+@router.post(
+    "/campaigns/{campaign_id}/start", **documented(openapi.CampaignOut, 409, 503, status=202)
+)
 async def start_campaign(campaign_id: Id, actor: Sender, ctx: ContextDep) -> dict[str, Any]:
     """Snapshot the audience and start sending; 503 (and nothing changed) when Redis is down."""
     campaign = await actions.start(ctx, actor, campaign_id)
     return render.campaign(campaign, campaigns.counts(campaign))
 
 
-@router.post("/campaigns/{campaign_id}/schedule")
+@router.post("/campaigns/{campaign_id}/schedule", **_ACTION)
 async def schedule_campaign(campaign_id: Id, actor: Sender, ctx: ContextDep) -> dict[str, Any]:
     """Start the campaign by itself at its `scheduled_at` (set it with PATCH first)."""
     campaign = await actions.schedule(ctx, actor, campaign_id)
     return render.campaign(campaign, campaigns.counts(campaign))
 
 
-@router.post("/campaigns/{campaign_id}/pause")
+@router.post("/campaigns/{campaign_id}/pause", **_ACTION)
 async def pause_campaign(campaign_id: Id, actor: Sender, ctx: ContextDep) -> dict[str, Any]:
     campaign = await actions.pause(ctx, actor, campaign_id)
     return render.campaign(campaign, campaigns.counts(campaign))
 
 
-@router.post("/campaigns/{campaign_id}/resume")
+@router.post("/campaigns/{campaign_id}/resume", **_ACTION)
 async def resume_campaign(campaign_id: Id, actor: Sender, ctx: ContextDep) -> dict[str, Any]:
     campaign = await actions.resume(ctx, actor, campaign_id)
     return render.campaign(campaign, campaigns.counts(campaign))
 
 
-@router.post("/campaigns/{campaign_id}/cancel")
+@router.post("/campaigns/{campaign_id}/cancel", **_ACTION)
 async def cancel_campaign(campaign_id: Id, actor: Sender, ctx: ContextDep) -> dict[str, Any]:
     campaign = await actions.cancel(ctx, actor, campaign_id)
     return render.campaign(campaign, campaigns.counts(campaign))
 
 
-@router.post("/campaigns/{campaign_id}/retry-failed")
+@router.post("/campaigns/{campaign_id}/retry-failed", **documented(openapi.RetriedOut, 409, 503))
 async def retry_failed(
     campaign_id: Id,
     actor: Sender,

@@ -12,10 +12,11 @@ from pagecast.errors import InvalidInput, PagecastError
 from pagecast.permissions import Actor, Permission
 from pagecast.schemas import ContactCreate, ContactUpdate, Id, Line
 from pagecast.services import contact_import, contacts
-from pagecast.web import render
+from pagecast.web import openapi, render
 from pagecast.web.deps import ContextDep, require
+from pagecast.web.openapi import API_ERRORS, documented, errors
 
-router = APIRouter(prefix="/api", tags=["contacts"])
+router = APIRouter(prefix="/api", tags=["contacts"], responses=errors(*API_ERRORS))
 Reader = Annotated[Actor, require(Permission.CONTACTS_READ)]
 Writer = Annotated[Actor, require(Permission.CONTACTS_WRITE)]
 MAX_IMPORT_BYTES = 100 * 1024 * 1024
@@ -26,7 +27,7 @@ class PayloadTooLarge(PagecastError):
     code = "payload_too_large"
 
 
-@router.get("/pages/{page_id}/contacts")
+@router.get("/pages/{page_id}/contacts", **documented(openapi.ContactList))
 async def list_contacts(
     page_id: Id,
     actor: Reader,
@@ -57,7 +58,7 @@ async def list_contacts(
         }
 
 
-@router.post("/pages/{page_id}/contacts", status_code=201)
+@router.post("/pages/{page_id}/contacts", **documented(openapi.ContactOut, 409, status=201))
 async def create_contact(
     page_id: Id, body: ContactCreate, actor: Writer, ctx: ContextDep
 ) -> dict[str, Any]:
@@ -102,13 +103,13 @@ async def import_contacts(
     }
 
 
-@router.get("/contacts/{contact_id}")
+@router.get("/contacts/{contact_id}", **documented(openapi.ContactOut))
 async def get_contact(contact_id: Id, actor: Reader, ctx: ContextDep) -> dict[str, Any]:
     async with ctx.db.transaction() as session:
         return render.contact(await contacts.get(session, contact_id))
 
 
-@router.patch("/contacts/{contact_id}")
+@router.patch("/contacts/{contact_id}", **documented(openapi.ContactOut, 409))
 async def update_contact(
     contact_id: Id, body: ContactUpdate, actor: Writer, ctx: ContextDep
 ) -> dict[str, Any]:
@@ -116,7 +117,7 @@ async def update_contact(
         return render.contact(await contacts.update(session, actor, contact_id, body))
 
 
-@router.delete("/contacts/{contact_id}", status_code=204)
+@router.delete("/contacts/{contact_id}", **documented(None, status=204))
 async def delete_contact(contact_id: Id, actor: Writer, ctx: ContextDep) -> None:
     async with ctx.db.transaction() as session:
         await contacts.delete(session, actor, contact_id)

@@ -10,17 +10,19 @@ from pagecast.errors import NotFound
 from pagecast.permissions import Actor, Permission
 from pagecast.schemas import Id
 from pagecast.services import page_syncs, webhook_setup
+from pagecast.web import openapi
 from pagecast.web.deps import ContextDep, require
+from pagecast.web.openapi import API_ERRORS, documented, errors
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/api", tags=["pages"])
+router = APIRouter(prefix="/api", tags=["pages"], responses=errors(*API_ERRORS))
 Reader = Annotated[Actor, require(Permission.PAGES_READ)]
 # A sync creates and updates contacts.
 Syncer = Annotated[Actor, require(Permission.CONTACTS_WRITE)]
 
 
-@router.post("/pages/{page_id}/sync", status_code=202)
+@router.post("/pages/{page_id}/sync", **documented(openapi.SyncOut, 409, 502, status=202))
 async def start_sync(page_id: Id, actor: Syncer, ctx: ContextDep) -> dict[str, Any]:
     """Start syncing the Page's audience from its conversations, in the background.
 
@@ -29,7 +31,7 @@ async def start_sync(page_id: Id, actor: Syncer, ctx: ContextDep) -> dict[str, A
     return page_syncs.report(await ctx.syncs.start(actor, page_id))
 
 
-@router.get("/pages/{page_id}/sync")
+@router.get("/pages/{page_id}/sync", **documented(openapi.SyncOut))
 async def get_sync(page_id: Id, actor: Reader, ctx: ContextDep) -> dict[str, Any]:
     """The Page's latest sync: state, counters, timings and error."""
     async with ctx.db.transaction() as session:

@@ -9,32 +9,33 @@ from fastapi import APIRouter, Query
 from pagecast.permissions import Actor, Permission
 from pagecast.schemas import Id, Line, UserCreate, UserUpdate
 from pagecast.services import audit, users
-from pagecast.web import render
+from pagecast.web import openapi, render
 from pagecast.web.deps import ContextDep, require
+from pagecast.web.openapi import API_ERRORS, documented, errors
 
-router = APIRouter(prefix="/api", tags=["users"])
+router = APIRouter(prefix="/api", tags=["users"], responses=errors(*API_ERRORS))
 Admin = Annotated[Actor, require(Permission.USERS_MANAGE)]
 
 
-@router.get("/users")
+@router.get("/users", **documented(openapi.UserList))
 async def list_users(actor: Admin, ctx: ContextDep) -> dict[str, Any]:
     async with ctx.db.transaction() as session:
         return {"items": [render.user(u) for u in await users.list_all(session)]}
 
 
-@router.post("/users", status_code=201)
+@router.post("/users", **documented(openapi.UserOut, 409, status=201))
 async def create_user(body: UserCreate, actor: Admin, ctx: ContextDep) -> dict[str, Any]:
     async with ctx.db.transaction() as session:
         return render.user(await users.create(session, actor, body))
 
 
-@router.get("/users/{user_id}")
+@router.get("/users/{user_id}", **documented(openapi.UserOut))
 async def get_user(user_id: Id, actor: Admin, ctx: ContextDep) -> dict[str, Any]:
     async with ctx.db.transaction() as session:
         return render.user(await users.get(session, user_id))
 
 
-@router.patch("/users/{user_id}")
+@router.patch("/users/{user_id}", **documented(openapi.UserOut, 409))
 async def update_user(
     user_id: Id, body: UserUpdate, actor: Admin, ctx: ContextDep
 ) -> dict[str, Any]:
@@ -42,13 +43,13 @@ async def update_user(
         return render.user(await users.update(session, actor, user_id, body))
 
 
-@router.delete("/users/{user_id}", status_code=204)
+@router.delete("/users/{user_id}", **documented(None, 409, status=204))
 async def delete_user(user_id: Id, actor: Admin, ctx: ContextDep) -> None:
     async with ctx.db.transaction() as session:
         await users.delete(session, actor, user_id)
 
 
-@router.get("/audit")
+@router.get("/audit", **documented(openapi.AuditList))
 async def audit_log(
     actor: Admin,
     ctx: ContextDep,
