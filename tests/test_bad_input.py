@@ -217,3 +217,11 @@ async def test_dashboard_numbers_are_checked(
         form |= {"page_id": str(page.id), "audience_type": "contacts", "ids": f"1, {number}"}
         composed = await client.post("/campaigns/new", data=form)
         assert composed.status_code == 422 and 'class="field-error"' in composed.text
+
+
+async def test_dashboard_searches_refuse_nul(app: Any, db: Database, vault: Any) -> None:
+    page = await connected_page(db, vault)
+    async with await _dashboard(app, db) as client:
+        for path in ("/campaigns?q=a%00", f"/contacts?page_id={page.id}&tag=a%00"):
+            assert (await client.get(path)).status_code == 404, path
+        assert (await client.get("/contacts?q=a%0Ab")).status_code == 404
