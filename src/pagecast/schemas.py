@@ -139,15 +139,28 @@ class Input(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
 
 
+def _not_nullable(schema: dict[str, Any], model: type[BaseModel]) -> None:
+    # The document says what the validator does: no `null` for these fields.
+    for name in getattr(model, "not_null", ()):
+        field = schema.get("properties", {}).get(name, {})
+        options = [o for o in field.pop("anyOf", []) if o.get("type") != "null"]
+        if len(options) == 1:
+            field.update(options[0])
+        elif options:
+            field["anyOf"] = options
+        field.pop("default", None)
+
+
 class Patch(Input):
     """Base of a PATCH body: a field left out is unchanged; `null` is refused for the fields
-    in `_not_null` (their columns hold a value), naming the field."""
+    in `not_null` (their columns hold a value), naming the field."""
 
-    _not_null: ClassVar[tuple[str, ...]] = ()
+    model_config = ConfigDict(json_schema_extra=_not_nullable)
+    not_null: ClassVar[tuple[str, ...]] = ()
 
     @model_validator(mode="after")
     def _refuse_null(self) -> Patch:
-        for name in self._not_null:
+        for name in self.not_null:
             if name in self.model_fields_set and getattr(self, name) is None:
                 raise InvalidInput(
                     f"{name}: cannot be null; leave the field out to keep its value", field=name
@@ -304,7 +317,7 @@ class CampaignCreate(CampaignFields):
 class CampaignUpdate(Patch):
     """PATCH: only the fields given change; the result is validated as a whole."""
 
-    _not_null = ("name", "page_id", "messaging_type", "audience", "priority")
+    not_null = ("name", "page_id", "messaging_type", "audience", "priority")
 
     name: Name | None = None
     page_id: Id | None = None
@@ -339,7 +352,7 @@ class PageCreate(Input):
 
 
 class PageUpdate(Patch):
-    _not_null = ("name", "send_rate", "opt_out_keywords")
+    not_null = ("name", "send_rate", "opt_out_keywords")
 
     name: Name | None = None
     send_rate: Annotated[float, Field(gt=0, le=MAX_SEND_RATE)] | None = None
@@ -375,7 +388,7 @@ class ContactCreate(ContactFields):
 
 
 class ContactUpdate(ContactFields, Patch):
-    _not_null = ("opted_out", "unreachable")
+    not_null = ("opted_out", "unreachable")
 
 
 class TemplateCreate(Input):
@@ -384,7 +397,7 @@ class TemplateCreate(Input):
 
 
 class TemplateUpdate(Patch):
-    _not_null = ("name", "content")
+    not_null = ("name", "content")
 
     name: Name | None = None
     content: Content | None = None
@@ -406,7 +419,7 @@ class UserCreate(Input):
 
 
 class UserUpdate(Patch):
-    _not_null = ("role", "password", "can_send", "is_active")
+    not_null = ("role", "password", "can_send", "is_active")
 
     role: Role | None = None
     password: Annotated[Line, StringConstraints(min_length=8, max_length=1000)] | None = None
