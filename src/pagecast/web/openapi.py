@@ -42,6 +42,7 @@ __all__ = [
     "TokenOut",
     "UserList",
     "UserOut",
+    "WebhookHelpOut",
     "documented",
     "errors",
 ]
@@ -305,3 +306,29 @@ class SyncOut(_Out):
     contacts_created: int
     contacts_updated: int
     error: str | None
+
+
+class WebhookEventsOut(_Out):
+    last_received_at: datetime | None
+    last_24h: dict[str, int]  # events by kind
+    receiving: bool
+
+
+class WebhookHelpOut(_Out):
+    page_id: int
+    fb_page_id: str
+    callback_url: str
+    callback_url_from: Literal["PAGECAST_PUBLIC_URL", "request"]
+    verify_token_set: bool
+    verify_token: str | None
+    app_secret_set: bool
+    app_secret_from: Literal["page", "PAGECAST_APP_SECRET"] | None
+    fields: list[str]
+    events: WebhookEventsOut
+    warnings: list[str]
+
+
+class ReadyOut(_Out):
+    ok: bool
+    database: bool
+    redis: bool

@@ -15,7 +15,7 @@ from pagecast.models import Campaign, DeliveryStatus, Page
 from pagecast.permissions import Actor, Permission
 from pagecast.queue import HEARTBEAT_PREFIX, LATENCY_BUCKETS, METRICS_PREFIX
 from pagecast.services import pages
-from pagecast.web import render
+from pagecast.web import openapi, render
 from pagecast.web.deps import ContextDep, require
 from pagecast.web.openapi import API_ERRORS, documented, errors
 
@@ -54,7 +54,14 @@ async def _workers(ctx: AppContext) -> list[dict[str, Any]]:
     return sorted((json.loads(b) for b in beats if b), key=lambda w: str(w["id"]))
 
 
-@router.get("/readyz", **documented(None, 503))
+@router.get(
+    "/readyz",
+    response_model=None,
+    responses={
+        200: {"model": openapi.ReadyOut, "description": "Ready"},
+        503: {"model": openapi.ReadyOut, "description": "The database or Redis does not answer."},
+    },
+)
 async def readyz(ctx: ContextDep, response: Response) -> dict[str, Any]:
     """Readiness: the database and Redis answer. No authentication; no details beyond ok."""
     database, redis = await _database(ctx), await _redis(ctx)

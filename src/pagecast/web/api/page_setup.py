@@ -45,7 +45,7 @@ async def get_sync(page_id: Id, actor: Reader, ctx: ContextDep) -> dict[str, Any
     return page_syncs.report(sync)
 
 
-@router.get("/pages/{page_id}/webhook")
+@router.get("/pages/{page_id}/webhook", **documented(openapi.WebhookHelpOut))
 async def webhook_help(
     page_id: Id, actor: Reader, ctx: ContextDep, request: Request
 ) -> dict[str, Any]:
