@@ -15,12 +15,11 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-from factories import SECRET_KEY, create_user
+from factories import SECRET_KEY, clean, create_user
 from pagecast.db import Database, downgrade, upgrade
-from pagecast.models import Base, Role
+from pagecast.models import Role
 from pagecast.security import Vault
 from pagecast.settings import Settings, normalise_database_url
 from pagecast.web.app import create_app
@@ -90,16 +89,6 @@ async def database(database_url: str) -> AsyncIterator[Database]:
     await upgrade(db, "head")
     yield db
     await db.close()
-
-
-async def clean(db: Database) -> None:
-    tables = [t.name for t in reversed(Base.metadata.sorted_tables)]
-    async with db.transaction() as session:
-        if db.dialect == "postgresql":
-            await session.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
-        else:
-            for table in tables:
-                await session.execute(text(f"DELETE FROM {table}"))
 
 
 @pytest.fixture

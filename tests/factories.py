@@ -122,6 +122,17 @@ async def connected_page(
         )
 
 
+async def clean(db: Database) -> None:
+    """Empty every table (ids start again at 1 on PostgreSQL)."""
+    tables = [t.name for t in reversed(Base.metadata.sorted_tables)]
+    async with db.transaction() as session:
+        if db.dialect == "postgresql":
+            await session.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+        else:
+            for table in tables:
+                await session.execute(text(f"DELETE FROM {table}"))
+
+
 async def table_counts(db: Database) -> dict[str, int]:
     """Rows per table: tests of bad input assert this is unchanged."""
     async with db.transaction() as session:

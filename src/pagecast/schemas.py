@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
     AfterValidator,
@@ -24,6 +24,8 @@ from pagecast.models import MessagingType, Priority, Role
 
 __all__ = [
     "ALLOWED_TAGS",
+    "BIGINT_MAX",
+    "ID_MAX",
     "RETIRED_TAGS",
     "Audience",
     "CampaignCreate",
@@ -31,13 +33,18 @@ __all__ = [
     "ContactCreate",
     "ContactUpdate",
     "Content",
+    "Id",
+    "Int32",
+    "Line",
     "PageCreate",
     "PageUpdate",
     "TemplateCreate",
     "TemplateUpdate",
+    "Text",
     "TokenCreate",
     "UserCreate",
     "UserUpdate",
+    "parse_id",
 ]
 
 TEXT_LIMIT = 2000
@@ -47,14 +54,83 @@ RETIRED_TAGS = ("ACCOUNT_UPDATE", "CONFIRMED_EVENT_UPDATE", "POST_PURCHASE_UPDAT
 MAX_SEND_RATE = 300.0  # Meta's per-Page ceiling for text sends (graph-api.md §4.1)
 
 
+# Issue 17: one rule for every number that reaches the database (path, query, body, cursor,
+# dashboard form). Ids are INTEGER columns on PostgreSQL (32-bit; deliveries are BIGINT):
+# a larger number raised DataError (asyncpg) or OverflowError (SQLite, past 64 bits) as a 500.
+ID_MAX = 2**31 - 1
+BIGINT_MAX = 2**63 - 1
+Id = Annotated[int, Field(ge=1, le=ID_MAX, description="An id: 1 to 2^31-1.")]
+Int32 = Annotated[int, Field(ge=-ID_MAX - 1, le=ID_MAX)]
+
+
+def parse_id(text: str | None, maximum: int = ID_MAX) -> int | None:
+    """`text` as an id (ASCII digits, 1 to `maximum`), else None.
+
+    Not `str.isdigit()` alone: it accepts "²", which `int()` refuses, and "٣", read as 3.
+    """
+    if text is None or not (0 < len(text) <= 19) or not text.isascii() or not text.isdigit():
+        return None
+    value = int(text)
+    return value if 1 <= value <= maximum else None
+
+
+# NUL is refused by PostgreSQL text (asyncpg raised a 500), lone surrogates cannot be encoded
+# as UTF-8 (neither database stores them), and Messenger shows other C0 controls as nothing.
+_CONTROL_IN_TEXT = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
+_CONTROL_IN_LINE = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
+
+
+def _refuse(pattern: re.Pattern[str], value: str, what: str) -> str:
+    found = pattern.search(value)
+    if found is not None:
+        raise ValueError(
+            f"contains U+{ord(found.group()):04X} at position {found.start()}; {what} may not "
+            "hold NUL, control characters or unpaired surrogates; remove it"
+        )
+    return value
+
+
+def _text(value: str) -> str:
+    return _refuse(_CONTROL_IN_TEXT, value, "a text (line breaks and tabs are fine)")
+
+
+def _line(value: str) -> str:
+    return _refuse(_CONTROL_IN_LINE, value, "a one-line value")
+
+
+Text = Annotated[str, AfterValidator(_text)]
+Line = Annotated[str, AfterValidator(_line)]
+
+
 def _http_url(value: str) -> str:
     if not re.match(r"^https?://[^\s/$.?#][^\s]*$", value, re.IGNORECASE):
         raise ValueError("must be an http:// or https:// URL")
     return value
 
 
-HttpUrl = Annotated[str, StringConstraints(max_length=2000), AfterValidator(_http_url)]
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+HttpUrl = Annotated[Line, StringConstraints(max_length=2000), AfterValidator(_http_url)]
+Name = Annotated[Line, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+_PRINTABLE_ASCII = re.compile(r"[\x21-\x7e]+")
+
+
+def _page_token(value: str) -> str:
+    # Page tokens go into requests to Facebook: a non-ASCII one failed inside the HTTP client
+    # and was reported as "could not reach the Graph API".
+    if not _PRINTABLE_ASCII.fullmatch(value):
+        raise ValueError(
+            "this is not a Page access token (they are printable ASCII without spaces, e.g. "
+            "EAAB…); copy it again from the Facebook app's Messenger settings"
+        )
+    return value
+
+
+def _app_secret(value: str) -> str:
+    if not _PRINTABLE_ASCII.fullmatch(value):
+        raise ValueError(
+            "this is not an app secret (32 hexadecimal characters in the Facebook app's "
+            "Settings > Basic); copy it again"
+        )
+    return value
 
 
 class Input(BaseModel):
@@ -63,11 +139,40 @@ class Input(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
 
 
+def _not_nullable(schema: dict[str, Any], model: type[BaseModel]) -> None:
+    # The document says what the validator does: no `null` for these fields.
+    for name in getattr(model, "not_null", ()):
+        field = schema.get("properties", {}).get(name, {})
+        options = [o for o in field.pop("anyOf", []) if o.get("type") != "null"]
+        if len(options) == 1:
+            field.update(options[0])
+        elif options:
+            field["anyOf"] = options
+        field.pop("default", None)
+
+
+class Patch(Input):
+    """Base of a PATCH body: a field left out is unchanged; `null` is refused for the fields
+    in `not_null` (their columns hold a value), naming the field."""
+
+    model_config = ConfigDict(json_schema_extra=_not_nullable)
+    not_null: ClassVar[tuple[str, ...]] = ()
+
+    @model_validator(mode="after")
+    def _refuse_null(self) -> Patch:
+        for name in self.not_null:
+            if name in self.model_fields_set and getattr(self, name) is None:
+                raise InvalidInput(
+                    f"{name}: cannot be null; leave the field out to keep its value", field=name
+                )
+        return self
+
+
 class Button(Input):
     type: Literal["web_url", "postback"]
-    title: Annotated[str, StringConstraints(min_length=1, max_length=20)]
+    title: Annotated[Line, StringConstraints(min_length=1, max_length=20)]
     url: HttpUrl | None = None
-    payload: Annotated[str, StringConstraints(min_length=1, max_length=1000)] | None = None
+    payload: Annotated[Text, StringConstraints(min_length=1, max_length=1000)] | None = None
 
     @model_validator(mode="after")
     def _target(self) -> Button:
@@ -80,8 +185,8 @@ class Button(Input):
 
 class QuickReply(Input):
     content_type: Literal["text", "user_email", "user_phone_number"] = "text"
-    title: Annotated[str, StringConstraints(min_length=1, max_length=20)] | None = None
-    payload: Annotated[str, StringConstraints(min_length=1, max_length=1000)] | None = None
+    title: Annotated[Line, StringConstraints(min_length=1, max_length=20)] | None = None
+    payload: Annotated[Text, StringConstraints(min_length=1, max_length=1000)] | None = None
     image_url: HttpUrl | None = None
 
     @model_validator(mode="after")
@@ -99,7 +204,7 @@ class Attachment(Input):
 class Content(Input):
     """A message: text (with buttons or quick replies) or one attachment by URL."""
 
-    text: Annotated[str, StringConstraints(min_length=1)] | None = None
+    text: Annotated[Text, StringConstraints(min_length=1)] | None = None
     attachment: Attachment | None = None
     buttons: Annotated[list[Button], Field(max_length=3)] = []
     quick_replies: Annotated[list[QuickReply], Field(max_length=13)] = []
@@ -133,8 +238,8 @@ class AudienceAll(Input):
 
 class AudienceTags(Input):
     type: Literal["tags"]
-    include: list[Annotated[str, StringConstraints(min_length=1, max_length=100)]] = []
-    exclude: list[Annotated[str, StringConstraints(min_length=1, max_length=100)]] = []
+    include: list[Annotated[Line, StringConstraints(min_length=1, max_length=100)]] = []
+    exclude: list[Annotated[Line, StringConstraints(min_length=1, max_length=100)]] = []
 
     @model_validator(mode="after")
     def _something(self) -> AudienceTags:
@@ -145,12 +250,12 @@ class AudienceTags(Input):
 
 class AudienceContacts(Input):
     type: Literal["contacts"]
-    ids: Annotated[list[int], Field(min_length=1, max_length=100_000)]
+    ids: Annotated[list[Id], Field(min_length=1, max_length=100_000)]
 
 
 Audience = Annotated[AudienceAll | AudienceTags | AudienceContacts, Field(discriminator="type")]
 
-Tag = Annotated[str, StringConstraints(strip_whitespace=True, to_upper=True)]
+Tag = Annotated[Line, StringConstraints(strip_whitespace=True, to_upper=True)]
 
 
 def check_policy(messaging_type: MessagingType, tag: str | None) -> None:
@@ -176,9 +281,9 @@ def check_policy(messaging_type: MessagingType, tag: str | None) -> None:
 
 
 class CampaignFields(Input):
-    description: Annotated[str, StringConstraints(max_length=5000)] | None = None
+    description: Annotated[Text, StringConstraints(max_length=5000)] | None = None
     content: Content | None = None
-    template_id: int | None = None
+    template_id: Id | None = None
     messaging_type: MessagingType = MessagingType.UPDATE
     tag: Tag | None = None
     audience: Audience = AudienceAll(type="all")
@@ -206,19 +311,21 @@ class CampaignFields(Input):
 
 class CampaignCreate(CampaignFields):
     name: Name
-    page_id: int
+    page_id: Id
 
 
-class CampaignUpdate(Input):
+class CampaignUpdate(Patch):
     """PATCH: only the fields given change; the result is validated as a whole."""
 
+    not_null = ("name", "page_id", "messaging_type", "audience", "priority")
+
     name: Name | None = None
-    page_id: int | None = None
-    description: str | None = None
+    page_id: Id | None = None
+    description: Text | None = None
     content: dict[str, Any] | None = None
-    template_id: int | None = None
+    template_id: Id | None = None
     messaging_type: MessagingType | None = None
-    tag: str | None = None
+    tag: Line | None = None
     audience: dict[str, Any] | None = None
     scheduled_at: datetime | None = None
     priority: Priority | None = None
@@ -226,44 +333,49 @@ class CampaignUpdate(Input):
     expires_at: datetime | None = None
 
 
+AccessToken = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=1000),
+    AfterValidator(_page_token),
+]
+AppSecret = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
+    AfterValidator(_app_secret),
+]
+
+
 class PageCreate(Input):
-    access_token: Annotated[
-        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=1000)
-    ]
-    app_secret: (
-        Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-        | None
-    ) = None
+    access_token: AccessToken
+    app_secret: AppSecret | None = None
     send_rate: Annotated[float, Field(gt=0, le=MAX_SEND_RATE)] | None = None
 
 
-class PageUpdate(Input):
+class PageUpdate(Patch):
+    not_null = ("name", "send_rate", "opt_out_keywords")
+
     name: Name | None = None
     send_rate: Annotated[float, Field(gt=0, le=MAX_SEND_RATE)] | None = None
-    access_token: (
-        Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=1000)]
-        | None
-    ) = None
-    app_secret: (
-        Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-        | None
-    ) = None
+    access_token: AccessToken | None = None
+    app_secret: AppSecret | None = None
     opt_out_keywords: (
-        list[Annotated[str, StringConstraints(min_length=1, max_length=50)]] | None
+        list[Annotated[Line, StringConstraints(min_length=1, max_length=50)]] | None
     ) = None
 
 
-ContactName = Annotated[str, StringConstraints(strip_whitespace=True, max_length=255)]
+ContactName = Annotated[Line, StringConstraints(strip_whitespace=True, max_length=255)]
 
 
 class ContactFields(Input):
     first_name: ContactName | None = None
     last_name: ContactName | None = None
-    locale: Annotated[str, StringConstraints(max_length=32)] | None = None
+    locale: Annotated[Line, StringConstraints(max_length=32)] | None = None
     timezone: Annotated[float, Field(ge=-24, le=24)] | None = None
     profile_pic_url: HttpUrl | None = None
     tags: (
-        list[Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]]
+        list[
+            Annotated[Line, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+        ]
         | None
     ) = None
     last_inbound_at: datetime | None = None
@@ -272,11 +384,11 @@ class ContactFields(Input):
 
 
 class ContactCreate(ContactFields):
-    psid: Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^\d{1,64}$")]
+    psid: Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[0-9]{1,64}$")]
 
 
-class ContactUpdate(ContactFields):
-    pass
+class ContactUpdate(ContactFields, Patch):
+    not_null = ("opted_out", "unreachable")
 
 
 class TemplateCreate(Input):
@@ -284,14 +396,16 @@ class TemplateCreate(Input):
     content: Content
 
 
-class TemplateUpdate(Input):
+class TemplateUpdate(Patch):
+    not_null = ("name", "content")
+
     name: Name | None = None
     content: Content | None = None
 
 
 class UserCreate(Input):
     email: Annotated[
-        str,
+        Line,
         StringConstraints(
             strip_whitespace=True,
             to_lower=True,
@@ -300,23 +414,25 @@ class UserCreate(Input):
         ),
     ]
     role: Role
-    password: Annotated[str, StringConstraints(min_length=8, max_length=1000)] | None = None
+    password: Annotated[Line, StringConstraints(min_length=8, max_length=1000)] | None = None
     can_send: bool = True
 
 
-class UserUpdate(Input):
+class UserUpdate(Patch):
+    not_null = ("role", "password", "can_send", "is_active")
+
     role: Role | None = None
-    password: Annotated[str, StringConstraints(min_length=8, max_length=1000)] | None = None
+    password: Annotated[Line, StringConstraints(min_length=8, max_length=1000)] | None = None
     can_send: bool | None = None
     is_active: bool | None = None
 
 
 class TokenCreate(Input):
-    name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)] = (
-        "api"
-    )
+    name: Annotated[
+        Line, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)
+    ] = "api"
 
 
 class Login(Input):
-    email: Annotated[str, StringConstraints(strip_whitespace=True, to_lower=True, max_length=254)]
-    password: Annotated[str, StringConstraints(max_length=1000)]
+    email: Annotated[Line, StringConstraints(strip_whitespace=True, to_lower=True, max_length=254)]
+    password: Annotated[Line, StringConstraints(max_length=1000)]

@@ -24,6 +24,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from cryptography.fernet import Fernet, InvalidToken
 
 from pagecast.errors import ConfigError
+from pagecast.schemas import parse_id
 
 __all__ = [
     "PASSWORDS",
@@ -39,7 +40,6 @@ __all__ = [
 TOKEN_PREFIX = "pct_"
 _hasher = PasswordHasher()
 _T = TypeVar("_T")
-_MAX_ID = 2**63 - 1
 
 
 class Passwords:
@@ -117,10 +117,10 @@ def new_session_cookie(session_id: int) -> tuple[str, str]:
 def parse_session_cookie(cookie: str) -> tuple[int, str] | None:
     """(session id, hash of its secret) of a well-formed session cookie, else None."""
     raw_id, _, secret = cookie.partition(".")
-    if not (raw_id.isascii() and raw_id.isdigit() and secret.isascii() and 0 < len(secret) < 100):
+    session_id = parse_id(raw_id)  # the id column's bounds: a larger one is no session
+    if session_id is None or not (secret.isascii() and 0 < len(secret) < 100):
         return None
-    session_id = int(raw_id)
-    return (session_id, hash_token(secret)) if 0 < session_id <= _MAX_ID else None
+    return session_id, hash_token(secret)
 
 
 def new_api_token() -> str:

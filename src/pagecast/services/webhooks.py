@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import raiseload
 
 from pagecast.models import Contact, Delivery, DeliveryStatus, Page, WebhookEvent, utcnow
+from pagecast.schemas import BIGINT_MAX, parse_id
 from pagecast.services import contacts, deliveries, policy, receipts, sending
 
 __all__ = [
@@ -438,29 +439,19 @@ async def _echo_stream_live(session: AsyncSession, page: Page, claimed_at: datet
         batch[page.id] = claimed_at
 
 
-def _our_delivery_id(metadata: Any) -> bool:
-    """A delivery id as Pagecast writes it into `message.metadata`: ASCII digits that fit
-    the 64-bit id column."""
-    return (
-        isinstance(metadata, str)
-        and metadata.isascii()
-        and metadata.isdigit()
-        and int(metadata) < 2**63
-    )
-
-
 async def _echo(
     session: AsyncSession, page: Page, psid: str, message: dict[str, Any], at: datetime
 ) -> Result:
     metadata, mid = message.get("metadata"), message.get("mid")
-    if not _our_delivery_id(metadata) or not isinstance(mid, str) or not mid:
+    delivery_id = parse_id(metadata, BIGINT_MAX) if isinstance(metadata, str) else None
+    if delivery_id is None or not isinstance(mid, str) or not mid:
         return Result(reason="echo without our metadata (another app or the Page Inbox)")
     contact = await _contact(session, page, psid, create=False)
     if contact is None:
         return Result(reason=f"no contact {psid} on Page {page.id}; echo ignored")
     delivery = await session.scalar(
         select(Delivery)
-        .where(Delivery.id == int(metadata), Delivery.contact_id == contact.id)
+        .where(Delivery.id == delivery_id, Delivery.contact_id == contact.id)
         .execution_options(populate_existing=True)
     )
     if delivery is None:

@@ -21,8 +21,10 @@ def _body(code: str, message: str, field: str | None = None, **extra: Any) -> di
 
 def _field(loc: tuple[Any, ...]) -> str:
     parts = [str(p) for p in loc if p not in ("body", "query", "path")]
-    # Drop the union-member names pydantic puts in the location of discriminated unions.
-    parts = [p for p in parts if p not in ("all", "tags", "contacts") or p == parts[-1]]
+    # Drop the union-member name pydantic puts after `audience` (a discriminated union);
+    # only there: a contact's `tags` is a field.
+    if len(parts) > 2 and parts[0] == "audience" and parts[1] in ("all", "tags", "contacts"):
+        del parts[1]
     return ".".join(parts)
 
 

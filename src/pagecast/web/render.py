@@ -18,6 +18,7 @@ from pagecast.models import (
     User,
     utcnow,
 )
+from pagecast.schemas import parse_id
 from pagecast.services.audience import Preview
 
 __all__ = [
@@ -48,13 +49,14 @@ def parse_cursor(value: str | None) -> int | None:
         return None
     try:
         kind, _, number = base64.urlsafe_b64decode(value.encode()).decode().partition(":")
-        if kind != "id":
-            raise ValueError(kind)
-        return int(number)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except ValueError:  # binascii.Error and UnicodeDecodeError are ValueErrors
+        kind, number = "", ""
+    last_id = parse_id(number) if kind == "id" else None
+    if last_id is None:
         raise InvalidInput(
             "cursor is not one this API returned; use next_cursor as given.", field="cursor"
-        ) from exc
+        )
+    return last_id
 
 
 def user(row: User) -> dict[str, Any]:

@@ -6,7 +6,7 @@ import json
 import time
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Query, Response
 from fastapi.responses import PlainTextResponse
 from sqlalchemy import func, select, text
 
@@ -15,10 +15,11 @@ from pagecast.models import Campaign, DeliveryStatus, Page
 from pagecast.permissions import Actor, Permission
 from pagecast.queue import HEARTBEAT_PREFIX, LATENCY_BUCKETS, METRICS_PREFIX
 from pagecast.services import pages
-from pagecast.web import render
+from pagecast.web import openapi, render
 from pagecast.web.deps import ContextDep, require
+from pagecast.web.openapi import API_ERRORS, documented, errors
 
-router = APIRouter(tags=["operations"])
+router = APIRouter(tags=["operations"], responses=errors(*API_ERRORS))
 Admin = Annotated[Actor, require(Permission.ADMIN)]
 _STATUSES = tuple(status.value for status in DeliveryStatus)
 
@@ -53,7 +54,14 @@ async def _workers(ctx: AppContext) -> list[dict[str, Any]]:
     return sorted((json.loads(b) for b in beats if b), key=lambda w: str(w["id"]))
 
 
-@router.get("/readyz")
+@router.get(
+    "/readyz",
+    response_model=None,
+    responses={
+        200: {"model": openapi.ReadyOut, "description": "Ready"},
+        503: {"model": openapi.ReadyOut, "description": "The database or Redis does not answer."},
+    },
+)
 async def readyz(ctx: ContextDep, response: Response) -> dict[str, Any]:
     """Readiness: the database and Redis answer. No authentication; no details beyond ok."""
     database, redis = await _database(ctx), await _redis(ctx)
@@ -62,7 +70,7 @@ async def readyz(ctx: ContextDep, response: Response) -> dict[str, Any]:
     return {"ok": ready, "database": database["ok"], "redis": redis["ok"]}
 
 
-@router.get("/api/admin/health")
+@router.get("/api/admin/health", **documented(None))
 async def health(actor: Admin, ctx: ContextDep) -> dict[str, Any]:
     """Database, Redis, workers, queue counts (sending and webhook queues) and each Page's
     state, policy enforcement and throttle."""
@@ -99,12 +107,14 @@ async def health(actor: Admin, ctx: ContextDep) -> dict[str, Any]:
     return body
 
 
-@router.get("/api/admin/queue")
-async def queue_overview(actor: Admin, ctx: ContextDep, limit: int = 50) -> dict[str, Any]:
+@router.get("/api/admin/queue", **documented(None, 503))
+async def queue_overview(
+    actor: Admin, ctx: ContextDep, limit: Annotated[int, Query(ge=1, le=500)] = 50
+) -> dict[str, Any]:
     """Counts by state (the sending queue's, and the webhook queue's as `webhook_counts`),
     failed sending jobs with their reasons, and the workers."""
     queue = await ctx.queue.bull()
-    failed = await queue.getFailed(0, max(0, min(limit, 500) - 1))
+    failed = await queue.getFailed(0, limit - 1)
     return {
         "counts": await ctx.queue.counts(),
         "webhook_counts": await ctx.queue.webhook_counts(),
@@ -124,7 +134,7 @@ async def queue_overview(actor: Admin, ctx: ContextDep, limit: int = 50) -> dict
     }
 
 
-@router.post("/api/admin/queue/{action}")
+@router.post("/api/admin/queue/{action}", **documented(None, 503))
 async def queue_action(action: str, actor: Admin, ctx: ContextDep) -> dict[str, Any]:
     """`retry-failed` (failed jobs run again), `clean` (forget completed and failed jobs),
     `pause` and `resume` (every worker stops or starts taking jobs)."""
@@ -154,7 +164,11 @@ def _line(name: str, value: float, **labels: Any) -> str:
     return f"{name}{{{shown}}} {value}" if shown else f"{name} {value}"
 
 
-@router.get("/metrics", response_class=PlainTextResponse)
+@router.get(
+    "/metrics",
+    response_class=PlainTextResponse,
+    responses=errors(*API_ERRORS, 503, text_route=True),
+)
 async def metrics(actor: Admin, ctx: ContextDep) -> PlainTextResponse:
     """Prometheus text format: deliveries by status and Page, queue depth, workers, throttles,
     and the Send API latency histogram."""

@@ -2,32 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, Path, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 
 from pagecast.models import User
-from pagecast.schemas import Login, TokenCreate
+from pagecast.schemas import Id, Login, TokenCreate
 from pagecast.services import sessions, tokens, users
-from pagecast.web import render, signin
+from pagecast.web import openapi, render, signin
 from pagecast.web.deps import ActorDep, ContextDep, current_session
+from pagecast.web.openapi import API_ERRORS, documented, errors
 
-router = APIRouter(prefix="/api", tags=["auth"])
+router = APIRouter(prefix="/api", tags=["auth"], responses=errors(*API_ERRORS))
 SessionDep = Depends(current_session)
-SessionId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 
 
-@router.post(
-    "/auth/login",
-    responses={
-        401: {"description": "Wrong email or password."},
-        429: {
-            "description": "Too many login attempts; the `Retry-After` header says how many "
-            "seconds to wait.",
-            "headers": {"Retry-After": {"schema": {"type": "integer"}}},
-        },
-    },
-)
+@router.post("/auth/login", **documented(openapi.LoginOut, 429))
 async def login(
     body: Login, request: Request, response: Response, ctx: ContextDep
 ) -> dict[str, Any]:
@@ -38,7 +28,7 @@ async def login(
     return {"user": render.user(user), "csrf_token": ctx.vault.csrf_token(cookie)}
 
 
-@router.post("/auth/logout", status_code=204)
+@router.post("/auth/logout", **documented(None, status=204))
 async def logout(
     actor: ActorDep, response: Response, ctx: ContextDep, current: int | None = SessionDep
 ) -> None:
@@ -47,7 +37,7 @@ async def logout(
     signin.clear_cookie(response)
 
 
-@router.get("/sessions")
+@router.get("/sessions", **documented(openapi.LoginSessionList))
 async def list_sessions(
     actor: ActorDep, ctx: ContextDep, current: int | None = SessionDep
 ) -> dict[str, Any]:
@@ -57,29 +47,29 @@ async def list_sessions(
     return {"items": [render.login_session(r, current) for r in rows]}
 
 
-@router.delete("/sessions/{session_id}")
+@router.delete("/sessions/{session_id}", **documented(openapi.LoginSessionOut))
 async def end_session(
-    session_id: SessionId, actor: ActorDep, ctx: ContextDep, current: int | None = SessionDep
+    session_id: Id, actor: ActorDep, ctx: ContextDep, current: int | None = SessionDep
 ) -> dict[str, Any]:
     """Sign one session out: one of yours, or anyone's for an admin."""
     async with ctx.db.transaction() as session:
         return render.login_session(await sessions.end(session, actor, session_id), current)
 
 
-@router.get("/me")
+@router.get("/me", **documented(openapi.MeOut))
 async def me(actor: ActorDep, ctx: ContextDep) -> dict[str, Any]:
     async with ctx.db.transaction() as session:
         user = await users.get(session, actor.user_id or 0)
         return render.user(user) | {"permissions": sorted(p.value for p in actor.permissions)}
 
 
-@router.get("/tokens")
+@router.get("/tokens", **documented(openapi.TokenList))
 async def list_tokens(actor: ActorDep, ctx: ContextDep) -> dict[str, Any]:
     async with ctx.db.transaction() as session:
         return {"items": [render.token(t) for t in await tokens.list_for(session, actor)]}
 
 
-@router.post("/tokens", status_code=201)
+@router.post("/tokens", **documented(openapi.NewTokenOut, status=201))
 async def create_token(body: TokenCreate, actor: ActorDep, ctx: ContextDep) -> dict[str, Any]:
     async with ctx.db.transaction() as session:
         user = await session.get(User, actor.user_id)
@@ -88,7 +78,7 @@ async def create_token(body: TokenCreate, actor: ActorDep, ctx: ContextDep) -> d
     return render.token(row) | {"token": raw, "note": "Shown once; store it now."}
 
 
-@router.delete("/tokens/{token_id}")
-async def revoke_token(token_id: int, actor: ActorDep, ctx: ContextDep) -> dict[str, Any]:
+@router.delete("/tokens/{token_id}", **documented(openapi.TokenOut))
+async def revoke_token(token_id: Id, actor: ActorDep, ctx: ContextDep) -> dict[str, Any]:
     async with ctx.db.transaction() as session:
         return render.token(await tokens.revoke(session, actor, token_id))

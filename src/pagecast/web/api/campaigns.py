@@ -17,28 +17,30 @@ from pagecast import actions
 from pagecast.context import AppContext
 from pagecast.models import CampaignStatus
 from pagecast.permissions import Actor, Permission
-from pagecast.schemas import CampaignCreate, CampaignUpdate
+from pagecast.schemas import CampaignCreate, CampaignUpdate, Id, Int32, Line
 from pagecast.services import audience, audit, campaigns, content
-from pagecast.web import render
+from pagecast.web import openapi, render
 from pagecast.web.deps import ContextDep, require
+from pagecast.web.openapi import API_ERRORS, documented, errors
 
-router = APIRouter(prefix="/api", tags=["campaigns"])
+router = APIRouter(prefix="/api", tags=["campaigns"], responses=errors(*API_ERRORS))
 _FINAL = ("completed", "cancelled")
 _EVENT_INTERVAL = 1.0
 _RATE_TTL = 1.0
 Reader = Annotated[Actor, require(Permission.CAMPAIGNS_READ)]
 Writer = Annotated[Actor, require(Permission.CAMPAIGNS_WRITE)]
 Sender = Annotated[Actor, require(Permission.CAMPAIGNS_SEND)]
+_ACTION = documented(openapi.CampaignOut, 409, 503)  # actions need Redis (503 without)
 
 
-@router.get("/campaigns")
+@router.get("/campaigns", **documented(openapi.CampaignList))
 async def list_campaigns(
     actor: Reader,
     ctx: ContextDep,
     status: CampaignStatus | None = None,
-    page_id: int | None = None,
-    q: Annotated[str | None, Query(max_length=200)] = None,
-    cursor: str | None = None,
+    page_id: Id | None = None,
+    q: Annotated[Line | None, Query(max_length=200)] = None,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> dict[str, Any]:
     async with ctx.db.transaction() as session:
@@ -57,7 +59,7 @@ async def list_campaigns(
         }
 
 
-@router.post("/campaigns", status_code=201)
+@router.post("/campaigns", **documented(openapi.CampaignOut, 409, status=201))
 async def create_campaign(body: CampaignCreate, actor: Writer, ctx: ContextDep) -> dict[str, Any]:
     async with ctx.db.transaction() as session:
         campaign = await campaigns.create(session, actor, body)
@@ -190,15 +192,15 @@ async def _read_progress(ctx: AppContext, campaign_id: int) -> dict[str, Any]:
         )
 
 
-@router.get("/campaigns/{campaign_id}")
-async def get_campaign(campaign_id: int, actor: Reader, ctx: ContextDep) -> dict[str, Any]:
+@router.get("/campaigns/{campaign_id}", **documented(openapi.CampaignProgressOut))
+async def get_campaign(campaign_id: Id, actor: Reader, ctx: ContextDep) -> dict[str, Any]:
     """The campaign with its counts (O(1)), the send rate over the last minute (counted at
     most once a second per process) and an ETA."""
     return await _with_progress(ctx, campaign_id)
 
 
 @router.get("/campaigns/{campaign_id}/events")
-async def campaign_events(campaign_id: int, actor: Reader, ctx: ContextDep) -> StreamingResponse:
+async def campaign_events(campaign_id: Id, actor: Reader, ctx: ContextDep) -> StreamingResponse:
     """Server-Sent Events: the same body as GET /api/campaigns/{id} whenever it changes,
     until the campaign is completed, cancelled or failed."""
     async with ctx.db.transaction() as session:
@@ -228,30 +230,32 @@ async def campaign_events(campaign_id: int, actor: Reader, ctx: ContextDep) -> S
     )
 
 
-@router.patch("/campaigns/{campaign_id}")
+@router.patch("/campaigns/{campaign_id}", **documented(openapi.CampaignOut, 409))
 async def update_campaign(
-    campaign_id: int, body: CampaignUpdate, actor: Writer, ctx: ContextDep
+    campaign_id: Id, body: CampaignUpdate, actor: Writer, ctx: ContextDep
 ) -> dict[str, Any]:
     async with ctx.db.transaction() as session:
         campaign = await campaigns.update(session, actor, campaign_id, body)
         return render.campaign(campaign, campaigns.counts(campaign))
 
 
-@router.delete("/campaigns/{campaign_id}", status_code=204)
-async def delete_campaign(campaign_id: int, actor: Writer, ctx: ContextDep) -> None:
+@router.delete("/campaigns/{campaign_id}", **documented(None, 409, status=204))
+async def delete_campaign(campaign_id: Id, actor: Writer, ctx: ContextDep) -> None:
     async with ctx.db.transaction() as session:
         await campaigns.delete(session, actor, campaign_id)
 
 
-@router.post("/campaigns/{campaign_id}/duplicate", status_code=201)
-async def duplicate_campaign(campaign_id: int, actor: Writer, ctx: ContextDep) -> dict[str, Any]:
+@router.post(
+    "/campaigns/{campaign_id}/duplicate", **documented(openapi.CampaignOut, 409, status=201)
+)
+async def duplicate_campaign(campaign_id: Id, actor: Writer, ctx: ContextDep) -> dict[str, Any]:
     async with ctx.db.transaction() as session:
         campaign = await campaigns.duplicate(session, actor, campaign_id)
         return render.campaign(campaign, campaigns.counts(campaign))
 
 
-@router.get("/campaigns/{campaign_id}/audience")
-async def campaign_audience(campaign_id: int, actor: Reader, ctx: ContextDep) -> dict[str, Any]:
+@router.get("/campaigns/{campaign_id}/audience", **documented(openapi.PreviewOut))
+async def campaign_audience(campaign_id: Id, actor: Reader, ctx: ContextDep) -> dict[str, Any]:
     """Before sending: how many match, how many are eligible now, why the rest are not."""
     async with ctx.db.transaction() as session:
         campaign = await campaigns.get(session, campaign_id)
@@ -265,53 +269,55 @@ async def campaign_audience(campaign_id: int, actor: Reader, ctx: ContextDep) ->
         return render.preview(result, message)
 
 
-@router.get("/campaigns/{campaign_id}/audit")
-async def campaign_audit(campaign_id: int, actor: Reader, ctx: ContextDep) -> dict[str, Any]:
+@router.get("/campaigns/{campaign_id}/audit", **documented(openapi.AuditList))
+async def campaign_audit(campaign_id: Id, actor: Reader, ctx: ContextDep) -> dict[str, Any]:
     async with ctx.db.transaction() as session:
         await campaigns.get(session, campaign_id)
         rows = await audit.list_for(session, object_type="campaign", object_id=campaign_id)
         return {"items": [render.audit(r) for r in rows]}
 
 
-@router.post("/campaigns/{campaign_id}/start", status_code=202)
-async def start_campaign(campaign_id: int, actor: Sender, ctx: ContextDep) -> dict[str, Any]:
+@router.post(
+    "/campaigns/{campaign_id}/start", **documented(openapi.CampaignOut, 409, 503, status=202)
+)
+async def start_campaign(campaign_id: Id, actor: Sender, ctx: ContextDep) -> dict[str, Any]:
     """Snapshot the audience and start sending; 503 (and nothing changed) when Redis is down."""
     campaign = await actions.start(ctx, actor, campaign_id)
     return render.campaign(campaign, campaigns.counts(campaign))
 
 
-@router.post("/campaigns/{campaign_id}/schedule")
-async def schedule_campaign(campaign_id: int, actor: Sender, ctx: ContextDep) -> dict[str, Any]:
+@router.post("/campaigns/{campaign_id}/schedule", **_ACTION)
+async def schedule_campaign(campaign_id: Id, actor: Sender, ctx: ContextDep) -> dict[str, Any]:
     """Start the campaign by itself at its `scheduled_at` (set it with PATCH first)."""
     campaign = await actions.schedule(ctx, actor, campaign_id)
     return render.campaign(campaign, campaigns.counts(campaign))
 
 
-@router.post("/campaigns/{campaign_id}/pause")
-async def pause_campaign(campaign_id: int, actor: Sender, ctx: ContextDep) -> dict[str, Any]:
+@router.post("/campaigns/{campaign_id}/pause", **_ACTION)
+async def pause_campaign(campaign_id: Id, actor: Sender, ctx: ContextDep) -> dict[str, Any]:
     campaign = await actions.pause(ctx, actor, campaign_id)
     return render.campaign(campaign, campaigns.counts(campaign))
 
 
-@router.post("/campaigns/{campaign_id}/resume")
-async def resume_campaign(campaign_id: int, actor: Sender, ctx: ContextDep) -> dict[str, Any]:
+@router.post("/campaigns/{campaign_id}/resume", **_ACTION)
+async def resume_campaign(campaign_id: Id, actor: Sender, ctx: ContextDep) -> dict[str, Any]:
     campaign = await actions.resume(ctx, actor, campaign_id)
     return render.campaign(campaign, campaigns.counts(campaign))
 
 
-@router.post("/campaigns/{campaign_id}/cancel")
-async def cancel_campaign(campaign_id: int, actor: Sender, ctx: ContextDep) -> dict[str, Any]:
+@router.post("/campaigns/{campaign_id}/cancel", **_ACTION)
+async def cancel_campaign(campaign_id: Id, actor: Sender, ctx: ContextDep) -> dict[str, Any]:
     campaign = await actions.cancel(ctx, actor, campaign_id)
     return render.campaign(campaign, campaigns.counts(campaign))
 
 
-@router.post("/campaigns/{campaign_id}/retry-failed")
+@router.post("/campaigns/{campaign_id}/retry-failed", **documented(openapi.RetriedOut, 409, 503))
 async def retry_failed(
-    campaign_id: int,
+    campaign_id: Id,
     actor: Sender,
     ctx: ContextDep,
-    kind: Annotated[list[str] | None, Query()] = None,
-    code: Annotated[list[int] | None, Query()] = None,
+    kind: Annotated[list[Line] | None, Query(max_length=20)] = None,
+    code: Annotated[list[Int32] | None, Query(max_length=100)] = None,
 ) -> dict[str, Any]:
     """Send failed deliveries again; `?kind=retry&code=2` narrows which."""
     campaign, moved = await actions.retry_failed(ctx, actor, campaign_id, kinds=kind, codes=code)

@@ -10,12 +10,13 @@ from starlette.datastructures import UploadFile
 
 from pagecast.errors import InvalidInput, PagecastError
 from pagecast.permissions import Actor, Permission
-from pagecast.schemas import ContactCreate, ContactUpdate
+from pagecast.schemas import ContactCreate, ContactUpdate, Id, Line
 from pagecast.services import contact_import, contacts
-from pagecast.web import render
+from pagecast.web import openapi, render
 from pagecast.web.deps import ContextDep, require
+from pagecast.web.openapi import API_ERRORS, documented, errors
 
-router = APIRouter(prefix="/api", tags=["contacts"])
+router = APIRouter(prefix="/api", tags=["contacts"], responses=errors(*API_ERRORS))
 Reader = Annotated[Actor, require(Permission.CONTACTS_READ)]
 Writer = Annotated[Actor, require(Permission.CONTACTS_WRITE)]
 MAX_IMPORT_BYTES = 100 * 1024 * 1024
@@ -26,17 +27,17 @@ class PayloadTooLarge(PagecastError):
     code = "payload_too_large"
 
 
-@router.get("/pages/{page_id}/contacts")
+@router.get("/pages/{page_id}/contacts", **documented(openapi.ContactList))
 async def list_contacts(
-    page_id: int,
+    page_id: Id,
     actor: Reader,
     ctx: ContextDep,
-    tag: str | None = None,
-    q: Annotated[str | None, Query(max_length=200)] = None,
+    tag: Annotated[Line | None, Query(max_length=100)] = None,
+    q: Annotated[Line | None, Query(max_length=200)] = None,
     window: contacts.Window | None = None,
     opted_out: bool | None = None,
     unreachable: bool | None = None,
-    cursor: str | None = None,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> dict[str, Any]:
     async with ctx.db.transaction() as session:
@@ -57,9 +58,9 @@ async def list_contacts(
         }
 
 
-@router.post("/pages/{page_id}/contacts", status_code=201)
+@router.post("/pages/{page_id}/contacts", **documented(openapi.ContactOut, 409, status=201))
 async def create_contact(
-    page_id: int, body: ContactCreate, actor: Writer, ctx: ContextDep
+    page_id: Id, body: ContactCreate, actor: Writer, ctx: ContextDep
 ) -> dict[str, Any]:
     async with ctx.db.transaction() as session:
         return render.contact(await contacts.create(session, actor, page_id, body))
@@ -87,7 +88,7 @@ async def _upload(request: Request) -> bytes:
 
 @router.post("/pages/{page_id}/contacts/import")
 async def import_contacts(
-    page_id: int, request: Request, actor: Writer, ctx: ContextDep
+    page_id: Id, request: Request, actor: Writer, ctx: ContextDep
 ) -> dict[str, Any]:
     """Body: `text/csv`, or a multipart upload in the field `file`."""
     data = await _upload(request)
@@ -102,21 +103,21 @@ async def import_contacts(
     }
 
 
-@router.get("/contacts/{contact_id}")
-async def get_contact(contact_id: int, actor: Reader, ctx: ContextDep) -> dict[str, Any]:
+@router.get("/contacts/{contact_id}", **documented(openapi.ContactOut))
+async def get_contact(contact_id: Id, actor: Reader, ctx: ContextDep) -> dict[str, Any]:
     async with ctx.db.transaction() as session:
         return render.contact(await contacts.get(session, contact_id))
 
 
-@router.patch("/contacts/{contact_id}")
+@router.patch("/contacts/{contact_id}", **documented(openapi.ContactOut, 409))
 async def update_contact(
-    contact_id: int, body: ContactUpdate, actor: Writer, ctx: ContextDep
+    contact_id: Id, body: ContactUpdate, actor: Writer, ctx: ContextDep
 ) -> dict[str, Any]:
     async with ctx.db.transaction() as session:
         return render.contact(await contacts.update(session, actor, contact_id, body))
 
 
-@router.delete("/contacts/{contact_id}", status_code=204)
-async def delete_contact(contact_id: int, actor: Writer, ctx: ContextDep) -> None:
+@router.delete("/contacts/{contact_id}", **documented(None, status=204))
+async def delete_contact(contact_id: Id, actor: Writer, ctx: ContextDep) -> None:
     async with ctx.db.transaction() as session:
         await contacts.delete(session, actor, contact_id)

@@ -8,19 +8,22 @@ from fastapi import APIRouter, Request
 
 from pagecast.errors import NotFound
 from pagecast.permissions import Actor, Permission
+from pagecast.schemas import Id
 from pagecast.services import page_syncs, webhook_setup
+from pagecast.web import openapi
 from pagecast.web.deps import ContextDep, require
+from pagecast.web.openapi import API_ERRORS, documented, errors
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/api", tags=["pages"])
+router = APIRouter(prefix="/api", tags=["pages"], responses=errors(*API_ERRORS))
 Reader = Annotated[Actor, require(Permission.PAGES_READ)]
 # A sync creates and updates contacts.
 Syncer = Annotated[Actor, require(Permission.CONTACTS_WRITE)]
 
 
-@router.post("/pages/{page_id}/sync", status_code=202)
-async def start_sync(page_id: int, actor: Syncer, ctx: ContextDep) -> dict[str, Any]:
+@router.post("/pages/{page_id}/sync", **documented(openapi.SyncOut, 409, 502, status=202))
+async def start_sync(page_id: Id, actor: Syncer, ctx: ContextDep) -> dict[str, Any]:
     """Start syncing the Page's audience from its conversations, in the background.
 
     409 while another sync of the Page runs; follow it with GET.
@@ -28,8 +31,8 @@ async def start_sync(page_id: int, actor: Syncer, ctx: ContextDep) -> dict[str, 
     return page_syncs.report(await ctx.syncs.start(actor, page_id))
 
 
-@router.get("/pages/{page_id}/sync")
-async def get_sync(page_id: int, actor: Reader, ctx: ContextDep) -> dict[str, Any]:
+@router.get("/pages/{page_id}/sync", **documented(openapi.SyncOut))
+async def get_sync(page_id: Id, actor: Reader, ctx: ContextDep) -> dict[str, Any]:
     """The Page's latest sync: state, counters, timings and error."""
     async with ctx.db.transaction() as session:
         sync = await page_syncs.latest(session, page_id)
@@ -42,9 +45,9 @@ async def get_sync(page_id: int, actor: Reader, ctx: ContextDep) -> dict[str, An
     return page_syncs.report(sync)
 
 
-@router.get("/pages/{page_id}/webhook")
+@router.get("/pages/{page_id}/webhook", **documented(openapi.WebhookHelpOut))
 async def webhook_help(
-    page_id: int, actor: Reader, ctx: ContextDep, request: Request
+    page_id: Id, actor: Reader, ctx: ContextDep, request: Request
 ) -> dict[str, Any]:
     """What to enter in the Facebook app's webhook setup, and whether events arrive.
 

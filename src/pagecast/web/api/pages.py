@@ -7,23 +7,24 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Response
 
 from pagecast.permissions import Actor, Permission
-from pagecast.schemas import PageCreate, PageUpdate
+from pagecast.schemas import Id, PageCreate, PageUpdate
 from pagecast.services import pages
-from pagecast.web import render
+from pagecast.web import openapi, render
 from pagecast.web.deps import ContextDep, require
+from pagecast.web.openapi import API_ERRORS, documented, errors
 
-router = APIRouter(prefix="/api", tags=["pages"])
+router = APIRouter(prefix="/api", tags=["pages"], responses=errors(*API_ERRORS))
 Reader = Annotated[Actor, require(Permission.PAGES_READ)]
 Writer = Annotated[Actor, require(Permission.PAGES_WRITE)]
 
 
-@router.get("/pages")
+@router.get("/pages", **documented(openapi.PageList))
 async def list_pages(actor: Reader, ctx: ContextDep) -> dict[str, Any]:
     async with ctx.db.transaction() as session:
         return {"items": [render.page(p) for p in await pages.list_all(session)]}
 
 
-@router.post("/pages", status_code=201)
+@router.post("/pages", **documented(openapi.PageOut, 409, 502, status=201))
 async def connect_page(body: PageCreate, actor: Writer, ctx: ContextDep) -> dict[str, Any]:
     async with ctx.db.transaction() as session:
         page = await pages.connect(
@@ -37,15 +38,15 @@ async def connect_page(body: PageCreate, actor: Writer, ctx: ContextDep) -> dict
         return render.page(page)
 
 
-@router.get("/pages/{page_id}")
-async def get_page(page_id: int, actor: Reader, ctx: ContextDep) -> dict[str, Any]:
+@router.get("/pages/{page_id}", **documented(openapi.PageOut))
+async def get_page(page_id: Id, actor: Reader, ctx: ContextDep) -> dict[str, Any]:
     async with ctx.db.transaction() as session:
         return render.page(await pages.get(session, page_id))
 
 
-@router.patch("/pages/{page_id}")
+@router.patch("/pages/{page_id}", **documented(openapi.PageOut, 409, 502))
 async def update_page(
-    page_id: int, body: PageUpdate, actor: Writer, ctx: ContextDep
+    page_id: Id, body: PageUpdate, actor: Writer, ctx: ContextDep
 ) -> dict[str, Any]:
     async with ctx.db.transaction() as session:
         return render.page(
@@ -53,9 +54,9 @@ async def update_page(
         )
 
 
-@router.delete("/pages/{page_id}")
+@router.delete("/pages/{page_id}", **documented(openapi.PageOut, 409, empty=204))
 async def delete_page(
-    page_id: int, actor: Writer, ctx: ContextDep, response: Response
+    page_id: Id, actor: Writer, ctx: ContextDep, response: Response
 ) -> dict[str, Any] | None:
     async with ctx.db.transaction() as session:
         page = await pages.delete(session, actor, page_id)

@@ -4,39 +4,40 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Query
 
 from pagecast.permissions import Actor, Permission
-from pagecast.schemas import UserCreate, UserUpdate
+from pagecast.schemas import Id, Line, UserCreate, UserUpdate
 from pagecast.services import audit, sessions, users
-from pagecast.web import render
+from pagecast.web import openapi, render
 from pagecast.web.deps import ContextDep, current_session, require
+from pagecast.web.openapi import API_ERRORS, documented, errors
 
-router = APIRouter(prefix="/api", tags=["users"])
+router = APIRouter(prefix="/api", tags=["users"], responses=errors(*API_ERRORS))
 Admin = Annotated[Actor, require(Permission.USERS_MANAGE)]
 
 
-@router.get("/users")
+@router.get("/users", **documented(openapi.UserList))
 async def list_users(actor: Admin, ctx: ContextDep) -> dict[str, Any]:
     async with ctx.db.transaction() as session:
         return {"items": [render.user(u) for u in await users.list_all(session)]}
 
 
-@router.post("/users", status_code=201)
+@router.post("/users", **documented(openapi.UserOut, 409, status=201))
 async def create_user(body: UserCreate, actor: Admin, ctx: ContextDep) -> dict[str, Any]:
     async with ctx.db.transaction() as session:
         return render.user(await users.create(session, actor, body))
 
 
-@router.get("/users/{user_id}")
-async def get_user(user_id: int, actor: Admin, ctx: ContextDep) -> dict[str, Any]:
+@router.get("/users/{user_id}", **documented(openapi.UserOut))
+async def get_user(user_id: Id, actor: Admin, ctx: ContextDep) -> dict[str, Any]:
     async with ctx.db.transaction() as session:
         return render.user(await users.get(session, user_id))
 
 
-@router.patch("/users/{user_id}")
+@router.patch("/users/{user_id}", **documented(openapi.UserOut, 409))
 async def update_user(
-    user_id: int,
+    user_id: Id,
     body: UserUpdate,
     actor: Admin,
     ctx: ContextDep,
@@ -48,8 +49,8 @@ async def update_user(
         return render.user(user)
 
 
-@router.get("/users/{user_id}/sessions")
-async def list_user_sessions(user_id: int, actor: Admin, ctx: ContextDep) -> dict[str, Any]:
+@router.get("/users/{user_id}/sessions", **documented(openapi.LoginSessionList))
+async def list_user_sessions(user_id: Id, actor: Admin, ctx: ContextDep) -> dict[str, Any]:
     """The user's live login sessions, newest first."""
     async with ctx.db.transaction() as session:
         await users.get(session, user_id)
@@ -57,8 +58,8 @@ async def list_user_sessions(user_id: int, actor: Admin, ctx: ContextDep) -> dic
     return {"items": [render.login_session(r) for r in rows]}
 
 
-@router.delete("/users/{user_id}/sessions")
-async def end_user_sessions(user_id: int, actor: Admin, ctx: ContextDep) -> dict[str, Any]:
+@router.delete("/users/{user_id}/sessions", **documented(openapi.EndedSessionsOut))
+async def end_user_sessions(user_id: Id, actor: Admin, ctx: ContextDep) -> dict[str, Any]:
     """Sign the user out everywhere: every login session ends (API tokens stay)."""
     async with ctx.db.transaction() as session:
         await users.get(session, user_id)
@@ -66,15 +67,18 @@ async def end_user_sessions(user_id: int, actor: Admin, ctx: ContextDep) -> dict
     return {"ended": ended}
 
 
-@router.delete("/users/{user_id}", status_code=204)
-async def delete_user(user_id: int, actor: Admin, ctx: ContextDep) -> None:
+@router.delete("/users/{user_id}", **documented(None, 409, status=204))
+async def delete_user(user_id: Id, actor: Admin, ctx: ContextDep) -> None:
     async with ctx.db.transaction() as session:
         await users.delete(session, actor, user_id)
 
 
-@router.get("/audit")
+@router.get("/audit", **documented(openapi.AuditList))
 async def audit_log(
-    actor: Admin, ctx: ContextDep, object_type: str | None = None, object_id: int | None = None
+    actor: Admin,
+    ctx: ContextDep,
+    object_type: Annotated[Line | None, Query(max_length=50)] = None,
+    object_id: Id | None = None,
 ) -> dict[str, Any]:
     async with ctx.db.transaction() as session:
         rows = await audit.list_for(session, object_type=object_type, object_id=object_id)

@@ -22,6 +22,7 @@ from pagecast import webhook_runner
 from pagecast.context import AppContext
 from pagecast.errors import Forbidden, ServiceUnavailable
 from pagecast.web.deps import ContextDep
+from pagecast.web.openapi import documented, errors
 from pagecast.web.webhook_intake import Intake
 
 __all__ = ["router"]
@@ -31,7 +32,7 @@ logger = logging.getLogger(__name__)
 SIGNATURE_HEADER = "x-hub-signature-256"
 
 
-@router.get("/messenger", response_class=PlainTextResponse)
+@router.get("/messenger", response_class=PlainTextResponse, responses=errors(403, text_route=True))
 async def verify(request: Request, ctx: ContextDep) -> PlainTextResponse:
     """Meta's subscription check: echo `hub.challenge` when the verify token matches."""
     params = request.query_params
@@ -49,7 +50,7 @@ async def verify(request: Request, ctx: ContextDep) -> PlainTextResponse:
     return PlainTextResponse(params.get("hub.challenge", ""))
 
 
-@router.post("/messenger")
+@router.post("/messenger", **documented(None, 400, 403, 413, 503))
 async def receive(request: Request, ctx: ContextDep, background: BackgroundTasks) -> dict[str, Any]:
     """Verify the signature over the raw bytes, store the events, acknowledge."""
     raw = await request.body()  # bounded by `web.body_limit` before it is read

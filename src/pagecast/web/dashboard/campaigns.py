@@ -6,9 +6,9 @@ the page hides buttons a role may not use, and the server checks the permission 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
 from pagecast import actions
@@ -16,6 +16,7 @@ from pagecast.csv_export import csv_lines
 from pagecast.errors import NotFound
 from pagecast.models import CampaignStatus, DeliveryStatus
 from pagecast.permissions import Permission
+from pagecast.schemas import BIGINT_MAX, Id, Line, parse_id
 from pagecast.services import audit, campaigns, pages, reports
 from pagecast.web import render
 from pagecast.web.dashboard import explain
@@ -84,11 +85,11 @@ async def campaign_list(
     ctx: ContextDep,
     status: str | None = None,
     page_id: str | None = None,
-    q: str | None = None,
+    q: Line | None = None,
 ) -> Response:
     viewer.actor.require(Permission.CAMPAIGNS_READ)
     wanted = CampaignStatus(status) if status in set(CampaignStatus) else None
-    page_filter = int(page_id) if page_id and page_id.isdigit() else None
+    page_filter = parse_id(page_id)
     async with ctx.db.transaction() as session:
         rows = await campaigns.list_page(
             session, status=wanted, page_id=page_filter, search=(q or "")[:200] or None, limit=200
@@ -134,7 +135,7 @@ async def _detail_context(ctx: Any, viewer: Any, campaign_id: int) -> dict[str, 
 
 @router.get("/campaigns/{campaign_id}")
 async def campaign_detail(
-    campaign_id: int, request: Request, viewer: ViewerDep, ctx: ContextDep
+    campaign_id: Id, request: Request, viewer: ViewerDep, ctx: ContextDep
 ) -> Response:
     context = await _detail_context(ctx, viewer, campaign_id)
     return page(
@@ -148,7 +149,7 @@ async def campaign_detail(
 
 @router.get("/campaigns/{campaign_id}/panel")
 async def campaign_panel(
-    campaign_id: int, request: Request, viewer: ViewerDep, ctx: ContextDep
+    campaign_id: Id, request: Request, viewer: ViewerDep, ctx: ContextDep
 ) -> Response:
     """The part of the detail page that changes with the campaign's state (HTMX refresh)."""
     return page(
@@ -159,21 +160,21 @@ async def campaign_panel(
 def _delivery_filters(status: str | None, code: str | None, q: str | None) -> dict[str, Any]:
     return {
         "status": status if status in set(DeliveryStatus) else None,
-        "code": int(code) if code and code.lstrip("-").isdigit() else None,
+        "code": parse_id(code),
         "search": (q or "").strip()[:200] or None,
     }
 
 
 @router.get("/campaigns/{campaign_id}/deliveries")
 async def delivery_table(
-    campaign_id: int,
+    campaign_id: Id,
     request: Request,
     viewer: ViewerDep,
     ctx: ContextDep,
     status: str | None = None,
     code: str | None = None,
-    q: str | None = None,
-    offset: int = 0,
+    q: Line | None = None,
+    offset: Annotated[int, Query(ge=0, le=BIGINT_MAX)] = 0,
 ) -> Response:
     viewer.actor.require(Permission.CAMPAIGNS_READ)
     filters = _delivery_filters(status, code, q)
@@ -197,7 +198,7 @@ async def delivery_table(
 
 @router.get("/campaigns/{campaign_id}/deliveries.csv")
 async def delivery_csv(
-    campaign_id: int,
+    campaign_id: Id,
     viewer: ViewerDep,
     ctx: ContextDep,
     status: str | None = None,
@@ -228,7 +229,7 @@ def _csv_values(d: Any, c: Any) -> list[Any]:
 
 @router.post("/campaigns/{campaign_id}/{action}")
 async def campaign_action(
-    campaign_id: int, action: str, request: Request, viewer: ViewerDep, ctx: ContextDep
+    campaign_id: Id, action: str, request: Request, viewer: ViewerDep, ctx: ContextDep
 ) -> Response:
     """start, schedule, pause, resume, cancel, retry-failed (campaigns:send), duplicate (write)."""
     actor = viewer.actor

@@ -7,18 +7,28 @@ from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 from starlette.datastructures import FormData
 
 from pagecast.errors import InvalidInput, PagecastError
 from pagecast.models import Campaign, CampaignStatus, MessagingType, Priority
 from pagecast.permissions import Permission
-from pagecast.schemas import ALLOWED_TAGS, RETIRED_TAGS, CampaignCreate, CampaignUpdate, Content
+from pagecast.schemas import (
+    ALLOWED_TAGS,
+    RETIRED_TAGS,
+    Audience,
+    CampaignCreate,
+    CampaignUpdate,
+    Content,
+    Id,
+    parse_id,
+)
 from pagecast.services import audience, campaigns, content, pages
 from pagecast.web.dashboard.base import DashboardRoute, ViewerDep, page, redirect
 from pagecast.web.deps import ContextDep
 
 router = APIRouter(route_class=DashboardRoute, include_in_schema=False)
+_AUDIENCE: TypeAdapter[Any] = TypeAdapter(Audience)
 CHIPS = ("{{first_name|there}}", "{{last_name}}", "{{full_name|friend}}")
 
 
@@ -68,12 +78,13 @@ def fields_from(form: FormData) -> dict[str, Any]:
             "exclude": _split(get("exclude")),
         }
     elif kind == "contacts":
-        target = {"type": "contacts", "ids": [int(i) for i in _split(get("ids")) if i.isdigit()]}
+        # An id that is not one is passed on as text, so the audience's validation names it.
+        target = {"type": "contacts", "ids": [parse_id(i) or i for i in _split(get("ids"))]}
     else:
         target = {"type": "all"}
     data: dict[str, Any] = {
         "name": get("name"),
-        "page_id": int(get("page_id")) if get("page_id").isdigit() else 0,
+        "page_id": parse_id(get("page_id")) or 0,  # 0: no Page chosen (or not an id)
         "content": _content(form),
         "messaging_type": get("messaging_type") or "UPDATE",
         "tag": get("tag") or None,
@@ -186,7 +197,7 @@ async def create_campaign(request: Request, viewer: ViewerDep, ctx: ContextDep) 
 
 @router.get("/campaigns/{campaign_id}/edit")
 async def edit_campaign(
-    campaign_id: int, request: Request, viewer: ViewerDep, ctx: ContextDep
+    campaign_id: Id, request: Request, viewer: ViewerDep, ctx: ContextDep
 ) -> Response:
     viewer.actor.require(Permission.CAMPAIGNS_WRITE)
     async with ctx.db.transaction() as session:
@@ -199,7 +210,7 @@ async def edit_campaign(
 
 @router.post("/campaigns/{campaign_id}/edit")
 async def update_campaign(
-    campaign_id: int, request: Request, viewer: ViewerDep, ctx: ContextDep
+    campaign_id: Id, request: Request, viewer: ViewerDep, ctx: ContextDep
 ) -> Response:
     viewer.actor.require(Permission.CAMPAIGNS_WRITE)
     form = await request.form()
@@ -239,9 +250,10 @@ async def preview(request: Request, viewer: ViewerDep, ctx: ContextDep) -> Respo
     message: dict[str, Any] | None = None
     problem = None
     try:
+        target = _AUDIENCE.validate_python(fields["audience"])  # ids within the column
         draft = Campaign(
             page_id=fields["page_id"],
-            audience=fields["audience"],
+            audience=target.model_dump(mode="json"),
             messaging_type=MessagingType(fields["messaging_type"]),
         )
         async with ctx.db.transaction() as session:

@@ -10,7 +10,7 @@ from starlette.datastructures import UploadFile
 from pagecast.errors import InvalidInput
 from pagecast.models import utcnow
 from pagecast.permissions import Permission
-from pagecast.schemas import ContactUpdate
+from pagecast.schemas import ContactUpdate, Id, Line, parse_id
 from pagecast.services import contact_import, contacts, page_syncs, pages
 from pagecast.web.api.contacts import MAX_IMPORT_BYTES
 from pagecast.web.dashboard.base import DashboardRoute, ViewerDep, page, redirect
@@ -30,8 +30,8 @@ async def contact_list(
     viewer: ViewerDep,
     ctx: ContextDep,
     page_id: str | None = None,
-    q: str | None = None,
-    tag: str | None = None,
+    q: Line | None = None,
+    tag: Line | None = None,
     window: str | None = None,
     opted_out: str | None = None,
     unreachable: str | None = None,
@@ -53,7 +53,7 @@ async def contact_list(
                 window=window if window in ("inside", "outside", "unknown") else None,  # type: ignore[arg-type]
                 opted_out=_flag(opted_out),
                 unreachable=_flag(unreachable),
-                after_id=int(after) if after and after.isdigit() else None,
+                after_id=parse_id(after),
                 limit=PAGE_SIZE,
             )
     filters = {
@@ -82,7 +82,7 @@ async def bulk_tags(request: Request, viewer: ViewerDep, ctx: ContextDep) -> Res
     """Add and/or remove tags on the chosen contacts."""
     viewer.actor.require(Permission.CONTACTS_WRITE)
     form = await request.form()
-    ids = [int(v) for v in form.getlist("contact_id") if isinstance(v, str) and v.isdigit()]
+    ids = [i for v in form.getlist("contact_id") if isinstance(v, str) and (i := parse_id(v))]
     add = {t.strip() for t in str(form.get("add", "")).split(",") if t.strip()}
     remove = {t.strip() for t in str(form.get("remove", "")).split(",") if t.strip()}
     if not ids:
@@ -108,12 +108,13 @@ async def import_csv(request: Request, viewer: ViewerDep, ctx: ContextDep) -> Re
         data = await upload.read()
     if not data.strip():
         raise InvalidInput("The CSV is empty; its first line must name the columns (psid, …).")
-    if not page_id.isdigit():
+    chosen_id = parse_id(page_id)
+    if chosen_id is None:
         raise InvalidInput("Choose the Page to import into.", field="page_id")
     async with ctx.db.transaction() as session:
-        report = await contact_import.import_csv(session, viewer.actor, int(page_id), data)
+        report = await contact_import.import_csv(session, viewer.actor, chosen_id, data)
         page_rows = await pages.list_all(session)
-        chosen = next((p for p in page_rows if p.id == int(page_id)), None)
+        chosen = next((p for p in page_rows if p.id == chosen_id), None)
     if request.headers.get("hx-request"):  # the form's upload with a progress bar
         return page(request, "_import_report.html", viewer, report=report, chosen=chosen)
     return page(
@@ -133,16 +134,16 @@ async def import_csv(request: Request, viewer: ViewerDep, ctx: ContextDep) -> Re
 async def start_sync(request: Request, viewer: ViewerDep, ctx: ContextDep) -> Response:
     """Sync the Page's audience from its conversations (as POST /api/pages/{id}/sync)."""
     viewer.actor.require(Permission.CONTACTS_WRITE)
-    page_id = str((await request.form()).get("page_id", ""))
-    if not page_id.isdigit():
+    page_id = parse_id(str((await request.form()).get("page_id", "")))
+    if page_id is None:
         raise InvalidInput("Choose the Page to sync.", field="page_id")
-    await ctx.syncs.start(viewer.actor, int(page_id))
-    return await sync_status(int(page_id), request, viewer, ctx)
+    await ctx.syncs.start(viewer.actor, page_id)
+    return await sync_status(page_id, request, viewer, ctx)
 
 
 @router.get("/contacts/sync/{page_id}")
 async def sync_status(
-    page_id: int, request: Request, viewer: ViewerDep, ctx: ContextDep
+    page_id: Id, request: Request, viewer: ViewerDep, ctx: ContextDep
 ) -> Response:
     """HTMX: the Page's latest sync; polls itself while the sync runs."""
     viewer.actor.require(Permission.CONTACTS_READ)

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from pagecast.errors import PagecastError
 from pagecast.permissions import Permission
-from pagecast.schemas import PageCreate, PageUpdate
+from pagecast.schemas import Id, PageCreate, PageUpdate
 from pagecast.services import pages, webhook_setup
 from pagecast.web.dashboard import explain
 from pagecast.web.dashboard.base import DashboardRoute, ViewerDep, page, redirect
@@ -94,7 +94,7 @@ async def connect_page(request: Request, viewer: ViewerDep, ctx: ContextDep) -> 
 
 @router.post("/pages/{page_id}")
 async def update_page(
-    page_id: int, request: Request, viewer: ViewerDep, ctx: ContextDep
+    page_id: Id, request: Request, viewer: ViewerDep, ctx: ContextDep
 ) -> Response:
     """Reconnect (a new token) and/or change the send rate."""
     viewer.actor.require(Permission.PAGES_WRITE)

@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from pagecast.errors import PagecastError
 from pagecast.models import Role, User
 from pagecast.permissions import Permission
-from pagecast.schemas import TokenCreate, UserCreate, UserUpdate
+from pagecast.schemas import Id, TokenCreate, UserCreate, UserUpdate
 from pagecast.services import sessions, tokens, users
 from pagecast.web import signin
 from pagecast.web.dashboard.base import DashboardRoute, ViewerDep, page, redirect
@@ -87,17 +87,19 @@ async def create_user(request: Request, viewer: ViewerDep, ctx: ContextDep) -> R
 
 @router.post("/users/{user_id}")
 async def update_user(
-    user_id: int, request: Request, viewer: ViewerDep, ctx: ContextDep
+    user_id: Id, request: Request, viewer: ViewerDep, ctx: ContextDep
 ) -> Response:
     """Change the role, the send permission, or (de)activate."""
     viewer.actor.require(Permission.USERS_MANAGE)
     form = await request.form()
     try:
-        data = UserUpdate(
-            role=Role(str(form.get("role"))) if form.get("role") else None,
-            can_send=form.get("can_send") == "on",
-            is_active=form.get("is_active") == "on",
-        )
+        fields: dict[str, Any] = {
+            "can_send": form.get("can_send") == "on",
+            "is_active": form.get("is_active") == "on",
+        }
+        if form.get("role"):  # left out when not given: null is refused
+            fields["role"] = Role(str(form.get("role")))
+        data = UserUpdate(**fields)
         async with ctx.db.transaction() as session:
             await users.update(session, viewer.actor, user_id, data)
     except (ValidationError, PagecastError) as exc:
@@ -123,7 +125,7 @@ async def create_token(request: Request, viewer: ViewerDep, ctx: ContextDep) -> 
 
 @router.post("/tokens/{token_id}/revoke")
 async def revoke_token(
-    token_id: int, request: Request, viewer: ViewerDep, ctx: ContextDep
+    token_id: Id, request: Request, viewer: ViewerDep, ctx: ContextDep
 ) -> Response:
     async with ctx.db.transaction() as session:
         await tokens.revoke(session, viewer.actor, token_id)
@@ -131,7 +133,7 @@ async def revoke_token(
 
 
 @router.post("/sessions/{session_id}/end")
-async def end_session(session_id: int, viewer: ViewerDep, ctx: ContextDep) -> Response:
+async def end_session(session_id: Id, viewer: ViewerDep, ctx: ContextDep) -> Response:
     """Sign one session out (yours, or anyone's for an admin); your own current one logs
     you out."""
     async with ctx.db.transaction() as session:
@@ -144,7 +146,7 @@ async def end_session(session_id: int, viewer: ViewerDep, ctx: ContextDep) -> Re
 
 
 @router.post("/users/{user_id}/sessions/end")
-async def end_user_sessions(user_id: int, viewer: ViewerDep, ctx: ContextDep) -> Response:
+async def end_user_sessions(user_id: Id, viewer: ViewerDep, ctx: ContextDep) -> Response:
     """Sign a user out everywhere (admins)."""
     viewer.actor.require(Permission.USERS_MANAGE)
     async with ctx.db.transaction() as session:

@@ -1,0 +1,374 @@
+"""What the API answers, for the OpenAPI document: the error body and the main resources.
+
+`render.py` builds the bodies; these models only describe them (routes keep
+`response_model=None`, so nothing is validated twice on the way out). The schemathesis test
+(tests/test_api_fuzz.py) calls every operation and fails when an answer breaks its model,
+so the two cannot drift apart unnoticed. `additionalProperties: false` on every model makes
+an undocumented key such a failure too.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from pagecast.models import (
+    CampaignStatus,
+    MessagingType,
+    PageStatus,
+    Priority,
+    Role,
+    SyncState,
+)
+
+__all__ = [
+    "API_ERRORS",
+    "AuditList",
+    "CampaignList",
+    "CampaignOut",
+    "CampaignProgressOut",
+    "ContactList",
+    "ContactOut",
+    "EndedSessionsOut",
+    "ErrorOut",
+    "LoginSessionList",
+    "LoginSessionOut",
+    "PageList",
+    "PageOut",
+    "PreviewOut",
+    "SyncOut",
+    "TemplateList",
+    "TemplateOut",
+    "TokenList",
+    "TokenOut",
+    "UserList",
+    "UserOut",
+    "WebhookHelpOut",
+    "documented",
+    "errors",
+]
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ErrorDetail(_Out):
+    field: str | None
+    message: str
+
+
+class ErrorInfo(_Out):
+    code: str
+    message: str
+    field: str | None
+    details: list[ErrorDetail] | None = None
+
+
+class ErrorOut(_Out):
+    """Every error the API answers (web/errors.py)."""
+
+    error: ErrorInfo
+
+
+_MEANING = {
+    400: "The body is not valid JSON.",
+    401: "No valid API token or session.",
+    403: "The caller's role does not allow this, or the CSRF header is missing.",
+    404: "No such object (or route).",
+    409: "A uniqueness rule or the object's state forbids this.",
+    413: "The request body is over the size limit.",
+    422: "Invalid input: `error.field` names the field, `error.details` lists every problem.",
+    429: "Too many attempts; `Retry-After` says when to try again.",
+    502: "Facebook (the Graph API) refused or failed a call Pagecast needed.",
+    503: "Redis (the queue) is unreachable; nothing was changed.",
+}
+_HEADERS: dict[int, dict[str, Any]] = {
+    429: {
+        "Retry-After": {
+            "description": "Seconds to wait before trying again.",
+            "schema": {"type": "integer"},
+        }
+    }
+}
+# Every API route can answer these: authentication, roles, a bad body or parameter, a body
+# over the limit, a path id that names nothing.
+API_ERRORS = (400, 401, 403, 404, 413, 422)
+
+
+def errors(*statuses: int, text_route: bool = False) -> dict[int | str, dict[str, Any]]:
+    """`responses=` entries for error statuses, each with the `{"error": …}` body.
+
+    FastAPI documents a `model` in the route's media type; a route that answers text
+    (`text_route`) still answers errors in JSON, so its entries name the schema directly
+    (registered by the JSON routes that use the model).
+    """
+    entries: dict[int | str, dict[str, Any]] = {}
+    for status in statuses:
+        entry: dict[str, Any] = {"description": _MEANING[status]}
+        if text_route:
+            entry["content"] = {
+                "application/json": {"schema": {"$ref": "#/components/schemas/ErrorOut"}}
+            }
+        else:
+            entry["model"] = ErrorOut
+        if status in _HEADERS:
+            entry["headers"] = _HEADERS[status]
+        entries[status] = entry
+    return entries
+
+
+def documented(
+    model: type[BaseModel] | None, *statuses: int, status: int = 200, empty: int | None = None
+) -> dict[str, Any]:
+    """Route keyword arguments: `model` documents the success body (not validated at run
+    time), `statuses` the errors beyond API_ERRORS that the route can answer, `empty` a
+    second success status without a body."""
+    success: dict[str, Any] = {"description": "Success"}
+    if model is not None:
+        success["model"] = model
+    responses: dict[int | str, dict[str, Any]] = {status: success, **errors(*statuses)}
+    if empty is not None:
+        responses[empty] = {"description": "Success, no body"}
+    return {"status_code": status, "response_model": None, "responses": responses}
+
+
+class UserOut(_Out):
+    id: int
+    email: str
+    role: Role
+    can_send: bool
+    is_active: bool
+    created_at: datetime | None
+    last_login_at: datetime | None
+
+
+class MeOut(UserOut):
+    permissions: list[str]
+
+
+class LoginOut(_Out):
+    user: UserOut
+    csrf_token: str
+
+
+class UserList(_Out):
+    items: list[UserOut]
+
+
+class TokenOut(_Out):
+    id: int
+    user_id: int
+    name: str
+    prefix: str
+    created_at: datetime | None
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+
+class NewTokenOut(TokenOut):
+    token: str
+    note: str
+
+
+class TokenList(_Out):
+    items: list[TokenOut]
+
+
+class LoginSessionOut(_Out):
+    id: int
+    user_id: int
+    current: bool
+    created_at: datetime | None
+    last_seen_at: datetime | None
+    expires_at: datetime | None
+    user_agent: str
+    address: str
+    revoked_at: datetime | None
+
+
+class LoginSessionList(_Out):
+    items: list[LoginSessionOut]
+
+
+class EndedSessionsOut(_Out):
+    ended: int
+
+
+class PolicyOut(_Out):
+    blocked: bool
+    block_reason: str | None
+    changed_at: datetime | None
+    warning: str | None
+    warning_at: datetime | None
+
+
+class PageOut(_Out):
+    id: int
+    fb_page_id: str
+    name: str
+    status: PageStatus
+    status_reason: str | None
+    policy: PolicyOut
+    send_rate: float
+    has_app_secret: bool
+    opt_out_keywords: list[str] | None
+    created_at: datetime | None
+    updated_at: datetime | None
+
+
+class PageList(_Out):
+    items: list[PageOut]
+
+
+class ContactOut(_Out):
+    id: int
+    page_id: int
+    psid: str
+    first_name: str | None
+    last_name: str | None
+    locale: str | None
+    timezone: float | None
+    profile_pic_url: str | None
+    tags: list[str]
+    last_inbound_at: datetime | None
+    window: Literal["inside", "outside", "unknown"]
+    opted_out_at: datetime | None
+    unreachable_at: datetime | None
+    created_at: datetime | None
+    updated_at: datetime | None
+
+
+class ContactList(_Out):
+    items: list[ContactOut]
+    next_cursor: str | None
+
+
+class TemplateOut(_Out):
+    id: int
+    name: str
+    content: dict[str, Any]
+    created_at: datetime | None
+    updated_at: datetime | None
+
+
+class TemplateList(_Out):
+    items: list[TemplateOut]
+
+
+class CampaignOut(_Out):
+    id: int
+    name: str
+    description: str | None
+    page_id: int
+    content: dict[str, Any] | None
+    template_id: int | None
+    messaging_type: MessagingType
+    tag: str | None
+    audience: dict[str, Any]
+    scheduled_at: datetime | None
+    priority: Priority
+    send_rate: float | None
+    expires_at: datetime | None
+    status: CampaignStatus
+    status_reason: str | None
+    missed: bool
+    counts: dict[str, int]
+    created_by_id: int | None
+    created_at: datetime | None
+    updated_at: datetime | None
+    started_at: datetime | None
+    completed_at: datetime | None
+
+
+class RetriedOut(CampaignOut):
+    retried: int
+
+
+class ReconcilingOut(_Out):
+    count: int
+    until: datetime | None
+    why: str
+
+
+class CampaignProgressOut(CampaignOut):
+    rate_per_second: float
+    eta_seconds: int
+    reconciling: ReconcilingOut | None
+
+
+class CampaignList(_Out):
+    items: list[CampaignOut]
+    next_cursor: str | None
+
+
+class SampleOut(_Out):
+    contact: ContactOut
+    message: dict[str, Any] | None
+
+
+class PreviewOut(_Out):
+    total: int
+    eligible: int
+    excluded: dict[str, int]
+    sample: SampleOut | None
+
+
+class AuditOut(_Out):
+    id: int
+    at: datetime | None
+    actor: str | None
+    actor_id: int | None
+    action: str
+    object_type: str | None
+    object_id: int | None
+    details: dict[str, Any] | None
+
+
+class AuditList(_Out):
+    items: list[AuditOut]
+
+
+class SyncOut(_Out):
+    id: int
+    page_id: int
+    state: SyncState
+    running: bool
+    started_by: str | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    heartbeat_at: datetime | None
+    elapsed_seconds: float
+    calls: int
+    threads_seen: int
+    contacts_created: int
+    contacts_updated: int
+    error: str | None
+
+
+class WebhookEventsOut(_Out):
+    last_received_at: datetime | None
+    last_24h: dict[str, int]  # events by kind
+    receiving: bool
+
+
+class WebhookHelpOut(_Out):
+    page_id: int
+    fb_page_id: str
+    callback_url: str
+    callback_url_from: Literal["PAGECAST_PUBLIC_URL", "request"]
+    verify_token_set: bool
+    verify_token: str | None
+    app_secret_set: bool
+    app_secret_from: Literal["page", "PAGECAST_APP_SECRET"] | None
+    fields: list[str]
+    events: WebhookEventsOut
+    warnings: list[str]
+
+
+class ReadyOut(_Out):
+    ok: bool
+    database: bool
+    redis: bool
