@@ -27,6 +27,7 @@ from pagecast.models import Role
 from pagecast.security import Vault
 from pagecast.settings import Settings
 from pagecast.web.app import create_app
+from pagecast.web.openapi import ErrorOut
 from test_webhook_intake import raw_request
 from test_webhooks import LoopbackApp
 
@@ -65,7 +66,9 @@ async def test_a_declared_length_over_the_limit_is_answered_413_without_reading(
         answer, elapsed = await raw_request(f"http://{parts.netloc}/", head, [b'{"email":'])
     assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
     assert elapsed < 2
-    error = json.loads(answer.split(b"\r\n\r\n", 1)[1])["error"]
+    body = json.loads(answer.split(b"\r\n\r\n", 1)[1])
+    ErrorOut.model_validate(body)  # the shape the OpenAPI document gives every 413
+    error = body["error"]
     assert error["code"] == "payload_too_large" and error["limit"] == MIB
     assert "PAGECAST_MAX_BODY_BYTES" in error["message"]
     assert "Content-Length 150,000,000" in error["message"]

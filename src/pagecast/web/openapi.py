@@ -65,6 +65,7 @@ class ErrorInfo(_Out):
     message: str
     field: str | None
     details: list[ErrorDetail] | None = None
+    limit: int | None = None  # 413: the route's body limit in bytes
 
 
 class ErrorOut(_Out):
