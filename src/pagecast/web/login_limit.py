@@ -157,7 +157,10 @@ class DatabaseLoginLimit(LoginLimit):
         count, window_ends_at = (await session.execute(statement)).one()  # type: ignore[attr-defined]
         if count <= self.limit:
             return 0
-        return max(1, math.ceil((window_ends_at - now).total_seconds()))
+        # A concurrent attempt may have opened the window after `now` was read: never more
+        # than one window.
+        wait = math.ceil((window_ends_at - now).total_seconds())
+        return max(1, min(wait, math.ceil(self.window)))
 
     async def _prune(self, now: datetime) -> None:
         """Delete counters whose window ended, at most once a minute per process; rows another
