@@ -105,6 +105,25 @@ class Settings(BaseSettings):
         description="Largest webhook body accepted, in bytes; a larger one is answered 413 "
         "before its signature is checked, without being read fully or stored.",
     )
+    import_max_bytes: PositiveInt = Field(
+        100 * 1024 * 1024,
+        description="Largest CSV file a contact import accepts, in bytes; a larger upload is "
+        "answered 413 before more than this is read (`Content-Length` first, then while the "
+        "file is stored).",
+    )
+    import_max_tags_per_contact: PositiveInt = Field(
+        50,
+        description="Most tags one row of a contact import may carry; a row with more is "
+        "refused, with the reason, and the rest of the file is imported.",
+    )
+    import_batch_rows: int = Field(
+        2000,
+        ge=100,
+        le=10_000,
+        description="Rows a contact import reads and writes per transaction (100 to 10,000). "
+        "Between batches webhooks and progress reads get the database; SQLite has one "
+        "writer at a time.",
+    )
     default_page_send_rate: PositiveFloat = Field(
         40.0,
         description="Messages per second for a newly connected Page. Above about 40/s Meta's "
