@@ -148,18 +148,15 @@ class ImportRunner:
                 batch = await reading
                 # Read the next batch in the thread while this one is written.
                 reading = None if batch.done else asyncio.ensure_future(self._read(reader))
-                async with self.db.transaction() as session:
-                    created, updated = await contact_import.upsert(session, job.page_id, batch.rows)
-                    running = await import_jobs.record_batch(
-                        session,
-                        job.id,
-                        bytes_read=batch.bytes_read,
-                        rows=batch.read,
-                        created=created,
-                        updated=updated,
-                        refused=batch.errors,
-                        listed=listed,
-                    )
+                writing = asyncio.ensure_future(self._write(job, batch, listed))
+                try:
+                    running = await asyncio.shield(writing)
+                except asyncio.CancelledError:
+                    # A transaction cancelled half-way can leave SQLite's write lock held:
+                    # the batch commits (or fails) first, then the import stops.
+                    with contextlib.suppress(Exception):
+                        await writing
+                    raise
                 listed = min(listed + len(batch.errors), contact_import.MAX_ERRORS_LISTED)
                 if not running:
                     state, error = ImportState.INTERRUPTED, "The import was marked as stopped."
@@ -185,6 +182,21 @@ class ImportRunner:
             # Shielded: a cancelled task must still record how it ended.
             await asyncio.shield(self._finish(job, actor, state, error))
         logger.info("page %d: import %d %s", job.page_id, job.id, state.value)
+
+    async def _write(self, job: ContactImport, batch: Batch, listed: int) -> bool:
+        """One batch and the job's counts in one transaction; False when the job was stopped."""
+        async with self.db.transaction() as session:
+            created, updated = await contact_import.upsert(session, job.page_id, batch.rows)
+            return await import_jobs.record_batch(
+                session,
+                job.id,
+                bytes_read=batch.bytes_read,
+                rows=batch.read,
+                created=created,
+                updated=updated,
+                refused=batch.errors,
+                listed=listed,
+            )
 
     async def _read(self, reader: CsvReader) -> Batch:
         return await asyncio.to_thread(reader.next_batch, self.options.batch_rows)

@@ -166,8 +166,16 @@ async def test_a_csv_of_several_megabytes_imports_through_the_form(
             data={"csrf_token": csrf, "page_id": str(page.id)},
             files={"file": ("big.csv", data, "text/csv")},
         )
-    assert answer.status_code == 200, answer.text[:300]
-    assert "<strong>40000</strong> of 40000 rows imported" in answer.text
+        assert answer.status_code == 303, answer.text[:300]  # to the import's own page
+        location = answer.headers["location"]
+        import_id = int(location.rsplit("/", 1)[1])
+        await app.state.context.imports.wait(import_id)
+        done = await client.get(location)
+        card = await client.get(location, headers={"HX-Request": "true"})
+    assert done.status_code == 200 and "<h1>Contact import</h1>" in done.text
+    assert "<strong>40000</strong> rows read: 40000 created, 0 updated, 0 refused" in done.text
+    assert 'data-state="completed"' in card.text and "hx-trigger" not in card.text
+    assert "<h1>" not in card.text  # the card alone, for HTMX
 
 
 async def test_a_malformed_link_is_a_not_found_page(app: Any, db: Database) -> None:
