@@ -23,6 +23,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from sqlalchemy import text
+
 from pagecast.db import Database
 from pagecast.errors import PagecastError
 from pagecast.models import ContactImport, ImportState
@@ -186,6 +188,11 @@ class ImportRunner:
     async def _write(self, job: ContactImport, batch: Batch, listed: int) -> bool:
         """One batch and the job's counts in one transaction; False when the job was stopped."""
         async with self.db.transaction() as session:
+            if self.db.dialect == "postgresql":
+                # A batch's commit need not wait for its WAL flush: the job's counts commit
+                # with the rows, so a crash loses both together, and the synchronous commit
+                # that ends the job flushes everything before it says `completed`.
+                await session.execute(text("SET LOCAL synchronous_commit = off"))
             created, updated = await contact_import.upsert(session, job.page_id, batch.rows)
             return await import_jobs.record_batch(
                 session,
