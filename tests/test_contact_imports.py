@@ -257,3 +257,18 @@ async def test_an_import_whose_process_died_is_reported_interrupted_and_blocks_n
     async with db.reading() as session:
         stored = await session.get(ContactImport, dead.id)
         assert stored is not None and stored.state is ImportState.INTERRUPTED
+
+
+async def test_an_upload_abandoned_for_a_day_is_deleted_and_a_fresh_one_kept(
+    tmp_path: Path,
+) -> None:
+    from pagecast.import_runner import ImportOptions, ImportRunner
+
+    runner = ImportRunner(Database("sqlite+aiosqlite://"), ImportOptions(tmp_path))
+    old, fresh = tmp_path / "old.csv", tmp_path / "fresh.csv"
+    old.write_text("psid\n1\n")
+    fresh.write_text("psid\n1\n")
+    day_ago = time.time() - 24 * 3600 - 60
+    os.utime(old, (day_ago, day_ago))
+    runner.new_upload_path()
+    assert not old.exists() and fresh.exists()

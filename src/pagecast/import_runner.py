@@ -19,6 +19,7 @@ import contextlib
 import logging
 import os
 import secrets
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +38,7 @@ __all__ = ["ImportOptions", "ImportRunner"]
 logger = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[ContactImport], None]
+_ABANDONED_AFTER_S = 24 * 3600
 
 
 @dataclass(frozen=True)
@@ -54,9 +56,19 @@ class ImportRunner:
         self._tasks: dict[int, asyncio.Task[None]] = {}
 
     def new_upload_path(self) -> Path:
-        """A fresh path in the uploads directory (created 0700) for a file to be written 0600."""
-        self.options.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        return self.options.directory / f"{secrets.token_hex(12)}.csv"
+        """A fresh path in the uploads directory (created 0700) for a file to be written 0600.
+
+        An upload is deleted once its job has opened it; one older than a day was left by a
+        process that died between storing and opening it, and is deleted here.
+        """
+        directory = self.options.directory
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        stale = time.time() - _ABANDONED_AFTER_S
+        for old in directory.glob("*.csv"):
+            with contextlib.suppress(OSError):
+                if old.stat().st_mtime < stale:
+                    old.unlink()
+        return directory / f"{secrets.token_hex(12)}.csv"
 
     async def start(
         self, actor: Actor, page_id: int, path: Path, *, file_name: str, delete: bool = True
