@@ -232,3 +232,23 @@ async def test_a_campaign_waiting_for_reconciliation_says_how_many_and_until_whe
     assert "<span data-reconciling-count>1</span>" in notice and "ambiguous" in notice
     grace = timedelta(seconds=app.state.context.settings.unknown_grace)
     assert (since + grace).isoformat().replace("+00:00", "Z") in notice
+
+
+@pytest.mark.parametrize("page_id", ["²", "99999999999999999999", "0", ""])
+async def test_an_import_form_with_an_impossible_page_is_a_422_naming_it(
+    app: Any, db: Database, page_id: str
+) -> None:
+    user, _ = await create_user(db, Role.MANAGER, email="i@example.com")
+    cookie = app.state.context.vault.sign_session(user.id, 600)
+    csrf = app.state.context.vault.csrf_token(cookie)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app),
+        base_url="http://t",
+        cookies={SESSION_COOKIE: cookie},
+    ) as client:
+        answer = await client.post(
+            "/contacts/import",
+            data={"csrf_token": csrf, "page_id": page_id},
+            files={"file": ("a.csv", b"psid\n1\n", "text/csv")},
+        )
+    assert answer.status_code == 422 and "Choose the Page" in answer.text

@@ -112,7 +112,7 @@ async def import_csv(request: Request, viewer: ViewerDep, ctx: ContextDep) -> Re
     # Cached (the CSRF check read it); leaving the block removes its spooled files.
     async with request.form(max_files=1, max_fields=20) as form:
         page_id = str(form.get("page_id", ""))
-        if not page_id.isdigit() or len(page_id) > 18:
+        if not (page_id.isascii() and page_id.isdigit() and 0 < int(page_id) < 2**31):
             raise InvalidInput("Choose the Page to import into.", field="page_id")
         if not isinstance(form.get("file"), UploadFile):
             raise InvalidInput("Choose a CSV file to import.", field="file")
