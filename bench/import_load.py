@@ -1,7 +1,8 @@
 """P8: a large CSV import of contacts while Facebook's webhooks and progress reads keep coming.
 
-A `pagecast web` process (and a `pagecast worker` that applies the webhook events) runs on a
-fresh database; the client uploads a CSV of N contacts to `POST
+On PostgreSQL a `pagecast web` process and a `pagecast worker` (which applies the webhook
+events) run on a fresh database; on SQLite `pagecast serve`, the default setup (both in one
+process, which is what SQLite is for); the client uploads a CSV of N contacts to `POST
 /api/pages/{id}/contacts/import` (202: a background job) and, until the job has ended, fires
 signed webhook POSTs (an inbound message each, `--webhooks` a second) and campaign progress
 reads (`GET /api/campaigns/{id}`, `--reads` a second) on a fixed schedule (open loop: a slow
@@ -83,8 +84,11 @@ async def one_run(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
     page_id = await bench.add_page(PAGE, send_rate=40, contacts=1000)
     campaign_id = await bench.add_campaign(page_id)
     token = await bench.api_token()
-    web = bench.start_web()
-    bench.start_workers(1, concurrency=20)
+    if bench.backend == "sqlite":  # the default setup: web and worker in one process
+        web = bench.start_web(command="serve")
+    else:
+        web = bench.start_web()
+        bench.start_workers(1, concurrency=20)
     csv_path = bench.workdir / "contacts.csv"
     size = write_csv(csv_path, args.rows)
     # (sent at, latency) of every request: those sent before the upload are the baseline.
