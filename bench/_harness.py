@@ -270,22 +270,25 @@ class Redis:
 
 
 class Web:
-    """One `pagecast web` process (the API) on a free port."""
+    """One `pagecast web` process (the API) on a free port; `pagecast serve` (the API and a
+    worker in one process) with `command="serve"`."""
 
-    def __init__(self, workdir: Path, env: dict[str, str], *, nice: int = 0) -> None:
+    def __init__(
+        self, workdir: Path, env: dict[str, str], *, nice: int = 0, command: str = "web"
+    ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = workdir / f"web-{self.port}.log"
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
-                [PAGECAST, "web", "--host", "127.0.0.1", "--port", str(self.port)],
+                [PAGECAST, command, "--host", "127.0.0.1", "--port", str(self.port)],
                 cwd=workdir,
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 preexec_fn=_niced(nice),
             )
-        _wait_http(self.url + "/healthz", self.proc, "pagecast web", timeout=60)
+        _wait_http(self.url + "/healthz", self.proc, f"pagecast {command}", timeout=60)
 
     def cpu_seconds(self) -> float:
         return cpu_seconds(self.proc.pid)
@@ -482,8 +485,8 @@ class Bench:
             _, raw = await tokens.create(session, Actor.system(), user, "bench")
         return raw
 
-    def start_web(self, *, nice: int = 0) -> Web:
-        web = Web(self.workdir, self.worker_env(), nice=nice)
+    def start_web(self, *, nice: int = 0, command: str = "web") -> Web:
+        web = Web(self.workdir, self.worker_env(), nice=nice, command=command)
         self.webs.append(web)
         return web
 

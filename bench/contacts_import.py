@@ -1,4 +1,6 @@
-"""How long a CSV import of N contacts takes, on SQLite and PostgreSQL. Prints a table.
+"""How long a CSV import of N contacts takes, on SQLite and PostgreSQL, with nothing else
+running (the import job of `pagecast contacts import`, in this process). Prints a table.
+`bench/import_load.py` measures an import through the web app under webhooks (P8).
 
     uv run python bench/contacts_import.py [--rows 100000] [--runs 3]
 
@@ -19,10 +21,11 @@ import asyncpg
 from sqlalchemy.engine import make_url
 
 from pagecast.db import Database, downgrade, upgrade
+from pagecast.import_runner import ImportOptions, ImportRunner
 from pagecast.permissions import Actor
 from pagecast.schemas import PageCreate
 from pagecast.security import Vault
-from pagecast.services import contact_import, pages
+from pagecast.services import pages
 from pagecast.settings import normalise_database_url
 
 PG_URL = "postgresql://postgres@127.0.0.1:5432/pagecast_bench"
@@ -55,11 +58,14 @@ async def one_run(url: str, data: bytes) -> float:
             verify=owner,
             default_send_rate=40,
         )
+    workdir = Path(tempfile.mkdtemp())
+    csv_path = workdir / "contacts.csv"
+    csv_path.write_bytes(data)
+    runner = ImportRunner(db, ImportOptions(directory=workdir / "imports"))
     started = time.perf_counter()
-    async with db.transaction() as session:
-        report = await contact_import.import_csv(session, actor, page.id, data)
+    job = await runner.run_here(actor, page.id, csv_path)
     elapsed = time.perf_counter() - started
-    assert report.imported == data.count(b"\n") - 1, report
+    assert job.created == data.count(b"\n") - 1, job
     await db.close()
     return elapsed
 

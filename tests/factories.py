@@ -142,3 +142,25 @@ async def table_counts(db: Database) -> dict[str, int]:
             )
             for t in Base.metadata.sorted_tables
         }
+
+
+async def import_contacts(
+    client: httpx.AsyncClient, page_id: int, data: bytes, *, timeout: float = 120
+) -> dict[str, Any]:
+    """POST a CSV import (202, a background job) and wait until it has ended; its report."""
+    import asyncio
+    import time
+
+    started = await client.post(
+        f"/api/pages/{page_id}/contacts/import", content=data, headers={"content-type": "text/csv"}
+    )
+    assert started.status_code == 202, started.text
+    job = started.json()
+    deadline = time.monotonic() + timeout
+    while job["running"]:
+        assert time.monotonic() < deadline, f"import {job['id']} still running: {job}"
+        await asyncio.sleep(0.02)
+        answer = await client.get(f"/api/contacts/imports/{job['id']}")
+        assert answer.status_code == 200, answer.text
+        job = answer.json()
+    return dict(job)

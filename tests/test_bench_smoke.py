@@ -40,6 +40,7 @@ def _postgres_answers() -> bool:
         ("memory.py", "memory"),
         ("progress_api.py", "progress_api"),
         ("serve_load.py", "serve_load"),
+        ("import_load.py", "import_load"),
     ],
 )
 def test_quick_benchmark_runs(script: str, result: str) -> None:

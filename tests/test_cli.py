@@ -183,8 +183,35 @@ def test_contacts_import_reports_rows_and_errors(
     csv_file.write_text("psid,first_name,tags\n1,Ana,vip\n2,Ben,\nxx,Bad,\n")
     result = run(data_dir, "contacts", "import", str(csv_file), "--page", "1")
     assert result.returncode == 0, result.stderr
-    assert "2 of 3 rows imported; 1 with errors." in result.stdout
+    assert "Import 1 completed: 3 rows read, 2 created, 0 updated, 1 refused." in result.stdout
     assert "row 4, psid:" in result.stderr
+    listed = run(data_dir, "contacts", "imports", "--page", "1")
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.split("\t")[:4] == ["1", "page 1", "completed", "100 %"]
+    too_many_tags = tmp_path / "tags.csv"
+    too_many_tags.write_text("psid,tags\n3," + ";".join(f"t{i}" for i in range(3)) + "\n")
+    capped = run(
+        data_dir,
+        "contacts",
+        "import",
+        str(too_many_tags),
+        "--page",
+        "1",
+        PAGECAST_IMPORT_MAX_TAGS_PER_CONTACT="2",
+    )
+    assert capped.returncode == 0, capped.stderr
+    assert "0 created, 0 updated, 1 refused" in capped.stdout
+    assert "row 2, tags: has 3 tags; a contact may have at most 2" in capped.stderr
+    too_large = run(
+        data_dir,
+        "contacts",
+        "import",
+        str(csv_file),
+        "--page",
+        "1",
+        PAGECAST_IMPORT_MAX_BYTES="10",
+    )
+    assert too_large.returncode == 1 and "over the 10-byte limit" in too_large.stderr
 
 
 def test_serve_migrates_a_fresh_data_dir_and_answers(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import delete as sql_delete
 from sqlalchemy import func, select
 
-from factories import ADMIN_ACTOR, connected_page, table_counts
+from factories import ADMIN_ACTOR, connected_page, import_contacts, table_counts
 from pagecast.db import Database
 from pagecast.models import Campaign, Contact, Delivery, DeliveryStatus, Role, utcnow
 from pagecast.schemas import CampaignCreate, ContactCreate, Content
@@ -110,10 +110,10 @@ async def test_import_upserts_valid_rows_and_reports_invalid_ones(
         b"333,Cy,,,not-a-date,\n"
         b"222,Ben,Again,,,\n"
     )
-    response = await _import(manager, page_id, data)
-    assert response.status_code == 200, response.text
-    report = response.json()
-    assert (report["rows"], report["imported"], report["error_count"]) == (5, 2, 3)
+    report = await import_contacts(manager, page_id, data)
+    assert report["state"] == "completed" and report["progress"] == 1.0
+    assert (report["rows"], report["imported"], report["refused"]) == (5, 2, 3)
+    assert (report["created"], report["updated"]) == (2, 0)
     assert report["ignored_columns"] == ["favourite_colour"]
     errors = {(e["row"], e["column"]) for e in report["errors"]}
     assert errors == {(4, "psid"), (5, "last_inbound_at"), (6, "psid")}
@@ -130,9 +130,11 @@ async def test_import_is_idempotent_and_keeps_what_empty_cells_leave_out(
 ) -> None:
     first = b"psid,first_name,tags,last_inbound_at\n111,Ana,vip,2026-11-20T10:00:00Z\n"
     second = b"psid,first_name,tags,last_inbound_at\n111,,new,2026-11-19T10:00:00Z\n"
-    assert (await _import(manager, page_id, first)).json()["imported"] == 1
-    assert (await _import(manager, page_id, first)).json()["imported"] == 1
-    assert (await _import(manager, page_id, second)).json()["imported"] == 1
+    counts = []
+    for data in (first, first, second):
+        report = await import_contacts(manager, page_id, data)
+        counts.append((report["created"], report["updated"]))
+    assert counts == [(1, 0), (0, 1), (0, 1)]
     [ana] = (await manager.get(f"/api/pages/{page_id}/contacts")).json()["items"]
     assert ana["first_name"] == "Ana"  # empty cell kept the name
     assert ana["tags"] == ["new", "vip"]  # tags are added, not replaced
@@ -144,7 +146,14 @@ async def test_import_as_multipart_upload(manager: httpx.AsyncClient, page_id: i
         f"/api/pages/{page_id}/contacts/import",
         files={"file": ("people.csv", b"psid\n1\n2\n", "text/csv")},
     )
-    assert response.status_code == 200 and response.json()["imported"] == 2
+    assert response.status_code == 202, response.text
+    job = response.json()
+    assert job["file_name"] == "people.csv" and job["state"] == "running"
+    assert response.headers["location"] == f"/api/contacts/imports/{job['id']}"
+    await manager.get("/api/contacts/imports")  # the job runs beside other requests
+    while job["running"]:
+        job = (await manager.get(response.headers["location"])).json()
+    assert job["imported"] == 2
 
 
 @pytest.mark.parametrize(
@@ -153,17 +162,25 @@ async def test_import_as_multipart_upload(manager: httpx.AsyncClient, page_id: i
         (b"id,first_name\n1,Ana\n", "psid", "no `psid` column"),
         (b"psid,first_name\n1,Jos\xe9\n", "file", "not UTF-8"),
         (b"", "file", "empty"),
+        (b"\n\n", "file", "empty"),
     ],
 )
 async def test_import_refuses_a_bad_file_and_writes_nothing(
-    manager: httpx.AsyncClient, page_id: int, db: Database, data: bytes, field: str, phrase: str
+    manager: httpx.AsyncClient,
+    page_id: int,
+    db: Database,
+    settings: Any,
+    data: bytes,
+    field: str,
+    phrase: str,
 ) -> None:
     before = await table_counts(db)
     response = await _import(manager, page_id, data)
     assert response.status_code == 422
     assert response.json()["error"]["field"] == field
     assert phrase in response.json()["error"]["message"]
-    assert await table_counts(db) == before
+    assert await table_counts(db) == before  # no job either
+    assert not list((settings.data_dir / "imports").glob("*"))  # the upload is not kept
 
 
 async def test_import_reports_a_5_mb_line_as_a_row_error(
@@ -171,7 +188,7 @@ async def test_import_reports_a_5_mb_line_as_a_row_error(
 ) -> None:
     huge = "x" * (5 * 1024 * 1024)
     data = f"psid,first_name\n1,Ana\n2,{huge}\n3,Cy\n".encode()
-    report = (await _import(manager, page_id, data)).json()
+    report = await import_contacts(manager, page_id, data)
     assert report["imported"] == 2
     assert report["errors"] == [
         {"row": 3, "column": "first_name", "reason": "is 5,242,880 characters; at most 255"}
@@ -182,16 +199,14 @@ async def test_import_into_an_unknown_page_is_a_404(manager: httpx.AsyncClient) 
     assert (await _import(manager, 987654, b"psid\n1\n")).status_code == 404
 
 
-async def test_import_of_many_rows_is_one_bulk_operation(
+async def test_import_of_many_rows_is_written_in_batches(
     manager: httpx.AsyncClient, page_id: int
 ) -> None:
     rows = "".join(f"{10_000 + i},Name{i},,tag{i % 5},2026-11-20T10:00:00Z\n" for i in range(5000))
-    report = (
-        await _import(
-            manager, page_id, f"psid,first_name,last_name,tags,last_inbound_at\n{rows}".encode()
-        )
-    ).json()
-    assert (report["imported"], report["error_count"]) == (5000, 0)
+    report = await import_contacts(
+        manager, page_id, f"psid,first_name,last_name,tags,last_inbound_at\n{rows}".encode()
+    )
+    assert (report["imported"], report["created"], report["refused"]) == (5000, 5000, 0)
     tagged = (
         await manager.get(f"/api/pages/{page_id}/contacts", params={"tag": "tag3", "limit": 500})
     ).json()

@@ -25,7 +25,13 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from factories import app_client, create_user, engine_settings, postgresql_only
+from factories import (
+    app_client,
+    create_user,
+    engine_settings,
+    import_contacts,
+    postgresql_only,
+)
 from pagecast.context import AppContext
 from pagecast.db import Database
 from pagecast.models import Role, utcnow
@@ -106,12 +112,8 @@ async def add_people(
     assert (await graph.post("/__sim/users", json=people)).status_code in (200, 201)
     inbound = utcnow().isoformat()
     csv = "psid,first_name,last_inbound_at\n" + "".join(f"{p},P,{inbound}\n" for p in psids)
-    report = await api.post(
-        f"/api/pages/{page_id}/contacts/import",
-        content=csv.encode(),
-        headers={"content-type": "text/csv"},
-    )
-    assert report.status_code == 200 and report.json()["imported"] == count, report.text
+    report = await import_contacts(api, page_id, csv.encode())
+    assert report["imported"] == count, report
     return psids
 
 

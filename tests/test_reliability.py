@@ -28,7 +28,7 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from factories import SECRET_KEY, create_user, postgresql_only
+from factories import SECRET_KEY, create_user, import_contacts, postgresql_only
 from pagecast.db import Database
 from pagecast.models import Campaign, Contact, Delivery, DeliveryStatus, Role, utcnow
 from pagecast.settings import Settings
@@ -220,12 +220,8 @@ async def add_people(
     inbound = (utcnow() - timedelta(hours=hours_ago)).isoformat()
     csv = "psid,first_name,last_inbound_at\n" + "".join(f"{p},P{p},{inbound}\n" for p in psids)
     assert env.api is not None
-    report = await env.api.post(
-        f"/api/pages/{page_db_id}/contacts/import",
-        content=csv.encode(),
-        headers={"content-type": "text/csv"},
-    )
-    assert report.status_code == 200 and report.json()["imported"] == count, report.text
+    report = await import_contacts(env.api, page_db_id, csv.encode())
+    assert report["imported"] == count, report
     return psids
 
 

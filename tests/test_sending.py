@@ -19,7 +19,14 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from factories import SIM_TOKEN, app_client, create_user, engine_settings, sim_page
+from factories import (
+    SIM_TOKEN,
+    app_client,
+    create_user,
+    engine_settings,
+    import_contacts,
+    sim_page,
+)
 from pagecast.context import AppContext
 from pagecast.db import Database
 from pagecast.models import Campaign, Contact, Delivery, DeliveryStatus, Role, utcnow
@@ -121,12 +128,8 @@ async def add_people(
     ]
     assert (await sim.post("/__sim/users", json=people)).status_code in (200, 201)
     csv = "psid,first_name,last_inbound_at\n" + "".join(f"{p},P{p},{inbound}\n" for p in psids)
-    report = await manager.post(
-        f"/api/pages/{page_id}/contacts/import",
-        content=csv.encode(),
-        headers={"content-type": "text/csv"},
-    )
-    assert report.json()["imported"] == count, report.text
+    report = await import_contacts(manager, page_id, csv.encode())
+    assert report["imported"] == count, report
     return psids
 
 

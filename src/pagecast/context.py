@@ -12,6 +12,7 @@ from pagecast.audience_sync import SyncRunner
 from pagecast.db import Database
 from pagecast.errors import ServiceUnavailable, UpstreamError
 from pagecast.graph import ErrorKind, GraphClient, GraphError, PageCredentials, make_http_client
+from pagecast.import_runner import ImportOptions, ImportRunner
 from pagecast.queue import Queue
 from pagecast.ratelimit import PageLimiter
 from pagecast.redis_url import parse_redis_url
@@ -40,6 +41,7 @@ class AppContext:
         self._http: httpx.AsyncClient | None = None
         self._graph: GraphClient | None = None
         self._syncs: SyncRunner | None = None
+        self._imports: ImportRunner | None = None
 
     @property
     def vault(self) -> Vault:
@@ -94,6 +96,20 @@ class AppContext:
             )
         return self._syncs
 
+    @property
+    def imports(self) -> ImportRunner:
+        """Contact imports run by this process (background tasks, stopped by `close()`)."""
+        if self._imports is None:
+            self._imports = ImportRunner(
+                self.db,
+                ImportOptions(
+                    directory=self.settings.data_dir / "imports",
+                    batch_rows=self.settings.import_batch_rows,
+                    max_tags=self.settings.import_max_tags_per_contact,
+                ),
+            )
+        return self._imports
+
     def app_secret_for(self, page_secret: str | None) -> str | None:
         if page_secret:
             return page_secret
@@ -123,6 +139,9 @@ class AppContext:
         if self._syncs is not None:  # first: they record their end in the database
             await self._syncs.close()
             self._syncs = None
+        if self._imports is not None:
+            await self._imports.close()
+            self._imports = None
         if self._queue is not None:
             await self._queue.close()
             self._queue = None

@@ -144,5 +144,13 @@ async def seed(ctx: Any, sandbox: Sandbox) -> int:
                 verify=ctx.verify_token,
                 default_send_rate=ctx.settings.default_page_send_rate,
             )
-        await contact_import.import_csv(session, system, page.id, buffer.getvalue().encode())
+        # A few hundred rows at start-up: read here, not as a background import.
+        reader = contact_import.CsvReader(
+            buffer.getvalue().encode(), max_tags=ctx.settings.import_max_tags_per_contact
+        )
+        try:
+            batch = reader.next_batch(len(people) + 1)
+        finally:
+            reader.close()
+        await contact_import.upsert(session, page.id, batch.rows)
         return page.id

@@ -35,8 +35,10 @@ __all__ = [
     "Campaign",
     "CampaignStatus",
     "Contact",
+    "ContactImport",
     "Delivery",
     "DeliveryStatus",
+    "ImportState",
     "LoginAttempt",
     "LoginSession",
     "MessagingType",
@@ -119,6 +121,15 @@ class SyncState(enum.StrEnum):
     COMPLETED = "completed"
     FAILED = "failed"
     # The process running it stopped (its heartbeat went stale, or it shut down).
+    INTERRUPTED = "interrupted"
+
+
+class ImportState(enum.StrEnum):
+    RUNNING = "running"
+    COMPLETED = "completed"
+    # The file could not be read to its end, or the database refused a batch.
+    FAILED = "failed"
+    # The process running it stopped (shut down, or its heartbeat went stale).
     INTERRUPTED = "interrupted"
 
 
@@ -454,6 +465,43 @@ class PageSync(Base):
     threads_seen: Mapped[int] = mapped_column(Integer, default=0)
     contacts_created: Mapped[int] = mapped_column(Integer, default=0)
     contacts_updated: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+class ContactImport(Base):
+    """One CSV import of contacts into a Page: a background job, its progress and report."""
+
+    __tablename__ = "contact_imports"
+    __table_args__ = (
+        # At most one running import per Page, whatever process tries to start another.
+        Index(
+            "ux_contact_imports_running_page_id",
+            "page_id",
+            unique=True,
+            sqlite_where=text("state = 'running'"),
+            postgresql_where=text("state = 'running'"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    page_id: Mapped[int] = mapped_column(ForeignKey("pages.id", ondelete="CASCADE"), index=True)
+    state: Mapped[ImportState] = mapped_column(_enum(ImportState), default=ImportState.RUNNING)
+    started_by: Mapped[str] = mapped_column(String(254))
+    file_name: Mapped[str] = mapped_column(String(255))
+    file_bytes: Mapped[int] = mapped_column(BigInteger)
+    bytes_read: Mapped[int] = mapped_column(BigInteger, default=0)
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Written with every batch; a stale one means the process running it died.
+    heartbeat_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None]
+    rows: Mapped[int] = mapped_column(Integer, default=0)
+    created: Mapped[int] = mapped_column(Integer, default=0)
+    updated: Mapped[int] = mapped_column(Integer, default=0)
+    refused: Mapped[int] = mapped_column(Integer, default=0)
+    # The first refused rows with their reasons ({"row", "column", "reason"}), and the
+    # header's columns that were not imported.
+    errors: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    ignored_columns: Mapped[list[Any]] = mapped_column(JSON, default=list)
     error: Mapped[str | None] = mapped_column(Text)
 
 

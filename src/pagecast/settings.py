@@ -129,14 +129,10 @@ class Settings(BaseSettings):
     max_body_bytes: PositiveInt = Field(
         1_048_576,
         description="Largest request body any route accepts, in bytes, unless the route "
-        "takes uploads (`max_upload_bytes`) or is the webhook (`webhook_max_body_bytes`). A "
+        "takes uploads (the CSV import: `import_max_bytes`) or is the webhook "
+        "(`webhook_max_body_bytes`). A "
         "larger body is answered 413 before it is read: at once when its `Content-Length` is "
         "over the limit, and as soon as a body without one (chunked) passes it.",
-    )
-    max_upload_bytes: PositiveInt = Field(
-        104_857_600,
-        description="Largest request body of the routes that take file uploads (the contacts "
-        "CSV import, API and dashboard), in bytes; refused like `max_body_bytes`.",
     )
     webhook_max_body_bytes: PositiveInt = Field(
         1_048_576,
@@ -148,6 +144,25 @@ class Settings(BaseSettings):
         description="Most entries (`entry[]`) one webhook POST may carry; a correctly signed "
         "body with more is answered 413 and nothing of it is stored. Meta batches far fewer "
         "(a few per POST, rarely more than a hundred).",
+    )
+    import_max_bytes: PositiveInt = Field(
+        100 * 1024 * 1024,
+        description="Largest CSV file a contact import accepts, in bytes; a larger upload is "
+        "answered 413 before more than this is read (`Content-Length` first, then while the "
+        "file is stored).",
+    )
+    import_max_tags_per_contact: PositiveInt = Field(
+        50,
+        description="Most tags one row of a contact import may carry; a row with more is "
+        "refused, with the reason, and the rest of the file is imported.",
+    )
+    import_batch_rows: int = Field(
+        2000,
+        ge=100,
+        le=10_000,
+        description="Rows a contact import reads and writes per transaction (100 to 10,000). "
+        "Between batches webhooks and progress reads get the database; SQLite has one "
+        "writer at a time.",
     )
     default_page_send_rate: PositiveFloat = Field(
         40.0,

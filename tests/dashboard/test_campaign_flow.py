@@ -96,11 +96,20 @@ def test_import_contacts_reports_bad_rows(admin: Any, sim_api: httpx.Client, tmp
     admin.goto("/contacts")
     admin.set_input_files("#import-form input[type=file]", str(csv_path))
     admin.click("#import-form button[type=submit]")
+    # The answer is the running import's card; it polls itself until the import has ended.
     report = admin.locator("#import-report")
-    expect(report).to_contain_text(f"{PEOPLE} of {PEOPLE + 1} rows imported; 1 with errors")
+    expect(report).to_have_attribute("data-state", "running")  # shown for a second at least
+    expect(report).to_have_attribute("data-state", "completed")
+    expect(report).to_contain_text(
+        f"{PEOPLE + 1} rows read: {PEOPLE} created, 0 updated, 1 refused"
+    )
+    expect(report.locator("progress")).to_have_attribute("value", "100")
     expect(report.locator("td").first).to_have_text(str(PEOPLE + 2))  # spreadsheet row number
-    expect(admin.locator("#import-state")).to_have_text("Done.")
-    assert admin.locator("#import-progress").get_attribute("hidden") is None  # progress shown
+    expect(admin.locator("#import-state")).to_have_text("Uploaded; importing in the background.")
+    assert admin.locator("#import-progress").get_attribute("hidden") is None  # upload progress
+    screenshot(admin, "contact-import")
+    admin.goto("/contacts")
+    expect(admin.locator("ul.imports li").first).to_contain_text("completed")
     admin.goto("/contacts?tag=vip")
     expect(admin.locator("input[name=contact_id]")).to_have_count(PEOPLE // 2)
     screenshot(admin, "contacts")

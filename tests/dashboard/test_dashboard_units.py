@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from starlette.datastructures import FormData
 
 from factories import ADMIN_ACTOR, connected_page, create_user, session_cookie
@@ -146,8 +147,16 @@ async def test_a_csv_of_several_megabytes_imports_through_the_form(
             data={"csrf_token": csrf, "page_id": str(page.id)},
             files={"file": ("big.csv", data, "text/csv")},
         )
-    assert answer.status_code == 200, answer.text[:300]
-    assert "<strong>40000</strong> of 40000 rows imported" in answer.text
+        assert answer.status_code == 303, answer.text[:300]  # to the import's own page
+        location = answer.headers["location"]
+        import_id = int(location.rsplit("/", 1)[1])
+        await app.state.context.imports.wait(import_id)
+        done = await client.get(location)
+        card = await client.get(location, headers={"HX-Request": "true"})
+    assert done.status_code == 200 and "<h1>Contact import</h1>" in done.text
+    assert "<strong>40000</strong> rows read: 40000 created, 0 updated, 0 refused" in done.text
+    assert 'data-state="completed"' in card.text and "hx-trigger" not in card.text
+    assert "<h1>" not in card.text  # the card alone, for HTMX
 
 
 async def test_a_malformed_link_is_a_not_found_page(app: Any, db: Database) -> None:
@@ -204,3 +213,23 @@ async def test_a_campaign_waiting_for_reconciliation_says_how_many_and_until_whe
     assert "<span data-reconciling-count>1</span>" in notice and "ambiguous" in notice
     grace = timedelta(seconds=app.state.context.settings.unknown_grace)
     assert (since + grace).isoformat().replace("+00:00", "Z") in notice
+
+
+@pytest.mark.parametrize("page_id", ["²", "99999999999999999999", "0", ""])
+async def test_an_import_form_with_an_impossible_page_is_a_422_naming_it(
+    app: Any, db: Database, page_id: str
+) -> None:
+    user, _ = await create_user(db, Role.MANAGER, email="i@example.com")
+    cookie = await session_cookie(db, user)
+    csrf = app.state.context.vault.csrf_token(cookie)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app),
+        base_url="http://t",
+        cookies={SESSION_COOKIE: cookie},
+    ) as client:
+        answer = await client.post(
+            "/contacts/import",
+            data={"csrf_token": csrf, "page_id": page_id},
+            files={"file": ("a.csv", b"psid\n1\n", "text/csv")},
+        )
+    assert answer.status_code == 422 and "Choose the Page" in answer.text

@@ -65,36 +65,71 @@ def contacts_import(
     file: Path = typer.Argument(..., exists=True, dir_okay=False, readable=True, help="CSV file."),
     page: int = typer.Option(..., "--page", help="Page id (see `pagecast pages list`)."),
 ) -> None:
-    """Import contacts from a CSV file (psid, first_name, last_name, tags, last_inbound_at)."""
+    """Import contacts from a CSV file (psid, first_name, last_name, tags, last_inbound_at).
+
+    Runs here, in batches, with a progress bar; the import is a job like the API's, so
+    `pagecast contacts imports`, the API and the dashboard show its progress meanwhile.
+    """
     from rich.progress import Progress
 
-    from pagecast.services import contact_import
+    from pagecast.errors import PayloadTooLarge
+    from pagecast.services import import_jobs
 
-    data = file.read_bytes()
-    expected = max(data.count(b"\n") - 1, 1)
+    size = file.stat().st_size
 
     async def run_import(ctx: Any) -> Any:
+        limit = ctx.settings.import_max_bytes
+        if size > limit:
+            raise PayloadTooLarge(
+                f"{file} is {size:,} bytes, over the {limit:,}-byte limit "
+                "(PAGECAST_IMPORT_MAX_BYTES). Split it into smaller files, or raise the limit.",
+                field="file",
+            )
         with Progress(transient=True) as progress:
-            task = progress.add_task(f"Importing {file.name}", total=expected)
-            async with ctx.db.transaction() as session:
-                return await contact_import.import_csv(
-                    session,
-                    cli_actor(),
-                    page,
-                    data,
-                    on_progress=lambda rows: progress.update(task, completed=rows),
-                )
+            task = progress.add_task(f"Importing {file.name}", total=max(size, 1))
+            return await ctx.imports.run_here(
+                cli_actor(),
+                page,
+                file,
+                on_progress=lambda job: progress.update(task, completed=job.bytes_read),
+            )
 
-    report = run(run_import)
+    report = import_jobs.report(run(run_import))
     typer.echo(
-        f"{report.imported:,} of {report.rows:,} rows imported; {report.error_count:,} with errors."
+        f"Import {report['id']} {report['state']}: {report['rows']:,} rows read, "
+        f"{report['created']:,} created, {report['updated']:,} updated, "
+        f"{report['refused']:,} refused."
     )
-    for error in report.errors[:50]:
-        typer.echo(f"  row {error.row}, {error.column}: {error.reason}", err=True)
-    if report.error_count > 50:
-        typer.echo(f"  … and {report.error_count - 50:,} more.", err=True)
-    if report.ignored_columns:
-        typer.echo(f"Ignored columns: {', '.join(report.ignored_columns)}")
+    for error in report["errors"][:50]:
+        typer.echo(f"  row {error['row']}, {error['column']}: {error['reason']}", err=True)
+    if report["refused"] > 50:
+        typer.echo(f"  … and {report['refused'] - 50:,} more.", err=True)
+    if report["ignored_columns"]:
+        typer.echo(f"Ignored columns: {', '.join(report['ignored_columns'])}")
+    if report["error"]:
+        typer.echo(f"Error: {report['error']}", err=True)
+    if report["state"] != "completed":
+        raise typer.Exit(1)
+
+
+@contacts_app.command("imports")
+def contacts_imports(
+    page: int | None = typer.Option(None, "--page", help="Only this Page's imports."),
+) -> None:
+    """List recent contact imports (any process's), newest first, with their progress."""
+    from pagecast.services import import_jobs
+
+    async def fetch(ctx: Any) -> Any:
+        async with ctx.db.reading() as session:
+            jobs = await import_jobs.list_recent(session, page_id=page, limit=50)
+            return [import_jobs.report(j, errors=False) for j in jobs]
+
+    for job in run(fetch):
+        typer.echo(
+            f"{job['id']}\tpage {job['page_id']}\t{job['state']}\t{job['progress'] * 100:.0f} %\t"
+            f"{job['rows']:,} rows\t{job['created']:,} created\t{job['updated']:,} updated\t"
+            f"{job['refused']:,} refused\t{job['file_name']}"
+        )
 
 
 @campaigns_app.command("list")

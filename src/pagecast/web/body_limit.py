@@ -11,7 +11,9 @@ that streams) ever buffers more than the limit:
 
 Every route gets `PAGECAST_MAX_BODY_BYTES`. The few routes that need more are listed in
 `LARGER_LIMITS` below, each with the setting that holds its limit: the CSV import (API and
-dashboard) takes `max_upload_bytes`, the webhook its own `webhook_max_body_bytes`. The
+dashboard) takes `import_max_bytes` (and room for the multipart form around the file: the
+import itself refuses a file over the setting exactly), the webhook its own
+`webhook_max_body_bytes`. The
 table is matched before routing, so a Content-Length over the limit never reaches a
 handler, a dependency or the database.
 """
@@ -25,6 +27,7 @@ from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pagecast.settings import Settings, env_names
+from pagecast.web.uploads import FORM_OVERHEAD
 
 __all__ = ["LARGER_LIMITS", "BodyLimit", "BodyTooLarge"]
 
@@ -32,10 +35,12 @@ _DEFAULT = "max_body_bytes"
 
 # (method, path template) -> the setting that holds the route's limit. One place, one rule.
 LARGER_LIMITS: dict[tuple[str, str], str] = {
-    ("POST", "/api/pages/{page_id}/contacts/import"): "max_upload_bytes",
-    ("POST", "/contacts/import"): "max_upload_bytes",
+    ("POST", "/api/pages/{page_id}/contacts/import"): "import_max_bytes",
+    ("POST", "/contacts/import"): "import_max_bytes",
     ("POST", "/webhooks/messenger"): "webhook_max_body_bytes",
 }
+# Room for the multipart form around an uploaded file (web/uploads.py refuses the file itself).
+_FORM_ROOM = {"import_max_bytes": FORM_OVERHEAD}
 _COMPILED = [
     (method, compile_path(path)[0], setting) for (method, path), setting in LARGER_LIMITS.items()
 ]
@@ -57,7 +62,7 @@ class BodyLimit:
             await self.app(scope, receive, send)
             return
         setting = _setting_for(scope)
-        limit = int(getattr(self.settings, setting))
+        limit = int(getattr(self.settings, setting)) + _FORM_ROOM.get(setting, 0)
         declared = _content_length(scope)
         if declared is not None and declared > limit:
             await _refuse(scope, send, setting, limit, f"Content-Length {declared:,}")
@@ -108,7 +113,7 @@ def _content_length(scope: Scope) -> int | None:
 
 async def _refuse(scope: Scope, send: Send, setting: str, limit: int, size: str) -> None:
     variable = env_names(setting)[0]
-    upload = "upload" in setting
+    upload = setting in _FORM_ROOM
     what = "split the file into smaller files" if upload else "send a smaller body"
     message = (
         f"The request body ({size}) is over this route's limit of {limit:,} bytes "

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict
 
 from pagecast.models import (
     CampaignStatus,
+    ImportState,
     MessagingType,
     PageStatus,
     Priority,
@@ -33,6 +34,8 @@ __all__ = [
     "ContactOut",
     "EndedSessionsOut",
     "ErrorOut",
+    "ImportList",
+    "ImportOut",
     "LoginSessionList",
     "LoginSessionOut",
     "PageList",
@@ -176,6 +179,42 @@ class NewTokenOut(TokenOut):
 
 class TokenList(_Out):
     items: list[TokenOut]
+
+
+class ImportRowError(_Out):
+    row: int
+    column: str
+    reason: str
+
+
+class ImportOut(_Out):
+    """A contact import (services/import_jobs.report)."""
+
+    id: int
+    page_id: int
+    state: ImportState
+    running: bool
+    file_name: str
+    file_bytes: int
+    bytes_read: int
+    progress: float
+    rows: int
+    imported: int
+    created: int
+    updated: int
+    refused: int
+    errors: list[ImportRowError] | None
+    errors_listed_at_most: int
+    ignored_columns: list[str]
+    started_by: str
+    started_at: str | None
+    finished_at: str | None
+    elapsed_seconds: float
+    error: str | None
+
+
+class ImportList(_Out):
+    items: list[ImportOut]
 
 
 class LoginSessionOut(_Out):

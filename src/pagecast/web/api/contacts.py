@@ -1,30 +1,22 @@
-"""Contacts of a Page: list with filters and cursor paging, CRUD, CSV import."""
+"""Contacts of a Page: list with filters and cursor paging, CRUD, CSV imports (background jobs)."""
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
-from starlette.datastructures import UploadFile
+from fastapi import APIRouter, Query, Request, Response
 
-from pagecast.errors import InvalidInput, PagecastError
 from pagecast.permissions import Actor, Permission
 from pagecast.schemas import ContactCreate, ContactUpdate, Id, Line
-from pagecast.services import contact_import, contacts
+from pagecast.services import contacts, import_jobs, pages
 from pagecast.web import openapi, render
 from pagecast.web.deps import ContextDep, require
 from pagecast.web.openapi import API_ERRORS, documented, errors
+from pagecast.web.uploads import store_upload
 
 router = APIRouter(prefix="/api", tags=["contacts"], responses=errors(*API_ERRORS))
 Reader = Annotated[Actor, require(Permission.CONTACTS_READ)]
 Writer = Annotated[Actor, require(Permission.CONTACTS_WRITE)]
-MAX_IMPORT_BYTES = 100 * 1024 * 1024
-
-
-class PayloadTooLarge(PagecastError):
-    status_code = 413
-    code = "payload_too_large"
 
 
 @router.get("/pages/{page_id}/contacts", **documented(openapi.ContactList))
@@ -66,41 +58,41 @@ async def create_contact(
         return render.contact(await contacts.create(session, actor, page_id, body))
 
 
-async def _upload(request: Request) -> bytes:
-    if request.headers.get("content-type", "").startswith("multipart/form-data"):
-        async with request.form(max_part_size=MAX_IMPORT_BYTES) as form:  # closes the temp files
-            upload = form.get("file")
-            if not isinstance(upload, UploadFile):
-                raise InvalidInput("Send the CSV as a multipart field named `file`.", field="file")
-            data = await upload.read()
-    else:
-        data = await request.body()
-    if len(data) > MAX_IMPORT_BYTES:
-        raise PayloadTooLarge(
-            f"The file is {len(data):,} bytes; split it into files under 100 MB.", field="file"
-        )
-    if not data.strip():
-        raise InvalidInput(
-            "The CSV is empty; the first line must name the columns (psid, …).", field="file"
-        )
-    return data
-
-
-@router.post("/pages/{page_id}/contacts/import")
+@router.post("/pages/{page_id}/contacts/import", **documented(openapi.ImportOut, 409, status=202))
 async def import_contacts(
-    page_id: Id, request: Request, actor: Writer, ctx: ContextDep
+    page_id: Id, request: Request, response: Response, actor: Writer, ctx: ContextDep
 ) -> dict[str, Any]:
-    """Body: `text/csv`, or a multipart upload in the field `file`."""
-    data = await _upload(request)
-    async with ctx.db.transaction() as session:
-        report = await contact_import.import_csv(session, actor, page_id, data)
-    return {
-        "rows": report.rows,
-        "imported": report.imported,
-        "error_count": report.error_count,
-        "errors": [asdict(e) for e in report.errors],
-        "ignored_columns": report.ignored_columns,
-    }
+    """Body: `text/csv`, or a multipart upload in the field `file`. Answers 202 with the
+    import job at once; follow it at `GET /api/contacts/imports/{id}` (the `Location`)."""
+    async with ctx.db.reading() as session:
+        await pages.get(session, page_id)  # a 404 before the upload is read
+    stored = await store_upload(
+        request, ctx.imports.new_upload_path(), max_bytes=ctx.settings.import_max_bytes
+    )
+    job = await ctx.imports.start(actor, page_id, stored.path, file_name=stored.name)
+    response.headers["Location"] = f"/api/contacts/imports/{job.id}"
+    return import_jobs.report(job)
+
+
+@router.get("/contacts/imports", **documented(openapi.ImportList))
+async def list_imports(
+    actor: Reader,
+    ctx: ContextDep,
+    page_id: Id | None = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> dict[str, Any]:
+    """The newest imports first (of one Page with `page_id`), without their refused rows."""
+    async with ctx.db.reading() as session:
+        jobs = await import_jobs.list_recent(session, page_id=page_id, limit=limit)
+        return {"items": [import_jobs.report(j, errors=False) for j in jobs]}
+
+
+@router.get("/contacts/imports/{import_id}", **documented(openapi.ImportOut))
+async def get_import(import_id: Id, actor: Reader, ctx: ContextDep) -> dict[str, Any]:
+    """An import's state, progress (`bytes_read` of `file_bytes`) and counts; once it has
+    ended, `errors` lists the first refused rows with their reasons."""
+    async with ctx.db.reading() as session:
+        return import_jobs.report(await import_jobs.get(session, import_id))
 
 
 @router.get("/contacts/{contact_id}", **documented(openapi.ContactOut))

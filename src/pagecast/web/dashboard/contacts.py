@@ -1,4 +1,4 @@
-"""Contacts of a Page: search and filters, tags in bulk, CSV import with a per-row report."""
+"""Contacts of a Page: search and filters, tags in bulk, CSV imports with live progress and a per-row report."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ from pagecast.errors import InvalidInput
 from pagecast.models import utcnow
 from pagecast.permissions import Permission
 from pagecast.schemas import ContactUpdate, Id, Line, parse_id
-from pagecast.services import contact_import, contacts, page_syncs, pages
-from pagecast.web.api.contacts import MAX_IMPORT_BYTES
+from pagecast.services import contacts, import_jobs, page_syncs, pages
 from pagecast.web.dashboard.base import DashboardRoute, ViewerDep, page, redirect
 from pagecast.web.deps import ContextDep
+from pagecast.web.uploads import store_upload
 
 router = APIRouter(route_class=DashboardRoute, include_in_schema=False)
 PAGE_SIZE = 100
@@ -56,6 +56,11 @@ async def contact_list(
                 after_id=parse_id(after),
                 limit=PAGE_SIZE,
             )
+        recent = (
+            await import_jobs.list_recent(session, page_id=chosen.id, limit=5)
+            if chosen is not None
+            else []
+        )
     filters = {
         "q": q or "",
         "tag": tag or "",
@@ -72,7 +77,9 @@ async def contact_list(
         rows=rows,
         filters=filters,
         next_after=rows[-1].id if len(rows) == PAGE_SIZE else None,
-        report=None,
+        imports=[import_jobs.report(j, errors=False) for j in recent],
+        max_tags=ctx.settings.import_max_tags_per_contact,
+        max_bytes=ctx.settings.import_max_bytes,
         now=utcnow(),
     )
 
@@ -99,35 +106,39 @@ async def bulk_tags(request: Request, viewer: ViewerDep, ctx: ContextDep) -> Res
 
 @router.post("/contacts/import")
 async def import_csv(request: Request, viewer: ViewerDep, ctx: ContextDep) -> Response:
+    """Store the upload and start the import in the background; the answer shows its
+    progress, which polls itself until the import has ended."""
     viewer.actor.require(Permission.CONTACTS_WRITE)
-    async with request.form(max_part_size=MAX_IMPORT_BYTES) as form:
-        upload = form.get("file")
-        page_id = str(form.get("page_id", ""))
-        if not isinstance(upload, UploadFile):
+    # Cached (the CSRF check read it); leaving the block removes its spooled files.
+    async with request.form(max_files=1, max_fields=20) as form:
+        page_id = parse_id(str(form.get("page_id", "")))
+        if page_id is None:
+            raise InvalidInput("Choose the Page to import into.", field="page_id")
+        if not isinstance(form.get("file"), UploadFile):
             raise InvalidInput("Choose a CSV file to import.", field="file")
-        data = await upload.read()
-    if not data.strip():
-        raise InvalidInput("The CSV is empty; its first line must name the columns (psid, …).")
-    chosen_id = parse_id(page_id)
-    if chosen_id is None:
-        raise InvalidInput("Choose the Page to import into.", field="page_id")
-    async with ctx.db.transaction() as session:
-        report = await contact_import.import_csv(session, viewer.actor, chosen_id, data)
-        page_rows = await pages.list_all(session)
-        chosen = next((p for p in page_rows if p.id == chosen_id), None)
-    if request.headers.get("hx-request"):  # the form's upload with a progress bar
-        return page(request, "_import_report.html", viewer, report=report, chosen=chosen)
-    return page(
-        request,
-        "contacts.html",
-        viewer,
-        pages=page_rows,
-        chosen=chosen,
-        rows=[],
-        filters={},
-        next_after=None,
-        report=report,
-    )
+        async with ctx.db.reading() as session:
+            await pages.get(session, page_id)
+        stored = await store_upload(
+            request, ctx.imports.new_upload_path(), max_bytes=ctx.settings.import_max_bytes
+        )
+    job = await ctx.imports.start(viewer.actor, page_id, stored.path, file_name=stored.name)
+    if request.headers.get("hx-request"):
+        return page(request, "_import.html", viewer, job=import_jobs.report(job))
+    return redirect(f"/contacts/imports/{job.id}")
+
+
+@router.get("/contacts/imports/{import_id}")
+async def import_status(
+    import_id: Id, request: Request, viewer: ViewerDep, ctx: ContextDep
+) -> Response:
+    """An import's progress (HTMX: the card alone, polling itself while it runs), then its
+    report with the refused rows."""
+    viewer.actor.require(Permission.CONTACTS_READ)
+    async with ctx.db.reading() as session:
+        job = import_jobs.report(await import_jobs.get(session, import_id))
+    if request.headers.get("hx-request"):
+        return page(request, "_import.html", viewer, job=job)
+    return page(request, "import.html", viewer, job=job)
 
 
 @router.post("/contacts/sync")

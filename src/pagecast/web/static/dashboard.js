@@ -114,7 +114,7 @@
   document.addEventListener("DOMContentLoaded", live);
 })();
 
-// CSV import: the upload's progress, then "reading rows" until the report arrives.
+// CSV import: the upload's progress; then the import's own card polls its progress.
 (function () {
   "use strict";
   document.addEventListener("htmx:xhr:progress", function (event) {
@@ -124,11 +124,11 @@
     var percent = Math.round(100 * event.detail.loaded / event.detail.total);
     bar.value = percent;
     document.getElementById("import-state").textContent =
-      percent < 100 ? "Uploading… " + percent + " %" : "Uploaded; reading rows…";
+      percent < 100 ? "Uploading… " + percent + " %" : "Uploaded; starting the import…";
   });
   document.addEventListener("htmx:afterRequest", function (event) {
     if (event.target.id !== "import-form") return;
     var state = document.getElementById("import-state");
-    if (state) state.textContent = event.detail.successful ? "Done." : "The import failed; see the message below.";
+    if (state) state.textContent = event.detail.successful ? "Uploaded; importing in the background." : "The file was refused; see the message below.";
   });
 })();
