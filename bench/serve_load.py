@@ -180,7 +180,12 @@ async def _send(
             content=out.getvalue().encode(),
             headers={"content-type": "text/csv"},
         )
-        assert imported.status_code in (200, 201), imported.text
+        assert imported.status_code == 202, imported.text  # a background job: wait for it
+        job = imported.json()
+        while job["running"]:
+            await asyncio.sleep(0.1)
+            job = (await api.get(f"/api/contacts/imports/{job['id']}")).json()
+        assert job["state"] == "completed" and job["created"] == args.contacts, job
         body = {"name": "Load", "page_id": page_id, "content": {"text": "Hi {{first_name}}"}}
         created = await api.post("/api/campaigns", json=body)
         assert created.status_code == 201, created.text

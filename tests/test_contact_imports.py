@@ -116,7 +116,8 @@ async def test_the_server_answers_while_many_invalid_rows_are_imported(
     assert (report["rows"], report["refused"], report["created"]) == (300_001, 300_000, 1)
     assert rounds >= 5, f"only {rounds} rounds of requests during a {duration:.1f} s import"
     assert len(states) >= 3, "progress should be seen moving while the import runs"
-    assert slowest < duration / 5, f"a round took {slowest:.2f} s of a {duration:.2f} s import"
+    # Before, one round lasted the whole import; a round may wait for a batch's write.
+    assert slowest < duration / 3, f"a round took {slowest:.2f} s of a {duration:.2f} s import"
 
 
 async def test_a_row_with_more_tags_than_the_cap_is_refused_with_the_reason(
