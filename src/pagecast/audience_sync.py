@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from pagecast.background import Jobs
 from pagecast.db import Database
 from pagecast.graph import (
     DEFAULT_THROTTLE_SECONDS,
@@ -114,16 +115,14 @@ class SyncRunner:
     ) -> None:
         self.db, self.graph, self.vault, self.app_secret = db, graph, vault, app_secret
         self.options = options or SyncOptions()
-        self._tasks: dict[int, asyncio.Task[None]] = {}
+        self._jobs = Jobs("page-sync")
         self._paces: dict[int, Pace] = {}
 
     async def start(self, actor: Actor, page_id: int) -> PageSync:
         """Record a new sync and run it in the background; raises `InvalidState` while one runs."""
         async with self.db.transaction() as session:
             sync = await page_syncs.start(session, actor, page_id)
-        task = asyncio.create_task(self._run(sync.id, page_id, None), name=f"page-sync-{sync.id}")
-        self._tasks[sync.id] = task
-        task.add_done_callback(lambda _: self._tasks.pop(sync.id, None))
+        self._jobs.start(sync.id, self._run(sync.id, page_id, None))
         return sync
 
     async def run_here(
@@ -138,18 +137,11 @@ class SyncRunner:
 
     async def wait(self, sync_id: int) -> None:
         """Until the background sync `sync_id` of this process has ended (tests, shutdown)."""
-        task = self._tasks.get(sync_id)
-        if task is not None:
-            await asyncio.shield(task)
+        await self._jobs.wait(sync_id)
 
     async def close(self) -> None:
         """Stop this process's syncs; each is recorded as `interrupted`."""
-        tasks = list(self._tasks.values())
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self._jobs.close()
 
     # ------------------------------------------------------------------------------- running
 

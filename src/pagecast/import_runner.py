@@ -26,6 +26,7 @@ from pathlib import Path
 
 from sqlalchemy import text
 
+from pagecast.background import Jobs
 from pagecast.db import Database
 from pagecast.errors import PagecastError
 from pagecast.models import ContactImport, ImportState
@@ -53,7 +54,7 @@ class ImportRunner:
 
     def __init__(self, db: Database, options: ImportOptions) -> None:
         self.db, self.options = db, options
-        self._tasks: dict[int, asyncio.Task[None]] = {}
+        self._jobs = Jobs("import")
 
     def new_upload_path(self) -> Path:
         """A fresh path in the uploads directory (created 0700) for a file to be written 0600.
@@ -79,9 +80,7 @@ class ImportRunner:
         Raises `InvalidInput` for a file that cannot be imported, `NotFound`, `InvalidState`.
         """
         job, reader = await self._open(actor, page_id, path, file_name=file_name, delete=delete)
-        task = asyncio.create_task(self._run(job, actor, reader, None), name=f"import-{job.id}")
-        self._tasks[job.id] = task
-        task.add_done_callback(lambda _: self._tasks.pop(job.id, None))
+        self._jobs.start(job.id, self._run(job, actor, reader, None))
         return job
 
     async def run_here(
@@ -100,18 +99,11 @@ class ImportRunner:
 
     async def wait(self, import_id: int) -> None:
         """Until the background import `import_id` of this process has ended (tests, shutdown)."""
-        task = self._tasks.get(import_id)
-        if task is not None:
-            await asyncio.shield(task)
+        await self._jobs.wait(import_id)
 
     async def close(self) -> None:
         """Stop this process's imports; each is recorded as `interrupted`."""
-        tasks = list(self._tasks.values())
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self._jobs.close()
 
     # ----------------------------------------------------------------------------- running
 
