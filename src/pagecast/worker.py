@@ -72,10 +72,12 @@ from pagecast.services import (
     campaigns,
     content,
     deliveries,
+    pacing,
     pages,
     reconcile,
     retries,
     sending,
+    snapshots,
 )
 from pagecast.settings import Settings
 from pagecast.webhook_runner import Reactions
@@ -483,15 +485,16 @@ class SendingWorker:
         return f"started {started}"
 
     async def _snapshot(self, campaign_id: int, upto: int) -> str:
-        """Insert the rest of a large audience, one slice per transaction (sending.start_sliced);
+        """Insert the rest of a large audience, one slice per transaction (snapshots.insert_slice);
         a restarted job goes on from the last slice written."""
         async with self.db.transaction() as session:
-            after = await sending.snapshot_resume_point(session, campaign_id)
+            after = await snapshots.resume_point(session, campaign_id)
         while after < upto:
             async with self.db.transaction() as session:
-                after = await sending.snapshot_slice(session, campaign_id, after=after, upto=upto)
+                after = await snapshots.insert_slice(session, campaign_id, after=after, upto=upto)
         async with self.db.transaction() as session:
-            await sending.snapshot_done(session, campaign_id)
+            await snapshots.finish(session, campaign_id)
+            await sending.finish_if_done(session, campaign_id)
         await self.queue.snapshot_finished(campaign_id)
         return f"snapshot of campaign {campaign_id} complete"
 
@@ -511,10 +514,10 @@ class SendingWorker:
             if campaign is None or campaign.status is not CampaignStatus.SENDING:
                 return "not sending"
             rate = await self._capped(
-                campaign.page_id, await sending.effective_rate(session, campaign)
+                campaign.page_id, await pacing.effective_rate(session, campaign)
             )
-            chunk_size = sending.chunk_for(rate, self.config.chunk_size)
-            ahead = sending.plan_ahead(rate, chunk_size)
+            chunk_size = pacing.chunk_for(rate, self.config.chunk_size)
+            ahead = pacing.plan_ahead(rate, chunk_size)
             priority = campaign.priority.value
             queued = 0
             if since is not None:
@@ -645,7 +648,7 @@ class SendingWorker:
             message = await campaigns.effective_content(session, campaign)
             token_, page_secret = pages.credentials(self.vault, page)
         creds = PageCredentials(token_, page_secret or self.app_secret)
-        configured = min(page.send_rate, campaign.send_rate or page.send_rate)
+        configured = pacing.rate_within(page.send_rate, campaign.send_rate)
         rate = await self._capped(page.id, configured)
         delay_job_for = 0.0
         outcomes: list[deliveries.Outcome] = []
@@ -675,7 +678,7 @@ class SendingWorker:
             if halt.is_set() or self.stopping.is_set():
                 released = [i.delivery_id for i in sends[index:]]
                 break
-            if campaign.expires_at is not None and utcnow() >= campaign.expires_at:
+            if campaigns.expired(campaign, utcnow()):
                 outcomes += [
                     deliveries.Outcome(
                         i.delivery_id, DeliveryStatus.EXPIRED, reason="expired", refund_attempt=True
@@ -754,26 +757,13 @@ class SendingWorker:
         self, campaign: Campaign, person: deliveries.Recipient, now: datetime
     ) -> deliveries.Outcome | None:
         """Re-check at send time what may have changed since the snapshot (invariant 7)."""
-        if campaign.expires_at is not None and campaign.expires_at <= now:
+        if campaigns.expired(campaign, now):
             return deliveries.Outcome(
                 0, DeliveryStatus.EXPIRED, reason="expired", refund_attempt=True
             )
-        if person.opted_out_at is not None:
-            return deliveries.Outcome(
-                0, DeliveryStatus.SKIPPED, reason="opted_out", refund_attempt=True
-            )
-        if person.unreachable_at is not None:
-            return deliveries.Outcome(
-                0, DeliveryStatus.SKIPPED, reason="unreachable", refund_attempt=True
-            )
-        if person.last_inbound_at is None:
-            return deliveries.Outcome(
-                0, DeliveryStatus.SKIPPED, reason="window_unknown", refund_attempt=True
-            )
-        if person.last_inbound_at < now - audience.window_for(campaign.messaging_type):
-            return deliveries.Outcome(
-                0, DeliveryStatus.SKIPPED, reason="outside_window", refund_attempt=True
-            )
+        reason = audience.excluded_now(person, campaign.messaging_type, now)
+        if reason is not None:
+            return deliveries.Outcome(0, DeliveryStatus.SKIPPED, reason=reason, refund_attempt=True)
         return None
 
     async def _still_sending(self, campaign_id: int) -> bool:

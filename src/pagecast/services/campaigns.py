@@ -30,6 +30,7 @@ __all__ = [
     "delete",
     "duplicate",
     "effective_content",
+    "expired",
     "fits_any_name",
     "get",
     "get_with_page_rate",
@@ -61,6 +62,11 @@ def require_status(campaign: Campaign, allowed: tuple[CampaignStatus, ...], acti
             f"is {', '.join(s.value for s in allowed)}.",
             field="status",
         )
+
+
+def expired(campaign: Campaign, now: datetime) -> bool:
+    """Whether the campaign's `expires_at` has come: nothing more of it may be sent."""
+    return campaign.expires_at is not None and campaign.expires_at <= now
 
 
 async def get(session: AsyncSession, campaign_id: int) -> Campaign:
