@@ -280,7 +280,7 @@ async def delete(session: AsyncSession, actor: Actor, campaign_id: int) -> None:
 
     Deliveries before the campaign row, the order workers and receipts lock them in. A
     snapshot slice of a cancelled campaign may still be inserting: it holds the campaign row
-    `FOR KEY SHARE` (sending.snapshot_slice), so deleting the row waits for it to commit, and
+    `FOR KEY SHARE` (snapshots.insert_slice), so deleting the row waits for it to commit, and
     the second delete takes what it wrote; a later slice finds no campaign.
     """
     campaign = await get(session, campaign_id)
