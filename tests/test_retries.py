@@ -1,5 +1,5 @@
 """services/retries.py: what a delivery becomes after a Graph error, as tables of cases (no
-worker, no database for the rule; the retry query runs on the test database)."""
+worker, no database for the rule; the retry query runs on both test databases)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,17 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from pagecast.db import Database
 from pagecast.graph import ErrorKind
-from pagecast.models import DeliveryStatus
+from pagecast.models import Delivery, DeliveryStatus
 from pagecast.services import retries
-from pagecast.services.retries import Failure, RetryPolicy, after_failure, backoff_seconds
+from pagecast.services.retries import (
+    Failure,
+    RetryPolicy,
+    after_failure,
+    backoff_seconds,
+    next_retry_due,
+)
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 POLICY = RetryPolicy(max_attempts=3, base=2.0, cap=60.0)
@@ -123,3 +130,26 @@ def test_backoff_with_the_real_random_source_stays_within_its_bounds() -> None:
         ceiling = min(60.0, 2.0 * 2 ** (attempt - 1))
         for _ in range(50):
             assert ceiling / 2 <= backoff_seconds(attempt, 2.0, 60.0) <= ceiling
+
+
+async def test_next_retry_due_is_the_earliest_pending_retry_in_the_chunk(db: Database) -> None:
+    soon, later = NOW + timedelta(seconds=5), NOW + timedelta(seconds=50)
+    rows = [
+        # id, campaign, status, next attempt
+        (10, 1, DeliveryStatus.PENDING, later),
+        (11, 1, DeliveryStatus.PENDING, soon),
+        (12, 1, DeliveryStatus.PENDING, None),  # a first attempt, not a retry
+        (13, 1, DeliveryStatus.FAILED, NOW),  # no longer pending
+        (9, 1, DeliveryStatus.PENDING, NOW),  # before the chunk
+        (21, 1, DeliveryStatus.PENDING, NOW),  # after it
+        (14, 2, DeliveryStatus.PENDING, NOW),  # another campaign's
+    ]
+    async with db.transaction() as session:
+        session.add_all(
+            Delivery(id=i, campaign_id=c, contact_id=i, status=s, next_attempt_at=at)
+            for i, c, s, at in rows
+        )
+    async with db.transaction() as session:
+        assert await next_retry_due(session, 1, 10, 20) == soon
+        assert await next_retry_due(session, 1, 12, 13) is None
+        assert await next_retry_due(session, 3, 0, 100) is None
