@@ -30,7 +30,7 @@ from factories import (
 from pagecast.context import AppContext
 from pagecast.db import Database
 from pagecast.models import Campaign, Contact, Delivery, DeliveryStatus, Role, utcnow
-from pagecast.services import sending
+from pagecast.services import pacing, snapshots
 from pagecast.settings import Settings
 from pagecast.worker import build
 
@@ -706,7 +706,7 @@ async def test_a_campaign_whose_jobs_were_lost_is_planned_again(
     # …and the chunk ids the plan will use are taken by jobs that never run (stuck jobs):
     by_psid = await deliveries_by_psid(db, campaign_id)
     ids = sorted(by_psid[p].id for p in psids)
-    size = sending.chunk_for(200, sending_settings.chunk_size)  # the Page's rate
+    size = pacing.chunk_for(200, sending_settings.chunk_size)  # the Page's rate
     chunks = [(ids[i], ids[min(i + size, len(ids)) - 1]) for i in range(0, len(ids), size)]
     await app_queue.enqueue_chunks(campaign_id, chunks, delay_s=3600)
     running = RunningWorker(sending_settings, db)
@@ -973,7 +973,7 @@ async def test_start_enqueues_its_first_chunks_and_plans_after_them(
     db: Database,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(sending, "SNAPSHOT_FIRST", 50)  # 2 chunks of 25 (chunk_size)
+    monkeypatch.setattr(snapshots, "SNAPSHOT_FIRST", 50)  # 2 chunks of 25 (chunk_size)
     # 20/s: a second of its rate is less than chunk_size, so its chunks are of 25.
     page_id = await setup_page(admin, sim, send_rate=20)
     await add_people(sim, manager, page_id, 60)
@@ -992,11 +992,11 @@ async def test_start_enqueues_its_first_chunks_and_plans_after_them(
 
 
 def test_a_chunk_holds_about_a_second_of_the_rate_within_its_bounds() -> None:
-    assert sending.chunk_for(20, 100) == 100  # chunk_size is the least
-    assert sending.chunk_for(300, 100) == 300
-    assert sending.chunk_for(299.5, 100) == 299
-    assert sending.chunk_for(10_000, 100) == sending.CHUNK_MOST == 500
-    assert sending.chunk_for(10_000, 800) == 800  # a larger chunk_size still wins
+    assert pacing.chunk_for(20, 100) == 100  # chunk_size is the least
+    assert pacing.chunk_for(300, 100) == 300
+    assert pacing.chunk_for(299.5, 100) == 299
+    assert pacing.chunk_for(10_000, 100) == pacing.CHUNK_MOST == 500
+    assert pacing.chunk_for(10_000, 800) == 800  # a larger chunk_size still wins
 
 
 async def test_pending_ranges_are_consecutive_chunks_of_the_pending_deliveries(
@@ -1096,7 +1096,7 @@ async def test_a_worker_claims_no_more_than_two_chunks_of_a_page_at_once(
     # takes to claim at once, all 400 deliveries would soon wait in `sending` for the
     # Page's slots, all of them left to reconciliation if the worker died. Two chunks claim
     # at a time; a third may still be writing its results.
-    chunk = sending.chunk_for(50, sending_settings.chunk_size)
+    chunk = pacing.chunk_for(50, sending_settings.chunk_size)
     page_id = await setup_page(admin, sim, send_rate=50)
     await add_people(sim, manager, page_id, 400)
     campaign_id = await new_campaign(manager, page_id)

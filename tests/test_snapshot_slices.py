@@ -20,7 +20,7 @@ import test_sending
 from factories import postgresql_only
 from pagecast.db import Database
 from pagecast.models import Campaign, Contact, Delivery
-from pagecast.services import sending
+from pagecast.services import snapshots
 from pagecast.settings import Settings
 from test_sending import (
     RunningWorker,
@@ -48,8 +48,8 @@ async def test_sliced_snapshot_sends_everyone_once_and_counts_agree(
     db: Database,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(sending, "SNAPSHOT_FIRST", 20)
-    monkeypatch.setattr(sending, "SNAPSHOT_SLICE", 30)
+    monkeypatch.setattr(snapshots, "SNAPSHOT_FIRST", 20)
+    monkeypatch.setattr(snapshots, "SNAPSHOT_SLICE", 30)
     page_id = await setup_page(admin, sim, send_rate=300)
     eligible = await add_people(sim, manager, page_id, 130)
     outside = await add_people(sim, manager, page_id, 5, start=500, hours_ago=30)
@@ -91,20 +91,20 @@ async def test_deleting_a_campaign_waits_for_a_slice_in_flight_and_leaves_no_del
 ) -> None:
     # Deliveries have no foreign key to cascade from their campaign: the slice's lock on the
     # campaign row is what keeps its rows from outliving a delete.
-    monkeypatch.setattr(sending, "SNAPSHOT_FIRST", 20)
-    monkeypatch.setattr(sending, "SNAPSHOT_SLICE", 30)
+    monkeypatch.setattr(snapshots, "SNAPSHOT_FIRST", 20)
+    monkeypatch.setattr(snapshots, "SNAPSHOT_SLICE", 30)
     page_id = await setup_page(admin, sim)
     await add_people(sim, manager, page_id, 60)
     campaign_id = await new_campaign(manager, page_id)
     started = await manager.post(f"/api/campaigns/{campaign_id}/start")
     assert started.status_code == 202, started.text
     async with db.transaction() as session:
-        after = await sending.snapshot_resume_point(session, campaign_id)
+        after = await snapshots.resume_point(session, campaign_id)
         upto = await session.scalar(select(func.max(Contact.id)).where(Contact.page_id == page_id))
     assert upto is not None
     # No worker runs: this is the snapshot job's next slice, by hand, not yet committed.
     async with db.transaction() as session:
-        assert after < await sending.snapshot_slice(session, campaign_id, after=after, upto=upto)
+        assert after < await snapshots.insert_slice(session, campaign_id, after=after, upto=upto)
         cancelled = await manager.post(f"/api/campaigns/{campaign_id}/cancel")
         assert cancelled.status_code == 200, cancelled.text
         deleting = asyncio.create_task(manager.delete(f"/api/campaigns/{campaign_id}"))
@@ -115,8 +115,8 @@ async def test_deleting_a_campaign_waits_for_a_slice_in_flight_and_leaves_no_del
     async with db.transaction() as session:
         left = await session.scalar(select(func.count()).where(Delivery.campaign_id == campaign_id))
         # The job goes on after a commit of its own: it finds no campaign, and stops.
-        assert await sending.snapshot_slice(session, campaign_id, after=after, upto=upto) == upto
-        assert await sending.snapshot_done(session, campaign_id) == 0
+        assert await snapshots.insert_slice(session, campaign_id, after=after, upto=upto) == upto
+        assert await snapshots.finish(session, campaign_id) == 0
     assert left == 0
 
 
@@ -142,7 +142,7 @@ async def test_start_reads_no_names_when_the_widest_names_would_fit(
     db: Database,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(sending, "SNAPSHOT_FIRST", 20)
+    monkeypatch.setattr(snapshots, "SNAPSHOT_FIRST", 20)
     page_id = await setup_page(admin, sim)
     await add_people(sim, manager, page_id, 30)
     campaign_id = await new_campaign(manager, page_id)  # "Hi {{first_name|there}}"
@@ -163,7 +163,7 @@ async def test_start_refuses_text_that_a_name_added_since_makes_too_long(
     monkeypatch: pytest.MonkeyPatch,
     audience: dict[str, Any],
 ) -> None:
-    monkeypatch.setattr(sending, "SNAPSHOT_FIRST", 20)
+    monkeypatch.setattr(snapshots, "SNAPSHOT_FIRST", 20)
     page_id = await setup_page(admin, sim)
     await add_people(sim, manager, page_id, 30)
     text = "x" * 1960 + "{{first_name|there}}"  # fits the names the Page has now (8 characters)

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pagecast.context import AppContext
 from pagecast.models import Campaign
 from pagecast.permissions import Actor
-from pagecast.services import sending
+from pagecast.services import pacing, sending
 
 __all__ = ["cancel", "pause", "resume", "retry_failed", "schedule", "start"]
 
@@ -25,7 +25,7 @@ async def start(ctx: AppContext, actor: Actor, campaign_id: int) -> Campaign:
         # A large audience gets its first slice now and the rest from a snapshot job, so
         # the answer and the first send do not wait for a million-row INSERT (P4).
         campaign, rest = await sending.start_sliced(session, actor, campaign_id)
-        first = await sending.first_chunks(session, campaign, chunk_size=ctx.settings.chunk_size)
+        first = await pacing.first_chunks(session, campaign, chunk_size=ctx.settings.chunk_size)
     priority = campaign.priority.value
     # The first chunks go straight to the queue; the plan job goes on after them.
     await ctx.queue.enqueue_chunks(campaign.id, first, priority=priority)

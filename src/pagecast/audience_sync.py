@@ -34,7 +34,7 @@ from pagecast.graph import (
     GraphError,
     PageCredentials,
 )
-from pagecast.models import PageStatus, PageSync, SyncState
+from pagecast.models import PageSync, SyncState
 from pagecast.permissions import Actor
 from pagecast.security import Vault
 from pagecast.services import page_syncs, pages, sending
@@ -237,9 +237,9 @@ class SyncRunner:
     async def _after_error(self, exc: GraphError, page_id: int, failures: int) -> float:
         """Seconds to wait before trying the same cursor again; raises `_Stop` to give up."""
         where = f"the Conversations API refused the sync: {exc.graph_message or exc.message}"
-        code = f"code {exc.code}{'/' + str(exc.subcode) if exc.subcode else ''}"
+        code = f"code {exc.code_text}"
         if exc.kind is ErrorKind.STOP_PAGE:
-            status = PageStatus.TOKEN_INVALID if exc.code == 190 else PageStatus.RESTRICTED
+            status = pages.stopped_status(exc.revokes_token)
             reason = f"{exc.graph_message or exc.message} ({code})"
             async with self.db.transaction() as session:
                 await sending.stop_page(session, page_id, status, reason)
@@ -249,10 +249,8 @@ class SyncRunner:
                 f"a new token (PATCH /api/pages/{page_id}) and sync again.",
             )
         if exc.kind is ErrorKind.THROTTLE:
-            if exc.code == 613 and exc.usage.regain_seconds <= 0:
-                wait = 2.0  # the per-second limit, not a budget: the next second admits calls
-            else:
-                wait = exc.regain_seconds or DEFAULT_THROTTLE_SECONDS
+            # The per-second limit is not a spent budget: the next seconds admit calls.
+            wait = 2.0 if exc.per_second_limit else exc.regain_seconds or DEFAULT_THROTTLE_SECONDS
             if wait > self.options.max_throttle_wait or failures > 3 * self.options.retries:
                 raise _Stop(
                     SyncState.FAILED,

@@ -123,9 +123,9 @@ class AppContext:
         except GraphError as exc:
             if exc.kind in (ErrorKind.STOP_PAGE, ErrorKind.BAD_REQUEST):
                 raise UpstreamError(
-                    f"Facebook refused the access token: {exc.message} (code {exc.code}"
-                    f"{'/' + str(exc.subcode) if exc.subcode else ''}). Generate a new Page access "
-                    "token with the pages_messaging permission and try again.",
+                    f"Facebook refused the access token: {exc.message} (code {exc.code_text}). "
+                    "Generate a new Page access token with the pages_messaging permission and "
+                    "try again.",
                     field="access_token",
                 ) from exc
             raise UpstreamError(

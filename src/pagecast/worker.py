@@ -26,28 +26,29 @@ from typing import Any
 from bullmq import Worker as BullWorker
 from bullmq.custom_errors import DelayedError
 from redis.exceptions import RedisError
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError
 
 from pagecast.context import AppContext
 from pagecast.db import Database
 from pagecast.errors import ServiceUnavailable
 from pagecast.graph import (
+    DEFAULT_THROTTLE_SECONDS,
     BatchMessage,
     ErrorKind,
     GraphClient,
     GraphError,
     PageCredentials,
     SendResult,
+    code_text,
     is_spam_warning,
+    revokes_token,
 )
 from pagecast.models import (
     Campaign,
     CampaignStatus,
-    Delivery,
     DeliveryStatus,
     Page,
-    PageStatus,
     utcnow,
 )
 from pagecast.priority_gate import PriorityGate
@@ -71,16 +72,19 @@ from pagecast.services import (
     campaigns,
     content,
     deliveries,
+    pacing,
     pages,
     reconcile,
+    retries,
     sending,
+    snapshots,
 )
 from pagecast.settings import Settings
 from pagecast.webhook_runner import Reactions
 from pagecast.webhook_runner import run as run_webhook_events
 from pagecast.webhook_runner import run_pending as run_pending_webhook_events
 
-__all__ = ["SendingWorker", "WorkerConfig", "backoff_seconds", "build"]
+__all__ = ["SendingWorker", "WorkerConfig", "build"]
 
 logger = logging.getLogger(__name__)
 
@@ -104,8 +108,8 @@ _PLAN_MAX_DELAY = 5.0
 _BATCH_SPAN = 0.2
 _DB_PATIENCE = 300.0  # seconds a worker keeps retrying a result write while the database is down
 # A 613 without a regain estimate is Graph's per-second limit: the Page pauses one window
-# and every worker lowers the Page's rate to 70 % of what was running, for ten minutes.
-_PER_SECOND_PAUSE = 1.0
+# (services/retries.py, PER_SECOND_PAUSE) and every worker lowers the Page's rate to 70 % of
+# what was running, for ten minutes.
 # Webhook jobs processed at once per worker (each is a few short transactions).
 _WEBHOOK_JOBS = 4
 _RATE_CUT = 0.7
@@ -115,10 +119,6 @@ _RATE_CAP_PREFIX = "pagecast:rl-cap:"
 # rest back, and try the job again this much later.
 _REDIS_DOWN = (RedisError, OSError, ServiceUnavailable)
 _REDIS_RETRY = 5.0
-
-
-def _per_second_limit(exc: GraphError) -> bool:
-    return exc.code == 613 and exc.subcode is None and exc.usage.regain_seconds <= 0
 
 
 @dataclass(frozen=True)
@@ -161,12 +161,6 @@ class WorkerConfig:
             webhook_retry_after=settings.webhook_retry_seconds,
             unknown_grace=settings.unknown_grace,
         )
-
-
-def backoff_seconds(attempt: int, base: float, cap: float) -> float:
-    """Exponential backoff with full jitter on the upper half: base·2^(attempt-1), capped."""
-    ceiling = min(cap, base * 2 ** max(attempt - 1, 0))
-    return ceiling / 2 + random.random() * ceiling / 2
 
 
 class _InFlight:
@@ -491,15 +485,16 @@ class SendingWorker:
         return f"started {started}"
 
     async def _snapshot(self, campaign_id: int, upto: int) -> str:
-        """Insert the rest of a large audience, one slice per transaction (sending.start_sliced);
+        """Insert the rest of a large audience, one slice per transaction (snapshots.insert_slice);
         a restarted job goes on from the last slice written."""
         async with self.db.transaction() as session:
-            after = await sending.snapshot_resume_point(session, campaign_id)
+            after = await snapshots.resume_point(session, campaign_id)
         while after < upto:
             async with self.db.transaction() as session:
-                after = await sending.snapshot_slice(session, campaign_id, after=after, upto=upto)
+                after = await snapshots.insert_slice(session, campaign_id, after=after, upto=upto)
         async with self.db.transaction() as session:
-            await sending.snapshot_done(session, campaign_id)
+            await snapshots.finish(session, campaign_id)
+            await sending.finish_if_done(session, campaign_id)
         await self.queue.snapshot_finished(campaign_id)
         return f"snapshot of campaign {campaign_id} complete"
 
@@ -519,10 +514,10 @@ class SendingWorker:
             if campaign is None or campaign.status is not CampaignStatus.SENDING:
                 return "not sending"
             rate = await self._capped(
-                campaign.page_id, await sending.effective_rate(session, campaign)
+                campaign.page_id, await pacing.effective_rate(session, campaign)
             )
-            chunk_size = sending.chunk_for(rate, self.config.chunk_size)
-            ahead = sending.plan_ahead(rate, chunk_size)
+            chunk_size = pacing.chunk_for(rate, self.config.chunk_size)
+            ahead = pacing.plan_ahead(rate, chunk_size)
             priority = campaign.priority.value
             queued = 0
             if since is not None:
@@ -653,7 +648,7 @@ class SendingWorker:
             message = await campaigns.effective_content(session, campaign)
             token_, page_secret = pages.credentials(self.vault, page)
         creds = PageCredentials(token_, page_secret or self.app_secret)
-        configured = min(page.send_rate, campaign.send_rate or page.send_rate)
+        configured = pacing.rate_within(page.send_rate, campaign.send_rate)
         rate = await self._capped(page.id, configured)
         delay_job_for = 0.0
         outcomes: list[deliveries.Outcome] = []
@@ -683,7 +678,7 @@ class SendingWorker:
             if halt.is_set() or self.stopping.is_set():
                 released = [i.delivery_id for i in sends[index:]]
                 break
-            if campaign.expires_at is not None and utcnow() >= campaign.expires_at:
+            if campaigns.expired(campaign, utcnow()):
                 outcomes += [
                     deliveries.Outcome(
                         i.delivery_id, DeliveryStatus.EXPIRED, reason="expired", refund_attempt=True
@@ -746,7 +741,9 @@ class SendingWorker:
             deliveries.Outcome(i, DeliveryStatus.PENDING, refund_attempt=True) for i in released
         ]
         regain = [
-            o.retry_after or 60.0 for o in sent_outcomes if o.error_kind == ErrorKind.THROTTLE.value
+            o.retry_after or DEFAULT_THROTTLE_SECONDS
+            for o in sent_outcomes
+            if o.error_kind == ErrorKind.THROTTLE.value
         ]
         if regain:
             delay_job_for = max(delay_job_for, *regain)
@@ -760,26 +757,13 @@ class SendingWorker:
         self, campaign: Campaign, person: deliveries.Recipient, now: datetime
     ) -> deliveries.Outcome | None:
         """Re-check at send time what may have changed since the snapshot (invariant 7)."""
-        if campaign.expires_at is not None and campaign.expires_at <= now:
+        if campaigns.expired(campaign, now):
             return deliveries.Outcome(
                 0, DeliveryStatus.EXPIRED, reason="expired", refund_attempt=True
             )
-        if person.opted_out_at is not None:
-            return deliveries.Outcome(
-                0, DeliveryStatus.SKIPPED, reason="opted_out", refund_attempt=True
-            )
-        if person.unreachable_at is not None:
-            return deliveries.Outcome(
-                0, DeliveryStatus.SKIPPED, reason="unreachable", refund_attempt=True
-            )
-        if person.last_inbound_at is None:
-            return deliveries.Outcome(
-                0, DeliveryStatus.SKIPPED, reason="window_unknown", refund_attempt=True
-            )
-        if person.last_inbound_at < now - audience.window_for(campaign.messaging_type):
-            return deliveries.Outcome(
-                0, DeliveryStatus.SKIPPED, reason="outside_window", refund_attempt=True
-            )
+        reason = audience.excluded_now(person, campaign.messaging_type, now)
+        if reason is not None:
+            return deliveries.Outcome(0, DeliveryStatus.SKIPPED, reason=reason, refund_attempt=True)
         return None
 
     async def _still_sending(self, campaign_id: int) -> bool:
@@ -907,7 +891,7 @@ class SendingWorker:
             )
         if answer.kind in (ErrorKind.THROTTLE, ErrorKind.STOP_PAGE):
             halt.set()
-        if _per_second_limit(answer):
+        if answer.per_second_limit:
             await self._slow_page(campaign.page_id, rate)
         if answer.kind is ErrorKind.BAD_REQUEST:
             self._bad_streak[campaign.id] = self._bad_streak.get(campaign.id, 0) + 1
@@ -939,7 +923,7 @@ class SendingWorker:
             if current is not None:  # a chunk that started before the last cut
                 lowered = min(lowered, max(1.0, float(current) * _RATE_CUT))
             await redis.set(_RATE_CAP_PREFIX + str(page_id), f"{lowered:.3f}", ex=_RATE_CAP_TTL)
-            await self.limiter.throttle(page_id, _PER_SECOND_PAUSE, "Graph error 613")
+            await self.limiter.throttle(page_id, retries.PER_SECOND_PAUSE, "Graph error 613")
         except _REDIS_DOWN:
             return  # the Page's throttle (or the next 613) slows it down
         logger.warning(
@@ -947,52 +931,20 @@ class SendingWorker:
         )
 
     def _failure(self, item: deliveries.Claimed, exc: GraphError) -> deliveries.Outcome:
-        """Turn a classified Graph error into the delivery's next state (DESIGN.md invariant 5)."""
-        base = dict(
-            error_code=exc.code,
-            error_subcode=exc.subcode,
-            error_kind=exc.kind.value,
-            error_message=exc.message,
+        """Turn a classified Graph error into the delivery's next state (services/retries.py)."""
+        failure = retries.Failure(
+            kind=exc.kind.value,
+            code=exc.code,
+            subcode=exc.subcode,
+            message=exc.message,
             fbtrace_id=exc.fbtrace_id,
+            regain_seconds=exc.regain_seconds,
+            per_second_limit=exc.per_second_limit,
         )
-        kind = exc.kind
-        if kind is ErrorKind.RETRY:
-            if item.attempts >= self.config.max_attempts:
-                return deliveries.Outcome(
-                    item.delivery_id, DeliveryStatus.FAILED, reason="retries_exhausted", **base
-                )
-            wait = backoff_seconds(item.attempts, self.config.retry_base, self.config.retry_cap)
-            return deliveries.Outcome(
-                item.delivery_id,
-                DeliveryStatus.PENDING,
-                reason="retrying",
-                next_attempt_at=utcnow() + timedelta(seconds=wait),
-                **base,
-            )
-        if kind in (ErrorKind.THROTTLE, ErrorKind.STOP_PAGE):
-            return deliveries.Outcome(
-                item.delivery_id,
-                DeliveryStatus.PENDING,
-                reason=kind.value,
-                refund_attempt=True,
-                retry_after=_PER_SECOND_PAUSE if _per_second_limit(exc) else exc.regain_seconds,
-                **base,
-            )
-        if kind is ErrorKind.RECIPIENT_UNREACHABLE:
-            return deliveries.Outcome(
-                item.delivery_id, DeliveryStatus.FAILED, reason="recipient_unreachable", **base
-            )
-        if kind is ErrorKind.OUTSIDE_WINDOW:
-            return deliveries.Outcome(
-                item.delivery_id, DeliveryStatus.SKIPPED, reason="outside_window", **base
-            )
-        if kind is ErrorKind.AMBIGUOUS:
-            return deliveries.Outcome(
-                item.delivery_id, DeliveryStatus.UNKNOWN, reason="ambiguous", **base
-            )
-        return deliveries.Outcome(
-            item.delivery_id, DeliveryStatus.FAILED, reason="bad_request", **base
+        policy = retries.RetryPolicy(
+            self.config.max_attempts, self.config.retry_base, self.config.retry_cap
         )
+        return retries.after_failure(item.delivery_id, item.attempts, failure, policy, now=utcnow())
 
     async def _finish_chunk(
         self,
@@ -1010,7 +962,7 @@ class SendingWorker:
         throttles = [o for o in outcomes if o.error_kind == ErrorKind.THROTTLE.value]
         stops = [o for o in outcomes if o.error_kind == ErrorKind.STOP_PAGE.value]
         if throttles:
-            regain = max(o.retry_after or 60.0 for o in throttles)
+            regain = max(o.retry_after or DEFAULT_THROTTLE_SECONDS for o in throttles)
             try:
                 await self.limiter.throttle(
                     page.id, regain, f"Graph error {throttles[0].error_code}"
@@ -1043,12 +995,8 @@ class SendingWorker:
                 await deliveries.mark_unreachable(session, unreachable, now)
                 if stops:
                     code = stops[0]
-                    status = (
-                        PageStatus.TOKEN_INVALID
-                        if code.error_code == 190
-                        else PageStatus.RESTRICTED
-                    )
-                    reason = f"{code.error_message} (code {code.error_code}{'/' + str(code.error_subcode) if code.error_subcode else ''})"
+                    status = pages.stopped_status(revokes_token(code.error_code))
+                    reason = f"{code.error_message} (code {code_text(code.error_code, code.error_subcode)})"
                     await sending.stop_page(session, page.id, status, reason)
                     logger.warning("page %d stopped: %s", page.id, reason)
                 await self._breaker(session, campaign.id, outcomes)
@@ -1136,14 +1084,7 @@ class SendingWorker:
     async def _schedule_retry(
         self, session: Any, campaign: Campaign, first_id: int, last_id: int
     ) -> None:
-        due = await session.scalar(
-            select(func.min(Delivery.next_attempt_at)).where(
-                Delivery.campaign_id == campaign.id,
-                Delivery.id.between(first_id, last_id),
-                Delivery.status == DeliveryStatus.PENDING,
-                Delivery.next_attempt_at.is_not(None),
-            )
-        )
+        due = await retries.next_retry_due(session, campaign.id, first_id, last_id)
         if due is not None:
             delay = max(0.0, (due - utcnow()).total_seconds())
             try:

@@ -233,3 +233,48 @@ async def test_an_import_form_with_an_impossible_page_is_a_422_naming_it(
             files={"file": ("a.csv", b"psid\n1\n", "text/csv")},
         )
     assert answer.status_code == 422 and "Choose the Page" in answer.text
+
+
+async def test_error_codes_are_written_as_everywhere_else(
+    app: Any, db: Database, vault: Any
+) -> None:
+    from pagecast.models import Campaign, CampaignStatus, Contact, Delivery, DeliveryStatus
+
+    page = await connected_page(db, vault)
+    async with db.transaction() as session:
+        draft = await campaigns.create(
+            session,
+            ADMIN_ACTOR,
+            CampaignCreate(name="Refused", page_id=page.id, content={"text": "Hi"}),
+        )
+        people = [Contact(page_id=page.id, psid=f"7710{i}") for i in range(2)]
+        session.add_all(people)
+        await session.flush()
+        for person, (code, subcode) in zip(people, [(613, 2018338), (551, None)], strict=True):
+            session.add(
+                Delivery(
+                    campaign_id=draft.id,
+                    contact_id=person.id,
+                    status=DeliveryStatus.FAILED,
+                    reason="bad_request",
+                    error_kind="bad_request",
+                    error_code=code,
+                    error_subcode=subcode,
+                    error_message="refused",
+                )
+            )
+        row = await session.get(Campaign, draft.id)
+        assert row is not None
+        row.status, row.n_total, row.n_failed = CampaignStatus.COMPLETED, 2, 2
+    user, _ = await create_user(db, Role.VIEWER, email="c@example.com")
+    cookie = await session_cookie(db, user)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app),
+        base_url="http://t",
+        cookies={SESSION_COOKIE: cookie},
+    ) as client:
+        detail = await client.get(f"/campaigns/{draft.id}")
+        listed = await client.get(f"/campaigns/{draft.id}/deliveries", params={"code": 613})
+    assert detail.status_code == 200 and listed.status_code == 200, listed.text
+    assert ">613/2018338</a>" in detail.text and ">551</a>" in detail.text
+    assert "613/2018338 <small" in listed.text and "551 <small" not in listed.text

@@ -21,7 +21,10 @@ from pagecast.graph.errors import (
     ErrorKind,
     GraphError,
     classify,
+    code_text,
+    is_per_second_limit,
     is_spam_warning,
+    revokes_token,
 )
 from pagecast.graph.models import (
     BatchMessage,
@@ -57,7 +60,10 @@ __all__ = [
     "UserProfile",
     "appsecret_proof",
     "classify",
+    "code_text",
+    "is_per_second_limit",
     "is_spam_warning",
     "make_http_client",
+    "revokes_token",
     "verify_signature",
 ]

@@ -19,13 +19,18 @@ __all__ = [
     "ErrorKind",
     "GraphError",
     "classify",
+    "code_text",
     "error_from_body",
+    "is_per_second_limit",
     "is_spam_warning",
+    "revokes_token",
     "throttle_seconds",
 ]
 
 # Spec 3.2/4.3: without `estimated_time_to_regain_access`, pause at least 60 s.
 DEFAULT_THROTTLE_SECONDS = 60.0
+_TOKEN_INVALID = 190
+_PER_SECOND = 613
 
 
 class ErrorKind(enum.StrEnum):
@@ -56,6 +61,23 @@ def is_spam_warning(code: int | None, subcode: int | None) -> bool:
     """613/2018338: Meta warns that this traffic looks abusive. Classified `throttle` (the
     Page slows down), and the campaign that earned it stops until someone resumes it."""
     return (code, subcode) == _SPAM_WARNING
+
+
+def is_per_second_limit(code: int | None, subcode: int | None, regain_seconds: float) -> bool:
+    """613 with no subcode and no regain estimate in the usage headers: Graph's per-second
+    limit (calls over the Page's rate this second), not a spent budget."""
+    return code == _PER_SECOND and subcode is None and regain_seconds <= 0
+
+
+def revokes_token(code: int | None) -> bool:
+    """190: the access token is invalid (expired, revoked, password changed). A Page stopped
+    by it is `token_invalid`; by any other `stop_page` error, `restricted`."""
+    return code == _TOKEN_INVALID
+
+
+def code_text(code: int | None, subcode: int | None) -> str:
+    """How an error's code is written for people: `613/2018338`, or `190` without a subcode."""
+    return f"{code}/{subcode}" if subcode is not None else f"{code}"
 
 
 def classify(
@@ -163,6 +185,21 @@ class GraphError(Exception):
         return is_spam_warning(self.code, self.subcode)
 
     @property
+    def per_second_limit(self) -> bool:
+        """Graph's per-second limit (`is_per_second_limit`)."""
+        return is_per_second_limit(self.code, self.subcode, self.usage.regain_seconds)
+
+    @property
+    def revokes_token(self) -> bool:
+        """The access token is invalid (`revokes_token`)."""
+        return revokes_token(self.code)
+
+    @property
+    def code_text(self) -> str:
+        """`code_text` of this error's code and subcode."""
+        return code_text(self.code, self.subcode)
+
+    @property
     def profile_unavailable(self) -> bool:
         """2018218 / 2018247 from the User Profile API: fall back to no name (spec 7.2)."""
         return self.code in _PROFILE_CODES
@@ -213,11 +250,9 @@ def error_from_body(
         return None
     graph_message = _redact(err.message, redact)
     kind = classify(err.code, err.error_subcode, message=err.message, is_transient=err.is_transient)
-    code_text = (
-        f"{err.code}/{err.error_subcode}" if err.error_subcode is not None else f"{err.code}"
-    )
     return GraphError(
-        f"{context}: Graph error {code_text} ({kind.value}, HTTP {status}): {graph_message}"
+        f"{context}: Graph error {code_text(err.code, err.error_subcode)} "
+        f"({kind.value}, HTTP {status}): {graph_message}"
         f" [fbtrace_id={err.fbtrace_id}]",
         kind=kind,
         status=status,

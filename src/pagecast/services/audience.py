@@ -8,14 +8,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import ColumnElement, case, exists, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pagecast.models import Campaign, Contact, MessagingType, Tag, contact_tags, utcnow
 
-__all__ = ["EXCLUSION_REASONS", "Preview", "exclusion_reason", "matches", "preview", "window_for"]
+__all__ = [
+    "EXCLUSION_REASONS",
+    "Preview",
+    "Reachable",
+    "excluded_now",
+    "exclusion_reason",
+    "matches",
+    "preview",
+    "window_for",
+]
 
 # 24 hours for standard messages; 7 days for the two message tags still allowed (§1.5, §2.1).
 STANDARD_WINDOW = timedelta(hours=24)
@@ -48,6 +57,12 @@ def matches(page_id: int, audience: dict[str, Any]) -> list[ColumnElement[bool]]
     return clauses
 
 
+# Who may receive a message is written twice, side by side: as SQL for the audience snapshot
+# and the preview (`exclusion_reason`), and in Python for the send-time re-check of a claimed
+# delivery (`excluded_now`). tests/test_exclusion_rule.py checks that they agree on every
+# combination, through real SQL on SQLite and PostgreSQL.
+
+
 def exclusion_reason(messaging_type: MessagingType, now: datetime) -> Any:
     """A SQL CASE naming why a contact cannot be sent to now, or NULL when it can."""
     return case(
@@ -57,6 +72,33 @@ def exclusion_reason(messaging_type: MessagingType, now: datetime) -> Any:
         (Contact.last_inbound_at < now - window_for(messaging_type), "outside_window"),
         else_=None,
     )
+
+
+class Reachable(Protocol):
+    """What the rule reads of a person (a `Contact`, or a claimed delivery's recipient)."""
+
+    @property
+    def opted_out_at(self) -> datetime | None: ...
+
+    @property
+    def unreachable_at(self) -> datetime | None: ...
+
+    @property
+    def last_inbound_at(self) -> datetime | None: ...
+
+
+def excluded_now(person: Reachable, messaging_type: MessagingType, now: datetime) -> str | None:
+    """`exclusion_reason` for one person already read: why they cannot be sent to now, or
+    None when they can (invariant 7: re-checked at send time)."""
+    if person.opted_out_at is not None:
+        return "opted_out"
+    if person.unreachable_at is not None:
+        return "unreachable"
+    if person.last_inbound_at is None:
+        return "window_unknown"
+    if person.last_inbound_at < now - window_for(messaging_type):
+        return "outside_window"
+    return None
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ __all__ = [
     "delete",
     "duplicate",
     "effective_content",
+    "expired",
     "fits_any_name",
     "get",
     "get_with_page_rate",
@@ -61,6 +62,11 @@ def require_status(campaign: Campaign, allowed: tuple[CampaignStatus, ...], acti
             f"is {', '.join(s.value for s in allowed)}.",
             field="status",
         )
+
+
+def expired(campaign: Campaign, now: datetime) -> bool:
+    """Whether the campaign's `expires_at` has come: nothing more of it may be sent."""
+    return campaign.expires_at is not None and campaign.expires_at <= now
 
 
 async def get(session: AsyncSession, campaign_id: int) -> Campaign:
@@ -274,7 +280,7 @@ async def delete(session: AsyncSession, actor: Actor, campaign_id: int) -> None:
 
     Deliveries before the campaign row, the order workers and receipts lock them in. A
     snapshot slice of a cancelled campaign may still be inserting: it holds the campaign row
-    `FOR KEY SHARE` (sending.snapshot_slice), so deleting the row waits for it to commit, and
+    `FOR KEY SHARE` (snapshots.insert_slice), so deleting the row waits for it to commit, and
     the second delete takes what it wrote; a later slice finds no campaign.
     """
     campaign = await get(session, campaign_id)

@@ -19,7 +19,17 @@ from pagecast.schemas import PageCreate, PageUpdate
 from pagecast.security import Vault
 from pagecast.services import audit, policy
 
-__all__ = ["Owner", "Verifier", "connect", "credentials", "delete", "get", "list_all", "update"]
+__all__ = [
+    "Owner",
+    "Verifier",
+    "connect",
+    "credentials",
+    "delete",
+    "get",
+    "list_all",
+    "stopped_status",
+    "update",
+]
 
 
 @dataclass(frozen=True)
@@ -47,6 +57,12 @@ async def get(session: AsyncSession, page_id: int) -> Page:
 
 async def list_all(session: AsyncSession) -> list[Page]:
     return list(await session.scalars(select(Page).order_by(Page.id)))
+
+
+def stopped_status(token_revoked: bool) -> PageStatus:
+    """The status of a Page that Facebook stopped: `token_invalid` when the error revoked its
+    token (graph.errors.revokes_token: reconnect with a new token), else `restricted`."""
+    return PageStatus.TOKEN_INVALID if token_revoked else PageStatus.RESTRICTED
 
 
 def credentials(vault: Vault, page: Page) -> tuple[str, str | None]:

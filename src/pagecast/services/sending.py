@@ -7,78 +7,37 @@ never ends `failed`: what failed is counted on its deliveries (docs/sending.md, 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pagecast.errors import InvalidState
 from pagecast.models import (
     Campaign,
     CampaignStatus,
-    Contact,
-    Delivery,
-    DeliveryStatus,
     Page,
     PageStatus,
     utcnow,
 )
 from pagecast.permissions import Actor
-from pagecast.schemas import Content, check_policy
-from pagecast.services import audience, audit, campaigns, content, deliveries, pages
+from pagecast.schemas import check_policy
+from pagecast.services import audit, campaigns, content, deliveries, pages, snapshots
 
 __all__ = [
-    "SNAPSHOT_FIRST",
-    "SNAPSHOT_SLICE",
-    "Rest",
     "cancel",
     "due_schedules",
-    "effective_rate",
     "finish_if_done",
-    "first_chunks",
     "pause",
-    "plan_ahead",
     "resume",
     "retry_failed",
     "schedule",
-    "snapshot_done",
-    "snapshot_resume_point",
-    "snapshot_slice",
     "start",
     "start_scheduled",
     "start_sliced",
     "stop_page",
 ]
-
-# A large audience on PostgreSQL is snapshotted in slices (docs/performance.md, P4): the
-# first SNAPSHOT_FIRST contacts inside the start transaction, so the start answers and the
-# first chunk is sent at once, the rest by a `snapshot` job, SNAPSHOT_SLICE contact ids per
-# transaction. Until the last slice the campaign's `n_pending` also counts the contacts
-# not inserted yet, so the campaign cannot complete before its snapshot does.
-SNAPSHOT_FIRST = 2_000
-# A campaign keeps this many seconds of its rate queued as chunks (`plan_ahead`), at most
-# PLAN_MOST chunks.
-PLAN_AHEAD_S = 2.0
-PLAN_MOST = 500
-# A chunk holds about this many seconds of its campaign's rate (`chunk_for`), at most
-# CHUNK_MOST deliveries.
-CHUNK_SPAN_S = 1.0
-CHUNK_MOST = 500
-SNAPSHOT_SLICE = 100_000
-
-
-@dataclass(frozen=True)
-class Rest:
-    """The part of an audience snapshotted after the start answered: contact ids in
-    (`after`, `upto`], `upto` being the highest id of the audience at the start."""
-
-    campaign_id: int
-    after: int
-    upto: int
 
 
 def _require_active(page: Page) -> None:
@@ -101,18 +60,19 @@ async def start(
 
 async def start_sliced(
     session: AsyncSession, actor: Actor, campaign_id: int
-) -> tuple[Campaign, Rest | None]:
+) -> tuple[Campaign, snapshots.Rest | None]:
     """`start`, but a large audience on PostgreSQL gets only its first slice now.
 
     Returns the campaign and, when some of the audience is still to be snapshotted, the
-    `Rest` that a `snapshot` job must insert with `snapshot_slice` (then `snapshot_done`).
+    `snapshots.Rest` that a `snapshot` job must insert with `snapshots.insert_slice` (then
+    `snapshots.finish`).
     """
     return await _start(session, actor, campaign_id, now=None, sliced=True)
 
 
 async def _start(
     session: AsyncSession, actor: Actor, campaign_id: int, *, now: datetime | None, sliced: bool
-) -> tuple[Campaign, Rest | None]:
+) -> tuple[Campaign, snapshots.Rest | None]:
     now = now or utcnow()
     campaign = await campaigns.get(session, campaign_id)
     campaigns.require_status(campaign, (CampaignStatus.DRAFT, CampaignStatus.SCHEDULED), "starting")
@@ -120,7 +80,8 @@ async def _start(
     _require_active(page)
     message = await campaigns.effective_content(session, campaign)
     check_policy(campaign.messaging_type, campaign.tag)
-    if campaign.expires_at is not None and campaign.expires_at <= now:
+    if campaigns.expired(campaign, now):
+        assert campaign.expires_at is not None
         raise InvalidState(
             f"Campaign {campaign.id} expired at {campaign.expires_at.isoformat()}; change expires_at "
             "or clear it to send.",
@@ -131,7 +92,7 @@ async def _start(
     check = None if campaigns.fits_any_name(session, message) else message
     rest = None
     if sliced and session.bind.dialect.name == "postgresql":
-        counts, rest = await _snapshot_first(session, campaign, now, check)
+        counts, rest = await snapshots.first_slice(session, campaign, now, check)
     else:
         if check is not None:
             content.check_length(check, await campaigns.longest_names(session, page.id))
@@ -149,171 +110,6 @@ async def _start(
     )
     await session.refresh(campaign)
     return campaign, rest
-
-
-def _insert_slice(campaign: Campaign, now: datetime, after: int, upto: int) -> Any:
-    """The snapshot's INSERT … SELECT for contact ids in (after, upto]."""
-    return deliveries.snapshot_insert(campaign, now, Contact.id > after, Contact.id <= upto)
-
-
-async def _skipped_between(session: AsyncSession, campaign_id: int, after: int, upto: int) -> int:
-    return int(
-        await session.scalar(
-            select(func.count()).where(
-                Delivery.campaign_id == campaign_id,
-                Delivery.contact_id > after,
-                Delivery.contact_id <= upto,
-                Delivery.status == DeliveryStatus.SKIPPED,
-            )
-        )
-        or 0
-    )
-
-
-async def _snapshot_first(
-    session: AsyncSession, campaign: Campaign, now: datetime, check: Content | None
-) -> tuple[dict[str, int], Rest | None]:
-    """The first slice; `check`, when given, is the text to check against the longest names
-    (read in the same scan as the count when the audience is the whole Page)."""
-    matching = audience.matches(campaign.page_id, campaign.audience)
-    whole_page = check is not None and campaign.audience["type"] == "all"
-    names = campaigns.name_length_columns() if whole_page else ()
-    total, upto, *longest = (
-        await session.execute(select(func.count(), func.max(Contact.id), *names).where(*matching))
-    ).one()
-    if check is not None:
-        content.check_length(
-            check,
-            campaigns.names_of(*longest)
-            if whole_page
-            else await campaigns.longest_names(session, campaign.page_id),
-        )
-    if total <= SNAPSHOT_FIRST:
-        return await deliveries.snapshot(session, campaign, now), None
-    first_upto = await session.scalar(
-        select(Contact.id).where(*matching).order_by(Contact.id).offset(SNAPSHOT_FIRST - 1).limit(1)
-    )
-    assert first_upto is not None
-    await session.execute(_insert_slice(campaign, now, 0, first_upto))
-    skipped = await _skipped_between(session, campaign.id, 0, first_upto)
-    # Every contact not inserted yet counts as pending until its slice is written.
-    await session.execute(
-        update(Campaign)
-        .where(Campaign.id == campaign.id)
-        .values(n_total=total, n_pending=total - skipped, n_skipped=skipped)
-    )
-    counts = {"total": total, "pending": total - skipped, "skipped": skipped, "sliced": 1}
-    return counts, Rest(campaign.id, first_upto, upto)
-
-
-def chunk_for(rate_per_s: float, least: int) -> int:
-    """Deliveries per chunk for a campaign sending at `rate_per_s`: about a second of its
-    rate, at least `least` (the `chunk_size` setting) and at most CHUNK_MOST (or `least`).
-
-    A chunk job costs two transactions whatever its size, so a fast campaign sends larger
-    chunks (a third less worker CPU a message at 500 than at 100, docs/performance.md); a
-    worker lets two chunks of a Page claim at once, so what waits claimed stays near two
-    seconds of the Page's rate.
-    """
-    return max(least, min(CHUNK_MOST, math.floor(rate_per_s * CHUNK_SPAN_S)))
-
-
-def plan_ahead(rate_per_s: float, chunk_size: int) -> int:
-    """How many chunks of a campaign the queue holds at once: PLAN_AHEAD_S seconds of its
-    rate, at least 2 and at most PLAN_MOST.
-
-    The queue is first in, first out: a campaign that queued all its chunks at once would
-    hold every worker slot until it finished, and the campaigns of other Pages, each with
-    its own limit to fill, would wait behind it. A few seconds of each campaign at a time
-    keeps every Page's sends going side by side.
-    """
-    return max(2, min(PLAN_MOST, math.ceil(rate_per_s * PLAN_AHEAD_S / chunk_size)))
-
-
-async def effective_rate(session: AsyncSession, campaign: Campaign) -> float:
-    """The rate a campaign sends at: its own, within its Page's."""
-    page_rate = float(
-        await session.scalar(select(Page.send_rate).where(Page.id == campaign.page_id)) or 1.0
-    )
-    return min(page_rate, campaign.send_rate or page_rate)
-
-
-async def first_chunks(
-    session: AsyncSession, campaign: Campaign, *, chunk_size: int
-) -> list[tuple[int, int]]:
-    """The first chunks of the deliveries the start wrote (at most `plan_ahead` of them,
-    `chunk_for` the campaign's rate with `chunk_size` the least), for the start to enqueue
-    itself: the first send then waits for no `plan` job (P4)."""
-    rate = await effective_rate(session, campaign)
-    chunk = chunk_for(rate, chunk_size)
-    return await deliveries.pending_ranges(
-        session,
-        campaign.id,
-        after_id=0,
-        chunk_size=chunk,
-        max_chunks=max(1, min(plan_ahead(rate, chunk), SNAPSHOT_FIRST // chunk)),
-    )
-
-
-async def snapshot_resume_point(session: AsyncSession, campaign_id: int) -> int:
-    """The highest contact id already snapshotted (a restarted snapshot job goes on from it)."""
-    return int(
-        await session.scalar(
-            select(func.max(Delivery.contact_id)).where(Delivery.campaign_id == campaign_id)
-        )
-        or 0
-    )
-
-
-async def snapshot_slice(session: AsyncSession, campaign_id: int, *, after: int, upto: int) -> int:
-    """Insert the deliveries of contact ids in (after, after + SNAPSHOT_SLICE], at most `upto`.
-
-    Contacts the start could not send to are `skipped` with the reason, as in the start.
-    Returns the id to go on after; `upto` or more means the audience is complete. A
-    cancelled or deleted campaign gets no more rows (returns `upto`).
-    """
-    # One lock on the campaign row for the slice, in place of the per-row check of a foreign
-    # key: deleting the campaign waits for the slice's commit (campaigns.delete).
-    campaign = await session.scalar(
-        select(Campaign)
-        .where(Campaign.id == campaign_id)
-        .with_for_update(read=True, key_share=True)
-        .execution_options(populate_existing=True)
-    )
-    if (
-        campaign is None
-        or campaign.status is CampaignStatus.CANCELLED
-        or campaign.started_at is None
-    ):
-        return upto
-    last = min(after + SNAPSHOT_SLICE, upto)
-    await session.execute(_insert_slice(campaign, campaign.started_at, after, last))
-    skipped = await _skipped_between(session, campaign_id, after, last)
-    await deliveries.shift(
-        session, campaign_id, {DeliveryStatus.PENDING: -skipped, DeliveryStatus.SKIPPED: skipped}
-    )
-    return last
-
-
-async def snapshot_done(session: AsyncSession, campaign_id: int) -> int:
-    """End a sliced snapshot: the counters stop counting contacts that were never inserted
-    (deleted since the start, or a cancel). Returns how many that was (0 when the campaign
-    itself was deleted)."""
-    campaign = await session.get(Campaign, campaign_id)
-    if campaign is None:
-        return 0
-    written = int(
-        await session.scalar(select(func.count()).where(Delivery.campaign_id == campaign_id)) or 0
-    )
-    missing = campaign.n_total - written
-    if missing:
-        await session.execute(
-            update(Campaign)
-            .where(Campaign.id == campaign_id)
-            .values(n_total=written, n_pending=Campaign.n_pending - missing)
-        )
-    await finish_if_done(session, campaign_id)
-    return missing
 
 
 async def schedule(
@@ -405,11 +201,17 @@ async def start_scheduled(
 
 
 async def pause(
-    session: AsyncSession, actor: Actor, campaign_id: int, *, reason: str | None = None
+    session: AsyncSession,
+    actor: Actor,
+    campaign_id: int,
+    *,
+    reason: str | None = None,
+    by_page: bool = False,
 ) -> Campaign:
     """Pause a sending campaign (idempotent) with the reason shown to its users; an audit
-    entry records who paused it and why. The user's pause, the circuit breaker and a spam
-    warning all pause through here (services/breaker.py)."""
+    entry records who paused it and why. The user's pause, the circuit breaker, a spam
+    warning (services/breaker.py) and a Page's stop (`stop_page`, `by_page`: the campaign
+    resumes with its Page, services/policy.py) all pause through here."""
     # Read fresh and locked: the worker pauses in the transaction that wrote its results.
     campaign = await session.get(
         Campaign, campaign_id, populate_existing=True, with_for_update=True
@@ -427,7 +229,7 @@ async def pause(
         CampaignStatus.PAUSED,
         reason or f"Paused by {actor.name}",
     )
-    campaign.paused_by_page = False
+    campaign.paused_by_page = by_page
     await session.flush()
     await audit.record(
         session,
@@ -557,22 +359,20 @@ async def finish_if_done(session: AsyncSession, campaign_id: int) -> bool:
 async def stop_page(
     session: AsyncSession, page_id: int, status: PageStatus, reason: str
 ) -> list[int]:
-    """Mark the Page and pause every sending campaign of it with the reason; returns their ids."""
+    """Mark the Page and pause every sending campaign of it with the reason, each through
+    `pause` (audited per campaign, for the system, flagged `paused_by_page`); returns their
+    ids. The stop itself is audited as `page.stopped`."""
     page = await pages.get(session, page_id)
     page.status, page.status_reason = status, reason
     ids = list(
         await session.scalars(
-            select(Campaign.id).where(
-                Campaign.page_id == page_id, Campaign.status == CampaignStatus.SENDING
-            )
+            select(Campaign.id)
+            .where(Campaign.page_id == page_id, Campaign.status == CampaignStatus.SENDING)
+            .order_by(Campaign.id)
         )
     )
-    if ids:
-        await session.execute(
-            update(Campaign)
-            .where(Campaign.id.in_(ids))
-            .values(status=CampaignStatus.PAUSED, status_reason=reason, paused_by_page=True)
-        )
+    for campaign_id in ids:
+        await pause(session, Actor.system(), campaign_id, reason=reason, by_page=True)
     await audit.record(
         session,
         Actor.system(),

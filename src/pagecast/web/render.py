@@ -19,6 +19,7 @@ from pagecast.models import (
     utcnow,
 )
 from pagecast.schemas import parse_id
+from pagecast.services import pacing
 from pagecast.services.audience import Preview
 
 __all__ = [
@@ -191,7 +192,7 @@ def progress(
     """Send rate over the last minute, the time left at that rate (or the configured one),
     and the deliveries whose outcome is being reconciled (services/reconcile.py)."""
     left = row.n_pending + row.n_sending
-    pace = rate or min(page_rate, row.send_rate or page_rate)
+    pace = rate or pacing.rate_within(page_rate, row.send_rate)
     return {
         "rate_per_second": round(rate, 2),
         "eta_seconds": round(left / pace) if left and pace else 0,

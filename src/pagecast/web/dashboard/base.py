@@ -22,6 +22,7 @@ from fastapi.templating import Jinja2Templates
 
 from pagecast import __version__
 from pagecast.errors import Forbidden, NotFound, PagecastError, Unauthorized
+from pagecast.graph.errors import code_text
 from pagecast.models import User
 from pagecast.permissions import Actor, Permission
 from pagecast.services import users
@@ -43,6 +44,7 @@ _HERE = Path(__file__).resolve().parent.parent
 templates = Jinja2Templates(directory=str(_HERE / "templates"))
 assert templates.env.autoescape, "templates must escape output"
 templates.env.globals["version"] = __version__
+templates.env.globals["code_text"] = code_text  # "613/2018338", as everywhere else
 _UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
