@@ -30,7 +30,9 @@ _RESTRICTED_PROFILE_FIELDS = frozenset({"locale", "timezone", "gender"})
 
 def parse_fields(raw: str) -> list[tuple[str, int | None, str | None]]:
     """Split `a,b.limit(5){x,y}` at top-level commas into (name, limit, subfields)."""
-    parts, depth, current = [], 0, []
+    parts: list[str] = []
+    current: list[str] = []
+    depth = 0
     for char in raw:
         if char == "," and depth == 0:
             parts.append("".join(current))

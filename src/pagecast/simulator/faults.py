@@ -79,7 +79,7 @@ def _take_script(
             continue
         if "path" in match and match["path"] not in path:
             continue
-        response = script["responses"][0]
+        response: dict[str, Any] = script["responses"][0]
         response["times"] -= 1
         if response["times"] <= 0:
             script["responses"].pop(0)

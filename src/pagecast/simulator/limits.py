@@ -82,8 +82,8 @@ def usage(state: SimState, ctx: CallContext, now: float) -> dict[str, int | str]
         cputime_fraction=knobs.cputime_fraction,
         regain_minutes=minutes,
     )
-    top = max(value["call_count"], value["total_time"], value["total_cputime"])  # type: ignore[type-var]
-    if minutes or top >= knobs.header_threshold_pct:  # type: ignore[operator]
+    top = max(int(value["call_count"]), int(value["total_time"]), int(value["total_cputime"]))
+    if minutes or top >= knobs.header_threshold_pct:
         return value
     return None
 

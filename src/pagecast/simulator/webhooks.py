@@ -271,7 +271,8 @@ class Emitter:
         self._sem.release()
 
     def _take_due(self) -> list[_Pending]:
-        now, items = self.state.clock.now(), []
+        now = self.state.clock.now()
+        items: list[_Pending] = []
         while self._heap and self._heap[0].due <= now and len(items) < 500:
             item = heapq.heappop(self._heap)
             if isinstance(item.event, tuple):
