@@ -1,4 +1,5 @@
-"""Step 7 of every metered Graph call (§9.5): per-second class, then the 24 h budget.
+"""Step 7 of every metered Graph call: per-second class, then the 24 h budget
+(docs/simulator.md, "Rate limits and usage headers").
 
 `charge` admits a call or raises 613 / 80006 / 80001 (or 4 while the app is throttled);
 `usage` gives the usage object for the `x-business-use-case-usage` header afterwards.

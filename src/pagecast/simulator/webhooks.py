@@ -1,4 +1,5 @@
-"""The webhook emitter (§9.8): signed POSTs to the callback URL from background tasks.
+"""The webhook emitter: signed POSTs to the callback URL from background tasks
+(docs/simulator.md, "Webhooks").
 
 Events wait in a heap keyed by sim-clock due time; one loop task posts what is due (each POST
 in its own task, so a slow receiver never blocks the Send path), retries failures with
