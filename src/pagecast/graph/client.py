@@ -11,7 +11,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
@@ -264,7 +264,7 @@ class GraphClient:
         limit: int = 100,
         platform: str = "messenger",
         after: str | None = None,
-    ) -> AsyncIterator[ConversationPage]:
+    ) -> AsyncGenerator[ConversationPage, None]:
         """Every page of `GET /{page_id}/conversations`, following `paging.next` until it is absent.
 
         `after` resumes from a page's `after_cursor` (after a failed call, say).
