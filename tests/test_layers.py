@@ -1,4 +1,4 @@
-"""Layering rules (STYLE.md): what each layer may import, and nothing connects at import."""
+"""Layering rules (docs/design.md, "Layering"): what each layer may import, and nothing connects at import."""
 
 from __future__ import annotations
 

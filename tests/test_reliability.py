@@ -619,7 +619,7 @@ async def test_sigkill_three_times_and_dropped_connections_without_webhooks_neve
 async def test_campaign_completes_after_a_worker_is_killed(
     postgres: str, env: Env, sim: httpx.AsyncClient
 ) -> None:
-    """DESIGN.md invariant 4: after a worker is killed, every delivery still ends in a final
+    """docs/design.md invariant 4: after a worker is killed, every delivery still ends in a final
     state: the sweep turns `sending` of a dead worker (no heartbeat) into `unknown`, never
     resent blindly; with no echo to prove anything they fail `ambiguous` after the grace."""
     page = await setup_page(env, sim, send_rate=100)

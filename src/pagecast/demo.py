@@ -17,7 +17,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from pydantic import SecretStr
@@ -30,6 +30,9 @@ from pagecast.schemas import PageCreate
 from pagecast.services import contact_import, pages
 from pagecast.settings import Settings
 from pagecast.simulator.server import SimulatorServer
+
+if TYPE_CHECKING:
+    from pagecast.context import AppContext
 
 __all__ = ["DEMO_DATA_DIR", "Sandbox", "seed", "start"]
 
@@ -100,7 +103,7 @@ def _people(now: datetime) -> list[dict[str, Any]]:
     return people
 
 
-async def seed(ctx: Any, sandbox: Sandbox) -> int:
+async def seed(ctx: AppContext, sandbox: Sandbox) -> int:
     """Give the simulator its Page and people, and Pagecast the Page and its contacts.
 
     Runs on every start: the simulator forgets everything when the process ends, and the

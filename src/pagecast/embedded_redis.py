@@ -29,9 +29,10 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from types import TracebackType
+from typing import cast
 from urllib.parse import quote
 
 import redis.asyncio as aioredis
@@ -302,7 +303,9 @@ async def _pings(socket_path: Path) -> bool:
         return False
     client = _one_shot_client(socket_path, timeout=2.0)
     try:
-        return bool(await client.ping())
+        # redis-py types a command for its sync and asyncio clients at once (`bool |
+        # Awaitable[bool]`); this client is the asyncio one.
+        return bool(await cast(Awaitable[bool], client.ping()))
     except (RedisError, OSError):
         return False
     finally:

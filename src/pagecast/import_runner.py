@@ -151,6 +151,7 @@ class ImportRunner:
         try:
             reading = asyncio.ensure_future(self._read(reader))
             while True:
+                assert reading is not None  # None only after the last batch, which ends the loop
                 batch = await reading
                 # Read the next batch in the thread while this one is written.
                 reading = None if batch.done else asyncio.ensure_future(self._read(reader))

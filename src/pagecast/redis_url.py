@@ -80,7 +80,7 @@ class RedisTarget:
             "username": self.username,
             "password": self.password,
             # redis-py 8 defaults to a 5 s read timeout, the same as bullmq's idle blocking
-            # pop, which stalls idle workers (DESIGN.md, "Queue library").
+            # pop, which stalls idle workers (docs/design.md, "The queue library").
             "socket_timeout": None,
             "socket_connect_timeout": CONNECT_TIMEOUT,
             "health_check_interval": HEALTH_CHECK_INTERVAL,

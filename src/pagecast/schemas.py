@@ -1,7 +1,7 @@
 """Pydantic models of the API: what comes in (strict, unknown fields refused) and what goes out.
 
-Messenger's limits (`shared/graph-api.md` §0, §1.6) are checked here, so a campaign that
-saves is a campaign Facebook will accept.
+Messenger's limits (docs/graph-api.md, "Message limits Pagecast checks") are checked here, so
+a campaign that saves is a campaign Facebook will accept.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ TEXT_LIMIT = 2000
 BUTTON_TEXT_LIMIT = 640
 ALLOWED_TAGS = ("HUMAN_AGENT", "CUSTOMER_FEEDBACK")
 RETIRED_TAGS = ("ACCOUNT_UPDATE", "CONFIRMED_EVENT_UPDATE", "POST_PURCHASE_UPDATE")
-MAX_SEND_RATE = 300.0  # Meta's per-Page ceiling for text sends (graph-api.md §4.1)
+MAX_SEND_RATE = 300.0  # Meta's per-Page ceiling for text sends (docs/graph-api.md, "Rate limits")
 
 
 # Issue 17: one rule for every number that reaches the database (path, query, body, cursor,
@@ -259,7 +259,8 @@ Tag = Annotated[Line, StringConstraints(strip_whitespace=True, to_upper=True)]
 
 
 def check_policy(messaging_type: MessagingType, tag: str | None) -> None:
-    """Messaging type and tag (graph-api.md §1.5); raises InvalidInput with what to do."""
+    """Messaging type and tag (docs/graph-api.md, "Messaging windows and message tags");
+    raises InvalidInput with what to do."""
     allowed = " or ".join(ALLOWED_TAGS)
     if messaging_type is MessagingType.MESSAGE_TAG:
         if tag is None:

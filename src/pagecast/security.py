@@ -89,7 +89,7 @@ class Passwords:
                 if fn is _check:
                     self.checks += 1
             try:
-                return fn(*args)  # type: ignore[arg-type]
+                return fn(*args)
             finally:
                 with self._lock:
                     self.running -= 1

@@ -27,7 +27,7 @@ def graph_error(
     headers: dict[str, str] | None = None,
     **extra: Any,
 ) -> httpx.Response:
-    """A Graph error envelope response (spec 3.1)."""
+    """A Graph error envelope response (docs/graph-errors.md)."""
     error: dict[str, Any] = {"message": message, "type": "OAuthException", "code": code}
     if subcode is not None:
         error["error_subcode"] = subcode

@@ -1,4 +1,4 @@
-"""Every row of the code table (spec 3.3) -> `ErrorKind`, parsed from a real envelope via MockTransport."""
+"""Every row of the code table (docs/graph-errors.md) -> `ErrorKind`, parsed from a real envelope via MockTransport."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ B = ErrorKind.BAD_REQUEST
 APPSECRET_MISSING = "API calls from the server require an appsecret_proof argument"
 APPSECRET_INVALID = "Invalid appsecret_proof provided in the API argument"
 
-# (code, subcode, message, HTTP status, expected kind): one line per row of spec 3.3.
+# (code, subcode, message, HTTP status, expected kind): one line per row of docs/graph-errors.md.
 TABLE: list[tuple[int, int | None, str, int, ErrorKind]] = [
     (1, None, "An unknown error has occurred.", 500, R),
     (1, 99, "An unknown error occurred", 500, R),

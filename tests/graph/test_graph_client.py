@@ -296,7 +296,7 @@ async def test_batch_request_shape_and_mixed_results(
     ]
     request = rec.requests[0]
     assert request.url.path == "/v25.0/" and request.headers["authorization"] == f"Bearer {TOKEN}"
-    assert request.headers["content-type"] == "application/json"  # spec 5: batch as an array
+    assert request.headers["content-type"] == "application/json"  # a batch as a JSON array
     body = json.loads(request.content)
     assert body["include_headers"] is True
     ops = body["batch"]

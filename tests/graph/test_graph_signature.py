@@ -1,4 +1,5 @@
-"""`verify_signature`: X-Hub-Signature-256 over the raw webhook bytes (spec 6.3, scenario 11)."""
+"""`verify_signature`: X-Hub-Signature-256 over the raw webhook bytes (docs/graph-api.md,
+"A webhook POST"; docs/simulator.md, "End-to-end scenarios" 11)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ EVENT = {
 
 
 def _meta_bytes(obj: object) -> bytes:
-    # What Meta sends: ASCII-only escapes and `\/` (spec 9.8).
+    # What Meta sends: ASCII-only escapes and `\/` (docs/simulator.md, "Webhooks").
     return json.dumps(obj, ensure_ascii=True, separators=(",", ":")).replace("/", "\\/").encode()
 
 

@@ -1,4 +1,5 @@
-"""The real client against the simulator over a real socket (spec section 9, scenarios 1-13)."""
+"""The real client against the simulator over a real socket (docs/simulator.md,
+"End-to-end scenarios" 1-13)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Usage header parsing (spec 4.2): shapes, case, garbage, and usage on successes."""
+"""Usage header parsing (docs/graph-api.md, "Usage headers"): shapes, case, garbage, and usage on successes."""
 
 from __future__ import annotations
 

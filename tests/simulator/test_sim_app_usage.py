@@ -1,4 +1,5 @@
-"""`x-app-usage` (§4.2, §9.5): calls with a USER or app token, under the BUC threshold rule."""
+"""`x-app-usage` (docs/graph-api.md, "Usage headers";
+docs/simulator.md, "Rate limits and usage headers"): calls with a USER or app token, under the BUC threshold rule."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Graph batch requests (§9.6): mixed outcomes, null for op timeouts, whole-request errors."""
+"""Graph batch requests (docs/simulator.md, "Batch requests"): mixed outcomes, null for op timeouts, whole-request errors."""
 
 from __future__ import annotations
 

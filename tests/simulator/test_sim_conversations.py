@@ -1,4 +1,5 @@
-"""Conversations with cursor paging, single threads, and the User Profile API (§9.7)."""
+"""Conversations with cursor paging, single threads, and the User Profile API (docs/simulator.md,
+"Conversations and profiles")."""
 
 from __future__ import annotations
 

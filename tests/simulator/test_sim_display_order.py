@@ -1,4 +1,4 @@
-"""The display-ordering knob `reorder_concurrent_ms` (§9.3 step 15): two sends to one person
+"""The display-ordering knob `reorder_concurrent_ms` (docs/simulator.md, "Display ordering"): two sends to one person
 accepted less than N ms apart swap `created_time` and display order; the outbox keeps
 acceptance order."""
 

@@ -1,4 +1,5 @@
-"""Error envelopes, statuses, headers and body validation (§3.1, §3.4, §9.2, §9.4)."""
+"""Error envelopes, statuses, headers and body validation (docs/graph-errors.md;
+docs/simulator.md, "Requests and answers")."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Inbox high-volume degradation (§9.5): above 40 sends/s over 10 s, the conversations list
+"""Inbox high-volume degradation (docs/simulator.md, "Rate limits and usage headers"): above 40 sends/s over 10 s, the conversations list
 fails with code 2 (500) for a cool-down, while single threads and Send calls still work."""
 
 from __future__ import annotations

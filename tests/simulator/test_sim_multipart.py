@@ -1,4 +1,4 @@
-"""Multipart bodies (§9.2): Send API and batch fields as JSON-encoded strings, and files
+"""Multipart bodies (docs/simulator.md, "Requests and answers"): Send API and batch fields as JSON-encoded strings, and files
 (`filedata`) for the Attachment Upload API, a Send call and a batch operation."""
 
 from __future__ import annotations

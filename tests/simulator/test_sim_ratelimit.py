@@ -1,4 +1,4 @@
-"""Rate limits and usage headers (§9.5): 613 per second, 80006 per 24 h, exact header shape."""
+"""Rate limits and usage headers (docs/simulator.md, "Rate limits and usage headers"): 613 per second, 80006 per 24 h, exact header shape."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The Send pipeline's check order (§9.3): for each step, its error wins over every later one."""
+"""The Send pipeline's check order (docs/simulator.md, "Send pipeline"): for each step, its error wins over every later one."""
 
 from __future__ import annotations
 

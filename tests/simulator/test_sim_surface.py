@@ -1,4 +1,4 @@
-"""The smaller Graph endpoints (§9.2) and webhook coalescing under a backlog."""
+"""The smaller Graph endpoints (docs/simulator.md, "Endpoints") and webhook coalescing under a backlog."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""`standby` (handover), `messaging_optins` and webhook replay (§9.8, §9.2 control plane)."""
+"""`standby` (handover), `messaging_optins` and webhook replay (docs/simulator.md, "Webhooks" and
+"Control plane")."""
 
 from __future__ import annotations
 

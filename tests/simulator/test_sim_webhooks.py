@@ -1,4 +1,4 @@
-"""The webhook emitter (§9.8): signatures over raw bytes, echoes, receipts, retries, disabling."""
+"""The webhook emitter (docs/simulator.md, "Webhooks"): signatures over raw bytes, echoes, receipts, retries, disabling."""
 
 from __future__ import annotations
 

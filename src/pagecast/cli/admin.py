@@ -62,7 +62,11 @@ def users_create(
     from pagecast.services import users
 
     try:
-        data = UserCreate(email=email, role=role, password=password, can_send=not no_send)
+        # Validated from the typed strings, so a bad --role gets the same one-line error as
+        # a bad --email (a typer enum option would exit 2 with its own usage text).
+        data = UserCreate.model_validate(
+            {"email": email, "role": role, "password": password, "can_send": not no_send}
+        )
     except ValidationError as exc:
         fail(validation_line(exc))
 

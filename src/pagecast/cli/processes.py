@@ -43,7 +43,7 @@ def _web_server(application: Any, host: str, port: int, log_level: str) -> Any:
     process has no use for the web stack (8 MB of its memory)."""
     import uvicorn
 
-    class Server(uvicorn.Server):  # type: ignore[misc]
+    class Server(uvicorn.Server):
         @contextlib.contextmanager
         def capture_signals(self) -> Iterator[None]:
             yield
@@ -63,8 +63,8 @@ async def _processes(
     from pagecast.worker import build
 
     settings = get_settings()
-    loop = type(asyncio.get_running_loop()).__module__.partition(".")[0]
-    logging.getLogger("pagecast").info("event loop: %s", loop)
+    loop_kind = type(asyncio.get_running_loop()).__module__.partition(".")[0]
+    logging.getLogger("pagecast").info("event loop: %s", loop_kind)
     sandbox = None
     if demo:
         from pagecast import demo as demo_mode

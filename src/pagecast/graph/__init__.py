@@ -2,7 +2,7 @@
 
 `GraphClient` sends Messenger messages (one by one or in batches of up to 50), reads `/me`,
 conversations and user profiles, and turns every failure into a `GraphError` whose `kind`
-says what the caller should do (DESIGN.md invariant 5, `docs/graph-errors.md`). It takes
+says what the caller should do (docs/design.md invariant 5, `docs/graph-errors.md`). It takes
 setting *values* through its constructor and a caller-owned `httpx.AsyncClient`
 (`make_http_client`); nothing connects at import.
 """

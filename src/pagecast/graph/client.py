@@ -11,7 +11,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
@@ -172,13 +172,14 @@ class GraphClient:
         """
         proof = creds.appsecret_proof
         relative_url = f"{self._version}/me/messages"
-        if proof:  # spec 5: a per-operation proof goes into that operation's relative_url
+        if proof:  # a per-operation proof goes into that operation's relative_url
             relative_url += "?" + urlencode({"appsecret_proof": proof})
         operations = [
             {
                 "method": "POST",
                 "relative_url": relative_url,
-                # Each operation carries its own token in its body (spec 5, 9.6).
+                # Each operation carries its own token in its body (docs/graph-api.md,
+                # "Graph batch requests").
                 "body": urlencode(
                     {
                         key: value if isinstance(value, str) else json.dumps(value)
@@ -198,7 +199,7 @@ class GraphClient:
             }
             for m in messages
         ]
-        # A JSON body (spec 5): the operations' bodies are URL-encoded once each, and the
+        # A JSON body: the operations' bodies are URL-encoded once each, and the
         # request itself is not URL-encoded a second time around them.
         data, usage = await self._call(
             creds,
@@ -263,7 +264,7 @@ class GraphClient:
         limit: int = 100,
         platform: str = "messenger",
         after: str | None = None,
-    ) -> AsyncIterator[ConversationPage]:
+    ) -> AsyncGenerator[ConversationPage, None]:
         """Every page of `GET /{page_id}/conversations`, following `paging.next` until it is absent.
 
         `after` resumes from a page's `after_cursor` (after a failed call, say).
@@ -295,7 +296,8 @@ class GraphClient:
                 return
             seen_cursors.add(next_url)
             # Follow `next` for its query only: the real one repeats the access token and
-            # may name another host (spec 7.1); our path, host and header stay.
+            # may name another host (docs/graph-api.md, "Conversations and profiles"); our
+            # path, host and header stay.
             params = {k: v for k, v in parse_qsl(urlsplit(next_url).query) if k not in _AUTH_PARAMS}
 
     async def iter_conversations(
@@ -331,7 +333,8 @@ class GraphClient:
 
     async def subscribed_apps(self, creds: PageCredentials, page_id: str) -> list[dict[str, Any]]:
         """`GET /{page_id}/subscribed_apps`: the apps receiving the Page's webhooks (empty once
-        Meta unsubscribed an app whose endpoint failed for an hour, spec 6.3)."""
+        Meta unsubscribed an app whose endpoint failed for an hour: docs/graph-api.md,
+        "A webhook POST")."""
         path = f"{page_id}/subscribed_apps"
         data, usage = await self._call(creds, "GET", path)
         apps = data.get("data") if isinstance(data, dict) else None

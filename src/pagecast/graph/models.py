@@ -56,7 +56,8 @@ class PageIdentity:
 
 
 def _parse_time(value: Any) -> datetime | None:
-    # Graph writes "2026-05-01T12:34:56+0000" (spec 7.1); fromisoformat reads it on 3.11+.
+    # Graph writes "2026-05-01T12:34:56+0000" (docs/graph-api.md, "Conversations and profiles");
+    # fromisoformat reads it on 3.11+.
     if isinstance(value, datetime):
         return value
     if not isinstance(value, str):
@@ -120,7 +121,8 @@ class Conversation(_Lenient):
 
     @property
     def last_user_message_at(self) -> datetime | None:
-        """When the person last wrote, among the messages returned (not `updated_time`, spec 7.1)."""
+        """When the person last wrote, among the messages returned (not `updated_time`:
+        docs/graph-api.md, "Messaging windows and message tags")."""
         times = [
             m.created_time
             for m in self.messages
@@ -172,7 +174,8 @@ class ConversationPage:
 
 
 class UserProfile(_Lenient):
-    """`GET /{psid}?fields=first_name,last_name,profile_pic,...` (spec 7.2).
+    """`GET /{psid}?fields=first_name,last_name,profile_pic,...` (docs/graph-api.md,
+    "Conversations and profiles").
 
     `profile_pic` URLs expire; do not store them for long.
     """

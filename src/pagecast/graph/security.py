@@ -72,7 +72,7 @@ def verify_signature(app_secret: str, raw_body: bytes, header: str | None) -> bo
     Only SHA-256 authenticates: a `sha1=` value (the legacy `X-Hub-Signature`, even when put
     into this header and correct) is refused. The HMAC is over the exact raw request bytes:
     Meta escapes non-ASCII as \\uXXXX and `/` as `\\/`, so re-serialised JSON would not
-    match (spec 6.3). Constant-time comparison.
+    match (docs/graph-api.md, "A webhook POST"). Constant-time comparison.
     """
     if not app_secret or not header or "=" not in header:
         return False

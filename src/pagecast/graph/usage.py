@@ -1,8 +1,8 @@
 """Rate-limit usage headers (`X-Business-Use-Case-Usage`, `X-App-Usage`, `X-Page-Usage`).
 
 Graph reports usage as percentages of a budget, in JSON serialised into a header, and only
-once usage is "meaningful" (spec section 4.2). Parsing never raises: a missing or garbled
-header gives an empty `Usage`, which is not the same as "0 % used".
+once usage is "meaningful" (docs/graph-api.md, "Usage headers"). Parsing never raises: a
+missing or garbled header gives an empty `Usage`, which is not the same as "0 % used".
 """
 
 from __future__ import annotations
@@ -116,7 +116,7 @@ def _entry(data: dict[str, Any], source: str, object_id: str | None) -> UsageEnt
 
 
 def _parse_buc(raw: str) -> list[UsageEntry]:
-    # {"<object id>": [{"type": "messenger", "call_count": N, ...}, ...], ...}  (spec 4.2)
+    # {"<object id>": [{"type": "messenger", "call_count": N, ...}, ...], ...}
     data = _loads(raw)
     if not isinstance(data, dict):
         return []

@@ -106,7 +106,8 @@ def batch_item(
     raw_code = item.get("code")
     status = raw_code if isinstance(raw_code, int) and not isinstance(raw_code, bool) else None
     raw_body = item.get("body")
-    # The body is a JSON document serialised into a string: parse it a second time (spec 5).
+    # The body is a JSON document serialised into a string: parse it a second time
+    # (docs/graph-api.md, "Graph batch requests").
     body = decode_json(raw_body.encode()) if isinstance(raw_body, str) else raw_body
     error = error_from_body(body, status=status, usage=usage, context=context, redact=redact)
     if error is not None:

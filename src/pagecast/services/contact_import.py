@@ -265,7 +265,7 @@ async def upsert(session: AsyncSession, page_id: int, rows: list[Row]) -> tuple[
     if not rows:
         return 0, 0
     now = utcnow()
-    if session.bind.dialect.name == "postgresql":
+    if session.get_bind().dialect.name == "postgresql":
         return await _pg_upsert(session, page_id, rows, now)
     return await _sqlite_upsert(session, page_id, rows, now)
 

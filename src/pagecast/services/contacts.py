@@ -35,7 +35,7 @@ STANDARD_WINDOW = timedelta(hours=24)
 
 def insert_for(session: AsyncSession) -> Any:
     """The dialect's INSERT with ON CONFLICT support (SQLite and PostgreSQL share the API)."""
-    return pg_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
+    return pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
 
 
 async def ensure_tags(session: AsyncSession, names: set[str]) -> dict[str, int]:

@@ -67,7 +67,7 @@ def check_length(content: Content, longest: Mapping[str, int]) -> None:
 
 
 def to_message(content: Content, contact: Mapping[str, str | None]) -> dict[str, Any]:
-    """The Send API `message` object for one contact (graph-api.md §1.6)."""
+    """The Send API `message` object for one contact (docs/graph-api.md, "A Send API request")."""
     message: dict[str, Any]
     if content.attachment is not None:
         message = {

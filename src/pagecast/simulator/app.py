@@ -186,7 +186,7 @@ async def _respond(send: Any, status: int, headers: list[tuple[bytes, bytes]], b
 
 async def _drop(send: Any) -> None:
     """Close the client's connection without an answer (uvicorn), or raise in-process."""
-    cycle = getattr(send, "__self__", None)
+    cycle: Any = getattr(send, "__self__", None)  # uvicorn's request cycle when served by it
     transport = getattr(cycle, "transport", None)
     if transport is None:
         raise ConnectionDropped("The simulator dropped the connection (injected timeout).")

@@ -1,4 +1,5 @@
-"""Graph batch requests (§9.6): up to 50 operations, each through the full pipeline.
+"""Graph batch requests: up to 50 operations, each through the full pipeline
+(docs/simulator.md, "Batch requests").
 
 Operations without `depends_on` run in a seeded random order (Graph runs them in parallel);
 the answer lists them in request order, `null` where an operation timed out.

@@ -1,5 +1,5 @@
-"""Request bodies of Graph calls (§9.2): JSON, form-encoded or multipart, where every form
-value may be a JSON-encoded string (`recipient={"id":"..."}`).
+"""Request bodies of Graph calls: JSON, form-encoded or multipart, where every form value may
+be a JSON-encoded string (`recipient={"id":"..."}`) (docs/simulator.md, "Requests and answers").
 
 Multipart file parts (the Attachment Upload API's `filedata`, a batch's attached files) are
 kept as `FilePart`s; nothing is written to disk.

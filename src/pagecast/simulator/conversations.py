@@ -1,4 +1,5 @@
-"""Conversations API with cursor paging and the User Profile API (§9.7).
+"""Conversations API with cursor paging and the User Profile API (docs/simulator.md,
+"Conversations and profiles").
 
 Threads are listed newest `updated_time` first; a cursor is the base64 of
 `updated_time|thread_id`, so paging is stable while no thread moves (and, as on the real
@@ -30,7 +31,9 @@ _RESTRICTED_PROFILE_FIELDS = frozenset({"locale", "timezone", "gender"})
 
 def parse_fields(raw: str) -> list[tuple[str, int | None, str | None]]:
     """Split `a,b.limit(5){x,y}` at top-level commas into (name, limit, subfields)."""
-    parts, depth, current = [], 0, []
+    parts: list[str] = []
+    current: list[str] = []
+    depth = 0
     for char in raw:
         if char == "," and depth == 0:
             parts.append("".join(current))
@@ -77,7 +80,7 @@ def list_conversations(state: SimState, req: GraphRequest, ctx: CallContext) -> 
     limits.charge_read(state, req, page, ctx, "conversations")
     user_id = req.param("user_id")
     if user_id is None and page.limiter.inbox_degraded_until > state.clock.now():
-        # §9.5: a Page sending above 40/s degrades its Inbox; only the listing fails
+        # A Page sending above 40/s degrades its Inbox; only the listing fails
         raise GraphError(2, "An unexpected error has occurred. Please retry your request later.")
     platform = str(req.param("platform") or "messenger").lower()
     if platform == "instagram":

@@ -1,4 +1,5 @@
-"""Graph errors as the simulator raises them, and their catalogue of exact messages (§3).
+"""Graph errors as the simulator raises them, and their catalogue of exact messages
+(docs/graph-errors.md).
 
 A `GraphError` carries what the envelope needs (`code`, `error_subcode`, `type`, message) and
 the HTTP status; `app.py` renders it once, with a fresh `fbtrace_id` and, for
@@ -64,7 +65,7 @@ class GraphError(Exception):
         throttle_status: int = 400,
         code_1200_status: int = 500,
     ) -> int:
-        """The default status map of §9.4, with its knobs."""
+        """The default status map, with its knobs (docs/simulator.md, "Requests and answers")."""
         if self.status is not None:
             return self.status
         if self.code in (1, 2):

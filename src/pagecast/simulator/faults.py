@@ -1,4 +1,5 @@
-"""Fault injection (§9.3 step 13): scripted responses per PSID or path, and seeded chance.
+"""Fault injection: scripted responses per PSID or path, and seeded chance (step 13 of
+docs/simulator.md, "Send pipeline").
 
 `decide` returns what the current call must do: `None` (go on), `"after"` (commit, then drop
 the connection), or raises the injected `GraphError` / `RawFault`.
@@ -79,7 +80,7 @@ def _take_script(
             continue
         if "path" in match and match["path"] not in path:
             continue
-        response = script["responses"][0]
+        response: dict[str, Any] = script["responses"][0]
         response["times"] -= 1
         if response["times"] <= 0:
             script["responses"].pop(0)

@@ -1,4 +1,5 @@
-"""Step 7 of every metered Graph call (§9.5): per-second class, then the 24 h budget.
+"""Step 7 of every metered Graph call: per-second class, then the 24 h budget
+(docs/simulator.md, "Rate limits and usage headers").
 
 `charge` admits a call or raises 613 / 80006 / 80001 (or 4 while the app is throttled);
 `usage` gives the usage object for the `x-business-use-case-usage` header afterwards.
@@ -82,8 +83,8 @@ def usage(state: SimState, ctx: CallContext, now: float) -> dict[str, int | str]
         cputime_fraction=knobs.cputime_fraction,
         regain_minutes=minutes,
     )
-    top = max(value["call_count"], value["total_time"], value["total_cputime"])  # type: ignore[type-var]
-    if minutes or top >= knobs.header_threshold_pct:  # type: ignore[operator]
+    top = max(int(value["call_count"]), int(value["total_time"]), int(value["total_cputime"]))
+    if minutes or top >= knobs.header_threshold_pct:
         return value
     return None
 

@@ -1,4 +1,5 @@
-"""Per-Page rate limits (§9.5): sliding 1 s windows and rolling 24 h business-use-case budgets.
+"""Per-Page rate limits: sliding 1 s windows and rolling 24 h business-use-case budgets
+(docs/simulator.md, "Rate limits and usage headers").
 
 All work per call is O(1) amortised: windows are deques trimmed from the left, and the 24 h
 budget keeps one bucket per second. The regain time of a throttled budget is computed once

@@ -1,5 +1,5 @@
-"""The smaller Graph endpoints (§9.2): `/me`, `/me/accounts`, `/debug_token`, object reads,
-personas, the Attachment Upload API and `subscribed_apps`.
+"""The smaller Graph endpoints: `/me`, `/me/accounts`, `/debug_token`, object reads, personas,
+the Attachment Upload API and `subscribed_apps` (docs/simulator.md, "Endpoints").
 """
 
 from __future__ import annotations

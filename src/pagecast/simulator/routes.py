@@ -1,4 +1,5 @@
-"""One Graph call from parsed request to `Outcome`: auth (§9.3 steps 1–3), routing, call log.
+"""One Graph call from parsed request to `Outcome`: auth (steps 1–3 of
+docs/simulator.md, "Send pipeline"), routing, call log.
 
 `handle` is shared by the HTTP layer and by batch operations, so both go through exactly the
 same pipeline and both count toward every limit.

@@ -1,4 +1,5 @@
-"""The Send API pipeline (§9.3 steps 4–14), in the order that decides which error wins.
+"""The Send API pipeline (steps 4–14 of docs/simulator.md, "Send pipeline"), in the order that
+decides which error wins.
 
 Steps 1–3 (token present, valid, appsecret_proof) run in `routes.authenticate` for every
 Graph call; `send` takes over from the object check.
@@ -246,10 +247,11 @@ def _commit(
 
 
 def _reorder_concurrent(state: SimState, thread: Thread, window_ms: float) -> None:
-    """§9.3 step 15: a Page send accepted less than `window_ms` after the previous Page send
-    to the same person swaps display order and `created_time` with it (each message swaps at
-    most once, so four concurrent sends A B C D display as B A D C). The outbox keeps
-    acceptance order; delivery and read watermarks follow the swapped times."""
+    """Step 15 (docs/simulator.md, "Display ordering"): a Page send accepted less than
+    `window_ms` after the previous Page send to the same person swaps display order and
+    `created_time` with it (each message swaps at most once, so four concurrent sends A B C D
+    display as B A D C). The outbox keeps acceptance order; delivery and read watermarks
+    follow the swapped times."""
     messages = thread.messages
     if len(messages) < 2:
         return

@@ -1,4 +1,5 @@
-"""The simulator's state model (§9.1): app, Pages, tokens, people, threads, outbox and knobs.
+"""The simulator's state model: app, Pages, tokens, people, threads, outbox and knobs
+(docs/simulator.md, "State").
 
 Everything lives in memory in one `SimState`; every random decision draws from one of its
 seeded streams (`state.rng("mid")`, `state.rng("fault")`, ...), so the same seed and the
@@ -165,7 +166,8 @@ class AppConfig:
 
 @dataclass(slots=True)
 class Knobs:
-    """Every [INF] behaviour of the spec as a setting (`POST /__sim/knobs`)."""
+    """Every behaviour Graph leaves open, as a setting (`POST /__sim/knobs`; docs/simulator.md,
+    "Knobs")."""
 
     delivery_delay: tuple[float, float] = (0.5, 3.0)
     read_delay: tuple[float, float] = (5.0, 21600.0)

@@ -1,4 +1,4 @@
-"""Step 8 of the Send pipeline (§9.3): body validation, each failure a code 100 error.
+"""Step 8 of the Send pipeline (docs/simulator.md): body validation, each failure a code 100 error.
 
 `validate_send` returns a `SendSpec` with the parsed parts the later steps need; it never
 looks at the recipient's state (that is steps 9–11).

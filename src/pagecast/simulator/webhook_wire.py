@@ -1,5 +1,6 @@
-"""The wire form of webhook POSTs (§9.8): loopback-only URLs, Meta's serialisation and the
-`X-Hub-Signature-256` / `X-Hub-Signature` headers over the exact bytes."""
+"""The wire form of webhook POSTs: loopback-only URLs, Meta's serialisation and the
+`X-Hub-Signature-256` / `X-Hub-Signature` headers over the exact bytes (docs/simulator.md,
+"Webhooks")."""
 
 from __future__ import annotations
 

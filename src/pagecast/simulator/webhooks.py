@@ -1,4 +1,5 @@
-"""The webhook emitter (§9.8): signed POSTs to the callback URL from background tasks.
+"""The webhook emitter: signed POSTs to the callback URL from background tasks
+(docs/simulator.md, "Webhooks").
 
 Events wait in a heap keyed by sim-clock due time; one loop task posts what is due (each POST
 in its own task, so a slow receiver never blocks the Send path), retries failures with
@@ -271,7 +272,8 @@ class Emitter:
         self._sem.release()
 
     def _take_due(self) -> list[_Pending]:
-        now, items = self.state.clock.now(), []
+        now = self.state.clock.now()
+        items: list[_Pending] = []
         while self._heap and self._heap[0].due <= now and len(items) < 500:
             item = heapq.heappop(self._heap)
             if isinstance(item.event, tuple):

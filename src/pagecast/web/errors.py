@@ -49,12 +49,11 @@ def validation_response(errors: list[dict[str, Any]]) -> JSONResponse:
             ),
             status_code=400,
         )
-    listed = [{"field": _field(tuple(e["loc"])) or None, "message": _explain(e)} for e in errors]
-    first = listed[0]
-    message = f"{first['field']}: {first['message']}" if first["field"] else first["message"]
-    return JSONResponse(
-        _body("invalid_input", message, first["field"], details=listed), status_code=422
-    )
+    fields = [_field(tuple(e["loc"])) or None for e in errors]
+    explained = [_explain(e) for e in errors]
+    listed = [{"field": f, "message": m} for f, m in zip(fields, explained, strict=True)]
+    message = f"{fields[0]}: {explained[0]}" if fields[0] else explained[0]
+    return JSONResponse(_body("invalid_input", message, fields[0], details=listed), status_code=422)
 
 
 def install(app: FastAPI) -> None:

@@ -21,6 +21,7 @@ from redis.exceptions import RedisError
 from sqlalchemy import case, delete, literal, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from pagecast.context import AppContext
 from pagecast.db import Database
@@ -136,7 +137,7 @@ class DatabaseLoginLimit(LoginLimit):
                 if row is not None and row.window_ends_at > now and row.count > 0:
                     row.count -= 1
 
-    async def _count(self, session: object, key: str, now: datetime) -> int:
+    async def _count(self, session: AsyncSession, key: str, now: datetime) -> int:
         column = LoginAttempt.__table__.c
         at = literal(now, column.window_ends_at.type)
         ends = literal(now + timedelta(seconds=self.window), column.window_ends_at.type)
@@ -154,7 +155,9 @@ class DatabaseLoginLimit(LoginLimit):
             )
             .returning(column.count, column.window_ends_at)
         )
-        count, window_ends_at = (await session.execute(statement)).one()  # type: ignore[attr-defined]
+        count: int
+        window_ends_at: datetime
+        count, window_ends_at = (await session.execute(statement)).one()
         if count <= self.limit:
             return 0
         # A concurrent attempt may have opened the window after `now` was read: never more

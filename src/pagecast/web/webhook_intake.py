@@ -131,7 +131,7 @@ class Intake:
         async with self.ctx.db.transaction() as session:
             stored = await webhooks.store_many(session, [post.body for post in posts])
         # Committed: now they may be acknowledged.
-        every = sorted(i for ids in stored for i in ids if not isinstance(ids, str))
+        every = sorted(i for ids in stored if not isinstance(ids, str) for i in ids)
         carrier = next((p for p, ids in zip(posts, stored, strict=True) if ids), None)
         for post, ids in zip(posts, stored, strict=True):
             if isinstance(ids, str):
@@ -152,6 +152,8 @@ class Intake:
             ).all()
         found: dict[str, str] = {}
         for fb_page_id, encrypted in rows:
+            if encrypted is None:  # the query leaves these out; this tells the type checker
+                continue
             if encrypted not in self._clear:
                 self._clear[encrypted] = self.ctx.vault.decrypt(encrypted)
             if self._clear[encrypted]:

@@ -74,7 +74,7 @@ def _intake(ctx: AppContext, app: Any) -> Intake:
     intake = getattr(app.state, "webhook_intake", None)
     if intake is None:
         intake = app.state.webhook_intake = Intake(ctx)
-    return intake  # type: ignore[no-any-return]
+    return intake
 
 
 def _reactions(ctx: AppContext, app: Any) -> webhook_runner.Reactions:
@@ -85,7 +85,7 @@ def _reactions(ctx: AppContext, app: Any) -> webhook_runner.Reactions:
             graph=ctx.graph, vault=ctx.vault, app_secret=ctx.app_secret_for(None)
         )
         app.state.webhook_reactions = reactions
-    return reactions  # type: ignore[no-any-return]
+    return reactions
 
 
 async def _dispatch(ctx: AppContext, event_ids: list[int], app: Any) -> None:

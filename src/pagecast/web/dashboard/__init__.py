@@ -29,7 +29,7 @@ def routes() -> set[tuple[str, str]]:
         for router in _routers()
         for route in router.routes
         if isinstance(route, APIRoute)
-        for method in route.methods
+        for method in route.methods or ()
         if method != "HEAD"
     }
 

@@ -3,6 +3,7 @@ drafts through `services.campaigns` (the validation the API applies, shown next 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -41,8 +42,13 @@ def _time(value: str) -> str | None:
     return f"{value}:00Z" if value and len(value) == 16 else (value or None)
 
 
+def _reader(form: FormData) -> Callable[[str], str]:
+    """`get(name)`: the form field's text, stripped, "" when the field is absent."""
+    return lambda name: str(form.get(name, "")).strip()
+
+
 def _content(form: FormData) -> dict[str, Any]:
-    get = lambda name: str(form.get(name, "")).strip()  # noqa: E731
+    get = _reader(form)
     body: dict[str, Any] = {}
     if get("attachment_url"):
         body["attachment"] = {
@@ -69,7 +75,7 @@ def _content(form: FormData) -> dict[str, Any]:
 
 def fields_from(form: FormData) -> dict[str, Any]:
     """The form as the API's campaign body (what `POST /api/campaigns` takes)."""
-    get = lambda name: str(form.get(name, "")).strip()  # noqa: E731
+    get = _reader(form)
     kind = get("audience_type") or "all"
     if kind == "tags":
         target: dict[str, Any] = {
