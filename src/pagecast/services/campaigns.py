@@ -13,7 +13,6 @@ from pagecast.models import (
     Campaign,
     CampaignStatus,
     Contact,
-    Delivery,
     DeliveryStatus,
     Page,
     utcnow,
@@ -350,17 +349,3 @@ async def pace(
 def counts(campaign: Campaign) -> dict[str, int]:
     """Deliveries by status, every key present, read from the campaign's counters (O(1))."""
     return {key: getattr(campaign, f"n_{key}") for key in COUNT_KEYS}
-
-
-async def recount(session: AsyncSession, campaign_id: int) -> dict[str, int]:
-    """Deliveries by status counted from the rows (a COUNT: for checks, not for polling)."""
-    result = dict.fromkeys(COUNT_KEYS, 0)
-    rows = await session.execute(
-        select(Delivery.status, func.count())
-        .where(Delivery.campaign_id == campaign_id)
-        .group_by(Delivery.status)
-    )
-    for status, count in rows:
-        result[status.value] = count
-        result["total"] += count
-    return result

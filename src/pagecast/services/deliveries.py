@@ -29,7 +29,6 @@ __all__ = [
     "delete_of_contact",
     "pending_ranges",
     "record",
-    "release",
     "shift",
     "snapshot",
 ]
@@ -422,19 +421,6 @@ async def settle_echoed(
     return left
 
 
-async def release(
-    session: AsyncSession,
-    campaign_id: int,
-    delivery_ids: Iterable[int],
-    *,
-    worker_id: str,
-    now: datetime,
-) -> None:
-    """Give claimed but unsent deliveries back to `pending`, attempt refunded."""
-    outcomes = [Outcome(i, DeliveryStatus.PENDING, refund_attempt=True) for i in delivery_ids]
-    await record(session, campaign_id, outcomes, worker_id=worker_id, now=now)
-
-
 async def mark_unreachable(
     session: AsyncSession, contact_ids: Iterable[int], now: datetime
 ) -> None:
@@ -589,14 +575,3 @@ async def recent_rate(
         )
     )
     return (count or 0) / window_s
-
-
-async def next_retry_at(session: AsyncSession, campaign_id: int) -> datetime | None:
-    """When the earliest delivery waiting for a retry becomes due."""
-    return await session.scalar(
-        select(func.min(Delivery.next_attempt_at)).where(
-            Delivery.campaign_id == campaign_id,
-            Delivery.status == DeliveryStatus.PENDING,
-            Delivery.next_attempt_at.is_not(None),
-        )
-    )
