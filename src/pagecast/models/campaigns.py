@@ -112,7 +112,7 @@ class Delivery(Base):
         Index("ix_deliveries_campaign_id_status", "campaign_id", "status"),
         # Partial: a new delivery has neither a sent_at nor a message_id, and a btree would
         # otherwise index every NULL the snapshot writes. The queries that use them
-        # (recent_rate, the receipts' lookup by mids) always compare the column to a value.
+        # (campaigns.send_rate, the receipts' lookup by mids) always compare the column to a value.
         _partial(
             "ix_deliveries_campaign_id_sent_at",
             "campaign_id",
