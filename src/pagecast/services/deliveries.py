@@ -1,7 +1,11 @@
-"""Deliveries: the audience snapshot, the claim, the bulk result write, the counters.
+"""Deliveries through a send: the audience snapshot, the ranges a plan cuts, the claim, the
+bulk result write, cancel and retry, and the claims of lost workers.
 
-Every status change goes through here, in bulk, together with the campaign's counters
-(`Campaign.n_<status>`), so progress reads are O(1) and always agree with the rows.
+Every status change here moves the campaign's counters in the same transaction
+(services/counters.py), so progress reads are O(1) and always agree with the rows. What
+happens to a delivery outside a send lives with its concept: echoes (services/echoes.py),
+receipts (services/receipts.py), reconciliation (services/reconcile.py), deletes
+(services/campaigns.py, services/contacts.py).
 """
 
 from __future__ import annotations
