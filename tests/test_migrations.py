@@ -176,7 +176,7 @@ async def _plan(db: Database, statement: Any) -> str:
 
 
 async def test_lookups_by_mid_and_by_sent_at_use_the_partial_indexes(db: Database) -> None:
-    # The receipt's lookup by mids (services/receipts.advance) and recent_rate.
+    # The receipt's lookup by mids (services/receipts.advance) and campaigns.send_rate.
     by_mid = select(Delivery.id).where(Delivery.message_id.in_(["m.1", "m.2"]))
     assert "ix_deliveries_message_id" in await _plan(db, by_mid)
     by_sent_at = select(func.count()).where(Delivery.campaign_id == 1, Delivery.sent_at >= utcnow())

@@ -1128,7 +1128,7 @@ async def test_progress_counts_the_rate_once_a_second_and_the_rest_every_time(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from pagecast.services import campaigns
-    from pagecast.web.api import campaigns as campaigns_api
+    from pagecast.web import progress as progress_reads
 
     counted: list[int] = []
     real = campaigns.send_rate
@@ -1152,7 +1152,7 @@ async def test_progress_counts_the_rate_once_a_second_and_the_rest_every_time(
     assert (first["counts"]["sent"], second["counts"]["sent"]) == (0, 1)  # counts are fresh
     await manager.post(f"/api/campaigns/{campaign_id}/pause")
     assert (await manager.get(f"/api/campaigns/{campaign_id}")).json()["status"] == "paused"
-    monkeypatch.setattr(campaigns_api, "_RATE_TTL", 0.0)
+    monkeypatch.setattr(progress_reads, "RATE_TTL", 0.0)
     # The cached rate has expired: the answer uses it and a count starts beside it.
     await manager.get(f"/api/campaigns/{campaign_id}")
     deadline = time.monotonic() + 5
@@ -1205,10 +1205,10 @@ async def test_concurrent_progress_reads_share_the_next_read(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from pagecast.services import campaigns
-    from pagecast.web.api import campaigns as campaigns_api
+    from pagecast.web import progress as progress_reads
 
     arrived = reads = 0
-    real_read, real_arrive = campaigns.get_with_page_rate, campaigns_api._Coalesced.read
+    real_read, real_arrive = campaigns.get_with_page_rate, progress_reads.Coalesced.read
 
     async def arrive(self: Any, *args: Any) -> Any:
         nonlocal arrived
@@ -1229,7 +1229,7 @@ async def test_concurrent_progress_reads_share_the_next_read(
     campaign_id = await new_campaign(manager, page_id)
     await manager.post(f"/api/campaigns/{campaign_id}/start")
     monkeypatch.setattr(campaigns, "get_with_page_rate", slow_read)
-    monkeypatch.setattr(campaigns_api._Coalesced, "read", arrive)
+    monkeypatch.setattr(progress_reads.Coalesced, "read", arrive)
     answers = await asyncio.gather(
         *(manager.get(f"/api/campaigns/{campaign_id}") for _ in range(20))
     )

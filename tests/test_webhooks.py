@@ -28,6 +28,7 @@ from pagecast.db import Database
 from pagecast.models import Campaign, Contact, Delivery, DeliveryStatus, Page, WebhookEvent
 from pagecast.security import Vault
 from pagecast.services import webhooks
+from pagecast.services.inbound import OPT_OUT_REPLY
 from pagecast.settings import Settings
 from pagecast.web.app import create_app
 from test_sending import (
@@ -311,7 +312,7 @@ async def test_inbound_messages_open_the_window_and_keywords_opt_out_and_in(
 
         await until(confirmed)
         reply = (await replies())[0]
-        assert reply["message"]["text"] == webhooks.OPT_OUT_REPLY
+        assert reply["message"]["text"] == OPT_OUT_REPLY
         assert reply["messaging_type"] == "RESPONSE"
 
         # The profile lookup is paced per Page (5 a second), so it may come after the

@@ -26,7 +26,7 @@ from pagecast.db import Database
 from pagecast.graph import GraphClient, GraphError, PageCredentials
 from pagecast.models import Page, WebhookEvent, utcnow
 from pagecast.security import Vault
-from pagecast.services import pages, webhooks
+from pagecast.services import inbound, pages, webhooks
 
 __all__ = ["Reactions", "run", "run_pending"]
 
@@ -72,7 +72,7 @@ class Reactions:
                 await self.graph.send_message(
                     creds,
                     psid=result.psid,
-                    message={"text": webhooks.OPT_OUT_REPLY},
+                    message={"text": inbound.OPT_OUT_REPLY},
                     messaging_type="RESPONSE",
                 )
             except GraphError as exc:
@@ -105,7 +105,7 @@ class Reactions:
             )
             return
         async with db.transaction() as session:
-            await webhooks.set_profile(
+            await inbound.set_profile(
                 session,
                 contact_id,
                 first_name=profile.first_name,
@@ -177,12 +177,12 @@ async def _apply(session: Any, event_ids: list[int]) -> list[webhooks.Result]:
     if not claimed:
         return []
     events = list(await session.scalars(select(WebhookEvent).where(WebhookEvent.id.in_(claimed))))
-    webhooks.start_batch(session)
+    batch = webhooks.Batch()
     applied: list[webhooks.Result] = []
     for event in sorted(events, key=_order):
         # No savepoint per event: `process` writes nothing when it answers "not yet", and any
         # other failure fails the batch (then each event is tried on its own).
-        result = await webhooks.process(session, event)
+        result = await webhooks.process(session, event, batch)
         if not result.done:
             await session.execute(
                 update(WebhookEvent)
@@ -198,7 +198,7 @@ async def _apply(session: Any, event_ids: list[int]) -> list[webhooks.Result]:
                 .values(error=result.reason[:2000] if result.reason else None)
             )
         applied.append(result)
-    await webhooks.end_batch(session)
+    await batch.end(session)
     return applied
 
 

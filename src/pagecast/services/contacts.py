@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import timedelta
 from typing import Any, Literal
 
 from sqlalchemy import delete as sql_delete
 from sqlalchemy import or_, select
+from sqlalchemy import update as sql_update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import raiseload
 
 from pagecast.errors import Conflict, NotFound
-from pagecast.models import Contact, Tag, contact_tags, utcnow
+from pagecast.models import Campaign, Contact, Delivery, DeliveryStatus, Tag, contact_tags, utcnow
 from pagecast.permissions import Actor
 from pagecast.schemas import ContactCreate, ContactUpdate
-from pagecast.services import deliveries, pages
+from pagecast.services import pages
+from pagecast.services.counters import shift
 
 __all__ = [
     "Window",
@@ -26,6 +30,7 @@ __all__ = [
     "get",
     "insert_for",
     "list_page",
+    "locked",
     "update",
 ]
 
@@ -36,6 +41,26 @@ STANDARD_WINDOW = timedelta(hours=24)
 def insert_for(session: AsyncSession) -> Any:
     """The dialect's INSERT with ON CONFLICT support (SQLite and PostgreSQL share the API)."""
     return pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+
+
+async def locked(session: AsyncSession, page_id: int, psid: str, *, create: bool) -> Contact | None:
+    """The Page's contact with this PSID, locked (PostgreSQL; SQLite transactions are
+    serialised already) so that a message, a receipt and an echo of one person are applied
+    one after the other. `create`: insert it first when it does not exist."""
+    if create:
+        insert = insert_for(session)
+        await session.execute(
+            insert(Contact)
+            .values(page_id=page_id, psid=psid, created_at=utcnow(), updated_at=utcnow())
+            .on_conflict_do_nothing(index_elements=["page_id", "psid"])
+        )
+    return await session.scalar(
+        select(Contact)
+        .where(Contact.page_id == page_id, Contact.psid == psid)
+        .options(raiseload(Contact.tags))  # not needed here: no query per event for them
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
 
 
 async def ensure_tags(session: AsyncSession, names: set[str]) -> dict[str, int]:
@@ -128,7 +153,7 @@ async def delete(session: AsyncSession, actor: Actor, contact_id: int) -> None:
     )
     if contact is None:
         raise NotFound(f"Contact {contact_id} does not exist.")
-    await deliveries.delete_of_contact(session, contact_id)
+    await _delete_deliveries(session, contact_id)
     await session.delete(contact)
     await session.flush()
 
@@ -176,3 +201,33 @@ async def list_page(
         if flag is not None:
             query = query.where(column.is_not(None) if flag else column.is_(None))
     return list(await session.scalars(query))
+
+
+async def _delete_deliveries(session: AsyncSession, contact_id: int) -> Counter[int]:
+    """Delete the contact's deliveries and take them off their campaigns' counters (nothing
+    cascades from `contacts`: models.Delivery). Returns how many each campaign lost.
+
+    The caller locks the contact row first (contacts before deliveries before campaign
+    rows): the DELETE then waits for a worker holding one of these deliveries in its claim
+    transaction."""
+    table = Delivery.__table__
+    rows = (
+        await session.execute(
+            sql_delete(table)
+            .where(table.c.contact_id == contact_id)
+            .returning(table.c.campaign_id, table.c.status)
+        )
+    ).all()
+    lost: Counter[int] = Counter()
+    by_campaign: dict[int, Counter[DeliveryStatus]] = {}
+    for campaign_id, status in rows:
+        lost[campaign_id] += 1
+        by_campaign.setdefault(campaign_id, Counter())[DeliveryStatus(status)] -= 1
+    for campaign_id in sorted(by_campaign):  # campaign rows in id order, as everywhere
+        await session.execute(
+            sql_update(Campaign)
+            .where(Campaign.id == campaign_id)
+            .values(n_total=Campaign.n_total - lost[campaign_id])
+        )
+        await shift(session, campaign_id, by_campaign[campaign_id])
+    return lost

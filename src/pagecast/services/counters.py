@@ -12,35 +12,36 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from pagecast.models import Campaign, DeliveryStatus
 
-__all__ = ["DEFERRED", "defer_shifts", "flush_shifts", "shift"]
-
-DEFERRED = "pagecast.deferred_shifts"
+__all__ = ["Shifts", "move", "shift"]
 
 
-def defer_shifts(session: AsyncSession) -> None:
-    """Keep this transaction's counter moves until `flush_shifts`: a batch of webhook events
-    then takes each campaign row's lock once, at its end, in campaign id order, so that
-    concurrent batches never deadlock on them."""
-    session.info[DEFERRED] = {}
+class Shifts:
+    """Counter moves kept for one write per campaign at the end of a transaction (`flush`).
 
+    A transaction that moves the counters of many campaigns in any order (a batch of webhook
+    events, the sweep's lost claims, a reconciliation pass) creates one, passes it to what
+    moves counters, and flushes it last: each campaign row's lock is then taken once, at the
+    end, in campaign id order, so concurrent transactions never deadlock on them."""
 
-async def flush_shifts(session: AsyncSession) -> list[int]:
-    """Apply the deferred counter moves; returns the campaigns they touched."""
-    pending: dict[int, Counter[DeliveryStatus]] = session.info.pop(DEFERRED, None) or {}
-    for campaign_id in sorted(pending):
-        await shift(session, campaign_id, pending[campaign_id])
-    return sorted(pending)
+    def __init__(self) -> None:
+        self._by_campaign: dict[int, Counter[DeliveryStatus]] = {}
+
+    def add(self, campaign_id: int, deltas: Mapping[DeliveryStatus, int]) -> None:
+        self._by_campaign.setdefault(campaign_id, Counter()).update(deltas)
+
+    async def flush(self, session: AsyncSession) -> list[int]:
+        """Apply the kept moves, in campaign id order; returns the campaigns they touched."""
+        touched = sorted(self._by_campaign)
+        for campaign_id in touched:
+            await shift(session, campaign_id, self._by_campaign[campaign_id])
+        self._by_campaign = {}
+        return touched
 
 
 async def shift(
     session: AsyncSession, campaign_id: int, deltas: Mapping[DeliveryStatus, int]
 ) -> None:
-    """Apply +/- counts per status to the campaign's counters in one UPDATE (or keep them for
-    `flush_shifts` after `defer_shifts`)."""
-    deferred = session.info.get(DEFERRED)
-    if deferred is not None:
-        deferred.setdefault(campaign_id, Counter()).update(deltas)
-        return
+    """Apply +/- counts per status to the campaign's counters now, in one UPDATE."""
     values: dict[str, Any] = {
         f"n_{status.value}": getattr(Campaign, f"n_{status.value}") + delta
         for status, delta in deltas.items()
@@ -48,3 +49,16 @@ async def shift(
     }
     if values:
         await session.execute(update(Campaign).where(Campaign.id == campaign_id).values(**values))
+
+
+async def move(
+    session: AsyncSession,
+    campaign_id: int,
+    deltas: Mapping[DeliveryStatus, int],
+    shifts: Shifts | None,
+) -> None:
+    """Move the counters now (`shifts` None) or keep the move in the caller's `shifts`."""
+    if shifts is None:
+        await shift(session, campaign_id, deltas)
+    else:
+        shifts.add(campaign_id, deltas)

@@ -1,7 +1,11 @@
-"""Deliveries: the audience snapshot, the claim, the bulk result write, the counters.
+"""Deliveries through a send: the audience snapshot, the ranges a plan cuts, the claim, the
+bulk result write, cancel and retry, and the claims of lost workers.
 
-Every status change goes through here, in bulk, together with the campaign's counters
-(`Campaign.n_<status>`), so progress reads are O(1) and always agree with the rows.
+Every status change here moves the campaign's counters in the same transaction
+(services/counters.py), so progress reads are O(1) and always agree with the rows. What
+happens to a delivery outside a send lives with its concept: echoes (services/echoes.py),
+receipts (services/receipts.py), reconciliation (services/reconcile.py), deletes
+(services/campaigns.py, services/contacts.py).
 """
 
 from __future__ import annotations
@@ -9,40 +13,44 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import and_, bindparam, case, delete, func, insert, literal, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pagecast.models import Campaign, Contact, Delivery, DeliveryStatus, UTCDateTime
-from pagecast.services import audience, receipts
-from pagecast.services.counters import DEFERRED, defer_shifts, flush_shifts, shift
+from pagecast.services import audience, echoes, receipts
+from pagecast.services.counters import Shifts, shift
 
 __all__ = [
     "Claimed",
     "Outcome",
     "Recipient",
+    "cancel_pending",
     "claim",
     "count_queued",
-    "delete_of_campaign",
-    "delete_of_contact",
+    "has_due_pending",
+    "lost_claims",
+    "mark_unreachable",
     "pending_ranges",
     "record",
-    "release",
+    "retry_failed",
     "shift",
     "snapshot",
+    "snapshot_insert",
 ]
 
 _TABLE = Delivery.__table__
 _CONTACTS = Contact.__table__
-# A noted echo turns these into `sent` when the worker's result is written.
-_SETTLED_BY_ECHO = (
-    DeliveryStatus.UNKNOWN,
-    DeliveryStatus.PENDING,
-    DeliveryStatus.FAILED,
-    DeliveryStatus.CANCELLED,
-)
+
+
+def _due(now: datetime) -> Any:
+    """A pending delivery may be sent now: it has no retry wait left."""
+    return and_(
+        _TABLE.c.status == DeliveryStatus.PENDING.value,
+        or_(_TABLE.c.next_attempt_at.is_(None), _TABLE.c.next_attempt_at <= now),
+    )
 
 
 def snapshot_insert(campaign: Campaign, now: datetime, *where: Any) -> Any:
@@ -164,8 +172,7 @@ async def claim(
         .where(
             _TABLE.c.campaign_id == campaign_id,
             _TABLE.c.id.between(first_id, last_id),
-            _TABLE.c.status == DeliveryStatus.PENDING.value,
-            or_(_TABLE.c.next_attempt_at.is_(None), _TABLE.c.next_attempt_at <= now),
+            _due(now),
         )
         .values(
             status=DeliveryStatus.SENDING.value,
@@ -218,41 +225,6 @@ async def _recipients(session: AsyncSession, contact_ids: set[int]) -> dict[int,
         ).where(c.id.in_(contact_ids))
     )
     return {row[0]: Recipient(*row[1:]) for row in rows}
-
-
-async def delete_of_campaign(session: AsyncSession, campaign_id: int) -> int:
-    """Delete the campaign's deliveries (nothing cascades from `campaigns`: models.Delivery);
-    returns how many. The campaign's counters are left to the caller, which deletes it."""
-    result = await session.execute(delete(_TABLE).where(_TABLE.c.campaign_id == campaign_id))
-    return int(result.rowcount or 0)
-
-
-async def delete_of_contact(session: AsyncSession, contact_id: int) -> Counter[int]:
-    """Delete the contact's deliveries and take them off their campaigns' counters (nothing
-    cascades from `contacts`: models.Delivery). Returns how many each campaign lost.
-
-    Lock the contact row first (contacts before deliveries before campaign rows): the DELETE
-    then waits for a worker holding one of these deliveries in its claim transaction."""
-    rows = (
-        await session.execute(
-            delete(_TABLE)
-            .where(_TABLE.c.contact_id == contact_id)
-            .returning(_TABLE.c.campaign_id, _TABLE.c.status)
-        )
-    ).all()
-    lost: Counter[int] = Counter()
-    by_campaign: dict[int, Counter[DeliveryStatus]] = {}
-    for campaign_id, status in rows:
-        lost[campaign_id] += 1
-        by_campaign.setdefault(campaign_id, Counter())[DeliveryStatus(status)] -= 1
-    for campaign_id in sorted(by_campaign):  # campaign rows in id order, as everywhere
-        await session.execute(
-            update(Campaign)
-            .where(Campaign.id == campaign_id)
-            .values(n_total=Campaign.n_total - lost[campaign_id])
-        )
-        await shift(session, campaign_id, by_campaign[campaign_id])
-    return lost
 
 
 @dataclass
@@ -325,7 +297,7 @@ async def record(
         .values(
             status=bindparam("b_status"),
             reason=bindparam("b_reason"),
-            # An echo noted while it was sending (services/webhooks.py) keeps its mid and its
+            # An echo noted while it was sending (services/echoes.py) keeps its mid and its
             # time (Facebook's own clock, the one of the receipts' watermarks).
             message_id=func.coalesce(bindparam("b_message_id"), _TABLE.c.message_id),
             sent_at=func.coalesce(_TABLE.c.sent_at, bindparam("b_sent_at", type_=UTCDateTime())),
@@ -370,69 +342,12 @@ async def record(
     await shift(session, campaign_id, deltas)
     unsent = [o.delivery_id for o in outcomes if o.status is not DeliveryStatus.SENT]
     if unsent:
-        left = await settle_echoed(session, campaign_id, now, unsent)
+        left = await echoes.settle(session, campaign_id, now, unsent)
         moved.subtract(left)
         moved[DeliveryStatus.SENT] += left.total()
     sent = [o.delivery_id for o in outcomes if o.status is DeliveryStatus.SENT]
     await receipts.catch_up(session, sent)
     return moved
-
-
-async def settle_echoed(
-    session: AsyncSession, campaign_id: int, now: datetime, ids: Sequence[int] | None = None
-) -> Counter[DeliveryStatus]:
-    """Deliveries whose echo was noted while they were sending (services/webhooks.py) are
-    `sent`, whatever the Send API's answer said — a timeout, a lost worker, an error after
-    Facebook had delivered: the echo proves it arrived, so it is never sent again. Among
-    `ids`, or every `unknown` one of the campaign. Receipts already kept for their people
-    apply to them (services/receipts.py). Returns how many left each status."""
-    conditions = [
-        _TABLE.c.campaign_id == campaign_id,
-        _TABLE.c.message_id.is_not(None),
-        _TABLE.c.status.in_([s.value for s in _SETTLED_BY_ECHO]),
-    ]
-    if ids is not None:
-        conditions.append(_TABLE.c.id.in_(list(ids)))
-    else:
-        conditions.append(_TABLE.c.status == DeliveryStatus.UNKNOWN.value)
-    rows = list(
-        await session.execute(
-            select(_TABLE.c.id, _TABLE.c.status).where(*conditions).order_by(_TABLE.c.id)
-        )
-    )
-    if not rows:
-        return Counter()
-    await session.execute(
-        update(_TABLE)
-        .where(_TABLE.c.id.in_([row.id for row in rows]))
-        .values(
-            status=DeliveryStatus.SENT.value,
-            reason=None,
-            unknown_since=None,
-            next_attempt_at=None,
-            sent_at=func.coalesce(_TABLE.c.sent_at, now),
-            updated_at=now,
-        )
-    )
-    left = Counter(DeliveryStatus(row.status) for row in rows)
-    deltas: Counter[DeliveryStatus] = Counter({DeliveryStatus.SENT: len(rows)})
-    deltas.subtract(left)
-    await shift(session, campaign_id, deltas)
-    await receipts.catch_up(session, [row.id for row in rows])
-    return left
-
-
-async def release(
-    session: AsyncSession,
-    campaign_id: int,
-    delivery_ids: Iterable[int],
-    *,
-    worker_id: str,
-    now: datetime,
-) -> None:
-    """Give claimed but unsent deliveries back to `pending`, attempt refunded."""
-    outcomes = [Outcome(i, DeliveryStatus.PENDING, refund_attempt=True) for i in delivery_ids]
-    await record(session, campaign_id, outcomes, worker_id=worker_id, now=now)
 
 
 async def mark_unreachable(
@@ -507,9 +422,7 @@ async def lost_claims(
         )
     )
     moved: dict[int, int] = {}
-    owned = DEFERRED not in session.info
-    if owned:  # campaign rows are locked last, in id order (no deadlock with webhook batches)
-        defer_shifts(session)
+    shifts = Shifts()  # campaign rows are locked last, in id order (no deadlock with webhooks)
     for campaign_id in campaign_ids:
         result = await session.execute(
             update(_TABLE)
@@ -530,28 +443,17 @@ async def lost_claims(
         )
         count = int(result.rowcount or 0)  # type: ignore[attr-defined]
         if count:
-            await shift(
-                session,
-                campaign_id,
-                {DeliveryStatus.SENDING: -count, DeliveryStatus.UNKNOWN: count},
-            )
-            settled = await settle_echoed(session, campaign_id, now)
+            shifts.add(campaign_id, {DeliveryStatus.SENDING: -count, DeliveryStatus.UNKNOWN: count})
+            settled = await echoes.settle(session, campaign_id, now, shifts=shifts)
             moved[campaign_id] = count - settled[DeliveryStatus.UNKNOWN]
-    if owned:
-        await flush_shifts(session)
+    await shifts.flush(session)
     return moved
 
 
 async def has_due_pending(session: AsyncSession, campaign_id: int, now: datetime) -> bool:
     """Whether a pending delivery of the campaign may be sent now (no retry wait left)."""
     found = await session.scalar(
-        select(Delivery.id)
-        .where(
-            Delivery.campaign_id == campaign_id,
-            Delivery.status == DeliveryStatus.PENDING,
-            or_(Delivery.next_attempt_at.is_(None), Delivery.next_attempt_at <= now),
-        )
-        .limit(1)
+        select(_TABLE.c.id).where(_TABLE.c.campaign_id == campaign_id, _due(now)).limit(1)
     )
     return found is not None
 
@@ -565,38 +467,13 @@ async def count_queued(
     return int(
         await session.scalar(
             select(func.count())
-            .select_from(Delivery)
+            .select_from(_TABLE)
             .where(
-                Delivery.id > after_id,
-                Delivery.id <= upto,
-                Delivery.campaign_id == campaign_id,
-                Delivery.status == DeliveryStatus.PENDING,
-                or_(Delivery.next_attempt_at.is_(None), Delivery.next_attempt_at <= now),
+                _TABLE.c.id > after_id,
+                _TABLE.c.id <= upto,
+                _TABLE.c.campaign_id == campaign_id,
+                _due(now),
             )
         )
         or 0
-    )
-
-
-async def recent_rate(
-    session: AsyncSession, campaign_id: int, now: datetime, window_s: int = 60
-) -> float:
-    """Messages sent per second over the last `window_s` seconds (an index range scan)."""
-    count = await session.scalar(
-        select(func.count()).where(
-            Delivery.campaign_id == campaign_id,
-            Delivery.sent_at >= now - timedelta(seconds=window_s),
-        )
-    )
-    return (count or 0) / window_s
-
-
-async def next_retry_at(session: AsyncSession, campaign_id: int) -> datetime | None:
-    """When the earliest delivery waiting for a retry becomes due."""
-    return await session.scalar(
-        select(func.min(Delivery.next_attempt_at)).where(
-            Delivery.campaign_id == campaign_id,
-            Delivery.status == DeliveryStatus.PENDING,
-            Delivery.next_attempt_at.is_not(None),
-        )
     )

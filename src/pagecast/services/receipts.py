@@ -17,7 +17,7 @@ else the arrival of the Send API's answer) is at most the watermark plus `CLOCK_
 when the receipt names its mid. Statuses only move forward: sent → delivered → read.
 
 Lock order (PostgreSQL): a person's contact row before its deliveries before the campaign
-rows. A receipt locks the contact (services/webhooks.py) and the result write locks the
+rows. A receipt locks the contact (`apply`) and the result write locks the
 contacts of its deliveries first (`lock_people`), both in psid order, so a receipt and the
 result it covers are applied one after the other, never both missing each other.
 """
@@ -33,9 +33,19 @@ from sqlalchemy import bindparam, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pagecast.models import Contact, Delivery, DeliveryStatus, UTCDateTime, utcnow
-from pagecast.services.counters import shift
+from pagecast.services import contacts
+from pagecast.services.counters import Shifts, move
 
-__all__ = ["CLOCK_SKEW", "DELIVERY", "READ", "advance", "catch_up", "lock_people", "note"]
+__all__ = [
+    "CLOCK_SKEW",
+    "DELIVERY",
+    "READ",
+    "advance",
+    "apply",
+    "catch_up",
+    "lock_people",
+    "note",
+]
 
 DELIVERY, READ = "delivery", "read"
 # Our time for a send (the Send API's answer) is a little later than Facebook's time for the
@@ -65,6 +75,28 @@ def note(contact: Contact, kind: str, watermark: datetime) -> None:
         setattr(contact, column, watermark)
 
 
+async def apply(
+    session: AsyncSession,
+    page_id: int,
+    psid: str,
+    kind: str,
+    watermark: datetime,
+    mids: Sequence[str],
+    *,
+    shifts: Shifts,
+) -> str | None:
+    """A receipt webhook event: keep the person's watermark and move what it covers now;
+    deliveries whose result is not written yet are moved by it when it is (`catch_up`).
+    Returns why nothing was done, or None."""
+    contact = await contacts.locked(session, page_id, psid, create=False)
+    if contact is None:
+        return f"no contact {psid} on Page {page_id}; ignored"
+    note(contact, kind, watermark)
+    await session.flush()
+    await advance(session, contact.id, kind, watermark, mids, shifts=shifts)
+    return None
+
+
 async def lock_people(session: AsyncSession, delivery_ids: Sequence[int]) -> None:
     """Lock the contacts of these deliveries (PostgreSQL; SQLite serialises writers), in the
     order webhook batches take them: a receipt for one of them waits for this transaction,
@@ -86,9 +118,11 @@ async def advance(
     kind: str,
     watermark: datetime,
     mids: Sequence[str] = (),
+    *,
+    shifts: Shifts | None = None,
 ) -> int:
     """Move the person's deliveries that a receipt covers (or names by mid) forward; returns
-    how many moved."""
+    how many moved. Counter moves go to `shifts` when given (else now)."""
     sources, target = _FORWARD[kind]
     covered = Delivery.sent_at <= watermark + CLOCK_SKEW
     if mids:
@@ -113,14 +147,16 @@ async def advance(
         .values(**values)
         .execution_options(synchronize_session=False)
     )
-    await _count(session, [(r.campaign_id, r.status, target) for r in rows])
+    await _count(session, [(r.campaign_id, r.status, target) for r in rows], shifts)
     return len(rows)
 
 
-async def catch_up(session: AsyncSession, delivery_ids: Sequence[int]) -> Counter[DeliveryStatus]:
+async def catch_up(
+    session: AsyncSession, delivery_ids: Sequence[int], *, shifts: Shifts | None = None
+) -> Counter[DeliveryStatus]:
     """Apply the watermarks their people already have to these deliveries, when `sent` or
     `delivered` (receipts that came before the send's result). Returns how many moved to
-    each status."""
+    each status. Counter moves go to `shifts` when given (else now)."""
     if not delivery_ids:
         return Counter()
     c = Contact.__table__.c
@@ -180,7 +216,7 @@ async def catch_up(session: AsyncSession, delivery_ids: Sequence[int]) -> Counte
             ),
             writes,
         )
-        await _count(session, moves)
+        await _count(session, moves, shifts)
     moved: Counter[DeliveryStatus] = Counter()
     for _, status, target in moves:
         moved[status] -= 1
@@ -189,7 +225,9 @@ async def catch_up(session: AsyncSession, delivery_ids: Sequence[int]) -> Counte
 
 
 async def _count(
-    session: AsyncSession, moves: Sequence[tuple[int, DeliveryStatus, DeliveryStatus]]
+    session: AsyncSession,
+    moves: Sequence[tuple[int, DeliveryStatus, DeliveryStatus]],
+    shifts: Shifts | None,
 ) -> None:
     by_campaign: dict[int, Counter[DeliveryStatus]] = {}
     for campaign_id, source, target in moves:
@@ -197,4 +235,4 @@ async def _count(
         deltas[source] -= 1
         deltas[target] += 1
     for campaign_id in sorted(by_campaign):
-        await shift(session, campaign_id, by_campaign[campaign_id])
+        await move(session, campaign_id, by_campaign[campaign_id], shifts)

@@ -3,7 +3,7 @@
 A delivery is `unknown` when its Send call may have reached Facebook but Pagecast never saw
 the answer (a timeout after the request was written, or a worker that died mid-send). Its
 echo (`message_echoes`, carrying the delivery id in `metadata`) turns it `sent`
-(services/webhooks.py). This module decides the rest, once the grace period has passed:
+(services/echoes.py). This module decides the rest, once the grace period has passed:
 
 - The Page's echo stream is proven live past the attempt (`Page.echo_seen_at`, the claim
   time of the latest delivery an echo confirmed, is later than the moment the delivery
@@ -36,7 +36,7 @@ from pagecast.models import (
     Page,
     WebhookEvent,
 )
-from pagecast.services import deliveries
+from pagecast.services.counters import Shifts
 
 __all__ = ["AMBIGUOUS_MESSAGE", "Reconciled", "reconcile", "reconciling_until"]
 
@@ -73,7 +73,7 @@ async def reconcile(session: AsyncSession, now: datetime, grace: timedelta) -> R
             select(Campaign.id).where(Campaign.n_unknown > 0).order_by(Campaign.id)
         )
     )
-    deliveries.defer_shifts(session)  # campaign rows locked last, in id order
+    shifts = Shifts()  # campaign rows locked last, in id order
     for campaign_id in campaign_ids:
         if await _page_backlog(session, campaign_id):
             continue
@@ -115,10 +115,10 @@ async def reconcile(session: AsyncSession, now: datetime, grace: timedelta) -> R
             DeliveryStatus.CANCELLED: done.cancelled,
         }
         for target, ids in decided.items():
-            moved = await _move(session, campaign_id, ids, target, now)
+            moved = await _move(session, shifts, campaign_id, ids, target, now)
             if moved:
                 tallies[target][campaign_id] += moved
-    await deliveries.flush_shifts(session)
+    await shifts.flush(session)
     return done
 
 
@@ -138,6 +138,7 @@ async def _page_backlog(session: AsyncSession, campaign_id: int) -> bool:
 
 async def _move(
     session: AsyncSession,
+    shifts: Shifts,
     campaign_id: int,
     ids: list[int],
     target: DeliveryStatus,
@@ -165,7 +166,7 @@ async def _move(
         .execution_options(synchronize_session=False)
     )
     count = int(result.rowcount or 0)  # type: ignore[attr-defined]
-    await deliveries.shift(session, campaign_id, {DeliveryStatus.UNKNOWN: -count, target: count})
+    shifts.add(campaign_id, {DeliveryStatus.UNKNOWN: -count, target: count})
     return count
 
 

@@ -1,10 +1,12 @@
-"""Messenger webhook events: stored raw and idempotently, then processed one by one.
+"""Messenger webhook events: read from a body, stored raw and idempotently, then applied one
+by one, each by the module of its kind.
 
 `store` turns a verified POST body into `WebhookEvent` rows, one per messaging event, keyed
 so that a redelivered event is recognised (INSERT … ON CONFLICT DO NOTHING). `process` applies
-one stored event: inbound messages and postbacks create the contact and open its window,
-opt-out / opt-in keywords, delivery and read receipts (watermarks, never backwards) and echoes
-of our own sends (the delivery id in `metadata`). Both take a session and never commit.
+one stored event within a `Batch`: a person's messages and postbacks (services/inbound.py:
+the contact, its window, opt-out / opt-in keywords), delivery and read receipts
+(services/receipts.py), echoes of our own sends (services/echoes.py), policy enforcement
+(services/policy.py). Both take a session and never commit.
 """
 
 from __future__ import annotations
@@ -16,33 +18,24 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import raiseload
 
-from pagecast.models import Contact, Delivery, DeliveryStatus, Page, WebhookEvent, utcnow
+from pagecast.models import Page, WebhookEvent, utcnow
 from pagecast.schemas import BIGINT_MAX, parse_id
-from pagecast.services import contacts, deliveries, policy, receipts, sending
+from pagecast.services import contacts, echoes, inbound, policy, receipts, sending
+from pagecast.services.counters import Shifts
 
 __all__ = [
-    "DEFAULT_OPT_OUT_KEYWORDS",
-    "OPT_IN_KEYWORDS",
-    "OPT_OUT_REPLY",
+    "Batch",
     "Result",
     "event_time",
     "page_ids",
     "process",
-    "set_profile",
     "store",
     "store_many",
 ]
 
-DEFAULT_OPT_OUT_KEYWORDS = ("STOP", "UNSUBSCRIBE", "STOP ALL")
-OPT_IN_KEYWORDS = ("START",)
-OPT_OUT_REPLY = (
-    "You are unsubscribed and will not get messages from us any more. "
-    "Reply START to subscribe again."
-)
 # The confirmation is a reply inside the standard messaging window.
 _REPLY_WINDOW = timedelta(hours=24)
 
@@ -52,10 +45,6 @@ DELIVERY, READ = receipts.DELIVERY, receipts.READ
 REACTION, REFERRAL, OPTIN, POLICY, OTHER = "reaction", "referral", "optin", "policy", "other"
 # A person acted in the thread: the contact exists and its messaging window opens.
 _USER_ACTIONS = frozenset({MESSAGE, POSTBACK, REACTION, REFERRAL, OPTIN})
-# An echo proves that these deliveries reached Facebook (a timeout, a dead worker, a retry
-# whose earlier attempt did arrive): they become `sent`.
-_PROVEN_BY_ECHO = (DeliveryStatus.UNKNOWN, DeliveryStatus.PENDING, DeliveryStatus.FAILED)
-ECHO_WATERMARK_STEP = timedelta(seconds=1)
 
 
 @dataclass(frozen=True)
@@ -74,6 +63,31 @@ class Result:
     confirm_opt_out: bool = False
     # Campaigns a policy unblock resumed: (id, priority), to plan again after the commit.
     resumed: tuple[tuple[int, str], ...] = ()
+
+
+class Batch:
+    """What a batch of events applied in one transaction writes once, at its end (`end`):
+    the campaign counters (each row's lock taken once, in id order, so concurrent batches
+    never deadlock on them) and the Pages' echo watermarks; and the Pages it looked up."""
+
+    def __init__(self) -> None:
+        self.shifts = Shifts()
+        self.watermarks = echoes.Watermarks()
+        self.pages: dict[str | None, Page | None] = {}
+
+    async def page(self, session: AsyncSession, fb_page_id: str | None) -> Page | None:
+        """The connected Page of this id (one lookup per Page and batch)."""
+        if fb_page_id not in self.pages:
+            self.pages[fb_page_id] = await session.scalar(
+                select(Page).where(Page.fb_page_id == fb_page_id)
+            )
+        return self.pages[fb_page_id]
+
+    async def end(self, session: AsyncSession) -> None:
+        """Write what the batch kept, and complete the campaigns it finished."""
+        for campaign_id in await self.shifts.flush(session):
+            await sending.finish_if_done(session, campaign_id)
+        await self.watermarks.write(session)
 
 
 def page_ids(body: Any) -> list[str]:
@@ -247,17 +261,12 @@ async def store_many(
     return found
 
 
-async def process(session: AsyncSession, event: WebhookEvent) -> Result:
+async def process(session: AsyncSession, event: WebhookEvent, batch: Batch) -> Result:
     """Apply one stored event. Idempotent: processing it again changes nothing.
 
     An event that cannot be applied yet returns `done=False` before it writes anything (the
     runner relies on it: a batch needs no savepoint per event)."""
-    known: dict[str | None, Page | None] = session.info.setdefault(_PAGES, {})
-    if event.fb_page_id not in known:  # one lookup per Page and batch
-        known[event.fb_page_id] = await session.scalar(
-            select(Page).where(Page.fb_page_id == event.fb_page_id)
-        )
-    page = known[event.fb_page_id]
+    page = await batch.page(session, event.fb_page_id)
     if page is None:
         return Result(reason=f"Page {event.fb_page_id} is not connected; event ignored")
     payload = event.payload
@@ -269,11 +278,11 @@ async def process(session: AsyncSession, event: WebhookEvent) -> Result:
         return Result(reason="no person in the event; ignored")
     if event.kind in _USER_ACTIONS:
         # A timestamp from the future (clock skew) must not hold a window open.
-        contact = await _touch(session, page, event.psid, min(at, event.received_at))
+        contact = await inbound.touch(session, page, event.psid, min(at, event.received_at))
         opted_out = False
         if event.kind == MESSAGE:
             text = payload["message"].get("text")
-            opted_out = await _keywords(session, page, contact, text, at)
+            opted_out = await inbound.keywords(session, page, contact, text, at)
         return Result(
             page_id=page.id,
             contact_id=contact.id,
@@ -282,233 +291,38 @@ async def process(session: AsyncSession, event: WebhookEvent) -> Result:
             confirm_opt_out=opted_out and at > utcnow() - _REPLY_WINDOW,
         )
     if event.kind in (DELIVERY, READ):
-        return await _receipt(session, page, event.psid, event.kind, payload[event.kind])
+        receipt = payload[event.kind]
+        watermark = event_time(receipt.get("watermark"))
+        if watermark is None:
+            return Result(reason="receipt without a watermark; ignored")
+        listed = receipt.get("mids") if event.kind == DELIVERY else None
+        mids = (
+            [m for m in listed if isinstance(m, str) and "\x00" not in m]
+            if isinstance(listed, list)
+            else []
+        )
+        note = await receipts.apply(
+            session, page.id, event.psid, event.kind, watermark, mids, shifts=batch.shifts
+        )
+        return Result(reason=note)
     if event.kind == ECHO:
-        return await _echo(session, page, event.psid, payload["message"], at)
+        message = payload["message"]
+        metadata, mid = message.get("metadata"), message.get("mid")
+        delivery_id = parse_id(metadata, BIGINT_MAX) if isinstance(metadata, str) else None
+        if delivery_id is None or not isinstance(mid, str) or not mid:
+            return Result(reason="echo without our metadata (another app or the Page Inbox)")
+        try:
+            note = await echoes.apply(
+                session,
+                page,
+                event.psid,
+                delivery_id,
+                mid,
+                at,
+                shifts=batch.shifts,
+                watermarks=batch.watermarks,
+            )
+        except echoes.BeingWritten as exc:
+            return Result(done=False, reason=str(exc))
+        return Result(reason=note)
     return Result(reason=f"{event.kind} events are stored, not acted on")
-
-
-# ---------------------------------------------------------------- inbound
-
-
-async def _contact(session: AsyncSession, page: Page, psid: str, *, create: bool) -> Contact | None:
-    if create:
-        insert = contacts.insert_for(session)
-        await session.execute(
-            insert(Contact)
-            .values(page_id=page.id, psid=psid, created_at=utcnow(), updated_at=utcnow())
-            .on_conflict_do_nothing(index_elements=["page_id", "psid"])
-        )
-    # Locked (PostgreSQL) so that a receipt and an echo of one person are applied one after
-    # the other; SQLite transactions are serialised already.
-    return await session.scalar(
-        select(Contact)
-        .where(Contact.page_id == page.id, Contact.psid == psid)
-        .options(raiseload(Contact.tags))  # not needed here: no query per event for them
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    )
-
-
-async def _touch(session: AsyncSession, page: Page, psid: str, at: datetime) -> Contact:
-    contact = await _contact(session, page, psid, create=True)
-    assert contact is not None
-    if contact.last_inbound_at is None or contact.last_inbound_at < at:
-        contact.last_inbound_at = at
-    await session.flush()
-    return contact
-
-
-def _normalise(text: str) -> str:
-    return " ".join(text.split()).upper()
-
-
-async def _keywords(
-    session: AsyncSession, page: Page, contact: Contact, text: str | None, at: datetime
-) -> bool:
-    """Apply an opt-out or opt-in keyword; True when this message opted the contact out."""
-    if not text or not isinstance(text, str):
-        return False
-    said = _normalise(text)
-    opt_out = {_normalise(k) for k in (page.opt_out_keywords or DEFAULT_OPT_OUT_KEYWORDS)}
-    if said not in opt_out and said not in OPT_IN_KEYWORDS:
-        return False
-    if contact.consent_changed_at is not None and contact.consent_changed_at >= at:
-        return False  # a newer keyword was applied already (events out of order)
-    contact.consent_changed_at = at
-    opted_out = False
-    if said in opt_out and contact.opted_out_at is None:
-        contact.opted_out_at = at
-        opted_out = True
-    elif said in OPT_IN_KEYWORDS and contact.opted_out_at is not None:
-        contact.opted_out_at = None
-    await session.flush()
-    return opted_out
-
-
-async def set_profile(
-    session: AsyncSession,
-    contact_id: int,
-    *,
-    first_name: str | None,
-    last_name: str | None,
-    locale: str | None = None,
-    timezone: float | None = None,
-) -> bool:
-    """Names from the User Profile API, for a contact that still has none."""
-    result = await session.execute(
-        update(Contact)
-        .where(Contact.id == contact_id, Contact.first_name.is_(None), Contact.last_name.is_(None))
-        .values(
-            first_name=first_name,
-            last_name=last_name,
-            locale=func.coalesce(Contact.locale, locale),
-            timezone=func.coalesce(Contact.timezone, timezone),
-            updated_at=utcnow(),
-        )
-        .execution_options(synchronize_session=False)
-    )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
-
-
-# ---------------------------------------------------------------- receipts and echoes
-
-
-async def _receipt(
-    session: AsyncSession, page: Page, psid: str, kind: str, receipt: dict[str, Any]
-) -> Result:
-    """Keep the person's watermark and move what it covers now; deliveries whose result is
-    not written yet are moved by it when it is (services/receipts.py)."""
-    watermark = event_time(receipt.get("watermark"))
-    if watermark is None:
-        return Result(reason="receipt without a watermark; ignored")
-    contact = await _contact(session, page, psid, create=False)
-    if contact is None:
-        return Result(reason=f"no contact {psid} on Page {page.id}; ignored")
-    receipts.note(contact, kind, watermark)
-    await session.flush()
-    listed = receipt.get("mids") if kind == DELIVERY else None
-    mids = (
-        [m for m in listed if isinstance(m, str) and "\x00" not in m]
-        if isinstance(listed, list)
-        else []
-    )
-    await receipts.advance(session, contact.id, kind, watermark, mids)
-    return Result()
-
-
-_ECHO_SEEN = "pagecast.echo_seen"
-_PAGES = "pagecast.pages"
-
-
-def start_batch(session: AsyncSession) -> None:
-    """Before processing a batch of events in one transaction: rows that every event may
-    touch (campaign counters, the Page's echo watermark) are written once, by `end_batch`."""
-    deliveries.defer_shifts(session)
-    session.info[_ECHO_SEEN] = {}
-
-
-async def end_batch(session: AsyncSession) -> None:
-    """Write what the batch deferred, in id order, and complete the campaigns it finished."""
-    seen: dict[int, datetime] = session.info.pop(_ECHO_SEEN, None) or {}
-    for campaign_id in await deliveries.flush_shifts(session):
-        await sending.finish_if_done(session, campaign_id)
-    for page_id in sorted(seen):
-        await session.execute(
-            update(Page)
-            .where(
-                Page.id == page_id,
-                or_(Page.echo_seen_at.is_(None), Page.echo_seen_at < seen[page_id]),
-            )
-            .values(echo_seen_at=seen[page_id])
-            .execution_options(synchronize_session=False)
-        )
-
-
-async def _echo_stream_live(session: AsyncSession, page: Page, claimed_at: datetime | None) -> None:
-    """Move the Page's echo watermark (services/reconcile.py) to this delivery's claim time
-    (at the end of the batch: `end_batch`). Written at most about once a second per Page: a
-    lower watermark only delays a resend."""
-    if claimed_at is None:
-        return
-    seen = page.echo_seen_at
-    if seen is not None and claimed_at - seen < ECHO_WATERMARK_STEP:
-        return
-    batch: dict[int, datetime] = session.info.setdefault(_ECHO_SEEN, {})
-    if page.id not in batch or batch[page.id] < claimed_at:
-        batch[page.id] = claimed_at
-
-
-async def _echo(
-    session: AsyncSession, page: Page, psid: str, message: dict[str, Any], at: datetime
-) -> Result:
-    metadata, mid = message.get("metadata"), message.get("mid")
-    delivery_id = parse_id(metadata, BIGINT_MAX) if isinstance(metadata, str) else None
-    if delivery_id is None or not isinstance(mid, str) or not mid:
-        return Result(reason="echo without our metadata (another app or the Page Inbox)")
-    contact = await _contact(session, page, psid, create=False)
-    if contact is None:
-        return Result(reason=f"no contact {psid} on Page {page.id}; echo ignored")
-    delivery = await session.scalar(
-        select(Delivery)
-        .where(Delivery.id == delivery_id, Delivery.contact_id == contact.id)
-        .execution_options(populate_existing=True)
-    )
-    if delivery is None:
-        return Result(reason=f"echo names delivery {metadata}, which is not this person's")
-    if delivery.status is DeliveryStatus.SENDING:
-        # The worker has not written its result yet: note the echo's mid, which its result
-        # write keeps and which settles an ambiguous outcome as `sent`
-        # (deliveries.settle_echoed). Had the result just been written, try again later.
-        # Never waits for the worker's lock on the row (it would deadlock with its result
-        # write): a row being written right now is tried again later.
-        free = await session.scalar(
-            select(Delivery.id)
-            .where(Delivery.id == delivery.id, Delivery.status == DeliveryStatus.SENDING)
-            .with_for_update(skip_locked=True)
-        )
-        if free is None:
-            return Result(done=False, reason=f"delivery {delivery.id} is being written")
-        # Its mid, and Facebook's time for it (the clock of the receipts' watermarks): the
-        # result write keeps both.
-        await session.execute(
-            update(Delivery)
-            .where(Delivery.id == delivery.id)
-            .values(message_id=mid, sent_at=at)
-            .execution_options(synchronize_session=False)
-        )
-        await _echo_stream_live(session, page, delivery.claimed_at)
-        return Result()  # its result write settles it (deliveries.settle_echoed)
-    now = utcnow()
-    if delivery.status in _PROVEN_BY_ECHO:
-        moved = await session.execute(
-            update(Delivery)
-            .where(Delivery.id == delivery.id, Delivery.status == delivery.status)
-            .values(
-                status=DeliveryStatus.SENT,
-                reason=None,
-                message_id=mid,
-                sent_at=at,
-                next_attempt_at=None,
-                updated_at=now,
-            )
-            .execution_options(synchronize_session=False)
-        )
-        if moved.rowcount:  # type: ignore[attr-defined]
-            await deliveries.shift(
-                session, delivery.campaign_id, {delivery.status: -1, DeliveryStatus.SENT: 1}
-            )
-    elif delivery.status in (DeliveryStatus.SENT, DeliveryStatus.DELIVERED, DeliveryStatus.READ):
-        # Confirmed: the echo's mid, and Facebook's own time (the clock of the watermarks).
-        await session.execute(
-            update(Delivery)
-            .where(Delivery.id == delivery.id)
-            .values(message_id=mid, sent_at=at, updated_at=now)
-            .execution_options(synchronize_session=False)
-        )
-    else:
-        return Result(reason=f"delivery {delivery.id} is {delivery.status.value}; echo noted")
-    await _echo_stream_live(session, page, delivery.claimed_at)
-    # Receipts processed before this echo cover it when their watermark is later.
-    await receipts.catch_up(session, [delivery.id])
-    return Result()

@@ -1,0 +1,50 @@
+"""SQLAlchemy 2 models and the status enums, one module per area. Migrations in
+`migrations/` must match them; importing this package registers every table on
+`Base.metadata` (what Alembic's autogenerate compares)."""
+
+from pagecast.models.base import (
+    Base,
+    CampaignStatus,
+    DeliveryStatus,
+    ImportState,
+    MessagingType,
+    PageStatus,
+    Priority,
+    Role,
+    SyncState,
+    UTCDateTime,
+    utcnow,
+)
+from pagecast.models.campaigns import Campaign, Delivery, Template
+from pagecast.models.inbound import ContactImport, PageSync, WebhookEvent
+from pagecast.models.pages import Contact, Page, Tag, contact_tags
+from pagecast.models.users import ApiToken, AuditLog, LoginAttempt, LoginSession, User
+
+__all__ = [
+    "ApiToken",
+    "AuditLog",
+    "Base",
+    "Campaign",
+    "CampaignStatus",
+    "Contact",
+    "ContactImport",
+    "Delivery",
+    "DeliveryStatus",
+    "ImportState",
+    "LoginAttempt",
+    "LoginSession",
+    "MessagingType",
+    "Page",
+    "PageStatus",
+    "PageSync",
+    "Priority",
+    "Role",
+    "SyncState",
+    "Tag",
+    "Template",
+    "UTCDateTime",
+    "User",
+    "WebhookEvent",
+    "contact_tags",
+    "utcnow",
+]

@@ -1,0 +1,149 @@
+"""Campaigns, their message templates and their deliveries (one per contact)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from pagecast.models.base import (
+    Base,
+    CampaignStatus,
+    DeliveryStatus,
+    MessagingType,
+    Priority,
+    stored_enum,
+    utcnow,
+)
+
+
+class Template(Base):
+    __tablename__ = "templates"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    content: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Campaign(Base):
+    __tablename__ = "campaigns"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str | None] = mapped_column(Text)
+    page_id: Mapped[int] = mapped_column(ForeignKey("pages.id", ondelete="RESTRICT"), index=True)
+    content: Mapped[dict[str, Any] | None]
+    template_id: Mapped[int | None] = mapped_column(
+        ForeignKey("templates.id", ondelete="RESTRICT"), index=True
+    )
+    messaging_type: Mapped[MessagingType] = mapped_column(
+        stored_enum(MessagingType), default=MessagingType.UPDATE
+    )
+    tag: Mapped[str | None] = mapped_column(String(64))
+    audience: Mapped[dict[str, Any]]
+    scheduled_at: Mapped[datetime | None]
+    priority: Mapped[Priority] = mapped_column(stored_enum(Priority), default=Priority.NORMAL)
+    send_rate: Mapped[float | None] = mapped_column(Float)
+    expires_at: Mapped[datetime | None]
+    status: Mapped[CampaignStatus] = mapped_column(
+        stored_enum(CampaignStatus), default=CampaignStatus.DRAFT, index=True
+    )
+    status_reason: Mapped[str | None] = mapped_column(Text)
+    # A schedule that passed more than max_schedule_lateness ago: it never fires by surprise.
+    missed: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+    # Paused by its Page's stop (services.sending.stop_page), not by a person: a policy
+    # unblock resumes it (services/policy.py).
+    paused_by_page: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+    # Consecutive bad_request outcomes, for the circuit breaker.
+    bad_streak: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Deliveries by status, kept up to date with every status change so progress is O(1).
+    n_total: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    n_pending: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    n_sending: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    n_sent: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    n_delivered: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    n_read: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    n_failed: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    n_skipped: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    n_unknown: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    n_cancelled: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    n_expired: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    started_at: Mapped[datetime | None]
+    completed_at: Mapped[datetime | None]
+
+
+def _partial(name: str, *columns: str, where: str) -> Index:
+    """An index of the rows where `where` holds, on both backends."""
+    return Index(name, *columns, sqlite_where=text(where), postgresql_where=text(where))
+
+
+class Delivery(Base):
+    """One message of a campaign to one contact.
+
+    Neither `campaign_id` nor `contact_id` has a foreign key: the snapshot's INSERT … SELECT
+    reads each contact of the campaign in the same statement, and each key's check (a
+    trigger per row that locks the referenced row `FOR KEY SHARE`) cost more than the insert
+    itself on 1,000,000 rows. `services.campaigns.delete` and `services.contacts.delete`
+    delete the deliveries themselves, and a snapshot slice locks its campaign once
+    (docs/architecture.md, "Deliveries without foreign keys").
+    """
+
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        UniqueConstraint("campaign_id", "contact_id"),
+        Index("ix_deliveries_campaign_id_status", "campaign_id", "status"),
+        # Partial: a new delivery has neither a sent_at nor a message_id, and a btree would
+        # otherwise index every NULL the snapshot writes. The queries that use them
+        # (campaigns.send_rate, the receipts' lookup by mids) always compare the column to a value.
+        _partial(
+            "ix_deliveries_campaign_id_sent_at",
+            "campaign_id",
+            "sent_at",
+            where="sent_at IS NOT NULL",
+        ),
+        _partial("ix_deliveries_message_id", "message_id", where="message_id IS NOT NULL"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(Integer)
+    contact_id: Mapped[int] = mapped_column(Integer, index=True)
+    status: Mapped[DeliveryStatus] = mapped_column(
+        stored_enum(DeliveryStatus), default=DeliveryStatus.PENDING
+    )
+    reason: Mapped[str | None] = mapped_column(String(64))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None]
+    claimed_by: Mapped[str | None] = mapped_column(String(128))
+    claimed_at: Mapped[datetime | None]
+    message_id: Mapped[str | None] = mapped_column(String(255))
+    error_code: Mapped[int | None] = mapped_column(Integer)
+    error_subcode: Mapped[int | None] = mapped_column(Integer)
+    error_kind: Mapped[str | None] = mapped_column(String(32))
+    error_message: Mapped[str | None] = mapped_column(Text)
+    fbtrace_id: Mapped[str | None] = mapped_column(String(64))
+    sent_at: Mapped[datetime | None]
+    delivered_at: Mapped[datetime | None]
+    read_at: Mapped[datetime | None]
+    # When it became `unknown` (its attempt happened at or before this time), and when
+    # reconciliation proved it never arrived and queued its one resend.
+    unknown_since: Mapped[datetime | None]
+    resent_at: Mapped[datetime | None]
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

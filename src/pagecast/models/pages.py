@@ -1,0 +1,99 @@
+"""Facebook Pages and the people they can message: contacts and their tags."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import (
+    JSON,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from pagecast.models.base import (
+    Base,
+    PageStatus,
+    stored_enum,
+    utcnow,
+)
+
+
+class Page(Base):
+    __tablename__ = "pages"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    fb_page_id: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(255))
+    access_token_encrypted: Mapped[str] = mapped_column(Text)
+    app_secret_encrypted: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[PageStatus] = mapped_column(stored_enum(PageStatus), default=PageStatus.ACTIVE)
+    status_reason: Mapped[str | None] = mapped_column(Text)
+    send_rate: Mapped[float] = mapped_column(Float)
+    opt_out_keywords: Mapped[list[str] | None] = mapped_column(JSON)
+    # The latest claim time (our clock) of a delivery of this Page that an echo confirmed: the
+    # Page's echo stream is proven live for every attempt made before it.
+    echo_seen_at: Mapped[datetime | None]
+    # Facebook's messaging policy enforcement (services/policy.py): the reason of the block
+    # in force (None when not blocked), Facebook's time of the newest block or unblock
+    # applied (an older event arriving late changes nothing), and the newest warning.
+    policy_block: Mapped[str | None] = mapped_column(Text)
+    policy_at: Mapped[datetime | None]
+    policy_warning: Mapped[str | None] = mapped_column(Text)
+    policy_warning_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+contact_tags = Table(
+    "contact_tags",
+    Base.metadata,
+    Column("contact_id", ForeignKey("contacts.id", ondelete="CASCADE"), primary_key=True),
+    Column("tag_id", ForeignKey("tags.id", ondelete="CASCADE"), primary_key=True, index=True),
+)
+
+
+class Tag(Base):
+    __tablename__ = "tags"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+
+
+class Contact(Base):
+    __tablename__ = "contacts"
+    __table_args__ = (
+        UniqueConstraint("page_id", "psid"),
+        Index("ix_contacts_page_id_last_inbound_at", "page_id", "last_inbound_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    page_id: Mapped[int] = mapped_column(ForeignKey("pages.id", ondelete="CASCADE"))
+    psid: Mapped[str] = mapped_column(String(64))
+    first_name: Mapped[str | None] = mapped_column(String(255))
+    last_name: Mapped[str | None] = mapped_column(String(255))
+    locale: Mapped[str | None] = mapped_column(String(32))
+    timezone: Mapped[float | None] = mapped_column(Float)
+    profile_pic_url: Mapped[str | None] = mapped_column(Text)
+    last_inbound_at: Mapped[datetime | None]
+    opted_out_at: Mapped[datetime | None]
+    unreachable_at: Mapped[datetime | None]
+    # The newest delivery and read receipt watermarks seen (Facebook's clock): an echo that
+    # arrives after its receipt still moves its delivery forward.
+    delivered_watermark_at: Mapped[datetime | None]
+    read_watermark_at: Mapped[datetime | None]
+    # When the last opt-out or opt-in keyword was written (the message's time): an older
+    # keyword arriving late does not undo a newer one.
+    consent_changed_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    tags: Mapped[list[Tag]] = relationship(
+        secondary=contact_tags, lazy="selectin", order_by=Tag.name
+    )

@@ -1,0 +1,96 @@
+"""A person acting in a Page's thread: the contact, its messaging window, its consent.
+
+A message, a postback, a reaction, a referral or an opt-in creates the contact on its first
+event and opens its window (`touch`); a message that is an opt-out or opt-in keyword changes
+its consent (`keywords`), the newest keyword winning when events arrive out of order; the
+User Profile lookup names a contact that has no name yet (`set_profile`).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import func, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from pagecast.models import Contact, Page, utcnow
+from pagecast.services import contacts
+
+__all__ = [
+    "DEFAULT_OPT_OUT_KEYWORDS",
+    "OPT_IN_KEYWORDS",
+    "OPT_OUT_REPLY",
+    "keywords",
+    "set_profile",
+    "touch",
+]
+
+DEFAULT_OPT_OUT_KEYWORDS = ("STOP", "UNSUBSCRIBE", "STOP ALL")
+OPT_IN_KEYWORDS = ("START",)
+OPT_OUT_REPLY = (
+    "You are unsubscribed and will not get messages from us any more. "
+    "Reply START to subscribe again."
+)
+
+
+async def touch(session: AsyncSession, page: Page, psid: str, at: datetime) -> Contact:
+    """The person acted in the thread at `at`: the contact exists (created on its first
+    event) and its messaging window opens (never moved backwards)."""
+    contact = await contacts.locked(session, page.id, psid, create=True)
+    assert contact is not None
+    if contact.last_inbound_at is None or contact.last_inbound_at < at:
+        contact.last_inbound_at = at
+    await session.flush()
+    return contact
+
+
+def _normalise(text: str) -> str:
+    return " ".join(text.split()).upper()
+
+
+async def keywords(
+    session: AsyncSession, page: Page, contact: Contact, text: str | None, at: datetime
+) -> bool:
+    """Apply an opt-out or opt-in keyword; True when this message opted the contact out."""
+    if not text or not isinstance(text, str):
+        return False
+    said = _normalise(text)
+    opt_out = {_normalise(k) for k in (page.opt_out_keywords or DEFAULT_OPT_OUT_KEYWORDS)}
+    if said not in opt_out and said not in OPT_IN_KEYWORDS:
+        return False
+    if contact.consent_changed_at is not None and contact.consent_changed_at >= at:
+        return False  # a newer keyword was applied already (events out of order)
+    contact.consent_changed_at = at
+    opted_out = False
+    if said in opt_out and contact.opted_out_at is None:
+        contact.opted_out_at = at
+        opted_out = True
+    elif said in OPT_IN_KEYWORDS and contact.opted_out_at is not None:
+        contact.opted_out_at = None
+    await session.flush()
+    return opted_out
+
+
+async def set_profile(
+    session: AsyncSession,
+    contact_id: int,
+    *,
+    first_name: str | None,
+    last_name: str | None,
+    locale: str | None = None,
+    timezone: float | None = None,
+) -> bool:
+    """Names from the User Profile API, for a contact that still has none."""
+    result = await session.execute(
+        update(Contact)
+        .where(Contact.id == contact_id, Contact.first_name.is_(None), Contact.last_name.is_(None))
+        .values(
+            first_name=first_name,
+            last_name=last_name,
+            locale=func.coalesce(Contact.locale, locale),
+            timezone=func.coalesce(Contact.timezone, timezone),
+            updated_at=utcnow(),
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
