@@ -7,7 +7,7 @@ task is cancelled, and its sync marked `interrupted`, when the process closes it
 Why it runs there and not in the worker: `docs/architecture.md`, "Audience sync".
 
 Each page of threads (up to 100) is one Graph call, paced at the Conversations API's
-2 calls/s per Page (spec 7.1), and one transaction: new people become contacts, known ones
+2 calls/s per Page (docs/graph-api.md, "Rate limits"), and one transaction: new people become contacts, known ones
 get a newer `last_inbound_at` (their own last message, never the thread's `updated_time`).
 A token or restriction error stops the sync and marks the Page as the worker does
 (`services.sending.stop_page`); throttling waits; transient errors are retried a few times

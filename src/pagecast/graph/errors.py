@@ -1,8 +1,8 @@
-"""`GraphError` and the one place Graph failures are classified (DESIGN.md invariant 5).
+"""`GraphError` and the one place Graph failures are classified (docs/design.md invariant 5).
 
 Classification is on `error.code` / `error.error_subcode`, never on the HTTP status, except
 for responses without a Graph error body (5xx -> retry, 429 -> throttle) and for transport
-failures (spec sections 3.3 and 3.5). `docs/graph-errors.md` is the table in prose.
+failures. `docs/graph-errors.md` is the table in prose.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ _THROTTLE_CODES = frozenset({4, 17, 32, 341, 613, 80001, 80002, 80004, 80006})
 _RETRY_CODES = frozenset({1, 2, 1200})
 _STOP_PAGE_CODES = frozenset({102, 104, 190, 368, 2022})
 _RECIPIENT_CODES = frozenset({230, 551, 9000001})
-# Another app or an automated flow owns the thread: skip now, do not suppress (spec 3.3).
+# Another app or an automated flow owns the thread: skip now, do not suppress (docs/graph-errors.md).
 _NOT_NOW_CODES = frozenset({2018300, 2018321})
 _PROFILE_CODES = frozenset({2018218, 2018247})
 _OUTSIDE_WINDOW_10 = frozenset({2018278, 2018065, 2534022, 2018336})
@@ -137,7 +137,8 @@ def _classify_100(subcode: int | None, message: str) -> ErrorKind:
         return ErrorKind.RETRY
     if subcode in (33, 2018164):  # wrong Page id or app: configuration
         return ErrorKind.STOP_PAGE
-    # The appsecret_proof errors have no subcode; the message is the only signal (spec 1.2).
+    # The appsecret_proof errors have no subcode; the message is the only signal
+    # (docs/graph-api.md, "Versions and authentication").
     if "appsecret_proof" in message:
         return ErrorKind.STOP_PAGE
     return ErrorKind.BAD_REQUEST
@@ -201,7 +202,8 @@ class GraphError(Exception):
 
     @property
     def profile_unavailable(self) -> bool:
-        """2018218 / 2018247 from the User Profile API: fall back to no name (spec 7.2)."""
+        """2018218 / 2018247 from the User Profile API: fall back to no name
+        (docs/graph-api.md, "Conversations and profiles")."""
         return self.code in _PROFILE_CODES
 
     def __repr__(self) -> str:

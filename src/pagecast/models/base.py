@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import enum
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import (
     JSON,
     DateTime,
     Enum,
     MetaData,
+    Table,
     TypeDecorator,
 )
 from sqlalchemy.engine import Dialect
@@ -118,6 +119,9 @@ def stored_enum(cls: type[enum.StrEnum]) -> Enum:
 
 
 class Base(DeclarativeBase):
+    # Every model here is mapped to a table (no mapping to joins or selects), so Core
+    # statements may take `Model.__table__` as the Table it is.
+    __table__: ClassVar[Table]
     metadata = MetaData(
         naming_convention={
             "ix": "ix_%(column_0_label)s",

@@ -26,7 +26,8 @@ __all__ = [
     "window_for",
 ]
 
-# 24 hours for standard messages; 7 days for the two message tags still allowed (§1.5, §2.1).
+# 24 hours for standard messages; 7 days for the two message tags still allowed
+# (docs/graph-api.md, "Messaging windows and message tags").
 STANDARD_WINDOW = timedelta(hours=24)
 TAG_WINDOW = timedelta(days=7)
 EXCLUSION_REASONS = ("opted_out", "unreachable", "window_unknown", "outside_window")

@@ -140,7 +140,7 @@ def fits_any_name(session: AsyncSession, message: Content) -> bool:
     The bound is the width of the name columns, which PostgreSQL enforces; SQLite does not
     enforce VARCHAR lengths, so there the names are always read.
     """
-    if session.bind.dialect.name != "postgresql":
+    if session.get_bind().dialect.name != "postgresql":
         return False
     widest = names_of(_width(Contact.first_name), _width(Contact.last_name))
     try:
@@ -371,4 +371,4 @@ async def _delete_deliveries(session: AsyncSession, campaign_id: int) -> int:
     returns how many. Its counters go with the campaign row."""
     table = Delivery.__table__
     result = await session.execute(sql_delete(table).where(table.c.campaign_id == campaign_id))
-    return int(result.rowcount or 0)
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]

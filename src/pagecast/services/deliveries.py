@@ -165,7 +165,7 @@ async def claim(
     """Flip due pending deliveries of the range to `sending` for this worker.
 
     A conditional UPDATE: two workers, a replayed job or a resumed campaign can never claim
-    the same delivery twice (DESIGN.md invariant 3).
+    the same delivery twice (docs/design.md invariant 3).
     """
     result = await session.execute(
         update(_TABLE)

@@ -102,7 +102,12 @@ async def reconcile(session: AsyncSession, now: datetime, grace: timedelta) -> R
             DeliveryStatus.CANCELLED: [],
         }
         for delivery_id, since, resent_at, echo_seen_at, status in rows:
-            proven_absent = resent_at is None and echo_seen_at is not None and echo_seen_at > since
+            proven_absent = (
+                resent_at is None
+                and echo_seen_at is not None
+                and since is not None
+                and echo_seen_at > since
+            )
             if not proven_absent:
                 decided[DeliveryStatus.FAILED].append(delivery_id)
             elif status in _RESEND:

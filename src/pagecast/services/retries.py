@@ -16,6 +16,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -76,7 +77,7 @@ def backoff_seconds(
 ) -> float:
     """Exponential backoff with full jitter on the upper half: base·2^(attempt-1), capped;
     `rand` returns a number in [0, 1)."""
-    ceiling = min(cap, base * 2 ** max(attempt - 1, 0))
+    ceiling = min(cap, base * 2.0 ** max(attempt - 1, 0))
     return ceiling / 2 + rand() * ceiling / 2
 
 
@@ -90,7 +91,7 @@ def after_failure(
     rand: Callable[[], float] = random.random,
 ) -> Outcome:
     """The next state of a delivery whose send (its `attempts`-th) failed with `failure`."""
-    said = dict(
+    said: dict[str, Any] = dict(
         error_code=failure.code,
         error_subcode=failure.subcode,
         error_kind=failure.kind,

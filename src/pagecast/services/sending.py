@@ -1,6 +1,6 @@
 """The sending state machine: start, pause, resume, cancel, retry failed, complete.
 
-DESIGN.md invariant 8: `draft -> scheduled -> sending <-> paused -> completed | cancelled`.
+docs/design.md invariant 8: `draft -> scheduled -> sending <-> paused -> completed | cancelled`.
 The edges enqueue work after these commit; the worker calls `finish_if_done`. A campaign
 never ends `failed`: what failed is counted on its deliveries (docs/sending.md, "States").
 """
@@ -91,7 +91,7 @@ async def _start(
     # of every contact of the Page otherwise).
     check = None if campaigns.fits_any_name(session, message) else message
     rest = None
-    if sliced and session.bind.dialect.name == "postgresql":
+    if sliced and session.get_bind().dialect.name == "postgresql":
         counts, rest = await snapshots.first_slice(session, campaign, now, check)
     else:
         if check is not None:
