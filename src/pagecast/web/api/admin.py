@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Annotated, Any
 
@@ -13,7 +12,7 @@ from sqlalchemy import func, select, text
 from pagecast.context import AppContext
 from pagecast.models import Campaign, DeliveryStatus, Page
 from pagecast.permissions import Actor, Permission
-from pagecast.queue import HEARTBEAT_PREFIX, LATENCY_BUCKETS, METRICS_PREFIX
+from pagecast.queue import LATENCY_BUCKETS, METRICS_PREFIX
 from pagecast.services import pages
 from pagecast.web import openapi, render
 from pagecast.web.deps import ContextDep, require
@@ -48,10 +47,7 @@ async def _redis(ctx: AppContext) -> dict[str, Any]:
 
 
 async def _workers(ctx: AppContext) -> list[dict[str, Any]]:
-    redis = await ctx.queue.redis()
-    keys = [key async for key in redis.scan_iter(match=HEARTBEAT_PREFIX + "*", count=1000)]
-    beats = await redis.mget(keys) if keys else []
-    return sorted((json.loads(b) for b in beats if b), key=lambda w: str(w["id"]))
+    return await ctx.queue.live_workers()
 
 
 @router.get(
