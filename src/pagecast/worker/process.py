@@ -208,8 +208,10 @@ class SendingWorker:
                 logger.warning("heartbeat failed; trying again", exc_info=True)
 
 
-def build(ctx: AppContext, *, concurrency: int | None = None) -> SendingWorker:
-    """A worker on the context's database, Graph client and queue."""
+def build(
+    ctx: AppContext, *, concurrency: int | None = None, clock: Clock | None = None
+) -> SendingWorker:
+    """A worker on the context's database, Graph client and queue (and `clock`, for tests)."""
     settings = ctx.settings
     return SendingWorker(
         db=ctx.db,
@@ -219,4 +221,5 @@ def build(ctx: AppContext, *, concurrency: int | None = None) -> SendingWorker:
         limiter=ctx.limiter,
         config=WorkerConfig.from_settings(settings, concurrency=concurrency),
         app_secret=settings.app_secret.get_secret_value() if settings.app_secret else None,
+        clock=clock,
     )
