@@ -75,11 +75,11 @@ async def finish_chunk(
             await deliveries.mark_unreachable(session, unreachable, now)
             if stops:
                 code = stops[0]
-                status = (
+                page_status = (
                     PageStatus.TOKEN_INVALID if code.error_code == 190 else PageStatus.RESTRICTED
                 )
                 reason = f"{code.error_message} (code {code.error_code}{'/' + str(code.error_subcode) if code.error_subcode else ''})"
-                await sending.stop_page(session, page.id, status, reason)
+                await sending.stop_page(session, page.id, page_status, reason)
                 logger.warning("page %d stopped: %s", page.id, reason)
             await breaker(env, session, campaign.id, outcomes)
             if not (throttles or stops or env.state.stopping.is_set()):
