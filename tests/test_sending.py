@@ -33,6 +33,8 @@ from pagecast.models import Campaign, Contact, Delivery, DeliveryStatus, Role, u
 from pagecast.services import pacing, snapshots
 from pagecast.settings import Settings
 from pagecast.worker import build
+from pagecast.worker.state import Clock
+from pagecast.worker.sweep import sweep
 
 PAGE = "1001"
 
@@ -419,33 +421,104 @@ async def test_revoked_token_stops_the_page_and_a_new_token_resumes(
     assert sorted(m["psid"] for m in await outbox(sim)) == sorted(psids)
 
 
-async def test_pause_resume_and_cancel(
+async def until(check: Any, timeout: float = 10, what: str = "the condition") -> None:
+    """Wait until `await check()` is true (a condition, not a duration)."""
+    deadline = time.monotonic() + timeout
+    while not await check():
+        assert time.monotonic() < deadline, f"{what} did not happen within {timeout} s"
+        await asyncio.sleep(0.02)
+
+
+async def drain(settings: Settings, db: Database, timeout: float = 60) -> None:
+    """Run a worker in burst mode: it returns once both queues hold nothing to run."""
+    ctx = AppContext(settings, database=db)
+    try:
+        await asyncio.wait_for(build(ctx).run(install_signals=False, burst=True), timeout)
+    finally:
+        await ctx.close()
+
+
+async def _sending_slowly(
+    admin: httpx.AsyncClient, manager: httpx.AsyncClient, sim: httpx.AsyncClient
+) -> tuple[int, list[str]]:
+    """A started campaign of 60 people on a Page of 20/s (about 3 s of sending)."""
+    page_id = await setup_page(admin, sim, send_rate=20)
+    psids = await add_people(sim, manager, page_id, 60)
+    campaign_id = await new_campaign(manager, page_id)
+    assert (await manager.post(f"/api/campaigns/{campaign_id}/start")).status_code == 202
+    return campaign_id, psids
+
+
+async def _some_sent(sim: httpx.AsyncClient) -> bool:
+    return len(await outbox(sim)) > 0
+
+
+async def test_pause_stops_the_sends_within_about_a_second(
     admin: httpx.AsyncClient,
     manager: httpx.AsyncClient,
     sim: httpx.AsyncClient,
     sending_settings: Settings,
     db: Database,
 ) -> None:
-    page_id = await setup_page(admin, sim, send_rate=20)
-    psids = await add_people(sim, manager, page_id, 60)
-    campaign_id = await new_campaign(manager, page_id)
-    await manager.post(f"/api/campaigns/{campaign_id}/start")
+    campaign_id, _ = await _sending_slowly(admin, manager, sim)
     async with RunningWorker(sending_settings, db):
-        await asyncio.sleep(0.8)
+        await until(lambda: _some_sent(sim), what="a first send")
         paused = await manager.post(f"/api/campaigns/{campaign_id}/pause")
         assert paused.status_code == 200 and paused.json()["status"] == "paused"
-        assert (
-            await manager.post(f"/api/campaigns/{campaign_id}/pause")
-        ).status_code == 200  # idempotent
-        await asyncio.sleep(2.0)  # in-flight chunks notice within about a second
-        frozen = len(await outbox(sim))
-        await asyncio.sleep(1.0)
-        assert len(await outbox(sim)) == frozen < 60
-        assert (await manager.post(f"/api/campaigns/{campaign_id}/resume")).status_code == 200
-        await asyncio.sleep(0.5)
+        # In-flight chunks notice within about a second and put back what they hold.
+        body = await wait_for(manager, campaign_id, {"paused"}, timeout=3)
+    counts = body["counts"]
+    assert len(await outbox(sim)) == counts["sent"] < 60
+    assert counts["pending"] == 60 - counts["sent"]
+    # Its queued jobs run and send nothing more: the burst ends with the queues empty.
+    await drain(sending_settings, db)
+    assert len(await outbox(sim)) == counts["sent"]
+    assert (await manager.get(f"/api/campaigns/{campaign_id}")).json()["counts"] == counts
+
+
+async def test_pausing_twice_answers_paused_both_times(
+    admin: httpx.AsyncClient, manager: httpx.AsyncClient, sim: httpx.AsyncClient
+) -> None:
+    campaign_id, _ = await _sending_slowly(admin, manager, sim)
+    for _ in range(2):
+        paused = await manager.post(f"/api/campaigns/{campaign_id}/pause")
+        assert paused.status_code == 200 and paused.json()["status"] == "paused"
+
+
+async def test_a_resumed_campaign_sends_the_rest_exactly_once(
+    admin: httpx.AsyncClient,
+    manager: httpx.AsyncClient,
+    sim: httpx.AsyncClient,
+    sending_settings: Settings,
+    db: Database,
+) -> None:
+    campaign_id, psids = await _sending_slowly(admin, manager, sim)
+    async with RunningWorker(sending_settings, db):
+        await until(lambda: _some_sent(sim), what="a first send")
+        assert (await manager.post(f"/api/campaigns/{campaign_id}/pause")).status_code == 200
+        paused = await wait_for(manager, campaign_id, {"paused"}, timeout=3)
+    assert paused["counts"]["sent"] < 60
+    assert (await manager.post(f"/api/campaigns/{campaign_id}/resume")).status_code == 200
+    await drain(sending_settings, db)
+    body = (await manager.get(f"/api/campaigns/{campaign_id}")).json()
+    assert body["status"] == "completed" and body["counts"]["sent"] == 60
+    assert sorted(m["psid"] for m in await outbox(sim)) == sorted(psids)
+
+
+async def test_cancel_mid_send_ends_every_unsent_delivery_cancelled(
+    admin: httpx.AsyncClient,
+    manager: httpx.AsyncClient,
+    sim: httpx.AsyncClient,
+    sending_settings: Settings,
+    db: Database,
+) -> None:
+    campaign_id, psids = await _sending_slowly(admin, manager, sim)
+    async with RunningWorker(sending_settings, db):
+        await until(lambda: _some_sent(sim), what="a first send")
         cancelled = await manager.post(f"/api/campaigns/{campaign_id}/cancel")
         assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
-        await asyncio.sleep(1.5)
+        await wait_for(manager, campaign_id, {"cancelled"}, timeout=3)
+    await drain(sending_settings, db)
     counts = (await manager.get(f"/api/campaigns/{campaign_id}")).json()["counts"]
     sent = await outbox(sim)
     assert len({m["psid"] for m in sent}) == len(sent) == counts["sent"]
@@ -573,6 +646,69 @@ async def test_a_schedule_long_past_does_not_fire_by_surprise(
     assert await outbox(sim) == []
     started = await manager.post(f"/api/campaigns/{campaign_id}/start")  # a person decides
     assert started.status_code == 202
+
+
+class AheadClock(Clock):
+    """The worker's clock, `ahead` of the real one."""
+
+    def __init__(self, ahead: timedelta) -> None:
+        self.ahead = ahead
+
+    def now(self) -> datetime:
+        return utcnow() + self.ahead
+
+    def time(self) -> float:
+        return time.time() + self.ahead.total_seconds()
+
+
+async def _scheduled_in_an_hour(
+    admin: httpx.AsyncClient, manager: httpx.AsyncClient, sim: httpx.AsyncClient
+) -> tuple[int, datetime]:
+    page_id = await setup_page(admin, sim)
+    await add_people(sim, manager, page_id, 3)
+    at = utcnow() + timedelta(hours=1)
+    campaign_id = await new_campaign(manager, page_id, scheduled_at=at.isoformat())
+    assert (await manager.post(f"/api/campaigns/{campaign_id}/schedule")).status_code == 200
+    return campaign_id, at
+
+
+async def test_the_sweep_starts_a_schedule_when_the_workers_clock_reaches_it(
+    admin: httpx.AsyncClient,
+    manager: httpx.AsyncClient,
+    sim: httpx.AsyncClient,
+    sending_settings: Settings,
+    db: Database,
+) -> None:
+    campaign_id, _ = await _scheduled_in_an_hour(admin, manager, sim)
+    ctx = AppContext(sending_settings, database=db)
+    try:
+        early = build(ctx, clock=AheadClock(timedelta(minutes=59)))
+        await sweep(early.env)
+        assert (await manager.get(f"/api/campaigns/{campaign_id}")).json()["status"] == "scheduled"
+        due = build(ctx, clock=AheadClock(timedelta(hours=1, seconds=5)))
+        await sweep(due.env)
+    finally:
+        await ctx.close()
+    body = (await manager.get(f"/api/campaigns/{campaign_id}")).json()
+    assert body["status"] == "sending" and not body["missed"]
+
+
+async def test_the_sweep_flags_a_schedule_missed_past_the_allowed_lateness(
+    admin: httpx.AsyncClient,
+    manager: httpx.AsyncClient,
+    sim: httpx.AsyncClient,
+    sending_settings: Settings,
+    db: Database,
+) -> None:
+    campaign_id, _ = await _scheduled_in_an_hour(admin, manager, sim)
+    ctx = AppContext(sending_settings, database=db)
+    try:  # the machine was off: the worker's clock is two hours past the schedule
+        await sweep(build(ctx, clock=AheadClock(timedelta(hours=3))).env)
+    finally:
+        await ctx.close()
+    body = (await manager.get(f"/api/campaigns/{campaign_id}")).json()
+    assert body["status"] == "scheduled" and body["missed"] and "Missed" in body["status_reason"]
+    assert await outbox(sim) == []
 
 
 async def test_deliveries_not_sent_by_expiry_end_expired(

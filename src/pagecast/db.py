@@ -15,16 +15,19 @@ when it sat idle (`PING_AFTER_IDLE_S`). Nothing connects until the first session
 from __future__ import annotations
 
 import asyncio
+import logging
+import random
 import sqlite3
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+from asyncpg import exceptions as pg_errors
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DisconnectionError, OperationalError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -35,7 +38,18 @@ from sqlalchemy.ext.asyncio import (
 from pagecast.errors import ConfigError
 from pagecast.private_files import prepare_sqlite
 
-__all__ = ["PING_AFTER_IDLE_S", "Database", "downgrade", "is_sqlite", "upgrade"]
+__all__ = [
+    "PING_AFTER_IDLE_S",
+    "Database",
+    "downgrade",
+    "is_conflict",
+    "is_disconnect",
+    "is_sqlite",
+    "until_written",
+    "upgrade",
+]
+
+logger = logging.getLogger(__name__)
 
 # A pooled PostgreSQL connection idle for longer than this is pinged before it is handed out
 # (a round trip), and replaced if the server has gone away meanwhile (a restart, an idle
@@ -143,6 +157,93 @@ class Database:
             self._engine = None
             self._sessions = None
             self._reads = None
+
+
+# The server or the connection went away: asyncpg's connection errors (SQLSTATE class 08)
+# and the server shutting down or starting up (57P01-57P03), and the socket's own errors.
+_DISCONNECTS: tuple[type[BaseException], ...] = (
+    OSError,
+    pg_errors.PostgresConnectionError,
+    pg_errors.AdminShutdownError,
+    pg_errors.CrashShutdownError,
+    pg_errors.CannotConnectNowError,
+)
+_DISCONNECT_STATES = ("57P01", "57P02", "57P03")
+# PostgreSQL's deadlock_detected and serialization_failure: the transaction was rolled back.
+_CONFLICTS: tuple[type[BaseException], ...] = (
+    pg_errors.DeadlockDetectedError,
+    pg_errors.SerializationError,
+)
+_CONFLICT_STATES = ("40P01", "40001")
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    """`exc`, the driver's error it wraps, and the errors that caused that, in order."""
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in chain:
+        chain.append(current)
+        orig = getattr(current, "orig", None)
+        current = orig if isinstance(orig, BaseException) else current.__cause__
+    return chain
+
+
+def _sqlstate(exc: BaseException) -> str | None:
+    code = getattr(exc, "sqlstate", None) or getattr(exc, "pgcode", None)
+    return code if isinstance(code, str) else None
+
+
+def is_conflict(exc: BaseException) -> bool:
+    """A deadlock victim or a serialisation failure (by the driver's error type or SQLSTATE)."""
+    return any(isinstance(e, _CONFLICTS) or _sqlstate(e) in _CONFLICT_STATES for e in _causes(exc))
+
+
+def is_disconnect(exc: BaseException) -> bool:
+    """The database connection was lost or refused, or the server is shutting down or
+    starting up: decided by the error's type (and SQLSTATE class), never its message."""
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    return any(
+        isinstance(e, _DISCONNECTS)
+        or (
+            (code := _sqlstate(e)) is not None
+            and (code.startswith("08") or code in _DISCONNECT_STATES)
+        )
+        for e in _causes(exc)
+    )
+
+
+async def until_written(
+    write: Callable[[], Awaitable[None]],
+    *,
+    patience: float,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> None:
+    """Run a write, again after a conflict, and with backoff while the database is
+    unreachable (for at most `patience` seconds of waiting)."""
+    delay, waited = 0.5, 0.0
+    while True:
+        try:
+            await write()
+            return
+        except (DBAPIError, OSError) as exc:
+            if isinstance(exc, DBAPIError) and is_conflict(exc):
+                # A deadlock victim or a serialisation failure: rolled back, run it again.
+                logger.info("result write conflicted (%s); writing it again", exc.orig)
+                await sleep(random.random() * 0.1)
+                continue
+            if isinstance(exc, DBAPIError) and not is_disconnect(exc):
+                raise
+            if waited > patience:
+                raise
+            logger.warning(
+                "database unavailable (%s); retrying the result write in %.1f s",
+                type(exc).__name__,
+                delay,
+            )
+            await sleep(delay)
+            waited += delay
+            delay = min(delay * 2, 8.0)
 
 
 def _create_engine(url: str, busy_timeout_ms: int) -> AsyncEngine:

@@ -1,6 +1,6 @@
 """`PriorityGate`: the slots of a Page's chunks in a worker, most urgent first.
 
-A worker lets at most two chunks of one Page claim and send at once (worker.py); the
+A worker lets at most two chunks of one Page claim and send at once (worker/chunk.py); the
 others wait for a slot. With a first-come semaphore a chunk of a high-priority campaign
 waited behind every chunk of a large normal campaign of the same Page that the worker had
 already taken from the queue (all of them: a worker has more job slots than a Page has

@@ -9,18 +9,32 @@ the database, not the queue, decides what is sent.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Awaitable, Mapping, Sequence
+from typing import Any, cast
 
 import redis.asyncio as aioredis
 from bullmq import Queue as BullQueue
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
+from redis.exceptions import RedisError
 
 from pagecast.errors import ServiceUnavailable
+from pagecast.jobs import (
+    JOB_CHUNK,
+    JOB_PLAN,
+    JOB_SCHEDULE,
+    JOB_SNAPSHOT,
+    JOB_WEBHOOK,
+    ChunkJob,
+    PlanJob,
+    ScheduleJob,
+    SnapshotJob,
+    WebhookJob,
+)
 from pagecast.redis_url import RedisTarget, unreachable_message
 
 __all__ = [
@@ -32,27 +46,33 @@ __all__ = [
     "JOB_WEBHOOK",
     "LATENCY_BUCKETS",
     "METRICS_PREFIX",
+    "PLAN_ALIVE_PREFIX",
     "PRIORITIES",
     "QUEUE_NAME",
+    "REDIS_DOWN",
     "WEBHOOK_QUEUE_NAME",
     "Queue",
     "chunk_job_id",
 ]
 
+# What Redis failing looks like to a caller: redis-py's errors, the socket's, or the
+# ServiceUnavailable that `Queue.redis()` raises when PING fails.
+REDIS_DOWN = (RedisError, OSError, ServiceUnavailable)
 QUEUE_NAME = "pagecast"
 # Webhook events have a queue of their own: at hundreds of echoes a second they must never
 # take the job slots that chunk jobs need (one queue starved the sends to a crawl).
 WEBHOOK_QUEUE_NAME = "pagecast-webhooks"
-JOB_CHUNK = "chunk"
-JOB_PLAN = "plan"
-JOB_SCHEDULE = "schedule"
-JOB_SNAPSHOT = "snapshot"
 # Set while a campaign's audience is still being snapshotted in slices: its plan jobs keep
 # polling for the rows still to come instead of ending.
 SNAPSHOT_PREFIX = "pagecast:snapshot:"
 _SNAPSHOT_TTL = 3600
-JOB_WEBHOOK = "webhook"
+# A worker's heartbeat: a JSON object under this prefix and the worker's id, expiring unless
+# renewed; the sweep treats the claims of a worker without one as lost.
 HEARTBEAT_PREFIX = "pagecast:worker:"
+# A campaign's chain of plan jobs marks itself alive for the sweep (which plans a campaign
+# again only when its chain ended or stalled).
+PLAN_ALIVE_PREFIX = "pagecast:plan-alive:"
+_PLAN_ALIVE_TTL = 30
 METRICS_PREFIX = "pagecast:metrics:"
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 # BullMQ: 1 is the highest priority. Every job gets one, so all go through the same list.
@@ -97,7 +117,8 @@ class Queue:
         self.lazy_redis()
         assert self._redis is not None
         try:
-            await self._redis.ping()
+            # redis-py types each command for its sync and asyncio clients at once.
+            await cast("Awaitable[bool]", self._redis.ping())
         except (aioredis.ConnectionError, aioredis.TimeoutError, OSError) as exc:
             self._warn(exc)
             self._connected = False
@@ -152,12 +173,10 @@ class Queue:
         """
         queue = await self.bull()
         suffix = (f"-r{round_}" if round_ else "") + (f"-w{step}" if step else "")
-        data: dict[str, Any] = {"campaign_id": campaign_id, "after_id": after_id, "round": round_}
-        if since is not None:
-            data |= {"since": since, "step": step}
+        job = PlanJob(campaign_id, after_id=after_id, round=round_, since=since, step=step)
         await queue.add(
             JOB_PLAN,
-            data,
+            job.to_data(),
             {
                 "jobId": f"p{campaign_id}-{after_id}{suffix}",
                 "priority": PRIORITIES[priority],
@@ -178,7 +197,7 @@ class Queue:
         queue = await self.bull()
         await queue.add(
             JOB_SNAPSHOT,
-            {"campaign_id": campaign_id, "after": after, "upto": upto},
+            SnapshotJob(campaign_id, after=after, upto=upto).to_data(),
             {
                 "jobId": f"snap{campaign_id}",
                 "priority": PRIORITIES[priority],
@@ -203,7 +222,7 @@ class Queue:
         queue = await self.bull()
         await queue.add(
             JOB_SCHEDULE,
-            {"campaign_id": campaign_id},
+            ScheduleJob(campaign_id).to_data(),
             {
                 "jobId": f"s{campaign_id}-{int(at_epoch)}",
                 "priority": PRIORITIES[priority],
@@ -230,7 +249,7 @@ class Queue:
             [
                 {
                     "name": JOB_CHUNK,
-                    "data": {"campaign_id": campaign_id, "first_id": first, "last_id": last},
+                    "data": ChunkJob(campaign_id, first, last).to_data(),
                     "opts": {
                         "jobId": chunk_job_id(campaign_id, first, last, round_),
                         "priority": PRIORITIES[priority],
@@ -254,7 +273,7 @@ class Queue:
         ids = sorted(event_ids)
         await queue.add(
             JOB_WEBHOOK,
-            {"event_ids": ids},
+            WebhookJob(tuple(ids)).to_data(),
             {
                 "jobId": f"w{ids[0]}-{ids[-1]}-{len(ids)}",
                 "removeOnComplete": True,
@@ -263,6 +282,41 @@ class Queue:
                 "backoff": {"type": "exponential", "delay": 1000},
             },
         )
+
+    async def plan_alive(self, campaign_id: int) -> bool:
+        """Whether the campaign's chain of plan jobs marked itself alive lately."""
+        return bool(await self.lazy_redis().exists(PLAN_ALIVE_PREFIX + str(campaign_id)))
+
+    async def mark_plan_alive(self, campaign_id: int) -> None:
+        """The campaign's plan chain goes on (for the next `_PLAN_ALIVE_TTL` seconds)."""
+        await self.lazy_redis().set(PLAN_ALIVE_PREFIX + str(campaign_id), "1", ex=_PLAN_ALIVE_TTL)
+
+    async def plan_ended(self, campaign_id: int) -> None:
+        """The campaign's plan chain ended: the sweep plans it again if work comes back."""
+        await self.lazy_redis().delete(PLAN_ALIVE_PREFIX + str(campaign_id))
+
+    async def write_heartbeat(self, worker_id: str, beat: Mapping[str, Any], ttl: int) -> None:
+        """Store a worker's heartbeat (a JSON object), expiring after `ttl` seconds."""
+        redis = await self.redis()
+        await redis.set(HEARTBEAT_PREFIX + worker_id, json.dumps(beat), ex=ttl)
+
+    async def delete_heartbeat(self, worker_id: str) -> None:
+        await (await self.redis()).delete(HEARTBEAT_PREFIX + worker_id)
+
+    async def live_worker_ids(self) -> set[str]:
+        """The ids of the workers whose heartbeat has not expired."""
+        redis = await self.redis()
+        return {
+            key.removeprefix(HEARTBEAT_PREFIX)
+            async for key in redis.scan_iter(match=HEARTBEAT_PREFIX + "*")
+        }
+
+    async def live_workers(self) -> list[dict[str, Any]]:
+        """The heartbeats of the live workers, by id."""
+        redis = await self.redis()
+        keys = [key async for key in redis.scan_iter(match=HEARTBEAT_PREFIX + "*", count=1000)]
+        beats = await redis.mget(keys) if keys else []
+        return sorted((json.loads(b) for b in beats if b), key=lambda w: str(w["id"]))
 
     async def counts(self) -> dict[str, int]:
         """Jobs of the sending queue by state."""
@@ -296,6 +350,16 @@ class Queue:
         if throttled:
             pipe.hincrby(METRICS_PREFIX + "throttles", page, 1)
         await pipe.execute()
+
+    async def metrics(self) -> dict[str, dict[str, str]]:
+        """The shared send metrics `record_metrics` adds to: `latency` (`le_<bound>`, `sum`,
+        `count`), `sends` (`<page>:<outcome>` -> count) and `throttles` (page -> count)."""
+        redis = await self.redis()
+        pipe = redis.pipeline(transaction=False)
+        names = ("latency", "sends", "throttles")
+        for name in names:
+            pipe.hgetall(METRICS_PREFIX + name)
+        return dict(zip(names, await pipe.execute(), strict=True))
 
     async def close(self) -> None:
         for queue in (self._queue, self._webhooks):

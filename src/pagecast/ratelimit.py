@@ -9,15 +9,22 @@ server's own clock, so every worker on every machine shares one schedule and one
   and with a lead, slots that free within it, dated when they free;
 - `throttle` stops the Page for everyone until a deadline (Graph throttling errors);
 - `note_usage` turns `X-Business-Use-Case-Usage` at or above 90 % into a short throttle
-  (the policy is in docs/redis.md).
+  (the policy is in docs/redis.md);
+- `slow_down` answers Graph's per-second limit (a 613 without a regain estimate): the Page
+  pauses one window and its rate is capped for every worker, which `capped` applies.
 """
 
 from __future__ import annotations
 
+import logging
 import math
-from typing import Any, ClassVar, NamedTuple
+from collections.abc import Awaitable
+from typing import Any, ClassVar, NamedTuple, cast
 
 import redis.asyncio as aioredis
+
+from pagecast.queue import REDIS_DOWN
+from pagecast.services.retries import PER_SECOND_PAUSE
 
 __all__ = [
     "LATE_AFTER",
@@ -31,7 +38,15 @@ __all__ = [
     "window_cap",
 ]
 
+logger = logging.getLogger(__name__)
+
 USAGE_SLOWDOWN_FROM = 90.0
+# A 613 without a regain estimate is Graph's per-second limit: the Page pauses one window
+# (services/retries.py's PER_SECOND_PAUSE, the time its deliveries wait too) and every
+# worker lowers the Page's rate to 70 % of what was running, for ten minutes.
+_RATE_CUT = 0.7
+_RATE_CAP_TTL = 600
+_RATE_CAP_PREFIX = "pagecast:rl-cap:"
 USAGE_PAUSE_AT_90 = 1.0
 USAGE_PAUSE_AT_100 = 30.0
 # Keep a Page's hash an hour after its last send or throttle, so `state` has something to show.
@@ -347,9 +362,37 @@ class PageLimiter:
         await self.throttle(page_id, pause, f"usage {percent:.0f}%")
         return pause
 
+    async def capped(self, page_id: int, rate: float) -> float:
+        """`rate`, or lower while a recent 613 has capped the Page's rate (`slow_down`)."""
+        try:
+            cap = await self._redis.get(_RATE_CAP_PREFIX + str(page_id))
+        except REDIS_DOWN:
+            return rate  # the limiter fails too, and puts the chunk back
+        return rate if cap is None else min(rate, float(cap))
+
+    async def slow_down(self, page_id: int, rate: float) -> None:
+        """Lower the Page's rate for every worker, at most once a second (one burst of 613s
+        is one cut), and pause the Page for every worker for the rest of Graph's window."""
+        redis = self._redis
+        lowered = max(1.0, rate * _RATE_CUT)
+        try:
+            if not await redis.set(f"{_RATE_CAP_PREFIX}{page_id}:cut", "1", nx=True, px=1000):
+                return
+            current = await redis.get(_RATE_CAP_PREFIX + str(page_id))
+            if current is not None:  # a chunk that started before the last cut
+                lowered = min(lowered, max(1.0, float(current) * _RATE_CUT))
+            await redis.set(_RATE_CAP_PREFIX + str(page_id), f"{lowered:.3f}", ex=_RATE_CAP_TTL)
+            await self.throttle(page_id, PER_SECOND_PAUSE, "Graph error 613")
+        except REDIS_DOWN:
+            return  # the Page's throttle (or the next 613) slows it down
+        logger.warning(
+            "page %d: Graph per-second limit (613); rate lowered to %.1f/s", page_id, lowered
+        )
+
     async def clear_throttle(self, page_id: int) -> None:
         """Lift a throttle early (an operator's decision; the schedule is kept)."""
-        await self._redis.hdel(self.key(page_id), "until", "reason")
+        # redis-py types each command for its sync and asyncio clients at once.
+        await cast("Awaitable[int]", self._redis.hdel(self.key(page_id), "until", "reason"))
 
     async def throttled_for(self, page_id: int) -> float:
         """Seconds left on the Page's throttle, 0 when it is not throttled."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Annotated, Any
 
@@ -13,7 +12,7 @@ from sqlalchemy import func, select, text
 from pagecast.context import AppContext
 from pagecast.models import Campaign, DeliveryStatus, Page
 from pagecast.permissions import Actor, Permission
-from pagecast.queue import HEARTBEAT_PREFIX, LATENCY_BUCKETS, METRICS_PREFIX
+from pagecast.queue import LATENCY_BUCKETS
 from pagecast.services import pages
 from pagecast.web import openapi, render
 from pagecast.web.deps import ContextDep, require
@@ -48,10 +47,7 @@ async def _redis(ctx: AppContext) -> dict[str, Any]:
 
 
 async def _workers(ctx: AppContext) -> list[dict[str, Any]]:
-    redis = await ctx.queue.redis()
-    keys = [key async for key in redis.scan_iter(match=HEARTBEAT_PREFIX + "*", count=1000)]
-    beats = await redis.mget(keys) if keys else []
-    return sorted((json.loads(b) for b in beats if b), key=lambda w: str(w["id"]))
+    return await ctx.queue.live_workers()
 
 
 @router.get(
@@ -185,7 +181,7 @@ async def metrics(actor: Admin, ctx: ContextDep) -> PlainTextResponse:
                 _line("pagecast_deliveries", int(v or 0), page=fb_page_id, status=s)
                 for s, v in zip(_STATUSES, values, strict=True)
             ]
-    redis = await ctx.queue.redis()
+    sent = await ctx.queue.metrics()
     lines.append("# TYPE pagecast_queue_jobs gauge")
     for queue, counts in (
         ("sending", await ctx.queue.counts()),
@@ -196,9 +192,9 @@ async def metrics(actor: Admin, ctx: ContextDep) -> PlainTextResponse:
         ]
     lines += ["# TYPE pagecast_workers gauge", _line("pagecast_workers", len(await _workers(ctx)))]
     lines.append("# TYPE pagecast_throttle_events_total counter")
-    for page_id, count in sorted((await redis.hgetall(METRICS_PREFIX + "throttles")).items()):
+    for page_id, count in sorted(sent["throttles"].items()):
         lines.append(_line("pagecast_throttle_events_total", int(count), page=page_id))
-    latency = await redis.hgetall(METRICS_PREFIX + "latency")
+    latency = sent["latency"]
     lines.append("# TYPE pagecast_send_latency_seconds histogram")
     cumulative = 0
     for bound in (*LATENCY_BUCKETS, "+Inf"):
@@ -207,7 +203,7 @@ async def metrics(actor: Admin, ctx: ContextDep) -> PlainTextResponse:
     lines.append(_line("pagecast_send_latency_seconds_sum", float(latency.get("sum", 0))))
     lines.append(_line("pagecast_send_latency_seconds_count", int(latency.get("count", 0))))
     lines += ["# TYPE pagecast_sends_total counter"]
-    for key, count in sorted((await redis.hgetall(METRICS_PREFIX + "sends")).items()):
+    for key, count in sorted(sent["sends"].items()):
         page_id, _, outcome = key.partition(":")
         lines.append(_line("pagecast_sends_total", int(count), page=page_id, outcome=outcome))
     return PlainTextResponse("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4")

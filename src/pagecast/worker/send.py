@@ -1,0 +1,126 @@
+"""One Send request: a message alone, or a Graph batch of several, written when its limiter
+slots open; each message's answer becomes its delivery's outcome (outcome.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+
+from pagecast.graph import BatchMessage, GraphError, PageCredentials, SendResult
+from pagecast.models import Campaign
+from pagecast.queue import REDIS_DOWN
+from pagecast.ratelimit import LATE_AFTER, Grant
+from pagecast.schemas import Content
+from pagecast.services import content, deliveries
+from pagecast.worker.outcome import outcome
+from pagecast.worker.state import Env
+
+__all__ = ["send"]
+
+logger = logging.getLogger(__name__)
+
+
+async def send(
+    env: Env,
+    creds: PageCredentials,
+    campaign: Campaign,
+    message: Content,
+    group: Sequence[deliveries.Claimed],
+    halt: asyncio.Event,
+    *,
+    rate: float,
+    grant: Grant,
+    leaves_at: float,
+) -> list[deliveries.Outcome]:
+    """Send `group`, its in-flight room and limiter slots (`grant`, whose slots start at
+    `leaves_at` on the monotonic clock) already taken: one request for one message, one
+    Graph batch request for several, written no earlier than `leaves_at`. Each message
+    gets its own outcome; a failure of the whole request (transport, token) is the
+    answer for each message."""
+    answers: Sequence[SendResult | GraphError]
+    started = time.perf_counter()
+    redate: asyncio.Task[None] | None = None
+    try:
+        batch = [
+            BatchMessage(
+                psid=item.recipient.psid,
+                message=content.to_message(
+                    message,
+                    {
+                        "first_name": item.recipient.first_name,
+                        "last_name": item.recipient.last_name,
+                    },
+                ),
+                messaging_type=campaign.messaging_type.value,
+                tag=campaign.tag,
+                metadata=str(item.delivery_id),
+            )
+            for item in group
+        ]
+
+        def sent() -> None:
+            # Written late after the grant (a busy event loop), or a batch: the limiter's
+            # window must count these calls from when Graph got them.
+            nonlocal redate, started
+            started = time.perf_counter()  # Graph's latency counts from here, not the hold
+            late = time.monotonic() - leaves_at > LATE_AFTER
+            if redate is None and (len(group) > 1 or late):
+                redate = asyncio.create_task(_left(env, campaign.page_id, grant))
+
+        if len(batch) == 1:
+            one = batch[0]
+            answers = [
+                await env.graph.send_message(
+                    creds,
+                    psid=one.psid,
+                    message=one.message,
+                    messaging_type=one.messaging_type,
+                    tag=one.tag,
+                    metadata=one.metadata,
+                    on_sent=sent,
+                    not_before=leaves_at,
+                )
+            ]
+        else:
+            answers = await env.graph.send_batch(creds, batch, on_sent=sent, not_before=leaves_at)
+    except GraphError as exc:
+        answers = [exc] * len(group)
+    finally:
+        await env.state.in_flight.give_back(len(group))
+        if redate is not None:
+            await redate
+    latency = time.perf_counter() - started
+    answered = env.clock.now()  # when Facebook accepted what it accepted (as close as we know)
+    outcomes = [
+        await outcome(
+            env,
+            campaign.id,
+            campaign.page_id,
+            item,
+            answer,
+            halt,
+            rate=rate,
+            latency=latency,
+            answered=answered,
+        )
+        for item, answer in zip(group, answers, strict=True)
+    ]
+    usage = max(
+        (a.usage.max_percent for a in answers if isinstance(a, SendResult) and a.usage.present),
+        default=0.0,
+    )
+    if usage >= 90:
+        try:
+            await env.limiter.note_usage(campaign.page_id, usage)
+        except REDIS_DOWN:  # the send's result matters more than the slowdown
+            logger.warning("page %d: could not note usage, Redis failed", campaign.page_id)
+    return outcomes
+
+
+async def _left(env: Env, page_id: int, grant: Grant) -> None:
+    try:
+        await env.limiter.left(page_id, grant)
+    except REDIS_DOWN:  # the 20 ms the window allows for lateness is all there is
+        logger.warning("page %d: could not re-date a late grant, Redis failed", page_id)
