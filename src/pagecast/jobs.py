@@ -1,7 +1,7 @@
 """The payload of every BullMQ job, typed in one place.
 
 `queue.py` writes a job's `data` with `to_data()`; the worker's handler reads it back with
-`from_data()`. Jobs carry ids, never recipients or content (DESIGN.md invariant 1). The job
+`from_data()`. Jobs carry ids, never recipients or content (docs/design.md invariant 1). The job
 names are part of what BullMQ (and a Node worker) sees: they do not change.
 """
 

@@ -1,6 +1,6 @@
 """The sending queue: BullMQ on Redis, connected on first use.
 
-Jobs carry ids, never recipients or content (DESIGN.md invariant 1): a `chunk` job names a
+Jobs carry ids, never recipients or content (docs/design.md invariant 1): a `chunk` job names a
 campaign and a range of delivery ids; a `plan` job enqueues a campaign's chunks a page at
 a time, so a million-contact campaign starts sending before its last chunk is queued. Job
 ids are deterministic, so a double click or a replay enqueues nothing twice; the claim in

@@ -1,4 +1,4 @@
-"""Per-Page send limits shared by every worker (DESIGN.md invariant 6).
+"""Per-Page send limits shared by every worker (docs/design.md invariant 6).
 
 Each Page has one Redis hash holding a GCRA schedule (the "theoretical arrival time" of the
 next send) and an optional throttle. One Lua script per call reserves a slot with the Redis
