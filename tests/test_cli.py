@@ -95,6 +95,30 @@ def test_failures_print_one_line_and_exit_1(
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("args", "name"),
+    [
+        (("campaigns", "start", "99999999999"), "campaign_id"),
+        (("campaigns", "pause", "0"), "campaign_id"),
+        (("campaigns", "resume", "2147483648"), "campaign_id"),
+        (("campaigns", "cancel", "--", "-1"), "campaign_id"),
+        (("tokens", "revoke", "99999999999999999999"), "token_id"),
+        (("pages", "sync", "2147483648"), "page_id"),
+        (("pages", "webhook", "0"), "page_id"),
+        (("contacts", "import", "--page", "99999999999", __file__), "--page"),
+    ],
+)
+def test_an_id_out_of_range_is_refused_with_the_range_before_anything_runs(
+    data_dir: Path, args: tuple[str, ...], name: str
+) -> None:
+    result = run(data_dir, *args)
+    assert result.returncode == 2, result.stderr
+    said = " ".join(result.stderr.replace("│", " ").split())
+    assert f"Invalid value for '{name}'" in said
+    assert "is not an id: ids run from 1 to 2147483647." in said
+    assert "Traceback" not in result.stderr and "Overflow" not in result.stderr
+
+
 def test_worker_names_a_bad_redis_url_with_the_password_masked(data_dir: Path) -> None:
     result = run(data_dir, "worker", REDIS_URL="redsi://:hunter2@localhost:6379")
     assert result.returncode == 1

@@ -12,6 +12,7 @@ from pagecast.cli.base import (
     config_app,
     db_app,
     fail,
+    id_argument,
     load_settings,
     masked,
     run,
@@ -145,7 +146,7 @@ def tokens_create(
 
 
 @tokens_app.command("revoke")
-def tokens_revoke(token_id: int = typer.Argument(...)) -> None:
+def tokens_revoke(token_id: int = id_argument()) -> None:
     """Revoke an API token."""
     from pagecast.services import tokens
 

@@ -25,6 +25,8 @@ __all__ = [
     "contacts_app",
     "db_app",
     "fail",
+    "id_argument",
+    "id_option",
     "load_settings",
     "masked",
     "pages_app",
@@ -72,6 +74,26 @@ def _options(debug: bool = typer.Option(False, "--debug", help="Show tracebacks.
 def fail(message: str) -> NoReturn:
     typer.echo(f"Error: {message}", err=True)
     raise typer.Exit(1)
+
+
+def _an_id(value: int | None) -> int | None:
+    """An id's range is the API's (`schemas.Id`): a number outside it is refused before
+    anything runs, with the range, instead of failing deep in the database driver."""
+    from pagecast.schemas import ID_MAX  # at use: `pagecast --help` stays light
+
+    if value is not None and not 1 <= value <= ID_MAX:
+        raise typer.BadParameter(f"{value} is not an id: ids run from 1 to {ID_MAX}.")
+    return value
+
+
+def id_argument(help: str | None = None) -> Any:
+    """A required id argument, checked against the range of ids."""
+    return typer.Argument(..., callback=_an_id, help=help)
+
+
+def id_option(name: str, help: str | None = None) -> Any:
+    """A required id option (e.g. `--page`), checked against the range of ids."""
+    return typer.Option(..., name, callback=_an_id, help=help)
 
 
 def load_settings() -> Settings:

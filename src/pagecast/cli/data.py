@@ -11,6 +11,8 @@ from pagecast.cli.base import (
     campaigns_app,
     cli_actor,
     contacts_app,
+    id_argument,
+    id_option,
     load_settings,
     pages_app,
     run,
@@ -63,7 +65,7 @@ def pages_list() -> None:
 @contacts_app.command("import")
 def contacts_import(
     file: Path = typer.Argument(..., exists=True, dir_okay=False, readable=True, help="CSV file."),
-    page: int = typer.Option(..., "--page", help="Page id (see `pagecast pages list`)."),
+    page: int = id_option("--page", "Page id (see `pagecast pages list`)."),
 ) -> None:
     """Import contacts from a CSV file (psid, first_name, last_name, tags, last_inbound_at).
 
@@ -172,24 +174,24 @@ def _campaign_command(action: str, campaign_id: int) -> None:
 
 
 @campaigns_app.command("start")
-def campaigns_start(campaign_id: int = typer.Argument(...)) -> None:
+def campaigns_start(campaign_id: int = id_argument()) -> None:
     """Start a campaign: snapshot its audience and queue the sends."""
     _campaign_command("start", campaign_id)
 
 
 @campaigns_app.command("pause")
-def campaigns_pause(campaign_id: int = typer.Argument(...)) -> None:
+def campaigns_pause(campaign_id: int = id_argument()) -> None:
     """Pause a sending campaign (takes effect within one chunk)."""
     _campaign_command("pause", campaign_id)
 
 
 @campaigns_app.command("resume")
-def campaigns_resume(campaign_id: int = typer.Argument(...)) -> None:
+def campaigns_resume(campaign_id: int = id_argument()) -> None:
     """Resume a paused campaign."""
     _campaign_command("resume", campaign_id)
 
 
 @campaigns_app.command("cancel")
-def campaigns_cancel(campaign_id: int = typer.Argument(...)) -> None:
+def campaigns_cancel(campaign_id: int = id_argument()) -> None:
     """Cancel a campaign: its pending deliveries become cancelled."""
     _campaign_command("cancel", campaign_id)

@@ -6,12 +6,12 @@ from typing import Any
 
 import typer
 
-from pagecast.cli.base import cli_actor, pages_app, run
+from pagecast.cli.base import cli_actor, id_argument, pages_app, run
 
 
 @pages_app.command("sync")
 def pages_sync(
-    page_id: int = typer.Argument(..., help="Page id (see `pagecast pages list`)."),
+    page_id: int = id_argument("Page id (see `pagecast pages list`)."),
     status: bool = typer.Option(
         False, "--status", help="Show the latest sync of the Page instead of starting one."
     ),
@@ -82,7 +82,7 @@ def _print(report: dict[str, Any]) -> None:
 
 @pages_app.command("webhook")
 def pages_webhook(
-    page_id: int = typer.Argument(..., help="Page id (see `pagecast pages list`)."),
+    page_id: int = id_argument("Page id (see `pagecast pages list`)."),
 ) -> None:
     """What to enter in the Facebook app's webhook setup for the Page, and whether events arrive."""
     from pagecast.services import webhook_setup
