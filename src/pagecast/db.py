@@ -22,11 +22,11 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from asyncpg import exceptions as pg_errors
 from sqlalchemy import event
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import CursorResult, Result, make_url
 from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -45,6 +45,7 @@ __all__ = [
     "is_conflict",
     "is_disconnect",
     "is_sqlite",
+    "rowcount",
     "until_written",
     "upgrade",
 ]
@@ -191,6 +192,12 @@ def _causes(exc: BaseException) -> list[BaseException]:
 def _sqlstate(exc: BaseException) -> str | None:
     code = getattr(exc, "sqlstate", None) or getattr(exc, "pgcode", None)
     return code if isinstance(code, str) else None
+
+
+def rowcount(result: Result[Any]) -> int:
+    """The rows an UPDATE or DELETE matched. `session.execute` is typed as answering a
+    `Result`; for those statements it is a `CursorResult`, which has the count."""
+    return int(cast("CursorResult[Any]", result).rowcount or 0)
 
 
 def is_conflict(exc: BaseException) -> bool:

@@ -9,6 +9,7 @@ from sqlalchemy import delete as sql_delete
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from pagecast.db import rowcount
 from pagecast.errors import InvalidInput, InvalidState, NotFound
 from pagecast.models import (
     Campaign,
@@ -371,4 +372,4 @@ async def _delete_deliveries(session: AsyncSession, campaign_id: int) -> int:
     returns how many. Its counters go with the campaign row."""
     table = Delivery.__table__
     result = await session.execute(sql_delete(table).where(table.c.campaign_id == campaign_id))
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+    return rowcount(result)

@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import and_, bindparam, case, delete, func, insert, literal, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from pagecast.db import rowcount
 from pagecast.models import Campaign, Contact, Delivery, DeliveryStatus, UTCDateTime
 from pagecast.services import audience, echoes, receipts
 from pagecast.services.counters import Shifts, shift
@@ -369,7 +370,7 @@ async def cancel_pending(session: AsyncSession, campaign_id: int, now: datetime)
         .where(_TABLE.c.campaign_id == campaign_id, _TABLE.c.status == DeliveryStatus.PENDING.value)
         .values(status=DeliveryStatus.CANCELLED.value, updated_at=now)
     )
-    count = int(result.rowcount or 0)  # type: ignore[attr-defined]
+    count = rowcount(result)
     await shift(
         session, campaign_id, {DeliveryStatus.PENDING: -count, DeliveryStatus.CANCELLED: count}
     )
@@ -404,7 +405,7 @@ async def retry_failed(
             updated_at=now,
         )
     )
-    count = int(result.rowcount or 0)  # type: ignore[attr-defined]
+    count = rowcount(result)
     await shift(
         session, campaign_id, {DeliveryStatus.FAILED: -count, DeliveryStatus.PENDING: count}
     )
@@ -441,7 +442,7 @@ async def lost_claims(
                 updated_at=now,
             )
         )
-        count = int(result.rowcount or 0)  # type: ignore[attr-defined]
+        count = rowcount(result)
         if count:
             shifts.add(campaign_id, {DeliveryStatus.SENDING: -count, DeliveryStatus.UNKNOWN: count})
             settled = await echoes.settle(session, campaign_id, now, shifts=shifts)

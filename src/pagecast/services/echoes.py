@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from pagecast.db import rowcount
 from pagecast.models import Delivery, DeliveryStatus, Page, utcnow
 from pagecast.services import contacts, receipts
 from pagecast.services.counters import Shifts, move
@@ -136,7 +137,7 @@ async def apply(
             )
             .execution_options(synchronize_session=False)
         )
-        if moved.rowcount:  # type: ignore[attr-defined]
+        if rowcount(moved):
             shifts.add(delivery.campaign_id, {delivery.status: -1, DeliveryStatus.SENT: 1})
     elif delivery.status in (DeliveryStatus.SENT, DeliveryStatus.DELIVERED, DeliveryStatus.READ):
         # Confirmed: the echo's mid, and Facebook's own time (the clock of the watermarks).

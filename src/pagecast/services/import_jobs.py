@@ -18,6 +18,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from pagecast.db import rowcount
 from pagecast.errors import InvalidState, NotFound
 from pagecast.models import ContactImport, ImportState, utcnow
 from pagecast.permissions import Actor
@@ -150,7 +151,7 @@ async def record_batch(
         .where(ContactImport.id == import_id, ContactImport.state == ImportState.RUNNING)
         .values(**values)
     )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    return bool(rowcount(result))
 
 
 def _error(error: RowError) -> dict[str, Any]:

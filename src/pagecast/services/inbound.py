@@ -13,6 +13,7 @@ from datetime import datetime
 from sqlalchemy import func, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from pagecast.db import rowcount
 from pagecast.models import Contact, Page, utcnow
 from pagecast.services import contacts
 
@@ -93,4 +94,4 @@ async def set_profile(
         )
         .execution_options(synchronize_session=False)
     )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    return bool(rowcount(result))

@@ -19,6 +19,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from pagecast.db import rowcount
 from pagecast.errors import InvalidState, NotFound
 from pagecast.models import Contact, PageStatus, PageSync, SyncState, utcnow
 from pagecast.permissions import Actor
@@ -202,7 +203,7 @@ async def progress(
         .where(PageSync.id == sync_id, PageSync.state == SyncState.RUNNING)
         .values(**values)
     )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    return bool(rowcount(result))
 
 
 async def finish(

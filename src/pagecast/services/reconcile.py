@@ -27,6 +27,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import and_, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from pagecast.db import rowcount
 from pagecast.models import (
     Campaign,
     CampaignStatus,
@@ -170,7 +171,7 @@ async def _move(
         .values(**values)
         .execution_options(synchronize_session=False)
     )
-    count = int(result.rowcount or 0)  # type: ignore[attr-defined]
+    count = rowcount(result)
     shifts.add(campaign_id, {DeliveryStatus.UNKNOWN: -count, target: count})
     return count
 

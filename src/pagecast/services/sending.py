@@ -13,6 +13,7 @@ from datetime import datetime
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from pagecast.db import rowcount
 from pagecast.errors import InvalidState
 from pagecast.models import (
     Campaign,
@@ -344,7 +345,7 @@ async def finish_if_done(session: AsyncSession, campaign_id: int) -> bool:
         )
         .values(status=CampaignStatus.COMPLETED, completed_at=utcnow())
     )
-    done = bool(result.rowcount)  # type: ignore[attr-defined]
+    done = bool(rowcount(result))
     if done:
         await audit.record(
             session,

@@ -15,6 +15,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pagecast import security
+from pagecast.db import rowcount
 from pagecast.errors import NotFound, Unauthorized
 from pagecast.models import LoginSession, User, utcnow
 from pagecast.permissions import Actor, Permission
@@ -139,7 +140,7 @@ async def end_all(
     if keep is not None:
         query = query.where(LoginSession.id != keep)
     result = await session.execute(query.values(revoked_at=utcnow()))
-    ended = int(result.rowcount or 0)  # type: ignore[attr-defined]
+    ended = rowcount(result)
     await audit.record(
         session,
         actor,
