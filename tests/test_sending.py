@@ -453,6 +453,12 @@ async def _some_sent(sim: httpx.AsyncClient) -> bool:
     return len(await outbox(sim)) > 0
 
 
+async def _sends_of(sim: httpx.AsyncClient, fb_page: str, least: int) -> bool:
+    """At least `least` Send calls to the Page reached the simulator."""
+    calls = (await sim.get("/__sim/calls", params={"page_id": fb_page})).json()["calls"]
+    return sum(c["path"].endswith("/messages") for c in calls) >= least
+
+
 async def test_pause_stops_the_sends_within_about_a_second(
     admin: httpx.AsyncClient,
     manager: httpx.AsyncClient,
@@ -597,11 +603,12 @@ async def test_scheduled_campaign_starts_by_itself_at_its_time(
     scheduled = await manager.post(f"/api/campaigns/{campaign_id}/schedule")
     assert scheduled.status_code == 200 and scheduled.json()["status"] == "scheduled"
     async with RunningWorker(sending_settings, db):
-        await asyncio.sleep(1.0)
-        assert (await manager.get(f"/api/campaigns/{campaign_id}")).json()["status"] == "scheduled"
-        assert await outbox(sim) == []
         done = await wait_for(manager, campaign_id, {"completed"}, timeout=30)
+    # Not a moment early: it started, and Facebook saw its first message, at its time.
     assert done["started_at"] >= at.isoformat().replace("+00:00", "Z")[:19]
+    calls = (await sim.get("/__sim/calls", params={"limit": 10_000})).json()["calls"]
+    first_send = min(c["time"] for c in calls if c["path"].endswith("/messages"))
+    assert first_send >= at.timestamp(), at.timestamp() - first_send
     assert sorted(m["psid"] for m in await outbox(sim)) == sorted(psids)
 
 
@@ -1195,9 +1202,11 @@ async def test_campaigns_of_two_pages_send_side_by_side(
     campaign_b = await new_campaign(manager, page_b)
     async with RunningWorker(sending_settings, db):
         assert (await manager.post(f"/api/campaigns/{campaign_a}/start")).status_code == 202
-        await asyncio.sleep(0.5)  # A's chunks are queued first and A is sending
+        # A's chunks are queued first and A is sending.
+        await until(lambda: _some_sent(sim), what="Page A's first send")
         assert (await manager.post(f"/api/campaigns/{campaign_b}/start")).status_code == 202
-        await asyncio.sleep(4)
+        # About three seconds of B's 20/s: long enough to see both Pages' rates.
+        await until(lambda: _sends_of(sim, "1002", 60), timeout=20, what="60 sends to Page B")
         calls = (await sim.get("/__sim/calls", params={"limit": 10_000})).json()["calls"]
         for campaign_id in (campaign_a, campaign_b):
             assert (await manager.post(f"/api/campaigns/{campaign_id}/cancel")).status_code == 200
