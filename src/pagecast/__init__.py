@@ -8,4 +8,6 @@ __version__ = "0.1.0"
 # installed (they are: Pagecast's CLI uses them), which costs every process about 5 MB of
 # memory for a tool Pagecast never runs. A None entry makes that one import fail, and httpx
 # then goes without it. Nothing else changes: `rich` and `click` stay importable.
+# (typeshed types sys.modules' values as modules only; None is Python's documented way to
+# make an import fail.)
 sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]

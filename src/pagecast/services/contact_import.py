@@ -191,11 +191,11 @@ class CsvReader:
                 cells[seen_at].strip() if seen_at >= 0 else "",
                 latest,
             )
-            if type(checked) is Row:
+            if isinstance(checked, RowError):
+                batch.errors.append(checked)
+            else:
                 self._seen[checked.psid] = self._number
                 batch.rows.append(checked)
-            else:
-                batch.errors.append(checked)  # type: ignore[arg-type]
         batch.bytes_read = self._raw.tell()
         return batch
 

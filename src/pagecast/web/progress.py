@@ -10,7 +10,7 @@ import functools
 import time
 import weakref
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, cast
 
 from pagecast.context import AppContext
 from pagecast.services import campaigns
@@ -86,11 +86,12 @@ class Coalesced:
         running: asyncio.Task[dict[str, Any]] | None,
         compute: Callable[[], Awaitable[dict[str, Any]]],
     ) -> dict[str, Any]:
-        this = asyncio.current_task()
+        # This coroutine runs as the task `read` created for it.
+        this = cast("asyncio.Task[dict[str, Any]]", asyncio.current_task())
         if running is not None:
             await asyncio.wait([running])
             del self._queued[campaign_id]
-            self._running[campaign_id] = this  # type: ignore[assignment]
+            self._running[campaign_id] = this
         try:
             return await compute()
         finally:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, get_args
 
 from fastapi import APIRouter, Request, Response
 from starlette.datastructures import UploadFile
@@ -18,6 +18,10 @@ from pagecast.web.uploads import store_upload
 
 router = APIRouter(route_class=DashboardRoute, include_in_schema=False)
 PAGE_SIZE = 100
+
+
+# The window filter's values, from the service's own type; anything else is no filter.
+_WINDOWS: dict[str, contacts.Window] = {w: w for w in get_args(contacts.Window)}
 
 
 def _flag(value: str | None) -> bool | None:
@@ -50,7 +54,7 @@ async def contact_list(
                 chosen.id,
                 tag=(tag or "").strip() or None,
                 search=(q or "").strip()[:200] or None,
-                window=window if window in ("inside", "outside", "unknown") else None,  # type: ignore[arg-type]
+                window=_WINDOWS.get(window or ""),
                 opted_out=_flag(opted_out),
                 unreachable=_flag(unreachable),
                 after_id=parse_id(after),
