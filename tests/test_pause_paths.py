@@ -3,9 +3,11 @@ paused campaign gets its own audit entry, for the system, with the reason (issue
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
-from sqlalchemy import select
+import pytest
+from sqlalchemy import select, text
 
 from factories import connected_page
 from pagecast.db import Database
@@ -148,3 +150,52 @@ async def test_a_spam_warning_pauses_through_the_service(db: Database, vault: Va
         # A campaign no longer sending is not paused again.
         assert await breaker.stop(session, campaign_id, "again") is None
     assert await _pauses(db) == {campaign_id: ("system", None, {"reason": "looks like spam"})}
+
+
+async def _someone_waits_for_a_row_lock(db: Database) -> bool:
+    async with db.transaction() as session:
+        waiting = await session.scalar(
+            text(
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+        )
+    return bool(waiting)
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+async def test_a_page_stop_leaves_alone_a_campaign_cancelled_while_it_waited(
+    db: Database, vault: Vault
+) -> None:
+    # Row locks decide this race, so it runs where there are row locks (PostgreSQL).
+    page = await connected_page(db, vault)
+    cancelled = await _campaign(db, page.id, CampaignStatus.SENDING)
+    sending_on = await _campaign(db, page.id, CampaignStatus.SENDING)
+    locked, release = asyncio.Event(), asyncio.Event()
+
+    async def cancel() -> None:  # a person's cancel, committed while the stop waits for it
+        async with db.transaction() as session:
+            campaign = await session.get(Campaign, cancelled, with_for_update=True)
+            assert campaign is not None
+            campaign.status = CampaignStatus.CANCELLED
+            await session.flush()
+            locked.set()
+            await release.wait()
+
+    async def stop() -> list[int]:
+        async with db.transaction() as session:
+            return await sending.stop_page(session, page.id, PageStatus.RESTRICTED, "blocked")
+
+    canceller = asyncio.create_task(cancel())
+    await asyncio.wait_for(locked.wait(), 10)
+    stopper = asyncio.create_task(stop())
+    deadline = asyncio.get_running_loop().time() + 10
+    while not await _someone_waits_for_a_row_lock(db):
+        assert asyncio.get_running_loop().time() < deadline, "the stop never waited for the row"
+        await asyncio.sleep(0.01)
+    release.set()
+    await canceller
+    assert await asyncio.wait_for(stopper, 10) == [sending_on]
+    assert (await _campaign_state(db, cancelled))[0] is CampaignStatus.CANCELLED
+    assert await _campaign_state(db, sending_on) == (CampaignStatus.PAUSED, "blocked", True)
+    assert set(await _pauses(db)) == {sending_on}

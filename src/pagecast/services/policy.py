@@ -1,7 +1,8 @@
 """Facebook's messaging policy enforcement of a Page (the `messaging_policy_enforcement` webhook).
 
 - `block`: the Page becomes `restricted` with Facebook's reason, and its sending campaigns
-  pause with it (`sending.stop_page`, audited as `page.stopped`).
+  pause with it (`sending.stop_page`, audited as `page.stopped` and, per campaign, as
+  `campaign.paused` by the system).
 - `unblock`: a restricted Page is active again, and the campaigns its stop paused resume
   (`sending.resume`, audited as `campaign.resumed` by the system); the caller plans them.
   Campaigns a person paused stay paused. A Page waiting for a new token stays so.

@@ -365,15 +365,23 @@ async def stop_page(
     ids. The stop itself is audited as `page.stopped`."""
     page = await pages.get(session, page_id)
     page.status, page.status_reason = status, reason
-    ids = list(
+    # Locked in id order (as every writer of several campaigns takes them); one cancelled
+    # or completed before its lock came is no longer the stop's to pause.
+    found = list(
         await session.scalars(
             select(Campaign.id)
             .where(Campaign.page_id == page_id, Campaign.status == CampaignStatus.SENDING)
             .order_by(Campaign.id)
+            .with_for_update()
         )
     )
-    for campaign_id in ids:
-        await pause(session, Actor.system(), campaign_id, reason=reason, by_page=True)
+    ids = []
+    for campaign_id in found:
+        try:
+            await pause(session, Actor.system(), campaign_id, reason=reason, by_page=True)
+        except InvalidState:
+            continue
+        ids.append(campaign_id)
     await audit.record(
         session,
         Actor.system(),

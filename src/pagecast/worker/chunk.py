@@ -21,13 +21,14 @@ from bullmq.custom_errors import DelayedError
 from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError
 
-from pagecast.graph import DEFAULT_THROTTLE_SECONDS, ErrorKind, PageCredentials
+from pagecast.graph import PageCredentials
 from pagecast.jobs import ChunkJob
 from pagecast.models import Campaign, CampaignStatus, DeliveryStatus, Page
 from pagecast.priority_gate import PriorityGate
 from pagecast.queue import REDIS_DOWN
 from pagecast.ratelimit import Grant, default_burst
 from pagecast.services import audience, campaigns, deliveries, pacing, pages, sending
+from pagecast.worker.outcome import regain_after
 from pagecast.worker.results import finish_chunk, schedule_retry
 from pagecast.worker.send import send
 from pagecast.worker.state import Env
@@ -210,13 +211,7 @@ async def _claim_and_send(
     outcomes += [
         deliveries.Outcome(i, DeliveryStatus.PENDING, refund_attempt=True) for i in released
     ]
-    regain = [
-        o.retry_after or DEFAULT_THROTTLE_SECONDS
-        for o in sent_outcomes
-        if o.error_kind == ErrorKind.THROTTLE.value
-    ]
-    if regain:
-        delay_job_for = max(delay_job_for, *regain)
+    delay_job_for = max(delay_job_for, regain_after(sent_outcomes))
     await finish_chunk(env, campaign, page, claimed, outcomes, first_id, last_id)
     if delay_job_for or (released and state.stopping.is_set()):
         await job.moveToDelayed(int((clock.time() + delay_job_for) * 1000), token)

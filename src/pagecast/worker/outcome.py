@@ -6,14 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from collections.abc import Sequence
 from datetime import datetime
 
-from pagecast.graph import ErrorKind, GraphError, SendResult
+from pagecast.graph import DEFAULT_THROTTLE_SECONDS, ErrorKind, GraphError, SendResult
 from pagecast.models import DeliveryStatus
 from pagecast.services import deliveries, retries
 from pagecast.worker.state import Env
 
-__all__ = ["failure", "outcome"]
+__all__ = ["failure", "outcome", "regain_after"]
 
 
 async def outcome(
@@ -64,3 +65,17 @@ def failure(env: Env, item: deliveries.Claimed, exc: GraphError) -> deliveries.O
     config = env.config
     policy = retries.RetryPolicy(config.max_attempts, config.retry_base, config.retry_cap)
     return retries.after_failure(item.delivery_id, item.attempts, said, policy, now=env.clock.now())
+
+
+def regain_after(outcomes: Sequence[deliveries.Outcome]) -> float:
+    """How long the Page must be left alone after the throttled answers among `outcomes`
+    (0 when none was throttled): the longest regain estimate, Graph's default where an
+    answer gave none."""
+    return max(
+        (
+            o.retry_after or DEFAULT_THROTTLE_SECONDS
+            for o in outcomes
+            if o.error_kind == ErrorKind.THROTTLE.value
+        ),
+        default=0.0,
+    )

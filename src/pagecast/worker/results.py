@@ -13,7 +13,6 @@ from sqlalchemy import select
 
 from pagecast.db import until_written
 from pagecast.graph import (
-    DEFAULT_THROTTLE_SECONDS,
     ErrorKind,
     code_text,
     is_spam_warning,
@@ -24,11 +23,11 @@ from pagecast.models import (
     CampaignStatus,
     DeliveryStatus,
     Page,
-    utcnow,
 )
 from pagecast.queue import REDIS_DOWN
 from pagecast.services import breaker as breakers
 from pagecast.services import deliveries, pages, retries, sending
+from pagecast.worker.outcome import regain_after
 from pagecast.worker.state import Env
 
 __all__ = ["breaker", "count", "finish_chunk", "schedule_retry"]
@@ -52,9 +51,13 @@ async def finish_chunk(
     throttles = [o for o in outcomes if o.error_kind == ErrorKind.THROTTLE.value]
     stops = [o for o in outcomes if o.error_kind == ErrorKind.STOP_PAGE.value]
     if throttles:
-        regain = max(o.retry_after or DEFAULT_THROTTLE_SECONDS for o in throttles)
+        first = throttles[0]
         try:
-            await env.limiter.throttle(page.id, regain, f"Graph error {throttles[0].error_code}")
+            await env.limiter.throttle(
+                page.id,
+                regain_after(throttles),
+                f"Graph error {code_text(first.error_code, first.error_subcode)}",
+            )
         except REDIS_DOWN:  # the results must still be written
             logger.warning("page %d: could not throttle, Redis failed", page.id)
 
@@ -144,7 +147,7 @@ async def schedule_retry(
 ) -> None:
     due = await retries.next_retry_due(session, campaign.id, first_id, last_id)
     if due is not None:
-        delay = max(0.0, (due - utcnow()).total_seconds())
+        delay = max(0.0, (due - env.clock.now()).total_seconds())
         try:
             await env.queue.enqueue_chunks(
                 campaign.id,
