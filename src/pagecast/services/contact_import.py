@@ -283,10 +283,8 @@ _SQLITE_STEPS = (
     "DELETE FROM import_rows",
     "DELETE FROM import_tags",
 )
-_SQLITE_MERGE = """
-    INSERT INTO contacts (page_id, psid, first_name, last_name, last_inbound_at,
-                          created_at, updated_at)
-    SELECT ?, psid, first_name, last_name, seen, ?, ? FROM import_rows WHERE true
+# A known contact keeps what the file leaves empty and its newest inbound time (both backends).
+_KNOWN_CONTACT = """
     ON CONFLICT (page_id, psid) DO UPDATE SET
         first_name = coalesce(excluded.first_name, contacts.first_name),
         last_name = coalesce(excluded.last_name, contacts.last_name),
@@ -296,6 +294,14 @@ _SQLITE_MERGE = """
             THEN excluded.last_inbound_at ELSE contacts.last_inbound_at END,
         updated_at = excluded.updated_at
 """
+_SQLITE_MERGE = (
+    """
+    INSERT INTO contacts (page_id, psid, first_name, last_name, last_inbound_at,
+                          created_at, updated_at)
+    SELECT ?, psid, first_name, last_name, seen, ?, ? FROM import_rows WHERE true
+    """
+    + _KNOWN_CONTACT
+)
 
 
 async def _sqlite_upsert(
@@ -376,14 +382,9 @@ _PG_UPSERT = text(
         FROM unnest(CAST(:psids AS varchar[]), CAST(:first AS varchar[]),
                     CAST(:last AS varchar[]), CAST(:seen AS timestamptz[]))
              AS u(psid, first_name, last_name, seen)
-        ON CONFLICT (page_id, psid) DO UPDATE SET
-            first_name = coalesce(excluded.first_name, contacts.first_name),
-            last_name = coalesce(excluded.last_name, contacts.last_name),
-            last_inbound_at = CASE
-                WHEN contacts.last_inbound_at IS NULL
-                     OR excluded.last_inbound_at > contacts.last_inbound_at
-                THEN excluded.last_inbound_at ELSE contacts.last_inbound_at END,
-            updated_at = excluded.updated_at
+    """
+    + _KNOWN_CONTACT
+    + """
         RETURNING id, psid, (xmax = 0) AS inserted
     ), tagged AS (
         INSERT INTO contact_tags (contact_id, tag_id)
