@@ -42,20 +42,24 @@ class WebhookEvent(Base):
     error: Mapped[str | None] = mapped_column(Text)
 
 
+def _one_running_per_page(table: str) -> Index:
+    """At most one running job of the table per Page, whatever process tries to start
+    another (a partial unique index on both backends)."""
+    running = "state = 'running'"
+    return Index(
+        f"ux_{table}_running_page_id",
+        "page_id",
+        unique=True,
+        sqlite_where=text(running),
+        postgresql_where=text(running),
+    )
+
+
 class PageSync(Base):
     """One audience sync of a Page from the Conversations API, with its progress."""
 
     __tablename__ = "page_syncs"
-    __table_args__ = (
-        # At most one running sync per Page, whatever process tries to start another.
-        Index(
-            "ux_page_syncs_running_page_id",
-            "page_id",
-            unique=True,
-            sqlite_where=text("state = 'running'"),
-            postgresql_where=text("state = 'running'"),
-        ),
-    )
+    __table_args__ = (_one_running_per_page("page_syncs"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     page_id: Mapped[int] = mapped_column(ForeignKey("pages.id", ondelete="CASCADE"), index=True)
@@ -76,16 +80,7 @@ class ContactImport(Base):
     """One CSV import of contacts into a Page: a background job, its progress and report."""
 
     __tablename__ = "contact_imports"
-    __table_args__ = (
-        # At most one running import per Page, whatever process tries to start another.
-        Index(
-            "ux_contact_imports_running_page_id",
-            "page_id",
-            unique=True,
-            sqlite_where=text("state = 'running'"),
-            postgresql_where=text("state = 'running'"),
-        ),
-    )
+    __table_args__ = (_one_running_per_page("contact_imports"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     page_id: Mapped[int] = mapped_column(ForeignKey("pages.id", ondelete="CASCADE"), index=True)
