@@ -6,12 +6,11 @@ app connects to nothing.
 
 from __future__ import annotations
 
-import httpx
-
 from pagecast.audience_sync import SyncRunner
 from pagecast.db import Database
 from pagecast.errors import ServiceUnavailable, UpstreamError
 from pagecast.graph import ErrorKind, GraphClient, GraphError, PageCredentials, make_http_client
+from pagecast.graph.transport import GraphHttp
 from pagecast.import_runner import ImportOptions, ImportRunner
 from pagecast.queue import Queue
 from pagecast.ratelimit import PageLimiter
@@ -38,7 +37,7 @@ class AppContext:
         )
         self._owns_db = database is None
         self._vault: Vault | None = None
-        self._http: httpx.AsyncClient | None = None
+        self._http: GraphHttp | None = None
         self._graph: GraphClient | None = None
         self._syncs: SyncRunner | None = None
         self._imports: ImportRunner | None = None

@@ -1,4 +1,5 @@
-"""Fixtures for the Graph client tests: a client on `httpx.MockTransport`, and one on the simulator."""
+"""Fixtures for the Graph client tests: a client on a loopback stand-in answering with a test's
+handler, and one on the simulator."""
 
 from __future__ import annotations
 
@@ -8,9 +9,10 @@ from typing import Any
 import httpx
 import pytest
 import pytest_asyncio
-from graph_support import APP_SECRET, TOKEN, VERSION, Handler, Sim
+from graph_support import APP_SECRET, TOKEN, VERSION, Handler, LoopbackGraph, Sim
 
 from pagecast.graph import GraphClient, PageCredentials, make_http_client
+from pagecast.graph.transport import GraphHttp
 
 
 @pytest.fixture
@@ -23,19 +25,31 @@ def creds_with_secret() -> PageCredentials:
     return PageCredentials(TOKEN, APP_SECRET)
 
 
+@pytest_asyncio.fixture(scope="session")
+async def loopback_graph() -> AsyncIterator[LoopbackGraph]:
+    """One loopback stand-in server for the session; each test sets its handler."""
+    server = LoopbackGraph()
+    await server.start()
+    yield server
+    await server.stop()
+
+
 @pytest_asyncio.fixture
-async def mock_graph() -> AsyncIterator[Callable[[Handler], GraphClient]]:
-    """`mock_graph(handler)` -> a GraphClient whose every request goes to `handler`."""
-    clients: list[httpx.AsyncClient] = []
+async def mock_graph(
+    loopback_graph: LoopbackGraph,
+) -> AsyncIterator[Callable[[Handler], GraphClient]]:
+    """`mock_graph(handler)` -> a GraphClient whose every request the stand-in answers with
+    `handler`, through the real transport and a real socket."""
+    clients: list[GraphHttp] = []
 
     def make(handler: Handler) -> GraphClient:
-        http = httpx.AsyncClient(
-            transport=httpx.MockTransport(handler), base_url="https://graph.facebook.com"
-        )
+        loopback_graph.handler = handler
+        http = make_http_client(loopback_graph.url, connect_timeout=2, read_timeout=5)
         clients.append(http)
         return GraphClient(http, version=VERSION)
 
     yield make
+    loopback_graph.handler = None
     for http in clients:
         await http.aclose()
 

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
+from aiohttp import web
 
 from pagecast.graph import GraphClient, PageCredentials
 
@@ -139,3 +140,54 @@ class WebhookReceiver:
             pass
         finally:
             writer.close()
+
+
+class LoopbackGraph:
+    """A real HTTP server on a loopback port that answers with a test's httpx-style handler.
+
+    The Graph client under test goes through its real transport to a real socket; the handler
+    sees each request as an `httpx.Request` on `https://graph.facebook.com` and returns an
+    `httpx.Response`. A handler that raises makes the server drop the connection after reading
+    the request, without an answer (what a server that went away does).
+    """
+
+    def __init__(self) -> None:
+        self.handler: Handler | None = None
+        self.url = ""
+        self.connections = 0
+        self._runner: web.ServerRunner | None = None
+
+    async def start(self) -> None:
+        server = web.Server(self._serve)
+        self._runner = web.ServerRunner(server, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        (address, *_) = self._runner.addresses
+        self.url = f"http://127.0.0.1:{address[1]}"
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    async def _serve(self, request: web.BaseRequest) -> web.StreamResponse:
+        assert self.handler is not None, "no handler set"
+        incoming = httpx.Request(
+            request.method,
+            "https://graph.facebook.com" + request.raw_path,
+            headers=[(k, v) for k, v in request.headers.items() if k.lower() != "host"],
+            content=await request.read(),
+        )
+        try:
+            answer = self.handler(incoming)
+        except Exception:
+            assert request.transport is not None
+            request.transport.close()  # read the request, then went away without answering
+            raise web.HTTPInternalServerError() from None
+        headers = [
+            (k, v)
+            for k, v in answer.headers.multi_items()
+            if k.lower() not in ("content-length", "transfer-encoding", "connection")
+        ]
+        body = b"" if answer.status_code in (204, 304) else answer.read()
+        return web.Response(status=answer.status_code, headers=headers, body=body)

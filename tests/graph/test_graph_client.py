@@ -1,4 +1,6 @@
-"""Request shapes and response mapping of `GraphClient`, on `httpx.MockTransport`."""
+"""Request shapes and response mapping of `GraphClient`, against a loopback stand-in server.
+
+Transport failures (drops, resets, timeouts, keep-alive) are in test_graph_transport.py."""
 
 from __future__ import annotations
 
@@ -321,43 +323,6 @@ async def test_batch_whole_request_error_raises(
     assert info.value.kind is ErrorKind.BAD_REQUEST
 
 
-@pytest.mark.parametrize(
-    ("exc", "send_kind"),
-    [
-        (httpx.ConnectError("refused"), ErrorKind.RETRY),
-        (httpx.ConnectTimeout("slow"), ErrorKind.RETRY),
-        (httpx.PoolTimeout("pool"), ErrorKind.RETRY),
-        (httpx.WriteTimeout("write"), ErrorKind.RETRY),
-        (httpx.ReadTimeout("read"), ErrorKind.AMBIGUOUS),
-        (httpx.ReadError("reset"), ErrorKind.AMBIGUOUS),
-        (
-            httpx.RemoteProtocolError("Server disconnected without sending a response."),
-            ErrorKind.AMBIGUOUS,
-        ),
-        (RuntimeError("transport bug"), ErrorKind.AMBIGUOUS),
-    ],
-)
-async def test_transport_failures(
-    mock_graph: Callable[..., GraphClient],
-    creds: PageCredentials,
-    exc: Exception,
-    send_kind: ErrorKind,
-) -> None:
-    def boom(request: httpx.Request) -> httpx.Response:
-        raise exc
-
-    graph = mock_graph(boom)
-    with pytest.raises(GraphError) as info:
-        await graph.send_message(creds, psid="1", message={"text": "hi"})
-    assert info.value.kind is send_kind and info.value.status is None
-    with pytest.raises(GraphError) as info:
-        await graph.send_batch(creds, [BatchMessage(psid="1", message={"text": "hi"})])
-    assert info.value.kind is send_kind
-    with pytest.raises(GraphError) as info:
-        await graph.get_me(creds)
-    assert info.value.kind is ErrorKind.RETRY  # nothing is delivered by a read
-
-
 async def test_unreadable_2xx_send_is_ambiguous(
     mock_graph: Callable[..., GraphClient], creds: PageCredentials
 ) -> None:
@@ -372,7 +337,7 @@ async def test_make_http_client_settings() -> None:
         "http://127.0.0.1:9", connect_timeout=1.5, read_timeout=12.0, max_connections=300
     )
     async with http:
-        assert http.timeout.connect == 1.5 and http.timeout.read == 12.0
+        assert http.timeout.sock_connect == 1.5 and http.timeout.sock_read == 12.0
         assert str(http.base_url) == "http://127.0.0.1:9"
         graph = GraphClient(http, version="v25.0")
         with pytest.raises(GraphError) as info:  # nothing listens on port 9

@@ -3,8 +3,8 @@
 `GraphClient` sends Messenger messages (one by one or in batches of up to 50), reads `/me`,
 conversations and user profiles, and turns every failure into a `GraphError` whose `kind`
 says what the caller should do (docs/design.md invariant 5, `docs/graph-errors.md`). It takes
-setting *values* through its constructor and a caller-owned `httpx.AsyncClient`
-(`make_http_client`); nothing connects at import.
+setting *values* through its constructor and a caller-owned keep-alive pool on aiohttp
+(`make_http_client`, `transport.GraphHttp`); nothing connects at import.
 """
 
 from __future__ import annotations

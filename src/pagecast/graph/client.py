@@ -2,20 +2,16 @@
 
 Every failure, whatever the response or the transport did, leaves as a `GraphError`.
 Tokens travel in the `Authorization: Bearer` header (or, inside a batch, in each
-operation's body), never in a URL, so httpx's request log lines cannot show them.
+operation's body), never in a URL, so no request log line can show them.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
-import time
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
-
-import httpx
 
 from pagecast.graph import wire
 from pagecast.graph.errors import ErrorKind, GraphError, error_from_body
@@ -28,7 +24,7 @@ from pagecast.graph.models import (
     UserProfile,
 )
 from pagecast.graph.security import PageCredentials
-from pagecast.graph.transport import ShardedTransport
+from pagecast.graph.transport import KEEPALIVE_EXPIRY_S, GraphHttp, may_have_left
 from pagecast.graph.usage import Usage
 
 __all__ = [
@@ -38,8 +34,6 @@ __all__ = [
     "GraphClient",
     "make_http_client",
 ]
-
-KEEPALIVE_EXPIRY_S = 4.0
 
 logger = logging.getLogger(__name__)
 
@@ -70,32 +64,26 @@ def make_http_client(
     read_timeout: float = 30.0,
     max_connections: int = 400,
     pool_timeout: float | None = 60.0,
-) -> httpx.AsyncClient:
+    keepalive_expiry: float = KEEPALIVE_EXPIRY_S,
+) -> GraphHttp:
     """The process-wide keep-alive pool for Graph calls. The caller owns it and closes it.
 
     No connection is opened until the first request.
     """
-    # Idle connections are dropped before a server's own keep-alive timeout can close them
-    # (uvicorn's is 5 s): a request written on a connection the server is closing fails
-    # without an answer, which a sender must count as ambiguous.
-    transport = ShardedTransport(
-        max_connections=max_connections, keepalive_expiry=KEEPALIVE_EXPIRY_S
-    )
-    return httpx.AsyncClient(
-        base_url=base_url,
-        transport=transport,
-        timeout=httpx.Timeout(
-            connect=connect_timeout, read=read_timeout, write=read_timeout, pool=pool_timeout
-        ),
-        headers={"Accept": "application/json", "User-Agent": "pagecast"},
-        follow_redirects=False,
+    return GraphHttp(
+        base_url,
+        connect_timeout=connect_timeout,
+        read_timeout=read_timeout,
+        max_connections=max_connections,
+        pool_timeout=pool_timeout,
+        keepalive_expiry=keepalive_expiry,
     )
 
 
 class GraphClient:
-    """Graph API calls for many Pages through one `httpx.AsyncClient`; credentials come per call."""
+    """Graph API calls for many Pages through one `GraphHttp` pool; credentials come per call."""
 
-    def __init__(self, http: httpx.AsyncClient, *, version: str = "v25.0") -> None:
+    def __init__(self, http: GraphHttp, *, version: str = "v25.0") -> None:
         self._http = http
         self._version = version.strip("/")
 
@@ -352,7 +340,6 @@ class GraphClient:
         *,
         params: Mapping[str, str] | None = None,
         json_body: Any = None,
-        form_body: Mapping[str, str] | None = None,
         idempotent: bool = True,
         root: bool = False,
         on_sent: Callable[[], None] | None = None,
@@ -371,28 +358,24 @@ class GraphClient:
             response = await self._http.request(
                 method,
                 url,
-                params=query or None,
-                json=json_body,
-                data=form_body,
+                query=query,
+                json_body=json_body,
                 headers={"Authorization": f"Bearer {creds.access_token}"},
-                extensions=(
-                    None
-                    if on_sent is None and not_before is None
-                    else {"trace": _trace(on_sent, not_before)}
-                ),
+                on_sent=on_sent,
+                not_before=not_before,
             )
-        except httpx.HTTPError as exc:
-            raise wire.transport_error(exc, context, idempotent=idempotent) from exc
-        except Exception as exc:  # a broken transport must still yield a GraphError
-            raise wire.transport_error(exc, context, idempotent=idempotent) from exc
+        except Exception as exc:  # every transport failure, expected or not, is a GraphError
+            raise wire.transport_error(
+                exc, context, idempotent=idempotent, may_have_left=may_have_left(exc)
+            ) from exc
         usage = Usage.from_headers(response.headers)
         data = wire.decode_json(response.content)
         error = error_from_body(
-            data, status=response.status_code, usage=usage, context=context, redact=creds.secrets()
+            data, status=response.status, usage=usage, context=context, redact=creds.secrets()
         )
         if error is None and not response.is_success:
             error = wire.status_error(
-                response.status_code, response.headers.get("retry-after"), usage, context
+                response.status, response.headers.get("retry-after"), usage, context
             )
         if error is not None:
             logger.info(
@@ -411,25 +394,6 @@ class GraphClient:
                 usage,
                 idempotent=idempotent,
                 detail="body is not JSON",
-                status=response.status_code,
+                status=response.status,
             )
         return data, usage
-
-
-def _trace(
-    on_sent: Callable[[], None] | None, not_before: float | None
-) -> Callable[[str, dict[str, Any]], Awaitable[None]]:
-    """An httpcore `trace` extension: it holds the request, built and on its connection,
-    until `not_before`, and calls `on_sent` once the request body is written."""
-
-    async def trace(event: str, info: dict[str, Any]) -> None:
-        if not_before is not None and event.endswith("send_request_headers.started"):
-            if (early := not_before - time.monotonic()) > 0:
-                await asyncio.sleep(early)
-        elif on_sent is not None and event.endswith("send_request_body.complete"):
-            try:
-                on_sent()
-            except Exception:  # the request is out: a failing hook must not make it ambiguous
-                logger.exception("the hook after a written Graph request failed")
-
-    return trace

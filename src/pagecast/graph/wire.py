@@ -6,8 +6,6 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-import httpx
-
 from pagecast.graph.errors import (
     ErrorKind,
     GraphError,
@@ -149,28 +147,16 @@ def bad_answer(
     )
 
 
-# Raised before a single byte of the request left: safe to send again.
-_NOT_SENT = (
-    httpx.ConnectError,
-    httpx.ConnectTimeout,
-    httpx.PoolTimeout,
-    httpx.WriteError,
-    httpx.WriteTimeout,
-    httpx.LocalProtocolError,
-    httpx.UnsupportedProtocol,
-    httpx.ProxyError,
-    httpx.InvalidURL,
-)
-
-
-def transport_error(exc: BaseException, context: str, *, idempotent: bool) -> GraphError:
-    """Connect failures are `retry`; a timeout or drop after the request was written is `ambiguous`.
+def transport_error(
+    exc: BaseException, context: str, *, idempotent: bool, may_have_left: bool
+) -> GraphError:
+    """A failure with no answer: `retry` when the request cannot have left (the transport
+    says, `transport.may_have_left`), else `ambiguous`: it may have been delivered.
 
     For reads (`idempotent`) nothing can have been delivered, so they are always `retry`.
     """
-    not_sent = isinstance(exc, _NOT_SENT)
-    kind = ErrorKind.RETRY if idempotent or not_sent else ErrorKind.AMBIGUOUS
-    phase = "before the request was sent" if not_sent else "after the request was sent"
+    kind = ErrorKind.AMBIGUOUS if may_have_left and not idempotent else ErrorKind.RETRY
+    phase = "after the request was sent" if may_have_left else "before the request was sent"
     # The exception text never holds the token (it is only in a header), but keep it short.
     return GraphError(
         f"{context}: {type(exc).__name__} {phase} ({kind.value}): {str(exc)[:200]}",
