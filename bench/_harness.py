@@ -46,9 +46,12 @@ __all__ = [
     "Redis",
     "Simulator",
     "Worker",
+    "cpu_seconds",
     "free_port",
     "machine",
+    "machine_cpu_seconds",
     "median",
+    "postgres_cpu_seconds",
     "print_table",
     "write_results",
 ]
@@ -306,6 +309,36 @@ def cpu_seconds(pid: int) -> float:
     """User + system CPU time process `pid` used so far (Linux /proc)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def postgres_cpu_seconds() -> float | None:
+    """User + system CPU time the PostgreSQL server used so far (Linux /proc): every process
+    named `postgres` (the server, its background processes and every backend, whatever its
+    database), plus what their exited children used (cutime + cstime), so a backend that
+    ends between two readings still counts. None when no such process is visible."""
+    ticks, seen = 0, False
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:  # the process ended meanwhile
+            continue
+        name, fields = stat[stat.index("(") + 1 : stat.rindex(")")], stat.rsplit(")", 1)[1]
+        if name == "postgres":
+            seen = True
+            ticks += sum(int(f) for f in fields.split()[11:15])
+    return ticks / os.sysconf("SC_CLK_TCK") if seen else None
+
+
+def machine_cpu_seconds() -> tuple[float, float]:
+    """Busy and idle CPU time of the whole machine so far, all cores together (/proc/stat;
+    waiting for I/O counts as idle, time stolen by a hypervisor as busy)."""
+    user, nice, system, idle, iowait, irq, softirq, steal = (
+        int(f) for f in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]
+    )
+    tick = os.sysconf("SC_CLK_TCK")
+    return (user + nice + system + irq + softirq + steal) / tick, (idle + iowait) / tick
 
 
 class Worker:
