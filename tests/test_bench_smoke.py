@@ -34,6 +34,7 @@ def _postgres_answers() -> bool:
     ("script", "result"),
     [
         ("throughput.py", "throughput"),
+        ("transport.py", "transport"),
         ("baseline_per_message.py", "baseline_per_message"),
         ("rate_fidelity.py", "rate_fidelity"),
         ("start_latency.py", "start_latency"),

@@ -11,6 +11,7 @@ import pytest
 
 SRC = Path(__file__).parent.parent / "src" / "pagecast"
 FORBIDDEN_IN_SERVICES = (
+    "aiohttp",
     "httpx",
     "redis",
     "bullmq",
@@ -57,16 +58,18 @@ def test_package_init_does_not_import_the_web_app() -> None:
     assert _imports(SRC / "__init__.py") == {"sys"}
 
 
-def test_a_worker_process_loads_neither_the_web_stack_nor_httpxs_command_line() -> None:
+def test_a_worker_process_loads_neither_the_web_stack_nor_httpx() -> None:
     # What `pagecast worker` imports before it runs, in its order: the CLI (the console
     # script's entry point), then the worker and its context.
-    # The web stack and httpx's own command line (rich, pygments) would be memory it never
-    # uses (docs/performance.md, P6).
+    # The web stack, httpx (the Graph client is on aiohttp) and httpx's own command line
+    # (rich, pygments) would be memory it never uses (docs/performance.md, P6). The `None`
+    # that pagecast/__init__.py puts at `httpx._main` is not httpx loaded.
     code = (
         "import sys\n"
         "import pagecast.cli, pagecast.cli.processes, pagecast.context, pagecast.worker\n"
-        "unused = {'fastapi', 'starlette', 'uvicorn', 'jinja2', 'rich', 'pygments'}\n"
-        "print(sorted(unused & {name.partition('.')[0] for name in sys.modules}))\n"
+        "unused = {'fastapi', 'starlette', 'uvicorn', 'jinja2', 'rich', 'pygments', 'httpx'}\n"
+        "loaded = {name.partition('.')[0] for name, m in sys.modules.items() if m is not None}\n"
+        "print(sorted(unused & loaded))\n"
     )
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True

@@ -362,6 +362,52 @@ async def test_each_graph_batch_is_dated_in_the_pages_window_when_it_was_written
     assert len(redated) == batches, [c for c in commands if "EVALSHA" in c]
 
 
+async def test_single_sends_share_the_limiters_grants_and_each_is_its_own_request(
+    admin: httpx.AsyncClient,
+    manager: httpx.AsyncClient,
+    sim: httpx.AsyncClient,
+    sending_settings: Settings,
+    db: Database,
+) -> None:
+    """At one request per message, the worker asks the limiter for as many slots as are
+    free in flight (up to the Page's burst): an idle Page's first grant covers several
+    sends, each still its own Send request, and that grant is re-dated once they are out.
+    The real limiter is watched by wrapping its calls, not replaced."""
+    assert sending_settings.send_batch_size == 1
+    page_id = await setup_page(admin, sim, send_rate=300)  # a burst of 6 slots at once
+    await add_people(sim, manager, page_id, 60)
+    campaign_id = await new_campaign(manager, page_id)
+    assert (await manager.post(f"/api/campaigns/{campaign_id}/start")).status_code == 202
+    grants: list[Any] = []
+    redated: list[str] = []
+    async with RunningWorker(sending_settings, db) as running:
+        limiter = running.ctx.limiter
+        take, left = limiter.take, limiter.left
+
+        async def watched_take(*args: Any, **kwargs: Any) -> Any:
+            grant = await take(*args, **kwargs)
+            grants.append(grant)
+            return grant
+
+        async def watched_left(page: int, grant: Any) -> int:
+            redated.append(grant.at)
+            return await left(page, grant)
+
+        limiter.take, limiter.left = watched_take, watched_left  # type: ignore[method-assign]
+        done = await wait_for(manager, campaign_id, {"completed"})
+    assert done["counts"]["sent"] == 60
+    sends = [
+        c
+        for c in (await sim.get("/__sim/calls", params={"page_id": PAGE})).json()["calls"]
+        if c["path"].endswith("/me/messages")
+    ]
+    assert len(sends) == 60 and not any(c["in_batch"] for c in sends)
+    assert sum(g.granted for g in grants) == 60
+    shared = [g for g in grants if g.granted > 1]
+    assert shared, [g.granted for g in grants]  # so fewer granting calls than messages
+    assert {g.at for g in shared} <= set(redated)  # each shared grant was re-dated
+
+
 async def test_transient_errors_exhaust_into_retries_exhausted(
     admin: httpx.AsyncClient,
     manager: httpx.AsyncClient,

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, quote
 
 import httpx
 import pytest
@@ -362,3 +362,17 @@ async def test_subscribe_app_and_list(
     )
     assert rec.requests[0].url.params["subscribed_fields"] == "messages,message_echoes"
     assert rec.requests[1].method == "GET"
+
+
+@pytest.mark.parametrize("odd", ["../me/accounts", "12?fields=id", "a b#c", "x/y"])
+async def test_an_id_is_one_path_segment_whatever_it_holds(
+    mock_graph: Callable[..., GraphClient], creds: PageCredentials, odd: str
+) -> None:
+    rec = Recorder(ok({"id": odd, "first_name": "A"}), ok({"data": []}))
+    graph = mock_graph(rec)
+    await graph.get_profile(creds, odd)
+    assert await graph.subscribed_apps(creds, odd) == []
+    for request, suffix in zip(rec.requests, ["", "/subscribed_apps"], strict=True):
+        assert request.url.raw_path.decode().split("?")[0] == (
+            "/v25.0/" + quote(odd, safe="") + suffix
+        )

@@ -21,7 +21,8 @@ from pagecast.errors import PagecastError
 
 def _logging(level: str) -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("alembic", "httpx", "httpcore"):
+    # The Graph transport's line per request is DEBUG: `--log-level DEBUG` shows it.
+    for noisy in ("alembic", "httpx", "httpcore", "aiohttp"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 

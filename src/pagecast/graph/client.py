@@ -11,7 +11,7 @@ import json
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
 from pagecast.graph import wire
 from pagecast.graph.errors import ErrorKind, GraphError, error_from_body
@@ -52,6 +52,13 @@ WEBHOOK_FIELDS = (
     "messaging_referrals",
     "messaging_policy_enforcement",
 )
+
+
+def _segment(graph_id: str) -> str:
+    """An id as one path segment: a PSID or Page id with `/`, `?` or `..` in it (ids come
+    from webhooks and files) cannot reach another Graph path."""
+    return quote(graph_id, safe="")
+
 
 # Never sent again when following a `paging.next` URL (real Graph puts the token there).
 _AUTH_PARAMS = frozenset({"access_token", "appsecret_proof"})
@@ -228,7 +235,7 @@ class GraphClient:
         An unknown PSID (100/33 on this call) is `recipient_unreachable`, not `stop_page`.
         """
         try:
-            data, usage = await self._call(creds, "GET", psid, params={"fields": fields})
+            data, usage = await self._call(creds, "GET", _segment(psid), params={"fields": fields})
         except GraphError as exc:
             if (exc.code, exc.subcode) == (100, 33):
                 exc.kind = ErrorKind.RECIPIENT_UNREACHABLE
@@ -257,7 +264,7 @@ class GraphClient:
 
         `after` resumes from a page's `after_cursor` (after a failed call, say).
         """
-        path = f"{page_id}/conversations"
+        path = f"{_segment(page_id)}/conversations"
         params: dict[str, str] = {"platform": platform, "fields": fields, "limit": str(limit)}
         if after is not None:
             params["after"] = after
@@ -313,7 +320,7 @@ class GraphClient:
         self, creds: PageCredentials, page_id: str, *, fields: Sequence[str] = WEBHOOK_FIELDS
     ) -> bool:
         """`POST /{page_id}/subscribed_apps`: deliver these webhook fields of the Page to our app."""
-        path = f"{page_id}/subscribed_apps"
+        path = f"{_segment(page_id)}/subscribed_apps"
         data, _usage = await self._call(
             creds, "POST", path, params={"subscribed_fields": ",".join(fields)}
         )
@@ -323,7 +330,7 @@ class GraphClient:
         """`GET /{page_id}/subscribed_apps`: the apps receiving the Page's webhooks (empty once
         Meta unsubscribed an app whose endpoint failed for an hour: docs/graph-api.md,
         "A webhook POST")."""
-        path = f"{page_id}/subscribed_apps"
+        path = f"{_segment(page_id)}/subscribed_apps"
         data, usage = await self._call(creds, "GET", path)
         apps = data.get("data") if isinstance(data, dict) else None
         if not isinstance(apps, list):

@@ -67,7 +67,9 @@ class _Hooks:
     sent: bool = False
 
     async def hold(self) -> None:
-        if self.not_before is not None and (early := self.not_before - time.monotonic()) > 0:
+        # A loop's timers may fire up to a millisecond early (uvloop's are in whole
+        # milliseconds): sleep again until the moment has truly come.
+        while self.not_before is not None and (early := self.not_before - time.monotonic()) > 0:
             await asyncio.sleep(early)
 
     def written(self) -> None:

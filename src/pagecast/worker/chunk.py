@@ -30,7 +30,7 @@ from pagecast.ratelimit import Grant, default_burst
 from pagecast.services import audience, campaigns, deliveries, pacing, pages, sending
 from pagecast.worker.outcome import regain_after
 from pagecast.worker.results import finish_chunk, schedule_retry
-from pagecast.worker.send import send
+from pagecast.worker.send import SharedGrant, send
 from pagecast.worker.state import Env
 
 __all__ = ["chunk", "precheck"]
@@ -158,11 +158,19 @@ async def _claim_and_send(
         # Room in flight first, then the Page's slots, so that what the limiter grants
         # goes on the wire as its slots open (a grant that waited here could land in
         # Graph's next second with the slots granted after it). The limiter grants a
-        # whole batch at once, up to _GRANT_LEAD ahead, or says when it can.
-        want = await state.in_flight.take(min(batch, len(sends) - index))
+        # whole batch at once, up to _GRANT_LEAD ahead, or says when it can. Single
+        # sends take every free place in flight and as many slots as the schedule has
+        # (at most its burst): one Redis call for several requests when the Page's limit
+        # is not what holds them back.
+        left_to_send = len(sends) - index
+        if batch == 1:
+            want = await state.in_flight.take_free(min(burst, left_to_send))
+        else:
+            want = await state.in_flight.take(min(batch, left_to_send))
+        asked = time.monotonic()
         try:
             grant = await env.limiter.take(
-                page.id, rate, want, burst=burst, least=want, lead=_GRANT_LEAD
+                page.id, rate, want, burst=burst, least=want if batch > 1 else 1, lead=_GRANT_LEAD
             )
         except REDIS_DOWN as exc:
             logger.warning(
@@ -187,22 +195,26 @@ async def _claim_and_send(
             break
         group = sends[index : index + granted]
         index += granted
-        tasks.append(
+        # The wire's clock, which the Graph client waits on (state.Clock).
+        leaves_at = time.monotonic() + wait
+        requests = [group] if batch > 1 else [[item] for item in group]
+        shared = SharedGrant(grant, len(requests), due=asked + wait)
+        tasks += [
             asyncio.create_task(
                 send(
                     env,
                     creds,
                     campaign,
                     message,
-                    group,
+                    request,
                     halt,
                     rate=rate,
-                    grant=grant,
-                    # The wire's clock, which the Graph client waits on (state.Clock).
-                    leaves_at=time.monotonic() + wait,
+                    grant=shared,
+                    leaves_at=leaves_at,
                 )
             )
-        )
+            for request in requests
+        ]
     # Everything this chunk sends is on its way: the Page's next chunk may claim while
     # these answers come in and their results are written.
     let_next_claim()

@@ -22,6 +22,31 @@ __all__ = ["send"]
 logger = logging.getLogger(__name__)
 
 
+class SharedGrant:
+    """A limiter grant and the requests that use its slots: one Graph batch, or several
+    single sends. Its calls are re-dated in the Page's window (`PageLimiter.left`) once the
+    last of its requests has been written, if the grant covers several calls (Graph takes
+    them in over a moment) or that request left more than `LATE_AFTER` after `due`.
+
+    `due` (monotonic) is when the slots start counted from the moment the worker *asked*
+    for them: the grant was made no earlier, so a worker that read Redis's answer late
+    (a busy event loop) still finds its calls late, though each waited only until its own
+    hold (`leaves_at`: when the answer was read, plus the grant's wait) was over.
+    """
+
+    def __init__(self, grant: Grant, requests: int, due: float) -> None:
+        self.grant = grant
+        self._unwritten = requests
+        self._several = grant.granted > 1
+        self._due = due
+
+    def written(self, at: float) -> bool:
+        """One of the requests is out at `at` (monotonic); whether the caller must now
+        re-date the grant."""
+        self._unwritten -= 1
+        return self._unwritten == 0 and (self._several or at - self._due > LATE_AFTER)
+
+
 async def send(
     env: Env,
     creds: PageCredentials,
@@ -31,7 +56,7 @@ async def send(
     halt: asyncio.Event,
     *,
     rate: float,
-    grant: Grant,
+    grant: SharedGrant,
     leaves_at: float,
 ) -> list[deliveries.Outcome]:
     """Send `group`, its in-flight room and limiter slots (`grant`, whose slots start at
@@ -61,13 +86,12 @@ async def send(
         ]
 
         def sent() -> None:
-            # Written late after the grant (a busy event loop), or a batch: the limiter's
-            # window must count these calls from when Graph got them.
+            # Written late after the grant (a busy event loop), or several calls on one
+            # grant: the limiter's window must count them from when Graph got them.
             nonlocal redate, started
             started = time.perf_counter()  # Graph's latency counts from here, not the hold
-            late = time.monotonic() - leaves_at > LATE_AFTER
-            if redate is None and (len(group) > 1 or late):
-                redate = asyncio.create_task(_left(env, campaign.page_id, grant))
+            if redate is None and grant.written(time.monotonic()):
+                redate = asyncio.create_task(_left(env, campaign.page_id, grant.grant))
 
         if len(batch) == 1:
             one = batch[0]

@@ -44,8 +44,8 @@ class Clock:
 
 
 class InFlight:
-    """Messages in flight in one worker (`worker_concurrency`), taken a request's worth at
-    a time: one for a single send, the whole batch for a batch request."""
+    """Messages in flight in one worker (`worker_concurrency`): the whole batch for a batch
+    request; for single sends, as many as are free (each still its own request)."""
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
@@ -59,6 +59,14 @@ class InFlight:
             await self._changed.wait_for(lambda: self.used + n <= self.limit)
             self.used += n
         return n
+
+    async def take_free(self, n: int) -> int:
+        """Wait until one is free, then take as many as are free, up to `n`; returns how many."""
+        async with self._changed:
+            await self._changed.wait_for(lambda: self.used < self.limit)
+            taken = min(n, self.limit - self.used)
+            self.used += taken
+        return taken
 
     async def give_back(self, n: int) -> None:
         async with self._changed:
