@@ -44,3 +44,21 @@ def test_a_shared_grant_is_re_dated_once_after_its_last_request(
         for i in range(1, requests + 1)
     ]
     assert answers == [i == redates_at for i in range(1, requests + 1)]
+
+
+@pytest.mark.parametrize(
+    ("outcomes", "redates_at"),
+    [
+        (["written", "unsent", "written"], 3),  # one failed before its write: the others count
+        (["unsent", "written", "unsent"], 3),
+        (["unsent", "unsent", "unsent"], None),  # nothing left: nothing to re-date
+    ],
+)
+def test_a_request_that_failed_before_its_write_still_settles_the_shared_grant(
+    outcomes: list[str], redates_at: int | None
+) -> None:
+    shared = SharedGrant(Grant(3, 0.0, "1"), 3, due=1000.0)
+    answers = [
+        shared.written(1000.0) if what == "written" else shared.unsent() for what in outcomes
+    ]
+    assert answers == [i == redates_at for i in range(1, 4)]

@@ -338,6 +338,9 @@ async def test_make_http_client_settings() -> None:
     )
     async with http:
         assert http.timeout.sock_connect == 1.5 and http.timeout.sock_read == 12.0
+        # A free connection within 60 s (plus the connect); the whole request within the
+        # connection, a hold and twice the read timeout (aiohttp has no write timeout).
+        assert http.timeout.connect == 61.5 and http.timeout.total == 61.5 + 1.0 + 24.0
         assert str(http.base_url) == "http://127.0.0.1:9"
         graph = GraphClient(http, version="v25.0")
         with pytest.raises(GraphError) as info:  # nothing listens on port 9
@@ -376,3 +379,17 @@ async def test_an_id_is_one_path_segment_whatever_it_holds(
         assert request.url.raw_path.decode().split("?")[0] == (
             "/v25.0/" + quote(odd, safe="") + suffix
         )
+
+
+@pytest.mark.parametrize("odd", ["", ".", ".."])
+async def test_an_id_a_server_would_resolve_to_another_path_is_refused_before_sending(
+    mock_graph: Callable[..., GraphClient], creds: PageCredentials, odd: str
+) -> None:
+    rec = Recorder(ok({}))
+    graph = mock_graph(rec)
+    with pytest.raises(GraphError) as info:
+        await graph.get_profile(creds, odd)
+    assert info.value.kind is ErrorKind.BAD_REQUEST
+    with pytest.raises(GraphError):
+        await graph.subscribed_apps(creds, odd)
+    assert rec.requests == []

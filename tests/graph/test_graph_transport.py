@@ -188,13 +188,19 @@ async def test_waiting_too_long_for_a_free_connection_is_retry(
     client: Callable[..., GraphClient],
 ) -> None:
     async with ScriptedServer(["hang", "ok"]) as server:
-        graph = client(server.url, max_connections=1, pool_timeout=0.2, read_timeout=30)
+        graph = client(
+            server.url, max_connections=1, pool_timeout=0.2, connect_timeout=0.1, read_timeout=30
+        )
         stuck = asyncio.create_task(graph.send_message(CREDS, psid="1", message={"text": "a"}))
         await until(lambda: len(server.requests) == 1)
+        with_proof = PageCredentials(TOKEN, "app-secret-for-the-proof")
         with pytest.raises(GraphError) as info:
-            await graph.send_message(CREDS, psid="2", message={"text": "b"})
+            await graph.send_message(with_proof, psid="2", message={"text": "b"})
         assert info.value.kind is ErrorKind.RETRY
         assert "ConnectionTimeoutError" in str(info.value)
+        # aiohttp names the URL in this error: its query (the proof) is cut from the text.
+        assert with_proof.appsecret_proof is not None
+        assert with_proof.appsecret_proof not in str(info.value)
         assert len(server.requests) == 1  # the second message never left
         stuck.cancel()
         with pytest.raises(asyncio.CancelledError):
@@ -273,7 +279,9 @@ async def test_a_connection_the_server_closed_while_idle_is_not_reused(
         graph = client(server.url)
         await graph.send_message(CREDS, psid="1", message={"text": "a"})
         await until(lambda: server.closed_by_server == [1])
-        for _ in range(5):  # a few turns of the loop: the client's socket reads the close
+        # The server's socket is closed, so the FIN is already in the client's receive queue
+        # (loopback): the loop's next poll hands it to aiohttp. A few turns, not a time.
+        for _ in range(5):
             await asyncio.sleep(0)
         result = await graph.send_message(CREDS, psid="2", message={"text": "b"})
         assert result.message_id == "m_1"

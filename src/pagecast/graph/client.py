@@ -55,8 +55,11 @@ WEBHOOK_FIELDS = (
 
 
 def _segment(graph_id: str) -> str:
-    """An id as one path segment: a PSID or Page id with `/`, `?` or `..` in it (ids come
-    from webhooks and files) cannot reach another Graph path."""
+    """An id as one path segment: a PSID or Page id with `/`, `?` or `#` in it (ids come
+    from webhooks and files) cannot reach another Graph path; an empty id, `.` and `..`
+    (which a server resolves to another path) are refused before any request."""
+    if graph_id in ("", ".", ".."):
+        raise GraphError(f"{graph_id!r} is not a Graph id", kind=ErrorKind.BAD_REQUEST)
     return quote(graph_id, safe="")
 
 

@@ -137,10 +137,16 @@ class GraphHttp:
         self.read_timeout = read_timeout
         self.max_connections = max_connections
         self.keepalive_expiry = keepalive_expiry
-        # `connect` bounds the wait for a free connection plus the connect itself.
+        # `connect` bounds the wait for a free connection plus the connect itself. aiohttp
+        # has no write timeout, and its read timeout starts once the body is written: a
+        # body too large for the socket's buffer (a Graph batch) sent to a peer that stopped
+        # reading would wait for the kernel to give up. `total` bounds the whole request:
+        # the connection, a hold (`not_before`, a fraction of a second), and twice the read
+        # timeout for the write and the answer.
+        connect = None if pool_timeout is None else pool_timeout + connect_timeout
         self.timeout = aiohttp.ClientTimeout(
-            total=None,
-            connect=None if pool_timeout is None else pool_timeout + connect_timeout,
+            total=None if connect is None else connect + 1.0 + 2 * read_timeout,
+            connect=connect,
             sock_connect=connect_timeout,
             sock_read=read_timeout,
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -157,8 +158,10 @@ def transport_error(
     """
     kind = ErrorKind.AMBIGUOUS if may_have_left and not idempotent else ErrorKind.RETRY
     phase = "after the request was sent" if may_have_left else "before the request was sent"
-    # The exception text never holds the token (it is only in a header), but keep it short.
-    return GraphError(
-        f"{context}: {type(exc).__name__} {phase} ({kind.value}): {str(exc)[:200]}",
-        kind=kind,
-    )
+    # The exception text never holds the token (it is only in a header), but aiohttp names
+    # the URL in some, query and `appsecret_proof` included: cut every query; keep it short.
+    text = _QUERY.sub("", str(exc))[:200]
+    return GraphError(f"{context}: {type(exc).__name__} {phase} ({kind.value}): {text}", kind=kind)
+
+
+_QUERY = re.compile(r"\?[^\s'\"]*")

@@ -180,6 +180,9 @@ async def _claim_and_send(
                 len(sends) - index,
             )
             grant = Grant(0, _REDIS_RETRY)
+        except BaseException:  # a bug or a cancel: the places in flight are not ours to keep
+            await state.in_flight.give_back(want)
+            raise
         granted, wait = grant.granted, grant.wait
         if granted < want:
             await state.in_flight.give_back(want - granted)

@@ -24,9 +24,10 @@ logger = logging.getLogger(__name__)
 
 class SharedGrant:
     """A limiter grant and the requests that use its slots: one Graph batch, or several
-    single sends. Its calls are re-dated in the Page's window (`PageLimiter.left`) once the
-    last of its requests has been written, if the grant covers several calls (Graph takes
-    them in over a moment) or that request left more than `LATE_AFTER` after `due`.
+    single sends. Once each of its requests is written or has failed before it could be,
+    its calls are re-dated in the Page's window (`PageLimiter.left`) if any was written and
+    the grant covers several calls (Graph takes them in over a moment) or the latest write
+    came more than `LATE_AFTER` after `due`.
 
     `due` (monotonic) is when the slots start counted from the moment the worker *asked*
     for them: the grant was made no earlier, so a worker that read Redis's answer late
@@ -36,15 +37,25 @@ class SharedGrant:
 
     def __init__(self, grant: Grant, requests: int, due: float) -> None:
         self.grant = grant
-        self._unwritten = requests
+        self._pending = requests
         self._several = grant.granted > 1
         self._due = due
+        self._latest: float | None = None
 
     def written(self, at: float) -> bool:
-        """One of the requests is out at `at` (monotonic); whether the caller must now
-        re-date the grant."""
-        self._unwritten -= 1
-        return self._unwritten == 0 and (self._several or at - self._due > LATE_AFTER)
+        """One request is out at `at` (monotonic); whether the caller must now re-date."""
+        self._latest = at if self._latest is None else max(self._latest, at)
+        return self._settle()
+
+    def unsent(self) -> bool:
+        """One request failed before it was written; whether the caller must now re-date."""
+        return self._settle()
+
+    def _settle(self) -> bool:
+        self._pending -= 1
+        if self._pending or self._latest is None:
+            return False
+        return self._several or self._latest - self._due > LATE_AFTER
 
 
 async def send(
@@ -67,6 +78,7 @@ async def send(
     answers: Sequence[SendResult | GraphError]
     started = time.perf_counter()
     redate: asyncio.Task[None] | None = None
+    written = False
     try:
         batch = [
             BatchMessage(
@@ -88,8 +100,9 @@ async def send(
         def sent() -> None:
             # Written late after the grant (a busy event loop), or several calls on one
             # grant: the limiter's window must count them from when Graph got them.
-            nonlocal redate, started
+            nonlocal redate, started, written
             started = time.perf_counter()  # Graph's latency counts from here, not the hold
+            written = True
             if redate is None and grant.written(time.monotonic()):
                 redate = asyncio.create_task(_left(env, campaign.page_id, grant.grant))
 
@@ -113,6 +126,8 @@ async def send(
         answers = [exc] * len(group)
     finally:
         await env.state.in_flight.give_back(len(group))
+        if not written and grant.unsent():  # the grant's other requests are out
+            redate = asyncio.create_task(_left(env, campaign.page_id, grant.grant))
         if redate is not None:
             await redate
     latency = time.perf_counter() - started
