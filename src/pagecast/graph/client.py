@@ -24,7 +24,7 @@ from pagecast.graph.models import (
     UserProfile,
 )
 from pagecast.graph.security import PageCredentials
-from pagecast.graph.transport import KEEPALIVE_EXPIRY_S, GraphHttp, may_have_left
+from pagecast.graph.transport import GraphHttp, may_have_left
 from pagecast.graph.usage import Usage
 
 __all__ = [
@@ -67,27 +67,9 @@ def _segment(graph_id: str) -> str:
 _AUTH_PARAMS = frozenset({"access_token", "appsecret_proof"})
 
 
-def make_http_client(
-    base_url: str,
-    *,
-    connect_timeout: float = 5.0,
-    read_timeout: float = 30.0,
-    max_connections: int = 400,
-    pool_timeout: float | None = 60.0,
-    keepalive_expiry: float = KEEPALIVE_EXPIRY_S,
-) -> GraphHttp:
-    """The process-wide keep-alive pool for Graph calls. The caller owns it and closes it.
-
-    No connection is opened until the first request.
-    """
-    return GraphHttp(
-        base_url,
-        connect_timeout=connect_timeout,
-        read_timeout=read_timeout,
-        max_connections=max_connections,
-        pool_timeout=pool_timeout,
-        keepalive_expiry=keepalive_expiry,
-    )
+# The process-wide keep-alive pool for Graph calls (no connection until the first request);
+# the caller owns it and closes it.
+make_http_client = GraphHttp
 
 
 class GraphClient:
