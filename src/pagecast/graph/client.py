@@ -1,8 +1,12 @@
-"""`GraphClient`: Send API, batch sends, `/me`, Conversations and User Profile over one shared pool.
+"""`GraphClient`: Send API, batch sends, `/me`, Conversations, User Profile and Facebook
+Login's calls over one shared pool.
 
 Every failure, whatever the response or the transport did, leaves as a `GraphError`.
 Tokens travel in the `Authorization: Bearer` header (or, inside a batch, in each
-operation's body), never in a URL, so no request log line can show them.
+operation's body), never in a URL, so no request log line can show them. The exceptions
+are Facebook Login's token endpoint and `debug_token`, whose API takes the app secret, the
+code and the token being inspected in the query: the transport never logs a query, and
+those values are scrubbed from every error.
 """
 
 from __future__ import annotations
@@ -14,14 +18,18 @@ from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
 from pagecast.graph import wire
-from pagecast.graph.errors import ErrorKind, GraphError, error_from_body
+from pagecast.graph.errors import ErrorKind, GraphError, error_from_body, oauth_problem
 from pagecast.graph.models import (
     BatchMessage,
     Conversation,
     ConversationPage,
+    ManagedPage,
     PageIdentity,
+    Permissions,
     SendResult,
+    TokenInfo,
     UserProfile,
+    UserToken,
 )
 from pagecast.graph.security import PageCredentials
 from pagecast.graph.transport import KEEPALIVE_EXPIRY_S, GraphHttp, may_have_left
@@ -30,6 +38,7 @@ from pagecast.graph.usage import Usage
 __all__ = [
     "DEFAULT_CONVERSATION_FIELDS",
     "DEFAULT_PROFILE_FIELDS",
+    "LOGIN_SCOPES",
     "WEBHOOK_FIELDS",
     "GraphClient",
     "make_http_client",
@@ -52,6 +61,15 @@ WEBHOOK_FIELDS = (
     "messaging_referrals",
     "messaging_policy_enforcement",
 )
+# What the Login dialog asks for (issue 19): send, subscribe the app to the Page's webhooks,
+# read its conversations, list the person's Pages.
+LOGIN_SCOPES = (
+    "pages_messaging",
+    "pages_manage_metadata",
+    "pages_read_engagement",
+    "pages_show_list",
+)
+_ACCOUNT_FIELDS = "id,name,access_token,tasks,category"
 
 
 def _segment(graph_id: str) -> str:
@@ -337,11 +355,188 @@ class GraphClient:
             raise wire.bad_answer(f"GET {path}", usage, idempotent=True, detail="no data array")
         return [app for app in apps if isinstance(app, dict)]
 
+    # ----------------------------------------------------------------------------- Facebook Login
+
+    def oauth_dialog_url(
+        self, web_url: str, app_id: str, redirect_uri: str, state: str, scopes: Sequence[str]
+    ) -> str:
+        """The Login dialog's address on `web_url` (`PAGECAST_FACEBOOK_WEB_URL`), at this
+        client's Graph version, asking for `scopes` with `response_type=code`. No I/O.
+
+        Facebook sends the person back to `redirect_uri` with `code` and `state` (compare it
+        with the one bound to their session), or with `error=access_denied` when they cancel.
+        """
+        query = urlencode(
+            {
+                "client_id": app_id,
+                "redirect_uri": redirect_uri,
+                "state": state,
+                "scope": ",".join(scopes),
+                "response_type": "code",
+            }
+        )
+        return f"{web_url.rstrip('/')}/{self._version}/dialog/oauth?{query}"
+
+    async def exchange_code(
+        self, app_id: str, app_secret: str, redirect_uri: str, code: str
+    ) -> UserToken:
+        """`GET /oauth/access_token`: the dialog's `code` for a short-lived user token.
+
+        `redirect_uri` must be the dialog's, character for character. A code is single use:
+        a failure that may have reached Facebook is `ambiguous` (start the login again).
+
+        Raises:
+            GraphError: with `oauth_problem` set when Facebook refused (`code_used`,
+                `code_expired`, `redirect_uri_mismatch`, `code_invalid`, `app_id_invalid`,
+                `app_secret_invalid`); `kind` is then `bad_request`.
+        """
+        params = {
+            "client_id": app_id,
+            "redirect_uri": redirect_uri,
+            "client_secret": app_secret,
+            "code": code,
+        }
+        data, usage = await self._login_call(
+            None, "oauth/access_token", params, (app_secret, code), code_exchange=True
+        )
+        return wire.user_token(data, usage, context="GET oauth/access_token", idempotent=False)
+
+    async def long_lived_user_token(self, app_id: str, app_secret: str, token: str) -> UserToken:
+        """`GET /oauth/access_token?grant_type=fb_exchange_token`: a long-lived user token
+        (about 60 days) for a short-lived one. Page tokens listed with it do not expire on a
+        timer (docs/graph-api.md).
+
+        Raises:
+            GraphError: with `oauth_problem` set when Facebook refused.
+        """
+        params = {
+            "grant_type": "fb_exchange_token",
+            "client_id": app_id,
+            "client_secret": app_secret,
+            "fb_exchange_token": token,
+        }
+        data, usage = await self._login_call(
+            None, "oauth/access_token", params, (app_secret, token)
+        )
+        return wire.user_token(data, usage, context="GET oauth/access_token", idempotent=True)
+
+    async def user_pages(
+        self, user_token: str, *, app_secret: str | None = None, limit: int = 100
+    ) -> list[ManagedPage]:
+        """`GET /me/accounts`, every page of it: the Pages the person manages and granted
+        this app, each with its own Page access token. `app_secret` adds `appsecret_proof`.
+
+        Raises:
+            GraphError: with `oauth_problem` `token_invalid` for a token that is not a valid
+                user token.
+        """
+        creds = PageCredentials(user_token, app_secret)
+        params = {"fields": _ACCOUNT_FIELDS, "limit": str(limit)}
+        pages: list[ManagedPage] = []
+        seen: set[str] = set()
+        while True:
+            data, usage = await self._login_call(creds, "me/accounts", params)
+            items = data.get("data") if isinstance(data, dict) else None
+            if not isinstance(items, list):
+                raise wire.bad_answer(
+                    "GET me/accounts", usage, idempotent=True, detail="no data array"
+                )
+            try:
+                pages += [ManagedPage.model_validate(i) for i in items if isinstance(i, dict)]
+            except ValueError:  # pydantic's text would quote the Page token: no cause
+                raise wire.bad_answer(
+                    "GET me/accounts", usage, idempotent=True, detail="bad Page"
+                ) from None
+            paging = data.get("paging")
+            next_url = paging.get("next") if isinstance(paging, dict) else None
+            if not isinstance(next_url, str) or not next_url or next_url in seen:
+                return pages
+            seen.add(next_url)
+            # As for conversations: the next URL's query only (it repeats the token).
+            params = {k: v for k, v in parse_qsl(urlsplit(next_url).query) if k not in _AUTH_PARAMS}
+
+    async def permissions(self, user_token: str, *, app_secret: str | None = None) -> Permissions:
+        """`GET /me/permissions`: what the person granted and declined to this app.
+
+        Raises:
+            GraphError: with `oauth_problem` `token_invalid` for a token that is not a valid
+                user token.
+        """
+        creds = PageCredentials(user_token, app_secret)
+        data, usage = await self._login_call(creds, "me/permissions", {})
+        items = data.get("data") if isinstance(data, dict) else None
+        if not isinstance(items, list):
+            raise wire.bad_answer(
+                "GET me/permissions", usage, idempotent=True, detail="no data array"
+            )
+        by_status: dict[str, list[str]] = {"granted": [], "declined": [], "expired": []}
+        for item in items:
+            if isinstance(item, dict) and isinstance(item.get("permission"), str):
+                by_status.get(str(item.get("status")), []).append(item["permission"])
+        return Permissions(
+            granted=tuple(by_status["granted"]),
+            declined=tuple(by_status["declined"]),
+            expired=tuple(by_status["expired"]),
+        )
+
+    async def debug_token(self, app_id: str, app_secret: str, token: str) -> TokenInfo:
+        """`GET /debug_token?input_token=...` with the app's token (`app_id|app_secret`, in
+        the header): whose token it is, its type, expiry and permissions. An invalid token
+        is not an error here: `TokenInfo.is_valid` is False, with `error_code` saying why.
+
+        Raises:
+            GraphError: with `oauth_problem` set when the app's credentials were refused.
+        """
+        app_token = f"{app_id}|{app_secret}"
+        data, usage = await self._login_call(
+            PageCredentials(app_token),
+            "debug_token",
+            {"input_token": token},
+            (app_secret, token),
+        )
+        info = data.get("data") if isinstance(data, dict) else None
+        if not isinstance(info, dict):
+            raise wire.bad_answer("GET debug_token", usage, idempotent=True, detail="no data")
+        try:
+            return TokenInfo.from_graph(info)
+        except ValueError:
+            raise wire.bad_answer(
+                "GET debug_token", usage, idempotent=True, detail="bad token data"
+            ) from None
+
+    async def _login_call(
+        self,
+        creds: PageCredentials | None,
+        path: str,
+        params: Mapping[str, str],
+        secrets: tuple[str, ...] = (),
+        *,
+        code_exchange: bool = False,
+    ) -> tuple[Any, Usage]:
+        """A GET of Facebook Login; a refusal gets its `oauth_problem` and is `bad_request`."""
+
+        def refine(error: GraphError) -> None:
+            problem = oauth_problem(
+                error.code, error.subcode, error.graph_message or "", code_exchange=code_exchange
+            )
+            if problem is not None:
+                error.oauth_problem, error.kind = problem, ErrorKind.BAD_REQUEST
+
+        return await self._call(
+            creds,
+            "GET",
+            path,
+            params=params,
+            idempotent=not code_exchange,
+            secrets=secrets,
+            refine=refine,
+        )
+
     # ----------------------------------------------------------------------------- transport
 
     async def _call(
         self,
-        creds: PageCredentials,
+        creds: PageCredentials | None,
         method: str,
         path: str,
         *,
@@ -351,15 +546,25 @@ class GraphClient:
         root: bool = False,
         on_sent: Callable[[], None] | None = None,
         not_before: float | None = None,
+        secrets: tuple[str, ...] = (),
+        refine: Callable[[GraphError], None] | None = None,
     ) -> tuple[Any, Usage]:
         """One request; the decoded JSON and the usage on success, else a `GraphError`.
 
         `on_sent` is called when the request's body has been written to the connection; the
-        request is written no earlier than `not_before` (`time.monotonic()`)."""
+        request is written no earlier than `not_before` (`time.monotonic()`). Without
+        `creds` the request has no token (the token endpoint); `secrets` are values the
+        query carries, scrubbed from every error like the credentials. `refine` may
+        reclassify an error Graph answered before it is logged and raised."""
         url = f"/{self._version}/{path}" if not root else f"/{self._version}/"
         query = dict(params or {})
-        if (proof := creds.appsecret_proof) is not None:
-            query["appsecret_proof"] = proof  # derived from the token, useless without it
+        headers: dict[str, str] = {}
+        redact = secrets
+        if creds is not None:
+            if (proof := creds.appsecret_proof) is not None:
+                query["appsecret_proof"] = proof  # derived from the token, useless without it
+            headers["Authorization"] = f"Bearer {creds.access_token}"
+            redact += creds.secrets()
         context = f"{method} {path or '/'}"
         try:
             response = await self._http.request(
@@ -367,24 +572,33 @@ class GraphClient:
                 url,
                 query=query,
                 json_body=json_body,
-                headers={"Authorization": f"Bearer {creds.access_token}"},
+                headers=headers,
                 on_sent=on_sent,
                 not_before=not_before,
             )
         except Exception as exc:  # every transport failure, expected or not, is a GraphError
-            raise wire.transport_error(
-                exc, context, idempotent=idempotent, may_have_left=may_have_left(exc)
-            ) from exc
+            failure = wire.transport_error(
+                exc,
+                context,
+                idempotent=idempotent,
+                may_have_left=may_have_left(exc),
+                redact=redact,
+            )
+            if secrets:  # aiohttp's exception may name the URL, query and all: leave it out
+                raise failure from None
+            raise failure from exc
         usage = Usage.from_headers(response.headers)
         data = wire.decode_json(response.content)
         error = error_from_body(
-            data, status=response.status, usage=usage, context=context, redact=creds.secrets()
+            data, status=response.status, usage=usage, context=context, redact=redact
         )
         if error is None and not response.is_success:
             error = wire.status_error(
                 response.status, response.headers.get("retry-after"), usage, context
             )
         if error is not None:
+            if refine is not None:
+                refine(error)
             logger.info(
                 "Graph %s failed: kind=%s status=%s code=%s subcode=%s fbtrace_id=%s",
                 context,
