@@ -110,10 +110,23 @@ class Settings(BaseSettings):
     graph_max_connections: PositiveInt = Field(
         400, description="Size of the keep-alive connection pool to the Graph API, per process."
     )
+    app_id: str | None = Field(
+        None,
+        description="The Facebook app's id (App Dashboard → App settings → Basic): "
+        '"Connect with Facebook" sends people to the Login dialog of this app, and trades '
+        "the code it gives back for a token with this id and `PAGECAST_APP_SECRET`.",
+    )
     app_secret: SecretStr | None = Field(
         None,
-        description="The Facebook app's secret: verifies webhook signatures, and adds "
-        "`appsecret_proof` to Graph calls for Pages that have no app secret of their own.",
+        description="The Facebook app's secret: verifies webhook signatures, adds "
+        "`appsecret_proof` to Graph calls for Pages that have no app secret of their own, and "
+        "trades Facebook Login's codes for tokens.",
+    )
+    facebook_web_url: str = Field(
+        "https://www.facebook.com",
+        description="Base URL of Facebook's website, where the Login dialog is "
+        "(`{url}/{version}/dialog/oauth`). Point it, with `PAGECAST_GRAPH_API_URL`, at "
+        "`pagecast simulator`, which serves the dialog too, to test without Facebook.",
     )
     webhook_verify_token: SecretStr | None = Field(
         None,

@@ -1,8 +1,12 @@
-"""`GraphClient`: Send API, batch sends, `/me`, Conversations and User Profile over one shared pool.
+"""`GraphClient`: Send API, batch sends, `/me`, Conversations, User Profile and Facebook
+Login's calls over one shared pool.
 
 Every failure, whatever the response or the transport did, leaves as a `GraphError`.
 Tokens travel in the `Authorization: Bearer` header (or, inside a batch, in each
-operation's body), never in a URL, so no request log line can show them.
+operation's body), never in a URL, so no request log line can show them. The exceptions
+are Facebook Login's token endpoint and `debug_token`, whose API takes the app secret, the
+code and the token being inspected in the query: the transport never logs a query, and
+those values are scrubbed from every error.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
 from pagecast.graph import wire
 from pagecast.graph.errors import ErrorKind, GraphError, error_from_body
+from pagecast.graph.login import LOGIN_SCOPES, LoginCalls
 from pagecast.graph.models import (
     BatchMessage,
     Conversation,
@@ -30,6 +35,7 @@ from pagecast.graph.usage import Usage
 __all__ = [
     "DEFAULT_CONVERSATION_FIELDS",
     "DEFAULT_PROFILE_FIELDS",
+    "LOGIN_SCOPES",
     "WEBHOOK_FIELDS",
     "GraphClient",
     "make_http_client",
@@ -63,16 +69,12 @@ def _segment(graph_id: str) -> str:
     return quote(graph_id, safe="")
 
 
-# Never sent again when following a `paging.next` URL (real Graph puts the token there).
-_AUTH_PARAMS = frozenset({"access_token", "appsecret_proof"})
-
-
 # The process-wide keep-alive pool for Graph calls (no connection until the first request);
 # the caller owns it and closes it.
 make_http_client = GraphHttp
 
 
-class GraphClient:
+class GraphClient(LoginCalls):
     """Graph API calls for many Pages through one `GraphHttp` pool; credentials come per call."""
 
     def __init__(self, http: GraphHttp, *, version: str = "v25.0") -> None:
@@ -278,7 +280,9 @@ class GraphClient:
             # Follow `next` for its query only: the real one repeats the access token and
             # may name another host (docs/graph-api.md, "Conversations and profiles"); our
             # path, host and header stay.
-            params = {k: v for k, v in parse_qsl(urlsplit(next_url).query) if k not in _AUTH_PARAMS}
+            params = {
+                k: v for k, v in parse_qsl(urlsplit(next_url).query) if k not in wire.AUTH_PARAMS
+            }
 
     async def iter_conversations(
         self,
@@ -326,7 +330,7 @@ class GraphClient:
 
     async def _call(
         self,
-        creds: PageCredentials,
+        creds: PageCredentials | None,
         method: str,
         path: str,
         *,
@@ -336,15 +340,25 @@ class GraphClient:
         root: bool = False,
         on_sent: Callable[[], None] | None = None,
         not_before: float | None = None,
+        secrets: tuple[str, ...] = (),
+        refine: Callable[[GraphError], None] | None = None,
     ) -> tuple[Any, Usage]:
         """One request; the decoded JSON and the usage on success, else a `GraphError`.
 
         `on_sent` is called when the request's body has been written to the connection; the
-        request is written no earlier than `not_before` (`time.monotonic()`)."""
+        request is written no earlier than `not_before` (`time.monotonic()`). Without
+        `creds` the request has no token (the token endpoint); `secrets` are values the
+        query carries, scrubbed from every error like the credentials. `refine` may
+        reclassify an error Graph answered before it is logged and raised."""
         url = f"/{self._version}/{path}" if not root else f"/{self._version}/"
         query = dict(params or {})
-        if (proof := creds.appsecret_proof) is not None:
-            query["appsecret_proof"] = proof  # derived from the token, useless without it
+        headers: dict[str, str] = {}
+        redact = secrets
+        if creds is not None:
+            if (proof := creds.appsecret_proof) is not None:
+                query["appsecret_proof"] = proof  # derived from the token, useless without it
+            headers["Authorization"] = f"Bearer {creds.access_token}"
+            redact += creds.secrets()
         context = f"{method} {path or '/'}"
         try:
             response = await self._http.request(
@@ -352,24 +366,33 @@ class GraphClient:
                 url,
                 query=query,
                 json_body=json_body,
-                headers={"Authorization": f"Bearer {creds.access_token}"},
+                headers=headers,
                 on_sent=on_sent,
                 not_before=not_before,
             )
         except Exception as exc:  # every transport failure, expected or not, is a GraphError
-            raise wire.transport_error(
-                exc, context, idempotent=idempotent, may_have_left=may_have_left(exc)
-            ) from exc
+            failure = wire.transport_error(
+                exc,
+                context,
+                idempotent=idempotent,
+                may_have_left=may_have_left(exc),
+                redact=redact,
+            )
+            if secrets:  # aiohttp's exception may name the URL, query and all: leave it out
+                raise failure from None
+            raise failure from exc
         usage = Usage.from_headers(response.headers)
         data = wire.decode_json(response.content)
         error = error_from_body(
-            data, status=response.status, usage=usage, context=context, redact=creds.secrets()
+            data, status=response.status, usage=usage, context=context, redact=redact
         )
         if error is None and not response.is_success:
             error = wire.status_error(
                 response.status, response.headers.get("retry-after"), usage, context
             )
         if error is not None:
+            if refine is not None:
+                refine(error)
             logger.info(
                 "Graph %s failed: kind=%s status=%s code=%s subcode=%s fbtrace_id=%s",
                 context,

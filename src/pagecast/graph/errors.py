@@ -18,11 +18,14 @@ __all__ = [
     "DEFAULT_THROTTLE_SECONDS",
     "ErrorKind",
     "GraphError",
+    "OAuthProblem",
     "classify",
     "code_text",
     "error_from_body",
     "is_per_second_limit",
     "is_spam_warning",
+    "oauth_problem",
+    "redact_text",
     "revokes_token",
     "throttle_seconds",
 ]
@@ -43,6 +46,54 @@ class ErrorKind(enum.StrEnum):
     OUTSIDE_WINDOW = "outside_window"
     BAD_REQUEST = "bad_request"
     AMBIGUOUS = "ambiguous"
+
+
+class OAuthProblem(enum.StrEnum):
+    """Why Facebook Login's token endpoint (or a user token) was refused; each is a
+    `bad_request`: the person starts the login again, or the app settings are fixed."""
+
+    APP_ID_INVALID = "app_id_invalid"  # 101: PAGECAST_APP_ID is not the app's id
+    APP_SECRET_INVALID = "app_secret_invalid"  # 1 "Error validating client secret."
+    CODE_INVALID = "code_invalid"  # 100 without subcode: not a code Facebook gave
+    CODE_EXPIRED = "code_expired"  # 100/36007: older than ten minutes
+    REDIRECT_URI_MISMATCH = "redirect_uri_mismatch"  # 100/36008: not the dialog's redirect_uri
+    CODE_USED = "code_used"  # 100/36009: already exchanged
+    TOKEN_INVALID = "token_invalid"  # 190: the user token is expired, revoked or garbled
+
+
+_CODE_PROBLEMS = {
+    36007: OAuthProblem.CODE_EXPIRED,
+    36008: OAuthProblem.REDIRECT_URI_MISMATCH,
+    36009: OAuthProblem.CODE_USED,
+}
+
+
+def oauth_problem(
+    code: int | None, subcode: int | None, message: str = "", *, code_exchange: bool = False
+) -> OAuthProblem | None:
+    """The `OAuthProblem` of an error answered to one of Facebook Login's calls, or None
+    (a transport failure, a throttle, an outage, a missing permission).
+
+    `code_exchange`: the call exchanged a code, so a code 100 without subcode is about the
+    code; on the other calls it is about the user token (a Page token given instead, say).
+    The client-secret error is code 1, otherwise Graph's "unknown error, retry", and the
+    appsecret_proof errors have no subcode: their messages are the only signal
+    (docs/graph-api.md, "Versions and authentication").
+    """
+    if code == 101:
+        return OAuthProblem.APP_ID_INVALID
+    if code == 1 and "client secret" in message.lower():
+        return OAuthProblem.APP_SECRET_INVALID
+    if code == 100 and "appsecret_proof" in message:
+        return OAuthProblem.APP_SECRET_INVALID
+    if code == 100:
+        known = _CODE_PROBLEMS.get(subcode) if subcode is not None else None
+        if known is not None:
+            return known
+        return OAuthProblem.CODE_INVALID if code_exchange else OAuthProblem.TOKEN_INVALID
+    if code == _TOKEN_INVALID:
+        return OAuthProblem.TOKEN_INVALID
+    return None
 
 
 _THROTTLE_CODES = frozenset({4, 17, 32, 341, 613, 80001, 80002, 80004, 80006})
@@ -179,6 +230,8 @@ class GraphError(Exception):
         self.is_transient = is_transient
         self.usage = usage if usage is not None else Usage()
         self.regain_seconds = regain_seconds
+        # Set by Facebook Login's calls (`GraphClient.exchange_code`, ...): why it was refused.
+        self.oauth_problem: OAuthProblem | None = None
 
     @property
     def spam_warning(self) -> bool:
@@ -250,7 +303,7 @@ def error_from_body(
         err = _ErrorEnvelope.model_validate(body).error
     except ValidationError:
         return None
-    graph_message = _redact(err.message, redact)
+    graph_message = redact_text(err.message, redact)
     kind = classify(err.code, err.error_subcode, message=err.message, is_transient=err.is_transient)
     return GraphError(
         f"{context}: Graph error {code_text(err.code, err.error_subcode)} "
@@ -283,7 +336,8 @@ def throttle_seconds(usage: Usage, retry_after: str | None = None) -> float:
     return DEFAULT_THROTTLE_SECONDS
 
 
-def _redact(text: str, secrets: tuple[str, ...]) -> str:
+def redact_text(text: str, secrets: tuple[str, ...]) -> str:
+    """`text` with every secret in it replaced by `[redacted]`."""
     for secret in secrets:
         if secret:
             text = text.replace(secret, "[redacted]")

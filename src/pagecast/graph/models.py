@@ -1,10 +1,13 @@
-"""Typed results of Graph calls, and the shape of one message in a batch send."""
+"""Typed results of Graph calls, and the shape of one message in a batch send.
+
+Tokens in results (`UserToken`, `ManagedPage`) are left out of their `repr()`.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -17,10 +20,15 @@ __all__ = [
     "Conversation",
     "ConversationMessage",
     "ConversationPage",
+    "GranularScope",
+    "ManagedPage",
     "PageIdentity",
     "Participant",
+    "Permissions",
     "SendResult",
+    "TokenInfo",
     "UserProfile",
+    "UserToken",
 ]
 
 
@@ -189,3 +197,94 @@ class UserProfile(_Lenient):
     timezone: float | None = None
     gender: str | None = None
     usage: Usage = Field(default_factory=Usage, exclude=True)
+
+
+# ----------------------------------------------------------------------------- Facebook Login
+
+
+@dataclass(frozen=True, slots=True)
+class UserToken:
+    """A user access token from `oauth/access_token` (a code exchange or `fb_exchange_token`).
+
+    `expires_in` is in seconds from when it was answered (None when Graph gave none: the
+    token does not expire on a timer). `repr()` never shows the token.
+    """
+
+    access_token: str = field(repr=False)
+    token_type: str = "bearer"
+    expires_in: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Permissions:
+    """`GET /me/permissions`: what the person granted, declined, or granted once but let
+    expire (Graph's `status` values), each in Graph's order."""
+
+    granted: tuple[str, ...] = ()
+    declined: tuple[str, ...] = ()
+    expired: tuple[str, ...] = ()
+
+    def missing(self, needed: Sequence[str]) -> tuple[str, ...]:
+        """The permissions of `needed` that are not granted (declined, expired or never asked)."""
+        return tuple(p for p in needed if p not in self.granted)
+
+
+class ManagedPage(_Lenient):
+    """A Page the person manages, from `GET /me/accounts`, with its own Page access token.
+
+    `access_token` is None when Graph did not give one (the person has no task on the Page
+    that allows it); `repr()` never shows it.
+    """
+
+    id: str
+    name: str | None = None
+    access_token: str | None = Field(default=None, repr=False)
+    tasks: tuple[str, ...] = ()
+    category: str | None = None
+
+
+class GranularScope(_Lenient):
+    """One permission of a token and, for Page permissions, the Pages it was granted for."""
+
+    scope: str
+    target_ids: tuple[str, ...] = ()
+
+
+class TokenInfo(_Lenient):
+    """`GET /debug_token?input_token=...`: what a token is, whose, until when, and what it may do.
+
+    `expires_at` is None for a token that does not expire on a timer (Graph's 0).
+    `error_code` / `error_subcode` say why a token is not valid.
+    """
+
+    is_valid: bool = False
+    app_id: str | None = None
+    type: str | None = None
+    user_id: str | None = None
+    profile_id: str | None = None
+    expires_at: datetime | None = None
+    scopes: tuple[str, ...] = ()
+    granular_scopes: tuple[GranularScope, ...] = ()
+    error_code: int | None = None
+    error_subcode: int | None = None
+    error_message: str | None = None
+
+    @field_validator("expires_at", mode="before")
+    @classmethod
+    def _epoch(cls, value: Any) -> datetime | None:
+        if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+            return datetime.fromtimestamp(value, UTC)
+        return None
+
+    @classmethod
+    def from_graph(cls, data: Mapping[str, Any]) -> TokenInfo:
+        """Build from the `data` object of Graph's answer (its `error` flattened)."""
+        error = data.get("error")
+        flat = dict(data)
+        if isinstance(error, dict):
+            flat |= {
+                "error_code": error.get("code"),
+                "error_subcode": error.get("subcode"),
+                "error_message": error.get("message"),
+            }
+        return cls.model_validate(flat)

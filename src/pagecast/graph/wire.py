@@ -12,12 +12,14 @@ from pagecast.graph.errors import (
     GraphError,
     classify,
     error_from_body,
+    redact_text,
     throttle_seconds,
 )
-from pagecast.graph.models import SendResult
+from pagecast.graph.models import SendResult, UserToken
 from pagecast.graph.usage import Usage
 
 __all__ = [
+    "AUTH_PARAMS",
     "INVALID_JSON",
     "bad_answer",
     "batch_item",
@@ -26,9 +28,13 @@ __all__ = [
     "send_result",
     "status_error",
     "transport_error",
+    "user_token",
 ]
 
 INVALID_JSON: Any = object()
+# Never sent again when following a `paging.next` URL (real Graph puts the token there).
+AUTH_PARAMS = frozenset({"access_token", "appsecret_proof"})
+_QUERY = re.compile(r"\?\S*")
 
 
 def decode_json(content: bytes) -> Any:
@@ -149,7 +155,12 @@ def bad_answer(
 
 
 def transport_error(
-    exc: BaseException, context: str, *, idempotent: bool, may_have_left: bool
+    exc: BaseException,
+    context: str,
+    *,
+    idempotent: bool,
+    may_have_left: bool,
+    redact: tuple[str, ...] = (),
 ) -> GraphError:
     """A failure with no answer: `retry` when the request cannot have left (the transport
     says, `transport.may_have_left`), else `ambiguous`: it may have been delivered.
@@ -158,10 +169,26 @@ def transport_error(
     """
     kind = ErrorKind.AMBIGUOUS if may_have_left and not idempotent else ErrorKind.RETRY
     phase = "after the request was sent" if may_have_left else "before the request was sent"
-    # The exception text never holds the token (it is only in a header), but aiohttp names
-    # the URL in some, query and `appsecret_proof` included: cut every query; keep it short.
-    text = _QUERY.sub("", str(exc))[:200]
-    return GraphError(f"{context}: {type(exc).__name__} {phase} ({kind.value}): {text}", kind=kind)
+    # The token is only in a header, but aiohttp's text can hold the URL with its query
+    # (`Connection timeout to host <url>`), where Login's calls carry the app secret and the
+    # code, percent-encoded: the query goes, and the secrets in any other form too.
+    detail = _QUERY.sub("?…", redact_text(str(exc), redact))[:200]
+    return GraphError(
+        f"{context}: {type(exc).__name__} {phase} ({kind.value}): {detail}", kind=kind
+    )
 
 
-_QUERY = re.compile(r"\?[^\s'\"]*")
+def user_token(data: Any, usage: Usage, *, context: str, idempotent: bool) -> UserToken:
+    """`{"access_token", "token_type", "expires_in"}` from `oauth/access_token`."""
+    token = data.get("access_token") if isinstance(data, dict) else None
+    if not isinstance(token, str) or not token:
+        raise bad_answer(context, usage, idempotent=idempotent, detail="no access_token")
+    expires_in = data.get("expires_in")
+    token_type = data.get("token_type")
+    return UserToken(
+        access_token=token,
+        token_type=token_type if isinstance(token_type, str) else "bearer",
+        expires_in=expires_in
+        if isinstance(expires_in, int) and not isinstance(expires_in, bool)
+        else None,
+    )

@@ -10,7 +10,7 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from pagecast.simulator import people
+from pagecast.simulator import oauth, people
 from pagecast.simulator.clock import format_graph_time
 from pagecast.simulator.faults import FAULT_KEYS, add_script
 from pagecast.simulator.people import ControlError, page_of
@@ -419,4 +419,6 @@ _ROUTES: dict[tuple[str, str], Handler] = {
     ("POST", "/__sim/webhook/verify"): _verify,
     ("POST", "/__sim/webhook/replay"): _replay,
     ("POST", "/__sim/optin"): people.optin,
+    ("POST", "/__sim/oauth"): oauth.set_consent,
+    ("GET", "/__sim/app"): _app_settings,
 }

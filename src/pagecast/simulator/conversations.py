@@ -21,7 +21,7 @@ from pagecast.simulator.errors import GraphError, bad_param, unsupported
 from pagecast.simulator.send import resolve_page
 from pagecast.simulator.state import Page, SimState, Thread, ThreadMessage
 
-__all__ = ["list_conversations", "parse_fields", "profile", "render_thread"]
+__all__ = ["list_conversations", "paging_url", "parse_fields", "profile", "render_thread"]
 
 _FIELD = re.compile(r"^(?P<name>[a-z_]+)(?:\.limit\((?P<limit>\d+)\))?(?:\{(?P<sub>.*)\})?$")
 _DETAILED_MESSAGES = 20
@@ -120,14 +120,15 @@ def list_conversations(state: SimState, req: GraphRequest, ctx: CallContext) -> 
             "cursors": {"before": _cursor(chosen[0]), "after": _cursor(chosen[-1])}
         }
         if start + len(chosen) < len(threads):
-            paging["next"] = _page_url(req, "after", paging["cursors"]["after"])
+            paging["next"] = paging_url(req, "after", paging["cursors"]["after"])
         if start > 0:
-            paging["previous"] = _page_url(req, "before", paging["cursors"]["before"])
+            paging["previous"] = paging_url(req, "before", paging["cursors"]["before"])
         result["paging"] = paging
     return result
 
 
-def _page_url(req: GraphRequest, key: str, cursor: str) -> str:
+def paging_url(req: GraphRequest, key: str, cursor: str) -> str:
+    """The absolute `paging.next` / `previous` URL: the same call with `key`=`cursor`."""
     query = {k: v for k, v in req.query.items() if k not in ("after", "before")}
     for name in ("access_token", "fields", "limit", "platform", "user_id", "appsecret_proof"):
         if name not in query and name in req.params:

@@ -24,6 +24,8 @@ __all__ = [
 ]
 
 _TRANSIENT_CODES = frozenset({1, 2, 1200})
+# An authorization code expired (36007), bound to another redirect_uri (36008) or used (36009).
+_CODE_SUBCODES = frozenset({36007, 36008, 36009})
 _USER_TEXT = {
     368: (
         "You can't use this feature right now",
@@ -99,6 +101,8 @@ class GraphError(Exception):
             return None
         if self.code in (102, 104, 190):
             slug = "invalid_token"
+        elif self.code == 100 and self.subcode in _CODE_SUBCODES:
+            slug = "invalid_code"
         elif self.code == 10 or 200 <= self.code <= 299:
             slug = "insufficient_scope"
         else:

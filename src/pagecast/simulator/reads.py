@@ -1,5 +1,6 @@
-"""The smaller Graph endpoints: `/me`, `/me/accounts`, `/debug_token`, object reads, personas,
-the Attachment Upload API and `subscribed_apps` (docs/simulator.md, "Endpoints").
+"""The smaller Graph endpoints: `/me`, object reads, personas, the Attachment Upload API and
+`subscribed_apps` (docs/simulator.md, "Endpoints"). What user tokens see (`/me/accounts`,
+`/me/permissions`, `/debug_token`) is Facebook Login's, in `oauth`.
 """
 
 from __future__ import annotations
@@ -14,8 +15,6 @@ from pagecast.simulator.faults import decide
 from pagecast.simulator.state import ALL_FIELDS, Page, SimState
 
 __all__ = [
-    "accounts",
-    "debug_token",
     "delete_object",
     "get_object",
     "me",
@@ -49,78 +48,6 @@ def me(state: SimState, req: GraphRequest, ctx: CallContext) -> dict[str, Any]:
     else:
         values = {"id": token.user_id, "name": "Simulated User"}
     return _pick(values, requested_fields(req, ("id", "name")))
-
-
-def accounts(state: SimState, req: GraphRequest, ctx: CallContext) -> dict[str, Any]:
-    token = ctx.token
-    assert token is not None
-    if token.kind not in ("USER", "SYSTEM_USER"):
-        raise bad_param("Tried accessing nonexisting field (accounts) on node type (Page)")
-    data = []
-    for page_id in token.page_ids:
-        page = state.pages.get(page_id)
-        if page is None:
-            continue
-        page_token = next(
-            (
-                t.token
-                for t in state.tokens.values()
-                if t.kind == "PAGE" and t.page_id == page_id and t.valid
-            ),
-            None,
-        )
-        values = {
-            "id": page_id,
-            "name": page.name,
-            "access_token": page_token,
-            "tasks": list(token.tasks),
-            "category": "Business",
-        }
-        data.append(
-            _pick(
-                values, requested_fields(req, ("id", "name", "access_token", "tasks", "category"))
-            )
-        )
-    return {
-        "data": data,
-        "paging": {"cursors": {"before": "QVFIUmJlZm9yZQ", "after": "QVFIUmFmdGVy"}},
-    }
-
-
-def debug_token(state: SimState, req: GraphRequest, ctx: CallContext) -> dict[str, Any]:
-    raw = req.param("input_token")
-    if not raw:
-        raise bad_param("The parameter input_token is required")
-    token = state.tokens.get(str(raw))
-    if token is None:
-        return {
-            "data": {
-                "error": {"code": 190, "message": "Invalid OAuth access token."},
-                "is_valid": False,
-                "scopes": [],
-            }
-        }
-    now = state.clock.now()
-    valid = token.valid and not (token.expires_at and token.expires_at < now)
-    data: dict[str, Any] = {
-        "app_id": state.app.app_id,
-        "type": token.kind,
-        "application": state.app.name,
-        "data_access_expires_at": int(now + 90 * 86400),
-        "expires_at": int(token.expires_at),
-        "is_valid": valid,
-        "scopes": list(token.scopes),
-        "user_id": token.user_id,
-    }
-    if token.page_id:
-        data["profile_id"] = token.page_id
-    if not valid:
-        data["error"] = {
-            "code": 190,
-            "subcode": token.invalid_subcode or 463,
-            "message": "Error validating access token.",
-        }
-    return {"data": data}
 
 
 def get_object(state: SimState, req: GraphRequest, ctx: CallContext) -> dict[str, Any]:

@@ -1,5 +1,6 @@
 """One Graph call from parsed request to `Outcome`: auth (steps 1–3 of
-docs/simulator.md, "Send pipeline"), routing, call log.
+docs/simulator.md, "Send pipeline"), routing, call log. Facebook Login's dialog and token
+endpoint (`oauth.login_route`) take no access token and skip the auth steps.
 
 `handle` is shared by the HTTP layer and by batch operations, so both go through exactly the
 same pipeline and both count toward every limit.
@@ -13,7 +14,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from pagecast.simulator import conversations, limits, reads, send
+from pagecast.simulator import conversations, limits, oauth, reads, send
 from pagecast.simulator.context import CallContext, GraphRequest, Outcome
 from pagecast.simulator.errors import (
     GraphError,
@@ -86,7 +87,7 @@ def _route(req: GraphRequest) -> Handler:
         if seg[0] == "me" and method == "GET":
             return reads.me
         if seg[0] == "debug_token" and method == "GET":
-            return reads.debug_token
+            return oauth.debug_token
         if method == "GET":
             return reads.get_object
         if method == "DELETE":
@@ -97,7 +98,9 @@ def _route(req: GraphRequest) -> Handler:
         if edge == "messages" and method == "POST":
             return send.send
         if edge == "accounts" and seg[0] == "me" and method == "GET":
-            return reads.accounts
+            return oauth.accounts
+        if edge == "permissions" and seg[0] == "me" and method == "GET":
+            return oauth.permissions
         if edge == "message_attachments" and method == "POST":
             return reads.upload_attachment
         if edge == "personas" and method in ("GET", "POST"):
@@ -141,11 +144,15 @@ def handle(state: SimState, req: GraphRequest) -> Outcome:
     """Run one Graph call and record it; never raises for Graph-level failures."""
     ctx = CallContext()
     try:
-        token = authenticate(state, req, ctx)
-        if token.kind in limits.APP_TOKEN_KINDS:
-            limits.charge_app(state, ctx, state.clock.now())
-        body = _route(req)(state, req, ctx)
-        outcome = Outcome(200, body, drop=ctx.drop)
+        login = oauth.login_route(req)  # the dialog and the token endpoint take no token
+        if login is not None:
+            outcome = login(state, req)
+        else:
+            token = authenticate(state, req, ctx)
+            if token.kind in limits.APP_TOKEN_KINDS:
+                limits.charge_app(state, ctx, state.clock.now())
+            body = _route(req)(state, req, ctx)
+            outcome = Outcome(200, body, drop=ctx.drop)
     except GraphError as err:
         outcome = error_outcome(state, err)
     except RawFault as fault:

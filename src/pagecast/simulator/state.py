@@ -20,8 +20,11 @@ from pagecast.simulator.ratelimit import PageLimiter, RollingWindow
 __all__ = [
     "DEFAULT_SCOPES",
     "DEFAULT_TASKS",
+    "DEFAULT_USER_ID",
     "AppConfig",
+    "AuthCode",
     "CallRecord",
+    "Consent",
     "Knobs",
     "OutboxEntry",
     "Page",
@@ -38,6 +41,7 @@ DEFAULT_SCOPES = (
     "pages_read_engagement",
     "pages_show_list",
 )
+DEFAULT_USER_ID = "10000000000001"
 DEFAULT_TASKS = ("ANALYZE", "ADVERTISE", "MESSAGING", "MODERATE", "CREATE_CONTENT", "MANAGE")
 ALL_FIELDS = (
     "messages",
@@ -58,13 +62,40 @@ class Token:
     token: str
     kind: str  # PAGE | USER | SYSTEM_USER
     page_id: str | None
-    user_id: str = "10000000000001"
+    user_id: str = DEFAULT_USER_ID
     scopes: tuple[str, ...] = DEFAULT_SCOPES
     tasks: tuple[str, ...] = DEFAULT_TASKS
     valid: bool = True
     invalid_subcode: int | None = None
     expires_at: float = 0.0
     page_ids: tuple[str, ...] = ()  # pages a USER token manages (for /me/accounts)
+    declined: tuple[str, ...] = ()  # permissions the user declined (for /me/permissions)
+
+
+@dataclass(slots=True)
+class Consent:
+    """Who answers the OAuth dialog, and how (`POST /__sim/oauth`; docs/simulator.md,
+    "Facebook Login")."""
+
+    user_token: str
+    user_id: str
+    decline: tuple[str, ...] = ()  # "*" cancels the dialog
+    pages: tuple[str, ...] | None = None  # None: every Page the simulator has
+
+
+@dataclass(slots=True)
+class AuthCode:
+    """A code the dialog gave out: single use, for one redirect_uri, for ten minutes."""
+
+    code: str
+    redirect_uri: str
+    issued_at: float
+    user_token: str
+    user_id: str
+    granted: tuple[str, ...]
+    declined: tuple[str, ...]
+    page_ids: tuple[str, ...]
+    used: bool = False
 
 
 @dataclass(slots=True)
@@ -277,6 +308,8 @@ class SimState:
         self.app_throttled_until = 0.0
         self.app_calls = RollingWindow(span=3600.0)  # calls made with USER or app tokens
         self.latency: tuple[float, float] | None = None
+        self.consent: Consent | None = None
+        self.codes: dict[str, AuthCode] = {}
         self._rngs: dict[str, random.Random] = {}
         self._counter = 0
 
