@@ -20,6 +20,7 @@ ALL, WRITERS, ADMINS = {"viewer", "manager", "admin"}, {"manager", "admin"}, {"a
 MATRIX: dict[tuple[str, str], tuple[int, set[str]]] = {
     ("POST", "/api/auth/logout"): (204, ALL),
     ("GET", "/api/me"): (200, ALL),
+    ("PATCH", "/api/me"): (200, ALL),
     ("GET", "/api/tokens"): (200, ALL),
     ("POST", "/api/tokens"): (201, ALL),
     ("DELETE", "/api/tokens/{token_id}"): (404, ALL),
@@ -288,6 +289,7 @@ DASHBOARD: dict[tuple[str, str], tuple[int, set[str]]] = {
     ("GET", "/queue"): (200, ADMINS),
     ("POST", "/queue/{action}"): (404, ADMINS),
     ("GET", "/users"): (200, ALL),
+    ("POST", "/me/timezone"): (422, ALL),
     ("POST", "/users"): (422, ADMINS),
     ("POST", "/users/{user_id}"): (404, ADMINS),
     ("POST", "/tokens"): (200, ALL),

@@ -305,3 +305,24 @@ def test_users_sessions_and_sign_out_end_a_users_login_sessions(data_dir: Path) 
     assert run(data_dir, "users", "sessions", "v@example.com").stdout == ""
     unknown = run(data_dir, "users", "sign-out", "nobody@example.com")
     assert unknown.returncode == 1 and "No user has the email" in unknown.stderr
+
+
+def test_users_timezone_sets_a_users_zone_or_names_the_field(data_dir: Path) -> None:
+    created = run(data_dir, "users", "create", "--email", "t@example.com", "--role", "viewer")
+    assert created.returncode == 0, created.stderr
+    assert run(data_dir, "users", "list").stdout.split("\t")[-1].strip() == "UTC"
+    changed = run(data_dir, "users", "timezone", "t@example.com", "asia/manila")
+    assert changed.returncode == 0, changed.stderr
+    assert "t@example.com now sees times in Asia/Manila" in changed.stdout
+    assert run(data_dir, "users", "list").stdout.split("\t")[-1].strip() == "Asia/Manila"
+    refused = run(data_dir, "users", "timezone", "t@example.com", "Mars/Base")
+    assert refused.returncode == 1 and refused.stderr.startswith("Error: timezone: ")
+    assert "IANA" in refused.stderr
+    assert run(data_dir, "users", "list").stdout.split("\t")[-1].strip() == "Asia/Manila"
+    page = run(data_dir, "pages", "timezone", "987654", "Europe/Berlin")
+    assert page.returncode == 1 and "does not exist" in page.stderr
+    zone = run(data_dir, "pages", "timezone", "1", "Berlin")
+    assert zone.returncode == 1
+    assert (
+        """timezone: 'Berlin' is not a time zone (did you mean "Europe/Berlin"?)""" in zone.stderr
+    )

@@ -662,11 +662,18 @@ async def test_scheduling_a_time_in_the_past_is_refused(
     admin: httpx.AsyncClient,
     manager: httpx.AsyncClient,
     sim: httpx.AsyncClient,
+    db: Database,
 ) -> None:
     page_id = await setup_page(admin, sim)
     campaign_id = await new_campaign(
-        manager, page_id, scheduled_at=(utcnow() - timedelta(minutes=5)).isoformat()
+        manager, page_id, scheduled_at=(utcnow() + timedelta(minutes=5)).isoformat()
     )
+    # Saved while in the future (Save refuses a past time: tests/test_timezones.py); the
+    # draft then waited until its time had gone.
+    async with db.transaction() as session:
+        campaign = await session.get(Campaign, campaign_id)
+        assert campaign is not None
+        campaign.scheduled_at = utcnow() - timedelta(minutes=5)
     response = await manager.post(f"/api/campaigns/{campaign_id}/schedule")
     assert response.status_code == 409 and response.json()["error"]["field"] == "scheduled_at"
     assert (await manager.get(f"/api/campaigns/{campaign_id}")).json()["status"] == "draft"

@@ -19,6 +19,7 @@ from pydantic import (
     model_validator,
 )
 
+from pagecast import timezones
 from pagecast.errors import InvalidInput
 from pagecast.models import MessagingType, Priority, Role
 
@@ -36,11 +37,13 @@ __all__ = [
     "Id",
     "Int32",
     "Line",
+    "MeUpdate",
     "PageCreate",
     "PageUpdate",
     "TemplateCreate",
     "TemplateUpdate",
     "Text",
+    "TimeZoneName",
     "TokenCreate",
     "UserCreate",
     "UserUpdate",
@@ -108,6 +111,15 @@ def _http_url(value: str) -> str:
     return value
 
 
+def _zone_name(value: str) -> str:
+    found = timezones.canonical(value)
+    if found is None:
+        raise ValueError(timezones.unknown_message(value))
+    return found
+
+
+# An IANA zone name, stored as the tz database spells it ("asia/manila" -> "Asia/Manila").
+TimeZoneName = Annotated[Line, AfterValidator(_zone_name)]
 HttpUrl = Annotated[Line, StringConstraints(max_length=2000), AfterValidator(_http_url)]
 Name = Annotated[Line, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 _PRINTABLE_ASCII = re.compile(r"[\x21-\x7e]+")
@@ -302,8 +314,13 @@ class CampaignFields(Input):
         for name in ("scheduled_at", "expires_at"):
             value = getattr(self, name)
             if value is not None and value.tzinfo is None:
+                # Refused, not read in some zone: the API's times are ISO 8601 with an
+                # offset (docs/api.md, "Times and time zones").
                 raise InvalidInput(
-                    f"{name}: needs a timezone, e.g. 2026-12-01T09:00:00Z", field=name
+                    f"{name}: needs a timezone offset (ISO 8601), e.g. "
+                    "2026-12-01T09:00:00+08:00 or 2026-12-01T01:00:00Z; a time without one is "
+                    "refused rather than guessed",
+                    field=name,
                 )
         if self.scheduled_at and self.expires_at and self.expires_at <= self.scheduled_at:
             raise InvalidInput("expires_at: must be after scheduled_at", field="expires_at")
@@ -350,13 +367,15 @@ class PageCreate(Input):
     access_token: AccessToken
     app_secret: AppSecret | None = None
     send_rate: Annotated[float, Field(gt=0, le=MAX_SEND_RATE)] | None = None
+    timezone: TimeZoneName = timezones.DEFAULT
 
 
 class PageUpdate(Patch):
-    not_null = ("name", "send_rate", "opt_out_keywords")
+    not_null = ("name", "send_rate", "opt_out_keywords", "timezone")
 
     name: Name | None = None
     send_rate: Annotated[float, Field(gt=0, le=MAX_SEND_RATE)] | None = None
+    timezone: TimeZoneName | None = None
     access_token: AccessToken | None = None
     app_secret: AppSecret | None = None
     opt_out_keywords: (
@@ -426,6 +445,14 @@ class UserUpdate(Patch):
     password: Annotated[Line, StringConstraints(min_length=8, max_length=1000)] | None = None
     can_send: bool | None = None
     is_active: bool | None = None
+
+
+class MeUpdate(Patch):
+    """PATCH /api/me: what every user may change about themselves."""
+
+    not_null = ("timezone",)
+
+    timezone: TimeZoneName | None = None
 
 
 class TokenCreate(Input):

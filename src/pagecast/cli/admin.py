@@ -90,7 +90,8 @@ def users_list() -> None:
 
     for user in run(fetch):
         typer.echo(
-            f"{user.id}\t{user.email}\t{user.role.value}\t{'active' if user.is_active else 'inactive'}"
+            f"{user.id}\t{user.email}\t{user.role.value}\t"
+            f"{'active' if user.is_active else 'inactive'}\t{user.timezone}"
         )
 
 
@@ -125,6 +126,33 @@ def users_sign_out(email: str = typer.Argument(..., help="The user's email.")) -
 
     ended = run(sign_out)
     typer.echo(f"Signed {email} out everywhere ({ended} session{'s' if ended != 1 else ''} ended).")
+
+
+@users_app.command("timezone")
+def users_timezone(
+    email: str = typer.Argument(..., help="The user's email."),
+    zone: str = typer.Argument(..., help='An IANA time zone name, e.g. "Asia/Manila" or "UTC".'),
+) -> None:
+    """Set the time zone a user's dashboard shows times in (and reads schedules in)."""
+    from pydantic import ValidationError
+
+    from pagecast.schemas import MeUpdate
+    from pagecast.services import users
+
+    try:
+        data = MeUpdate.model_validate({"timezone": zone})
+    except ValidationError as exc:
+        fail(validation_line(exc))
+    chosen = data.timezone
+    assert chosen is not None
+
+    async def set_zone(ctx: Any) -> Any:
+        async with ctx.db.transaction() as session:
+            owner = await users.get_by_email(session, email)
+            return await users.set_timezone(session, cli_actor(), owner.id, chosen)
+
+    user = run(set_zone)
+    typer.echo(f"{user.email} now sees times in {user.timezone}.")
 
 
 @tokens_app.command("create")

@@ -11,11 +11,13 @@ from pagecast.cli.base import (
     campaigns_app,
     cli_actor,
     contacts_app,
+    fail,
     id_argument,
     id_option,
     load_settings,
     pages_app,
     run,
+    validation_line,
 )
 
 # ------------------------------------------------------------------ pages, contacts, campaigns
@@ -58,8 +60,35 @@ def pages_list() -> None:
 
     for page in run(fetch):
         typer.echo(
-            f"{page.id}\t{page.fb_page_id}\t{page.name}\t{page.status.value}\t{page.send_rate:g}/s"
+            f"{page.id}\t{page.fb_page_id}\t{page.name}\t{page.status.value}\t"
+            f"{page.send_rate:g}/s\t{page.timezone}"
         )
+
+
+@pages_app.command("timezone")
+def pages_timezone(
+    page_id: int = id_argument(),
+    zone: str = typer.Argument(..., help='An IANA time zone name, e.g. "Asia/Manila" or "UTC".'),
+) -> None:
+    """Set a Page's default time zone (its audience's local time)."""
+    from pydantic import ValidationError
+
+    from pagecast.schemas import PageUpdate
+    from pagecast.services import pages
+
+    try:
+        data = PageUpdate.model_validate({"timezone": zone})
+    except ValidationError as exc:
+        fail(validation_line(exc))
+
+    async def set_zone(ctx: Any) -> Any:
+        async with ctx.db.transaction() as session:
+            return await pages.update(
+                session, cli_actor(), ctx.vault, page_id, data, verify=ctx.verify_token
+            )
+
+    page = run(set_zone)
+    typer.echo(f"Page {page.id} ({page.name}) is in {page.timezone}.")
 
 
 @contacts_app.command("import")

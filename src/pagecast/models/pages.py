@@ -37,6 +37,9 @@ class Page(Base):
     status_reason: Mapped[str | None] = mapped_column(Text)
     send_rate: Mapped[float] = mapped_column(Float)
     opt_out_keywords: Mapped[list[str] | None] = mapped_column(JSON)
+    # The Page's default IANA zone (its audience's local time): shown beside a campaign's
+    # schedule so a time in the user's zone can be checked against the Page's (timezones.py).
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC", server_default="UTC")
     # The latest claim time (our clock) of a delivery of this Page that an echo confirmed: the
     # Page's echo stream is proven live for every attempt made before it.
     echo_seen_at: Mapped[datetime | None]

@@ -32,6 +32,8 @@ class User(Base):
     # An admin can take the send permission away from a manager: editing without sending.
     can_send: Mapped[bool] = mapped_column(Boolean, default=True)
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # The IANA zone the dashboard shows times in and reads the schedule field in (timezones.py).
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC", server_default="UTC")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_login_at: Mapped[datetime | None]
 

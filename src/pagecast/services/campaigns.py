@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete as sql_delete
@@ -27,6 +27,7 @@ from pagecast.services import audit, content, pages, reconcile, templates
 __all__ = [
     "EDITABLE",
     "check_rendered_length",
+    "check_schedule",
     "counts",
     "create",
     "delete",
@@ -64,6 +65,19 @@ def require_status(campaign: Campaign, allowed: tuple[CampaignStatus, ...], acti
             f"Campaign {campaign.id} is {campaign.status.value}; {action} is only allowed when it "
             f"is {', '.join(s.value for s in allowed)}.",
             field="status",
+        )
+
+
+def check_schedule(scheduled_at: datetime | None, now: datetime) -> None:
+    """Refuse a `scheduled_at` that has already come: it could never be scheduled (issue 19;
+    `sending.schedule` refused it only when Schedule was pressed)."""
+    if scheduled_at is not None and scheduled_at <= now:
+        raise InvalidInput(
+            f"scheduled_at: {scheduled_at.isoformat()} "
+            f"({scheduled_at.astimezone(UTC):%Y-%m-%d %H:%M} UTC) is in the past (it is now "
+            f"{now.astimezone(UTC):%Y-%m-%d %H:%M} UTC); choose a later time, or leave it empty "
+            "to start the campaign by hand.",
+            field="scheduled_at",
         )
 
 
@@ -206,7 +220,11 @@ def _columns(data: CampaignCreate) -> dict[str, Any]:
     }
 
 
-async def create(session: AsyncSession, actor: Actor, data: CampaignCreate) -> Campaign:
+async def create(
+    session: AsyncSession, actor: Actor, data: CampaignCreate, *, now: datetime | None = None
+) -> Campaign:
+    """A new draft; a `scheduled_at` already past (at `now`) is refused."""
+    check_schedule(data.scheduled_at, now or utcnow())
     await _validate(session, data)
     campaign = Campaign(**_columns(data), status=CampaignStatus.DRAFT, created_by_id=actor.user_id)
     session.add(campaign)
@@ -240,8 +258,18 @@ def _current(campaign: Campaign) -> dict[str, Any]:
 
 
 async def update(
-    session: AsyncSession, actor: Actor, campaign_id: int, data: CampaignUpdate
+    session: AsyncSession,
+    actor: Actor,
+    campaign_id: int,
+    data: CampaignUpdate,
+    *,
+    now: datetime | None = None,
 ) -> Campaign:
+    """Change a draft, scheduled or paused campaign; the result is validated as a whole.
+
+    A new `scheduled_at` of a draft or scheduled campaign must be after `now`; the one it
+    has is kept as it is (a paused campaign's schedule has passed: it started then).
+    """
     campaign = await get(session, campaign_id)
     require_status(campaign, EDITABLE, "editing")
     changes = data.model_dump(exclude_unset=True)
@@ -259,6 +287,10 @@ async def update(
     elif "template_id" in changes and changes["template_id"] is not None:
         merged["content"] = None
     validated = CampaignCreate.model_validate(merged)  # ValidationError names the field
+    if campaign.status is not CampaignStatus.PAUSED and validated.scheduled_at != (
+        campaign.scheduled_at
+    ):
+        check_schedule(validated.scheduled_at, now or utcnow())
     await _validate(session, validated)
     for name, value in _columns(validated).items():
         setattr(campaign, name, value)
@@ -303,10 +335,16 @@ async def delete(session: AsyncSession, actor: Actor, campaign_id: int) -> None:
     await session.flush()
 
 
-async def duplicate(session: AsyncSession, actor: Actor, campaign_id: int) -> Campaign:
+async def duplicate(
+    session: AsyncSession, actor: Actor, campaign_id: int, *, now: datetime | None = None
+) -> Campaign:
+    """A new draft with the campaign's settings; a schedule already past is left out (it
+    could never be scheduled, and Save would refuse it: `check_schedule`)."""
     source = await get(session, campaign_id)
     copy = Campaign(**_current(source), status=CampaignStatus.DRAFT, created_by_id=actor.user_id)
     copy.name = f"{source.name} (copy)"[:200]
+    if copy.scheduled_at is not None and copy.scheduled_at <= (now or utcnow()):
+        copy.scheduled_at = None
     session.add(copy)
     await session.flush()
     await audit.record(

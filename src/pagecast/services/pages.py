@@ -95,6 +95,7 @@ async def connect(
         access_token_encrypted=vault.encrypt(data.access_token),
         app_secret_encrypted=vault.encrypt(data.app_secret) if data.app_secret else None,
         send_rate=data.send_rate or default_send_rate,
+        timezone=data.timezone,
         status=PageStatus.ACTIVE,
     )
     session.add(page)

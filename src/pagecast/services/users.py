@@ -27,6 +27,7 @@ __all__ = [
     "get",
     "get_by_email",
     "list_all",
+    "set_timezone",
     "update",
 ]
 
@@ -112,6 +113,24 @@ async def update(
     await audit.record(
         session, actor, "user.updated", object_type="user", object_id=user.id, details=shown
     )
+    return user
+
+
+async def set_timezone(session: AsyncSession, actor: Actor, user_id: int, timezone: str) -> User:
+    """Set the zone the user's dashboard shows times in (`timezone`: a name already checked
+    by `schemas.TimeZoneName`). Anyone may set their own; the CLI sets anyone's."""
+    user = await get(session, user_id)
+    before, user.timezone = user.timezone, timezone
+    await session.flush()
+    if before != timezone:
+        await audit.record(
+            session,
+            actor,
+            "user.updated",
+            object_type="user",
+            object_id=user.id,
+            details={"timezone": timezone},
+        )
     return user
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from pagecast.models import (
     CampaignStatus,
@@ -145,6 +145,10 @@ class UserOut(_Out):
     role: Role
     can_send: bool
     is_active: bool
+    timezone: str = Field(
+        description="IANA zone the dashboard shows times in and reads the schedule field in "
+        "(UTC until chosen; PATCH /api/me). API times are always ISO 8601 with an offset."
+    )
     created_at: datetime | None
     last_login_at: datetime | None
 
@@ -255,6 +259,7 @@ class PageOut(_Out):
     send_rate: float
     has_app_secret: bool
     opt_out_keywords: list[str] | None
+    timezone: str = Field(description="The Page's default IANA zone (UTC until chosen).")
     created_at: datetime | None
     updated_at: datetime | None
 

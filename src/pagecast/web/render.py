@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import base64
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from pagecast.errors import InvalidInput
@@ -36,7 +36,8 @@ __all__ = [
 
 
 def _time(value: datetime | None) -> str | None:
-    return value.isoformat().replace("+00:00", "Z") if value is not None else None
+    # Always UTC: a row just written still holds the offset it was sent with (+08:00).
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z") if value is not None else None
 
 
 def cursor(last_id: int | None) -> str | None:
@@ -67,6 +68,7 @@ def user(row: User) -> dict[str, Any]:
         "role": row.role.value,
         "can_send": row.can_send,
         "is_active": row.is_active,
+        "timezone": row.timezone,
         "created_at": _time(row.created_at),
         "last_login_at": _time(row.last_login_at),
     }
@@ -109,6 +111,7 @@ def page(row: Page) -> dict[str, Any]:
         "send_rate": row.send_rate,
         "has_app_secret": row.app_secret_encrypted is not None,
         "opt_out_keywords": row.opt_out_keywords,
+        "timezone": row.timezone,
         "created_at": _time(row.created_at),
         "updated_at": _time(row.updated_at),
     }

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request, Response
 
 from pagecast.models import User
-from pagecast.schemas import Id, Login, TokenCreate
+from pagecast.schemas import Id, Login, MeUpdate, TokenCreate
 from pagecast.services import sessions, tokens, users
 from pagecast.web import openapi, render, signin
 from pagecast.web.deps import ActorDep, ContextDep, current_session
@@ -60,6 +60,18 @@ async def end_session(
 async def me(actor: ActorDep, ctx: ContextDep) -> dict[str, Any]:
     async with ctx.db.transaction() as session:
         user = await users.get(session, actor.user_id or 0)
+        return render.user(user) | {"permissions": sorted(p.value for p in actor.permissions)}
+
+
+@router.patch("/me", **documented(openapi.MeOut))
+async def update_me(body: MeUpdate, actor: ActorDep, ctx: ContextDep) -> dict[str, Any]:
+    """Change your own settings: `timezone`, an IANA name ("Asia/Manila"), the zone the
+    dashboard shows times in and reads the schedule field in. An unknown name is a 422 naming
+    the field, and nothing changes."""
+    async with ctx.db.transaction() as session:
+        user = await users.get(session, actor.user_id or 0)
+        if body.timezone is not None:
+            user = await users.set_timezone(session, actor, user.id, body.timezone)
         return render.user(user) | {"permissions": sorted(p.value for p in actor.permissions)}
 
 

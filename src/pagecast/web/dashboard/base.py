@@ -26,6 +26,7 @@ from pagecast.graph.errors import code_text
 from pagecast.models import User
 from pagecast.permissions import Actor, Permission
 from pagecast.services import users
+from pagecast.web.dashboard import times
 from pagecast.web.deps import CSRF_HEADER, SESSION_COOKIE, ContextDep, session_user
 
 __all__ = [
@@ -45,6 +46,7 @@ templates = Jinja2Templates(directory=str(_HERE / "templates"))
 assert templates.env.autoescape, "templates must escape output"
 templates.env.globals["version"] = __version__
 templates.env.globals["code_text"] = code_text  # "613/2018338", as everywhere else
+templates.env.filters["when"] = times.when  # every time shown: the viewer's zone, UTC on hover
 _UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 

@@ -14,12 +14,12 @@ from fastapi.responses import StreamingResponse
 from pagecast import actions
 from pagecast.csv_export import csv_lines
 from pagecast.errors import NotFound
-from pagecast.models import CampaignStatus, DeliveryStatus
+from pagecast.models import CampaignStatus, DeliveryStatus, utcnow
 from pagecast.permissions import Permission
 from pagecast.schemas import BIGINT_MAX, Id, Line, parse_id
 from pagecast.services import audit, campaigns, pages, reports
 from pagecast.web import render
-from pagecast.web.dashboard import explain
+from pagecast.web.dashboard import explain, times
 from pagecast.web.dashboard.base import DashboardRoute, ViewerDep, page, redirect
 from pagecast.web.deps import ContextDep
 
@@ -58,11 +58,18 @@ def summary(campaign: Any) -> dict[str, Any]:
     }
 
 
+def _schedule_passed(campaign: Any) -> bool:
+    """A draft whose time has come: it can no longer be scheduled for it."""
+    at = campaign.scheduled_at
+    return campaign.status is CampaignStatus.DRAFT and at is not None and at <= utcnow()
+
+
 def allowed_actions(viewer: Any, campaign: Any) -> list[tuple[str, str, str]]:
     shown: list[tuple[str, str, str]] = []
     if viewer.can(Permission.CAMPAIGNS_SEND):
-        if campaign.status is CampaignStatus.DRAFT and campaign.scheduled_at is not None:
-            when = campaign.scheduled_at.strftime("%Y-%m-%d %H:%M UTC")
+        at = campaign.scheduled_at
+        if campaign.status is CampaignStatus.DRAFT and at is not None and at > utcnow():
+            when = times.text(at, times.viewer_zone(viewer), seconds=False)
             shown.append(("schedule", f"Schedule for {when}", f"Start by itself at {when}?"))
         shown += _ACTIONS.get(campaign.status, [])
         if campaign.n_failed and campaign.status in (
@@ -128,6 +135,7 @@ async def _detail_context(ctx: Any, viewer: Any, campaign_id: int) -> dict[str, 
         "series": series,
         "series_max": max((n for _, n in series), default=0),
         "actions": allowed_actions(viewer, campaign),
+        "schedule_passed": _schedule_passed(campaign),
         "editable": campaign.status in campaigns.EDITABLE
         and viewer.can(Permission.CAMPAIGNS_WRITE),
     }

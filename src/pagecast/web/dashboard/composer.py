@@ -11,6 +11,7 @@ from fastapi import APIRouter, Request, Response
 from pydantic import TypeAdapter, ValidationError
 from starlette.datastructures import FormData
 
+from pagecast import timezones
 from pagecast.errors import InvalidInput, PagecastError
 from pagecast.models import Campaign, CampaignStatus, MessagingType, Priority
 from pagecast.permissions import Permission
@@ -25,6 +26,7 @@ from pagecast.schemas import (
     parse_id,
 )
 from pagecast.services import audience, campaigns, content, pages
+from pagecast.web.dashboard import times
 from pagecast.web.dashboard.base import DashboardRoute, ViewerDep, page, redirect
 from pagecast.web.deps import ContextDep
 
@@ -35,11 +37,6 @@ CHIPS = ("{{first_name|there}}", "{{last_name}}", "{{full_name|friend}}")
 
 def _split(value: str) -> list[str]:
     return [part.strip() for part in value.replace("\n", ",").split(",") if part.strip()]
-
-
-def _time(value: str) -> str | None:
-    # <input type="datetime-local"> has no zone: the form says it is UTC.
-    return f"{value}:00Z" if value and len(value) == 16 else (value or None)
 
 
 def _reader(form: FormData) -> Callable[[str], str]:
@@ -73,8 +70,24 @@ def _content(form: FormData) -> dict[str, Any]:
     return body
 
 
-def fields_from(form: FormData) -> dict[str, Any]:
-    """The form as the API's campaign body (what `POST /api/campaigns` takes)."""
+def _times(get: Callable[[str], str], zone: str) -> dict[str, str | None]:
+    """The form's times, typed in `zone` (the composer says which), as ISO 8601 with offsets.
+
+    Raises:
+        InvalidInput: a time the zone's clocks skip, naming its field.
+    """
+    read: dict[str, str | None] = {}
+    for name in ("scheduled_at", "expires_at"):
+        try:
+            read[name] = times.read_field(get(name), zone)
+        except ValueError as exc:
+            raise InvalidInput(f"{name}: {exc}", field=name) from exc
+    return read
+
+
+def fields_from(form: FormData, zone: str = timezones.DEFAULT) -> dict[str, Any]:
+    """The form as the API's campaign body (what `POST /api/campaigns` takes), its times
+    read in `zone`."""
     get = _reader(form)
     kind = get("audience_type") or "all"
     if kind == "tags":
@@ -96,8 +109,7 @@ def fields_from(form: FormData) -> dict[str, Any]:
         "tag": get("tag") or None,
         "audience": target,
         "priority": get("priority") or "normal",
-        "scheduled_at": _time(get("scheduled_at")),
-        "expires_at": _time(get("expires_at")),
+        **_times(get, zone),
         "send_rate": get("send_rate") or None,
     }
     return data
@@ -131,6 +143,7 @@ async def _form_page(
 ) -> Response:
     async with ctx.db.transaction() as session:
         page_rows = await pages.list_all(session)
+    zone = times.viewer_zone(viewer)
     return page(
         request,
         "composer.html",
@@ -145,11 +158,13 @@ async def _form_page(
         retired_tags=RETIRED_TAGS,
         priorities=[p.value for p in Priority],
         messaging_types=[m.value for m in MessagingType],
+        zone=zone,
+        zone_label=timezones.label(zone),
     )
 
 
-def _values_of(campaign: Campaign) -> dict[str, Any]:
-    """A saved campaign as form values."""
+def _values_of(campaign: Campaign, zone: str) -> dict[str, Any]:
+    """A saved campaign as form values, its times in `zone`."""
     body = campaign.content or {}
     target = campaign.audience
     values: dict[str, Any] = {
@@ -167,10 +182,8 @@ def _values_of(campaign: Campaign) -> dict[str, Any]:
         "tag": campaign.tag or "",
         "priority": campaign.priority.value,
         "send_rate": campaign.send_rate or "",
-        "scheduled_at": campaign.scheduled_at.strftime("%Y-%m-%dT%H:%M")
-        if campaign.scheduled_at
-        else "",
-        "expires_at": campaign.expires_at.strftime("%Y-%m-%dT%H:%M") if campaign.expires_at else "",
+        "scheduled_at": times.field_value(campaign.scheduled_at, zone),
+        "expires_at": times.field_value(campaign.expires_at, zone),
     }
     for i, button in enumerate(body.get("buttons", [])):
         values[f"button{i}_title"] = button.get("title", "")
@@ -189,7 +202,7 @@ async def create_campaign(request: Request, viewer: ViewerDep, ctx: ContextDep) 
     viewer.actor.require(Permission.CAMPAIGNS_WRITE)
     form = await request.form()
     try:
-        data = CampaignCreate.model_validate(fields_from(form))
+        data = CampaignCreate.model_validate(fields_from(form, times.viewer_zone(viewer)))
         async with ctx.db.transaction() as session:
             campaign = await campaigns.create(session, viewer.actor, data)
     except (ValidationError, InvalidInput, PagecastError) as exc:
@@ -210,7 +223,12 @@ async def edit_campaign(
         campaign = await campaigns.get(session, campaign_id)
     campaigns.require_status(campaign, campaigns.EDITABLE, "editing")
     return await _form_page(
-        request, viewer, ctx, values=_values_of(campaign), errors={}, campaign=campaign
+        request,
+        viewer,
+        ctx,
+        values=_values_of(campaign, times.viewer_zone(viewer)),
+        errors={},
+        campaign=campaign,
     )
 
 
@@ -222,12 +240,12 @@ async def update_campaign(
     form = await request.form()
     async with ctx.db.transaction() as session:
         campaign = await campaigns.get(session, campaign_id)
-    fields = fields_from(form)
-    if campaign.status is not CampaignStatus.DRAFT:
-        # Fixed once the audience snapshot exists (docs/architecture.md).
-        for name in ("page_id", "audience", "messaging_type", "tag"):
-            fields.pop(name)
     try:
+        fields = fields_from(form, times.viewer_zone(viewer))
+        if campaign.status is not CampaignStatus.DRAFT:
+            # Fixed once the audience snapshot exists (docs/architecture.md).
+            for name in ("page_id", "audience", "messaging_type", "tag"):
+                fields.pop(name)
         async with ctx.db.transaction() as session:
             campaign = await campaigns.update(
                 session, viewer.actor, campaign_id, CampaignUpdate.model_validate(fields)

@@ -1,5 +1,5 @@
 """Pages: connect with a Page access token, status with its explanation, reconnect, send rate,
-and webhook setup instructions with the time of the last event received."""
+time zone, and webhook setup instructions with the time of the last event received."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from pydantic import ValidationError
 
+from pagecast import timezones
 from pagecast.errors import PagecastError
 from pagecast.permissions import Permission
 from pagecast.schemas import Id, PageCreate, PageUpdate
@@ -56,6 +57,7 @@ async def _list(
         rows=[(p, explain.page_status(p.status.value), webhooks[p.id]) for p in rows],
         error=error,
         fields=webhook_setup.SUBSCRIBE_FIELDS,
+        zone_names=timezones.names(),
     )
 
 
@@ -96,12 +98,14 @@ async def connect_page(request: Request, viewer: ViewerDep, ctx: ContextDep) -> 
 async def update_page(
     page_id: Id, request: Request, viewer: ViewerDep, ctx: ContextDep
 ) -> Response:
-    """Reconnect (a new token) and/or change the send rate."""
+    """Reconnect (a new token) and/or change the send rate or the time zone."""
     viewer.actor.require(Permission.PAGES_WRITE)
     form = await request.form()
     changes = {
         "access_token": str(form.get("access_token", "")).strip() or None,
         "send_rate": str(form.get("send_rate", "")).strip() or None,
+        # Sent as typed ("" too): an empty or unknown zone is refused, naming the field.
+        "timezone": form.get("timezone"),
     }
     try:
         data = PageUpdate.model_validate({k: v for k, v in changes.items() if v is not None})

@@ -8,10 +8,11 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from pydantic import ValidationError
 
+from pagecast import timezones
 from pagecast.errors import PagecastError
 from pagecast.models import Role, User
 from pagecast.permissions import Permission
-from pagecast.schemas import Id, TokenCreate, UserCreate, UserUpdate
+from pagecast.schemas import Id, MeUpdate, TokenCreate, UserCreate, UserUpdate
 from pagecast.services import sessions, tokens, users
 from pagecast.web import signin
 from pagecast.web.dashboard.base import DashboardRoute, ViewerDep, page, redirect
@@ -36,6 +37,8 @@ async def _render(
     ctx: Any,
     *,
     error: str | None = None,
+    errors: dict[str, str] | None = None,
+    zone_value: str | None = None,
     new_token: str | None = None,
     status_code: int = 200,
 ) -> Response:
@@ -55,6 +58,10 @@ async def _render(
         other_sessions=[r for r in live if r.user_id != viewer.user.id],
         roles=[r.value for r in Role],
         error=error,
+        errors=errors or {},
+        zone_label=timezones.label(viewer.user.timezone),
+        zone_value=viewer.user.timezone if zone_value is None else zone_value,
+        zone_names=timezones.names(),
         new_token=new_token,
     )
 
@@ -62,6 +69,28 @@ async def _render(
 @router.get("/users")
 async def user_list(request: Request, viewer: ViewerDep, ctx: ContextDep) -> Response:
     return await _render(request, viewer, ctx)
+
+
+@router.post("/me/timezone")
+async def set_timezone(request: Request, viewer: ViewerDep, ctx: ContextDep) -> Response:
+    """Your own time zone (everyone): the zone every page shows times in."""
+    form = await request.form()
+    typed = str(form.get("timezone", ""))
+    try:
+        data = MeUpdate.model_validate({"timezone": typed})
+        assert data.timezone is not None
+        async with ctx.db.transaction() as session:
+            await users.set_timezone(session, viewer.actor, viewer.user.id, data.timezone)
+    except ValidationError as exc:
+        return await _render(
+            request,
+            viewer,
+            ctx,
+            errors={"timezone": _message(exc)},
+            zone_value=typed,
+            status_code=422,
+        )
+    return redirect("/users#timezone")
 
 
 @router.post("/users")

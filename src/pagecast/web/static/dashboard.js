@@ -114,6 +114,23 @@
   document.addEventListener("DOMContentLoaded", live);
 })();
 
+// Your time zone: offer the browser's own zone when it differs from the one saved.
+(function () {
+  "use strict";
+  document.addEventListener("DOMContentLoaded", function () {
+    var button = document.getElementById("use-browser-zone");
+    var input = document.getElementById("timezone-input");
+    var zone = window.Intl && Intl.DateTimeFormat().resolvedOptions().timeZone;
+    if (!button || !input || !zone || zone === input.defaultValue) return;
+    button.textContent = "Use my browser's zone (" + zone + ")";
+    button.hidden = false;
+    button.addEventListener("click", function () {
+      input.value = zone;
+      input.form.requestSubmit();
+    });
+  });
+})();
+
 // CSV import: the upload's progress; then the import's own card polls its progress.
 (function () {
   "use strict";
