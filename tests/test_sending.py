@@ -332,10 +332,15 @@ async def test_each_graph_batch_is_dated_in_the_pages_window_when_it_was_written
     redis = aioredis.from_url(sending_settings.redis_url)
     commands: list[str] = []
 
+    # MONITOR shows every database of the server: keep this test's own (another process's
+    # tests may use the same key names in another database at the same time).
+    ours = int(redis.connection_pool.connection_kwargs.get("db", 0))
+
     async def watch() -> None:
         async with redis.monitor() as monitor:
             async for entry in monitor.listen():
-                commands.append(entry["command"])
+                if int(entry.get("db", -1)) == ours:
+                    commands.append(entry["command"])
 
     watcher = asyncio.create_task(watch())
     try:
