@@ -7,12 +7,15 @@ and exit 1, the worker on the delivery row).
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
     "ConfigError",
     "Conflict",
     "Forbidden",
     "InvalidInput",
     "InvalidState",
+    "NobodyEligible",
     "NotFound",
     "PagecastError",
     "PayloadTooLarge",
@@ -33,6 +36,10 @@ class PagecastError(Exception):
         super().__init__(message)
         self.message = message
         self.field = field
+
+    def extra(self) -> dict[str, Any]:
+        """Facts beyond the message that a client can act on (keys of the error body)."""
+        return {}
 
 
 class InvalidInput(PagecastError):
@@ -67,6 +74,19 @@ class InvalidState(PagecastError):
 
     status_code = 409
     code = "invalid_state"
+
+
+class NobodyEligible(InvalidState):
+    """A campaign would reach nobody now: refused at start, with who was excluded and why."""
+
+    code = "no_eligible_people"
+
+    def __init__(self, message: str, *, excluded: dict[str, int]) -> None:
+        super().__init__(message, field="audience")
+        self.excluded = excluded
+
+    def extra(self) -> dict[str, Any]:
+        return {"excluded": self.excluded}
 
 
 class PayloadTooLarge(PagecastError):

@@ -10,19 +10,25 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import ColumnElement, case, exists, func, select
+from sqlalchemy import ColumnElement, case, exists, func, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pagecast.models import Campaign, Contact, MessagingType, Tag, contact_tags, utcnow
 
 __all__ = [
     "EXCLUSION_REASONS",
+    "KNOWN_TAGS_LISTED",
     "Preview",
     "Reachable",
+    "TagWarning",
+    "any_eligible",
+    "count",
     "excluded_now",
     "exclusion_reason",
+    "known_tags",
     "matches",
     "preview",
+    "tag_warnings",
     "window_for",
 ]
 
@@ -110,9 +116,10 @@ class Preview:
     sample: Contact | None
 
 
-async def preview(session: AsyncSession, campaign: Campaign) -> Preview:
-    """How many contacts the campaign matches, how many are eligible now, and why not the rest."""
-    now = utcnow()
+async def count(
+    session: AsyncSession, campaign: Campaign, now: datetime
+) -> tuple[int, dict[str, int]]:
+    """How many contacts of the audience are eligible at `now`, and the rest by reason."""
     reason = exclusion_reason(campaign.messaging_type, now).label("reason")
     rows = await session.execute(
         select(reason, func.count())
@@ -121,11 +128,33 @@ async def preview(session: AsyncSession, campaign: Campaign) -> Preview:
     )
     excluded = dict.fromkeys(EXCLUSION_REASONS, 0)
     eligible = 0
-    for why, count in rows:
+    for why, number in rows:
         if why is None:
-            eligible = count
+            eligible = number
         else:
-            excluded[why] = count
+            excluded[why] = number
+    return eligible, excluded
+
+
+async def any_eligible(session: AsyncSession, campaign: Campaign, now: datetime) -> bool:
+    """Whether at least one contact of the audience can be messaged at `now` (stops at the
+    first one: cheap however large the audience, unless nearly nobody is eligible)."""
+    return bool(
+        await session.scalar(
+            select(
+                exists().where(
+                    *matches(campaign.page_id, campaign.audience),
+                    exclusion_reason(campaign.messaging_type, now).is_(None),
+                )
+            )
+        )
+    )
+
+
+async def preview(session: AsyncSession, campaign: Campaign) -> Preview:
+    """How many contacts the campaign matches, how many are eligible now, and why not the rest."""
+    now = utcnow()
+    eligible, excluded = await count(session, campaign, now)
     sample = await session.scalar(
         select(Contact)
         .where(
@@ -138,3 +167,71 @@ async def preview(session: AsyncSession, campaign: Campaign) -> Preview:
     return Preview(
         total=eligible + sum(excluded.values()), eligible=eligible, excluded=excluded, sample=sample
     )
+
+
+# A tag no contact of the Page has matches nobody: saving such an audience is allowed (the
+# tags may come with the next import) but answered with a warning listing the Page's tags.
+KNOWN_TAGS_LISTED = 100
+
+
+@dataclass(frozen=True)
+class TagWarning:
+    """Tags of an audience field (`audience.include` or `audience.exclude`) that no contact
+    of the Page has, and the tags it has (at most KNOWN_TAGS_LISTED, by name)."""
+
+    field: str
+    unknown: list[str]
+    known: list[str]
+
+    @property
+    def message(self) -> str:
+        names = ", ".join(repr(name) for name in self.unknown)
+        plural = "s" if len(self.unknown) > 1 else ""
+        said = f"No contact of this Page has the tag{plural} {names}"
+        if not self.known:
+            return f"{said}: no contact of the Page has any tag yet."
+        listed = ", ".join(self.known) + (" …" if len(self.known) >= KNOWN_TAGS_LISTED else "")
+        return f"{said}. Known tags: {listed}."
+
+
+def _tag_on_page(page_id: int) -> ColumnElement[bool]:
+    """The `Tag` row is on at least one contact of the Page."""
+    return exists(
+        select(literal(1))
+        .select_from(contact_tags.join(Contact, Contact.id == contact_tags.c.contact_id))
+        .where(contact_tags.c.tag_id == Tag.id, Contact.page_id == page_id)
+    )
+
+
+async def known_tags(
+    session: AsyncSession, page_id: int, *, limit: int = KNOWN_TAGS_LISTED
+) -> list[str]:
+    """The tags that contacts of the Page have, by name (for the composer's autocomplete)."""
+    return list(
+        await session.scalars(
+            select(Tag.name).where(_tag_on_page(page_id)).order_by(Tag.name).limit(limit)
+        )
+    )
+
+
+async def tag_warnings(
+    session: AsyncSession, page_id: int, audience: dict[str, Any]
+) -> list[TagWarning]:
+    """One warning per audience field naming tags that no contact of the Page has."""
+    if audience.get("type") != "tags":
+        return []
+    named = {f: list(audience.get(f) or []) for f in ("include", "exclude")}
+    wanted = {name for names in named.values() for name in names}
+    if not wanted:
+        return []
+    found = set(
+        await session.scalars(select(Tag.name).where(Tag.name.in_(wanted), _tag_on_page(page_id)))
+    )
+    if found == wanted:
+        return []
+    known = await known_tags(session, page_id)
+    return [
+        TagWarning(f"audience.{field}", unknown, known)
+        for field, names in named.items()
+        if (unknown := [name for name in dict.fromkeys(names) if name not in found])
+    ]

@@ -14,17 +14,18 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pagecast.db import rowcount
-from pagecast.errors import InvalidState
+from pagecast.errors import InvalidState, NobodyEligible
 from pagecast.models import (
     Campaign,
     CampaignStatus,
+    MessagingType,
     Page,
     PageStatus,
     utcnow,
 )
 from pagecast.permissions import Actor
 from pagecast.schemas import check_policy
-from pagecast.services import audit, campaigns, content, deliveries, pages, snapshots
+from pagecast.services import audience, audit, campaigns, content, deliveries, pages, snapshots
 
 __all__ = [
     "cancel",
@@ -54,7 +55,8 @@ def _require_active(page: Page) -> None:
 async def start(
     session: AsyncSession, actor: Actor, campaign_id: int, *, now: datetime | None = None
 ) -> Campaign:
-    """Snapshot the audience into deliveries and mark the campaign `sending`."""
+    """Snapshot the audience into deliveries and mark the campaign `sending`; a campaign
+    that would reach nobody now is refused (`NobodyEligible`) and left as it was."""
     campaign, _ = await _start(session, actor, campaign_id, now=now, sliced=False)
     return campaign
 
@@ -88,6 +90,8 @@ async def _start(
             "or clear it to send.",
             field="expires_at",
         )
+    if not await audience.any_eligible(session, campaign, now):
+        raise await _nobody_eligible(session, campaign, page, now)
     # The names are read only when the widest ones could make the text too long (P4: a scan
     # of every contact of the Page otherwise).
     check = None if campaigns.fits_any_name(session, message) else message
@@ -111,6 +115,40 @@ async def _start(
     )
     await session.refresh(campaign)
     return campaign, rest
+
+
+_REASONS = {
+    "opted_out": "opted out",
+    "unreachable": "unreachable",
+    "window_unknown": "with no known message to the Page",
+    "outside_window": "outside the {window} messaging window",
+}
+
+
+async def _nobody_eligible(
+    session: AsyncSession, campaign: Campaign, page: Page, now: datetime
+) -> NobodyEligible:
+    """The refusal of a start that would send to nobody, with who was excluded and why."""
+    _, excluded = await audience.count(session, campaign, now)
+    matched = sum(excluded.values())
+    window = "7-day" if campaign.messaging_type is MessagingType.MESSAGE_TAG else "24-hour"
+    if matched:
+        reasons = ", ".join(
+            f"{number} {_REASONS[why].format(window=window)}"
+            for why, number in excluded.items()
+            if number
+        )
+        people = f"{matched} contact{'s' if matched != 1 else ''}"
+        who = f"its audience matches {people} of Page {page.name}, but none can be messaged now: {reasons}"
+    else:
+        who = f"its audience matches no contact of Page {page.name}"
+    stays = "a draft" if campaign.status is CampaignStatus.DRAFT else campaign.status.value
+    return NobodyEligible(
+        f"Campaign {campaign.id} has no eligible people: {who}. Nothing was sent and it stays "
+        f"{stays}; change the audience, or start it once people have messaged the Page "
+        f"(GET /api/campaigns/{campaign.id}/audience shows who it reaches).",
+        excluded=excluded,
+    )
 
 
 async def schedule(

@@ -62,7 +62,9 @@ def install(app: FastAPI) -> None:
         retry = getattr(exc, "retry_after", None)  # TooManyRequests
         headers = {"Retry-After": str(retry)} if retry is not None else None
         return JSONResponse(
-            _body(exc.code, exc.message, exc.field), status_code=exc.status_code, headers=headers
+            _body(exc.code, exc.message, exc.field, **exc.extra()),
+            status_code=exc.status_code,
+            headers=headers,
         )
 
     @app.exception_handler(RequestValidationError)

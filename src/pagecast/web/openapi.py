@@ -30,6 +30,7 @@ __all__ = [
     "CampaignList",
     "CampaignOut",
     "CampaignProgressOut",
+    "CampaignSavedOut",
     "ContactList",
     "ContactOut",
     "EndedSessionsOut",
@@ -69,6 +70,8 @@ class ErrorInfo(_Out):
     field: str | None
     details: list[ErrorDetail] | None = None
     limit: int | None = None  # 413: the route's body limit in bytes
+    # 409 `no_eligible_people`: the audience's contacts that cannot be messaged now, by reason
+    excluded: dict[str, int] | None = None
 
 
 class ErrorOut(_Out):
@@ -326,6 +329,20 @@ class CampaignOut(_Out):
     updated_at: datetime | None
     started_at: datetime | None
     completed_at: datetime | None
+
+
+class WarningOut(_Out):
+    """Saved as asked, but likely not what was meant (web/render.py `warning`)."""
+
+    code: Literal["unknown_tags"]
+    field: str
+    message: str
+    tags: list[str]
+    known_tags: list[str]
+
+
+class CampaignSavedOut(CampaignOut):
+    warnings: list[WarningOut]
 
 
 class RetriedOut(CampaignOut):

@@ -20,7 +20,7 @@ from pagecast.models import (
 )
 from pagecast.schemas import parse_id
 from pagecast.services import pacing
-from pagecast.services.audience import Preview
+from pagecast.services.audience import Preview, TagWarning
 
 __all__ = [
     "campaign",
@@ -32,6 +32,7 @@ __all__ = [
     "template",
     "token",
     "user",
+    "warning",
 ]
 
 
@@ -236,4 +237,15 @@ def audit(row: AuditLog) -> dict[str, Any]:
         "object_type": row.object_type,
         "object_id": row.object_id,
         "details": row.details,
+    }
+
+
+def warning(row: TagWarning) -> dict[str, Any]:
+    """A warning of a saved campaign: saved as asked, but likely not what was meant."""
+    return {
+        "code": "unknown_tags",
+        "field": row.field,
+        "message": row.message,
+        "tags": row.unknown,
+        "known_tags": row.known,
     }

@@ -9,9 +9,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from pagecast import actions
-from pagecast.models import CampaignStatus
+from pagecast.models import Campaign, CampaignStatus
 from pagecast.permissions import Actor, Permission
 from pagecast.schemas import CampaignCreate, CampaignUpdate, Id, Int32, Line
 from pagecast.services import audience, audit, campaigns, content
@@ -54,11 +55,21 @@ async def list_campaigns(
         }
 
 
-@router.post("/campaigns", **documented(openapi.CampaignOut, 409, status=201))
+async def _saved(session: AsyncSession, campaign: Campaign) -> dict[str, Any]:
+    """A created or updated campaign with its `warnings` (tags no contact of the Page has)."""
+    warnings = await audience.tag_warnings(session, campaign.page_id, campaign.audience)
+    return render.campaign(campaign, campaigns.counts(campaign)) | {
+        "warnings": [render.warning(w) for w in warnings]
+    }
+
+
+@router.post("/campaigns", **documented(openapi.CampaignSavedOut, 409, status=201))
 async def create_campaign(body: CampaignCreate, actor: Writer, ctx: ContextDep) -> dict[str, Any]:
+    """A new draft; `warnings` names audience tags that no contact of the Page has (the
+    campaign is saved all the same)."""
     async with ctx.db.transaction() as session:
         campaign = await campaigns.create(session, actor, body)
-        return render.campaign(campaign, campaigns.counts(campaign))
+        return await _saved(session, campaign)
 
 
 @router.get("/campaigns/{campaign_id}", **documented(openapi.CampaignProgressOut))
@@ -99,13 +110,14 @@ async def campaign_events(campaign_id: Id, actor: Reader, ctx: ContextDep) -> St
     )
 
 
-@router.patch("/campaigns/{campaign_id}", **documented(openapi.CampaignOut, 409))
+@router.patch("/campaigns/{campaign_id}", **documented(openapi.CampaignSavedOut, 409))
 async def update_campaign(
     campaign_id: Id, body: CampaignUpdate, actor: Writer, ctx: ContextDep
 ) -> dict[str, Any]:
+    """Change a draft, scheduled or paused campaign; `warnings` as for a new one."""
     async with ctx.db.transaction() as session:
         campaign = await campaigns.update(session, actor, campaign_id, body)
-        return render.campaign(campaign, campaigns.counts(campaign))
+        return await _saved(session, campaign)
 
 
 @router.delete("/campaigns/{campaign_id}", **documented(None, 409, status=204))

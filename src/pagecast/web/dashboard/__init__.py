@@ -6,12 +6,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from fastapi import APIRouter, FastAPI
+from fastapi.responses import FileResponse
 from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 
-__all__ = ["install", "routes"]
+__all__ = ["FAVICON_TYPE", "install", "routes"]
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
+FAVICON_TYPE = "image/vnd.microsoft.icon"  # IANA's name for .ico
 
 
 def _routers() -> list[APIRouter]:
@@ -34,7 +36,14 @@ def routes() -> set[tuple[str, str]]:
     }
 
 
+async def _favicon() -> FileResponse:
+    """Browsers ask for /favicon.ico on every site whatever the page links (a 404 there is
+    an error in the console); the pages link the SVG."""
+    return FileResponse(STATIC / "favicon.ico", media_type=FAVICON_TYPE)
+
+
 def install(app: FastAPI) -> None:
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.add_api_route("/favicon.ico", _favicon, methods=["GET"], include_in_schema=False)
     for router in _routers():
         app.include_router(router)

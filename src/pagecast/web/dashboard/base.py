@@ -1,4 +1,5 @@
-"""What every dashboard view shares: templates, the signed-in user, CSRF, errors as HTML.
+"""What every dashboard view shares: templates, the signed-in user, CSRF, errors as HTML,
+and whether sending works (the banner of every page: web/sending_check.py).
 
 The dashboard uses the API's session cookie and CSRF token (`Vault.csrf_token`), so a
 browser signed in here can also call `/api/...` (the SSE progress stream does). Forms send
@@ -28,6 +29,7 @@ from pagecast.permissions import Actor, Permission
 from pagecast.services import users
 from pagecast.web.dashboard import times
 from pagecast.web.deps import CSRF_HEADER, SESSION_COOKIE, ContextDep, session_user
+from pagecast.web.sending_check import sending_check
 
 __all__ = [
     "DashboardRoute",
@@ -78,6 +80,8 @@ async def current_viewer(request: Request, ctx: ContextDep, background: Backgrou
     csrf = ctx.vault.csrf_token(cookie)
     if request.method in _UNSAFE:
         await require_csrf(request, csrf)
+    # For the banner of every page (`page`); cached, so no Redis round trip per view.
+    request.state.sending_problem = await sending_check(request).problem()
     return Viewer(actor=users.actor_for(user), user=user, csrf=csrf, session_id=session_id)
 
 
@@ -115,7 +119,12 @@ def page(
     return templates.TemplateResponse(
         request,
         f"dashboard/{name}",
-        {"viewer": viewer, "demo": getattr(request.app.state, "demo", False), **context},
+        {
+            "viewer": viewer,
+            "demo": getattr(request.app.state, "demo", False),
+            "sending_problem": getattr(request.state, "sending_problem", None),
+            **context,
+        },
         status_code=status_code,
     )
 

@@ -12,12 +12,13 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
 from pagecast import actions
+from pagecast.context import AppContext
 from pagecast.csv_export import csv_lines
-from pagecast.errors import NotFound
+from pagecast.errors import NotFound, PagecastError
 from pagecast.models import CampaignStatus, DeliveryStatus, utcnow
-from pagecast.permissions import Permission
+from pagecast.permissions import Actor, Permission
 from pagecast.schemas import BIGINT_MAX, Id, Line, parse_id
-from pagecast.services import audit, campaigns, pages, reports
+from pagecast.services import audience, audit, campaigns, pages, reports
 from pagecast.web import render
 from pagecast.web.dashboard import explain, times
 from pagecast.web.dashboard.base import DashboardRoute, ViewerDep, page, redirect
@@ -122,6 +123,11 @@ async def _detail_context(ctx: Any, viewer: Any, campaign_id: int) -> dict[str, 
         groups = await reports.error_groups(session, campaign.id)
         trail = await audit.list_for(session, object_type="campaign", object_id=campaign.id)
         series = await reports.sends_over_time(session, campaign.id)
+        warnings = (
+            await audience.tag_warnings(session, campaign.page_id, campaign.audience)
+            if campaign.status in (CampaignStatus.DRAFT, CampaignStatus.SCHEDULED)
+            else []
+        )
     return {
         "campaign": campaign,
         "page_row": page_row,
@@ -131,6 +137,7 @@ async def _detail_context(ctx: Any, viewer: Any, campaign_id: int) -> dict[str, 
         "errors": [
             (g, *explain.delivery_error(g.code, g.subcode, g.kind, g.reason)) for g in groups
         ],
+        "warnings": warnings,
         "audit": trail,
         "series": series,
         "series_max": max((n for _, n in series), default=0),
@@ -250,6 +257,27 @@ async def campaign_action(
         return redirect(f"/campaigns/{copy.id}/edit")
     if action not in _SEND_ACTIONS:
         raise NotFound(f"Unknown campaign action {action!r}.")
+    try:
+        await _act(ctx, actor, action, campaign_id)
+    except PagecastError as exc:
+        if exc.status_code in (401, 403, 404):
+            raise
+        # A refusal (nobody eligible, Redis down, a state that forbids it): the campaign's
+        # own page, with the reason and the navigation, not a dead-end error page.
+        context = await _detail_context(ctx, viewer, campaign_id)
+        return page(
+            request,
+            "campaign.html",
+            viewer,
+            status_code=exc.status_code,
+            statuses=[s.value for s in DeliveryStatus],
+            refusal=exc.message,
+            **context,
+        )
+    return redirect(f"/campaigns/{campaign_id}")
+
+
+async def _act(ctx: AppContext, actor: Actor, action: str, campaign_id: int) -> None:
     if action == "start":
         await actions.start(ctx, actor, campaign_id)
     elif action == "schedule":
@@ -262,4 +290,3 @@ async def campaign_action(
         await actions.cancel(ctx, actor, campaign_id)
     else:
         await actions.retry_failed(ctx, actor, campaign_id)
-    return redirect(f"/campaigns/{campaign_id}")

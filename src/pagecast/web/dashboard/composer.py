@@ -273,6 +273,8 @@ async def preview(request: Request, viewer: ViewerDep, ctx: ContextDep) -> Respo
     result: Any = None
     message: dict[str, Any] | None = None
     problem = None
+    warnings: list[audience.TagWarning] = []
+    known: list[str] = []
     try:
         target = _AUDIENCE.validate_python(fields["audience"])  # ids within the column
         draft = Campaign(
@@ -283,6 +285,9 @@ async def preview(request: Request, viewer: ViewerDep, ctx: ContextDep) -> Respo
         async with ctx.db.transaction() as session:
             await pages.get(session, draft.page_id)
             result = await audience.preview(session, draft)
+            # The Page's tags: what Save would warn about, and the tag inputs' suggestions.
+            warnings = await audience.tag_warnings(session, draft.page_id, draft.audience)
+            known = await audience.known_tags(session, draft.page_id)
         if result.sample is not None and fields["content"]:
             sample = {"first_name": result.sample.first_name, "last_name": result.sample.last_name}
             message = content.to_message(Content.model_validate(fields["content"]), sample)
@@ -297,5 +302,7 @@ async def preview(request: Request, viewer: ViewerDep, ctx: ContextDep) -> Respo
         result=result,
         message=message,
         problem=problem,
+        warnings=warnings,
+        known_tags=known,
         when=datetime.now(UTC),
     )

@@ -19,6 +19,23 @@
     text.dispatchEvent(new Event("input", { bubbles: true }));
   });
 
+  // Tag inputs take comma-separated names; their suggestions (the Page's tags, a <datalist>
+  // that the composer's preview refreshes) keep the names typed before the last comma.
+  function suggestTags(input) {
+    var list = document.getElementById("known-tags");
+    if (!list || input.getAttribute("list") !== "known-tags") return;
+    var cut = input.value.lastIndexOf(",");
+    var before = cut < 0 ? "" : input.value.slice(0, cut + 1).replace(/\s*$/, " ");
+    list.querySelectorAll("option[data-tag]").forEach(function (option) {
+      option.value = before + option.dataset.tag;
+    });
+  }
+  document.addEventListener("input", function (event) { suggestTags(event.target); });
+  document.addEventListener("focusin", function (event) { suggestTags(event.target); });
+  document.addEventListener("htmx:afterSwap", function () {
+    if (document.activeElement) suggestTags(document.activeElement);
+  });
+
   // Bar widths come as data-width (a percentage): the Content-Security-Policy allows no
   // inline style attribute, but a script of ours may set the style.
   function widths(root) {
