@@ -5,6 +5,7 @@ Transport failures (drops, resets, timeouts, keep-alive) are in test_graph_trans
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs, quote
@@ -168,10 +169,15 @@ async def test_profile_errors(
     response: httpx.Response,
     kind: ErrorKind,
     unavailable: bool,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.INFO, logger="pagecast.graph.client")
     with pytest.raises(GraphError) as info:
         await mock_graph(Recorder(response)).get_profile(creds, "65")
     assert info.value.kind is kind and info.value.profile_unavailable is unavailable
+    # The log line names the kind the caller gets (an unknown PSID is no Page problem).
+    (line,) = [r.getMessage() for r in caplog.records if "GET 65 failed" in r.getMessage()]
+    assert f"kind={kind.value} " in line
 
 
 def _thread(n: int, *, user_last: str | None = "2026-05-01T10:00:00+0000") -> dict[str, Any]:

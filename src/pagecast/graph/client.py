@@ -60,6 +60,12 @@ WEBHOOK_FIELDS = (
 )
 
 
+def _unknown_person(error: GraphError) -> None:
+    """On a profile lookup, 100/33 names a PSID Graph does not know: the person, not the Page."""
+    if (error.code, error.subcode) == (100, 33):
+        error.kind = ErrorKind.RECIPIENT_UNREACHABLE
+
+
 def _segment(graph_id: str) -> str:
     """An id as one path segment: a PSID or Page id with `/`, `?` or `#` in it (ids come
     from webhooks and files) cannot reach another Graph path; an empty id, `.` and `..`
@@ -221,12 +227,9 @@ class GraphClient(LoginCalls):
 
         An unknown PSID (100/33 on this call) is `recipient_unreachable`, not `stop_page`.
         """
-        try:
-            data, usage = await self._call(creds, "GET", _segment(psid), params={"fields": fields})
-        except GraphError as exc:
-            if (exc.code, exc.subcode) == (100, 33):
-                exc.kind = ErrorKind.RECIPIENT_UNREACHABLE
-            raise
+        data, usage = await self._call(
+            creds, "GET", _segment(psid), params={"fields": fields}, refine=_unknown_person
+        )
         try:
             profile = UserProfile.model_validate(
                 {"id": psid, **data} if isinstance(data, dict) else None
