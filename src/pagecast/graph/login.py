@@ -7,7 +7,7 @@ They reach Graph through the client's one request path (`_call`, in client.py).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
@@ -35,22 +35,8 @@ class LoginCalls:
 
     _version: str
 
-    async def _call(
-        self,
-        creds: PageCredentials | None,
-        method: str,
-        path: str,
-        *,
-        params: Mapping[str, str] | None = None,
-        json_body: Any = None,
-        idempotent: bool = True,
-        root: bool = False,
-        on_sent: Callable[[], None] | None = None,
-        not_before: float | None = None,
-        secrets: tuple[str, ...] = (),
-        refine: Callable[[GraphError], None] | None = None,
-    ) -> tuple[Any, Usage]:
-        raise NotImplementedError  # GraphClient's
+    # GraphClient's one request path (client.py), named here for the type checker only.
+    _call: Callable[..., Awaitable[tuple[Any, Usage]]]
 
     def oauth_dialog_url(
         self, web_url: str, app_id: str, redirect_uri: str, state: str, scopes: Sequence[str]
