@@ -95,6 +95,18 @@ def median(values: Sequence[float]) -> float:
     return float(statistics.median(values)) if values else float("nan")
 
 
+def busiest_second(times: Sequence[float], window: float = 1.0) -> int:
+    """The most calls in any sliding `window` of `times` (seconds): what Graph's per-second
+    limit counts, read from the simulator's call log."""
+    ordered = sorted(times)
+    best, lo = 0, 0
+    for hi, t in enumerate(ordered):
+        while t - ordered[lo] >= window:
+            lo += 1
+        best = max(best, hi - lo + 1)
+    return best
+
+
 # ------------------------------------------------------------------ machine facts
 
 

@@ -15,17 +15,7 @@ import argparse
 import asyncio
 from typing import Any
 
-from _harness import Bench, machine, median, print_table, write_results
-
-
-def _max_in_window(times: list[float], window: float = 1.0) -> int:
-    times = sorted(times)
-    best, lo = 0, 0
-    for hi, t in enumerate(times):
-        while t - times[lo] >= window:
-            lo += 1
-        best = max(best, hi - lo + 1)
-    return best
+from _harness import Bench, busiest_second, machine, median, print_table, write_results
 
 
 async def one_run(bench: Bench, args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -58,7 +48,7 @@ async def one_run(bench: Bench, args: argparse.Namespace) -> list[dict[str, Any]
             {
                 "page": fb,
                 "achieved_per_s": (sent - 1) / span if span == span and span > 0 else float("nan"),
-                "max_in_1s": _max_in_window([c["time"] for c in calls]),
+                "max_in_1s": busiest_second([c["time"] for c in calls]),
                 "errors_613": sum(1 for c in calls if c.get("code") == 613),
                 "sent": row.n_sent,
                 # accepted calls in each second from the Page's first: where a rate dips

@@ -4,12 +4,13 @@ receipt and a read receipt for every message (about 900 webhook events a second)
 
 Reports what a new user would judge Pagecast by: the progress read's latency while it
 sends (p50, p99, worst; a dashboard polling it 10 times a second), the sending rate, the
-613s the simulator answered, "database is locked" and tracebacks in the log, whether every
-count ends true (every delivery `read`, the campaign's counters equal to the rows), and
-whether a shutdown while webhooks keep arriving goes in order (no 5xx, no exception).
+613s the simulator answered and the most Send calls it dated in one sliding second,
+"database is locked" and tracebacks in the log, whether every count ends true (every
+delivery `read`, the campaign's counters equal to the rows), and whether a shutdown while
+webhooks keep arriving goes in order (no 5xx, no exception).
 
     uv run python bench/serve_load.py [--quick] [--contacts 6000] [--rate 300] [--runs 3]
-        [--latency 50-150] [--postgresql] [--workers N]
+        [--latency 50-150] [--postgresql] [--workers N] [--sim-nice -10]
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ import httpx
 from _harness import (
     PAGECAST,
     Simulator,
+    busiest_second,
     free_port,
     fresh_postgres,
     machine,
@@ -76,7 +78,7 @@ def _cli(env: dict[str, str], *args: str) -> str:
 
 
 async def one_run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
-    sim = Simulator(workdir, latency_ms=args.latency)
+    sim = Simulator(workdir, latency_ms=args.latency, nice=args.sim_nice)
     data_dir = Path(tempfile.mkdtemp(prefix="serve-", dir=workdir))
     port = free_port()
     env = _env(data_dir, sim, port)
@@ -222,6 +224,11 @@ async def _send(
         everyone_read = final["counts"]["read"] == args.contacts
         all_read_after = time.monotonic() - started_at if everyone_read else None
         stats = sim.stats()
+        sends = [
+            c["time"]
+            for c in sim.get("/__sim/calls")["calls"]
+            if c["method"] == "POST" and c["path"].endswith("/messages")
+        ]
         # Shutdown while webhooks keep coming: the simulator posts a burst of inbound
         # messages while the process group gets SIGTERM.
         statuses = await _shutdown_under_webhooks(base, sim, proc)
@@ -234,9 +241,14 @@ async def _send(
         "max_ms": latencies[-1] * 1000,
         "reads": len(latencies),
         "read_errors": errors,
-        "sends_per_s": args.contacts / send_span,
+        # a campaign cut off by the time budget (a machine far busier than the bench wants)
+        # is measured by what it sent, not by the audience it had
+        "sends_per_s": (args.contacts - final["counts"]["pending"] - final["counts"]["sending"])
+        / send_span,
+        "completed": done_at is not None,
         "all_read_after_s": all_read_after,
         "errors_613": int(stats.get("errors_by_code", {}).get("613", 0)),
+        "busiest_second": busiest_second(sends),
         "counts": final["counts"],
         "rows": rows,
         "every_read": rows.get("read", 0) == args.contacts
@@ -312,6 +324,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         if os.environ.get("PAGECAST_BENCH_KEEP"):
             subprocess.run(["cp", "-r", tmp, "/tmp/serve-load-kept"], check=False)
     return {
+        "sim_nice": args.sim_nice,
         "contacts": args.contacts,
         "rate": args.rate,
         "workers": args.workers,
@@ -343,6 +356,14 @@ def main() -> None:
         help="0: `pagecast serve` (web and worker in one process); N: `pagecast web` and N "
         "`pagecast worker` processes",
     )
+    parser.add_argument(
+        "--sim-nice",
+        type=int,
+        default=0,
+        help="run the simulator at this niceness (-10 needs root): it stands in for Meta's "
+        "own machines, which do not share Pagecast's cores; a simulator waiting for a core "
+        "dates calls late and bunches them into one second",
+    )
     args = parser.parse_args()
     if args.quick:
         args.contacts, args.runs = 600, 1
@@ -356,7 +377,9 @@ def main() -> None:
                 r["p99_ms"],
                 r["max_ms"],
                 r["sends_per_s"],
+                r["completed"],
                 r["errors_613"],
+                r["busiest_second"],
                 r["database_locked"],
                 r["tracebacks"],
                 r["every_read"],
@@ -376,7 +399,9 @@ def main() -> None:
             "p99 ms",
             "max ms",
             "sends/s",
+            "completed",
             "613s",
+            "busiest s",
             "db locked",
             "tracebacks",
             "all read",
