@@ -10,11 +10,13 @@ from typing import Any
 
 import httpx
 import pytest
+import redis.asyncio as aioredis
 from sqlalchemy import func, select
 
 from factories import SIM_TOKEN, sim_page
 from pagecast.db import Database
-from pagecast.models import AuditLog, Delivery, MessagingType, Role, utcnow
+from pagecast.models import AuditLog, Delivery, MessagingType, Page, PageStatus, Role, utcnow
+from pagecast.ratelimit import PageLimiter
 from pagecast.services import review
 
 PAGE = "1001"
@@ -355,4 +357,39 @@ async def test_a_viewer_may_not_send_a_test(
     viewer = await api(Role.VIEWER)
     answer = await viewer.post(f"/api/campaigns/{campaign_id}/test", json={"contact_ids": [ana]})
     assert answer.status_code == 403
+    assert await outbox(sim) == []
+
+
+async def test_a_test_through_a_page_that_is_not_active_is_refused_before_any_send(
+    manager: httpx.AsyncClient, sim: httpx.AsyncClient, page_id: int, db: Database
+) -> None:
+    ana = await person(manager, sim, page_id, "100", last_inbound_at=hours_ago(1), is_tester=True)
+    campaign_id = await draft(manager, page_id)
+    async with db.transaction() as session:
+        page = await session.get(Page, page_id)
+        assert page is not None
+        page.status, page.status_reason = PageStatus.TOKEN_INVALID, "token revoked"
+    answer = await manager.post(f"/api/campaigns/{campaign_id}/test", json={"contact_ids": [ana]})
+    assert answer.status_code == 409, answer.text
+    error = answer.json()["error"]
+    assert error["field"] == "page_id" and "is token_invalid: token revoked" in error["message"]
+    assert await outbox(sim) == [] and await recorded_tests(db, campaign_id) == []
+
+
+async def test_a_test_waits_for_the_pages_limiter_and_gives_up_when_it_is_taken_for_long(
+    manager: httpx.AsyncClient, sim: httpx.AsyncClient, page_id: int, db: Database, redis_url: str
+) -> None:
+    ana = await person(manager, sim, page_id, "100", last_inbound_at=hours_ago(1), is_tester=True)
+    campaign_id = await draft(manager, page_id)
+    redis = aioredis.Redis.from_url(redis_url)
+    try:
+        await PageLimiter(redis).throttle(page_id, 60, "Facebook said 613")
+        answer = await manager.post(
+            f"/api/campaigns/{campaign_id}/test", json={"contact_ids": [ana]}
+        )
+    finally:
+        await redis.aclose()
+    [result] = answer.json()["results"]
+    assert result["status"] == "failed"
+    assert result["reason"].startswith("The Page's send rate is taken for the next 60 s")
     assert await outbox(sim) == []
