@@ -40,6 +40,7 @@ __all__ = [
     "MeUpdate",
     "PageCreate",
     "PageUpdate",
+    "SendTestBody",
     "TemplateCreate",
     "TemplateUpdate",
     "Text",
@@ -401,6 +402,7 @@ class ContactFields(Input):
     last_inbound_at: datetime | None = None
     opted_out: bool | None = None
     unreachable: bool | None = None
+    is_tester: bool | None = None
 
 
 class ContactCreate(ContactFields):
@@ -408,7 +410,17 @@ class ContactCreate(ContactFields):
 
 
 class ContactUpdate(ContactFields, Patch):
-    not_null = ("opted_out", "unreachable")
+    not_null = ("opted_out", "unreachable", "is_tester")
+
+
+# A test goes to a few people the campaign's author knows, not to an audience.
+TESTERS_PER_SEND = 50
+
+
+class SendTestBody(Input):
+    """`POST /api/campaigns/{id}/test`: the contacts (testers of the campaign's Page) to send to."""
+
+    contact_ids: Annotated[list[Id], Field(min_length=1, max_length=TESTERS_PER_SEND)]
 
 
 class TemplateCreate(Input):

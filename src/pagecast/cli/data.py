@@ -163,6 +163,45 @@ def contacts_imports(
         )
 
 
+@contacts_app.command("tester")
+def contacts_tester(
+    contact_id: int = id_argument(),
+    on: bool = typer.Option(
+        True, "--on/--off", help="Make the contact a tester of its Page, or stop it being one."
+    ),
+) -> None:
+    """Mark a contact as a tester of its Page ("Send test" goes to testers only)."""
+    from pagecast.schemas import ContactUpdate
+    from pagecast.services import contacts
+
+    async def mark(ctx: Any) -> Any:
+        async with ctx.db.transaction() as session:
+            return await contacts.update(
+                session, cli_actor(), contact_id, ContactUpdate(is_tester=on)
+            )
+
+    contact = run(mark)
+    said = "is a tester" if contact.is_tester else "is not a tester"
+    typer.echo(f"Contact {contact.id} (PSID {contact.psid}) {said} of Page {contact.page_id}.")
+
+
+@contacts_app.command("testers")
+def contacts_testers(
+    page: int = id_option("--page", "Page id (see `pagecast pages list`)."),
+) -> None:
+    """List a Page's testers."""
+    from pagecast.services import pages, testers
+
+    async def fetch(ctx: Any) -> Any:
+        async with ctx.db.transaction() as session:
+            await pages.get(session, page)
+            return await testers.list_for_page(session, page)
+
+    for contact in run(fetch):
+        name = " ".join(n for n in (contact.first_name, contact.last_name) if n)
+        typer.echo(f"{contact.id}\t{contact.psid}\t{name}")
+
+
 @campaigns_app.command("list")
 def campaigns_list() -> None:
     """List campaigns, newest first."""
@@ -224,3 +263,33 @@ def campaigns_resume(campaign_id: int = id_argument()) -> None:
 def campaigns_cancel(campaign_id: int = id_argument()) -> None:
     """Cancel a campaign: its pending deliveries become cancelled."""
     _campaign_command("cancel", campaign_id)
+
+
+@campaigns_app.command("test")
+def campaigns_test(
+    campaign_id: int = id_argument(),
+    contact: list[int] = typer.Option(
+        ..., "--contact", help="A tester's contact id; repeat for several."
+    ),
+) -> None:
+    """Send the campaign's message now to testers of its Page: one line per tester."""
+    from pagecast import tester_sends
+    from pagecast.schemas import ID_MAX, TESTERS_PER_SEND
+
+    if len(contact) > TESTERS_PER_SEND:
+        fail(f"--contact: at most {TESTERS_PER_SEND} testers at once, not {len(contact)}.")
+    for value in contact:
+        if not 1 <= value <= ID_MAX:
+            fail(f"--contact: {value} is not an id: ids run from 1 to {ID_MAX}.")
+
+    async def send(ctx: Any) -> Any:
+        return await tester_sends.send_tests(ctx, cli_actor(), campaign_id, contact)
+
+    results = run(send)
+    for result in results:
+        said = f"sent ({result.message_id})" if result.status == "sent" else result.status
+        typer.echo(
+            f"contact {result.contact_id}: {said}{': ' + result.reason if result.reason else ''}"
+        )
+    if any(result.status != "sent" for result in results):
+        raise typer.Exit(1)

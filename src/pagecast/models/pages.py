@@ -6,6 +6,7 @@ from datetime import datetime
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     Column,
     Float,
     ForeignKey,
@@ -94,6 +95,8 @@ class Contact(Base):
     # When the last opt-out or opt-in keyword was written (the message's time): an older
     # keyword arriving late does not undo a newer one.
     consent_changed_at: Mapped[datetime | None]
+    # A test recipient of the Page (one of its admins, say): "Send test" sends to these only.
+    is_tester: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 

@@ -28,8 +28,10 @@ __all__ = [
     "known_tags",
     "matches",
     "preview",
+    "reason_words",
     "tag_warnings",
     "window_for",
+    "window_words",
 ]
 
 # 24 hours for standard messages; 7 days for the two message tags still allowed
@@ -41,6 +43,25 @@ EXCLUSION_REASONS = ("opted_out", "unreachable", "window_unknown", "outside_wind
 
 def window_for(messaging_type: MessagingType) -> timedelta:
     return TAG_WINDOW if messaging_type is MessagingType.MESSAGE_TAG else STANDARD_WINDOW
+
+
+def window_words(messaging_type: MessagingType) -> str:
+    """The messaging window of `messaging_type` in words ("24-hour" or "7-day")."""
+    return "7-day" if messaging_type is MessagingType.MESSAGE_TAG else "24-hour"
+
+
+_REASON_WORDS = {
+    "opted_out": "opted out",
+    "unreachable": "unreachable",
+    "window_unknown": "with no known message to the Page",
+    "outside_window": "outside the {window} messaging window",
+}
+
+
+def reason_words(reason: str, messaging_type: MessagingType) -> str:
+    """An exclusion reason (`EXCLUSION_REASONS`) as people read it, after a number or a name:
+    "2 outside the 24-hour messaging window"."""
+    return _REASON_WORDS[reason].format(window=window_words(messaging_type))
 
 
 def _has_tag(names: list[str]) -> ColumnElement[bool]:

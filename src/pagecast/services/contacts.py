@@ -167,6 +167,7 @@ async def list_page(
     window: Window | None = None,
     opted_out: bool | None = None,
     unreachable: bool | None = None,
+    is_tester: bool | None = None,
     after_id: int | None = None,
     limit: int = 50,
 ) -> list[Contact]:
@@ -200,6 +201,8 @@ async def list_page(
     for flag, column in ((opted_out, Contact.opted_out_at), (unreachable, Contact.unreachable_at)):
         if flag is not None:
             query = query.where(column.is_not(None) if flag else column.is_(None))
+    if is_tester is not None:
+        query = query.where(Contact.is_tester.is_(is_tester))
     return list(await session.scalars(query))
 
 

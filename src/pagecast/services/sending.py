@@ -18,7 +18,6 @@ from pagecast.errors import InvalidState, NobodyEligible
 from pagecast.models import (
     Campaign,
     CampaignStatus,
-    MessagingType,
     Page,
     PageStatus,
     utcnow,
@@ -32,6 +31,7 @@ __all__ = [
     "due_schedules",
     "finish_if_done",
     "pause",
+    "require_active",
     "resume",
     "retry_failed",
     "schedule",
@@ -40,6 +40,11 @@ __all__ = [
     "start_sliced",
     "stop_page",
 ]
+
+
+def require_active(page: Page) -> None:
+    """Refuse (409, naming `page_id`) to send through a Page that is not active."""
+    _require_active(page)
 
 
 def _require_active(page: Page) -> None:
@@ -117,24 +122,15 @@ async def _start(
     return campaign, rest
 
 
-_REASONS = {
-    "opted_out": "opted out",
-    "unreachable": "unreachable",
-    "window_unknown": "with no known message to the Page",
-    "outside_window": "outside the {window} messaging window",
-}
-
-
 async def _nobody_eligible(
     session: AsyncSession, campaign: Campaign, page: Page, now: datetime
 ) -> NobodyEligible:
     """The refusal of a start that would send to nobody, with who was excluded and why."""
     _, excluded = await audience.count(session, campaign, now)
     matched = sum(excluded.values())
-    window = "7-day" if campaign.messaging_type is MessagingType.MESSAGE_TAG else "24-hour"
     if matched:
         reasons = ", ".join(
-            f"{number} {_REASONS[why].format(window=window)}"
+            f"{number} {audience.reason_words(why, campaign.messaging_type)}"
             for why, number in excluded.items()
             if number
         )

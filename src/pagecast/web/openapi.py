@@ -42,6 +42,8 @@ __all__ = [
     "PageList",
     "PageOut",
     "PreviewOut",
+    "ReviewOut",
+    "SendTestOut",
     "SyncOut",
     "TemplateList",
     "TemplateOut",
@@ -285,6 +287,7 @@ class ContactOut(_Out):
     window: Literal["inside", "outside", "unknown"]
     opted_out_at: datetime | None
     unreachable_at: datetime | None
+    is_tester: bool
     created_at: datetime | None
     updated_at: datetime | None
 
@@ -376,6 +379,41 @@ class PreviewOut(_Out):
     eligible: int
     excluded: dict[str, int]
     sample: SampleOut | None
+
+
+class ReviewPageOut(_Out):
+    id: int
+    name: str
+    status: PageStatus
+
+
+class ReviewOut(_Out):
+    """A campaign's review before sending (the dashboard's draft page shows the same)."""
+
+    campaign_id: int
+    status: CampaignStatus
+    page: ReviewPageOut
+    audience: dict[str, Any]
+    audience_rules: str = Field(description="The audience and who of it may be messaged, in words.")
+    total: int = Field(description="Contacts the audience matches.")
+    eligible: int = Field(description="Of them, those who can be messaged now.")
+    excluded: dict[str, int] = Field(description="The rest, by reason (every reason present).")
+    excluded_words: list[str] = Field(description='The non-zero reasons in words ("2 opted out").')
+    rate: float = Field(description="Messages per second: the campaign's rate within its Page's.")
+    expected_seconds: int = Field(description="eligible / rate, rounded up.")
+    expected_duration: str = Field(description='expected_seconds in words ("about 4 minutes").')
+    sample: SampleOut | None
+
+
+class SendTestResultOut(_Out):
+    contact_id: int
+    status: Literal["sent", "refused", "failed"]
+    message_id: str | None = Field(None, description="Facebook's message id (status sent).")
+    reason: str | None = Field(None, description="Why it was not sent (refused or failed).")
+
+
+class SendTestOut(_Out):
+    results: list[SendTestResultOut]
 
 
 class AuditOut(_Out):

@@ -21,6 +21,7 @@ from pagecast.models import (
 from pagecast.schemas import parse_id
 from pagecast.services import pacing
 from pagecast.services.audience import Preview, TagWarning
+from pagecast.services.review import Review
 
 __all__ = [
     "campaign",
@@ -148,6 +149,7 @@ def contact(row: Contact) -> dict[str, Any]:
         "window": window,
         "opted_out_at": _time(row.opted_out_at),
         "unreachable_at": _time(row.unreachable_at),
+        "is_tester": row.is_tester,
         "created_at": _time(row.created_at),
         "updated_at": _time(row.updated_at),
     }
@@ -224,6 +226,25 @@ def preview(result: Preview, message: dict[str, Any] | None) -> dict[str, Any]:
             "contact": contact(result.sample),
             "message": message,
         },
+    }
+
+
+def review(found: Review) -> dict[str, Any]:
+    campaign, page = found.campaign, found.page
+    return {
+        "campaign_id": campaign.id,
+        "status": campaign.status.value,
+        "page": {"id": page.id, "name": page.name, "status": page.status.value},
+        "audience": campaign.audience,
+        "audience_rules": found.rules,
+        "total": found.preview.total,
+        "eligible": found.preview.eligible,
+        "excluded": found.preview.excluded,
+        "excluded_words": found.excluded_words,
+        "rate": found.rate,
+        "expected_seconds": found.expected_seconds,
+        "expected_duration": found.duration,
+        "sample": preview(found.preview, found.message)["sample"],
     }
 
 

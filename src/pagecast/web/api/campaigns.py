@@ -11,11 +11,11 @@ from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from pagecast import actions
+from pagecast import actions, tester_sends
 from pagecast.models import Campaign, CampaignStatus
 from pagecast.permissions import Actor, Permission
-from pagecast.schemas import CampaignCreate, CampaignUpdate, Id, Int32, Line
-from pagecast.services import audience, audit, campaigns, content
+from pagecast.schemas import CampaignCreate, CampaignUpdate, Id, Int32, Line, SendTestBody
+from pagecast.services import audience, audit, campaigns, content, review
 from pagecast.web import openapi, progress, render
 from pagecast.web.deps import ContextDep, require
 from pagecast.web.openapi import API_ERRORS, documented, errors
@@ -148,6 +148,25 @@ async def campaign_audience(campaign_id: Id, actor: Reader, ctx: ContextDep) -> 
                 await campaigns.effective_content(session, campaign), sample
             )
         return render.preview(result, message)
+
+
+@router.get("/campaigns/{campaign_id}/review", **documented(openapi.ReviewOut))
+async def campaign_review(campaign_id: Id, actor: Reader, ctx: ContextDep) -> dict[str, Any]:
+    """Before sending: the audience in words, eligible now and the excluded by reason, the
+    Page, the send rate and the expected duration, and the message for one real contact."""
+    async with ctx.db.transaction() as session:
+        return render.review(await review.get(session, campaign_id))
+
+
+@router.post("/campaigns/{campaign_id}/test", **documented(openapi.SendTestOut, 409, 503))
+async def send_test(
+    campaign_id: Id, body: SendTestBody, actor: Sender, ctx: ContextDep
+) -> dict[str, Any]:
+    """Send the campaign's message now, rendered for each, to testers of its Page (drafts,
+    scheduled and paused campaigns): one result per contact, `sent` or why not. Recorded in
+    the audit trail; no delivery, no count."""
+    results = await tester_sends.send_tests(ctx, actor, campaign_id, body.contact_ids)
+    return {"results": [r.as_dict() for r in results]}
 
 
 @router.get("/campaigns/{campaign_id}/audit", **documented(openapi.AuditList))

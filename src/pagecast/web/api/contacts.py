@@ -29,6 +29,7 @@ async def list_contacts(
     window: contacts.Window | None = None,
     opted_out: bool | None = None,
     unreachable: bool | None = None,
+    is_tester: bool | None = None,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> dict[str, Any]:
@@ -41,6 +42,7 @@ async def list_contacts(
             window=window,
             opted_out=opted_out,
             unreachable=unreachable,
+            is_tester=is_tester,
             after_id=render.parse_cursor(cursor),
             limit=limit,
         )

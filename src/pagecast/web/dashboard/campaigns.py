@@ -11,14 +11,14 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
-from pagecast import actions
+from pagecast import actions, tester_sends
 from pagecast.context import AppContext
 from pagecast.csv_export import csv_lines
 from pagecast.errors import NotFound, PagecastError
 from pagecast.models import CampaignStatus, DeliveryStatus, utcnow
 from pagecast.permissions import Actor, Permission
-from pagecast.schemas import BIGINT_MAX, Id, Line, parse_id
-from pagecast.services import audience, audit, campaigns, pages, reports
+from pagecast.schemas import BIGINT_MAX, TESTERS_PER_SEND, Id, Line, parse_id
+from pagecast.services import audience, audit, campaigns, pages, reports, review, testers
 from pagecast.web import render
 from pagecast.web.dashboard import explain, times
 from pagecast.web.dashboard.base import DashboardRoute, ViewerDep, page, redirect
@@ -65,14 +65,24 @@ def _schedule_passed(campaign: Any) -> bool:
     return campaign.status is CampaignStatus.DRAFT and at is not None and at <= utcnow()
 
 
-def allowed_actions(viewer: Any, campaign: Any) -> list[tuple[str, str, str]]:
+def allowed_actions(
+    viewer: Any, campaign: Any, eligible: int | None = None
+) -> list[tuple[str, str, str]]:
+    """The buttons the viewer may use; with `eligible` (the review's count now), Start and
+    Schedule ask with the number ("Send to 488 people now?")."""
     shown: list[tuple[str, str, str]] = []
     if viewer.can(Permission.CAMPAIGNS_SEND):
         at = campaign.scheduled_at
         if campaign.status is CampaignStatus.DRAFT and at is not None and at > utcnow():
             when = times.text(at, times.viewer_zone(viewer), seconds=False)
-            shown.append(("schedule", f"Schedule for {when}", f"Start by itself at {when}?"))
-        shown += _ACTIONS.get(campaign.status, [])
+            question = f"Start by itself at {when}?"
+            if eligible is not None:
+                question = f"Schedule for {review.people(eligible)} at {when}?"
+            shown.append(("schedule", f"Schedule for {when}", question))
+        for action, label, question in _ACTIONS.get(campaign.status, []):
+            if action == "start" and eligible is not None:
+                question = f"Send to {review.people(eligible)} now?"
+            shown.append((action, label, question))
         if campaign.n_failed and campaign.status in (
             CampaignStatus.SENDING,
             CampaignStatus.PAUSED,
@@ -123,10 +133,18 @@ async def _detail_context(ctx: Any, viewer: Any, campaign_id: int) -> dict[str, 
         groups = await reports.error_groups(session, campaign.id)
         trail = await audit.list_for(session, object_type="campaign", object_id=campaign.id)
         series = await reports.sends_over_time(session, campaign.id)
+        before = campaign.status in (CampaignStatus.DRAFT, CampaignStatus.SCHEDULED)
         warnings = (
             await audience.tag_warnings(session, campaign.page_id, campaign.audience)
-            if campaign.status in (CampaignStatus.DRAFT, CampaignStatus.SCHEDULED)
+            if before
             else []
+        )
+        # The review: what Start would do now (drafts and scheduled campaigns).
+        found = await review.get(session, campaign.id) if before else None
+        tester_rows = (
+            await testers.list_for_page(session, campaign.page_id)
+            if campaign.status in testers.TESTABLE and viewer.can(Permission.CAMPAIGNS_SEND)
+            else None
         )
     return {
         "campaign": campaign,
@@ -141,7 +159,9 @@ async def _detail_context(ctx: Any, viewer: Any, campaign_id: int) -> dict[str, 
         "audit": trail,
         "series": series,
         "series_max": max((n for _, n in series), default=0),
-        "actions": allowed_actions(viewer, campaign),
+        "actions": allowed_actions(viewer, campaign, found.preview.eligible if found else None),
+        "review": found,
+        "testers": tester_rows,
         "schedule_passed": _schedule_passed(campaign),
         "editable": campaign.status in campaigns.EDITABLE
         and viewer.can(Permission.CAMPAIGNS_WRITE),
@@ -240,6 +260,48 @@ def _csv_values(d: Any, c: Any) -> list[Any]:
     person = [c.psid, c.first_name, c.last_name]
     outcome = [d.status.value, d.reason, d.error_code, d.error_subcode, d.error_message]
     return [*person, *outcome, d.attempts, d.sent_at, d.delivered_at, d.read_at]
+
+
+@router.post("/campaigns/{campaign_id}/test")
+async def send_test(
+    campaign_id: Id, request: Request, viewer: ViewerDep, ctx: ContextDep
+) -> Response:
+    """Send the campaign's test to the ticked testers; the results (HTMX: only them)."""
+    viewer.actor.require(Permission.CAMPAIGNS_SEND)
+    form = await request.form()
+    ids = [i for v in form.getlist("contact_id") if isinstance(v, str) and (i := parse_id(v))]
+    problem = None
+    results: list[testers.Result] = []
+    if not ids:
+        problem = "Tick at least one tester to send the test to."
+    elif len(ids) > TESTERS_PER_SEND:
+        problem = f"Tick at most {TESTERS_PER_SEND} testers at once."
+    else:
+        try:
+            results = await tester_sends.send_tests(ctx, viewer.actor, campaign_id, ids)
+        except PagecastError as exc:
+            if exc.status_code in (401, 403, 404):
+                raise
+            problem = exc.message
+    async with ctx.db.transaction() as session:
+        named = await testers.names(session, [r.contact_id for r in results])
+    fragment: dict[str, Any] = {
+        "test_results": results,
+        "test_names": named,
+        "test_problem": problem,
+    }
+    if request.headers.get("hx-request"):
+        return page(request, "_test_results.html", viewer, **fragment)
+    context = await _detail_context(ctx, viewer, campaign_id)
+    return page(
+        request,
+        "campaign.html",
+        viewer,
+        status_code=422 if problem else 200,
+        statuses=[s.value for s in DeliveryStatus],
+        **fragment,
+        **context,
+    )
 
 
 @router.post("/campaigns/{campaign_id}/{action}")

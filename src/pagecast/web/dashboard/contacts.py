@@ -39,6 +39,7 @@ async def contact_list(
     window: str | None = None,
     opted_out: str | None = None,
     unreachable: str | None = None,
+    is_tester: str | None = None,
     after: str | None = None,
 ) -> Response:
     viewer.actor.require(Permission.CONTACTS_READ)
@@ -57,6 +58,7 @@ async def contact_list(
                 window=_WINDOWS.get(window or ""),
                 opted_out=_flag(opted_out),
                 unreachable=_flag(unreachable),
+                is_tester=_flag(is_tester),
                 after_id=parse_id(after),
                 limit=PAGE_SIZE,
             )
@@ -71,6 +73,7 @@ async def contact_list(
         "window": window or "",
         "opted_out": opted_out or "",
         "unreachable": unreachable or "",
+        "is_tester": is_tester or "",
     }
     return page(
         request,
@@ -106,6 +109,26 @@ async def bulk_tags(request: Request, viewer: ViewerDep, ctx: ContextDep) -> Res
                 session, viewer.actor, contact_id, ContactUpdate(tags=sorted(names))
             )
     return redirect(str(form.get("back") or "/contacts"))
+
+
+@router.post("/contacts/{contact_id}/tester")
+async def toggle_tester(
+    contact_id: Id, request: Request, viewer: ViewerDep, ctx: ContextDep
+) -> Response:
+    """Make a contact a tester of its Page (`is_tester=on`) or stop it being one (`off`)."""
+    viewer.actor.require(Permission.CONTACTS_WRITE)
+    form = await request.form()
+    wanted = {"on": True, "off": False}.get(str(form.get("is_tester", "")))
+    if wanted is None:
+        raise InvalidInput("is_tester: send on or off.", field="is_tester")
+    async with ctx.db.transaction() as session:
+        contact = await contacts.update(
+            session, viewer.actor, contact_id, ContactUpdate(is_tester=wanted)
+        )
+    back = str(form.get("back") or "")
+    if not back.startswith("/") or back.startswith("//"):  # this site's pages only
+        back = f"/contacts?page_id={contact.page_id}"
+    return redirect(back)
 
 
 @router.post("/contacts/import")
