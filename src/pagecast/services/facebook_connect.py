@@ -3,7 +3,8 @@
 The dashboard runs it in steps: `start` (a random `state` bound to the signed-in session),
 `claim` (the callback's state, used once), `complete` (code → user token → long-lived user
 token → permissions), `choices` (the person's Pages) and `finish` (connect the chosen Pages).
-Scripts (API, CLI) and the demo have a user token already: `connect_user_token`.
+Scripts (API, CLI) have a user token already: `connect_user_token`; the demo, whose
+simulator consents at once, a code: `connect_code`.
 
 Facebook is reached through a `Facebook` the edge passes in (pagecast/facebook_login.py
 wraps the Graph client); what it refuses arrives as a `PagecastError` that says what to do.
@@ -29,6 +30,7 @@ from pagecast.security import Vault
 from pagecast.services import pages
 
 __all__ = [
+    "CALLBACK_PATH",
     "CHOOSE_TTL",
     "PERMISSIONS",
     "STATE_TTL",
@@ -39,12 +41,14 @@ __all__ = [
     "choices",
     "claim",
     "complete",
+    "connect_code",
     "connect_user_token",
     "finish",
     "permission_report",
     "start",
 ]
 
+CALLBACK_PATH = "/pages/connect/facebook/callback"  # the dashboard's, for the app's settings
 STATE_TTL = timedelta(minutes=10)  # from the button to Facebook's answer
 CHOOSE_TTL = timedelta(minutes=30)  # from Facebook's answer to the Pages picked
 
@@ -318,6 +322,31 @@ async def connect_user_token(
     listed = await facebook.pages(token)
     return await _connect_listed(
         session, actor, vault, facebook, listed, page_ids, grants, default_send_rate
+    )
+
+
+async def connect_code(
+    session: AsyncSession,
+    actor: Actor,
+    vault: Vault,
+    facebook: Facebook,
+    *,
+    code: str,
+    redirect_uri: str,
+    page_ids: Sequence[str] | None,
+    default_send_rate: float,
+) -> dict[str, Any]:
+    """The dialog's code straight to connected Pages, without a person to pick them
+    (`pagecast serve --demo`, whose simulator consents as the demo user)."""
+    token = await facebook.exchange_code(code, redirect_uri)
+    return await connect_user_token(
+        session,
+        actor,
+        vault,
+        facebook,
+        user_token=token,
+        page_ids=page_ids,
+        default_send_rate=default_send_rate,
     )
 
 

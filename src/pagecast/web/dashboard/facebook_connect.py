@@ -16,10 +16,10 @@ from pagecast.web.dashboard.base import DashboardRoute, ViewerDep, page, redirec
 from pagecast.web.dashboard.pages import page_list_with_error
 from pagecast.web.deps import ContextDep
 
-__all__ = ["CALLBACK_PATH", "router"]
+__all__ = ["router"]
 
 router = APIRouter(route_class=DashboardRoute, include_in_schema=False)
-CALLBACK_PATH = "/pages/connect/facebook/callback"
+CALLBACK_PATH = facebook_connect.CALLBACK_PATH
 
 
 def _redirect_uri(request: Request, public_url: str | None) -> str:
