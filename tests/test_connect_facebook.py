@@ -4,8 +4,11 @@ Pages) over HTTP, and every refusal (docs/dashboard.md, "Connecting a Page")."""
 
 from __future__ import annotations
 
+import asyncio
 import re
+import subprocess
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -23,6 +26,7 @@ from pagecast.security import Vault
 from pagecast.services import facebook_connect
 from pagecast.settings import Settings
 from pagecast.web.deps import SESSION_COOKIE
+from processes import PAGECAST, clean_env
 
 APP_ID = "1517776481860111"  # the simulator's app
 APP_SECRET = "connect-app-secret-3f"
@@ -520,3 +524,65 @@ async def test_the_button_without_app_settings_says_which_setting(
 
 def test_the_permissions_explained_are_the_ones_the_dialog_asks_for() -> None:
     assert tuple(facebook_connect.PERMISSIONS) == LOGIN_SCOPES
+
+
+# --------------------------------------------------------------------------- the CLI
+
+
+def _cli(
+    data_dir: Path, simulator: Any, *args: str, **env: str
+) -> subprocess.CompletedProcess[str]:
+    environ = clean_env(
+        {
+            "PAGECAST_DATA_DIR": str(data_dir),
+            "PAGECAST_SECRET_KEY": "cli-connect-key",
+            "PAGECAST_GRAPH_API_URL": simulator.url,
+            "PAGECAST_APP_ID": APP_ID,
+            "PAGECAST_APP_SECRET": APP_SECRET,
+        }
+        | env
+    )
+    return subprocess.run(
+        [str(PAGECAST), "pages", *args],
+        capture_output=True,
+        text=True,
+        env=environ,
+        timeout=60,
+        check=False,
+    )
+
+
+async def test_cli_connects_with_a_user_token_and_says_what_is_missing(
+    sim: httpx.AsyncClient, simulator: Any, tmp_path: Path
+) -> None:
+    await _sim_app(sim, (OTHER_PAGE, "Beta Bikes", "EAAG-beta-page"))
+    token = await _user_token(sim, decline=["pages_read_engagement"])
+    data_dir = tmp_path / "data"
+    done = await asyncio.to_thread(
+        _cli, data_dir, simulator, "connect-facebook", "--user-token", token, "--page", "1001"
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Acme Store (1001): connected as Page 1, webhooks subscribed." in done.stdout
+    assert "Beta Bikes" not in done.stdout
+    assert "Missing pages_read_engagement (declined): Without pages_read_engagement" in done.stderr
+    assert token not in done.stdout + done.stderr and SIM_TOKEN not in done.stdout
+    listed = await asyncio.to_thread(_cli, data_dir, simulator, "list")
+    assert listed.stdout.split("\t")[:3] == ["1", "1001", "Acme Store"]
+    again = await asyncio.to_thread(
+        _cli, data_dir, simulator, "connect-facebook", "--user-token", token, "--page", "1001"
+    )
+    assert "already Page 1; its token was replaced" in again.stdout
+    stranger = await asyncio.to_thread(
+        _cli, data_dir, simulator, "connect-facebook", "--user-token", token, "--page", "7"
+    )
+    assert stranger.returncode == 1 and "Page 7 is not one you manage" in stranger.stderr
+    unset = await asyncio.to_thread(
+        _cli,
+        data_dir,
+        simulator,
+        "connect-facebook",
+        "--user-token",
+        token,
+        PAGECAST_APP_SECRET="",
+    )
+    assert unset.returncode == 1 and "needs PAGECAST_APP_SECRET" in unset.stderr
