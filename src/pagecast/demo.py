@@ -25,7 +25,6 @@ from urllib.parse import parse_qsl, urlsplit
 import httpx
 from pydantic import SecretStr
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from pagecast.models import Page, utcnow
 from pagecast.permissions import Actor
@@ -109,9 +108,7 @@ def _people(now: datetime) -> list[dict[str, Any]]:
     return people
 
 
-async def _connect_with_facebook(
-    ctx: AppContext, sandbox: Sandbox, session: AsyncSession, actor: Actor
-) -> None:
+async def _connect_with_facebook(ctx: AppContext, sandbox: Sandbox) -> None:
     """Connect the sandbox Page as a person would: the demo user consents in the simulator's
     Login dialog, and the code it gives back is exchanged and the Page connected."""
     facebook = ctx.facebook_login()
@@ -129,16 +126,17 @@ async def _connect_with_facebook(
     code = dict(parse_qsl(urlsplit(dialog.headers.get("location", "")).query)).get("code")
     if dialog.status_code != 302 or not code:
         raise RuntimeError(f"The simulator's Login dialog answered {dialog.status_code}.")
-    await facebook_connect.connect_code(
-        session,
-        actor,
-        ctx.vault,
-        facebook,
-        code=code,
-        redirect_uri=redirect_uri,
-        page_ids=[PAGE_ID],
-        default_send_rate=settings.default_page_send_rate,
-    )
+    listing = await facebook_connect.sign_in_code(facebook, code, redirect_uri)
+    async with ctx.db.transaction() as session:
+        await facebook_connect.connect_pages(
+            session,
+            Actor.system(),
+            ctx.vault,
+            facebook,
+            listing,
+            page_ids=[PAGE_ID],
+            default_send_rate=settings.default_page_send_rate,
+        )
 
 
 async def seed(ctx: AppContext, sandbox: Sandbox) -> int:
@@ -173,13 +171,13 @@ async def seed(ctx: AppContext, sandbox: Sandbox) -> int:
         writer.writerow(
             [p["psid"], p["first_name"], p["last_name"], p["tags"], p["last_user_action"]]
         )
-    system = Actor.system()
+    async with ctx.db.transaction() as session:
+        connected = await session.scalar(select(Page.id).where(Page.fb_page_id == PAGE_ID))
+    if connected is None:
+        await _connect_with_facebook(ctx, sandbox)
     async with ctx.db.transaction() as session:
         page = await session.scalar(select(Page).where(Page.fb_page_id == PAGE_ID))
-        if page is None:
-            await _connect_with_facebook(ctx, sandbox, session, system)
-            page = await session.scalar(select(Page).where(Page.fb_page_id == PAGE_ID))
-            assert page is not None
+        assert page is not None
         # A few hundred rows at start-up: read here, not as a background import.
         reader = contact_import.CsvReader(
             buffer.getvalue().encode(), max_tags=ctx.settings.import_max_tags_per_contact

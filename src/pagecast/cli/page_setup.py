@@ -150,13 +150,14 @@ def pages_connect_facebook(
 
     async def connect(ctx: Any) -> Any:
         facebook = ctx.facebook_login()
+        listing = await facebook_connect.sign_in(facebook, body.user_access_token)
         async with ctx.db.transaction() as session:
-            return await facebook_connect.connect_user_token(
+            return await facebook_connect.connect_pages(
                 session,
                 cli_actor(),
                 ctx.vault,
                 facebook,
-                user_token=body.user_access_token,
+                listing,
                 page_ids=body.page_ids,
                 default_send_rate=ctx.settings.default_page_send_rate,
             )

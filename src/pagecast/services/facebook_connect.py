@@ -1,13 +1,17 @@
 """Connect with Facebook: the server half of Facebook Login, once for every surface.
 
 The dashboard runs it in steps: `start` (a random `state` bound to the signed-in session),
-`claim` (the callback's state, used once), `complete` (code → user token → long-lived user
-token → permissions), `choices` (the person's Pages) and `finish` (connect the chosen Pages).
-Scripts (API, CLI) have a user token already: `connect_user_token`; the demo, whose
-simulator consents at once, a code: `connect_code`.
+`claim` (the callback's state, used once), `sign_in_code` (code → user token → long-lived
+user token → permissions and Pages) and `keep` (the token, encrypted, on the run), then
+`opened` + `choices` (the Pages to pick) and `opened` + `finish` (connect the ticked ones).
+Scripts (API, CLI) have a user token: `sign_in`, then `connect_pages`; the demo, whose
+simulator consents at once, a code: `sign_in_code`, then `connect_pages`.
 
 Facebook is reached through a `Facebook` the edge passes in (pagecast/facebook_login.py
 wraps the Graph client); what it refuses arrives as a `PagecastError` that says what to do.
+The `sign_in*` functions only call Facebook: edges run them outside a transaction, so that
+SQLite's one writer never waits on Facebook (only the webhook subscriptions of the Pages
+being stored are called inside it).
 """
 
 from __future__ import annotations
@@ -37,14 +41,17 @@ __all__ = [
     "Facebook",
     "Grants",
     "ListedPage",
+    "Listing",
     "cancelled",
     "choices",
     "claim",
-    "complete",
-    "connect_code",
-    "connect_user_token",
+    "connect_pages",
     "finish",
+    "keep",
+    "opened",
     "permission_report",
+    "sign_in",
+    "sign_in_code",
     "start",
 ]
 
@@ -89,6 +96,16 @@ class ListedPage:
     id: str
     name: str
     access_token: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class Listing:
+    """What Facebook answered for a person: their long-lived user token, the permissions
+    granted, and their Pages."""
+
+    token: str = field(repr=False)
+    grants: Grants
+    pages: tuple[ListedPage, ...] = ()
 
 
 class Facebook(Protocol):
@@ -192,31 +209,42 @@ def cancelled(reason: str | None) -> InvalidInput:
     )
 
 
-async def complete(
+async def sign_in(facebook: Facebook, user_token: str) -> Listing:
+    """What a user token gives: a long-lived token, the permissions granted, the person's
+    Pages. Calls Facebook only: run it outside a transaction."""
+    token = await facebook.long_lived(user_token)
+    grants = await facebook.grants(token)
+    return Listing(token=token, grants=grants, pages=tuple(await facebook.pages(token)))
+
+
+async def sign_in_code(facebook: Facebook, code: str | None, redirect_uri: str) -> Listing:
+    """`sign_in` for the dialog's code (and the `redirect_uri` the dialog was opened with)."""
+    if not code:
+        raise InvalidInput(f"Facebook's answer has no code. {_AGAIN}.", field="code")
+    return await sign_in(facebook, await facebook.exchange_code(code, redirect_uri))
+
+
+async def keep(
     session: AsyncSession,
     vault: Vault,
-    facebook: Facebook,
     login_id: int,
-    code: str | None,
+    listing: Listing,
     *,
     now: datetime | None = None,
-) -> Grants:
-    """Trade the callback's code for a long-lived user token and read what was granted; keep
-    both on the run `claim` answered until the person has picked their Pages (`CHOOSE_TTL`)."""
+) -> None:
+    """Keep the long-lived token and the permissions on the run `claim` answered, encrypted,
+    until the person has picked their Pages (`CHOOSE_TTL`)."""
     now = now or utcnow()
     login = await session.get(FacebookLogin, login_id)
     if login is None or login.called_back_at is None:
         raise InvalidState(f"This Facebook connection was not started here. {_AGAIN}.")
-    if not code:
-        raise InvalidInput(f"Facebook's answer has no code. {_AGAIN}.", field="code")
-    short = await facebook.exchange_code(code, login.redirect_uri)
-    token = await facebook.long_lived(short)
-    grants = await facebook.grants(token)
-    login.user_token_encrypted = vault.encrypt(token)
-    login.permissions = {"granted": list(grants.granted), "declined": list(grants.declined)}
+    login.user_token_encrypted = vault.encrypt(listing.token)
+    login.permissions = {
+        "granted": list(listing.grants.granted),
+        "declined": list(listing.grants.declined),
+    }
     login.expires_at = now + CHOOSE_TTL
     await session.flush()
-    return grants
 
 
 async def _open(
@@ -243,20 +271,24 @@ def _grants(login: FacebookLogin) -> Grants:
     return Grants(tuple(stored.get("granted", ())), tuple(stored.get("declined", ())))
 
 
-async def choices(
+async def opened(
     session: AsyncSession,
     vault: Vault,
-    facebook: Facebook,
     *,
     login_id: int,
     session_id: int,
     now: datetime | None = None,
+) -> tuple[str, Grants]:
+    """The user token and permissions of a run this session may still finish (reads only)."""
+    login = await _open(session, login_id, session_id, now or utcnow())
+    return vault.decrypt(login.user_token_encrypted or ""), _grants(login)
+
+
+async def choices(
+    session: AsyncSession, grants: Grants, listed: Sequence[ListedPage]
 ) -> dict[str, Any]:
     """The Pages the person may pick (each with the Pagecast Page already connected, if any)
-    and the permission report."""
-    login = await _open(session, login_id, session_id, now or utcnow())
-    grants = _grants(login)
-    listed = await facebook.pages(vault.decrypt(login.user_token_encrypted or ""))
+    and the permission report (reads only)."""
     connected = await _connected(session, [p.id for p in listed])
     return {
         "pages": [
@@ -280,74 +312,30 @@ async def finish(
     *,
     login_id: int,
     session_id: int,
+    listed: Sequence[ListedPage],
     page_ids: Sequence[str],
     default_send_rate: float,
     now: datetime | None = None,
 ) -> dict[str, Any]:
-    """Connect the Pages the person ticked; the run is then over and its user token erased."""
+    """Connect the Pages the person ticked, of those `listed` for the run's token; the run is
+    then over and its user token erased."""
     now = now or utcnow()
     login = await _open(session, login_id, session_id, now)
     if not page_ids:
         raise InvalidInput("Tick at least one Page to connect.", field="page_ids")
-    token = vault.decrypt(login.user_token_encrypted or "")
-    report = await _connect_listed(
+    listing = Listing(token="", grants=_grants(login), pages=tuple(listed))
+    report = await connect_pages(
         session,
         actor,
         vault,
         facebook,
-        await facebook.pages(token),
-        page_ids,
-        _grants(login),
-        default_send_rate,
+        listing,
+        page_ids=page_ids,
+        default_send_rate=default_send_rate,
     )
     login.finished_at, login.user_token_encrypted = now, None
     await session.flush()
     return report
-
-
-async def connect_user_token(
-    session: AsyncSession,
-    actor: Actor,
-    vault: Vault,
-    facebook: Facebook,
-    *,
-    user_token: str,
-    page_ids: Sequence[str] | None,
-    default_send_rate: float,
-) -> dict[str, Any]:
-    """The whole flow for a user token a script has: long-lived token, permissions, the
-    person's Pages, then connect `page_ids` (None: every Page listed)."""
-    token = await facebook.long_lived(user_token)
-    grants = await facebook.grants(token)
-    listed = await facebook.pages(token)
-    return await _connect_listed(
-        session, actor, vault, facebook, listed, page_ids, grants, default_send_rate
-    )
-
-
-async def connect_code(
-    session: AsyncSession,
-    actor: Actor,
-    vault: Vault,
-    facebook: Facebook,
-    *,
-    code: str,
-    redirect_uri: str,
-    page_ids: Sequence[str] | None,
-    default_send_rate: float,
-) -> dict[str, Any]:
-    """The dialog's code straight to connected Pages, without a person to pick them
-    (`pagecast serve --demo`, whose simulator consents as the demo user)."""
-    token = await facebook.exchange_code(code, redirect_uri)
-    return await connect_user_token(
-        session,
-        actor,
-        vault,
-        facebook,
-        user_token=token,
-        page_ids=page_ids,
-        default_send_rate=default_send_rate,
-    )
 
 
 def permission_report(grants: Grants) -> dict[str, Any]:
@@ -373,16 +361,20 @@ async def _connected(session: AsyncSession, fb_page_ids: list[str]) -> dict[str,
     return {p.fb_page_id: p for p in rows}
 
 
-async def _connect_listed(
+async def connect_pages(
     session: AsyncSession,
     actor: Actor,
     vault: Vault,
     facebook: Facebook,
-    listed: list[ListedPage],
+    listing: Listing,
+    *,
     page_ids: Sequence[str] | None,
-    grants: Grants,
     default_send_rate: float,
 ) -> dict[str, Any]:
+    """Store the token of each chosen Page of `listing` (None: every Page listed) and
+    subscribe the app to its webhooks; a Page not listed is refused before anything is
+    stored. The answer: each Page's result, and the permission report."""
+    listed, grants = list(listing.pages), listing.grants
     by_id = {p.id: p for p in listed}
     report = permission_report(grants)
     if not listed:

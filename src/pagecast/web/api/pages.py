@@ -50,13 +50,14 @@ async def connect_with_facebook(
     Needs PAGECAST_APP_ID and PAGECAST_APP_SECRET (503 naming them otherwise).
     """
     facebook = ctx.facebook_login()
+    listing = await facebook_connect.sign_in(facebook, body.user_access_token)
     async with ctx.db.transaction() as session:
-        return await facebook_connect.connect_user_token(
+        return await facebook_connect.connect_pages(
             session,
             actor,
             ctx.vault,
             facebook,
-            user_token=body.user_access_token,
+            listing,
             page_ids=body.page_ids,
             default_send_rate=ctx.settings.default_page_send_rate,
         )

@@ -58,16 +58,33 @@ async def callback(request: Request, viewer: ViewerDep, ctx: ContextDep) -> Resp
             login = await facebook_connect.claim(
                 session, session_id=viewer.session_id, state=query.get("state")
             )
-            login_id = login.id
+            login_id, redirect_uri = login.id, login.redirect_uri
         if query.get("error"):
             raise facebook_connect.cancelled(query.get("error_reason") or query.get("error"))
+        listing = await facebook_connect.sign_in_code(facebook, query.get("code"), redirect_uri)
         async with ctx.db.transaction() as session:
-            await facebook_connect.complete(
-                session, ctx.vault, facebook, login_id, query.get("code")
-            )
+            await facebook_connect.keep(session, ctx.vault, login_id, listing)
     except PagecastError as exc:
         return await page_list_with_error(request, viewer, ctx, exc)
     return redirect(f"/pages/connect/facebook/{login_id}")
+
+
+async def _listed(
+    ctx: Any, viewer: Any, login_id: int
+) -> tuple[facebook_connect.Grants, list[facebook_connect.ListedPage]]:
+    """The run's permissions and the Pages Facebook lists for its token now (no transaction
+    is open while Facebook answers)."""
+    facebook = ctx.facebook_login()
+    async with ctx.db.reading() as session:
+        token, grants = await facebook_connect.opened(
+            session, ctx.vault, login_id=login_id, session_id=viewer.session_id
+        )
+    return grants, await facebook.pages(token)
+
+
+async def _choices(ctx: Any, grants: Any, listed: Any) -> dict[str, Any]:
+    async with ctx.db.reading() as session:
+        return await facebook_connect.choices(session, grants, listed)
 
 
 @router.get("/pages/connect/facebook/{login_id}")
@@ -75,11 +92,8 @@ async def choose(login_id: int, request: Request, viewer: ViewerDep, ctx: Contex
     """The person's Pages, to tick, with what was granted and what is missing."""
     viewer.actor.require(Permission.PAGES_WRITE)
     try:
-        facebook = ctx.facebook_login()
-        async with ctx.db.transaction() as session:
-            found = await facebook_connect.choices(
-                session, ctx.vault, facebook, login_id=login_id, session_id=viewer.session_id
-            )
+        grants, listed = await _listed(ctx, viewer, login_id)
+        found = await _choices(ctx, grants, listed)
     except PagecastError as exc:
         return await page_list_with_error(request, viewer, ctx, exc)
     return _render(request, viewer, login_id=login_id, choices=found)
@@ -92,29 +106,26 @@ async def connect(login_id: int, request: Request, viewer: ViewerDep, ctx: Conte
     form = await request.form()
     page_ids = [str(v) for v in form.getlist("page_id")]
     try:
-        facebook = ctx.facebook_login()
+        grants, listed = await _listed(ctx, viewer, login_id)
         async with ctx.db.transaction() as session:
             report = await facebook_connect.finish(
                 session,
                 viewer.actor,
                 ctx.vault,
-                facebook,
+                ctx.facebook_login(),
                 login_id=login_id,
                 session_id=viewer.session_id,
+                listed=listed,
                 page_ids=page_ids,
                 default_send_rate=ctx.settings.default_page_send_rate,
             )
     except PagecastError as exc:
         if exc.field == "page_ids":  # nothing ticked, or a Page not theirs: pick again
-            async with ctx.db.transaction() as session:
-                found = await facebook_connect.choices(
-                    session, ctx.vault, facebook, login_id=login_id, session_id=viewer.session_id
-                )
             return _render(
                 request,
                 viewer,
                 login_id=login_id,
-                choices=found,
+                choices=await _choices(ctx, grants, listed),
                 error=exc.message,
                 status_code=exc.status_code,
             )
