@@ -248,9 +248,10 @@ async def keep(
 
 
 async def _open(
-    session: AsyncSession, login_id: int, session_id: int, now: datetime
+    session: AsyncSession, login_id: int, session_id: int, now: datetime, *, lock: bool = False
 ) -> FacebookLogin:
-    login = await session.get(FacebookLogin, login_id)
+    # `lock`: on PostgreSQL a second tab finishing the same run waits, then finds it finished.
+    login = await session.get(FacebookLogin, login_id, with_for_update=lock or None)
     if login is None or login.session_id != session_id or login.user_token_encrypted is None:
         raise InvalidState(
             f"This Facebook connection is not open for you (it was finished or never started "
@@ -320,7 +321,7 @@ async def finish(
     """Connect the Pages the person ticked, of those `listed` for the run's token; the run is
     then over and its user token erased."""
     now = now or utcnow()
-    login = await _open(session, login_id, session_id, now)
+    login = await _open(session, login_id, session_id, now, lock=True)
     if not page_ids:
         raise InvalidInput("Tick at least one Page to connect.", field="page_ids")
     listing = Listing(token="", grants=_grants(login), pages=tuple(listed))
