@@ -32,6 +32,7 @@ FIELDS = [
     "message_deliveries",
     "message_reads",
     "message_echoes",
+    "messaging_policy_enforcement",  # Pagecast acts on it (docs/webhooks.md)
 ]
 PAGECAST = str(Path(sys.executable).parent / "pagecast")
 

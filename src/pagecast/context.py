@@ -9,6 +9,7 @@ from __future__ import annotations
 from pagecast.audience_sync import SyncRunner
 from pagecast.db import Database
 from pagecast.errors import ServiceUnavailable, UpstreamError
+from pagecast.facebook_login import GraphFacebook
 from pagecast.graph import ErrorKind, GraphClient, GraphError, PageCredentials, make_http_client
 from pagecast.graph.transport import GraphHttp
 from pagecast.import_runner import ImportOptions, ImportRunner
@@ -113,6 +114,17 @@ class AppContext:
         if page_secret:
             return page_secret
         return self.settings.app_secret.get_secret_value() if self.settings.app_secret else None
+
+    def facebook_login(self) -> GraphFacebook:
+        """Facebook Login for "Connect with Facebook"; a 503 naming the setting when
+        PAGECAST_APP_ID or PAGECAST_APP_SECRET is not set."""
+        secret = self.settings.app_secret
+        return GraphFacebook(
+            self.graph,
+            app_id=self.settings.app_id,
+            app_secret=secret.get_secret_value() if secret else None,
+            web_url=self.settings.facebook_web_url,
+        )
 
     async def verify_token(self, access_token: str, app_secret: str | None) -> Owner:
         """Ask the Graph API who owns a Page token (`GET /me`); refusals become clear errors."""

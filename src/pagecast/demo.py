@@ -5,7 +5,9 @@ who messaged it in the last day (a few blocked the Page, a few wrote more than 2
 ago). Pagecast's Graph URL points at the simulator and the simulator's webhooks (receipts,
 echoes) come back to Pagecast, signed with a demo app secret. Demo data lives in its own
 data directory, with its own SQLite database and embedded Redis: `DATABASE_URL` and
-`REDIS_URL` are ignored, so a demo never writes into real data.
+`REDIS_URL` are ignored, so a demo never writes into real data. The sandbox Page is connected
+through "Connect with Facebook" (services/facebook_connect.py), as a real Page is: the
+simulator's Login dialog consents as the demo user and the code is exchanged for its token.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 from pydantic import SecretStr
@@ -26,8 +29,7 @@ from sqlalchemy import select
 from pagecast.models import Page, utcnow
 from pagecast.permissions import Actor
 from pagecast.private_files import private_dir, tighten, write_private
-from pagecast.schemas import PageCreate
-from pagecast.services import contact_import, pages
+from pagecast.services import contact_import, facebook_connect
 from pagecast.settings import Settings
 from pagecast.simulator.server import SimulatorServer
 
@@ -38,6 +40,7 @@ __all__ = ["DEMO_DATA_DIR", "Sandbox", "seed", "start"]
 
 DEMO_DATA_DIR = Path("pagecast-demo")
 PAGE_ID, PAGE_NAME = "100100", "Sandbox Bakery"
+DEMO_USER_ID, DEMO_USER_TOKEN = "100200", "EAAUdemouser"  # who consents in the dialog
 PEOPLE = 500
 BLOCKED = 5  # the last 5 people blocked the Page: sends to them fail with 551
 OUTSIDE = 12  # the 12 before them wrote 2 to 6 days ago: outside the 24-hour window
@@ -75,6 +78,8 @@ def start(settings: Settings, *, host: str, port: int) -> tuple[Settings, Sandbo
             "database_url": None,
             "redis_url": None,
             "graph_api_url": simulator.url,
+            "app_id": simulator.app.state.app.app_id,
+            "facebook_web_url": simulator.url,
             "app_secret": SecretStr(app_secret),
             "webhook_verify_token": SecretStr("pagecast-demo"),
         }
@@ -101,6 +106,37 @@ def _people(now: datetime) -> list[dict[str, Any]]:
             }
         )
     return people
+
+
+async def _connect_with_facebook(ctx: AppContext, sandbox: Sandbox) -> None:
+    """Connect the sandbox Page as a person would: the demo user consents in the simulator's
+    Login dialog, and the code it gives back is exchanged and the Page connected."""
+    facebook = ctx.facebook_login()
+    settings = ctx.settings
+    base = settings.public_url or f"http://{settings.host}:{settings.port}"
+    redirect_uri = base.rstrip("/") + facebook_connect.CALLBACK_PATH
+    async with httpx.AsyncClient(timeout=30) as browser:
+        consent = await browser.post(
+            sandbox.simulator.url + "/__sim/oauth",
+            json={"user_token": DEMO_USER_TOKEN, "user_id": DEMO_USER_ID, "pages": [PAGE_ID]},
+        )
+        consent.raise_for_status()
+        # No session to bind a state to here: nobody else can answer this dialog.
+        dialog = await browser.get(facebook.dialog_url(redirect_uri, secrets.token_urlsafe(16)))
+    code = dict(parse_qsl(urlsplit(dialog.headers.get("location", "")).query)).get("code")
+    if dialog.status_code != 302 or not code:
+        raise RuntimeError(f"The simulator's Login dialog answered {dialog.status_code}.")
+    listing = await facebook_connect.sign_in_code(facebook, code, redirect_uri)
+    async with ctx.db.transaction() as session:
+        await facebook_connect.connect_pages(
+            session,
+            Actor.system(),
+            ctx.vault,
+            facebook,
+            listing,
+            page_ids=[PAGE_ID],
+            default_send_rate=settings.default_page_send_rate,
+        )
 
 
 async def seed(ctx: AppContext, sandbox: Sandbox) -> int:
@@ -135,18 +171,13 @@ async def seed(ctx: AppContext, sandbox: Sandbox) -> int:
         writer.writerow(
             [p["psid"], p["first_name"], p["last_name"], p["tags"], p["last_user_action"]]
         )
-    system = Actor.system()
+    async with ctx.db.transaction() as session:
+        connected = await session.scalar(select(Page.id).where(Page.fb_page_id == PAGE_ID))
+    if connected is None:
+        await _connect_with_facebook(ctx, sandbox)
     async with ctx.db.transaction() as session:
         page = await session.scalar(select(Page).where(Page.fb_page_id == PAGE_ID))
-        if page is None:
-            page = await pages.connect(
-                session,
-                system,
-                ctx.vault,
-                PageCreate(access_token=sandbox.token),
-                verify=ctx.verify_token,
-                default_send_rate=ctx.settings.default_page_send_rate,
-            )
+        assert page is not None
         # A few hundred rows at start-up: read here, not as a background import.
         reader = contact_import.CsvReader(
             buffer.getvalue().encode(), max_tags=ctx.settings.import_max_tags_per_contact

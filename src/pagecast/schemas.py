@@ -371,6 +371,35 @@ class PageCreate(Input):
     timezone: TimeZoneName = timezones.DEFAULT
 
 
+def _user_token(value: str) -> str:
+    if not _PRINTABLE_ASCII.fullmatch(value):
+        raise ValueError(
+            "this is not a user access token (they are printable ASCII without spaces, e.g. "
+            "EAAB…); copy it again from the Graph API Explorer or your Facebook Login"
+        )
+    return value
+
+
+FbPageId = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, pattern=r"^[0-9]{1,30}$"),
+    Field(description="A Facebook Page id (digits), as /me/accounts lists it."),
+]
+
+
+class FacebookConnect(Input):
+    """`POST /api/pages/connect-facebook`: connect Pages with a Facebook user token."""
+
+    user_access_token: Annotated[
+        str,
+        StringConstraints(strip_whitespace=True, min_length=1, max_length=1000),
+        AfterValidator(_user_token),
+    ]
+    page_ids: Annotated[list[FbPageId], Field(min_length=1, max_length=100)] | None = Field(
+        None, description="The Pages to connect; omitted or null: every Page listed."
+    )
+
+
 class PageUpdate(Patch):
     not_null = ("name", "send_rate", "opt_out_keywords", "timezone")
 

@@ -26,6 +26,7 @@ CHROMIUM = os.environ.get("PAGECAST_TEST_CHROMIUM", "/usr/bin/chromium")
 
 APP_SECRET = "dashboard-test-app-secret"
 VERIFY_TOKEN = "dashboard-verify-token"
+SIM_APP_ID = "1517776481860111"  # the simulator's app (GET /__sim/app); its secret is APP_SECRET
 
 
 @dataclass
@@ -89,6 +90,9 @@ def server(simulator: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator
             "PAGECAST_DATA_DIR": str(workdir / "data"),
             "PAGECAST_GRAPH_API_URL": simulator.url,
             "PAGECAST_APP_SECRET": APP_SECRET,
+            # Connect with Facebook: the simulator's app, and its Login dialog.
+            "PAGECAST_APP_ID": SIM_APP_ID,
+            "PAGECAST_FACEBOOK_WEB_URL": simulator.url,
             "PAGECAST_WEBHOOK_VERIFY_TOKEN": VERIFY_TOKEN,
             "PAGECAST_RETRY_BASE_SECONDS": "0.2",
             "PAGECAST_RETRY_CAP_SECONDS": "1",

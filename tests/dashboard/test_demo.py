@@ -4,6 +4,7 @@ receipts, in the browser, with no Facebook app and nothing but the demo's own da
 from __future__ import annotations
 
 import re
+import sqlite3
 import subprocess
 import time
 from collections.abc import Iterator
@@ -68,6 +69,12 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 def test_demo_runs_a_campaign_to_receipts_with_a_banner_everywhere(browser: Any, demo: Any) -> None:
     assert (demo.directory / "pagecast-demo" / "pagecast.db").exists()
     assert not (demo.directory / "pagecast-data").exists()
+    # The sandbox Page was connected through Connect with Facebook, not a pasted token.
+    with sqlite3.connect(demo.directory / "pagecast-demo" / "pagecast.db") as db:
+        connected = db.execute(
+            "SELECT details FROM audit_log WHERE action = 'page.connected'"
+        ).fetchall()
+    assert len(connected) == 1 and '"via": "facebook_login"' in connected[0][0]
 
     class Target:
         url = demo.server_url

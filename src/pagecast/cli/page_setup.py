@@ -1,4 +1,5 @@
-"""`pagecast pages sync | webhook`: a Page's audience sync and its webhook setup help."""
+"""`pagecast pages sync | webhook | connect-facebook`: a Page's audience sync, its webhook
+setup help, and connecting Pages with a Facebook user token."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from typing import Any
 
 import typer
 
-from pagecast.cli.base import cli_actor, id_argument, pages_app, run
+from pagecast.cli.base import cli_actor, fail, id_argument, pages_app, run, validation_line
 
 
 @pages_app.command("sync")
@@ -117,3 +118,67 @@ def pages_webhook(
     typer.echo(f"Last 24 h:     {counts}")
     for warning in help_["warnings"]:
         typer.echo(f"Warning: {warning}", err=True)
+
+
+@pages_app.command("connect-facebook")
+def pages_connect_facebook(
+    user_token: str = typer.Option(
+        ...,
+        "--user-token",
+        help="A Facebook user access token of someone who manages the Pages (from Facebook "
+        "Login or the Graph API Explorer, for the app of PAGECAST_APP_ID).",
+        prompt=True,
+        hide_input=True,
+    ),
+    page: list[str] = typer.Option(
+        [], "--page", help="Facebook id of a Page to connect (repeat); default: every Page listed."
+    ),
+) -> None:
+    """Connect Pages as "Connect with Facebook" does: long-lived token, the person's Pages,
+    each Page's token stored (replacing an older one), webhooks subscribed, permissions said."""
+    from pydantic import ValidationError
+
+    from pagecast.schemas import FacebookConnect
+    from pagecast.services import facebook_connect
+
+    try:
+        body = FacebookConnect.model_validate(
+            {"user_access_token": user_token, "page_ids": page or None}
+        )
+    except ValidationError as exc:
+        fail(validation_line(exc))
+
+    async def connect(ctx: Any) -> Any:
+        facebook = ctx.facebook_login()
+        listing = await facebook_connect.sign_in(facebook, body.user_access_token)
+        async with ctx.db.transaction() as session:
+            return await facebook_connect.connect_pages(
+                session,
+                cli_actor(),
+                ctx.vault,
+                facebook,
+                listing,
+                page_ids=body.page_ids,
+                default_send_rate=ctx.settings.default_page_send_rate,
+            )
+
+    report = run(connect)
+    for p in report["pages"]:
+        done = {
+            "connected": f"connected as Page {p['page_id']}",
+            "token_replaced": f"already Page {p['page_id']}; its token was replaced",
+            "not_connected": "not connected",
+        }[p["result"]]
+        hooks = (
+            ""
+            if p["page_id"] is None
+            else (", webhooks subscribed" if p["subscribed"] else ", webhooks NOT subscribed")
+        )
+        typer.echo(f"{p['name']} ({p['fb_page_id']}): {done}{hooks}.")
+        if p["problem"]:
+            typer.echo(f"Warning: {p['problem']}", err=True)
+    granted = [r["permission"] for r in report["permissions"] if r["status"] == "granted"]
+    typer.echo(f"Granted: {', '.join(granted) or 'none'}.")
+    for row in report["permissions"]:
+        if row["status"] != "granted":
+            typer.echo(f"Missing {row['permission']} ({row['status']}): {row['stops']}", err=True)

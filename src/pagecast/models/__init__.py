@@ -18,7 +18,14 @@ from pagecast.models.base import (
 from pagecast.models.campaigns import Campaign, Delivery, Template
 from pagecast.models.inbound import ContactImport, PageSync, WebhookEvent
 from pagecast.models.pages import Contact, Page, Tag, contact_tags
-from pagecast.models.users import ApiToken, AuditLog, LoginAttempt, LoginSession, User
+from pagecast.models.users import (
+    ApiToken,
+    AuditLog,
+    FacebookLogin,
+    LoginAttempt,
+    LoginSession,
+    User,
+)
 
 __all__ = [
     "ApiToken",
@@ -30,6 +37,7 @@ __all__ = [
     "ContactImport",
     "Delivery",
     "DeliveryStatus",
+    "FacebookLogin",
     "ImportState",
     "LoginAttempt",
     "LoginSession",

@@ -11,6 +11,7 @@ from sqlalchemy import (
     Index,
     Integer,
     String,
+    Text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -95,3 +96,29 @@ class AuditLog(Base):
     object_type: Mapped[str] = mapped_column(String(32))
     object_id: Mapped[int | None] = mapped_column(Integer)
     details: Mapped[dict[str, Any] | None]
+
+
+class FacebookLogin(Base):
+    """One run of "Connect with Facebook" from a dashboard session (services/facebook_connect).
+
+    The row holds the `state` sent to the Login dialog (its SHA-256), bound to the session that
+    started it; the callback uses it once (`called_back_at`) and keeps the long-lived user token,
+    encrypted, until the person has picked their Pages (`finished_at`) or the row expires.
+    """
+
+    __tablename__ = "facebook_logins"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    state_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    session_id: Mapped[int] = mapped_column(
+        ForeignKey("login_sessions.id", ondelete="CASCADE"), index=True
+    )
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    redirect_uri: Mapped[str] = mapped_column(String(2000))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+    called_back_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    user_token_encrypted: Mapped[str | None] = mapped_column(Text)
+    # {"granted": [...], "declined": [...]} as /me/permissions answered at the callback.
+    permissions: Mapped[dict[str, Any] | None]

@@ -28,6 +28,7 @@ __all__ = [
     "get",
     "list_all",
     "stopped_status",
+    "store_token",
     "update",
 ]
 
@@ -111,6 +112,60 @@ async def connect(
     return page
 
 
+async def store_token(
+    session: AsyncSession,
+    actor: Actor,
+    vault: Vault,
+    *,
+    fb_page_id: str,
+    name: str,
+    access_token: str,
+    default_send_rate: float,
+) -> tuple[Page, bool]:
+    """A Page token that Facebook Login listed for the Page (services/facebook_connect): connect
+    the Page, or give the Page already connected its new token. Returns (page, created).
+
+    The token is the app's (`PAGECAST_APP_SECRET` proves it), so a Page's own app secret, from
+    a token pasted for another app, is dropped. A new token does not lift Facebook's block.
+    """
+    page = await session.scalar(select(Page).where(Page.fb_page_id == fb_page_id))
+    created = page is None
+    if page is None:
+        page = Page(
+            fb_page_id=fb_page_id,
+            name=name,
+            access_token_encrypted=vault.encrypt(access_token),
+            send_rate=default_send_rate,
+            status=PageStatus.ACTIVE,
+        )
+        session.add(page)
+    else:
+        page.name = name
+        page.access_token_encrypted = vault.encrypt(access_token)
+        page.app_secret_encrypted = None
+        _reactivate(page)
+    await session.flush()
+    await audit.record(
+        session,
+        actor,
+        "page.connected" if created else "page.updated",
+        object_type="page",
+        object_id=page.id,
+        details={"fb_page_id": fb_page_id, "name": name, "via": "facebook_login"}
+        | ({} if created else {"changed": ["access_token"]}),
+    )
+    return page, created
+
+
+def _reactivate(page: Page) -> None:
+    """A Page with a new token is active again, unless Facebook blocks it (services/policy.py)."""
+    if page.policy_block is None:
+        page.status, page.status_reason = PageStatus.ACTIVE, None
+    else:
+        page.status = PageStatus.RESTRICTED
+        page.status_reason = policy.block_reason(page.policy_block)
+
+
 async def update(
     session: AsyncSession,
     actor: Actor,
@@ -144,11 +199,7 @@ async def update(
         page.access_token_encrypted = vault.encrypt(check_token)
         if secret is not None:
             page.app_secret_encrypted = vault.encrypt(secret)
-        if page.policy_block is None:
-            page.status, page.status_reason = PageStatus.ACTIVE, None
-        else:  # a new token does not lift Facebook's block (services/policy.py)
-            page.status = PageStatus.RESTRICTED
-            page.status_reason = policy.block_reason(page.policy_block)
+        _reactivate(page)
     for name, value in changes.items():
         setattr(page, name, value)
     await session.flush()

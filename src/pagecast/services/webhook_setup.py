@@ -20,13 +20,15 @@ __all__ = ["CALLBACK_PATH", "SUBSCRIBE_FIELDS", "describe", "recent_events"]
 
 CALLBACK_PATH = "/webhooks/messenger"
 # What Pagecast needs: inbound messages and postbacks (contacts, windows, opt-outs),
-# receipts, and echoes (which prove a send after a timeout).
+# receipts, echoes (which prove a send after a timeout) and Facebook's policy enforcement
+# (which restricts the Page: docs/webhooks.md). "Connect with Facebook" subscribes these.
 SUBSCRIBE_FIELDS = (
     "messages",
     "messaging_postbacks",
     "message_deliveries",
     "message_reads",
     "message_echoes",
+    "messaging_policy_enforcement",
 )
 RECENT = timedelta(hours=24)
 

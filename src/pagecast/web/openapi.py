@@ -35,6 +35,7 @@ __all__ = [
     "ContactOut",
     "EndedSessionsOut",
     "ErrorOut",
+    "FacebookConnectOut",
     "ImportList",
     "ImportOut",
     "LoginSessionList",
@@ -92,7 +93,8 @@ _MEANING = {
     422: "Invalid input: `error.field` names the field, `error.details` lists every problem.",
     429: "Too many attempts; `Retry-After` says when to try again.",
     502: "Facebook (the Graph API) refused or failed a call Pagecast needed.",
-    503: "Redis (the queue) is unreachable; nothing was changed.",
+    503: "Redis (the queue) is unreachable, or (Connect with Facebook) PAGECAST_APP_ID or "
+    "PAGECAST_APP_SECRET is not set; nothing was changed.",
 }
 _HEADERS: dict[int, dict[str, Any]] = {
     429: {
@@ -267,6 +269,27 @@ class PageOut(_Out):
     timezone: str = Field(description="The Page's default IANA zone (UTC until chosen).")
     created_at: datetime | None
     updated_at: datetime | None
+
+
+class ConnectedPageOut(_Out):
+    page_id: int | None = Field(description="The Pagecast Page; null when not connected.")
+    fb_page_id: str
+    name: str
+    result: Literal["connected", "token_replaced", "not_connected"]
+    subscribed: bool = Field(description="The app receives the Page's webhook fields.")
+    problem: str | None
+
+
+class PermissionOut(_Out):
+    permission: str
+    status: Literal["granted", "declined", "not_granted"]
+    stops: str | None = Field(description="What its absence stops; null when granted.")
+
+
+class FacebookConnectOut(_Out):
+    pages: list[ConnectedPageOut]
+    permissions: list[PermissionOut]
+    missing: list[str] = Field(description="The permissions Pagecast asks for and lacks.")
 
 
 class PageList(_Out):

@@ -7,8 +7,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Response
 
 from pagecast.permissions import Actor, Permission
-from pagecast.schemas import Id, PageCreate, PageUpdate
-from pagecast.services import pages
+from pagecast.schemas import FacebookConnect, Id, PageCreate, PageUpdate
+from pagecast.services import facebook_connect, pages
 from pagecast.web import openapi, render
 from pagecast.web.deps import ContextDep, require
 from pagecast.web.openapi import API_ERRORS, documented, errors
@@ -36,6 +36,31 @@ async def connect_page(body: PageCreate, actor: Writer, ctx: ContextDep) -> dict
             default_send_rate=ctx.settings.default_page_send_rate,
         )
         return render.page(page)
+
+
+@router.post("/pages/connect-facebook", **documented(openapi.FacebookConnectOut, 502, 503))
+async def connect_with_facebook(
+    body: FacebookConnect, actor: Writer, ctx: ContextDep
+) -> dict[str, Any]:
+    """Connect Pages with a Facebook user access token (what "Connect with Facebook" does
+    after the dialog): trade it for a long-lived one, list the person's Pages, store each
+    chosen Page's token (replacing an older one), subscribe the app to its webhooks, and say
+    which permissions were granted and what each missing one stops.
+
+    Needs PAGECAST_APP_ID and PAGECAST_APP_SECRET (503 naming them otherwise).
+    """
+    facebook = ctx.facebook_login()
+    listing = await facebook_connect.sign_in(facebook, body.user_access_token)
+    async with ctx.db.transaction() as session:
+        return await facebook_connect.connect_pages(
+            session,
+            actor,
+            ctx.vault,
+            facebook,
+            listing,
+            page_ids=body.page_ids,
+            default_send_rate=ctx.settings.default_page_send_rate,
+        )
 
 
 @router.get("/pages/{page_id}", **documented(openapi.PageOut))

@@ -10,12 +10,16 @@ from pydantic import ValidationError
 
 from pagecast import timezones
 from pagecast.errors import PagecastError
+from pagecast.facebook_login import missing_settings
+from pagecast.graph import LOGIN_SCOPES
 from pagecast.permissions import Permission
 from pagecast.schemas import Id, PageCreate, PageUpdate
 from pagecast.services import pages, webhook_setup
 from pagecast.web.dashboard import explain
 from pagecast.web.dashboard.base import DashboardRoute, ViewerDep, page, redirect
 from pagecast.web.deps import ContextDep
+
+__all__ = ["page_list_with_error", "router"]
 
 router = APIRouter(route_class=DashboardRoute, include_in_schema=False)
 
@@ -58,7 +62,21 @@ async def _list(
         error=error,
         fields=webhook_setup.SUBSCRIBE_FIELDS,
         zone_names=timezones.names(),
+        login_permissions=LOGIN_SCOPES,
+        login_problem=missing_settings(
+            settings.app_id, settings.app_secret.get_secret_value() if settings.app_secret else None
+        ),
     )
+
+
+async def page_list_with_error(
+    request: Request, viewer: Any, ctx: Any, exc: PagecastError
+) -> Response:
+    """The Pages page with `exc` said at the top (with its status), beside the buttons to try
+    again; a refusal of the role stays the error page."""
+    if exc.status_code == 403:
+        raise exc
+    return await _list(request, viewer, ctx, error=exc.message, status_code=exc.status_code)
 
 
 @router.get("/pages")
