@@ -17,11 +17,21 @@ FAVICON_TYPE = "image/vnd.microsoft.icon"  # IANA's name for .ico
 
 
 def _routers() -> list[APIRouter]:
-    from pagecast.web.dashboard import auth, campaigns, composer, contacts, ops, pages, users
+    from pagecast.web.dashboard import (
+        auth,
+        campaigns,
+        composer,
+        contacts,
+        message_templates,
+        ops,
+        pages,
+        users,
+    )
 
     # The composer first: its /campaigns/new and /campaigns/{id}/edit must win over
     # /campaigns/{id} and /campaigns/{id}/{action}.
-    return [m.router for m in (auth, composer, campaigns, pages, contacts, ops, users)]
+    modules = (auth, composer, campaigns, pages, contacts, message_templates, ops, users)
+    return [m.router for m in modules]
 
 
 def routes() -> set[tuple[str, str]]:
