@@ -3,6 +3,7 @@ Start, templates and the preview, through the API on both databases."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -11,7 +12,14 @@ from sqlalchemy import select, update
 
 from factories import SIM_TOKEN, connected_page, sim_page, table_counts
 from pagecast.db import Database
-from pagecast.models import Campaign, CampaignStatus, MessageAttachment, Role, Template
+from pagecast.models import (
+    Campaign,
+    CampaignStatus,
+    MessageAttachment,
+    Role,
+    Template,
+    utcnow,
+)
 from pagecast.security import Vault
 
 SHOP = "https://shop.example.com/sale"
@@ -260,3 +268,19 @@ async def test_uploads_need_a_known_page_and_the_right_role(api: Any, sim_page_i
         f"/api/pages/{sim_page_id}/attachments", json={"type": "image", "url": IMAGE}
     )
     assert refused.status_code == 403
+
+
+async def test_a_kept_id_too_old_to_reuse_is_uploaded_again(
+    manager: httpx.AsyncClient, sim_page_id: int, db: Database
+) -> None:
+    path = f"/api/pages/{sim_page_id}/attachments"
+    first = (await manager.post(path, json={"type": "video", "url": IMAGE})).json()
+    async with db.transaction() as session:  # uploaded 81 days ago
+        await session.execute(
+            update(MessageAttachment).values(created_at=utcnow() - timedelta(days=81))
+        )
+    again = (await manager.post(path, json={"type": "video", "url": IMAGE})).json()
+    assert again["uploaded"] is True and again["attachment_id"] != first["attachment_id"]
+    async with db.transaction() as session:
+        rows = list(await session.scalars(select(MessageAttachment)))
+    assert [r.attachment_id for r in rows] == [again["attachment_id"]]
