@@ -94,6 +94,13 @@ def test_errors_show_in_words_at_once_not_only_at_save(admin: Any) -> None:
     admin.fill("#text", "Hi {{first_name|there}}")
     expect(admin.locator("#preview-text")).to_have_text("Hi Mia0")
     expect(problem).to_have_count(0)
+    admin.fill("input[name=preview_contact]", "3")  # pick another contact of the Page
+    expect(admin.locator("#preview-text")).to_have_text("Hi Mia2")
+    admin.fill("input[name=preview_contact]", "999")
+    expect(admin.locator("#preview [data-problem=preview_contact]")).to_contain_text(
+        "999 is not a contact of this Page"
+    )
+    admin.fill("input[name=preview_contact]", "")
     admin.check("input[name=audience_type][value=contacts]")
     admin.fill("input[name=ids]", "1, 424242")
     expect(admin.locator("#preview [data-problem=audience]")).to_contain_text(

@@ -13,7 +13,7 @@ from starlette.datastructures import FormData
 
 from pagecast import timezones, uploads
 from pagecast.errors import InvalidInput, PagecastError
-from pagecast.models import Campaign, CampaignStatus, MessagingType, Priority
+from pagecast.models import Campaign, CampaignStatus, Contact, MessagingType, Priority
 from pagecast.permissions import Permission
 from pagecast.schemas import (
     ALLOWED_TAGS,
@@ -298,6 +298,17 @@ async def preview(request: Request, viewer: ViewerDep, ctx: ContextDep) -> Respo
             problems |= form_errors(exc)
     problems |= await _problems(ctx, fields, message_only=message_only)
     sample = result.sample if result is not None else None
+    chosen = parse_id(str(form.get("preview_contact", "")).strip())
+    if chosen is not None and fields["page_id"]:  # "Preview for": a contact of the Page
+        async with ctx.db.transaction() as session:
+            person_row = await session.get(Contact, chosen)
+        if person_row is not None and person_row.page_id == fields["page_id"]:
+            sample = person_row
+        else:
+            problems["preview_contact"] = (
+                f"preview_contact: {chosen} is not a contact of this Page; "
+                "leave it empty to preview for the first eligible one."
+            )
     if sample is not None and fields["content"] and "content" not in problems:
         person = {"first_name": sample.first_name, "last_name": sample.last_name}
         message = content.to_message(content.parse(fields["content"]), person)
