@@ -1,4 +1,5 @@
-"""`pagecast pages sync | webhook`: a Page's audience sync and its webhook setup help."""
+"""`pagecast pages sync | webhook | attachment`: a Page's audience sync, its webhook setup
+help, and media uploaded once."""
 
 from __future__ import annotations
 
@@ -117,3 +118,30 @@ def pages_webhook(
     typer.echo(f"Last 24 h:     {counts}")
     for warning in help_["warnings"]:
         typer.echo(f"Warning: {warning}", err=True)
+
+
+@pages_app.command("attachment")
+def pages_attachment(
+    page_id: int = id_argument("Page id (see `pagecast pages list`)."),
+    url: str = typer.Option(..., "--url", help="The file's public https:// URL."),
+    kind: str = typer.Option("image", "--type", help="image, video, audio or file."),
+) -> None:
+    """Upload media once for the Page and print its attachment_id (the same URL again prints
+    the kept id without a new upload); send it as content.attachment.attachment_id."""
+    from pydantic import ValidationError
+
+    from pagecast import uploads
+    from pagecast.errors import InvalidInput, field_path, in_words
+    from pagecast.schemas import AttachmentUpload
+
+    async def upload(ctx: Any) -> tuple[str, bool]:
+        try:
+            body = AttachmentUpload.model_validate({"type": kind, "url": url})
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            where = field_path(error["loc"])
+            raise InvalidInput(f"--{where}: {in_words(error)}", field=where) from None
+        return await uploads.upload_attachment(ctx, cli_actor(), page_id, body.type, body.url)
+
+    attachment_id, uploaded = run(upload)
+    typer.echo(f"{attachment_id}{'' if uploaded else ' (uploaded before; reused)'}")
