@@ -284,3 +284,27 @@ async def test_a_kept_id_too_old_to_reuse_is_uploaded_again(
     async with db.transaction() as session:
         rows = list(await session.scalars(select(MessageAttachment)))
     assert [r.attachment_id for r in rows] == [again["attachment_id"]]
+
+
+async def test_the_composer_edits_a_template_campaign_with_the_templates_message(
+    app: Any, db: Database, manager: httpx.AsyncClient, page_id: int
+) -> None:
+    from factories import create_user, session_cookie
+    from pagecast.web.deps import SESSION_COOKIE
+
+    template = await manager.post(
+        "/api/templates", json={"name": "Sale cards", "content": {"cards": [card(title="Deal")]}}
+    )
+    body = {"name": "Uses it", "page_id": page_id, "template_id": template.json()["id"]}
+    campaign_id = (await manager.post("/api/campaigns", json=body)).json()["id"]
+    user, _ = await create_user(db, Role.MANAGER, email="composer@example.com")
+    cookie = await session_cookie(db, user)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app),
+        base_url="http://pagecast.test",
+        cookies={SESSION_COOKIE: cookie},
+    ) as browser:
+        page = await browser.get(f"/campaigns/{campaign_id}/edit")
+    assert page.status_code == 200, page.text
+    assert 'id="uses-template"' in page.text and "Sale cards" in page.text
+    assert 'name="card0_title" value="Deal"' in page.text

@@ -220,15 +220,14 @@ async def edit_campaign(
     viewer.actor.require(Permission.CAMPAIGNS_WRITE)
     async with ctx.db.transaction() as session:
         campaign = await campaigns.get(session, campaign_id)
+        template = None
+        if campaign.template_id is not None:  # its message is the template's
+            template = await templates.get(session, campaign.template_id)
     campaigns.require_status(campaign, campaigns.EDITABLE, "editing")
-    return await _form_page(
-        request,
-        viewer,
-        ctx,
-        values=_values_of(campaign, times.viewer_zone(viewer)),
-        errors={},
-        campaign=campaign,
-    )
+    values = _values_of(campaign, times.viewer_zone(viewer))
+    if template is not None:
+        values |= message_form.values_of(template.content) | {"uses_template": template.name}
+    return await _form_page(request, viewer, ctx, values=values, errors={}, campaign=campaign)
 
 
 @router.post("/campaigns/{campaign_id}/edit")
