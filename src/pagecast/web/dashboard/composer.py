@@ -326,19 +326,24 @@ async def preview(request: Request, viewer: ViewerDep, ctx: ContextDep) -> Respo
 
 
 async def _problems(ctx: Any, fields: dict[str, Any], *, message_only: bool) -> dict[str, str]:
-    """What Save would refuse, by section: the content's rules, and (for a campaign) the
-    rest of Save's checks, among them unknown placeholders and unknown contact ids."""
+    """What Save would refuse, by section: the message's own rules first (whatever else is
+    wrong), then, for a campaign, the rest of Save's checks (`campaigns.check`), among them
+    unknown contact ids and the text's length with the Page's longest names."""
     if not fields["content"]:
         return {"content": "Write a message: a text, an attachment or a card."}
+    found: dict[str, str] = {}
     try:
-        if message_only or fields["page_id"] == 0:
-            content.check_length(content.parse(fields["content"]), {})
-            return {}
+        content.check_length(content.parse(fields["content"]), {})
+    except PagecastError as exc:
+        found = form_errors(exc)
+    if message_only or fields["page_id"] == 0:
+        return found
+    try:
         data = CampaignCreate.model_validate(fields | {"name": fields["name"] or "preview"})
         async with ctx.db.transaction() as session:
             await campaigns.check(session, data)
     except (ValidationError, PagecastError) as exc:
         if isinstance(exc, PagecastError) and exc.status_code in (401, 403):
             raise
-        return form_errors(exc)
-    return {}
+        return form_errors(exc) | found
+    return found
