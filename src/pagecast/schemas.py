@@ -260,10 +260,33 @@ class Content(Input):
     """ONE message: a text (with buttons or quick replies), one attachment, or a generic
     template (`cards`, 1 to 10: a carousel when more than one). Quick replies go with any."""
 
-    text: Annotated[Text, StringConstraints(min_length=1)] | None = None
+    text: (
+        Annotated[
+            Text,
+            StringConstraints(min_length=1),
+            Field(
+                description="At most 2,000 characters once personalised (640 with buttons); "
+                "placeholders {{first_name}}, {{last_name}}, {{full_name}}, each with an optional "
+                "|fallback."
+            ),
+        ]
+        | None
+    ) = None
     attachment: Attachment | None = None
-    cards: Annotated[list[Card], Field(min_length=1, max_length=CARD_LIMIT)] | None = None
-    buttons: Annotated[list[Button], Field(max_length=3)] = []
+    cards: (
+        Annotated[
+            list[Card],
+            Field(
+                min_length=1,
+                max_length=CARD_LIMIT,
+                description="A generic template: 1 to 10 cards (a carousel when more than one).",
+            ),
+        ]
+        | None
+    ) = None
+    buttons: Annotated[
+        list[Button], Field(max_length=3, description="Under the text: a button template.")
+    ] = []
     quick_replies: Annotated[list[QuickReply], Field(max_length=13)] = []
 
     @model_validator(mode="after")
