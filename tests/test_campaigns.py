@@ -110,7 +110,7 @@ async def test_create_returns_a_draft_with_every_count(
                     "buttons": [{"type": "web_url", "title": "x" * 21, "url": "https://a.b"}],
                 }
             },
-            "content.buttons.0.title",
+            "content.buttons[0].title",
             "at most 20",
         ),
         ({"content": {"text": "hi {{nickname}}"}}, "content.text", "Unknown personalisation"),

@@ -244,7 +244,7 @@ async def test_a_token_facebook_refuses_is_a_502_naming_the_field(
         ({}, "user_access_token"),
         ({"user_access_token": "EAAU x"}, "user_access_token"),
         ({"user_access_token": "EAAU", "page_ids": []}, "page_ids"),
-        ({"user_access_token": "EAAU", "page_ids": ["Acme"]}, "page_ids.0"),
+        ({"user_access_token": "EAAU", "page_ids": ["Acme"]}, "page_ids[0]"),
     ],
 )
 async def test_bad_input_names_the_field(

@@ -7,6 +7,7 @@ and exit 1, the worker on the delivery row).
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 __all__ = [
@@ -23,7 +24,39 @@ __all__ = [
     "TooManyRequests",
     "Unauthorized",
     "UpstreamError",
+    "field_path",
+    "in_words",
 ]
+
+
+def field_path(parts: Iterable[str | int]) -> str:
+    """A field's path as people read it: `content.cards[2].buttons[0].title`."""
+    path = ""
+    for part in parts:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    return path
+
+
+def in_words(error: Mapping[str, Any]) -> str:
+    """One pydantic error (an item of `ValidationError.errors()`) as what is wrong, in words."""
+    kind, ctx = error["type"], error.get("ctx") or {}
+    given = error.get("input")
+    if kind == "missing":
+        return "is required"
+    if kind == "extra_forbidden":
+        return "is not a known field; remove it"
+    text = given if isinstance(given, str) else None
+    if text is not None and kind in ("string_too_long", "too_long"):
+        return f"has {len(text)} characters; at most {ctx['max_length']} are allowed; shorten it"
+    if text is not None and kind in ("string_too_short", "too_short"):
+        if ctx.get("min_length") == 1:
+            return "is empty; write something or leave the field out"
+        return f"has {len(text)} characters; at least {ctx['min_length']} are needed"
+    if kind == "too_long":
+        return f"has {ctx.get('actual_length')} items; at most {ctx['max_length']} are allowed"
+    if kind == "too_short":
+        return f"has {ctx.get('actual_length')} items; at least {ctx['min_length']} are needed"
+    return str(error["msg"]).removeprefix("Value error, ")
 
 
 class PagecastError(Exception):

@@ -28,18 +28,24 @@ __all__ = [
     "BIGINT_MAX",
     "ID_MAX",
     "RETIRED_TAGS",
+    "Attachment",
+    "AttachmentUpload",
     "Audience",
+    "Button",
     "CampaignCreate",
     "CampaignUpdate",
+    "Card",
     "ContactCreate",
     "ContactUpdate",
     "Content",
+    "DefaultAction",
     "Id",
     "Int32",
     "Line",
     "MeUpdate",
     "PageCreate",
     "PageUpdate",
+    "QuickReply",
     "SendTestBody",
     "TemplateCreate",
     "TemplateUpdate",
@@ -53,6 +59,8 @@ __all__ = [
 
 TEXT_LIMIT = 2000
 BUTTON_TEXT_LIMIT = 640
+CARD_TEXT_LIMIT = 80  # a card's title and subtitle
+CARD_LIMIT = 10  # cards in one carousel
 ALLOWED_TAGS = ("HUMAN_AGENT", "CUSTOMER_FEEDBACK")
 RETIRED_TAGS = ("ACCOUNT_UPDATE", "CONFIRMED_EVENT_UPDATE", "POST_PURCHASE_UPDATE")
 MAX_SEND_RATE = 300.0  # Meta's per-Page ceiling for text sends (docs/graph-api.md, "Rate limits")
@@ -210,29 +218,91 @@ class QuickReply(Input):
 
 
 class Attachment(Input):
+    """Media by URL (Messenger fetches it) or by an `attachment_id` from the Attachment
+    Upload API (`POST /api/pages/{id}/attachments`)."""
+
+    type: Literal["image", "file", "video", "audio"]
+    url: HttpUrl | None = None
+    attachment_id: Annotated[str, StringConstraints(pattern=r"^[0-9]{1,32}$")] | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Attachment:
+        if (self.url is None) == (self.attachment_id is None):
+            raise ValueError("give either url or attachment_id (one of them)")
+        return self
+
+
+class AttachmentUpload(Input):
+    """`POST /api/pages/{id}/attachments`: media to upload once and send by id."""
+
     type: Literal["image", "file", "video", "audio"]
     url: HttpUrl
 
 
-class Content(Input):
-    """A message: text (with buttons or quick replies) or one attachment by URL."""
+class DefaultAction(Input):
+    """What tapping a card opens."""
 
-    text: Annotated[Text, StringConstraints(min_length=1)] | None = None
-    attachment: Attachment | None = None
+    type: Literal["web_url"] = "web_url"
+    url: HttpUrl
+
+
+class Card(Input):
+    """One element of a generic template. `title` and `subtitle` may hold placeholders;
+    their 80-character limit is checked once personalised (`services.content`)."""
+
+    title: Annotated[Line, StringConstraints(min_length=1)]
+    subtitle: Line | None = None
+    image_url: HttpUrl | None = None
+    default_action: DefaultAction | None = None
     buttons: Annotated[list[Button], Field(max_length=3)] = []
+
+
+class Content(Input):
+    """ONE message: a text (with buttons or quick replies), one attachment, or a generic
+    template (`cards`, 1 to 10: a carousel when more than one). Quick replies go with any."""
+
+    text: (
+        Annotated[
+            Text,
+            StringConstraints(min_length=1),
+            Field(
+                description="At most 2,000 characters once personalised (640 with buttons); "
+                "placeholders {{first_name}}, {{last_name}}, {{full_name}}, each with an optional "
+                "|fallback."
+            ),
+        ]
+        | None
+    ) = None
+    attachment: Attachment | None = None
+    cards: (
+        Annotated[
+            list[Card],
+            Field(
+                min_length=1,
+                max_length=CARD_LIMIT,
+                description="A generic template: 1 to 10 cards (a carousel when more than one).",
+            ),
+        ]
+        | None
+    ) = None
+    buttons: Annotated[
+        list[Button], Field(max_length=3, description="Under the text: a button template.")
+    ] = []
     quick_replies: Annotated[list[QuickReply], Field(max_length=13)] = []
 
     @model_validator(mode="after")
     def _shape(self) -> Content:
-        if self.text is None and self.attachment is None:
-            raise ValueError("give a text or an attachment")
-        if self.text is not None and self.attachment is not None:
+        given = [n for n in ("text", "attachment", "cards") if getattr(self, n) is not None]
+        if not given:
+            raise ValueError("give a text, an attachment or cards")
+        if len(given) > 1:
             raise ValueError(
-                "Messenger sends text and an attachment as two messages; give one of them "
-                "(or put a link button under the text)"
+                f"one message holds one of text, attachment or cards, not {' and '.join(given)}; "
+                "Messenger sends them as separate messages (put a link button under the text, "
+                "or a picture on a card)"
             )
         if self.buttons and self.text is None:
-            raise ValueError("buttons go under a text; add a text")
+            raise ValueError("buttons go under a text (a card has its own buttons); add a text")
         return self
 
     def stored(self) -> dict[str, Any]:

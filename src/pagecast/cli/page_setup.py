@@ -1,5 +1,6 @@
-"""`pagecast pages sync | webhook | connect-facebook`: a Page's audience sync, its webhook
-setup help, and connecting Pages with a Facebook user token."""
+"""`pagecast pages sync | webhook | connect-facebook | attachment`: a Page's audience sync,
+its webhook setup help, connecting Pages with a Facebook user token, and media uploaded
+once."""
 
 from __future__ import annotations
 
@@ -182,3 +183,30 @@ def pages_connect_facebook(
     for row in report["permissions"]:
         if row["status"] != "granted":
             typer.echo(f"Missing {row['permission']} ({row['status']}): {row['stops']}", err=True)
+
+
+@pages_app.command("attachment")
+def pages_attachment(
+    page_id: int = id_argument("Page id (see `pagecast pages list`)."),
+    url: str = typer.Option(..., "--url", help="The file's public https:// URL."),
+    kind: str = typer.Option("image", "--type", help="image, video, audio or file."),
+) -> None:
+    """Upload media once for the Page and print its attachment_id (the same URL again prints
+    the kept id without a new upload); send it as content.attachment.attachment_id."""
+    from pydantic import ValidationError
+
+    from pagecast import uploads
+    from pagecast.errors import InvalidInput, field_path, in_words
+    from pagecast.schemas import AttachmentUpload
+
+    async def upload(ctx: Any) -> tuple[str, bool]:
+        try:
+            body = AttachmentUpload.model_validate({"type": kind, "url": url})
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            where = field_path(error["loc"])
+            raise InvalidInput(f"--{where}: {in_words(error)}", field=where) from None
+        return await uploads.upload_attachment(ctx, cli_actor(), page_id, body.type, body.url)
+
+    attachment_id, uploaded = run(upload)
+    typer.echo(f"{attachment_id}{'' if uploaded else ' (uploaded before; reused)'}")

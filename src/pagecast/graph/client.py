@@ -306,6 +306,26 @@ class GraphClient(LoginCalls):
                     seen.add(thread.id)
                     yield thread
 
+    # ----------------------------------------------------------------------------- attachments
+
+    async def upload_attachment(self, creds: PageCredentials, *, kind: str, url: str) -> str:
+        """`POST /me/message_attachments`: Facebook fetches `url` once and answers an
+        `attachment_id` that Sends of the Page can reuse (docs/graph-api.md, "Media attachments").
+
+        Raises:
+            GraphError: for every failure (2018008: the URL could not be fetched).
+        """
+        body = {
+            "message": {"attachment": {"type": kind, "payload": {"url": url, "is_reusable": True}}}
+        }
+        data, usage = await self._call(creds, "POST", "me/message_attachments", json_body=body)
+        found = data.get("attachment_id") if isinstance(data, dict) else None
+        if not isinstance(found, str | int) or isinstance(found, bool) or str(found) == "":
+            raise wire.bad_answer(
+                "POST me/message_attachments", usage, idempotent=True, detail="no attachment_id"
+            )
+        return str(found)
+
     # ----------------------------------------------------------------------------- webhooks
 
     async def subscribe_app(

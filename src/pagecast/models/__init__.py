@@ -17,7 +17,7 @@ from pagecast.models.base import (
 )
 from pagecast.models.campaigns import Campaign, Delivery, Template
 from pagecast.models.inbound import ContactImport, PageSync, WebhookEvent
-from pagecast.models.pages import Contact, Page, Tag, contact_tags
+from pagecast.models.pages import Contact, MessageAttachment, Page, Tag, contact_tags
 from pagecast.models.users import (
     ApiToken,
     AuditLog,
@@ -41,6 +41,7 @@ __all__ = [
     "ImportState",
     "LoginAttempt",
     "LoginSession",
+    "MessageAttachment",
     "MessagingType",
     "Page",
     "PageStatus",

@@ -103,3 +103,20 @@ class Contact(Base):
     tags: Mapped[list[Tag]] = relationship(
         secondary=contact_tags, lazy="selectin", order_by=Tag.name
     )
+
+
+class MessageAttachment(Base):
+    """Media uploaded once through the Attachment Upload API, reused by `attachment_id`:
+    one row per Page and (type, URL), so the same URL is not uploaded twice."""
+
+    __tablename__ = "message_attachments"
+    __table_args__ = (UniqueConstraint("page_id", "type", "url_sha256"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    page_id: Mapped[int] = mapped_column(ForeignKey("pages.id", ondelete="CASCADE"))
+    type: Mapped[str] = mapped_column(String(16))
+    url: Mapped[str] = mapped_column(Text)
+    # The URL's SHA-256: a unique key of a fixed width whatever the URL's length.
+    url_sha256: Mapped[str] = mapped_column(String(64))
+    attachment_id: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -26,6 +26,7 @@ from pagecast.services import audit, content, pages, reconcile, templates
 
 __all__ = [
     "EDITABLE",
+    "check",
     "check_rendered_length",
     "check_schedule",
     "counts",
@@ -117,10 +118,11 @@ async def list_page(
 
 
 async def effective_content(session: AsyncSession, campaign: Campaign) -> Content:
-    """The campaign's own content, or its template's."""
+    """The campaign's own content, or its template's, checked by the rules that Save applies
+    (`content.parse`: a template or content edited elsewhere is refused in words)."""
     if campaign.template_id is not None:
-        return Content.model_validate((await templates.get(session, campaign.template_id)).content)
-    return Content.model_validate(campaign.content)
+        return content.parse((await templates.get(session, campaign.template_id)).content)
+    return content.parse(campaign.content)
 
 
 def names_of(first: int | None, last: int | None) -> dict[str, int]:
@@ -172,13 +174,18 @@ async def check_rendered_length(session: AsyncSession, message: Content, page_id
         content.check_length(message, await longest_names(session, page_id))
 
 
+async def check(session: AsyncSession, data: CampaignCreate) -> None:
+    """Save's checks that need the database; the composer's preview runs them as you type."""
+    await _validate(session, data)
+
+
 async def _validate(session: AsyncSession, data: CampaignCreate) -> None:
     """Checks that need the database: the Page, the template, rendered length, the contacts."""
     page = await pages.get(session, data.page_id)
     message = data.content if data.content is not None else None
     if data.template_id is not None:
         template = await templates.get(session, data.template_id)
-        message = Content.model_validate(template.content)
+        message = content.parse(template.content)
     assert message is not None
     await check_rendered_length(session, message, page.id)
     if data.send_rate is not None and data.send_rate > page.send_rate:

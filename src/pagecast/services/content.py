@@ -1,30 +1,80 @@
-"""Message content: personalisation (`{{first_name|there}}`) and the Send API `message` object."""
+"""Message content: its rules (one set for preview, Save and Start), personalisation
+(`{{first_name|there}}`) and the Send API `message` object.
+
+`parse` reads a content body into `Content` and says what is wrong in words, naming the
+field path (`content.cards[2].buttons[0].title`); `check_length` checks what depends on the
+contacts (placeholders and the personalised length of every text Messenger limits).
+"""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
-from pagecast.errors import InvalidInput
-from pagecast.schemas import Content
+from pydantic import ValidationError
 
-__all__ = ["VARIABLES", "check_length", "render", "to_message", "variables_in"]
+from pagecast.errors import InvalidInput, field_path, in_words
+from pagecast.schemas import CARD_TEXT_LIMIT, Content
+
+__all__ = [
+    "VARIABLES",
+    "check_length",
+    "describe",
+    "parse",
+    "render",
+    "texts",
+    "to_message",
+    "variables_in",
+]
 
 VARIABLES = ("first_name", "last_name", "full_name")
 _PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_]\w*)\s*(?:\|([^}]*))?\}\}")
+_UNION_MEMBERS = ("all", "tags", "contacts")
 
 
-def variables_in(text: str) -> list[tuple[str, str]]:
+def describe(exc: ValidationError, prefix: tuple[str | int, ...] = ()) -> list[tuple[str, str]]:
+    """Each error of `exc` as (field path, what is wrong in words): never pydantic's own
+    summary with its links."""
+    found = []
+    for error in exc.errors():
+        loc = [p for p in (*prefix, *error["loc"]) if p not in _UNION_MEMBERS]
+        path = field_path(loc)
+        found.append((path, f"{path}: {in_words(error)}" if path else in_words(error)))
+    return found
+
+
+def parse(raw: Any, field: str = "content") -> Content:
+    """`raw` as `Content`, or InvalidInput naming the first wrong field in words."""
+    if isinstance(raw, Content):
+        return raw
+    try:
+        return Content.model_validate(raw)
+    except ValidationError as exc:
+        path, message = describe(exc, (field,))[0]
+        raise InvalidInput(message, field=path) from None
+
+
+def texts(content: Content) -> Iterator[tuple[str, str, int]]:
+    """The personalisable texts: (field path, text, Messenger's limit)."""
+    if content.text is not None:
+        yield "content.text", content.text, content.text_limit
+    for i, card in enumerate(content.cards or []):
+        yield f"content.cards[{i}].title", card.title, CARD_TEXT_LIMIT
+        if card.subtitle is not None:
+            yield f"content.cards[{i}].subtitle", card.subtitle, CARD_TEXT_LIMIT
+
+
+def variables_in(text: str, field: str = "content.text") -> list[tuple[str, str]]:
     """The (variable, fallback) pairs in `text`; unknown variables raise InvalidInput."""
     found = [(m.group(1), (m.group(2) or "").strip()) for m in _PLACEHOLDER.finditer(text)]
     unknown = sorted({name for name, _ in found if name not in VARIABLES})
     if unknown:
         raise InvalidInput(
-            f"Unknown personalisation {', '.join('{{' + u + '}}' for u in unknown)}; "
+            f"Unknown personalisation {', '.join('{{' + u + '}}' for u in unknown)} in {field}; "
             f"use {', '.join('{{' + v + '}}' for v in VARIABLES)}, with an optional fallback "
             "such as {{first_name|there}}.",
-            field="content.text",
+            field=field,
         )
     return found
 
@@ -46,36 +96,60 @@ def render(text: str, contact: Mapping[str, str | None]) -> str:
 
 
 def check_length(content: Content, longest: Mapping[str, int]) -> None:
-    """Refuse text that could exceed Messenger's limit once rendered.
+    """Refuse unknown placeholders, and text that could exceed Messenger's limit once rendered.
 
     Each placeholder counts as the longer of its fallback and `longest[variable]`, the
-    longest value that variable takes among the Page's contacts.
+    longest value that variable takes among the Page's contacts (`{}`: fallbacks only).
     """
-    if content.text is None:
-        return
-    worst = _PLACEHOLDER.sub("", content.text)
-    length = len(worst) + sum(
-        max(len(fallback), longest.get(name, 0)) for name, fallback in variables_in(content.text)
-    )
-    if length > content.text_limit:
-        kind = "a text with buttons" if content.buttons else "a text"
-        raise InvalidInput(
-            f"content.text can be {length:,} characters once personalised; Messenger allows at "
-            f"most {content.text_limit:,} for {kind}. Shorten it by {length - content.text_limit:,}.",
-            field="content.text",
+    for field, text, limit in texts(content):
+        worst = _PLACEHOLDER.sub("", text)
+        length = len(worst) + sum(
+            max(len(fallback), longest.get(name, 0)) for name, fallback in variables_in(text, field)
         )
+        if length > limit:
+            kind = {"content.text": "a text with buttons" if content.buttons else "a text"}.get(
+                field, "a card's title or subtitle"
+            )
+            raise InvalidInput(
+                f"{field} can be {length:,} characters once personalised; Messenger allows at "
+                f"most {limit:,} for {kind}. Shorten it by {length - limit:,}.",
+                field=field,
+            )
+
+
+def _media(content: Content) -> dict[str, Any]:
+    assert content.attachment is not None
+    if content.attachment.attachment_id is not None:
+        payload: dict[str, Any] = {"attachment_id": content.attachment.attachment_id}
+    else:
+        payload = {"url": content.attachment.url, "is_reusable": True}
+    return {"attachment": {"type": content.attachment.type, "payload": payload}}
+
+
+def _cards(content: Content, contact: Mapping[str, str | None]) -> dict[str, Any]:
+    elements = []
+    for card in content.cards or []:
+        element: dict[str, Any] = {"title": render(card.title, contact)}
+        if card.subtitle:
+            element["subtitle"] = render(card.subtitle, contact)
+        if card.image_url:
+            element["image_url"] = card.image_url
+        if card.default_action is not None:
+            element["default_action"] = card.default_action.model_dump(exclude_none=True)
+        if card.buttons:
+            element["buttons"] = [b.model_dump(exclude_none=True) for b in card.buttons]
+        elements.append(element)
+    payload = {"template_type": "generic", "elements": elements}
+    return {"attachment": {"type": "template", "payload": payload}}
 
 
 def to_message(content: Content, contact: Mapping[str, str | None]) -> dict[str, Any]:
     """The Send API `message` object for one contact (docs/graph-api.md, "A Send API request")."""
     message: dict[str, Any]
     if content.attachment is not None:
-        message = {
-            "attachment": {
-                "type": content.attachment.type,
-                "payload": {"url": content.attachment.url, "is_reusable": True},
-            }
-        }
+        message = _media(content)
+    elif content.cards:
+        message = _cards(content, contact)
     elif content.buttons:
         message = {
             "attachment": {

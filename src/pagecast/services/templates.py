@@ -39,8 +39,7 @@ async def _check_name(session: AsyncSession, name: str, template_id: int | None 
 
 async def create(session: AsyncSession, actor: Actor, data: TemplateCreate) -> Template:
     await _check_name(session, data.name)
-    if data.content.text:
-        content.variables_in(data.content.text)
+    content.check_length(data.content, {})
     template = Template(name=data.name, content=data.content.stored())
     session.add(template)
     await session.flush()
@@ -58,8 +57,7 @@ async def update(
         await _check_name(session, data.name, template.id)
         template.name = data.name
     if data.content is not None:
-        if data.content.text:
-            content.variables_in(data.content.text)
+        content.check_length(data.content, {})
         template.content = data.content.stored()
     await session.flush()
     await audit.record(

@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 
-from pagecast.errors import PagecastError
+from pagecast.errors import PagecastError, field_path, in_words
 
 __all__ = ["install"]
 
@@ -20,22 +20,18 @@ def _body(code: str, message: str, field: str | None = None, **extra: Any) -> di
 
 
 def _field(loc: tuple[Any, ...]) -> str:
-    parts = [str(p) for p in loc if p not in ("body", "query", "path")]
+    parts = [p for p in loc if p not in ("body", "query", "path")]
     # Drop the union-member name pydantic puts after `audience` (a discriminated union);
     # only there: a contact's `tags` is a field.
     if len(parts) > 2 and parts[0] == "audience" and parts[1] in ("all", "tags", "contacts"):
         del parts[1]
-    return ".".join(parts)
+    return field_path(parts)
 
 
 def _explain(error: dict[str, Any]) -> str:
-    kind = error["type"]
-    if kind == "extra_forbidden":
+    if error["type"] == "extra_forbidden":
         return "is not a known field; remove it (see /docs for the fields this endpoint takes)"
-    if kind == "missing":
-        return "is required"
-    message = str(error["msg"])
-    return message.removeprefix("Value error, ")
+    return in_words(error)
 
 
 def validation_response(errors: list[dict[str, Any]]) -> JSONResponse:

@@ -296,6 +296,13 @@ class PageList(_Out):
     items: list[PageOut]
 
 
+class AttachmentOut(_Out):
+    attachment_id: str = Field(description="Send it as content.attachment.attachment_id.")
+    uploaded: bool = Field(
+        description="false: this Page had uploaded the same URL before; no new upload was made."
+    )
+
+
 class ContactOut(_Out):
     id: int
     page_id: int

@@ -6,8 +6,9 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Response
 
+from pagecast import uploads
 from pagecast.permissions import Actor, Permission
-from pagecast.schemas import FacebookConnect, Id, PageCreate, PageUpdate
+from pagecast.schemas import AttachmentUpload, FacebookConnect, Id, PageCreate, PageUpdate
 from pagecast.services import facebook_connect, pages
 from pagecast.web import openapi, render
 from pagecast.web.deps import ContextDep, require
@@ -16,6 +17,7 @@ from pagecast.web.openapi import API_ERRORS, documented, errors
 router = APIRouter(prefix="/api", tags=["pages"], responses=errors(*API_ERRORS))
 Reader = Annotated[Actor, require(Permission.PAGES_READ)]
 Writer = Annotated[Actor, require(Permission.PAGES_WRITE)]
+Composer = Annotated[Actor, require(Permission.CAMPAIGNS_WRITE)]
 
 
 @router.get("/pages", **documented(openapi.PageList))
@@ -89,3 +91,15 @@ async def delete_page(
         response.status_code = 204
         return None
     return render.page(page)
+
+
+@router.post("/pages/{page_id}/attachments", **documented(openapi.AttachmentOut, 502))
+async def upload_attachment(
+    page_id: Id, body: AttachmentUpload, actor: Composer, ctx: ContextDep
+) -> dict[str, Any]:
+    """Upload media once through the Attachment Upload API; the same Page and URL again
+    answers the kept `attachment_id` without a new upload."""
+    attachment_id, uploaded = await uploads.upload_attachment(
+        ctx, actor, page_id, body.type, body.url
+    )
+    return {"attachment_id": attachment_id, "uploaded": uploaded}

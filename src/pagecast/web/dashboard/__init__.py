@@ -23,6 +23,7 @@ def _routers() -> list[APIRouter]:
         composer,
         contacts,
         facebook_connect,
+        message_templates,
         ops,
         pages,
         users,
@@ -30,9 +31,18 @@ def _routers() -> list[APIRouter]:
 
     # The composer first: its /campaigns/new and /campaigns/{id}/edit must win over
     # /campaigns/{id} and /campaigns/{id}/{action}.
-    return [
-        m.router for m in (auth, composer, campaigns, facebook_connect, pages, contacts, ops, users)
-    ]
+    modules = (
+        auth,
+        composer,
+        campaigns,
+        facebook_connect,
+        pages,
+        contacts,
+        message_templates,
+        ops,
+        users,
+    )
+    return [m.router for m in modules]
 
 
 def routes() -> set[tuple[str, str]]:

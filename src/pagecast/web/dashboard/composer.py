@@ -11,22 +11,22 @@ from fastapi import APIRouter, Request, Response
 from pydantic import TypeAdapter, ValidationError
 from starlette.datastructures import FormData
 
-from pagecast import timezones
+from pagecast import timezones, uploads
 from pagecast.errors import InvalidInput, PagecastError
-from pagecast.models import Campaign, CampaignStatus, MessagingType, Priority
+from pagecast.models import Campaign, CampaignStatus, Contact, MessagingType, Priority
 from pagecast.permissions import Permission
 from pagecast.schemas import (
     ALLOWED_TAGS,
+    CARD_LIMIT,
     RETIRED_TAGS,
     Audience,
     CampaignCreate,
     CampaignUpdate,
-    Content,
     Id,
     parse_id,
 )
-from pagecast.services import audience, campaigns, content, pages
-from pagecast.web.dashboard import times
+from pagecast.services import audience, campaigns, content, pages, templates
+from pagecast.web.dashboard import message_form, times
 from pagecast.web.dashboard.base import DashboardRoute, ViewerDep, page, redirect
 from pagecast.web.deps import ContextDep
 
@@ -42,32 +42,6 @@ def _split(value: str) -> list[str]:
 def _reader(form: FormData) -> Callable[[str], str]:
     """`get(name)`: the form field's text, stripped, "" when the field is absent."""
     return lambda name: str(form.get(name, "")).strip()
-
-
-def _content(form: FormData) -> dict[str, Any]:
-    get = _reader(form)
-    body: dict[str, Any] = {}
-    if get("attachment_url"):
-        body["attachment"] = {
-            "type": get("attachment_type") or "image",
-            "url": get("attachment_url"),
-        }
-    if get("text"):
-        body["text"] = get("text")
-    buttons = []
-    for i in range(3):
-        title, target = get(f"button{i}_title"), get(f"button{i}_target")
-        if title or target:
-            if target.startswith(("http://", "https://")):
-                buttons.append({"type": "web_url", "title": title, "url": target})
-            else:
-                buttons.append({"type": "postback", "title": title, "payload": target or title})
-    if buttons:
-        body["buttons"] = buttons
-    replies = [{"title": t, "payload": t.upper()[:1000]} for t in _split(get("quick_replies"))]
-    if replies:
-        body["quick_replies"] = replies
-    return body
 
 
 def _times(get: Callable[[str], str], zone: str) -> dict[str, str | None]:
@@ -104,7 +78,7 @@ def fields_from(form: FormData, zone: str = timezones.DEFAULT) -> dict[str, Any]
     data: dict[str, Any] = {
         "name": get("name"),
         "page_id": parse_id(get("page_id")) or 0,  # 0: no Page chosen (or not an id)
-        "content": _content(form),
+        "content": message_form.content_from(form),
         "messaging_type": get("messaging_type") or "UPDATE",
         "tag": get("tag") or None,
         "audience": target,
@@ -115,20 +89,40 @@ def fields_from(form: FormData, zone: str = timezones.DEFAULT) -> dict[str, Any]
     return data
 
 
-def _errors(exc: Exception) -> dict[str, str]:
+def form_errors(exc: Exception) -> dict[str, str]:
+    """Errors by the form's section (`content`, `audience`, ...), each in words with the
+    field path it names (`content.cards[2].title: ...`)."""
     if isinstance(exc, ValidationError):
         found: dict[str, str] = {}
-        for error in exc.errors():
-            parts = [str(p) for p in error["loc"] if p not in ("all", "tags", "contacts")]
-            found.setdefault(
-                parts[0] if parts else "form",
-                f"{'.'.join(parts[1:]) + ': ' if len(parts) > 1 else ''}"
-                + str(error["msg"]).removeprefix("Value error, "),
-            )
+        for path, message in content.describe(exc):
+            found.setdefault(_section(path), message)
         return found
     assert isinstance(exc, PagecastError)
-    field = (exc.field or "form").split(".")[0]
-    return {field: exc.message}
+    return {_section(exc.field or ""): exc.message}
+
+
+def _section(path: str) -> str:
+    return path.split(".")[0].split("[")[0] or "form"
+
+
+async def _upload_once(ctx: Any, viewer: Any, form: FormData, fields: dict[str, Any]) -> None:
+    """ "Upload once": replace the attachment's URL by the Page's `attachment_id` (uploaded
+    now, or kept from an earlier upload of the same URL)."""
+    media = fields["content"].get("attachment") or {}
+    if not form.get("upload_once") or not media.get("url") or not fields["page_id"]:
+        return
+    try:
+        attachment_id, _ = await uploads.upload_attachment(
+            ctx, viewer.actor, fields["page_id"], media["type"], media["url"]
+        )
+    except PagecastError as exc:
+        if exc.status_code in (401, 403, 404):
+            raise
+        raise InvalidInput(
+            f"content.attachment.url: {exc.message.removeprefix('url: ')}",
+            field="content.attachment.url",
+        ) from exc
+    fields["content"]["attachment"] = {"type": media["type"], "attachment_id": attachment_id}
 
 
 async def _form_page(
@@ -143,6 +137,7 @@ async def _form_page(
 ) -> Response:
     async with ctx.db.transaction() as session:
         page_rows = await pages.list_all(session)
+        template_rows = await templates.list_all(session)
     zone = times.viewer_zone(viewer)
     return page(
         request,
@@ -153,6 +148,10 @@ async def _form_page(
         errors=errors,
         campaign=campaign,
         pages=page_rows,
+        templates=template_rows,
+        kinds=message_form.KINDS,
+        media_types=message_form.MEDIA_TYPES,
+        card_limit=CARD_LIMIT,
         chips=CHIPS,
         allowed_tags=ALLOWED_TAGS,
         retired_tags=RETIRED_TAGS,
@@ -165,15 +164,11 @@ async def _form_page(
 
 def _values_of(campaign: Campaign, zone: str) -> dict[str, Any]:
     """A saved campaign as form values, its times in `zone`."""
-    body = campaign.content or {}
     target = campaign.audience
-    values: dict[str, Any] = {
+    return message_form.values_of(campaign.content) | {
         "name": campaign.name,
         "page_id": campaign.page_id,
-        "text": body.get("text", ""),
-        "attachment_type": (body.get("attachment") or {}).get("type", "image"),
-        "attachment_url": (body.get("attachment") or {}).get("url", ""),
-        "quick_replies": ", ".join(q.get("title", "") for q in body.get("quick_replies", [])),
+        "template_id": campaign.template_id or "",
         "audience_type": target["type"],
         "include": ", ".join(target.get("include", [])),
         "exclude": ", ".join(target.get("exclude", [])),
@@ -185,16 +180,18 @@ def _values_of(campaign: Campaign, zone: str) -> dict[str, Any]:
         "scheduled_at": times.field_value(campaign.scheduled_at, zone),
         "expires_at": times.field_value(campaign.expires_at, zone),
     }
-    for i, button in enumerate(body.get("buttons", [])):
-        values[f"button{i}_title"] = button.get("title", "")
-        values[f"button{i}_target"] = button.get("url") or button.get("payload", "")
-    return values
 
 
 @router.get("/campaigns/new")
 async def new_campaign(request: Request, viewer: ViewerDep, ctx: ContextDep) -> Response:
     viewer.actor.require(Permission.CAMPAIGNS_WRITE)
-    return await _form_page(request, viewer, ctx, values={"audience_type": "all"}, errors={})
+    values: dict[str, Any] = {"audience_type": "all"}
+    template_id = parse_id(request.query_params.get("template"))
+    if template_id is not None:  # "Use in a campaign": the template's message, to edit
+        async with ctx.db.transaction() as session:
+            template = await templates.get(session, template_id)
+        values |= message_form.values_of(template.content)
+    return await _form_page(request, viewer, ctx, values=values, errors={})
 
 
 @router.post("/campaigns/new")
@@ -202,14 +199,16 @@ async def create_campaign(request: Request, viewer: ViewerDep, ctx: ContextDep) 
     viewer.actor.require(Permission.CAMPAIGNS_WRITE)
     form = await request.form()
     try:
-        data = CampaignCreate.model_validate(fields_from(form, times.viewer_zone(viewer)))
+        fields = fields_from(form, times.viewer_zone(viewer))
+        await _upload_once(ctx, viewer, form, fields)
+        data = CampaignCreate.model_validate(fields)
         async with ctx.db.transaction() as session:
             campaign = await campaigns.create(session, viewer.actor, data)
     except (ValidationError, InvalidInput, PagecastError) as exc:
         if isinstance(exc, PagecastError) and exc.status_code in (401, 403, 404):
             raise
         return await _form_page(
-            request, viewer, ctx, values=dict(form), errors=_errors(exc), status_code=422
+            request, viewer, ctx, values=dict(form), errors=form_errors(exc), status_code=422
         )
     return redirect(f"/campaigns/{campaign.id}")
 
@@ -221,15 +220,14 @@ async def edit_campaign(
     viewer.actor.require(Permission.CAMPAIGNS_WRITE)
     async with ctx.db.transaction() as session:
         campaign = await campaigns.get(session, campaign_id)
+        template = None
+        if campaign.template_id is not None:  # its message is the template's
+            template = await templates.get(session, campaign.template_id)
     campaigns.require_status(campaign, campaigns.EDITABLE, "editing")
-    return await _form_page(
-        request,
-        viewer,
-        ctx,
-        values=_values_of(campaign, times.viewer_zone(viewer)),
-        errors={},
-        campaign=campaign,
-    )
+    values = _values_of(campaign, times.viewer_zone(viewer))
+    if template is not None:
+        values |= message_form.values_of(template.content) | {"uses_template": template.name}
+    return await _form_page(request, viewer, ctx, values=values, errors={}, campaign=campaign)
 
 
 @router.post("/campaigns/{campaign_id}/edit")
@@ -242,6 +240,7 @@ async def update_campaign(
         campaign = await campaigns.get(session, campaign_id)
     try:
         fields = fields_from(form, times.viewer_zone(viewer))
+        await _upload_once(ctx, viewer, form, fields)
         if campaign.status is not CampaignStatus.DRAFT:
             # Fixed once the audience snapshot exists (docs/architecture.md).
             for name in ("page_id", "audience", "messaging_type", "tag"):
@@ -258,7 +257,7 @@ async def update_campaign(
             viewer,
             ctx,
             values=dict(form),
-            errors=_errors(exc),
+            errors=form_errors(exc),
             campaign=campaign,
             status_code=422,
         )
@@ -267,42 +266,84 @@ async def update_campaign(
 
 @router.post("/campaigns/preview")
 async def preview(request: Request, viewer: ViewerDep, ctx: ContextDep) -> Response:
-    """HTMX: the eligible count, exclusions by reason and the message for a real contact."""
+    """HTMX: the eligible count, exclusions by reason, the message for a real contact, and
+    every problem Save would refuse (the same checks: `campaigns.check`), in words."""
     viewer.actor.require(Permission.CAMPAIGNS_READ)
-    fields = fields_from(await request.form())
+    form = await request.form()
+    fields = fields_from(form)
+    message_only = bool(form.get("message_only"))  # the template form: no audience
     result: Any = None
     message: dict[str, Any] | None = None
-    problem = None
+    problems: dict[str, str] = {}
     warnings: list[audience.TagWarning] = []
     known: list[str] = []
-    try:
-        target = _AUDIENCE.validate_python(fields["audience"])  # ids within the column
-        draft = Campaign(
-            page_id=fields["page_id"],
-            audience=target.model_dump(mode="json"),
-            messaging_type=MessagingType(fields["messaging_type"]),
-        )
-        async with ctx.db.transaction() as session:
-            await pages.get(session, draft.page_id)
-            result = await audience.preview(session, draft)
-            # The Page's tags: what Save would warn about, and the tag inputs' suggestions.
-            warnings = await audience.tag_warnings(session, draft.page_id, draft.audience)
-            known = await audience.known_tags(session, draft.page_id)
-        if result.sample is not None and fields["content"]:
-            sample = {"first_name": result.sample.first_name, "last_name": result.sample.last_name}
-            message = content.to_message(Content.model_validate(fields["content"]), sample)
-    except (ValidationError, PagecastError, ValueError) as exc:
-        problem = next(iter(_errors(exc).values())) if not isinstance(exc, ValueError) else str(exc)
     if fields["page_id"] == 0:
-        problem = "Choose a Page to see who the campaign reaches."
+        problems["page_id"] = "Choose a Page to see the message for one of its contacts."
+    else:
+        try:
+            target = _AUDIENCE.validate_python(fields["audience"])  # ids within the column
+            draft = Campaign(
+                page_id=fields["page_id"],
+                audience=target.model_dump(mode="json"),
+                messaging_type=MessagingType(fields["messaging_type"]),
+            )
+            async with ctx.db.transaction() as session:
+                await pages.get(session, draft.page_id)
+                result = await audience.preview(session, draft)
+                # The Page's tags: what Save would warn about, and the tag inputs' suggestions.
+                warnings = await audience.tag_warnings(session, draft.page_id, draft.audience)
+                known = await audience.known_tags(session, draft.page_id)
+        except (ValidationError, PagecastError) as exc:
+            problems |= form_errors(exc)
+    problems |= await _problems(ctx, fields, message_only=message_only)
+    sample = result.sample if result is not None else None
+    chosen = parse_id(str(form.get("preview_contact", "")).strip())
+    if chosen is not None and fields["page_id"]:  # "Preview for": a contact of the Page
+        async with ctx.db.transaction() as session:
+            person_row = await session.get(Contact, chosen)
+        if person_row is not None and person_row.page_id == fields["page_id"]:
+            sample = person_row
+        else:
+            problems["preview_contact"] = (
+                f"preview_contact: {chosen} is not a contact of this Page; "
+                "leave it empty to preview for the first eligible one."
+            )
+    if sample is not None and fields["content"] and "content" not in problems:
+        person = {"first_name": sample.first_name, "last_name": sample.last_name}
+        message = content.to_message(content.parse(fields["content"]), person)
     return page(
         request,
         "_preview.html",
         viewer,
-        result=result,
+        result=None if message_only else result,
+        sample=sample,
         message=message,
-        problem=problem,
-        warnings=warnings,
+        problems=problems,
+        warnings=[] if message_only else warnings,
         known_tags=known,
         when=datetime.now(UTC),
     )
+
+
+async def _problems(ctx: Any, fields: dict[str, Any], *, message_only: bool) -> dict[str, str]:
+    """What Save would refuse, by section: the message's own rules first (whatever else is
+    wrong), then, for a campaign, the rest of Save's checks (`campaigns.check`), among them
+    unknown contact ids and the text's length with the Page's longest names."""
+    if not fields["content"]:
+        return {"content": "Write a message: a text, an attachment or a card."}
+    found: dict[str, str] = {}
+    try:
+        content.check_length(content.parse(fields["content"]), {})
+    except PagecastError as exc:
+        found = form_errors(exc)
+    if message_only or fields["page_id"] == 0:
+        return found
+    try:
+        data = CampaignCreate.model_validate(fields | {"name": fields["name"] or "preview"})
+        async with ctx.db.transaction() as session:
+            await campaigns.check(session, data)
+    except (ValidationError, PagecastError) as exc:
+        if isinstance(exc, PagecastError) and exc.status_code in (401, 403):
+            raise
+        return form_errors(exc) | found
+    return found

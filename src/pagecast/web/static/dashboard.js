@@ -19,6 +19,40 @@
     text.dispatchEvent(new Event("input", { bubbles: true }));
   });
 
+  // The message text's live counter: its length against Messenger's limit (640 with
+  // buttons, else 2,000). Nothing is cut: over the limit it says so, and Save refuses.
+  function count() {
+    document.querySelectorAll("textarea[data-counter]").forEach(function (text) {
+      var out = document.getElementById(text.dataset.counter);
+      if (!out) return;
+      var form = text.form;
+      var buttons = form ? Array.prototype.some.call(
+        form.querySelectorAll(".button-title"), function (b) { return b.value.trim() !== ""; }) : false;
+      var limit = parseInt(buttons ? out.dataset.buttonLimit : out.dataset.limit, 10);
+      var length = Array.from(text.value.trim()).length;
+      var shown = length.toLocaleString("en") + " / " + limit.toLocaleString("en") + " characters";
+      if (length > limit) {
+        shown += ": " + (length - limit).toLocaleString("en") + " over Messenger's limit" +
+          (buttons ? " for a text with buttons" : "") + "; shorten it";
+      }
+      out.textContent = shown;
+      out.classList.toggle("over", length > limit);
+    });
+  }
+
+  // The message kind shows its own fields only (the server reads only the chosen kind's).
+  function kinds() {
+    document.querySelectorAll("fieldset.message-fields").forEach(function (set) {
+      var chosen = set.querySelector("input[name=message_kind]:checked");
+      set.querySelectorAll(".kind-section").forEach(function (section) {
+        section.hidden = !chosen || section.dataset.kind !== chosen.value;
+      });
+    });
+  }
+  document.addEventListener("input", count);
+  document.addEventListener("change", function () { kinds(); count(); });
+  document.addEventListener("DOMContentLoaded", function () { kinds(); count(); });
+
   // Tag inputs take comma-separated names; their suggestions (the Page's tags, a <datalist>
   // that the composer's preview refreshes) keep the names typed before the last comma.
   function suggestTags(input) {
