@@ -37,9 +37,10 @@ from sqlalchemy import text
 
 from factories import SECRET_KEY, clean, connected_page, create_user
 from pagecast.db import Database, upgrade
+from pagecast.message_schema import Content
 from pagecast.models import Role, utcnow
 from pagecast.permissions import Actor
-from pagecast.schemas import CampaignCreate, ContactCreate, Content, TemplateCreate
+from pagecast.schemas import CampaignCreate, ContactCreate, TemplateCreate
 from pagecast.security import Vault
 from pagecast.services import campaigns, contacts, templates
 from pagecast.settings import Settings

@@ -17,8 +17,9 @@ import pytest
 
 from factories import ADMIN_ACTOR, connected_page, create_user, session_cookie, table_counts
 from pagecast.db import Database
+from pagecast.message_schema import Content
 from pagecast.models import Role
-from pagecast.schemas import CampaignCreate, Content
+from pagecast.schemas import CampaignCreate
 from pagecast.services import campaigns
 from pagecast.web.deps import SESSION_COOKIE
 

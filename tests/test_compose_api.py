@@ -94,7 +94,49 @@ BUTTON = {"type": "postback", "title": "More", "payload": "MORE"}
         (
             {"attachment": {"type": "file", "attachment_id": "abc"}},
             "content.attachment.attachment_id",
-            "",
+            "must be digits only (0-9), 1 to 32 of them",
+        ),
+        # A card needs more than a title (Facebook: "At least one property must be set in
+        # addition to title").
+        ({"cards": [{"title": "Only a title"}]}, "content.cards[0]", "more than a title"),
+        # Messenger fetches and opens these itself: public HTTPS only.
+        (
+            {"cards": [card(image_url="http://cdn.example.com/a.jpg")]},
+            "content.cards[0].image_url",
+            "must be an https:// URL",
+        ),
+        (
+            {"cards": [card(default_action={"url": "http://shop.example.com"})]},
+            "content.cards[0].default_action.url",
+            "must be an https:// URL",
+        ),
+        (
+            {"attachment": {"type": "image", "url": "http://cdn.example.com/a.jpg"}},
+            "content.attachment.url",
+            "must be an https:// URL",
+        ),
+        # Titles Messenger sends as written.
+        (
+            {"text": "Hi", "buttons": [{**BUTTON, "title": "For {{first_name}}"}]},
+            "content.buttons[0].title",
+            "without personalising",
+        ),
+        (
+            {"cards": [card(buttons=[{**BUTTON, "title": "{{first_name|you}}"}])]},
+            "content.cards[0].buttons[0].title",
+            "write the title without {{ }}",
+        ),
+        (
+            {"text": "Hi", "quick_replies": [{"title": "{{first_name}}", "payload": "P"}]},
+            "content.quick_replies[0].title",
+            "without personalising",
+        ),
+        # Empty for a contact without a name.
+        ({"text": "{{first_name}}"}, "content.text", "add a fallback: {{first_name|there}}"),
+        (
+            {"cards": [card(title=" {{full_name|}} ")]},
+            "content.cards[0].title",
+            "add a fallback: {{full_name|there}}",
         ),
         ({"cards": [card()], "buttons": [BUTTON]}, "content", "buttons go under a text"),
         ({"text": "x" * 2001}, "content.text", "at most 2,000"),
@@ -116,6 +158,19 @@ async def test_every_message_rule_names_the_field_path_in_words_and_writes_nothi
     assert phrase in error["message"], error
     assert "pydantic" not in response.text and "validation error for" not in response.text
     assert await table_counts(db) == before
+
+
+async def test_what_messenger_allows_still_saves(manager: httpx.AsyncClient, page_id: int) -> None:
+    # A web_url button may open http:// (Messenger opens it in a browser); a placeholder with
+    # other text around it, or with a fallback, is never empty; a card with a title and a
+    # subtitle is enough.
+    message = {
+        "text": "Hi {{first_name}}",
+        "buttons": [{"type": "web_url", "title": "Old site", "url": "http://shop.example.com"}],
+    }
+    for body in (message, {"cards": [{"title": "{{first_name|Hi}}", "subtitle": "Sale"}]}):
+        response = await manager.post("/api/campaigns", json=draft(page_id, body))
+        assert response.status_code == 201, response.text
 
 
 async def test_a_carousel_and_an_attachment_id_save_and_preview_for_a_contact(
@@ -246,6 +301,7 @@ async def test_upload_once_then_reuse_for_the_same_page_and_url(
     [
         ({"type": "gif", "url": IMAGE}, "type"),
         ({"type": "image", "url": "ftp://cdn.example.com/a.jpg"}, "url"),
+        ({"type": "image", "url": "http://cdn.example.com/a.jpg"}, "url"),
         ({"type": "image"}, "url"),
     ],
 )

@@ -35,7 +35,8 @@ def test_pages_attachment_uploads_once_and_reuses(data_dir: Path, simulator: obj
 @pytest.mark.parametrize(
     ("args", "phrase"),
     [
-        (("--url", "ftp://cdn.example.com/a.jpg"), "--url: must be an http:// or https:// URL"),
+        (("--url", "ftp://cdn.example.com/a.jpg"), "--url: must be an https:// URL"),
+        (("--url", "http://cdn.example.com/a.jpg"), "--url: must be an https:// URL"),
         (("--url", IMAGE, "--type", "gif"), "--type:"),
     ],
 )

@@ -13,8 +13,9 @@ from sqlalchemy import func, select
 
 from factories import ADMIN_ACTOR, connected_page, import_contacts, table_counts
 from pagecast.db import Database
+from pagecast.message_schema import Content
 from pagecast.models import Campaign, Contact, Delivery, DeliveryStatus, Role, utcnow
-from pagecast.schemas import CampaignCreate, ContactCreate, Content
+from pagecast.schemas import CampaignCreate, ContactCreate
 from pagecast.security import Vault
 from pagecast.services import campaigns, contacts, deliveries, pages
 

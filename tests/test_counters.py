@@ -7,8 +7,9 @@ import pytest
 
 from factories import ADMIN_ACTOR, connected_page
 from pagecast.db import Database
+from pagecast.message_schema import Content
 from pagecast.models import Campaign, DeliveryStatus
-from pagecast.schemas import CampaignCreate, Content
+from pagecast.schemas import CampaignCreate
 from pagecast.security import Vault
 from pagecast.services import campaigns, counters
 

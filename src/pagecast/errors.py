@@ -7,6 +7,7 @@ and exit 1, the worker on the delivery row).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -52,11 +53,22 @@ def in_words(error: Mapping[str, Any]) -> str:
         if ctx.get("min_length") == 1:
             return "is empty; write something or leave the field out"
         return f"has {len(text)} characters; at least {ctx['min_length']} are needed"
+    if kind == "string_pattern_mismatch":
+        return _pattern_in_words(str(ctx.get("pattern", "")))
     if kind == "too_long":
         return f"has {ctx.get('actual_length')} items; at most {ctx['max_length']} are allowed"
     if kind == "too_short":
         return f"has {ctx.get('actual_length')} items; at least {ctx['min_length']} are needed"
     return str(error["msg"]).removeprefix("Value error, ")
+
+
+def _pattern_in_words(pattern: str) -> str:
+    digits = re.fullmatch(r"\^\[0-9\]\{(\d+),(\d+)\}\$", pattern)
+    if digits:
+        return f"must be digits only (0-9), {digits[1]} to {digits[2]} of them; copy the id again"
+    if "@" in pattern:
+        return "is not an email address; write it as name@example.com"
+    return "does not have the expected form; check what the field takes in the API documentation"
 
 
 class PagecastError(Exception):

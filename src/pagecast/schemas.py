@@ -1,7 +1,7 @@
 """Pydantic models of the API: what comes in (strict, unknown fields refused) and what goes out.
 
-Messenger's limits (docs/graph-api.md, "Message limits Pagecast checks") are checked here, so
-a campaign that saves is a campaign Facebook will accept.
+A message's shape and Messenger's limits on it are `pagecast.message_schema`'s; the field
+types every body is built from are `pagecast.input_types`'.
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ from pydantic import (
 
 from pagecast import timezones
 from pagecast.errors import InvalidInput
+from pagecast.input_types import HttpUrl, Input, Line, Text
+from pagecast.message_schema import Content
 from pagecast.models import MessagingType, Priority, Role
 
 __all__ = [
@@ -28,24 +30,18 @@ __all__ = [
     "BIGINT_MAX",
     "ID_MAX",
     "RETIRED_TAGS",
-    "Attachment",
-    "AttachmentUpload",
     "Audience",
-    "Button",
     "CampaignCreate",
     "CampaignUpdate",
-    "Card",
     "ContactCreate",
     "ContactUpdate",
-    "Content",
-    "DefaultAction",
+    "FacebookConnect",
     "Id",
     "Int32",
     "Line",
     "MeUpdate",
     "PageCreate",
     "PageUpdate",
-    "QuickReply",
     "SendTestBody",
     "TemplateCreate",
     "TemplateUpdate",
@@ -57,10 +53,6 @@ __all__ = [
     "parse_id",
 ]
 
-TEXT_LIMIT = 2000
-BUTTON_TEXT_LIMIT = 640
-CARD_TEXT_LIMIT = 80  # a card's title and subtitle
-CARD_LIMIT = 10  # cards in one carousel
 ALLOWED_TAGS = ("HUMAN_AGENT", "CUSTOMER_FEEDBACK")
 RETIRED_TAGS = ("ACCOUNT_UPDATE", "CONFIRMED_EVENT_UPDATE", "POST_PURCHASE_UPDATE")
 MAX_SEND_RATE = 300.0  # Meta's per-Page ceiling for text sends (docs/graph-api.md, "Rate limits")
@@ -86,40 +78,6 @@ def parse_id(text: str | None, maximum: int = ID_MAX) -> int | None:
     return value if 1 <= value <= maximum else None
 
 
-# NUL is refused by PostgreSQL text (asyncpg raised a 500), lone surrogates cannot be encoded
-# as UTF-8 (neither database stores them), and Messenger shows other C0 controls as nothing.
-_CONTROL_IN_TEXT = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
-_CONTROL_IN_LINE = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
-
-
-def _refuse(pattern: re.Pattern[str], value: str, what: str) -> str:
-    found = pattern.search(value)
-    if found is not None:
-        raise ValueError(
-            f"contains U+{ord(found.group()):04X} at position {found.start()}; {what} may not "
-            "hold NUL, control characters or unpaired surrogates; remove it"
-        )
-    return value
-
-
-def _text(value: str) -> str:
-    return _refuse(_CONTROL_IN_TEXT, value, "a text (line breaks and tabs are fine)")
-
-
-def _line(value: str) -> str:
-    return _refuse(_CONTROL_IN_LINE, value, "a one-line value")
-
-
-Text = Annotated[str, AfterValidator(_text)]
-Line = Annotated[str, AfterValidator(_line)]
-
-
-def _http_url(value: str) -> str:
-    if not re.match(r"^https?://[^\s/$.?#][^\s]*$", value, re.IGNORECASE):
-        raise ValueError("must be an http:// or https:// URL")
-    return value
-
-
 def _zone_name(value: str) -> str:
     found = timezones.canonical(value)
     if found is None:
@@ -129,7 +87,6 @@ def _zone_name(value: str) -> str:
 
 # An IANA zone name, stored as the tz database spells it ("asia/manila" -> "Asia/Manila").
 TimeZoneName = Annotated[Line, AfterValidator(_zone_name)]
-HttpUrl = Annotated[Line, StringConstraints(max_length=2000), AfterValidator(_http_url)]
 Name = Annotated[Line, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 _PRINTABLE_ASCII = re.compile(r"[\x21-\x7e]+")
 
@@ -152,12 +109,6 @@ def _app_secret(value: str) -> str:
             "Settings > Basic); copy it again"
         )
     return value
-
-
-class Input(BaseModel):
-    """Base of every request body: unknown fields are an error, not silently dropped."""
-
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
 
 
 def _not_nullable(schema: dict[str, Any], model: type[BaseModel]) -> None:
@@ -187,132 +138,6 @@ class Patch(Input):
                     f"{name}: cannot be null; leave the field out to keep its value", field=name
                 )
         return self
-
-
-class Button(Input):
-    type: Literal["web_url", "postback"]
-    title: Annotated[Line, StringConstraints(min_length=1, max_length=20)]
-    url: HttpUrl | None = None
-    payload: Annotated[Text, StringConstraints(min_length=1, max_length=1000)] | None = None
-
-    @model_validator(mode="after")
-    def _target(self) -> Button:
-        if self.type == "web_url" and not self.url:
-            raise ValueError("a web_url button needs a url")
-        if self.type == "postback" and not self.payload:
-            raise ValueError("a postback button needs a payload")
-        return self
-
-
-class QuickReply(Input):
-    content_type: Literal["text", "user_email", "user_phone_number"] = "text"
-    title: Annotated[Line, StringConstraints(min_length=1, max_length=20)] | None = None
-    payload: Annotated[Text, StringConstraints(min_length=1, max_length=1000)] | None = None
-    image_url: HttpUrl | None = None
-
-    @model_validator(mode="after")
-    def _text_needs_title(self) -> QuickReply:
-        if self.content_type == "text" and not (self.title and self.payload):
-            raise ValueError("a text quick reply needs a title and a payload")
-        return self
-
-
-class Attachment(Input):
-    """Media by URL (Messenger fetches it) or by an `attachment_id` from the Attachment
-    Upload API (`POST /api/pages/{id}/attachments`)."""
-
-    type: Literal["image", "file", "video", "audio"]
-    url: HttpUrl | None = None
-    attachment_id: Annotated[str, StringConstraints(pattern=r"^[0-9]{1,32}$")] | None = None
-
-    @model_validator(mode="after")
-    def _one_source(self) -> Attachment:
-        if (self.url is None) == (self.attachment_id is None):
-            raise ValueError("give either url or attachment_id (one of them)")
-        return self
-
-
-class AttachmentUpload(Input):
-    """`POST /api/pages/{id}/attachments`: media to upload once and send by id."""
-
-    type: Literal["image", "file", "video", "audio"]
-    url: HttpUrl
-
-
-class DefaultAction(Input):
-    """What tapping a card opens."""
-
-    type: Literal["web_url"] = "web_url"
-    url: HttpUrl
-
-
-class Card(Input):
-    """One element of a generic template. `title` and `subtitle` may hold placeholders;
-    their 80-character limit is checked once personalised (`services.content`)."""
-
-    title: Annotated[Line, StringConstraints(min_length=1)]
-    subtitle: Line | None = None
-    image_url: HttpUrl | None = None
-    default_action: DefaultAction | None = None
-    buttons: Annotated[list[Button], Field(max_length=3)] = []
-
-
-class Content(Input):
-    """ONE message: a text (with buttons or quick replies), one attachment, or a generic
-    template (`cards`, 1 to 10: a carousel when more than one). Quick replies go with any."""
-
-    text: (
-        Annotated[
-            Text,
-            StringConstraints(min_length=1),
-            Field(
-                description="At most 2,000 characters once personalised (640 with buttons); "
-                "placeholders {{first_name}}, {{last_name}}, {{full_name}}, each with an optional "
-                "|fallback."
-            ),
-        ]
-        | None
-    ) = None
-    attachment: Attachment | None = None
-    cards: (
-        Annotated[
-            list[Card],
-            Field(
-                min_length=1,
-                max_length=CARD_LIMIT,
-                description="A generic template: 1 to 10 cards (a carousel when more than one).",
-            ),
-        ]
-        | None
-    ) = None
-    buttons: Annotated[
-        list[Button], Field(max_length=3, description="Under the text: a button template.")
-    ] = []
-    quick_replies: Annotated[list[QuickReply], Field(max_length=13)] = []
-
-    @model_validator(mode="after")
-    def _shape(self) -> Content:
-        given = [n for n in ("text", "attachment", "cards") if getattr(self, n) is not None]
-        if not given:
-            raise ValueError("give a text, an attachment or cards")
-        if len(given) > 1:
-            raise ValueError(
-                f"one message holds one of text, attachment or cards, not {' and '.join(given)}; "
-                "Messenger sends them as separate messages (put a link button under the text, "
-                "or a picture on a card)"
-            )
-        if self.buttons and self.text is None:
-            raise ValueError("buttons go under a text (a card has its own buttons); add a text")
-        return self
-
-    def stored(self) -> dict[str, Any]:
-        """The JSON kept in the database: only what was given."""
-        return self.model_dump(mode="json", exclude_none=True, exclude_defaults=True)
-
-    @property
-    def text_limit(self) -> int:
-        # With buttons the message is a button template, whose text Meta caps at 640.
-        return BUTTON_TEXT_LIMIT if self.buttons else TEXT_LIMIT
 
 
 class AudienceAll(Input):

@@ -14,9 +14,9 @@ import logging
 
 from pagecast.context import AppContext
 from pagecast.graph import ErrorKind, GraphError, PageCredentials
+from pagecast.message_schema import Content
 from pagecast.models import Campaign, utcnow
 from pagecast.permissions import Actor
-from pagecast.schemas import Content
 from pagecast.services import content, pacing, pages, testers
 
 __all__ = ["MAX_WAIT_S", "send_message_to", "send_tests"]

@@ -3,9 +3,12 @@ shared by the API and the dashboard's composer ("upload once")."""
 
 from __future__ import annotations
 
+from pydantic import ValidationError
+
 from pagecast.context import AppContext
-from pagecast.errors import InvalidInput, UpstreamError
+from pagecast.errors import InvalidInput, UpstreamError, field_path, in_words
 from pagecast.graph import ErrorKind, GraphError, PageCredentials
+from pagecast.message_schema import AttachmentUpload
 from pagecast.permissions import Actor
 from pagecast.services import attachments, audit, pages
 
@@ -18,13 +21,22 @@ async def upload_attachment(
     ctx: AppContext, actor: Actor, page_id: int, kind: str, url: str
 ) -> tuple[str, bool]:
     """The Page's `attachment_id` for (kind, url) and whether it was uploaded now: a URL
-    uploaded before is answered from the database without calling Facebook.
+    uploaded before is answered from the database without calling Facebook. `kind` and `url`
+    are checked here (`AttachmentUpload`), whoever passes them: API, CLI or dashboard.
 
     Raises:
         NotFound: no such Page.
-        InvalidInput: Facebook could not fetch or accept the file (field `url`).
+        InvalidInput: not a media type or not a public https:// URL (field `type` or `url`), or
+            Facebook could not fetch or accept the file (field `url`).
         UpstreamError: Facebook refused the Page's token or could not be reached.
     """
+    try:
+        body = AttachmentUpload.model_validate({"type": kind, "url": url})
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = field_path(error["loc"])
+        raise InvalidInput(f"{where}: {in_words(error)}", field=where) from None
+    kind, url = body.type, body.url
     async with ctx.db.transaction() as session:
         page = await pages.get(session, page_id)
         known = await attachments.find(session, page.id, kind, url)

@@ -9,7 +9,7 @@ import pytest
 from graph_support import Sim
 
 from pagecast.graph import ErrorKind, GraphError, SendResult
-from pagecast.schemas import Content
+from pagecast.message_schema import Content
 from pagecast.services import content
 
 IMAGE = "https://cdn.example.com/sale.jpg"
@@ -95,6 +95,7 @@ async def test_a_carousel_that_pagecast_builds_is_accepted(sim: Sim) -> None:
         (_cards(1, subtitle="x" * 81), "[subtitle]"),
         (_cards(1, buttons=[{"type": "postback", "title": "b", "payload": "P"}] * 4), "[buttons]"),
         (_cards(1, buttons=[{"type": "web_url", "title": "x" * 21, "url": IMAGE}]), "[title]"),
+        (_cards(1, subtitle=None), "At least one property must be set in addition to title"),
     ],
 )
 async def test_generic_template_limits_are_refused_like_facebook(

@@ -193,20 +193,16 @@ def pages_attachment(
 ) -> None:
     """Upload media once for the Page and print its attachment_id (the same URL again prints
     the kept id without a new upload); send it as content.attachment.attachment_id."""
-    from pydantic import ValidationError
-
     from pagecast import uploads
-    from pagecast.errors import InvalidInput, field_path, in_words
-    from pagecast.schemas import AttachmentUpload
+    from pagecast.errors import InvalidInput
 
     async def upload(ctx: Any) -> tuple[str, bool]:
         try:
-            body = AttachmentUpload.model_validate({"type": kind, "url": url})
-        except ValidationError as exc:
-            error = exc.errors()[0]
-            where = field_path(error["loc"])
-            raise InvalidInput(f"--{where}: {in_words(error)}", field=where) from None
-        return await uploads.upload_attachment(ctx, cli_actor(), page_id, body.type, body.url)
+            return await uploads.upload_attachment(ctx, cli_actor(), page_id, kind, url)
+        except InvalidInput as exc:  # the options are --type and --url
+            if exc.field not in ("type", "url"):
+                raise
+            raise InvalidInput(f"--{exc.message}", field=exc.field) from None
 
     attachment_id, uploaded = run(upload)
     typer.echo(f"{attachment_id}{'' if uploaded else ' (uploaded before; reused)'}")

@@ -7,6 +7,7 @@ import hashlib
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pagecast.models import MessageAttachment, utcnow
@@ -54,15 +55,31 @@ async def remember(
     now: datetime | None = None,
 ) -> str:
     """Keep `attachment_id` for (kind, url), replacing one too old to reuse; when another
-    request stored a fresh one first, that one is kept and returned."""
+    request stored a fresh one first (even at the same moment), that one is kept and returned."""
     now = now or utcnow()
     known = await find(session, page_id, kind, url, now=now)
     if known is not None:
         return known
     row = await _row(session, page_id, kind, url)
-    if row is None:
-        row = MessageAttachment(page_id=page_id, type=kind, url=url, url_sha256=_digest(url))
-        session.add(row)
-    row.attachment_id, row.created_at = attachment_id, now
-    await session.flush()
+    if row is not None:  # too old to reuse: replaced
+        row.attachment_id, row.created_at = attachment_id, now
+        await session.flush()
+        return attachment_id
+    row = MessageAttachment(
+        page_id=page_id,
+        type=kind,
+        url=url,
+        url_sha256=_digest(url),
+        attachment_id=attachment_id,
+        created_at=now,
+    )
+    try:
+        # Two uploads of the same URL at once: the unique index keeps the first.
+        async with session.begin_nested():
+            session.add(row)
+    except IntegrityError:
+        kept = await _row(session, page_id, kind, url)
+        if kept is None:
+            raise
+        return kept.attachment_id
     return attachment_id

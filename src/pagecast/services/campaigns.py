@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from pagecast.db import rowcount
 from pagecast.errors import InvalidInput, InvalidState, NotFound
+from pagecast.message_schema import Content
 from pagecast.models import (
     Campaign,
     CampaignStatus,
@@ -21,7 +22,7 @@ from pagecast.models import (
     utcnow,
 )
 from pagecast.permissions import Actor
-from pagecast.schemas import CampaignCreate, CampaignUpdate, Content
+from pagecast.schemas import CampaignCreate, CampaignUpdate
 from pagecast.services import audit, content, pages, reconcile, templates
 
 __all__ = [

@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from pagecast.errors import InvalidInput, field_path, in_words
-from pagecast.schemas import CARD_TEXT_LIMIT, Content
+from pagecast.message_schema import CARD_TEXT_LIMIT, Content
 
 __all__ = [
     "VARIABLES",
@@ -103,9 +103,17 @@ def check_length(content: Content, longest: Mapping[str, int]) -> None:
     """
     for field, text, limit in texts(content):
         worst = _PLACEHOLDER.sub("", text)
-        length = len(worst) + sum(
-            max(len(fallback), longest.get(name, 0)) for name, fallback in variables_in(text, field)
-        )
+        found = variables_in(text, field)
+        if found and not (worst + "".join(fallback for _, fallback in found)).strip():
+            # A contact without a name would get an empty message (or card title), which
+            # Messenger refuses.
+            name = found[0][0]
+            raise InvalidInput(
+                f"{field} is empty for a contact without a {name.replace('_', ' ')}; add a "
+                f"fallback: {{{{{name}|there}}}}, or write some text around it.",
+                field=field,
+            )
+        length = len(worst) + sum(max(len(fallback), longest.get(n, 0)) for n, fallback in found)
         if length > limit:
             kind = {"content.text": "a text with buttons" if content.buttons else "a text"}.get(
                 field, "a card's title or subtitle"

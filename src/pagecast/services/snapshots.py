@@ -17,8 +17,8 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from pagecast.message_schema import Content
 from pagecast.models import Campaign, CampaignStatus, Contact, Delivery, DeliveryStatus
-from pagecast.schemas import Content
 from pagecast.services import audience, campaigns, content, deliveries
 
 __all__ = [

@@ -17,9 +17,9 @@ from typing import Any, Literal
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from pagecast.message_schema import Content
 from pagecast.models import Campaign, Contact, Page
 from pagecast.permissions import Actor
-from pagecast.schemas import Content
 from pagecast.services import audience, audit, campaigns, pages, sending
 
 __all__ = ["TESTABLE", "Plan", "Result", "Tester", "list_for_page", "names", "plan", "record"]

@@ -251,6 +251,12 @@ def _template(payload: dict[str, Any], knobs: Knobs) -> None:
                 raise bad_param(f"Length of param {at}[subtitle] must be less than or equal to 80")
             if element.get("buttons") is not None:
                 _buttons(element["buttons"], f"{at}[buttons]", minimum=0)
+            if not any(
+                element.get(k) for k in ("subtitle", "image_url", "default_action", "buttons")
+            ):
+                raise bad_param(
+                    f"Param {at}: At least one property must be set in addition to title"
+                )
 
 
 def _buttons(buttons: Any, where: str, *, minimum: int) -> None:

@@ -9,10 +9,10 @@ import time
 from collections.abc import Sequence
 
 from pagecast.graph import BatchMessage, GraphError, PageCredentials, SendResult
+from pagecast.message_schema import Content
 from pagecast.models import Campaign
 from pagecast.queue import REDIS_DOWN
 from pagecast.ratelimit import LATE_AFTER, Grant
-from pagecast.schemas import Content
 from pagecast.services import content, deliveries
 from pagecast.worker.outcome import outcome
 from pagecast.worker.state import Env

@@ -7,8 +7,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Response
 
 from pagecast import uploads
+from pagecast.message_schema import AttachmentUpload
 from pagecast.permissions import Actor, Permission
-from pagecast.schemas import AttachmentUpload, FacebookConnect, Id, PageCreate, PageUpdate
+from pagecast.schemas import FacebookConnect, Id, PageCreate, PageUpdate
 from pagecast.services import facebook_connect, pages
 from pagecast.web import openapi, render
 from pagecast.web.deps import ContextDep, require

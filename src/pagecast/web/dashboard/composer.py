@@ -17,7 +17,6 @@ from pagecast.models import Campaign, CampaignStatus, Contact, MessagingType, Pr
 from pagecast.permissions import Permission
 from pagecast.schemas import (
     ALLOWED_TAGS,
-    CARD_LIMIT,
     RETIRED_TAGS,
     Audience,
     CampaignCreate,
@@ -33,10 +32,6 @@ from pagecast.web.deps import ContextDep
 router = APIRouter(route_class=DashboardRoute, include_in_schema=False)
 _AUDIENCE: TypeAdapter[Any] = TypeAdapter(Audience)
 CHIPS = ("{{first_name|there}}", "{{last_name}}", "{{full_name|friend}}")
-
-
-def _split(value: str) -> list[str]:
-    return [part.strip() for part in value.replace("\n", ",").split(",") if part.strip()]
 
 
 def _reader(form: FormData) -> Callable[[str], str]:
@@ -67,12 +62,15 @@ def fields_from(form: FormData, zone: str = timezones.DEFAULT) -> dict[str, Any]
     if kind == "tags":
         target: dict[str, Any] = {
             "type": "tags",
-            "include": _split(get("include")),
-            "exclude": _split(get("exclude")),
+            "include": message_form.split(get("include")),
+            "exclude": message_form.split(get("exclude")),
         }
     elif kind == "contacts":
         # An id that is not one is passed on as text, so the audience's validation names it.
-        target = {"type": "contacts", "ids": [parse_id(i) or i for i in _split(get("ids"))]}
+        target = {
+            "type": "contacts",
+            "ids": [parse_id(i) or i for i in message_form.split(get("ids"))],
+        }
     else:
         target = {"type": "all"}
     data: dict[str, Any] = {
@@ -101,16 +99,39 @@ def form_errors(exc: Exception) -> dict[str, str]:
     return {_section(exc.field or ""): exc.message}
 
 
+def _messaging_type(value: str) -> MessagingType:
+    """The form's messaging type, or InvalidInput in words (a posted value not in the list)."""
+    try:
+        return MessagingType(value)
+    except ValueError:
+        choices = ", ".join(m.value for m in MessagingType)
+        raise InvalidInput(
+            f"messaging_type: {value[:40]!r} is not a messaging type; choose one of {choices}",
+            field="messaging_type",
+        ) from None
+
+
 def _section(path: str) -> str:
     return path.split(".")[0].split("[")[0] or "form"
 
 
-async def _upload_once(ctx: Any, viewer: Any, form: FormData, fields: dict[str, Any]) -> None:
+async def _upload_once(
+    ctx: Any, viewer: Any, form: FormData, fields: dict[str, Any], *, draft: bool
+) -> None:
     """ "Upload once": replace the attachment's URL by the Page's `attachment_id` (uploaded
-    now, or kept from an earlier upload of the same URL)."""
+    now, or kept from an earlier upload of the same URL). Only once the rest of the form is
+    valid (a refused form uploads nothing): the whole campaign for a draft, else the fields
+    that may still change. `uploads.upload_attachment` checks the type and URL itself."""
     media = fields["content"].get("attachment") or {}
     if not form.get("upload_once") or not media.get("url") or not fields["page_id"]:
         return
+    if draft:
+        data = CampaignCreate.model_validate(fields)
+        async with ctx.db.transaction() as session:
+            await campaigns.check(session, data)
+    else:
+        content.check_length(content.parse(fields["content"]), {})
+        CampaignUpdate.model_validate(fields)
     try:
         attachment_id, _ = await uploads.upload_attachment(
             ctx, viewer.actor, fields["page_id"], media["type"], media["url"]
@@ -118,10 +139,9 @@ async def _upload_once(ctx: Any, viewer: Any, form: FormData, fields: dict[str, 
     except PagecastError as exc:
         if exc.status_code in (401, 403, 404):
             raise
-        raise InvalidInput(
-            f"content.attachment.url: {exc.message.removeprefix('url: ')}",
-            field="content.attachment.url",
-        ) from exc
+        where = f"content.attachment.{exc.field if exc.field == 'type' else 'url'}"
+        message = exc.message.removeprefix(f"{exc.field}: ")
+        raise InvalidInput(f"{where}: {message}", field=where) from exc
     fields["content"]["attachment"] = {"type": media["type"], "attachment_id": attachment_id}
 
 
@@ -149,9 +169,7 @@ async def _form_page(
         campaign=campaign,
         pages=page_rows,
         templates=template_rows,
-        kinds=message_form.KINDS,
-        media_types=message_form.MEDIA_TYPES,
-        card_limit=CARD_LIMIT,
+        **message_form.template_context(),
         chips=CHIPS,
         allowed_tags=ALLOWED_TAGS,
         retired_tags=RETIRED_TAGS,
@@ -200,7 +218,7 @@ async def create_campaign(request: Request, viewer: ViewerDep, ctx: ContextDep) 
     form = await request.form()
     try:
         fields = fields_from(form, times.viewer_zone(viewer))
-        await _upload_once(ctx, viewer, form, fields)
+        await _upload_once(ctx, viewer, form, fields, draft=True)
         data = CampaignCreate.model_validate(fields)
         async with ctx.db.transaction() as session:
             campaign = await campaigns.create(session, viewer.actor, data)
@@ -240,11 +258,13 @@ async def update_campaign(
         campaign = await campaigns.get(session, campaign_id)
     try:
         fields = fields_from(form, times.viewer_zone(viewer))
-        await _upload_once(ctx, viewer, form, fields)
-        if campaign.status is not CampaignStatus.DRAFT:
+        draft = campaign.status is CampaignStatus.DRAFT
+        if not draft:
             # Fixed once the audience snapshot exists (docs/architecture.md).
             for name in ("page_id", "audience", "messaging_type", "tag"):
                 fields.pop(name)
+        page_fixed = {} if draft else {"page_id": campaign.page_id}
+        await _upload_once(ctx, viewer, form, fields | page_fixed, draft=draft)
         async with ctx.db.transaction() as session:
             campaign = await campaigns.update(
                 session, viewer.actor, campaign_id, CampaignUpdate.model_validate(fields)
@@ -285,7 +305,7 @@ async def preview(request: Request, viewer: ViewerDep, ctx: ContextDep) -> Respo
             draft = Campaign(
                 page_id=fields["page_id"],
                 audience=target.model_dump(mode="json"),
-                messaging_type=MessagingType(fields["messaging_type"]),
+                messaging_type=_messaging_type(fields["messaging_type"]),
             )
             async with ctx.db.transaction() as session:
                 await pages.get(session, draft.page_id)

@@ -9,16 +9,47 @@ from typing import Any
 
 from starlette.datastructures import FormData
 
-from pagecast.schemas import CARD_LIMIT
+from pagecast.message_schema import (
+    BUTTON_TEXT_LIMIT,
+    BUTTON_TITLE_LIMIT,
+    CARD_LIMIT,
+    CARD_TEXT_LIMIT,
+    TEXT_LIMIT,
+)
 
-__all__ = ["CARD_FIELDS", "KINDS", "MEDIA_TYPES", "content_from", "values_of"]
+__all__ = [
+    "CARD_FIELDS",
+    "KINDS",
+    "MEDIA_TYPES",
+    "content_from",
+    "split",
+    "template_context",
+    "values_of",
+]
 
 KINDS = (("text", "Text"), ("media", "Image, video, audio or file"), ("cards", "Cards"))
 MEDIA_TYPES = ("image", "video", "audio", "file")
 CARD_FIELDS = ("title", "subtitle", "image_url", "url")
 
 
-def _split(value: str) -> list[str]:
+def template_context() -> dict[str, Any]:
+    """What `_message_fields.html` shows: the kinds, media types and Messenger's limits
+    (`message_schema`'s, so the form says the numbers Save checks)."""
+    return {
+        "kinds": KINDS,
+        "media_types": MEDIA_TYPES,
+        "card_limit": CARD_LIMIT,
+        "limits": {
+            "text": TEXT_LIMIT,
+            "button_text": BUTTON_TEXT_LIMIT,
+            "title": BUTTON_TITLE_LIMIT,
+            "card_text": CARD_TEXT_LIMIT,
+        },
+    }
+
+
+def split(value: str) -> list[str]:
+    """A list typed in one field, by commas or lines ("a, b" or one per line)."""
     return [part.strip() for part in value.replace("\n", ",").split(",") if part.strip()]
 
 
@@ -79,7 +110,7 @@ def content_from(form: FormData) -> dict[str, Any]:
             body["text"] = text.strip()
         if buttons := _buttons(get, ""):
             body["buttons"] = buttons
-    replies = [{"title": t, "payload": t.upper()[:1000]} for t in _split(get("quick_replies"))]
+    replies = [{"title": t, "payload": t.upper()[:1000]} for t in split(get("quick_replies"))]
     if replies:
         body["quick_replies"] = replies
     return body

@@ -12,7 +12,7 @@ from starlette.datastructures import FormData
 from pagecast.errors import PagecastError
 from pagecast.models import Template
 from pagecast.permissions import Permission
-from pagecast.schemas import CARD_LIMIT, Id, TemplateCreate, TemplateUpdate, parse_id
+from pagecast.schemas import Id, TemplateCreate, TemplateUpdate, parse_id
 from pagecast.services import pages, templates
 from pagecast.web.dashboard import message_form
 from pagecast.web.dashboard.base import DashboardRoute, ViewerDep, page, redirect
@@ -74,9 +74,7 @@ async def _form(
         errors=errors,
         template=template,
         pages=page_rows,
-        kinds=message_form.KINDS,
-        media_types=message_form.MEDIA_TYPES,
-        card_limit=CARD_LIMIT,
+        **message_form.template_context(),
         chips=CHIPS,
     )
 
