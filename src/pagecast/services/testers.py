@@ -22,10 +22,24 @@ from pagecast.permissions import Actor
 from pagecast.schemas import Content
 from pagecast.services import audience, audit, campaigns, pages, sending
 
-__all__ = ["TESTABLE", "Plan", "Result", "Tester", "list_for_page", "names", "plan", "record"]
+__all__ = [
+    "TESTABLE",
+    "TESTERS_LISTED",
+    "Listed",
+    "Plan",
+    "Result",
+    "Tester",
+    "list_for_page",
+    "names",
+    "plan",
+    "record",
+]
 
 # A test is for a message that can still change: drafts, scheduled and paused campaigns.
 TESTABLE = campaigns.EDITABLE
+# The "Send test" form and `pagecast contacts testers` list this many of a Page's testers;
+# `Listed.more` says when it has more (the API's contact list pages through all of them).
+TESTERS_LISTED = 100
 
 
 @dataclass(frozen=True)
@@ -142,16 +156,27 @@ async def record(
     )
 
 
-async def list_for_page(session: AsyncSession, page_id: int) -> list[Contact]:
-    """The Page's testers, by id (the "Send test" form's checkboxes)."""
-    return list(
+@dataclass(frozen=True)
+class Listed:
+    """The first `TESTERS_LISTED` testers of a Page; `more` when it has others after them."""
+
+    testers: list[Contact]
+    more: bool
+
+
+async def list_for_page(session: AsyncSession, page_id: int) -> Listed:
+    """The Page's first testers, by id (the "Send test" form's checkboxes)."""
+    found = list(
         await session.scalars(
             select(Contact)
-            .where(Contact.page_id == page_id, Contact.is_tester.is_(True))
+            # `is_tester` bare (`= 1` on SQLite): the form the partial index's WHERE has,
+            # which both planners need to use ix_contacts_page_id_testers.
+            .where(Contact.page_id == page_id, Contact.is_tester)
             .order_by(Contact.id)
-            .limit(100)
+            .limit(TESTERS_LISTED + 1)
         )
     )
+    return Listed(found[:TESTERS_LISTED], more=len(found) > TESTERS_LISTED)
 
 
 async def names(session: AsyncSession, contact_ids: list[int]) -> dict[int, str]:
