@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pagecast.models import Campaign, Contact, Page
@@ -31,6 +31,7 @@ __all__ = [
     "Tester",
     "list_for_page",
     "names",
+    "of_page",
     "plan",
     "record",
 ]
@@ -164,18 +165,16 @@ class Listed:
     more: bool
 
 
+def of_page(page_id: int) -> Select[Contact]:
+    """The query of the Page's testers, by id."""
+    # `is_tester` bare (`= 1` on SQLite): the form of the partial index's WHERE, which both
+    # planners need before they use ix_contacts_page_id_testers.
+    return select(Contact).where(Contact.page_id == page_id, Contact.is_tester).order_by(Contact.id)
+
+
 async def list_for_page(session: AsyncSession, page_id: int) -> Listed:
     """The Page's first testers, by id (the "Send test" form's checkboxes)."""
-    found = list(
-        await session.scalars(
-            select(Contact)
-            # `is_tester` bare (`= 1` on SQLite): the form the partial index's WHERE has,
-            # which both planners need to use ix_contacts_page_id_testers.
-            .where(Contact.page_id == page_id, Contact.is_tester)
-            .order_by(Contact.id)
-            .limit(TESTERS_LISTED + 1)
-        )
-    )
+    found = list(await session.scalars(of_page(page_id).limit(TESTERS_LISTED + 1)))
     return Listed(found[:TESTERS_LISTED], more=len(found) > TESTERS_LISTED)
 
 
