@@ -27,6 +27,7 @@ from pagecast.schemas import check_policy
 from pagecast.services import audience, audit, campaigns, content, deliveries, pages, snapshots
 
 __all__ = [
+    "STARTABLE",
     "cancel",
     "due_schedules",
     "finish_if_done",
@@ -40,6 +41,9 @@ __all__ = [
     "start_sliced",
     "stop_page",
 ]
+
+# The states a start (or a schedule) accepts: what the review before sending is shown for.
+STARTABLE = (CampaignStatus.DRAFT, CampaignStatus.SCHEDULED)
 
 
 def require_active(page: Page) -> None:
@@ -83,7 +87,7 @@ async def _start(
 ) -> tuple[Campaign, snapshots.Rest | None]:
     now = now or utcnow()
     campaign = await campaigns.get(session, campaign_id)
-    campaigns.require_status(campaign, (CampaignStatus.DRAFT, CampaignStatus.SCHEDULED), "starting")
+    campaigns.require_status(campaign, STARTABLE, "starting")
     page = await pages.get(session, campaign.page_id)
     _require_active(page)
     message = await campaigns.effective_content(session, campaign)
@@ -153,9 +157,7 @@ async def schedule(
     """Arm a draft's `scheduled_at`: the campaign starts by itself at that time."""
     now = now or utcnow()
     campaign = await campaigns.get(session, campaign_id)
-    campaigns.require_status(
-        campaign, (CampaignStatus.DRAFT, CampaignStatus.SCHEDULED), "scheduling"
-    )
+    campaigns.require_status(campaign, STARTABLE, "scheduling")
     if campaign.scheduled_at is None:
         raise InvalidState(
             f"Campaign {campaign.id} has no scheduled_at; set it (PATCH) before scheduling.",

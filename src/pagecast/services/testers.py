@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pagecast.models import Campaign, Contact, Page
@@ -22,10 +22,25 @@ from pagecast.permissions import Actor
 from pagecast.schemas import Content
 from pagecast.services import audience, audit, campaigns, pages, sending
 
-__all__ = ["TESTABLE", "Plan", "Result", "Tester", "list_for_page", "names", "plan", "record"]
+__all__ = [
+    "TESTABLE",
+    "TESTERS_LISTED",
+    "Listed",
+    "Plan",
+    "Result",
+    "Tester",
+    "list_for_page",
+    "names",
+    "of_page",
+    "plan",
+    "record",
+]
 
 # A test is for a message that can still change: drafts, scheduled and paused campaigns.
 TESTABLE = campaigns.EDITABLE
+# The "Send test" form and `pagecast contacts testers` list this many of a Page's testers;
+# `Listed.more` says when it has more (the API's contact list pages through all of them).
+TESTERS_LISTED = 100
 
 
 @dataclass(frozen=True)
@@ -142,16 +157,25 @@ async def record(
     )
 
 
-async def list_for_page(session: AsyncSession, page_id: int) -> list[Contact]:
-    """The Page's testers, by id (the "Send test" form's checkboxes)."""
-    return list(
-        await session.scalars(
-            select(Contact)
-            .where(Contact.page_id == page_id, Contact.is_tester.is_(True))
-            .order_by(Contact.id)
-            .limit(100)
-        )
-    )
+@dataclass(frozen=True)
+class Listed:
+    """The first `TESTERS_LISTED` testers of a Page; `more` when it has others after them."""
+
+    testers: list[Contact]
+    more: bool
+
+
+def of_page(page_id: int) -> Select[Contact]:
+    """The query of the Page's testers, by id."""
+    # `is_tester` bare (`= 1` on SQLite): the form of the partial index's WHERE, which both
+    # planners need before they use ix_contacts_page_id_testers.
+    return select(Contact).where(Contact.page_id == page_id, Contact.is_tester).order_by(Contact.id)
+
+
+async def list_for_page(session: AsyncSession, page_id: int) -> Listed:
+    """The Page's first testers, by id (the "Send test" form's checkboxes)."""
+    found = list(await session.scalars(of_page(page_id).limit(TESTERS_LISTED + 1)))
+    return Listed(found[:TESTERS_LISTED], more=len(found) > TESTERS_LISTED)
 
 
 async def names(session: AsyncSession, contact_ids: list[int]) -> dict[int, str]:
