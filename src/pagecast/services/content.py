@@ -15,7 +15,7 @@ VARIABLES = ("first_name", "last_name", "full_name")
 _PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_]\w*)\s*(?:\|([^}]*))?\}\}")
 
 
-def variables_in(text: str) -> list[tuple[str, str]]:
+def variables_in(text: str, *, field: str = "content.text") -> list[tuple[str, str]]:
     """The (variable, fallback) pairs in `text`; unknown variables raise InvalidInput."""
     found = [(m.group(1), (m.group(2) or "").strip()) for m in _PLACEHOLDER.finditer(text)]
     unknown = sorted({name for name, _ in found if name not in VARIABLES})
@@ -24,7 +24,7 @@ def variables_in(text: str) -> list[tuple[str, str]]:
             f"Unknown personalisation {', '.join('{{' + u + '}}' for u in unknown)}; "
             f"use {', '.join('{{' + v + '}}' for v in VARIABLES)}, with an optional fallback "
             "such as {{first_name|there}}.",
-            field="content.text",
+            field=field,
         )
     return found
 
@@ -45,24 +45,26 @@ def render(text: str, contact: Mapping[str, str | None]) -> str:
     return _PLACEHOLDER.sub(fill, text)
 
 
-def check_length(content: Content, longest: Mapping[str, int]) -> None:
+def check_length(content: Content, longest: Mapping[str, int], *, field: str = "content") -> None:
     """Refuse text that could exceed Messenger's limit once rendered.
 
     Each placeholder counts as the longer of its fallback and `longest[variable]`, the
-    longest value that variable takes among the Page's contacts.
+    longest value that variable takes among the Page's contacts. `field` names the message
+    (`messages.1` for a sequence's second).
     """
     if content.text is None:
         return
     worst = _PLACEHOLDER.sub("", content.text)
     length = len(worst) + sum(
-        max(len(fallback), longest.get(name, 0)) for name, fallback in variables_in(content.text)
+        max(len(fallback), longest.get(name, 0))
+        for name, fallback in variables_in(content.text, field=f"{field}.text")
     )
     if length > content.text_limit:
         kind = "a text with buttons" if content.buttons else "a text"
         raise InvalidInput(
-            f"content.text can be {length:,} characters once personalised; Messenger allows at "
+            f"{field}.text can be {length:,} characters once personalised; Messenger allows at "
             f"most {content.text_limit:,} for {kind}. Shorten it by {length - content.text_limit:,}.",
-            field="content.text",
+            field=f"{field}.text",
         )
 
 
