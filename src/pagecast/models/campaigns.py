@@ -51,7 +51,7 @@ class Campaign(Base):
     content: Mapped[dict[str, Any] | None]
     # A sequence (issue 19): every message in the order each person gets them, 2 or 3 of
     # them; `content` is then the first. NULL for a single message (`content` or a template).
-    messages: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
+    messages: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON(none_as_null=True))
     template_id: Mapped[int | None] = mapped_column(
         ForeignKey("templates.id", ondelete="RESTRICT"), index=True
     )

@@ -19,12 +19,13 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pagecast.db import rowcount
-from pagecast.models import Delivery, DeliveryStatus, Page, utcnow
+from pagecast.models import Campaign, Delivery, DeliveryStatus, Page, utcnow
 from pagecast.schemas import BIGINT_MAX, parse_id
 from pagecast.services import contacts, receipts
 from pagecast.services.counters import Shifts, move
@@ -52,6 +53,16 @@ _SETTLED_BY_ECHO = (
     DeliveryStatus.CANCELLED,
 )
 ECHO_WATERMARK_STEP = timedelta(seconds=1)
+
+
+def _every_part() -> Any:
+    """The number of messages of the delivery's campaign: what an echo of its last message
+    proves Facebook has (a correlated subquery; 1 unless the campaign is a sequence)."""
+    return (
+        select(func.coalesce(func.json_array_length(Campaign.messages), 1))
+        .where(Campaign.id == _TABLE.c.campaign_id)
+        .scalar_subquery()
+    )
 
 
 def metadata(delivery_id: int, index: int, count: int) -> str:
@@ -168,6 +179,7 @@ async def apply(
                 message_id=mid,
                 sent_at=at,
                 next_attempt_at=None,
+                parts_sent=_every_part(),
                 updated_at=now,
             )
             .execution_options(synchronize_session=False)
@@ -179,7 +191,7 @@ async def apply(
         await session.execute(
             update(Delivery)
             .where(Delivery.id == delivery.id)
-            .values(message_id=mid, sent_at=at, updated_at=now)
+            .values(message_id=mid, sent_at=at, parts_sent=_every_part(), updated_at=now)
             .execution_options(synchronize_session=False)
         )
     else:
@@ -266,6 +278,7 @@ async def settle(
             unknown_since=None,
             next_attempt_at=None,
             sent_at=func.coalesce(_TABLE.c.sent_at, now),
+            parts_sent=_every_part(),
             updated_at=now,
         )
     )
