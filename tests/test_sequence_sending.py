@@ -332,3 +332,30 @@ async def test_a_single_message_campaign_sends_as_before(
     assert sorted(m["psid"] for m in sent) == sorted(people)
     assert {m["metadata"] for m in sent} == {str(rows[p].id) for p in people}
     assert {rows[p].parts_sent for p in people} == {1}
+
+
+async def test_a_started_sequence_keeps_its_number_of_messages(
+    admin: httpx.AsyncClient,
+    manager: httpx.AsyncClient,
+    sim: httpx.AsyncClient,
+    db: Database,
+) -> None:
+    """A paused campaign's messages can be edited, not added or removed (its deliveries count
+    the messages each person has had); a duplicate takes the whole sequence."""
+    page_id = await setup_page(admin, sim)
+    await add_people(sim, manager, page_id, 2)
+    campaign_id = await new_campaign(manager, page_id, content=None, messages=SEQUENCE)
+    assert (await manager.post(f"/api/campaigns/{campaign_id}/start")).status_code == 202
+    assert (await manager.post(f"/api/campaigns/{campaign_id}/pause")).status_code == 200
+    for change in ({"messages": [IMAGE, BUTTONS]}, {"content": CLOSING}):
+        refused = await manager.patch(f"/api/campaigns/{campaign_id}", json=change)
+        assert refused.status_code == 409, refused.text
+        error = refused.json()["error"]
+        assert error["field"] == "messages" and "started with 3 message(s)" in error["message"]
+    edited = [IMAGE, BUTTONS, {"text": "Last call"}]
+    kept = await manager.patch(f"/api/campaigns/{campaign_id}", json={"messages": edited})
+    assert kept.status_code == 200, kept.text
+    assert kept.json()["messages"] == edited
+    copy = await manager.post(f"/api/campaigns/{campaign_id}/duplicate")
+    assert copy.status_code == 201, copy.text
+    assert copy.json()["messages"] == edited and copy.json()["content"] == IMAGE
