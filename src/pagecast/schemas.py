@@ -327,8 +327,8 @@ class CampaignFields(Input):
         if len(given) != 1:
             named = " and ".join(given) if given else "content"
             raise InvalidInput(
-                f"{named}: give exactly one of content (one message), messages (a sequence of "
-                f"up to {MAX_MESSAGES} messages, sent in order) or template_id",
+                f"{named}: give either content or template_id (one message), or messages (a "
+                f"sequence of up to {MAX_MESSAGES} messages sent in order), only one of them",
                 field=given[-1] if given else "content",
             )
         if self.messages is not None and len(self.messages) > MAX_MESSAGES:
