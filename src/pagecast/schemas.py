@@ -329,7 +329,7 @@ class CampaignFields(Input):
             raise InvalidInput(
                 f"{named}: give either content or template_id (one message), or messages (a "
                 f"sequence of up to {MAX_MESSAGES} messages sent in order), only one of them",
-                field=given[-1] if given else "content",
+                field=given[0] if given else "content",
             )
         if self.messages is not None and len(self.messages) > MAX_MESSAGES:
             raise InvalidInput(
