@@ -114,7 +114,7 @@ async def test_a_sequence_is_saved_and_read_as_messages_with_content_its_first(
 @pytest.mark.parametrize(
     ("body", "field", "words"),
     [
-        ({"content": CLOSING, "messages": [IMAGE]}, "messages", "content and messages"),
+        ({"content": CLOSING, "messages": [IMAGE]}, "content", "content and messages"),
         ({"messages": [IMAGE, BUTTONS, CLOSING, CLOSING]}, "messages", "at most 3"),
         ({"messages": []}, "messages", "at least 1"),
         ({"messages": [IMAGE, {"text": "x" * 2001}]}, "messages.1.text", "2,001"),
@@ -359,3 +359,42 @@ async def test_a_started_sequence_keeps_its_number_of_messages(
     copy = await manager.post(f"/api/campaigns/{campaign_id}/duplicate")
     assert copy.status_code == 201, copy.text
     assert copy.json()["messages"] == edited and copy.json()["content"] == IMAGE
+
+
+async def test_the_composer_edits_a_sequences_first_message_and_keeps_the_others(
+    app: Any, db: Database, vault: Vault
+) -> None:
+    """The dashboard's form holds one message: saving it on a sequence changes the first
+    message only (not the sequence into one message)."""
+    from factories import create_user, session_cookie
+    from pagecast.web.deps import SESSION_COOKIE
+
+    page = await connected_page(db, vault)
+    user, raw = await create_user(db, Role.MANAGER, email="composer@example.com")
+    cookie = await session_cookie(db, user)
+    async with (
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app),
+            base_url="http://t",
+            headers={"Authorization": f"Bearer {raw}"},
+        ) as api_client,
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app),
+            base_url="http://t",
+            cookies={SESSION_COOKIE: cookie},
+        ) as browser,
+    ):
+        created = await api_client.post(
+            "/api/campaigns", json={"name": "Steps", "page_id": page.id, "messages": SEQUENCE}
+        )
+        campaign_id = created.json()["id"]
+        form = await browser.get(f"/campaigns/{campaign_id}/edit")
+        assert "sends 3 messages in a row" in form.text
+        csrf = app.state.context.vault.csrf_token(cookie)
+        saved = await browser.post(
+            f"/campaigns/{campaign_id}/edit",
+            data={"csrf_token": csrf, "name": "Steps", "page_id": str(page.id), "text": "New"},
+        )
+        assert saved.status_code == 303, saved.text
+        read = (await api_client.get(f"/api/campaigns/{campaign_id}")).json()
+    assert read["messages"] == [{"text": "New"}, BUTTONS, CLOSING]
