@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 import test_webhooks
 from pagecast.db import Database
-from pagecast.models import Contact, DeliveryStatus, Page, utcnow
+from pagecast.models import Contact, DeliveryStatus, Page, WebhookEvent, utcnow
 from pagecast.services import deliveries as deliveries_service
 from pagecast.settings import Settings
 from test_sending import (
@@ -167,6 +167,15 @@ async def test_an_echo_of_an_earlier_message_never_lowers_what_was_recorded(
     for metadata in (f"{mine}:2", f"{mine}:1", f"{mine}:2", f"{mine}:x", f"{mine}:0"):
         assert (await post(hook, envelope(echo(person, metadata)))).status_code == 200
     assert (await post(hook, envelope(echo(other, f"{mine}:2")))).status_code == 200
+    async with db.transaction() as session:
+        waiting = list(
+            await session.execute(
+                select(WebhookEvent.id, WebhookEvent.error).where(
+                    WebhookEvent.processed_at.is_(None)
+                )
+            )
+        )
+    assert waiting == [], waiting  # each echo was applied when it was posted
     rows = await deliveries_by_psid(db, campaign)
     assert (rows[person].parts_sent, rows[other].parts_sent) == (2, 0)
     assert rows[person].status is DeliveryStatus.PENDING and rows[person].message_id is None

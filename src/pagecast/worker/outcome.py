@@ -57,7 +57,11 @@ async def outcome(
         await env.limiter.slow_down(page_id, rate)
     if answer.kind is ErrorKind.BAD_REQUEST:
         bad_streak[campaign_id] = bad_streak.get(campaign_id, 0) + 1
-    return dataclasses.replace(failure(env, item, answer), latency=latency)
+    # What the sequence's earlier messages achieved stays recorded, whatever the write of
+    # the last round's progress (deliveries.note_parts) came to.
+    return dataclasses.replace(
+        failure(env, item, answer), latency=latency, parts_sent=item.parts_sent or None
+    )
 
 
 def failure(env: Env, item: deliveries.Claimed, exc: GraphError) -> deliveries.Outcome:
