@@ -24,7 +24,7 @@ from pagecast.models import (
 )
 from pagecast.permissions import Actor
 from pagecast.schemas import check_policy
-from pagecast.services import audience, audit, campaigns, content, deliveries, pages, snapshots
+from pagecast.services import audience, audit, campaigns, deliveries, pages, snapshots
 
 __all__ = [
     "STARTABLE",
@@ -90,7 +90,7 @@ async def _start(
     campaigns.require_status(campaign, STARTABLE, "starting")
     page = await pages.get(session, campaign.page_id)
     _require_active(page)
-    message = await campaigns.effective_content(session, campaign)
+    messages = await campaigns.effective_messages(session, campaign)
     check_policy(campaign.messaging_type, campaign.tag)
     if campaigns.expired(campaign, now):
         assert campaign.expires_at is not None
@@ -103,13 +103,14 @@ async def _start(
         raise await _nobody_eligible(session, campaign, page, now)
     # The names are read only when the widest ones could make the text too long (P4: a scan
     # of every contact of the Page otherwise).
-    check = None if campaigns.fits_any_name(session, message) else message
+    fits = all(campaigns.fits_any_name(session, m) for m in messages)
+    check = [] if fits else messages
     rest = None
     if sliced and session.get_bind().dialect.name == "postgresql":
         counts, rest = await snapshots.first_slice(session, campaign, now, check)
     else:
-        if check is not None:
-            content.check_length(check, await campaigns.longest_names(session, page.id))
+        if check:
+            await campaigns.check_messages_length(session, check, page.id)
         counts = await deliveries.snapshot(session, campaign, now)
     campaign.status, campaign.status_reason, campaign.missed = CampaignStatus.SENDING, None, False
     campaign.started_at = now

@@ -173,11 +173,15 @@ async def campaign_detail(
     campaign_id: Id, request: Request, viewer: ViewerDep, ctx: ContextDep
 ) -> Response:
     context = await _detail_context(ctx, viewer, campaign_id)
+    async with ctx.db.transaction() as session:
+        messages = await campaigns.effective_messages(session, context["campaign"])
     return page(
         request,
         "campaign.html",
         viewer,
         statuses=[s.value for s in DeliveryStatus],
+        messages=messages,
+        from_template=context["campaign"].template_id is not None,
         **context,
     )
 

@@ -245,6 +245,9 @@ async def update_campaign(
             # Fixed once the audience snapshot exists (docs/architecture.md).
             for name in ("page_id", "audience", "messaging_type", "tag"):
                 fields.pop(name)
+        if campaign.messages and fields.get("content") is not None:
+            # The form edits a sequence's first message; the others stay (issue 19).
+            fields["messages"] = [fields.pop("content"), *campaign.messages[1:]]
         async with ctx.db.transaction() as session:
             campaign = await campaigns.update(
                 session, viewer.actor, campaign_id, CampaignUpdate.model_validate(fields)
