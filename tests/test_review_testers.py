@@ -573,3 +573,29 @@ async def test_the_reviews_duration_counts_with_the_rate_the_limiter_allows(
     assert body["rate"] == 1.5 and body["expected_seconds"] == 3
     assert pacing.sendable_rate(1.5) == 1 and pacing.sendable_rate(0.5) == 0.5
     assert pacing.sendable_rate(4.5) == 4
+
+
+async def test_a_test_of_a_sequence_sends_each_message_in_order_to_the_tester(
+    manager: httpx.AsyncClient, sim: httpx.AsyncClient, page_id: int, db: Database
+) -> None:
+    ana = await person(
+        manager, sim, page_id, "100", first_name="Ana", last_inbound_at=hours_ago(1), is_tester=True
+    )
+    image = {"attachment": {"type": "image", "url": "https://example.com/cake.png"}}
+    body = {
+        "name": "Launch",
+        "page_id": page_id,
+        "messages": [image, {"text": "Hi {{first_name}}!"}],
+    }
+    created = await manager.post("/api/campaigns", json=body)
+    assert created.status_code == 201, created.text
+    campaign_id = created.json()["id"]
+    answer = await manager.post(f"/api/campaigns/{campaign_id}/test", json={"contact_ids": [ana]})
+    assert answer.status_code == 200, answer.text
+    [result] = answer.json()["results"]
+    sent = await outbox(sim)
+    assert [m["psid"] for m in sent] == ["100", "100"]
+    assert sent[0]["message"]["attachment"]["type"] == "image"
+    assert sent[1]["message"] == {"text": "Hi Ana!"}
+    assert result == {"contact_id": ana, "status": "sent", "message_id": sent[1]["mid"]}
+    assert (await counts_and_deliveries(manager, db, campaign_id))[1] == 0

@@ -17,7 +17,6 @@ import pytest
 from sqlalchemy import update
 
 import test_sending
-from conftest import ApiFactory
 from factories import connected_page
 from pagecast.db import Database
 from pagecast.models import Delivery, DeliveryStatus, Role
@@ -81,7 +80,7 @@ async def send_calls(sim: httpx.AsyncClient, psid: str) -> list[dict[str, Any]]:
 
 
 async def test_a_sequence_is_saved_and_read_as_messages_with_content_its_first(
-    api: ApiFactory, db: Database, vault: Vault
+    api: Any, db: Database, vault: Vault
 ) -> None:
     manager = await api(Role.MANAGER)
     page = await connected_page(db, vault)
@@ -119,12 +118,16 @@ async def test_a_sequence_is_saved_and_read_as_messages_with_content_its_first(
         ({"messages": []}, "messages", "at least 1"),
         ({"messages": [IMAGE, {"text": "x" * 2001}]}, "messages[1].text", "2,001"),
         ({"messages": [IMAGE, {"text": "Hi {{city}}"}]}, "messages[1].text", "{{city}}"),
-        ({"messages": [IMAGE, {"text": "a", "attachment": IMAGE["attachment"]}]}, "messages[1]", ""),
+        (
+            {"messages": [IMAGE, {"text": "a", "attachment": IMAGE["attachment"]}]},
+            "messages[1]",
+            "",
+        ),
     ],
     ids=["with-content", "four", "none", "too-long", "unknown-placeholder", "bad-message"],
 )
 async def test_a_bad_sequence_is_refused_naming_the_field_and_saves_nothing(
-    api: ApiFactory,
+    api: Any,
     db: Database,
     vault: Vault,
     body: dict[str, Any],
@@ -140,9 +143,7 @@ async def test_a_bad_sequence_is_refused_naming_the_field_and_saves_nothing(
     assert (await manager.get("/api/campaigns")).json()["items"] == []
 
 
-async def test_a_template_campaign_takes_no_messages(
-    api: ApiFactory, db: Database, vault: Vault
-) -> None:
+async def test_a_template_campaign_takes_no_messages(api: Any, db: Database, vault: Vault) -> None:
     manager = await api(Role.MANAGER)
     page = await connected_page(db, vault)
     template = await manager.post("/api/templates", json={"name": "T", "content": CLOSING})

@@ -3,9 +3,10 @@ the Graph client with the Page's credentials (not through the queue), shared by 
 the dashboard and the CLI.
 
 The rules (who may get a test, the audit line) are `services.testers`; this module makes
-the calls. A campaign has one message (`campaigns.effective_content`): each tester gets one
-Send API call, paced by the Page's limiter like the Page's campaigns, and a throttling answer
-slows the Page down for its workers as theirs do.
+the calls. Each tester gets the campaign's messages (`campaigns.effective_messages`: one, or
+a sequence of up to 3) in order, one Send API call each, each paced by the Page's limiter
+like the Page's campaigns; a message refused stops that tester's sequence there, and a
+throttling answer slows the Page down for its workers as theirs do.
 """
 
 from __future__ import annotations
@@ -96,28 +97,46 @@ async def _send_all(
     rate = await ctx.limiter.capped(page.id, page.send_rate) if limited else page.send_rate
     deadline = asyncio.get_running_loop().time() + max_wait
     stop_reason: str | None = None
+    count = len(plan.messages)
     for tester in plan.ready:
-        if stop_reason is None and limited:
-            stop_reason = await _slot(ctx, page.id, rate, deadline)
-        if stop_reason is not None:
-            results[tester.contact_id] = testers.Result(
-                tester.contact_id, "failed", reason=stop_reason
-            )
-            continue
-        try:
-            results[tester.contact_id] = await _send_one(ctx, creds, plan, tester, rate)
-        except BaseException:
-            results[tester.contact_id] = testers.Result(
-                tester.contact_id, "failed", reason=_CUT_SHORT
-            )
-            raise
+        result: testers.Result | None = None
+        for index, message in enumerate(plan.messages):
+            if stop_reason is None and limited:
+                stop_reason = await _slot(ctx, page.id, rate, deadline)
+            if stop_reason is not None:
+                result = _failed(tester, stop_reason, index, count)
+                break
+            try:
+                result = await _send_one(ctx, creds, plan, message, tester, rate)
+            except BaseException:
+                results[tester.contact_id] = _failed(tester, _CUT_SHORT, index, count)
+                raise
+            if result.status != "sent":
+                result = _failed(tester, result.reason or "", index, count)
+                break
+        assert result is not None
+        results[tester.contact_id] = result
+
+
+def _failed(tester: testers.Tester, reason: str, index: int, count: int) -> testers.Result:
+    """A tester's failure; in a sequence, which message it stopped at (those before it
+    were sent)."""
+    if count > 1:
+        before = {0: "", 1: " Message 1 was sent."}.get(index, f" Messages 1-{index} were sent.")
+        reason = f"Message {index + 1} of {count}: {reason}{before}"
+    return testers.Result(tester.contact_id, "failed", reason=reason)
 
 
 async def _send_one(
-    ctx: AppContext, creds: PageCredentials, plan: testers.Plan, tester: testers.Tester, rate: float
+    ctx: AppContext,
+    creds: PageCredentials,
+    plan: testers.Plan,
+    message: Content,
+    tester: testers.Tester,
+    rate: float,
 ) -> testers.Result:
     try:
-        message_id = await send_message_to(ctx, creds, plan.campaign, plan.content, tester)
+        message_id = await send_message_to(ctx, creds, plan.campaign, message, tester)
     except GraphError as exc:
         logger.info(
             "test of campaign %d to contact %d failed: %s (fbtrace_id %s)",
@@ -176,8 +195,8 @@ async def send_message_to(
     message: Content,
     tester: testers.Tester,
 ) -> str | None:
-    """Send the campaign's message, rendered for `tester`, through the Graph client; the
-    message id Facebook gave. No `metadata`: an echo of it matches no delivery.
+    """Send one of the campaign's messages, rendered for `tester`, through the Graph client;
+    the message id Facebook gave. No `metadata`: an echo of it matches no delivery.
 
     Raises:
         GraphError: Facebook (or the network) refused it.

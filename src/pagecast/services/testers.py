@@ -78,7 +78,7 @@ class Plan:
 
     campaign: Campaign
     page: Page
-    content: Content
+    messages: list[Content]  # what each person gets, in order (a sequence: up to 3)
     ready: list[Tester]
     refused: dict[int, Result]
     order: list[int]  # the chosen contact ids, each once, in the order asked
@@ -97,7 +97,7 @@ async def plan(
     campaigns.require_status(campaign, TESTABLE, "a test send")
     page = await pages.get(session, campaign.page_id)
     sending.require_active(page)
-    message = await campaigns.effective_content(session, campaign)
+    messages = await campaigns.effective_messages(session, campaign)
     order = list(dict.fromkeys(contact_ids))
     found = {c.id: c for c in await session.scalars(select(Contact).where(Contact.id.in_(order)))}
     ready: list[Tester] = []
@@ -109,7 +109,7 @@ async def plan(
         else:
             c = found[contact_id]
             ready.append(Tester(c.id, c.psid, c.first_name, c.last_name))
-    return Plan(campaign, page, message, ready, refused, order)
+    return Plan(campaign, page, messages, ready, refused, order)
 
 
 def _refusal(
