@@ -9,6 +9,7 @@ from sqlalchemy import func, inspect, select, text
 
 from pagecast.db import Database, _alembic_config, downgrade, upgrade
 from pagecast.models import Base, Delivery, utcnow
+from pagecast.services import testers
 
 
 async def _tables(db: Database) -> set[str]:
@@ -181,3 +182,10 @@ async def test_lookups_by_mid_and_by_sent_at_use_the_partial_indexes(db: Databas
     assert "ix_deliveries_message_id" in await _plan(db, by_mid)
     by_sent_at = select(func.count()).where(Delivery.campaign_id == 1, Delivery.sent_at >= utcnow())
     assert "ix_deliveries_campaign_id_sent_at" in await _plan(db, by_sent_at)
+
+
+async def test_a_pages_testers_are_read_through_their_partial_index(db: Database) -> None:
+    # 0016: only the tester rows are indexed, by Page ("Send test", `contacts testers`).
+    definition = await _partial_index(db, "ix_contacts_page_id_testers")
+    assert definition.endswith("WHERE is_tester" if db.dialect == "postgresql" else "= 1")
+    assert "ix_contacts_page_id_testers" in await _plan(db, testers.of_page(1).limit(101))

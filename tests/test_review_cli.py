@@ -13,10 +13,13 @@ from typing import Any
 
 import httpx
 import pytest
+import redis.asyncio as aioredis
 
 from factories import ADMIN_ACTOR, SIM_TOKEN
 from pagecast.db import Database
+from pagecast.embedded_redis import EmbeddedRedis
 from pagecast.models import utcnow
+from pagecast.ratelimit import PageLimiter
 from pagecast.schemas import CampaignCreate
 from pagecast.services import campaigns
 
@@ -63,10 +66,8 @@ def a_draft(data: Path) -> int:
     return asyncio.run(create())
 
 
-def test_a_tester_is_marked_listed_and_sent_a_test_line_by_line(
-    cli: Any, simulator: Any, tmp_path: Path
-) -> None:
-    url = simulator.url
+def _page_with_two_contacts(cli: Any, url: str, tmp_path: Path) -> None:
+    """Page 1 (Acme, in the simulator) with contacts 1 (Ana, PSID 11) and 2 (Ben, PSID 12)."""
     httpx.post(f"{url}/__sim/reset").raise_for_status()
     httpx.post(
         f"{url}/__sim/pages", json={"page_id": PAGE, "name": "Acme", "access_token": SIM_TOKEN}
@@ -83,6 +84,13 @@ def test_a_tester_is_marked_listed_and_sent_a_test_line_by_line(
     people = tmp_path / "people.csv"
     people.write_text(f"psid,first_name,last_inbound_at\n11,Ana,{recent}\n12,Ben,{recent}\n")
     assert cli("contacts", "import", str(people), "--page", "1").returncode == 0
+
+
+def test_a_tester_is_marked_listed_and_sent_a_test_line_by_line(
+    cli: Any, simulator: Any, tmp_path: Path
+) -> None:
+    url = simulator.url
+    _page_with_two_contacts(cli, url, tmp_path)
 
     marked = cli("contacts", "tester", "1", "--on")
     assert marked.returncode == 0, marked.stderr
@@ -122,3 +130,33 @@ def test_bad_test_commands_say_what_was_wrong_in_one_line(
     result = cli(*args)
     assert result.returncode != 0 and said in result.stderr, result.stderr
     assert "Traceback" not in result.stderr
+
+
+async def _throttle(redis_url: str, page_id: int, seconds: float) -> None:
+    redis = aioredis.Redis.from_url(redis_url)
+    try:
+        await PageLimiter(redis).throttle(page_id, seconds, "Graph error 613")
+    finally:
+        await redis.aclose()
+
+
+def test_a_cli_test_joins_the_embedded_redis_and_its_pages_limiter(
+    cli: Any, simulator: Any, tmp_path: Path
+) -> None:
+    """Without REDIS_URL, `campaigns test` uses the data dir's embedded Redis: the one a
+    running `pagecast serve` owns, so a throttle its workers set holds for the test too."""
+    url = simulator.url
+    _page_with_two_contacts(cli, url, tmp_path)
+    assert cli("contacts", "tester", "1", "--on").returncode == 0
+    campaign_id = a_draft(cli.data)
+    serving = EmbeddedRedis(cli.data)  # what `pagecast serve` starts on this data dir
+    redis_url = asyncio.run(serving.start())
+    try:
+        asyncio.run(_throttle(redis_url, 1, 60))
+        sent = cli("campaigns", "test", str(campaign_id), "--contact", "1")
+    finally:
+        asyncio.run(serving.stop())
+    assert sent.returncode == 1, sent.stderr
+    said = "contact 1: failed: The Page's send rate is taken for the next "
+    assert sent.stdout.startswith(said), sent.stdout  # the Page throttled in serve's Redis
+    assert httpx.get(f"{url}/__sim/outbox", params={"page_id": PAGE}).json()["messages"] == []

@@ -5,6 +5,8 @@ a reachable tester of the campaign's Page, recorded in the audit trail and nowhe
 
 from __future__ import annotations
 
+import asyncio
+import uuid
 from datetime import timedelta
 from typing import Any
 
@@ -13,11 +15,14 @@ import pytest
 import redis.asyncio as aioredis
 from sqlalchemy import func, select
 
-from factories import SIM_TOKEN, sim_page
+from factories import ADMIN_ACTOR, SIM_TOKEN, app_client, create_user, sim_page
+from pagecast import tester_sends
 from pagecast.db import Database
 from pagecast.models import AuditLog, Delivery, MessagingType, Page, PageStatus, Role, utcnow
 from pagecast.ratelimit import PageLimiter
-from pagecast.services import review
+from pagecast.services import pacing, review
+from pagecast.settings import Settings
+from pagecast.web.app import create_app
 
 PAGE = "1001"
 
@@ -393,3 +398,204 @@ async def test_a_test_waits_for_the_pages_limiter_and_gives_up_when_it_is_taken_
     assert result["status"] == "failed"
     assert result["reason"].startswith("The Page's send rate is taken for the next 60 s")
     assert await outbox(sim) == []
+
+
+# ------------------------------------------------------------------------------ the limiter
+
+
+async def set_page_rate(db: Database, page_id: int, rate: float) -> None:
+    async with db.transaction() as session:
+        page = await session.get(Page, page_id)
+        assert page is not None
+        page.send_rate = rate
+
+
+async def test_a_test_takes_its_slot_at_the_pages_rate_with_its_613_cut(
+    manager: httpx.AsyncClient, sim: httpx.AsyncClient, page_id: int, redis_url: str
+) -> None:
+    ana = await person(manager, sim, page_id, "100", last_inbound_at=hours_ago(1), is_tester=True)
+    campaign_id = await draft(
+        manager, page_id, send_rate=1
+    )  # the campaign's rate is not the Page's
+    redis = aioredis.Redis.from_url(redis_url)
+    limiter = PageLimiter(redis)
+    try:
+        sent = await manager.post(f"/api/campaigns/{campaign_id}/test", json={"contact_ids": [ana]})
+        assert sent.json()["results"][0]["status"] == "sent", sent.text
+        assert (await limiter.state(page_id))["rate"] == 4.0  # the Page's 4/s
+        await limiter.slow_down(page_id, 4.0)  # a worker saw a 613: 70 % for every sender
+        await limiter.clear_throttle(page_id)
+        again = await manager.post(
+            f"/api/campaigns/{campaign_id}/test", json={"contact_ids": [ana]}
+        )
+        assert again.json()["results"][0]["status"] == "sent", again.text
+        assert (await limiter.state(page_id))["rate"] == pytest.approx(2.8)
+    finally:
+        await redis.aclose()
+
+
+async def test_a_request_waits_for_the_limiter_once_not_once_per_tester(
+    app: Any, manager: httpx.AsyncClient, sim: httpx.AsyncClient, page_id: int, db: Database
+) -> None:
+    people = [
+        await person(
+            manager, sim, page_id, str(100 + i), last_inbound_at=hours_ago(1), is_tester=True
+        )
+        for i in range(3)
+    ]
+    campaign_id = await draft(manager, page_id)
+    await set_page_rate(db, page_id, 1)  # one a second: the 2nd waits ~1 s, the 3rd ~2 s
+    results = await tester_sends.send_tests(
+        app.state.context, ADMIN_ACTOR, campaign_id, people, max_wait=1.5
+    )
+    assert [r.status for r in results] == ["sent", "sent", "failed"]
+    assert (results[2].reason or "").startswith("The Page's send rate is taken for the next 1 s")
+    assert len(await outbox(sim)) == 2
+
+
+@pytest.fixture
+async def no_scripts_url(redis_url: str) -> Any:
+    """The test Redis as a user who may not run scripts: PING answers, the limiter fails."""
+    if not redis_url.startswith("redis://"):
+        pytest.skip("needs a Redis server with ACLs (not the embedded one)")
+    name = f"pagecast-test-{uuid.uuid4().hex[:8]}"
+    admin = aioredis.Redis.from_url(redis_url)
+    await admin.execute_command(
+        "ACL", "SETUSER", name, "on", ">pw", "~*", "&*", "+@all", "-@scripting"
+    )
+    try:
+        yield redis_url.replace("redis://", f"redis://{name}:pw@", 1)
+    finally:
+        await admin.execute_command("ACL", "DELUSER", name)
+        await admin.aclose()
+
+
+async def test_redis_failing_under_the_limiter_fails_the_rest_and_is_audited(
+    manager: httpx.AsyncClient,
+    sim: httpx.AsyncClient,
+    page_id: int,
+    db: Database,
+    settings: Settings,
+    no_scripts_url: str,
+) -> None:
+    ana = await person(manager, sim, page_id, "100", last_inbound_at=hours_ago(1), is_tester=True)
+    ben = await person(manager, sim, page_id, "101", last_inbound_at=hours_ago(1), is_tester=True)
+    campaign_id = await draft(manager, page_id)
+    other = create_app(settings.model_copy(update={"redis_url": no_scripts_url}), database=db)
+    try:
+        async with app_client(other, await manager_token(db)) as client:
+            answer = await client.post(
+                f"/api/campaigns/{campaign_id}/test", json={"contact_ids": [ana, ben]}
+            )
+    finally:
+        await other.state.context.close()
+    assert answer.status_code == 200, answer.text
+    results = answer.json()["results"]
+    assert [r["status"] for r in results] == ["failed", "failed"]
+    assert results[0]["reason"].startswith("Redis (the Page's send limiter) stopped answering")
+    assert await outbox(sim) == []
+    assert await recorded_tests(db, campaign_id) == [{"results": results}]
+
+
+async def manager_token(db: Database) -> str:
+    _, raw = await create_user(db, Role.MANAGER, email=f"m-{uuid.uuid4().hex[:6]}@example.com")
+    return str(raw)
+
+
+async def test_a_test_cancelled_mid_send_is_audited_with_what_happened_so_far(
+    app: Any, manager: httpx.AsyncClient, sim: httpx.AsyncClient, page_id: int, db: Database
+) -> None:
+    ana = await person(manager, sim, page_id, "100", last_inbound_at=hours_ago(1), is_tester=True)
+    ben = await person(manager, sim, page_id, "101", last_inbound_at=hours_ago(1), is_tester=True)
+    campaign_id = await draft(manager, page_id)
+    await sim.post("/__sim/latency", json={"ms": "3000"})  # Graph has it; the answer is late
+    try:
+        task = asyncio.create_task(
+            tester_sends.send_tests(app.state.context, ADMIN_ACTOR, campaign_id, [ana, ben])
+        )
+        while not await outbox(sim):  # Ana's message reached Facebook; its answer has not
+            await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    finally:
+        await sim.post("/__sim/latency", json={"ms": "0"})
+    assert await recorded_tests(db, campaign_id) == [
+        {
+            "results": [
+                {
+                    "contact_id": ana,
+                    "status": "failed",
+                    "reason": "The request ended while this test was being sent; it may or "
+                    "may not have arrived.",
+                }
+            ]
+        }
+    ]
+
+
+@pytest.mark.parametrize(("code", "throttled_at_most", "cap"), [(613, 1.0, 2.8), (4, 60.0, None)])
+async def test_a_throttling_answer_to_a_test_slows_the_page_down_as_a_workers_would(
+    manager: httpx.AsyncClient,
+    sim: httpx.AsyncClient,
+    page_id: int,
+    redis_url: str,
+    code: int,
+    throttled_at_most: float,
+    cap: float | None,
+) -> None:
+    ana = await person(manager, sim, page_id, "100", last_inbound_at=hours_ago(1), is_tester=True)
+    await sim.post("/__sim/script", json={"match": {"psid": "100"}, "responses": [{"code": code}]})
+    campaign_id = await draft(manager, page_id)
+    answer = await manager.post(f"/api/campaigns/{campaign_id}/test", json={"contact_ids": [ana]})
+    [result] = answer.json()["results"]
+    assert result["status"] == "failed"
+    assert result["reason"].startswith("Facebook is rate-limiting the Page")
+    redis = aioredis.Redis.from_url(redis_url)
+    try:
+        limiter = PageLimiter(redis)
+        state = await limiter.state(page_id)
+        assert 0 < state["throttled_for"] <= throttled_at_most
+        assert state["reason"] == f"Graph error {code}"
+        assert await limiter.capped(page_id, 4.0) == pytest.approx(cap or 4.0)
+    finally:
+        await redis.aclose()
+
+
+async def test_the_reviews_duration_counts_with_the_rate_the_limiter_allows(
+    manager: httpx.AsyncClient, sim: httpx.AsyncClient, page_id: int, db: Database
+) -> None:
+    for i in range(3):
+        await person(manager, sim, page_id, str(100 + i), last_inbound_at=hours_ago(1))
+    campaign_id = await draft(manager, page_id)
+    await set_page_rate(db, page_id, 1.5)  # its one-second window holds 1: 1 a second
+    body = (await manager.get(f"/api/campaigns/{campaign_id}/review")).json()
+    assert body["rate"] == 1.5 and body["expected_seconds"] == 3
+    assert pacing.sendable_rate(1.5) == 1 and pacing.sendable_rate(0.5) == 0.5
+    assert pacing.sendable_rate(4.5) == 4
+
+
+async def test_a_test_of_a_sequence_sends_each_message_in_order_to_the_tester(
+    manager: httpx.AsyncClient, sim: httpx.AsyncClient, page_id: int, db: Database
+) -> None:
+    ana = await person(
+        manager, sim, page_id, "100", first_name="Ana", last_inbound_at=hours_ago(1), is_tester=True
+    )
+    image = {"attachment": {"type": "image", "url": "https://example.com/cake.png"}}
+    body = {
+        "name": "Launch",
+        "page_id": page_id,
+        "messages": [image, {"text": "Hi {{first_name}}!"}],
+    }
+    created = await manager.post("/api/campaigns", json=body)
+    assert created.status_code == 201, created.text
+    campaign_id = created.json()["id"]
+    answer = await manager.post(f"/api/campaigns/{campaign_id}/test", json={"contact_ids": [ana]})
+    assert answer.status_code == 200, answer.text
+    [result] = answer.json()["results"]
+    sent = await outbox(sim)
+    assert [m["psid"] for m in sent] == ["100", "100"]
+    assert sent[0]["message"]["attachment"]["type"] == "image"
+    assert sent[1]["message"] == {"text": "Hi Ana!"}
+    assert result == {"contact_id": ana, "status": "sent", "message_id": sent[1]["mid"]}
+    assert (await counts_and_deliveries(manager, db, campaign_id))[1] == 0

@@ -24,6 +24,7 @@ from typing import Any, ClassVar, NamedTuple, cast
 import redis.asyncio as aioredis
 
 from pagecast.queue import REDIS_DOWN
+from pagecast.services import pacing
 from pagecast.services.retries import PER_SECOND_PAUSE
 
 __all__ = [
@@ -199,7 +200,8 @@ class Grant(NamedTuple):
 
 
 def window_cap(rate_per_s: float) -> int:
-    """The most grants the log of a Page (its last 1.02 s) may hold: the rate, at least 1.
+    """The most grants the log of a Page (its last 1.02 s) may hold: the rate, at least 1
+    (`pacing.window_cap`, the one rule, which the review's duration uses too).
 
     Graph counts the calls that arrive in any sliding second. A grant reaches Graph a little
     after it is made, by a delay that varies by a few milliseconds on a busy machine (a
@@ -209,7 +211,7 @@ def window_cap(rate_per_s: float) -> int:
     the grants came one at a time or a batch at once. At full use a Page gets its rate less
     2 % (300/s: 294/s).
     """
-    return max(1, math.floor(rate_per_s))
+    return pacing.window_cap(rate_per_s)
 
 
 def default_burst(rate_per_s: float) -> int:

@@ -189,9 +189,24 @@ def check_policy(messaging_type: MessagingType, tag: str | None) -> None:
         raise InvalidInput("tag: a tag is only sent with messaging_type MESSAGE_TAG", field="tag")
 
 
+# A campaign's sequence: each person gets these messages in order (issue 19).
+MAX_MESSAGES = 3
+
+
 class CampaignFields(Input):
     description: Annotated[Text, StringConstraints(max_length=5000)] | None = None
     content: Content | None = None
+    messages: (
+        Annotated[
+            list[Content],
+            Field(
+                min_length=1,
+                description=f"A sequence of up to {MAX_MESSAGES} messages that each person gets "
+                "in order (e.g. an image, then a text with buttons), instead of `content`.",
+            ),
+        ]
+        | None
+    ) = None
     template_id: Id | None = None
     messaging_type: MessagingType = MessagingType.UPDATE
     tag: Tag | None = None
@@ -204,8 +219,21 @@ class CampaignFields(Input):
     @model_validator(mode="after")
     def _consistent(self) -> CampaignFields:
         # InvalidInput (not ValueError) passes through pydantic with the field it names.
-        if (self.content is None) == (self.template_id is None):
-            raise InvalidInput("content: give either content or template_id", field="content")
+        given = [n for n in ("content", "messages", "template_id") if getattr(self, n) is not None]
+        if len(given) != 1:
+            named = " and ".join(given) if given else "content"
+            raise InvalidInput(
+                f"{named}: give either content or template_id (one message), or messages (a "
+                f"sequence of up to {MAX_MESSAGES} messages sent in order), only one of them",
+                field=given[0] if given else "content",
+            )
+        if self.messages is not None and len(self.messages) > MAX_MESSAGES:
+            raise InvalidInput(
+                f"messages: a campaign sends at most {MAX_MESSAGES} messages to each person; "
+                f"you gave {len(self.messages)}. Remove {len(self.messages) - MAX_MESSAGES}, "
+                "or make another campaign for the rest.",
+                field="messages",
+            )
         check_policy(self.messaging_type, self.tag)
         for name in ("scheduled_at", "expires_at"):
             value = getattr(self, name)
@@ -222,6 +250,13 @@ class CampaignFields(Input):
             raise InvalidInput("expires_at: must be after scheduled_at", field="expires_at")
         return self
 
+    @property
+    def all_messages(self) -> list[Content]:
+        """The messages each person gets, in order (none here when a template gives it)."""
+        if self.messages is not None:
+            return self.messages
+        return [self.content] if self.content is not None else []
+
 
 class CampaignCreate(CampaignFields):
     name: Name
@@ -237,6 +272,7 @@ class CampaignUpdate(Patch):
     page_id: Id | None = None
     description: Text | None = None
     content: dict[str, Any] | None = None
+    messages: list[dict[str, Any]] | None = None
     template_id: Id | None = None
     messaging_type: MessagingType | None = None
     tag: Line | None = None

@@ -3,8 +3,10 @@ the Graph client with the Page's credentials (not through the queue), shared by 
 the dashboard and the CLI.
 
 The rules (who may get a test, the audit line) are `services.testers`; this module makes
-the calls. `send_message_to` is the one place a test message goes out: a campaign of several
-messages sends them there, in order.
+the calls. Each tester gets the campaign's messages (`campaigns.effective_messages`: one, or
+a sequence of up to 3) in order, one Send API call each, each paced by the Page's limiter
+like the Page's campaigns; a message refused stops that tester's sequence there, and a
+throttling answer slows the Page down for its workers as theirs do.
 """
 
 from __future__ import annotations
@@ -13,18 +15,21 @@ import asyncio
 import logging
 
 from pagecast.context import AppContext
-from pagecast.graph import ErrorKind, GraphError, PageCredentials
+from pagecast.graph import DEFAULT_THROTTLE_SECONDS, ErrorKind, GraphError, PageCredentials
 from pagecast.message_schema import Content
 from pagecast.models import Campaign, utcnow
 from pagecast.permissions import Actor
-from pagecast.services import content, pacing, pages, testers
+from pagecast.queue import REDIS_DOWN
+from pagecast.services import content, pages, testers
+from pagecast.services.retries import PER_SECOND_PAUSE
 
 __all__ = ["MAX_WAIT_S", "send_message_to", "send_tests"]
 
 logger = logging.getLogger(__name__)
 
-# A test waits this long at most for a slot of its Page's limiter (a campaign sending at the
-# Page's full rate, or a throttle); longer, and that tester's result says to try again.
+# A request waits this long at most, all its testers together, for slots of its Page's
+# limiter (a campaign sending at the Page's full rate, or a throttle); the testers whose slot
+# comes later are `failed` with a "try again" reason.
 MAX_WAIT_S = 5.0
 
 _KIND_WORDS = {
@@ -36,17 +41,31 @@ _KIND_WORDS = {
     ErrorKind.BAD_REQUEST: "Facebook refused the message as invalid",
     ErrorKind.AMBIGUOUS: "No answer from Facebook; the message may or may not have arrived",
 }
+_REDIS_FAILED = (
+    "Redis (the Page's send limiter) stopped answering, so this test was not sent; "
+    "check Redis (GET /api/admin/health), then send the test again."
+)
+_CUT_SHORT = "The request ended while this test was being sent; it may or may not have arrived."
 
 
 async def send_tests(
-    ctx: AppContext, actor: Actor, campaign_id: int, contact_ids: list[int]
+    ctx: AppContext,
+    actor: Actor,
+    campaign_id: int,
+    contact_ids: list[int],
+    *,
+    max_wait: float = MAX_WAIT_S,
 ) -> list[testers.Result]:
     """Send the campaign's test to the chosen contacts: one result per contact, in the order
-    asked (each id once), recorded in the campaign's audit trail.
+    asked (each id once), recorded in the campaign's audit trail whatever happens once the
+    sending began (an error or a cancellation records the results so far).
+
+    `max_wait` is the most the whole request waits for its Page's limiter.
 
     Raises:
         NotFound, InvalidState: see `services.testers.plan` (nothing sent, nothing recorded).
-        ServiceUnavailable: Redis (the Page's limiter) is configured but does not answer.
+        ServiceUnavailable: Redis (the Page's limiter) is configured but does not answer
+            (nothing sent, nothing recorded).
     """
     async with ctx.db.transaction() as session:
         plan = await testers.plan(session, campaign_id, contact_ids, now=utcnow())
@@ -54,24 +73,70 @@ async def send_tests(
     if plan.ready and ctx.redis_url is not None:
         await ctx.queue.redis()  # a 503 naming Redis before anything is sent
     creds = PageCredentials(token, ctx.app_secret_for(page_secret))
-    rate = pacing.rate_within(plan.page.send_rate, plan.campaign.send_rate)
     results = dict(plan.refused)
-    for tester in plan.ready:
-        results[tester.contact_id] = await _send_one(ctx, creds, plan, tester, rate)
-    ordered = [results[contact_id] for contact_id in plan.order]
-    async with ctx.db.transaction() as session:
-        await testers.record(session, actor, plan.campaign.id, ordered)
+    try:
+        await _send_all(ctx, creds, plan, results, max_wait)
+    finally:
+        ordered = [results[c] for c in plan.order if c in results]
+        async with ctx.db.transaction() as session:
+            await testers.record(session, actor, plan.campaign.id, ordered)
     return ordered
 
 
+async def _send_all(
+    ctx: AppContext,
+    creds: PageCredentials,
+    plan: testers.Plan,
+    results: dict[int, testers.Result],
+    max_wait: float,
+) -> None:
+    """Send to `plan.ready` one after the other, filling `results` as each answer comes."""
+    page = plan.page
+    limited = ctx.redis_url is not None
+    # The Page's own rate, lowered while a recent 613 cut it (as chunk.py sends at).
+    rate = await ctx.limiter.capped(page.id, page.send_rate) if limited else page.send_rate
+    deadline = asyncio.get_running_loop().time() + max_wait
+    stop_reason: str | None = None
+    count = len(plan.messages)
+    for tester in plan.ready:
+        result: testers.Result | None = None
+        for index, message in enumerate(plan.messages):
+            if stop_reason is None and limited:
+                stop_reason = await _slot(ctx, page.id, rate, deadline)
+            if stop_reason is not None:
+                result = _failed(tester, stop_reason, index, count)
+                break
+            try:
+                result = await _send_one(ctx, creds, plan, message, tester, rate)
+            except BaseException:
+                results[tester.contact_id] = _failed(tester, _CUT_SHORT, index, count)
+                raise
+            if result.status != "sent":
+                result = _failed(tester, result.reason or "", index, count)
+                break
+        assert result is not None
+        results[tester.contact_id] = result
+
+
+def _failed(tester: testers.Tester, reason: str, index: int, count: int) -> testers.Result:
+    """A tester's failure; in a sequence, which message it stopped at (those before it
+    were sent)."""
+    if count > 1:
+        before = {0: "", 1: " Message 1 was sent."}.get(index, f" Messages 1-{index} were sent.")
+        reason = f"Message {index + 1} of {count}: {reason}{before}"
+    return testers.Result(tester.contact_id, "failed", reason=reason)
+
+
 async def _send_one(
-    ctx: AppContext, creds: PageCredentials, plan: testers.Plan, tester: testers.Tester, rate: float
+    ctx: AppContext,
+    creds: PageCredentials,
+    plan: testers.Plan,
+    message: Content,
+    tester: testers.Tester,
+    rate: float,
 ) -> testers.Result:
-    waited = await _slot(ctx, plan.page.id, rate)
-    if waited is not None:
-        return testers.Result(tester.contact_id, "failed", reason=waited)
     try:
-        message_id = await send_message_to(ctx, creds, plan.campaign, plan.content, tester)
+        message_id = await send_message_to(ctx, creds, plan.campaign, message, tester)
     except GraphError as exc:
         logger.info(
             "test of campaign %d to contact %d failed: %s (fbtrace_id %s)",
@@ -80,26 +145,47 @@ async def _send_one(
             exc.kind.value,
             exc.fbtrace_id,
         )
+        if exc.kind is ErrorKind.THROTTLE and ctx.redis_url is not None:
+            await _throttled(ctx, plan.page.id, rate, exc)
         said = _KIND_WORDS.get(exc.kind, "Facebook refused the message")
         return testers.Result(tester.contact_id, "failed", reason=f"{said} ({exc.message}).")
     return testers.Result(tester.contact_id, "sent", message_id=message_id)
 
 
-async def _slot(ctx: AppContext, page_id: int, rate: float) -> str | None:
-    """Take a slot of the Page's limiter (shared with its campaigns) when Redis is
-    configured; None once taken, else why the test was not sent."""
-    if ctx.redis_url is None:  # a CLI without Redis: no campaign of this process sends
-        return None
-    waited = 0.0
-    while (wait := await ctx.limiter.reserve(page_id, rate)) > 0:
-        if waited + wait > MAX_WAIT_S:
+async def _throttled(ctx: AppContext, page_id: int, rate: float, exc: GraphError) -> None:
+    """Tell the Page's limiter, as the worker does for a throttled chunk: Graph's per-second
+    limit lowers the Page's rate (`slow_down`, worker/outcome.py) and pauses it a window;
+    any throttle pauses the Page for every worker for its regain time (worker/results.py)."""
+    try:
+        if exc.per_second_limit:
+            await ctx.limiter.slow_down(page_id, rate)
+            pause = PER_SECOND_PAUSE
+        else:
+            pause = exc.regain_seconds or DEFAULT_THROTTLE_SECONDS
+        await ctx.limiter.throttle(page_id, pause, f"Graph error {exc.code_text}")
+    except REDIS_DOWN:  # the test's result matters more than the slowdown
+        logger.warning("page %d: could not throttle after a test, Redis failed", page_id)
+
+
+async def _slot(ctx: AppContext, page_id: int, rate: float, deadline: float) -> str | None:
+    """Take a slot of the Page's limiter (shared with its campaigns), waiting until the
+    request's `deadline` at most: None once taken, else why the test was not sent."""
+    loop = asyncio.get_running_loop()
+    while True:
+        try:
+            wait = await ctx.limiter.reserve(page_id, rate)
+        except REDIS_DOWN as exc:
+            logger.warning("page %d: Redis failed under a test send (%s)", page_id, exc)
+            return _REDIS_FAILED
+        if wait <= 0:
+            return None
+        if loop.time() + wait > deadline:
             return (
-                f"The Page's send rate is taken for the next {wait:.0f} s (a campaign is "
-                "sending, or Facebook slowed the Page down); send the test again shortly."
+                f"The Page's send rate is taken for the next {max(1, round(wait))} s (a "
+                "campaign is sending, or Facebook slowed the Page down); send the test again "
+                "shortly."
             )
         await asyncio.sleep(wait)
-        waited += wait
-    return None
 
 
 async def send_message_to(
@@ -109,8 +195,8 @@ async def send_message_to(
     message: Content,
     tester: testers.Tester,
 ) -> str | None:
-    """Send the campaign's message, rendered for `tester`, through the Graph client; the
-    message id Facebook gave. No `metadata`: an echo of it matches no delivery.
+    """Send one of the campaign's messages, rendered for `tester`, through the Graph client;
+    the message id Facebook gave. No `metadata`: an echo of it matches no delivery.
 
     Raises:
         GraphError: Facebook (or the network) refused it.

@@ -8,12 +8,14 @@ from datetime import timedelta
 from typing import Any
 
 import httpx
+import pytest
 
 from factories import ADMIN_ACTOR, connected_page, create_user, session_cookie
 from pagecast.db import Database
 from pagecast.models import Contact, Role, utcnow
 from pagecast.schemas import CampaignCreate
-from pagecast.services import campaigns
+from pagecast.services import campaigns, sending
+from pagecast.web.dashboard.base import same_site_path
 from pagecast.web.deps import SESSION_COOKIE
 
 
@@ -78,7 +80,7 @@ async def test_send_test_without_a_tick_says_so_and_sends_nothing(
             data={"csrf_token": csrf},
             headers={"HX-Request": "true"},
         )
-        assert answer.status_code == 200
+        assert answer.status_code == 422  # dashboard.js shows the fragment of an error too
         assert "Tick at least one tester to send the test to." in answer.text
         trail = await client.get(f"/campaigns/{campaign_id}")
     assert "campaign.test_sent" not in trail.text
@@ -99,3 +101,82 @@ async def test_the_tester_toggle_takes_on_and_off_only(app: Any, db: Database, v
     async with db.transaction() as session:
         contact = await session.get(Contact, contact_id)
         assert contact is not None and contact.is_tester is True
+
+
+@pytest.mark.parametrize("htmx", [False, True])
+async def test_a_refused_test_answers_the_refusals_own_status(
+    app: Any, db: Database, vault: Any, htmx: bool
+) -> None:
+    campaign_id, first, cookie, csrf = await _setup(app, db, vault, eligible=1)
+    async with db.transaction() as session:
+        await sending.cancel(session, ADMIN_ACTOR, campaign_id)
+    async with _client(app, cookie) as client:
+        answer = await client.post(
+            f"/campaigns/{campaign_id}/test",
+            data={"csrf_token": csrf, "contact_id": str(first)},
+            headers={"HX-Request": "true"} if htmx else {},
+        )
+    assert answer.status_code == 409, answer.status_code  # the campaign's state, not a 422
+    assert "a test send is only allowed when it is draft" in html.unescape(answer.text)
+
+
+async def test_the_send_test_form_lives_in_the_panel_and_leaves_with_the_state(
+    app: Any, db: Database, vault: Any
+) -> None:
+    campaign_id, first, cookie, _ = await _setup(app, db, vault, eligible=1)
+    async with db.transaction() as session:
+        contact = await session.get(Contact, first)
+        assert contact is not None
+        contact.is_tester = True
+    async with _client(app, cookie) as client:
+        panel = (await client.get(f"/campaigns/{campaign_id}/panel")).text
+        assert 'id="send-test"' in panel and 'id="testers-cut"' not in panel
+        assert 'hx-disabled-elt="find button[type=submit]"' in panel  # no double send
+        async with db.transaction() as session:
+            await sending.cancel(session, ADMIN_ACTOR, campaign_id)
+        # The live updates reload the panel on a state change: the form goes with it.
+        assert 'id="send-test"' not in (await client.get(f"/campaigns/{campaign_id}/panel")).text
+
+
+async def test_the_send_test_form_says_when_the_testers_are_cut_at_100(
+    app: Any, db: Database, vault: Any
+) -> None:
+    campaign_id, first, cookie, _ = await _setup(app, db, vault, eligible=1)
+    async with db.transaction() as session:
+        contact = await session.get(Contact, first)
+        assert contact is not None
+        session.add_all(
+            Contact(page_id=contact.page_id, psid=f"t{i}", is_tester=True) for i in range(101)
+        )
+    async with _client(app, cookie) as client:
+        panel = (await client.get(f"/campaigns/{campaign_id}/panel")).text
+    assert panel.count('name="contact_id"') == 100
+    assert "Only the Page's first 100 testers are listed here" in html.unescape(panel)
+
+
+@pytest.mark.parametrize(
+    "target",
+    ["/\\evil.example", "//evil.example", "https://evil.example/", "/\tevil", "", "contacts"],
+)
+def test_a_back_or_next_link_off_this_site_is_refused(target: str) -> None:
+    assert same_site_path(target, "/fallback") == "/fallback"
+
+
+async def test_the_tester_toggle_and_the_login_refuse_a_backslashed_link(
+    app: Any, db: Database, vault: Any
+) -> None:
+    _, contact_id, cookie, csrf = await _setup(app, db, vault, eligible=1)
+    async with _client(app, cookie) as client:
+        toggled = await client.post(
+            f"/contacts/{contact_id}/tester",
+            data={"csrf_token": csrf, "is_tester": "on", "back": "/\\evil.example/"},
+        )
+        assert toggled.status_code == 303 and toggled.headers["location"] == "/contacts?page_id=1"
+        kept = await client.post(
+            f"/contacts/{contact_id}/tester",
+            data={"csrf_token": csrf, "is_tester": "off", "back": "/contacts?page_id=1&q=a"},
+        )
+        assert kept.headers["location"] == "/contacts?page_id=1&q=a"
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        login = await c.get("/login", params={"next": "/\\evil.example"})
+    assert "evil.example" not in login.text and 'value="/campaigns"' in login.text

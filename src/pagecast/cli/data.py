@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import typer
 
@@ -14,11 +15,12 @@ from pagecast.cli.base import (
     fail,
     id_argument,
     id_option,
-    load_settings,
     pages_app,
     run,
     validation_line,
 )
+
+T = TypeVar("T")
 
 # ------------------------------------------------------------------ pages, contacts, campaigns
 
@@ -189,7 +191,7 @@ def contacts_tester(
 def contacts_testers(
     page: int = id_option("--page", "Page id (see `pagecast pages list`)."),
 ) -> None:
-    """List a Page's testers."""
+    """List a Page's testers (the first 100; a line on stderr says when there are more)."""
     from pagecast.services import pages, testers
 
     async def fetch(ctx: Any) -> Any:
@@ -197,9 +199,16 @@ def contacts_testers(
             await pages.get(session, page)
             return await testers.list_for_page(session, page)
 
-    for contact in run(fetch):
+    listed = run(fetch)
+    for contact in listed.testers:
         name = " ".join(n for n in (contact.first_name, contact.last_name) if n)
         typer.echo(f"{contact.id}\t{contact.psid}\t{name}")
+    if listed.more:
+        typer.echo(
+            f"Only the first {testers.TESTERS_LISTED} testers are listed; the API lists them "
+            f"all: GET /api/pages/{page}/contacts?is_tester=true.",
+            err=True,
+        )
 
 
 @campaigns_app.command("list")
@@ -215,24 +224,34 @@ def campaigns_list() -> None:
         typer.echo(f"{campaign.id}\t{campaign.status.value}\t{campaign.name}")
 
 
+async def _with_redis(ctx: Any, work: Callable[[], Awaitable[T]]) -> T:
+    """`work()` with a Redis: REDIS_URL's, else the data dir's embedded one, joined when a
+    `pagecast serve` runs it (so its queue, limiter and throttles are the ones shared), or
+    started for this command and stopped after."""
+    if ctx.redis_url is not None:
+        return await work()
+    from pagecast.embedded_redis import EmbeddedRedis
+
+    embedded = EmbeddedRedis(ctx.settings.data_dir)
+    ctx.redis_url = await embedded.start()
+    try:
+        return await work()
+    finally:
+        await ctx.close()
+        await embedded.stop()
+
+
 def _campaign_command(action: str, campaign_id: int) -> None:
     """The same steps as the API's action routes (`pagecast.actions`)."""
     from pagecast import actions
 
-    settings = load_settings()
-
     async def act(ctx: Any) -> Any:
-        if ctx.redis_url is None and action in ("start", "resume"):
-            from pagecast.embedded_redis import EmbeddedRedis
+        def work() -> Awaitable[Any]:
+            return getattr(actions, action)(ctx, cli_actor(), campaign_id)  # type: ignore[no-any-return]
 
-            embedded = EmbeddedRedis(settings.data_dir)
-            ctx.redis_url = await embedded.start()
-            try:
-                return await getattr(actions, action)(ctx, cli_actor(), campaign_id)
-            finally:
-                await ctx.close()
-                await embedded.stop()
-        return await getattr(actions, action)(ctx, cli_actor(), campaign_id)
+        if action in ("start", "resume"):
+            return await _with_redis(ctx, work)
+        return await work()
 
     campaign = run(act)
     typer.echo(
@@ -283,7 +302,10 @@ def campaigns_test(
             fail(f"--contact: {value} is not an id: ids run from 1 to {ID_MAX}.")
 
     async def send(ctx: Any) -> Any:
-        return await tester_sends.send_tests(ctx, cli_actor(), campaign_id, contact)
+        # The Page's limiter and throttles are shared with a running `pagecast serve`.
+        return await _with_redis(
+            ctx, lambda: tester_sends.send_tests(ctx, cli_actor(), campaign_id, contact)
+        )
 
     results = run(send)
     for result in results:

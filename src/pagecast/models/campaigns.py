@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    JSON,
     BigInteger,
     Boolean,
     Float,
@@ -48,6 +49,9 @@ class Campaign(Base):
     description: Mapped[str | None] = mapped_column(Text)
     page_id: Mapped[int] = mapped_column(ForeignKey("pages.id", ondelete="RESTRICT"), index=True)
     content: Mapped[dict[str, Any] | None]
+    # A sequence (issue 19): every message in the order each person gets them, 2 or 3 of
+    # them; `content` is then the first. NULL for a single message (`content` or a template).
+    messages: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON(none_as_null=True))
     template_id: Mapped[int | None] = mapped_column(
         ForeignKey("templates.id", ondelete="RESTRICT"), index=True
     )
@@ -134,6 +138,9 @@ class Delivery(Base):
     claimed_by: Mapped[str | None] = mapped_column(String(128))
     claimed_at: Mapped[datetime | None]
     message_id: Mapped[str | None] = mapped_column(String(255))
+    # How many messages of the campaign's sequence Facebook accepted (a retry or a resend
+    # starts after them); 1 for a sent single message.
+    parts_sent: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     error_code: Mapped[int | None] = mapped_column(Integer)
     error_subcode: Mapped[int | None] = mapped_column(Integer)
     error_kind: Mapped[str | None] = mapped_column(String(32))

@@ -15,6 +15,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -75,6 +76,13 @@ class Contact(Base):
     __table_args__ = (
         UniqueConstraint("page_id", "psid"),
         Index("ix_contacts_page_id_last_inbound_at", "page_id", "last_inbound_at"),
+        # A Page's testers (the "Send test" form): few rows, so only theirs are indexed.
+        Index(
+            "ix_contacts_page_id_testers",
+            "page_id",
+            sqlite_where=text("is_tester = 1"),
+            postgresql_where=text("is_tester"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

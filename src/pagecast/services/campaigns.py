@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -28,6 +29,7 @@ from pagecast.services import audit, content, pages, reconcile, templates
 __all__ = [
     "EDITABLE",
     "check",
+    "check_messages_length",
     "check_rendered_length",
     "check_schedule",
     "counts",
@@ -35,16 +37,19 @@ __all__ = [
     "delete",
     "duplicate",
     "effective_content",
+    "effective_messages",
     "expired",
     "fits_any_name",
     "get",
     "get_with_page_rate",
     "list_page",
     "longest_names",
+    "message_field",
     "name_length_columns",
     "names_of",
     "pace",
     "send_rate",
+    "stored_messages",
     "update",
 ]
 
@@ -119,11 +124,45 @@ async def list_page(
 
 
 async def effective_content(session: AsyncSession, campaign: Campaign) -> Content:
-    """The campaign's own content, or its template's, checked by the rules that Save applies
-    (`content.parse`: a template or content edited elsewhere is refused in words)."""
+    """The campaign's own content (the first message of a sequence), or its template's,
+    checked by the rules that Save applies (`content.parse`: a template or content edited
+    elsewhere is refused in words)."""
     if campaign.template_id is not None:
         return content.parse((await templates.get(session, campaign.template_id)).content)
     return content.parse(campaign.content)
+
+
+async def effective_messages(session: AsyncSession, campaign: Campaign) -> list[Content]:
+    """What each person gets, in order: the sequence's messages, or the one message."""
+    if campaign.messages:
+        return [
+            content.parse(m, message_field(i, len(campaign.messages)))
+            for i, m in enumerate(campaign.messages)
+        ]
+    return [await effective_content(session, campaign)]
+
+
+def stored_messages(campaign: Campaign) -> list[dict[str, Any]]:
+    """The campaign's own messages as stored (empty when a template gives its message)."""
+    if campaign.messages:
+        return list(campaign.messages)
+    return [campaign.content] if campaign.content is not None else []
+
+
+def message_field(index: int, count: int) -> str:
+    """The API field that holds message `index` of `count`: `content` for a single one."""
+    return "content" if count == 1 else f"messages[{index}]"
+
+
+async def check_messages_length(
+    session: AsyncSession, messages: Sequence[Content], page_id: int
+) -> None:
+    """`check_rendered_length` for each message, naming the message that is too long."""
+    if all(fits_any_name(session, m) for m in messages):
+        return
+    longest = await longest_names(session, page_id)
+    for index, message in enumerate(messages):
+        content.check_length(message, longest, field=message_field(index, len(messages)))
 
 
 def names_of(first: int | None, last: int | None) -> dict[str, int]:
@@ -183,12 +222,11 @@ async def check(session: AsyncSession, data: CampaignCreate) -> None:
 async def _validate(session: AsyncSession, data: CampaignCreate) -> None:
     """Checks that need the database: the Page, the template, rendered length, the contacts."""
     page = await pages.get(session, data.page_id)
-    message = data.content if data.content is not None else None
+    messages = data.all_messages
     if data.template_id is not None:
         template = await templates.get(session, data.template_id)
-        message = content.parse(template.content)
-    assert message is not None
-    await check_rendered_length(session, message, page.id)
+        messages = [content.parse(template.content)]
+    await check_messages_length(session, messages, page.id)
     if data.send_rate is not None and data.send_rate > page.send_rate:
         raise InvalidInput(
             f"send_rate {data.send_rate:g}/s is above Page {page.name}'s rate of {page.send_rate:g}/s; "
@@ -212,11 +250,15 @@ async def _validate(session: AsyncSession, data: CampaignCreate) -> None:
 
 
 def _columns(data: CampaignCreate) -> dict[str, Any]:
+    # A sequence keeps every message in `messages` and its first in `content` (what readers
+    # of one message see); a single message is `content` alone.
+    messages = [m.stored() for m in data.all_messages]
     return {
         "name": data.name,
         "description": data.description,
         "page_id": data.page_id,
-        "content": data.content.stored() if data.content else None,
+        "content": messages[0] if messages else None,
+        "messages": messages if len(messages) > 1 else None,
         "template_id": data.template_id,
         "messaging_type": data.messaging_type,
         "tag": data.tag,
@@ -254,6 +296,7 @@ def _current(campaign: Campaign) -> dict[str, Any]:
         "description": campaign.description,
         "page_id": campaign.page_id,
         "content": campaign.content,
+        "messages": campaign.messages,
         "template_id": campaign.template_id,
         "messaging_type": campaign.messaging_type,
         "tag": campaign.tag,
@@ -290,11 +333,17 @@ async def update(
                 field=fixed[0],
             )
     merged = _current(campaign) | changes
-    if "content" in changes and changes["content"] is not None:
-        merged["template_id"] = changes.get("template_id")
-    elif "template_id" in changes and changes["template_id"] is not None:
-        merged["content"] = None
+    # The message is given one way: what a PATCH gives replaces the others (content replaces
+    # a sequence by one message, messages a template, template_id both).
+    given = [n for n in ("content", "messages", "template_id") if changes.get(n) is not None]
+    if len(given) == 1:
+        for name in ("content", "messages", "template_id"):
+            merged[name] = changes.get(name)
+    elif not given and merged["messages"] is not None:
+        merged["content"] = None  # a stored sequence: `content` is its first message
     validated = CampaignCreate.model_validate(merged)  # ValidationError names the field
+    if campaign.status is CampaignStatus.PAUSED:
+        _same_length(campaign, validated)
     if campaign.status is not CampaignStatus.PAUSED and validated.scheduled_at != (
         campaign.scheduled_at
     ):
@@ -316,6 +365,20 @@ async def update(
         details={"changed": sorted(changes)},
     )
     return campaign
+
+
+def _same_length(campaign: Campaign, validated: CampaignCreate) -> None:
+    """A started campaign keeps its number of messages: its deliveries count the parts each
+    person has had (`Delivery.parts_sent`), and the last part closes a delivery."""
+    before = len(campaign.messages) if campaign.messages else 1
+    after = len(validated.all_messages) or 1
+    if before != after:
+        raise InvalidState(
+            f"Campaign {campaign.id} has started with {before} message(s) per person; the "
+            "messages can be edited but not added or removed. Duplicate it "
+            f"(POST /api/campaigns/{campaign.id}/duplicate) to send a different sequence.",
+            field="messages",
+        )
 
 
 async def delete(session: AsyncSession, actor: Actor, campaign_id: int) -> None:

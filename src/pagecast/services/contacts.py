@@ -202,7 +202,7 @@ async def list_page(
         if flag is not None:
             query = query.where(column.is_not(None) if flag else column.is_(None))
     if is_tester is not None:
-        query = query.where(Contact.is_tester.is_(is_tester))
+        query = query.where(Contact.is_tester if is_tester else ~Contact.is_tester)
     return list(await session.scalars(query))
 
 

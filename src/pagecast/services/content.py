@@ -55,17 +55,18 @@ def parse(raw: Any, field: str = "content") -> Content:
         raise InvalidInput(message, field=path) from None
 
 
-def texts(content: Content) -> Iterator[tuple[str, str, int]]:
-    """The personalisable texts: (field path, text, Messenger's limit)."""
+def texts(content: Content, field: str = "content") -> Iterator[tuple[str, str, int]]:
+    """The personalisable texts: (field path, text, Messenger's limit); `field` names the
+    message (`messages[1]` for a sequence's second)."""
     if content.text is not None:
-        yield "content.text", content.text, content.text_limit
+        yield f"{field}.text", content.text, content.text_limit
     for i, card in enumerate(content.cards or []):
-        yield f"content.cards[{i}].title", card.title, CARD_TEXT_LIMIT
+        yield f"{field}.cards[{i}].title", card.title, CARD_TEXT_LIMIT
         if card.subtitle is not None:
-            yield f"content.cards[{i}].subtitle", card.subtitle, CARD_TEXT_LIMIT
+            yield f"{field}.cards[{i}].subtitle", card.subtitle, CARD_TEXT_LIMIT
 
 
-def variables_in(text: str, field: str = "content.text") -> list[tuple[str, str]]:
+def variables_in(text: str, *, field: str = "content.text") -> list[tuple[str, str]]:
     """The (variable, fallback) pairs in `text`; unknown variables raise InvalidInput."""
     found = [(m.group(1), (m.group(2) or "").strip()) for m in _PLACEHOLDER.finditer(text)]
     unknown = sorted({name for name, _ in found if name not in VARIABLES})
@@ -95,33 +96,34 @@ def render(text: str, contact: Mapping[str, str | None]) -> str:
     return _PLACEHOLDER.sub(fill, text)
 
 
-def check_length(content: Content, longest: Mapping[str, int]) -> None:
+def check_length(content: Content, longest: Mapping[str, int], *, field: str = "content") -> None:
     """Refuse unknown placeholders, and text that could exceed Messenger's limit once rendered.
 
     Each placeholder counts as the longer of its fallback and `longest[variable]`, the
     longest value that variable takes among the Page's contacts (`{}`: fallbacks only).
+    `field` names the message (`messages[1]` for a sequence's second).
     """
-    for field, text, limit in texts(content):
+    for path, text, limit in texts(content, field):
         worst = _PLACEHOLDER.sub("", text)
-        found = variables_in(text, field)
+        found = variables_in(text, field=path)
         if found and not (worst + "".join(fallback for _, fallback in found)).strip():
             # A contact without a name would get an empty message (or card title), which
             # Messenger refuses.
             name = found[0][0]
             raise InvalidInput(
-                f"{field} is empty for a contact without a {name.replace('_', ' ')}; add a "
+                f"{path} is empty for a contact without a {name.replace('_', ' ')}; add a "
                 f"fallback: {{{{{name}|there}}}}, or write some text around it.",
-                field=field,
+                field=path,
             )
         length = len(worst) + sum(max(len(fallback), longest.get(n, 0)) for n, fallback in found)
         if length > limit:
-            kind = {"content.text": "a text with buttons" if content.buttons else "a text"}.get(
-                field, "a card's title or subtitle"
+            kind = {f"{field}.text": "a text with buttons" if content.buttons else "a text"}.get(
+                path, "a card's title or subtitle"
             )
             raise InvalidInput(
-                f"{field} can be {length:,} characters once personalised; Messenger allows at "
+                f"{path} can be {length:,} characters once personalised; Messenger allows at "
                 f"most {limit:,} for {kind}. Shorten it by {length - limit:,}.",
-                field=field,
+                field=path,
             )
 
 

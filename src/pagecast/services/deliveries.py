@@ -34,6 +34,7 @@ __all__ = [
     "has_due_pending",
     "lost_claims",
     "mark_unreachable",
+    "note_parts",
     "pending_ranges",
     "record",
     "retry_failed",
@@ -152,6 +153,9 @@ class Claimed:
     contact_id: int
     attempts: int
     recipient: Recipient
+    # Messages of the campaign's sequence Facebook has accepted: the next to send is this
+    # index (0 for a single message, and for a sequence's first attempt).
+    parts_sent: int = 0
 
 
 async def claim(
@@ -182,12 +186,14 @@ async def claim(
             attempts=_TABLE.c.attempts + 1,
             updated_at=now,
         )
-        .returning(_TABLE.c.id, _TABLE.c.contact_id, _TABLE.c.attempts)
+        .returning(_TABLE.c.id, _TABLE.c.contact_id, _TABLE.c.attempts, _TABLE.c.parts_sent)
     )
     rows = result.all()
     recipients = await _recipients(session, {row[1] for row in rows})
     claimed = [
-        Claimed(row[0], row[1], row[2], recipients[row[1]]) for row in rows if row[1] in recipients
+        Claimed(row[0], row[1], row[2], recipients[row[1]], row[3])
+        for row in rows
+        if row[1] in recipients
     ]
     if len(claimed) < len(rows):
         # A contact deleted while a snapshot was inserting it (the two transactions did not
@@ -251,6 +257,9 @@ class Outcome:
     retry_after: float | None = None
     # How long the Send API call took (for the metrics); not stored.
     latency: float | None = None
+    # Messages of the sequence Facebook accepted so far (None: unchanged). A `sending`
+    # outcome is a sequence's part accepted with more to send (never written by `record`).
+    parts_sent: int | None = None
 
 
 async def record(
@@ -310,6 +319,7 @@ async def record(
             next_attempt_at=bindparam("b_next_attempt_at", type_=UTCDateTime()),
             attempts=_TABLE.c.attempts - bindparam("b_refund"),
             unknown_since=bindparam("b_unknown_since", type_=UTCDateTime()),
+            parts_sent=_at_least(bindparam("b_parts")),
             claimed_by=None,
             updated_at=bindparam("b_now", type_=UTCDateTime()),
         )
@@ -331,6 +341,7 @@ async def record(
                 "b_next_attempt_at": o.next_attempt_at,
                 "b_refund": 1 if o.refund_attempt else 0,
                 "b_unknown_since": now if o.status is DeliveryStatus.UNKNOWN else None,
+                "b_parts": o.parts_sent,
                 "b_now": now,
             }
             for o in outcomes
@@ -349,6 +360,33 @@ async def record(
     sent = [o.delivery_id for o in outcomes if o.status is DeliveryStatus.SENT]
     await receipts.catch_up(session, sent)
     return moved
+
+
+def _at_least(parts: Any) -> Any:
+    """`parts_sent` raised to `parts` (never lowered: an echo may have proven more; a NULL
+    `parts` keeps it)."""
+    column = _TABLE.c.parts_sent
+    return case((column < parts, parts), else_=column)
+
+
+async def note_parts(
+    session: AsyncSession, accepted: Sequence[Outcome], *, worker_id: str, now: datetime
+) -> None:
+    """Write how many messages of their sequence Facebook accepted for deliveries this worker
+    still holds (one executemany), so that a retry, a resume or a reconciliation after a
+    lost worker starts after them (docs/sending.md, "Message sequences")."""
+    if not accepted:
+        return
+    await session.execute(
+        update(_TABLE)
+        .where(
+            _TABLE.c.id == bindparam("b_id"),
+            _TABLE.c.status == DeliveryStatus.SENDING.value,
+            _TABLE.c.claimed_by == worker_id,
+        )
+        .values(parts_sent=_at_least(bindparam("b_parts")), updated_at=now),
+        [{"b_id": o.delivery_id, "b_parts": o.parts_sent} for o in accepted],
+    )
 
 
 async def mark_unreachable(

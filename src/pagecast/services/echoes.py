@@ -7,6 +7,11 @@ never sent again; on a delivery still `sending` it is noted (its mid and Faceboo
 and the worker's result write settles it (`settle`). Each echo also shows the Page's echo
 stream live up to that delivery's claim (`Page.echo_seen_at`, what services/reconcile.py
 relies on to prove a message absent), written once per batch (`Watermarks`).
+
+A sequence's messages (issue 19) carry `"<id>:<k>"` for its k-th message when more follow,
+and `"<id>"` for its last: an echo of `"<id>"` still proves the whole delivery (its last
+message is sent only once the ones before it were accepted), and an echo of an earlier one
+proves that many were (`apply_part`: `Delivery.parts_sent`), so a resend starts after them.
 """
 
 from __future__ import annotations
@@ -14,16 +19,27 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pagecast.db import rowcount
-from pagecast.models import Delivery, DeliveryStatus, Page, utcnow
+from pagecast.models import Campaign, Delivery, DeliveryStatus, Page, utcnow
+from pagecast.schemas import BIGINT_MAX, parse_id
 from pagecast.services import contacts, receipts
 from pagecast.services.counters import Shifts, move
 
-__all__ = ["ECHO_WATERMARK_STEP", "BeingWritten", "Watermarks", "apply", "settle"]
+__all__ = [
+    "ECHO_WATERMARK_STEP",
+    "BeingWritten",
+    "Watermarks",
+    "apply",
+    "apply_part",
+    "metadata",
+    "parse_metadata",
+    "settle",
+]
 
 _TABLE = Delivery.__table__
 # An echo proves that these deliveries reached Facebook (a timeout, a dead worker, a retry
@@ -37,6 +53,36 @@ _SETTLED_BY_ECHO = (
     DeliveryStatus.CANCELLED,
 )
 ECHO_WATERMARK_STEP = timedelta(seconds=1)
+
+
+def _every_part() -> Any:
+    """The number of messages of the delivery's campaign: what an echo of its last message
+    proves Facebook has (a correlated subquery; 1 unless the campaign is a sequence)."""
+    return (
+        select(func.coalesce(func.json_array_length(Campaign.messages), 1))
+        .where(Campaign.id == _TABLE.c.campaign_id)
+        .scalar_subquery()
+    )
+
+
+def metadata(delivery_id: int, index: int, count: int) -> str:
+    """The `message.metadata` of message `index` (from 0) of a delivery's `count`: the
+    delivery id for its last message (a single message's as ever), `"<id>:<k>"` (k from 1)
+    for one that more follow."""
+    return str(delivery_id) if index >= count - 1 else f"{delivery_id}:{index + 1}"
+
+
+def parse_metadata(value: str) -> tuple[int, int | None] | None:
+    """(delivery id, k) of an echo's metadata, k None for a delivery's last message; None
+    when it is not ours."""
+    head, sep, tail = value.partition(":")
+    delivery_id = parse_id(head, BIGINT_MAX)
+    if delivery_id is None:
+        return None
+    if not sep:
+        return delivery_id, None
+    part = parse_id(tail)
+    return None if part is None else (delivery_id, part)
 
 
 class BeingWritten(Exception):
@@ -133,6 +179,7 @@ async def apply(
                 message_id=mid,
                 sent_at=at,
                 next_attempt_at=None,
+                parts_sent=_every_part(),
                 updated_at=now,
             )
             .execution_options(synchronize_session=False)
@@ -144,7 +191,7 @@ async def apply(
         await session.execute(
             update(Delivery)
             .where(Delivery.id == delivery.id)
-            .values(message_id=mid, sent_at=at, updated_at=now)
+            .values(message_id=mid, sent_at=at, parts_sent=_every_part(), updated_at=now)
             .execution_options(synchronize_session=False)
         )
     else:
@@ -152,6 +199,43 @@ async def apply(
     watermarks.note(page, delivery.claimed_at)
     # Receipts processed before this echo cover it when their watermark is later.
     await receipts.catch_up(session, [delivery.id], shifts=shifts)
+    return None
+
+
+async def apply_part(
+    session: AsyncSession,
+    page: Page,
+    psid: str,
+    delivery_id: int,
+    part: int,
+    *,
+    watermarks: Watermarks,
+) -> str | None:
+    """An echo of message `part` of a sequence that more follow: Facebook has at least
+    `part` of the delivery's messages, which a retry or a resend after reconciliation then
+    never sends again. Returns a note when nothing moved."""
+    contact = await contacts.locked(session, page.id, psid, create=False)
+    if contact is None:
+        return f"no contact {psid} on Page {page.id}; echo ignored"
+    row = (
+        await session.execute(
+            select(_TABLE.c.parts_sent, _TABLE.c.claimed_at).where(
+                _TABLE.c.id == delivery_id, _TABLE.c.contact_id == contact.id
+            )
+        )
+    ).one_or_none()
+    if row is None:
+        return f"echo names delivery {delivery_id}, which is not this person's"
+    watermarks.note(page, row.claimed_at)
+    if row.parts_sent >= part:
+        return None
+    # The worker writes parts_sent upwards too (deliveries.note_parts): a plain "raise it"
+    # that either order leaves at the larger.
+    await session.execute(
+        update(_TABLE)
+        .where(_TABLE.c.id == delivery_id, _TABLE.c.parts_sent < part)
+        .values(parts_sent=part)
+    )
     return None
 
 
@@ -194,6 +278,7 @@ async def settle(
             unknown_since=None,
             next_attempt_at=None,
             sent_at=func.coalesce(_TABLE.c.sent_at, now),
+            parts_sent=_every_part(),
             updated_at=now,
         )
     )

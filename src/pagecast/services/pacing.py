@@ -25,6 +25,8 @@ __all__ = [
     "first_chunks",
     "plan_ahead",
     "rate_within",
+    "sendable_rate",
+    "window_cap",
 ]
 
 # A campaign keeps this many seconds of its rate queued as chunks (`plan_ahead`), at most
@@ -40,6 +42,18 @@ CHUNK_MOST = 500
 def rate_within(page_rate: float, campaign_rate: float | None) -> float:
     """The rate a campaign sends at: its own (when set), within its Page's."""
     return min(page_rate, campaign_rate or page_rate)
+
+
+def window_cap(rate_per_s: float) -> int:
+    """The most grants the Page's limiter lets any sliding 1.02 s hold: the rate, at least 1
+    (pagecast/ratelimit.py explains the window; below 2/s this is less than the rate)."""
+    return max(1, math.floor(rate_per_s))
+
+
+def sendable_rate(rate_per_s: float) -> float:
+    """Messages a second a Page's limiter really allows at `rate_per_s`: the rate, or its
+    one-second cap where that is lower (1.5/s sends 1 a second)."""
+    return min(rate_per_s, float(window_cap(rate_per_s)))
 
 
 def chunk_for(rate_per_s: float, least: int) -> int:

@@ -2,7 +2,8 @@
 words, who is eligible now and why the rest are not, the Page, the rate and how long it takes.
 
 The numbers are the audience preview's (`audience.preview`: the rule a start applies) and the
-rate is the one the worker sends at (`pacing.rate_within`), so the review says what Start does.
+rate is the one the worker sends at (`pacing.rate_within`); the duration counts with what the
+Page's limiter lets that rate send (`pacing.sendable_rate`), so the review says what Start does.
 Takes a session and never commits.
 """
 
@@ -29,7 +30,9 @@ class Review:
     preview: audience.Preview
     message: dict[str, Any] | None  # the Send API `message` for `preview.sample`
     rate: float  # messages per second: the campaign's own rate within its Page's
-    expected_seconds: int  # eligible / rate, rounded up
+    expected_seconds: (
+        int  # eligible / the rate the limiter allows (`pacing.sendable_rate`), rounded up
+    )
 
     @property
     def rules(self) -> str:
@@ -65,7 +68,9 @@ async def get(session: AsyncSession, campaign_id: int) -> Review:
         preview=found,
         message=message,
         rate=rate,
-        expected_seconds=math.ceil(found.eligible / rate) if found.eligible else 0,
+        expected_seconds=math.ceil(found.eligible / pacing.sendable_rate(rate))
+        if found.eligible
+        else 0,
     )
 
 

@@ -24,9 +24,10 @@ from pagecast.models import (
 )
 from pagecast.permissions import Actor
 from pagecast.schemas import check_policy
-from pagecast.services import audience, audit, campaigns, content, deliveries, pages, snapshots
+from pagecast.services import audience, audit, campaigns, deliveries, pages, snapshots
 
 __all__ = [
+    "STARTABLE",
     "cancel",
     "due_schedules",
     "finish_if_done",
@@ -40,6 +41,9 @@ __all__ = [
     "start_sliced",
     "stop_page",
 ]
+
+# The states a start (or a schedule) accepts: what the review before sending is shown for.
+STARTABLE = (CampaignStatus.DRAFT, CampaignStatus.SCHEDULED)
 
 
 def require_active(page: Page) -> None:
@@ -83,10 +87,10 @@ async def _start(
 ) -> tuple[Campaign, snapshots.Rest | None]:
     now = now or utcnow()
     campaign = await campaigns.get(session, campaign_id)
-    campaigns.require_status(campaign, (CampaignStatus.DRAFT, CampaignStatus.SCHEDULED), "starting")
+    campaigns.require_status(campaign, STARTABLE, "starting")
     page = await pages.get(session, campaign.page_id)
     _require_active(page)
-    message = await campaigns.effective_content(session, campaign)
+    messages = await campaigns.effective_messages(session, campaign)
     check_policy(campaign.messaging_type, campaign.tag)
     if campaigns.expired(campaign, now):
         assert campaign.expires_at is not None
@@ -99,13 +103,14 @@ async def _start(
         raise await _nobody_eligible(session, campaign, page, now)
     # The names are read only when the widest ones could make the text too long (P4: a scan
     # of every contact of the Page otherwise).
-    check = None if campaigns.fits_any_name(session, message) else message
+    fits = all(campaigns.fits_any_name(session, m) for m in messages)
+    check = [] if fits else messages
     rest = None
     if sliced and session.get_bind().dialect.name == "postgresql":
         counts, rest = await snapshots.first_slice(session, campaign, now, check)
     else:
-        if check is not None:
-            content.check_length(check, await campaigns.longest_names(session, page.id))
+        if check:
+            await campaigns.check_messages_length(session, check, page.id)
         counts = await deliveries.snapshot(session, campaign, now)
     campaign.status, campaign.status_reason, campaign.missed = CampaignStatus.SENDING, None, False
     campaign.started_at = now
@@ -153,9 +158,7 @@ async def schedule(
     """Arm a draft's `scheduled_at`: the campaign starts by itself at that time."""
     now = now or utcnow()
     campaign = await campaigns.get(session, campaign_id)
-    campaigns.require_status(
-        campaign, (CampaignStatus.DRAFT, CampaignStatus.SCHEDULED), "scheduling"
-    )
+    campaigns.require_status(campaign, STARTABLE, "scheduling")
     if campaign.scheduled_at is None:
         raise InvalidState(
             f"Campaign {campaign.id} has no scheduled_at; set it (PATCH) before scheduling.",

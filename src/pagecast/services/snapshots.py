@@ -10,6 +10,7 @@ complete before its snapshot does.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -65,24 +66,25 @@ async def _skipped_between(session: AsyncSession, campaign_id: int, after: int, 
 
 
 async def first_slice(
-    session: AsyncSession, campaign: Campaign, now: datetime, check: Content | None
+    session: AsyncSession, campaign: Campaign, now: datetime, check: Sequence[Content]
 ) -> tuple[dict[str, int], Rest | None]:
-    """The first slice, in the start's transaction; `check`, when given, is the text to check
+    """The first slice, in the start's transaction; `check` are the messages to check
     against the longest names (read in the same scan as the count when the audience is the
     whole Page). Returns the start's counts and the `Rest`, None when it all fit."""
     matching = audience.matches(campaign.page_id, campaign.audience)
-    whole_page = check is not None and campaign.audience["type"] == "all"
+    whole_page = bool(check) and campaign.audience["type"] == "all"
     names = campaigns.name_length_columns() if whole_page else ()
     total, upto, *longest = (
         await session.execute(select(func.count(), func.max(Contact.id), *names).where(*matching))
     ).one()
-    if check is not None:
-        content.check_length(
-            check,
+    if check:
+        names_ = (
             campaigns.names_of(*longest)
             if whole_page
-            else await campaigns.longest_names(session, campaign.page_id),
+            else await campaigns.longest_names(session, campaign.page_id)
         )
+        for index, message in enumerate(check):
+            content.check_length(message, names_, field=campaigns.message_field(index, len(check)))
     if total <= SNAPSHOT_FIRST:
         return await deliveries.snapshot(session, campaign, now), None
     first_upto = await session.scalar(

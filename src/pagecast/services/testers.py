@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pagecast.message_schema import Content
@@ -22,10 +22,25 @@ from pagecast.models import Campaign, Contact, Page
 from pagecast.permissions import Actor
 from pagecast.services import audience, audit, campaigns, pages, sending
 
-__all__ = ["TESTABLE", "Plan", "Result", "Tester", "list_for_page", "names", "plan", "record"]
+__all__ = [
+    "TESTABLE",
+    "TESTERS_LISTED",
+    "Listed",
+    "Plan",
+    "Result",
+    "Tester",
+    "list_for_page",
+    "names",
+    "of_page",
+    "plan",
+    "record",
+]
 
 # A test is for a message that can still change: drafts, scheduled and paused campaigns.
 TESTABLE = campaigns.EDITABLE
+# The "Send test" form and `pagecast contacts testers` list this many of a Page's testers;
+# `Listed.more` says when it has more (the API's contact list pages through all of them).
+TESTERS_LISTED = 100
 
 
 @dataclass(frozen=True)
@@ -63,7 +78,7 @@ class Plan:
 
     campaign: Campaign
     page: Page
-    content: Content
+    messages: list[Content]  # what each person gets, in order (a sequence: up to 3)
     ready: list[Tester]
     refused: dict[int, Result]
     order: list[int]  # the chosen contact ids, each once, in the order asked
@@ -82,7 +97,7 @@ async def plan(
     campaigns.require_status(campaign, TESTABLE, "a test send")
     page = await pages.get(session, campaign.page_id)
     sending.require_active(page)
-    message = await campaigns.effective_content(session, campaign)
+    messages = await campaigns.effective_messages(session, campaign)
     order = list(dict.fromkeys(contact_ids))
     found = {c.id: c for c in await session.scalars(select(Contact).where(Contact.id.in_(order)))}
     ready: list[Tester] = []
@@ -94,7 +109,7 @@ async def plan(
         else:
             c = found[contact_id]
             ready.append(Tester(c.id, c.psid, c.first_name, c.last_name))
-    return Plan(campaign, page, message, ready, refused, order)
+    return Plan(campaign, page, messages, ready, refused, order)
 
 
 def _refusal(
@@ -142,16 +157,25 @@ async def record(
     )
 
 
-async def list_for_page(session: AsyncSession, page_id: int) -> list[Contact]:
-    """The Page's testers, by id (the "Send test" form's checkboxes)."""
-    return list(
-        await session.scalars(
-            select(Contact)
-            .where(Contact.page_id == page_id, Contact.is_tester.is_(True))
-            .order_by(Contact.id)
-            .limit(100)
-        )
-    )
+@dataclass(frozen=True)
+class Listed:
+    """The first `TESTERS_LISTED` testers of a Page; `more` when it has others after them."""
+
+    testers: list[Contact]
+    more: bool
+
+
+def of_page(page_id: int) -> Select[Contact]:
+    """The query of the Page's testers, by id."""
+    # `is_tester` bare (`= 1` on SQLite): the form of the partial index's WHERE, which both
+    # planners need before they use ix_contacts_page_id_testers.
+    return select(Contact).where(Contact.page_id == page_id, Contact.is_tester).order_by(Contact.id)
+
+
+async def list_for_page(session: AsyncSession, page_id: int) -> Listed:
+    """The Page's first testers, by id (the "Send test" form's checkboxes)."""
+    found = list(await session.scalars(of_page(page_id).limit(TESTERS_LISTED + 1)))
+    return Listed(found[:TESTERS_LISTED], more=len(found) > TESTERS_LISTED)
 
 
 async def names(session: AsyncSession, contact_ids: list[int]) -> dict[int, str]:

@@ -22,7 +22,6 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pagecast.models import Page, WebhookEvent, utcnow
-from pagecast.schemas import BIGINT_MAX, parse_id
 from pagecast.services import contacts, echoes, inbound, policy, receipts, sending
 from pagecast.services.counters import Shifts
 
@@ -308,9 +307,15 @@ async def process(session: AsyncSession, event: WebhookEvent, batch: Batch) -> R
     if event.kind == ECHO:
         message = payload["message"]
         metadata, mid = message.get("metadata"), message.get("mid")
-        delivery_id = parse_id(metadata, BIGINT_MAX) if isinstance(metadata, str) else None
-        if delivery_id is None or not isinstance(mid, str) or not mid:
+        ours = echoes.parse_metadata(metadata) if isinstance(metadata, str) else None
+        if ours is None or not isinstance(mid, str) or not mid:
             return Result(reason="echo without our metadata (another app or the Page Inbox)")
+        delivery_id, part = ours
+        if part is not None:  # a sequence's message that more follow
+            note = await echoes.apply_part(
+                session, page, event.psid, delivery_id, part, watermarks=batch.watermarks
+            )
+            return Result(reason=note)
         try:
             note = await echoes.apply(
                 session,

@@ -344,7 +344,13 @@ class CampaignOut(_Out):
     name: str
     description: str | None
     page_id: int
-    content: dict[str, Any] | None
+    content: dict[str, Any] | None = Field(
+        description="The message, or the first of a sequence (kept for clients of one message)."
+    )
+    messages: list[dict[str, Any]] = Field(
+        description="Every message each person gets, in order: one, or a sequence of 2 or 3 "
+        "(issue 19). Empty when a template gives the message (`template_id`)."
+    )
     template_id: int | None
     messaging_type: MessagingType
     tag: str | None

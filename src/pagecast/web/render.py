@@ -19,7 +19,7 @@ from pagecast.models import (
     utcnow,
 )
 from pagecast.schemas import parse_id
-from pagecast.services import pacing
+from pagecast.services import campaigns, pacing
 from pagecast.services.audience import Preview, TagWarning
 from pagecast.services.review import Review
 
@@ -172,6 +172,7 @@ def campaign(row: Campaign, counts: dict[str, int]) -> dict[str, Any]:
         "description": row.description,
         "page_id": row.page_id,
         "content": row.content,
+        "messages": campaigns.stored_messages(row),
         "template_id": row.template_id,
         "messaging_type": row.messaging_type.value,
         "tag": row.tag,

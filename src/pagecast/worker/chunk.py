@@ -23,6 +23,7 @@ from sqlalchemy.exc import DBAPIError
 
 from pagecast.graph import PageCredentials
 from pagecast.jobs import ChunkJob
+from pagecast.message_schema import Content
 from pagecast.models import Campaign, CampaignStatus, DeliveryStatus, Page
 from pagecast.priority_gate import PriorityGate
 from pagecast.queue import REDIS_DOWN
@@ -97,7 +98,7 @@ async def _claim_and_send(
     env: Env, job: Any, token: str, payload: ChunkJob, let_next_claim: Callable[[], None]
 ) -> str:
     campaign_id, first_id, last_id = payload.campaign_id, payload.first_id, payload.last_id
-    state, clock, config = env.state, env.clock, env.config
+    state, clock = env.state, env.clock
     now = clock.now()
     async with env.db.transaction() as session:
         campaign = await session.get(Campaign, campaign_id)
@@ -114,117 +115,59 @@ async def _claim_and_send(
             return "nothing due"
         page = await session.get(Page, campaign.page_id)
         assert page is not None
-        message = await campaigns.effective_content(session, campaign)
+        messages = await campaigns.effective_messages(session, campaign)
         token_, page_secret = pages.credentials(env.vault, page)
     creds = PageCredentials(token_, page_secret or env.app_secret)
     configured = pacing.rate_within(page.send_rate, campaign.send_rate)
     rate = await env.limiter.capped(page.id, configured)
-    delay_job_for = 0.0
+    dispatch = _Dispatch(env, campaign, page.id, creds, messages, configured, rate)
     outcomes: list[deliveries.Outcome] = []
-    sends: list[deliveries.Claimed] = []
+    going: list[deliveries.Claimed] = []
     for item in claimed:
         verdict = precheck(campaign, item.recipient, now)
-        if verdict is None:
-            sends.append(item)
-        else:
+        if verdict is not None:
             outcomes.append(dataclasses.replace(verdict, delivery_id=item.delivery_id))
-    tasks: list[asyncio.Task[list[deliveries.Outcome]]] = []
-    released: list[int] = []
-    halt = asyncio.Event()  # set by a send whose answer throttled or stopped the Page
-    last_check = clock.monotonic()
-    index = 0
-    while index < len(sends):
-        # At most a fifth of a second of the rate per batch, so a slow Page is still paced
-        # in small steps (and pause acts between them).
-        batch = max(1, min(config.send_batch, int(rate * _BATCH_SPAN)))
-        burst = max(default_burst(rate), batch)
-        if clock.monotonic() - last_check > 1.0:  # pause and cancel act within a second
-            last_check = clock.monotonic()
-            if not await _still_sending(env, campaign_id):
-                halt.set()
-        if state.bad_streak.get(campaign_id, 0) >= config.breaker_consecutive:
-            halt.set()
-        if halt.is_set() or state.stopping.is_set():
-            released = [i.delivery_id for i in sends[index:]]
-            break
-        if campaigns.expired(campaign, clock.now()):
-            outcomes += [
-                deliveries.Outcome(
-                    i.delivery_id, DeliveryStatus.EXPIRED, reason="expired", refund_attempt=True
-                )
-                for i in sends[index:]
-            ]
-            break
-        # Room in flight first, then the Page's slots, so that what the limiter grants
-        # goes on the wire as its slots open (a grant that waited here could land in
-        # Graph's next second with the slots granted after it). The limiter grants a
-        # whole batch at once, up to _GRANT_LEAD ahead, or says when it can. Single
-        # sends take every free place in flight and as many slots as the schedule has
-        # (at most its burst): one Redis call for several requests when the Page's limit
-        # is not what holds them back.
-        left_to_send = len(sends) - index
-        if batch == 1:
-            want = await state.in_flight.take_free(min(burst, left_to_send))
+        elif item.parts_sent >= len(messages):  # echoes proved every message arrived
+            outcomes.append(
+                deliveries.Outcome(item.delivery_id, DeliveryStatus.SENT, parts_sent=len(messages))
+            )
         else:
-            want = await state.in_flight.take(min(batch, left_to_send))
-        asked = time.monotonic()
-        try:
-            grant = await env.limiter.take(
-                page.id, rate, want, burst=burst, least=want if batch > 1 else 1, lead=_GRANT_LEAD
-            )
-        except REDIS_DOWN as exc:
-            logger.warning(
-                "campaign %d: Redis failed under the limiter (%s); %d deliveries go back",
-                campaign_id,
-                exc,
-                len(sends) - index,
-            )
-            grant = Grant(0, _REDIS_RETRY)
-        except BaseException:  # a bug or a cancel: the places in flight are not ours to keep
-            await state.in_flight.give_back(want)
-            raise
-        granted, wait = grant.granted, grant.wait
-        if granted < want:
-            await state.in_flight.give_back(want - granted)
-        if not granted and wait <= _MAX_INLINE_WAIT:
-            # Ask again a little before the slots free, so they are granted with a lead;
-            # a shorter wait is a throttle's last moments (no lead for those).
-            await clock.sleep(wait - _ASK_AHEAD if wait > _GRANT_LEAD else wait)
-            rate = await env.limiter.capped(page.id, configured)  # another worker saw a 613
-            continue  # and look at pause, cancel and shutdown again
-        if not granted:
-            released = [i.delivery_id for i in sends[index:]]
-            delay_job_for = wait
-            break
-        group = sends[index : index + granted]
-        index += granted
-        # The wire's clock, which the Graph client waits on (state.Clock).
-        leaves_at = time.monotonic() + wait
-        requests = [group] if batch > 1 else [[item] for item in group]
-        shared = SharedGrant(grant, len(requests), due=asked + wait)
-        tasks += [
-            asyncio.create_task(
-                send(
-                    env,
-                    creds,
-                    campaign,
-                    message,
-                    request,
-                    halt,
-                    rate=rate,
-                    grant=shared,
-                    leaves_at=leaves_at,
-                )
-            )
-            for request in requests
+            going.append(item)
+    released: list[deliveries.Claimed] = []
+    sent_outcomes: list[deliveries.Outcome] = []
+    delay_job_for = 0.0
+    # One round sends each delivery its next message: a single message is one round; a
+    # sequence's deliveries go through up to three, each person's next message only once
+    # the previous was accepted (docs/sending.md, "Message sequences").
+    while going:
+        sent = await dispatch.round(going)
+        outcomes += sent.expired
+        released += sent.released
+        delay_job_for = max(delay_job_for, sent.delay_job_for)
+        if all(item.parts_sent + 1 >= len(messages) for item in going):
+            # Everything this chunk sends is on its way: the Page's next chunk may claim
+            # while these answers come in and their results are written.
+            let_next_claim()
+        answers = [o for one in await asyncio.gather(*sent.tasks) for o in one]
+        accepted = [o for o in answers if o.status is DeliveryStatus.SENDING]
+        sent_outcomes += [o for o in answers if o.status is not DeliveryStatus.SENDING]
+        if accepted:
+            await _note_parts(env, accepted)
+        by_id = {item.delivery_id: item for item in going}
+        going = [
+            dataclasses.replace(by_id[o.delivery_id], parts_sent=o.parts_sent or 0)
+            for o in accepted
         ]
-    # Everything this chunk sends is on its way: the Page's next chunk may claim while
-    # these answers come in and their results are written.
     let_next_claim()
-    sent_outcomes = [o for answers in await asyncio.gather(*tasks) for o in answers]
     outcomes += sent_outcomes
     outcomes += [
-        deliveries.Outcome(i, DeliveryStatus.PENDING, refund_attempt=True) for i in released
+        deliveries.Outcome(
+            i.delivery_id,
+            DeliveryStatus.PENDING,
+            refund_attempt=True,
+            parts_sent=i.parts_sent or None,
+        )
+        for i in released
     ]
     delay_job_for = max(delay_job_for, regain_after(sent_outcomes))
     await finish_chunk(env, campaign, page, claimed, outcomes, first_id, last_id)
@@ -232,6 +175,150 @@ async def _claim_and_send(
         await job.moveToDelayed(int((clock.time() + delay_job_for) * 1000), token)
         raise DelayedError()
     return f"{len(sent_outcomes)} sent or tried, {len(released)} released"
+
+
+@dataclasses.dataclass
+class _Round:
+    """What one round put on its way (`tasks`: their answers), and what it did not send."""
+
+    tasks: list[asyncio.Task[list[deliveries.Outcome]]]
+    released: list[deliveries.Claimed]
+    expired: list[deliveries.Outcome]
+    delay_job_for: float = 0.0
+
+
+class _Dispatch:
+    """The send loop of a chunk: each round takes the Page's limiter slots for its
+    deliveries' next messages and puts them on the wire; pause, cancel, shutdown, the
+    breaker and a throttle stop it between requests."""
+
+    def __init__(
+        self,
+        env: Env,
+        campaign: Campaign,
+        page_id: int,
+        creds: PageCredentials,
+        messages: list[Content],
+        configured: float,
+        rate: float,
+    ) -> None:
+        self.env, self.campaign, self.page_id, self.creds = env, campaign, page_id, creds
+        self.messages, self.configured, self.rate = messages, configured, rate
+        self.halt = asyncio.Event()  # set by a send whose answer throttled or stopped the Page
+        self.last_check = env.clock.monotonic()
+
+    async def round(self, sends: list[deliveries.Claimed]) -> _Round:
+        env, campaign = self.env, self.campaign
+        state, clock, config = env.state, env.clock, env.config
+        campaign_id, halt = campaign.id, self.halt
+        done = _Round([], [], [])
+        index = 0
+        while index < len(sends):
+            rate = self.rate
+            # At most a fifth of a second of the rate per batch, so a slow Page is still
+            # paced in small steps (and pause acts between them).
+            batch = max(1, min(config.send_batch, int(rate * _BATCH_SPAN)))
+            burst = max(default_burst(rate), batch)
+            if clock.monotonic() - self.last_check > 1.0:  # pause and cancel act within a second
+                self.last_check = clock.monotonic()
+                if not await _still_sending(env, campaign_id):
+                    halt.set()
+            if state.bad_streak.get(campaign_id, 0) >= config.breaker_consecutive:
+                halt.set()
+            if halt.is_set() or state.stopping.is_set():
+                done.released = sends[index:]
+                break
+            if campaigns.expired(campaign, clock.now()):
+                done.expired = [
+                    deliveries.Outcome(
+                        i.delivery_id, DeliveryStatus.EXPIRED, reason="expired", refund_attempt=True
+                    )
+                    for i in sends[index:]
+                ]
+                break
+            # Room in flight first, then the Page's slots, so that what the limiter grants
+            # goes on the wire as its slots open (a grant that waited here could land in
+            # Graph's next second with the slots granted after it). The limiter grants a
+            # whole batch at once, up to _GRANT_LEAD ahead, or says when it can. Single
+            # sends take every free place in flight and as many slots as the schedule has
+            # (at most its burst): one Redis call for several requests when the Page's
+            # limit is not what holds them back.
+            left_to_send = len(sends) - index
+            if batch == 1:
+                want = await state.in_flight.take_free(min(burst, left_to_send))
+            else:
+                want = await state.in_flight.take(min(batch, left_to_send))
+            asked = time.monotonic()
+            try:
+                grant = await env.limiter.take(
+                    self.page_id,
+                    rate,
+                    want,
+                    burst=burst,
+                    least=want if batch > 1 else 1,
+                    lead=_GRANT_LEAD,
+                )
+            except REDIS_DOWN as exc:
+                logger.warning(
+                    "campaign %d: Redis failed under the limiter (%s); %d deliveries go back",
+                    campaign_id,
+                    exc,
+                    len(sends) - index,
+                )
+                grant = Grant(0, _REDIS_RETRY)
+            except BaseException:  # a bug or a cancel: the places in flight are not ours to keep
+                await state.in_flight.give_back(want)
+                raise
+            granted, wait = grant.granted, grant.wait
+            if granted < want:
+                await state.in_flight.give_back(want - granted)
+            if not granted and wait <= _MAX_INLINE_WAIT:
+                # Ask again a little before the slots free, so they are granted with a lead;
+                # a shorter wait is a throttle's last moments (no lead for those).
+                await clock.sleep(wait - _ASK_AHEAD if wait > _GRANT_LEAD else wait)
+                # Another worker may have seen a 613.
+                self.rate = await env.limiter.capped(self.page_id, self.configured)
+                continue  # and look at pause, cancel and shutdown again
+            if not granted:
+                done.released = sends[index:]
+                done.delay_job_for = wait
+                break
+            group = sends[index : index + granted]
+            index += granted
+            # The wire's clock, which the Graph client waits on (state.Clock).
+            leaves_at = time.monotonic() + wait
+            requests = [group] if batch > 1 else [[item] for item in group]
+            shared = SharedGrant(grant, len(requests), due=asked + wait)
+            done.tasks += [
+                asyncio.create_task(
+                    send(
+                        env,
+                        self.creds,
+                        campaign,
+                        self.messages,
+                        request,
+                        halt,
+                        rate=rate,
+                        grant=shared,
+                        leaves_at=leaves_at,
+                    )
+                )
+                for request in requests
+            ]
+        return done
+
+
+async def _note_parts(env: Env, accepted: list[deliveries.Outcome]) -> None:
+    """Write the sequence messages just accepted, so that a retry, a resume or a
+    reconciliation starts after them; with the database down the chunk goes on (the result
+    write and the echoes record them too)."""
+    try:
+        async with env.db.transaction() as session:
+            await deliveries.note_parts(
+                session, accepted, worker_id=env.state.id, now=env.clock.now()
+            )
+    except (DBAPIError, OSError) as exc:
+        logger.warning("could not note %d accepted sequence messages: %s", len(accepted), exc)
 
 
 def precheck(

@@ -25,21 +25,31 @@ async def outcome(
     answer: SendResult | GraphError,
     halt: asyncio.Event,
     *,
+    parts: int,
     rate: float,
     latency: float,
     answered: datetime,
 ) -> deliveries.Outcome:
     """One message's answer as its delivery's outcome; an error also acts on the Page and
-    on the campaign's breaker."""
+    on the campaign's breaker. A sequence's message (of `parts`) that more follow, once
+    accepted, leaves the delivery `sending` with one more of its parts sent."""
     bad_streak = env.state.bad_streak
     if isinstance(answer, SendResult):
         bad_streak[campaign_id] = 0
+        if item.parts_sent + 1 < parts:
+            return deliveries.Outcome(
+                item.delivery_id,
+                DeliveryStatus.SENDING,
+                parts_sent=item.parts_sent + 1,
+                latency=latency,
+            )
         return deliveries.Outcome(
             item.delivery_id,
             DeliveryStatus.SENT,
             message_id=answer.message_id,
             sent_at=answered,
             latency=latency,
+            parts_sent=parts,
         )
     if answer.kind in (ErrorKind.THROTTLE, ErrorKind.STOP_PAGE):
         halt.set()
@@ -47,7 +57,11 @@ async def outcome(
         await env.limiter.slow_down(page_id, rate)
     if answer.kind is ErrorKind.BAD_REQUEST:
         bad_streak[campaign_id] = bad_streak.get(campaign_id, 0) + 1
-    return dataclasses.replace(failure(env, item, answer), latency=latency)
+    # What the sequence's earlier messages achieved stays recorded, whatever the write of
+    # the last round's progress (deliveries.note_parts) came to.
+    return dataclasses.replace(
+        failure(env, item, answer), latency=latency, parts_sent=item.parts_sent or None
+    )
 
 
 def failure(env: Env, item: deliveries.Claimed, exc: GraphError) -> deliveries.Outcome:

@@ -13,7 +13,7 @@ from pagecast.message_schema import Content
 from pagecast.models import Campaign
 from pagecast.queue import REDIS_DOWN
 from pagecast.ratelimit import LATE_AFTER, Grant
-from pagecast.services import content, deliveries
+from pagecast.services import content, deliveries, echoes
 from pagecast.worker.outcome import outcome
 from pagecast.worker.state import Env
 
@@ -62,7 +62,7 @@ async def send(
     env: Env,
     creds: PageCredentials,
     campaign: Campaign,
-    message: Content,
+    messages: Sequence[Content],
     group: Sequence[deliveries.Claimed],
     halt: asyncio.Event,
     *,
@@ -72,9 +72,9 @@ async def send(
 ) -> list[deliveries.Outcome]:
     """Send `group`, its in-flight room and limiter slots (`grant`, whose slots start at
     `leaves_at` on the monotonic clock) already taken: one request for one message, one
-    Graph batch request for several, written no earlier than `leaves_at`. Each message
-    gets its own outcome; a failure of the whole request (transport, token) is the
-    answer for each message."""
+    Graph batch request for several, written no earlier than `leaves_at`. Each delivery
+    gets the next message of `messages` it has not had (`Claimed.parts_sent`) and its own
+    outcome; a failure of the whole request (transport, token) is the answer for each."""
     answers: Sequence[SendResult | GraphError]
     started = time.perf_counter()
     redate: asyncio.Task[None] | None = None
@@ -84,7 +84,7 @@ async def send(
             BatchMessage(
                 psid=item.recipient.psid,
                 message=content.to_message(
-                    message,
+                    messages[item.parts_sent],
                     {
                         "first_name": item.recipient.first_name,
                         "last_name": item.recipient.last_name,
@@ -92,7 +92,7 @@ async def send(
                 ),
                 messaging_type=campaign.messaging_type.value,
                 tag=campaign.tag,
-                metadata=str(item.delivery_id),
+                metadata=echoes.metadata(item.delivery_id, item.parts_sent, len(messages)),
             )
             for item in group
         ]
@@ -140,6 +140,7 @@ async def send(
             item,
             answer,
             halt,
+            parts=len(messages),
             rate=rate,
             latency=latency,
             answered=answered,

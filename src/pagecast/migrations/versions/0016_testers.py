@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0016"
-down_revision = "0014"
+down_revision = "0015"
 branch_labels = None
 depends_on = None
 
@@ -22,8 +22,19 @@ def upgrade() -> None:
         batch_op.add_column(
             sa.Column("is_tester", sa.Boolean(), server_default="0", nullable=False)
         )
+    # A Page's testers: a partial index holds the few tester rows only (both backends).
+    op.create_index(
+        "ix_contacts_page_id_testers",
+        "contacts",
+        ["page_id"],
+        unique=False,
+        sqlite_where=sa.text("is_tester = 1"),
+        postgresql_where=sa.text("is_tester"),
+    )
 
 
 def downgrade() -> None:
+    # IF EXISTS: a database upgraded by 0016 before it had the index goes down too.
+    op.drop_index("ix_contacts_page_id_testers", table_name="contacts", if_exists=True)
     # Plain DROP COLUMN, not a batch table copy: contacts are referenced by contact_tags.
     op.drop_column("contacts", "is_tester")

@@ -18,6 +18,7 @@ from pagecast.web.dashboard.base import (
     check_origin,
     page,
     redirect,
+    same_site_path,
 )
 from pagecast.web.deps import ContextDep
 
@@ -26,9 +27,7 @@ router = APIRouter(route_class=DashboardRoute, include_in_schema=False)
 
 def _safe_next(target: str | None) -> str:
     # Only paths on this site: never redirect to another origin after login.
-    if target and target.startswith("/") and not target.startswith("//"):
-        return target
-    return "/campaigns"
+    return same_site_path(target, "/campaigns")
 
 
 def _signed_in(request: Request, ctx: ContextDep, cookie: str, target: str) -> Response:

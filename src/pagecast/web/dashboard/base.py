@@ -40,6 +40,7 @@ __all__ = [
     "page",
     "redirect",
     "require_csrf",
+    "same_site_path",
     "templates",
 ]
 
@@ -127,6 +128,24 @@ def page(
         },
         status_code=status_code,
     )
+
+
+def same_site_path(target: str | None, fallback: str) -> str:
+    """`target` when it is a path on this site, else `fallback` (a "next" or "back" link
+    from a form or a query must never send the browser to another origin).
+
+    Browsers read `//host` and `/\\host` as another origin, and drop tabs and newlines
+    from a URL before they read it, so a path with a backslash or a control character
+    is refused outright."""
+    if (
+        target
+        and target.startswith("/")
+        and not target.startswith("//")
+        and "\\" not in target
+        and not any(ord(c) < 0x20 or ord(c) == 0x7F for c in target)
+    ):
+        return target
+    return fallback
 
 
 def redirect(url: str) -> RedirectResponse:

@@ -18,7 +18,7 @@ from pagecast.errors import NotFound, PagecastError
 from pagecast.models import CampaignStatus, DeliveryStatus, utcnow
 from pagecast.permissions import Actor, Permission
 from pagecast.schemas import BIGINT_MAX, TESTERS_PER_SEND, Id, Line, parse_id
-from pagecast.services import audience, audit, campaigns, pages, reports, review, testers
+from pagecast.services import audience, audit, campaigns, pages, reports, review, sending, testers
 from pagecast.web import render
 from pagecast.web.dashboard import explain, times
 from pagecast.web.dashboard.base import DashboardRoute, ViewerDep, page, redirect
@@ -133,7 +133,7 @@ async def _detail_context(ctx: Any, viewer: Any, campaign_id: int) -> dict[str, 
         groups = await reports.error_groups(session, campaign.id)
         trail = await audit.list_for(session, object_type="campaign", object_id=campaign.id)
         series = await reports.sends_over_time(session, campaign.id)
-        before = campaign.status in (CampaignStatus.DRAFT, CampaignStatus.SCHEDULED)
+        before = campaign.status in sending.STARTABLE
         warnings = (
             await audience.tag_warnings(session, campaign.page_id, campaign.audience)
             if before
@@ -173,11 +173,15 @@ async def campaign_detail(
     campaign_id: Id, request: Request, viewer: ViewerDep, ctx: ContextDep
 ) -> Response:
     context = await _detail_context(ctx, viewer, campaign_id)
+    async with ctx.db.transaction() as session:
+        messages = await campaigns.effective_messages(session, context["campaign"])
     return page(
         request,
         "campaign.html",
         viewer,
         statuses=[s.value for s in DeliveryStatus],
+        messages=messages,
+        from_template=context["campaign"].template_id is not None,
         **context,
     )
 
@@ -271,18 +275,20 @@ async def send_test(
     form = await request.form()
     ids = [i for v in form.getlist("contact_id") if isinstance(v, str) and (i := parse_id(v))]
     problem = None
+    status_code = 200
     results: list[testers.Result] = []
     if not ids:
-        problem = "Tick at least one tester to send the test to."
+        problem, status_code = "Tick at least one tester to send the test to.", 422
     elif len(ids) > TESTERS_PER_SEND:
-        problem = f"Tick at most {TESTERS_PER_SEND} testers at once."
+        problem, status_code = f"Tick at most {TESTERS_PER_SEND} testers at once.", 422
     else:
         try:
             results = await tester_sends.send_tests(ctx, viewer.actor, campaign_id, ids)
         except PagecastError as exc:
             if exc.status_code in (401, 403, 404):
                 raise
-            problem = exc.message
+            # The refusal's own status: 409 (the campaign's or Page's state), 503 (Redis).
+            problem, status_code = exc.message, exc.status_code
     async with ctx.db.transaction() as session:
         named = await testers.names(session, [r.contact_id for r in results])
     fragment: dict[str, Any] = {
@@ -290,14 +296,14 @@ async def send_test(
         "test_names": named,
         "test_problem": problem,
     }
-    if request.headers.get("hx-request"):
-        return page(request, "_test_results.html", viewer, **fragment)
+    if request.headers.get("hx-request"):  # dashboard.js shows an error's fragment too
+        return page(request, "_test_results.html", viewer, status_code=status_code, **fragment)
     context = await _detail_context(ctx, viewer, campaign_id)
     return page(
         request,
         "campaign.html",
         viewer,
-        status_code=422 if problem else 200,
+        status_code=status_code,
         statuses=[s.value for s in DeliveryStatus],
         **fragment,
         **context,

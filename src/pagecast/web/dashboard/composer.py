@@ -265,6 +265,9 @@ async def update_campaign(
                 fields.pop(name)
         page_fixed = {} if draft else {"page_id": campaign.page_id}
         await _upload_once(ctx, viewer, form, fields | page_fixed, draft=draft)
+        if campaign.messages and fields.get("content") is not None:
+            # The form edits a sequence's first message; the others stay (issue 19).
+            fields["messages"] = [fields.pop("content"), *campaign.messages[1:]]
         async with ctx.db.transaction() as session:
             campaign = await campaigns.update(
                 session, viewer.actor, campaign_id, CampaignUpdate.model_validate(fields)

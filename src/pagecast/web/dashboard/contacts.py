@@ -12,7 +12,7 @@ from pagecast.models import utcnow
 from pagecast.permissions import Permission
 from pagecast.schemas import ContactUpdate, Id, Line, parse_id
 from pagecast.services import contacts, import_jobs, page_syncs, pages
-from pagecast.web.dashboard.base import DashboardRoute, ViewerDep, page, redirect
+from pagecast.web.dashboard.base import DashboardRoute, ViewerDep, page, redirect, same_site_path
 from pagecast.web.deps import ContextDep
 from pagecast.web.uploads import store_upload
 
@@ -108,7 +108,7 @@ async def bulk_tags(request: Request, viewer: ViewerDep, ctx: ContextDep) -> Res
             await contacts.update(
                 session, viewer.actor, contact_id, ContactUpdate(tags=sorted(names))
             )
-    return redirect(str(form.get("back") or "/contacts"))
+    return redirect(same_site_path(str(form.get("back") or ""), "/contacts"))
 
 
 @router.post("/contacts/{contact_id}/tester")
@@ -125,9 +125,7 @@ async def toggle_tester(
         contact = await contacts.update(
             session, viewer.actor, contact_id, ContactUpdate(is_tester=wanted)
         )
-    back = str(form.get("back") or "")
-    if not back.startswith("/") or back.startswith("//"):  # this site's pages only
-        back = f"/contacts?page_id={contact.page_id}"
+    back = same_site_path(str(form.get("back") or ""), f"/contacts?page_id={contact.page_id}")
     return redirect(back)
 
 
