@@ -157,7 +157,8 @@ async def test_an_already_connected_page_gets_its_token_replaced_not_a_second_ro
     again = await admin.post("/api/pages", json={"access_token": SIM_TOKEN})
     page_id = again.json()["id"]
     answer = await admin.post(
-        "/api/pages/connect-facebook", json={"user_access_token": await _user_token(sim)}
+        "/api/pages/connect-facebook",
+        json={"user_access_token": await _user_token(sim), "page_ids": ["1001"]},
     )
     assert answer.status_code == 200, answer.text
     assert [(p["page_id"], p["result"]) for p in answer.json()["pages"]] == [

@@ -128,15 +128,15 @@ async def _connect_with_facebook(ctx: AppContext, sandbox: Sandbox) -> None:
         raise RuntimeError(f"The simulator's Login dialog answered {dialog.status_code}.")
     listing = await facebook_connect.sign_in_code(facebook, code, redirect_uri)
     async with ctx.db.transaction() as session:
-        await facebook_connect.connect_pages(
+        stored = await facebook_connect.connect_pages(
             session,
             Actor.system(),
             ctx.vault,
-            facebook,
             listing,
             page_ids=[PAGE_ID],
             default_send_rate=settings.default_page_send_rate,
         )
+    await facebook_connect.subscribe(facebook, stored)
 
 
 async def seed(ctx: AppContext, sandbox: Sandbox) -> int:

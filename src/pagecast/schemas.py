@@ -327,7 +327,9 @@ class FacebookConnect(Input):
         AfterValidator(_user_token),
     ]
     page_ids: Annotated[list[FbPageId], Field(min_length=1, max_length=100)] | None = Field(
-        None, description="The Pages to connect; omitted or null: every Page listed."
+        None,
+        description="The Pages to connect (a connected one gets its token replaced); omitted "
+        "or null: every Page listed that is not connected yet.",
     )
 
 

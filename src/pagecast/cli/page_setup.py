@@ -130,13 +130,19 @@ def pages_connect_facebook(
         "Login or the Graph API Explorer, for the app of PAGECAST_APP_ID).",
         prompt=True,
         hide_input=True,
+        envvar="PAGECAST_FACEBOOK_USER_TOKEN",
     ),
     page: list[str] = typer.Option(
-        [], "--page", help="Facebook id of a Page to connect (repeat); default: every Page listed."
+        [],
+        "--page",
+        help="Facebook id of a Page to connect (repeat); default: every Page listed that is "
+        "not connected yet. A connected Page's token is replaced only when named here.",
     ),
 ) -> None:
     """Connect Pages as "Connect with Facebook" does: long-lived token, the person's Pages,
-    each Page's token stored (replacing an older one), webhooks subscribed, permissions said."""
+    each Page's token stored, webhooks subscribed, permissions said. Leave --user-token out
+    to be asked for it without echo (or set PAGECAST_FACEBOOK_USER_TOKEN): a token on the
+    command line stays in the shell's history and shows in `ps`."""
     from pydantic import ValidationError
 
     from pagecast.schemas import FacebookConnect
@@ -153,15 +159,15 @@ def pages_connect_facebook(
         facebook = ctx.facebook_login()
         listing = await facebook_connect.sign_in(facebook, body.user_access_token)
         async with ctx.db.transaction() as session:
-            return await facebook_connect.connect_pages(
+            stored = await facebook_connect.connect_pages(
                 session,
                 cli_actor(),
                 ctx.vault,
-                facebook,
                 listing,
                 page_ids=body.page_ids,
                 default_send_rate=ctx.settings.default_page_send_rate,
             )
+        return await facebook_connect.subscribe(facebook, stored)
 
     report = run(connect)
     for p in report["pages"]:

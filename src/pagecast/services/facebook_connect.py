@@ -5,13 +5,14 @@ The dashboard runs it in steps: `start` (a random `state` bound to the signed-in
 user token → permissions and Pages) and `keep` (the token, encrypted, on the run), then
 `opened` + `choices` (the Pages to pick) and `opened` + `finish` (connect the ticked ones).
 Scripts (API, CLI) have a user token: `sign_in`, then `connect_pages`; the demo, whose
-simulator consents at once, a code: `sign_in_code`, then `connect_pages`.
+simulator consents at once, a code: `sign_in_code`, then `connect_pages`. `finish` and
+`connect_pages` only store: after the commit, `subscribe` subscribes the stored Pages to
+their webhooks and answers the report. `forget_expired` erases abandoned runs' user tokens.
 
 Facebook is reached through a `Facebook` the edge passes in (pagecast/facebook_login.py
 wraps the Graph client); what it refuses arrives as a `PagecastError` that says what to do.
-The `sign_in*` functions only call Facebook: edges run them outside a transaction, so that
-SQLite's one writer never waits on Facebook (only the webhook subscriptions of the Pages
-being stored are called inside it).
+The `sign_in*` functions and `subscribe` only call Facebook: edges run them outside a
+transaction, so that SQLite's one writer never waits on Facebook.
 """
 
 from __future__ import annotations
@@ -24,9 +25,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from pagecast.db import rowcount
 from pagecast.errors import InvalidInput, InvalidState
 from pagecast.models import FacebookLogin, Page, utcnow
 from pagecast.permissions import Actor
@@ -38,21 +40,25 @@ __all__ = [
     "CHOOSE_TTL",
     "PERMISSIONS",
     "STATE_TTL",
+    "Expired",
     "Facebook",
     "Grants",
     "ListedPage",
     "Listing",
+    "Stored",
     "cancelled",
     "choices",
     "claim",
     "connect_pages",
     "finish",
+    "forget_expired",
     "keep",
     "opened",
     "permission_report",
     "sign_in",
     "sign_in_code",
     "start",
+    "subscribe",
 ]
 
 CALLBACK_PATH = "/pages/connect/facebook/callback"  # the dashboard's, for the app's settings
@@ -78,6 +84,10 @@ PERMISSIONS = {
     ),
 }
 _AGAIN = 'Press "Connect with Facebook" again'
+_NOT_OPEN = (
+    "This Facebook connection is not open for you (it was finished or never started from "
+    f"this sign-in). {_AGAIN}."
+)
 
 
 @dataclass(frozen=True)
@@ -126,6 +136,20 @@ class Facebook(Protocol):
     async def subscribe(self, page_token: str, fb_page_id: str) -> str | None:
         """Subscribe the app to the Page's webhook fields; None, or why it failed."""
         ...
+
+
+class Expired(InvalidState):
+    """The run's time to pick Pages is over (its user token is then erased)."""
+
+
+@dataclass(frozen=True)
+class Stored:
+    """What `connect_pages` stored: each chosen Page's result, the permission report, and
+    the Page tokens whose webhooks `subscribe` subscribes after the commit."""
+
+    rows: tuple[dict[str, Any], ...]
+    report: dict[str, Any]
+    tokens: dict[str, str] = field(default_factory=dict, repr=False)  # fb_page_id -> token
 
 
 def _digest(state: str) -> str:
@@ -193,8 +217,21 @@ async def claim(
             f"minutes after you left Pagecast, so it has expired. {_AGAIN}.",
             field="state",
         )
-    login.called_back_at = now
-    await session.flush()
+    # Conditional, so that of two callbacks with one state (two tabs, a replay racing the
+    # first) exactly one wins: on PostgreSQL the second waits for the first's row lock, then
+    # finds the row called back. The run gets STATE_TTL again for Facebook's exchange.
+    claimed = await session.execute(
+        update(FacebookLogin)
+        .where(FacebookLogin.id == login.id, FacebookLogin.called_back_at.is_(None))
+        .values(called_back_at=now, expires_at=now + STATE_TTL)
+        .execution_options(synchronize_session=False)
+    )
+    if rowcount(claimed) != 1:
+        raise InvalidInput(
+            f"This answer from Facebook was already used; each one works once. {_AGAIN}.",
+            field="state",
+        )
+    await session.refresh(login)
     return login
 
 
@@ -252,19 +289,31 @@ async def _open(
 ) -> FacebookLogin:
     # `lock`: on PostgreSQL a second tab finishing the same run waits, then finds it finished.
     login = await session.get(FacebookLogin, login_id, with_for_update=lock or None)
-    if login is None or login.session_id != session_id or login.user_token_encrypted is None:
-        raise InvalidState(
-            f"This Facebook connection is not open for you (it was finished or never started "
-            f"from this sign-in). {_AGAIN}.",
-        )
+    if login is None or login.session_id != session_id:
+        raise InvalidState(_NOT_OPEN)
     if login.finished_at is not None:
         raise InvalidState(f"These Pages were connected already. {_AGAIN} to connect more.")
     if now >= login.expires_at:
-        raise InvalidState(
+        raise Expired(
             f"More than {int(CHOOSE_TTL.total_seconds() // 60)} minutes passed since Facebook "
             f"answered, so this connection has expired. {_AGAIN}."
         )
+    if login.user_token_encrypted is None:
+        raise InvalidState(_NOT_OPEN)
     return login
+
+
+async def forget_expired(session: AsyncSession, now: datetime) -> int:
+    """Erase the user token of every run past its time (an abandoned pick keeps no
+    long-lived token at rest); how many were erased. The worker's sweep calls it, and the
+    dashboard when it meets an expired run."""
+    erased = await session.execute(
+        update(FacebookLogin)
+        .where(FacebookLogin.expires_at <= now, FacebookLogin.user_token_encrypted.is_not(None))
+        .values(user_token_encrypted=None)
+        .execution_options(synchronize_session=False)
+    )
+    return rowcount(erased)
 
 
 def _grants(login: FacebookLogin) -> Grants:
@@ -309,7 +358,6 @@ async def finish(
     session: AsyncSession,
     actor: Actor,
     vault: Vault,
-    facebook: Facebook,
     *,
     login_id: int,
     session_id: int,
@@ -317,26 +365,25 @@ async def finish(
     page_ids: Sequence[str],
     default_send_rate: float,
     now: datetime | None = None,
-) -> dict[str, Any]:
-    """Connect the Pages the person ticked, of those `listed` for the run's token; the run is
-    then over and its user token erased."""
+) -> Stored:
+    """Store the Pages the person ticked, of those `listed` for the run's token; the run is
+    then over and its user token erased. Commit, then `subscribe`."""
     now = now or utcnow()
     login = await _open(session, login_id, session_id, now, lock=True)
     if not page_ids:
         raise InvalidInput("Tick at least one Page to connect.", field="page_ids")
     listing = Listing(token="", grants=_grants(login), pages=tuple(listed))
-    report = await connect_pages(
+    stored = await connect_pages(
         session,
         actor,
         vault,
-        facebook,
         listing,
         page_ids=page_ids,
         default_send_rate=default_send_rate,
     )
     login.finished_at, login.user_token_encrypted = now, None
     await session.flush()
-    return report
+    return stored
 
 
 def permission_report(grants: Grants) -> dict[str, Any]:
@@ -366,15 +413,14 @@ async def connect_pages(
     session: AsyncSession,
     actor: Actor,
     vault: Vault,
-    facebook: Facebook,
     listing: Listing,
     *,
     page_ids: Sequence[str] | None,
     default_send_rate: float,
-) -> dict[str, Any]:
-    """Store the token of each chosen Page of `listing` (None: every Page listed) and
-    subscribe the app to its webhooks; a Page not listed is refused before anything is
-    stored. The answer: each Page's result, and the permission report."""
+) -> Stored:
+    """Store the token of each chosen Page of `listing` (None: every Page listed that is not
+    connected yet; replacing a connected Page's token needs its id); a Page not listed is
+    refused before anything is stored. Commit, then `subscribe` the Pages stored."""
     listed, grants = list(listing.pages), listing.grants
     by_id = {p.id: p for p in listed}
     report = permission_report(grants)
@@ -385,7 +431,10 @@ async def connect_pages(
             else "This Facebook account manages no Page that granted the app access."
         )
         raise InvalidInput(f"Facebook lists no Page for you. {why}", field="page_ids")
-    chosen = list(dict.fromkeys(page_ids)) if page_ids is not None else list(by_id)
+    if page_ids is None:
+        chosen = await _new_pages(session, listed)
+    else:
+        chosen = list(dict.fromkeys(page_ids))
     if not chosen:
         raise InvalidInput("Give at least one Page id to connect.", field="page_ids")
     unknown = [p for p in chosen if p not in by_id]
@@ -397,6 +446,7 @@ async def connect_pages(
             field="page_ids",
         )
     results: list[dict[str, Any]] = []
+    tokens: dict[str, str] = {}
     for fb_page_id in chosen:
         listed_page = by_id[fb_page_id]
         if listed_page.access_token is None:
@@ -421,17 +471,47 @@ async def connect_pages(
             access_token=listed_page.access_token,
             default_send_rate=default_send_rate,
         )
-        problem = await facebook.subscribe(listed_page.access_token, fb_page_id)
-        if problem is not None and "pages_manage_metadata" in report["missing"]:
-            problem = f"{problem} {PERMISSIONS['pages_manage_metadata']}"
+        tokens[fb_page_id] = listed_page.access_token
         results.append(
             {
                 "page_id": page.id,
                 "fb_page_id": fb_page_id,
                 "name": listed_page.name,
                 "result": "connected" if created else "token_replaced",
-                "subscribed": problem is None,
-                "problem": problem,
+                "subscribed": False,
+                "problem": None,
             }
         )
-    return {"pages": results, **report}
+    return Stored(tuple(results), report, tokens)
+
+
+async def _new_pages(session: AsyncSession, listed: Sequence[ListedPage]) -> list[str]:
+    """The listed Pages not connected yet; none left is refused (replacing a token, maybe a
+    system user's, is only done when asked by id)."""
+    connected = await _connected(session, [p.id for p in listed])
+    new = [p.id for p in listed if p.id not in connected]
+    if not new:
+        names = ", ".join(f"{p.name} ({p.id})" for p in listed)
+        raise InvalidInput(
+            f"Every Page Facebook lists for you is connected already: {names}. To replace a "
+            "Page's token with this one, name the Page (page_ids; --page in the CLI).",
+            field="page_ids",
+        )
+    return new
+
+
+async def subscribe(facebook: Facebook, stored: Stored) -> dict[str, Any]:
+    """Subscribe the app to the webhooks of each Page `stored`, after the commit (calls
+    Facebook only: run it outside a transaction). The answer: each Page's result, and the
+    permission report."""
+    rows = []
+    for row in stored.rows:
+        token = stored.tokens.get(row["fb_page_id"])
+        if token is None:
+            rows.append(row)
+            continue
+        problem = await facebook.subscribe(token, row["fb_page_id"])
+        if problem is not None and "pages_manage_metadata" in stored.report["missing"]:
+            problem = f"{problem} {PERMISSIONS['pages_manage_metadata']}"
+        rows.append(row | {"subscribed": problem is None, "problem": problem})
+    return {"pages": rows, **stored.report}

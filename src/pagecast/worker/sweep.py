@@ -1,7 +1,7 @@
 """The periodic sweep, the backstop of every job: every sending campaign has a plan chain
 (one that stalled is planned again), due schedules start, the claims of dead workers become
-`unknown`, `unknown` deliveries past their grace are reconciled, and webhook events left
-unprocessed are processed."""
+`unknown`, `unknown` deliveries past their grace are reconciled, webhook events left
+unprocessed are processed, and abandoned "Connect with Facebook" runs lose their user token."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from datetime import timedelta
 from sqlalchemy import select
 
 from pagecast.models import Campaign, CampaignStatus
-from pagecast.services import deliveries, reconcile, sending
+from pagecast.services import deliveries, facebook_connect, reconcile, sending
 from pagecast.webhook_runner import run_pending as run_pending_webhook_events
 from pagecast.worker.schedule import start_due
 from pagecast.worker.state import Env
@@ -51,6 +51,7 @@ async def sweep(env: Env) -> None:
             )
         )
         due = await sending.due_schedules(session, clock.now())
+        await facebook_connect.forget_expired(session, clock.now())
         # No progress is expected while the queue is paused or the Page throttled.
         watching = not await (await queue.bull()).isPaused()
         stalled = {

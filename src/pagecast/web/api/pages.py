@@ -47,23 +47,24 @@ async def connect_with_facebook(
 ) -> dict[str, Any]:
     """Connect Pages with a Facebook user access token (what "Connect with Facebook" does
     after the dialog): trade it for a long-lived one, list the person's Pages, store each
-    chosen Page's token (replacing an older one), subscribe the app to its webhooks, and say
-    which permissions were granted and what each missing one stops.
+    chosen Page's token (page_ids omitted: the Pages not connected yet; a connected Page's
+    token is replaced only when its id is given), subscribe the app to its webhooks after
+    the commit, and say which permissions were granted and what each missing one stops.
 
     Needs PAGECAST_APP_ID and PAGECAST_APP_SECRET (503 naming them otherwise).
     """
     facebook = ctx.facebook_login()
     listing = await facebook_connect.sign_in(facebook, body.user_access_token)
     async with ctx.db.transaction() as session:
-        return await facebook_connect.connect_pages(
+        stored = await facebook_connect.connect_pages(
             session,
             actor,
             ctx.vault,
-            facebook,
             listing,
             page_ids=body.page_ids,
             default_send_rate=ctx.settings.default_page_send_rate,
         )
+    return await facebook_connect.subscribe(facebook, stored)
 
 
 @router.get("/pages/{page_id}", **documented(openapi.PageOut))

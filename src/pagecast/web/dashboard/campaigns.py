@@ -30,7 +30,10 @@ PAGE_SIZE = 50
 # Which buttons a campaign in a state shows: (action, label, confirmation question).
 _ACTIONS: dict[CampaignStatus, list[tuple[str, str, str]]] = {
     CampaignStatus.DRAFT: [("start", "Start sending", "Start sending this campaign now?")],
-    CampaignStatus.SCHEDULED: [("cancel", "Cancel", "Cancel the scheduled campaign?")],
+    CampaignStatus.SCHEDULED: [
+        ("start", "Send now", "Start sending this campaign now, before its time?"),
+        ("cancel", "Cancel", "Cancel the scheduled campaign?"),
+    ],
     CampaignStatus.SENDING: [
         ("pause", "Pause", "Pause sending? Messages in flight finish."),
         ("cancel", "Cancel", "Cancel the campaign? Pending messages are never sent."),

@@ -10,7 +10,9 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import RedirectResponse
 
 from pagecast.errors import PagecastError
+from pagecast.models import utcnow
 from pagecast.permissions import Permission
+from pagecast.schemas import Id
 from pagecast.services import facebook_connect
 from pagecast.web.dashboard.base import DashboardRoute, ViewerDep, page, redirect
 from pagecast.web.dashboard.pages import page_list_with_error
@@ -75,10 +77,16 @@ async def _listed(
     """The run's permissions and the Pages Facebook lists for its token now (no transaction
     is open while Facebook answers)."""
     facebook = ctx.facebook_login()
-    async with ctx.db.reading() as session:
-        token, grants = await facebook_connect.opened(
-            session, ctx.vault, login_id=login_id, session_id=viewer.session_id
-        )
+    try:
+        async with ctx.db.reading() as session:
+            token, grants = await facebook_connect.opened(
+                session, ctx.vault, login_id=login_id, session_id=viewer.session_id
+            )
+    except facebook_connect.Expired:
+        # An abandoned run keeps no user token at rest (the worker's sweep erases the rest).
+        async with ctx.db.transaction() as session:
+            await facebook_connect.forget_expired(session, utcnow())
+        raise
     return grants, await facebook.pages(token)
 
 
@@ -88,7 +96,7 @@ async def _choices(ctx: Any, grants: Any, listed: Any) -> dict[str, Any]:
 
 
 @router.get("/pages/connect/facebook/{login_id}")
-async def choose(login_id: int, request: Request, viewer: ViewerDep, ctx: ContextDep) -> Response:
+async def choose(login_id: Id, request: Request, viewer: ViewerDep, ctx: ContextDep) -> Response:
     """The person's Pages, to tick, with what was granted and what is missing."""
     viewer.actor.require(Permission.PAGES_WRITE)
     try:
@@ -100,7 +108,7 @@ async def choose(login_id: int, request: Request, viewer: ViewerDep, ctx: Contex
 
 
 @router.post("/pages/connect/facebook/{login_id}")
-async def connect(login_id: int, request: Request, viewer: ViewerDep, ctx: ContextDep) -> Response:
+async def connect(login_id: Id, request: Request, viewer: ViewerDep, ctx: ContextDep) -> Response:
     """Connect the ticked Pages; show each Page's result and the permissions."""
     viewer.actor.require(Permission.PAGES_WRITE)
     form = await request.form()
@@ -108,17 +116,18 @@ async def connect(login_id: int, request: Request, viewer: ViewerDep, ctx: Conte
     try:
         grants, listed = await _listed(ctx, viewer, login_id)
         async with ctx.db.transaction() as session:
-            report = await facebook_connect.finish(
+            stored = await facebook_connect.finish(
                 session,
                 viewer.actor,
                 ctx.vault,
-                ctx.facebook_login(),
                 login_id=login_id,
                 session_id=viewer.session_id,
                 listed=listed,
                 page_ids=page_ids,
                 default_send_rate=ctx.settings.default_page_send_rate,
             )
+        # After the commit: Facebook is never called while the one SQLite writer is held.
+        report = await facebook_connect.subscribe(ctx.facebook_login(), stored)
     except PagecastError as exc:
         if exc.field == "page_ids":  # nothing ticked, or a Page not theirs: pick again
             return _render(
