@@ -350,7 +350,7 @@ async def preview(request: Request, viewer: ViewerDep, ctx: ContextDep) -> Respo
         result=None if message_only else result,
         sample=sample,
         message=shown[0][1] if len(shown) == 1 else None,
-        messages=shown if len(shown) > 1 else [],
+        sequence_preview=shown if len(shown) > 1 else [],
         problems=problems,
         warnings=[] if message_only else warnings,
         known_tags=known,
