@@ -114,3 +114,21 @@ def test_editing_shows_both_messages_and_remove_makes_it_one(admin: Any) -> None
     admin.wait_for_url(re.compile(r"/campaigns/\d+$"))
     expect(admin.locator("#messages li.message")).to_have_count(1)
     expect(admin.locator("#messages")).not_to_contain_text("fresh from the oven")
+
+
+def test_upload_once_in_a_later_message_stores_its_attachment_id(admin: Any) -> None:
+    admin.goto("/campaigns/new")
+    admin.fill("input[name=name]", "Text then poster")
+    admin.select_option("select[name=page_id]", label=PAGE_LABEL)
+    admin.fill("#text", "A poster for you")
+    admin.click("#add-message")
+    admin.check("input[name=m2_message_kind][value=media]")
+    admin.fill("input[name=m2_attachment_url]", "https://cdn.example.com/poster-2.jpg")
+    admin.check("input[name=m2_upload_once]")
+    expect(admin.locator("#preview-message-2 .media-name")).to_have_text("poster-2.jpg")
+    admin.click("#save")
+    admin.wait_for_url(re.compile(r"/campaigns/\d+$"))
+    admin.goto(admin.url + "/edit")
+    assert admin.input_value("input[name=m2_attachment_id]").isdigit()
+    assert admin.input_value("input[name=m2_attachment_url]") == ""
+    expect(admin.locator("#text")).to_have_value("A poster for you")
