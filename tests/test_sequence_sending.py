@@ -362,12 +362,13 @@ async def test_a_started_sequence_keeps_its_number_of_messages(
     assert copy.json()["messages"] == edited and copy.json()["content"] == IMAGE
 
 
-async def test_the_composer_edits_a_sequences_first_message_and_keeps_the_others(
+async def test_the_composer_shows_every_message_of_a_sequence_and_saves_them_all(
     app: Any, db: Database, vault: Vault
 ) -> None:
-    """The dashboard's form holds one message: saving it on a sequence changes the first
-    message only (not the sequence into one message)."""
+    """The dashboard's form holds every message of a sequence (`m2_`, `m3_` fields): saving
+    it with the first message changed keeps the others as they are."""
     from factories import create_user, session_cookie
+    from pagecast.web.dashboard import message_form
     from pagecast.web.deps import SESSION_COOKIE
 
     page = await connected_page(db, vault)
@@ -390,11 +391,13 @@ async def test_the_composer_edits_a_sequences_first_message_and_keeps_the_others
         )
         campaign_id = created.json()["id"]
         form = await browser.get(f"/campaigns/{campaign_id}/edit")
-        assert "sends 3 messages in a row" in form.text
+        assert "Message 3 of 3" in form.text and 'name="m3_text"' in form.text
         csrf = app.state.context.vault.csrf_token(cookie)
         saved = await browser.post(
             f"/campaigns/{campaign_id}/edit",
-            data={"csrf_token": csrf, "name": "Steps", "page_id": str(page.id), "text": "New"},
+            data=message_form.sequence_values(SEQUENCE)
+            | {"csrf_token": csrf, "name": "Steps", "page_id": str(page.id)}
+            | {"message_kind": "text", "text": "New"},
         )
         assert saved.status_code == 303, saved.text
         read = (await api_client.get(f"/api/campaigns/{campaign_id}")).json()

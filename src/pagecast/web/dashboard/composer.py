@@ -17,6 +17,7 @@ from pagecast.models import Campaign, CampaignStatus, Contact, MessagingType, Pr
 from pagecast.permissions import Permission
 from pagecast.schemas import (
     ALLOWED_TAGS,
+    MAX_MESSAGES,
     RETIRED_TAGS,
     Audience,
     CampaignCreate,
@@ -73,10 +74,12 @@ def fields_from(form: FormData, zone: str = timezones.DEFAULT) -> dict[str, Any]
         }
     else:
         target = {"type": "all"}
+    bodies = message_form.messages_from(form)
     data: dict[str, Any] = {
         "name": get("name"),
         "page_id": parse_id(get("page_id")) or 0,  # 0: no Page chosen (or not an id)
-        "content": message_form.content_from(form),
+        # One message is `content`, as in the API; more are a sequence (issue 19).
+        **({"content": bodies[0]} if len(bodies) == 1 else {"messages": bodies}),
         "messaging_type": get("messaging_type") or "UPDATE",
         "tag": get("tag") or None,
         "audience": target,
@@ -85,6 +88,13 @@ def fields_from(form: FormData, zone: str = timezones.DEFAULT) -> dict[str, Any]
         "send_rate": get("send_rate") or None,
     }
     return data
+
+
+def _bodies(fields: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """Each message of the form's body with the field that holds it (`content`, or
+    `messages[i]` in a sequence)."""
+    bodies = fields.get("messages") or [fields.get("content") or {}]
+    return [(campaigns.message_field(i, len(bodies)), b) for i, b in enumerate(bodies)]
 
 
 def form_errors(exc: Exception) -> dict[str, str]:
@@ -112,37 +122,51 @@ def _messaging_type(value: str) -> MessagingType:
 
 
 def _section(path: str) -> str:
-    return path.split(".")[0].split("[")[0] or "form"
+    """The form's section a field path belongs to; each message of a sequence is its own
+    (`messages[1].text` → `messages[1]`)."""
+    head = path.split(".")[0]
+    if head.startswith("messages[") and "]" in head:
+        return head[: head.index("]") + 1]
+    return head.split("[")[0] or "form"
 
 
 async def _upload_once(
     ctx: Any, viewer: Any, form: FormData, fields: dict[str, Any], *, draft: bool
 ) -> None:
-    """ "Upload once": replace the attachment's URL by the Page's `attachment_id` (uploaded
-    now, or kept from an earlier upload of the same URL). Only once the rest of the form is
-    valid (a refused form uploads nothing): the whole campaign for a draft, else the fields
-    that may still change. `uploads.upload_attachment` checks the type and URL itself."""
-    media = fields["content"].get("attachment") or {}
-    if not form.get("upload_once") or not media.get("url") or not fields["page_id"]:
+    """ "Upload once": replace each attachment's URL by the Page's `attachment_id` (uploaded
+    now, or kept from an earlier upload of the same URL), for the messages that ask it. Only
+    once the rest of the form is valid (a refused form uploads nothing): the whole campaign
+    for a draft, else the fields that may still change. `uploads.upload_attachment` checks
+    the type and URL itself."""
+    wanted = [
+        (field, body)
+        for position, (field, body) in enumerate(_bodies(fields), start=1)
+        if form.get(message_form.prefix(position) + "upload_once")
+        and (body.get("attachment") or {}).get("url")
+    ]
+    if not wanted or not fields["page_id"]:
         return
     if draft:
         data = CampaignCreate.model_validate(fields)
         async with ctx.db.transaction() as session:
             await campaigns.check(session, data)
     else:
-        content.check_length(content.parse(fields["content"]), {})
+        for field, body in _bodies(fields):
+            content.check_length(content.parse(body, field), {}, field=field)
         CampaignUpdate.model_validate(fields)
-    try:
-        attachment_id, _ = await uploads.upload_attachment(
-            ctx, viewer.actor, fields["page_id"], media["type"], media["url"]
-        )
-    except PagecastError as exc:
-        if exc.status_code in (401, 403, 404):
-            raise
-        where = f"content.attachment.{exc.field if exc.field == 'type' else 'url'}"
-        message = exc.message.removeprefix(f"{exc.field}: ")
-        raise InvalidInput(f"{where}: {message}", field=where) from exc
-    fields["content"]["attachment"] = {"type": media["type"], "attachment_id": attachment_id}
+    for field, body in wanted:
+        media = body["attachment"]
+        try:
+            attachment_id, _ = await uploads.upload_attachment(
+                ctx, viewer.actor, fields["page_id"], media["type"], media["url"]
+            )
+        except PagecastError as exc:
+            if exc.status_code in (401, 403, 404):
+                raise
+            where = f"{field}.attachment.{exc.field if exc.field == 'type' else 'url'}"
+            message = exc.message.removeprefix(f"{exc.field}: ")
+            raise InvalidInput(f"{where}: {message}", field=where) from exc
+        body["attachment"] = {"type": media["type"], "attachment_id": attachment_id}
 
 
 async def _form_page(
@@ -170,6 +194,9 @@ async def _form_page(
         pages=page_rows,
         templates=template_rows,
         **message_form.template_context(),
+        message_count=message_form.count_of(values),
+        max_messages=MAX_MESSAGES,
+        prefix=message_form.prefix,
         chips=CHIPS,
         allowed_tags=ALLOWED_TAGS,
         retired_tags=RETIRED_TAGS,
@@ -183,7 +210,7 @@ async def _form_page(
 def _values_of(campaign: Campaign, zone: str) -> dict[str, Any]:
     """A saved campaign as form values, its times in `zone`."""
     target = campaign.audience
-    return message_form.values_of(campaign.content) | {
+    return message_form.sequence_values(campaigns.stored_messages(campaign)) | {
         "name": campaign.name,
         "page_id": campaign.page_id,
         "template_id": campaign.template_id or "",
@@ -216,6 +243,8 @@ async def new_campaign(request: Request, viewer: ViewerDep, ctx: ContextDep) -> 
 async def create_campaign(request: Request, viewer: ViewerDep, ctx: ContextDep) -> Response:
     viewer.actor.require(Permission.CAMPAIGNS_WRITE)
     form = await request.form()
+    if (values := message_form.resequence(form)) is not None:  # "Add a message", "Remove"
+        return await _form_page(request, viewer, ctx, values=values, errors={})
     try:
         fields = fields_from(form, times.viewer_zone(viewer))
         await _upload_once(ctx, viewer, form, fields, draft=True)
@@ -256,6 +285,8 @@ async def update_campaign(
     form = await request.form()
     async with ctx.db.transaction() as session:
         campaign = await campaigns.get(session, campaign_id)
+    if (values := message_form.resequence(form)) is not None:  # "Add a message", "Remove"
+        return await _form_page(request, viewer, ctx, values=values, errors={}, campaign=campaign)
     try:
         fields = fields_from(form, times.viewer_zone(viewer))
         draft = campaign.status is CampaignStatus.DRAFT
@@ -265,9 +296,6 @@ async def update_campaign(
                 fields.pop(name)
         page_fixed = {} if draft else {"page_id": campaign.page_id}
         await _upload_once(ctx, viewer, form, fields | page_fixed, draft=draft)
-        if campaign.messages and fields.get("content") is not None:
-            # The form edits a sequence's first message; the others stay (issue 19).
-            fields["messages"] = [fields.pop("content"), *campaign.messages[1:]]
         async with ctx.db.transaction() as session:
             campaign = await campaigns.update(
                 session, viewer.actor, campaign_id, CampaignUpdate.model_validate(fields)
@@ -296,7 +324,7 @@ async def preview(request: Request, viewer: ViewerDep, ctx: ContextDep) -> Respo
     fields = fields_from(form)
     message_only = bool(form.get("message_only"))  # the template form: no audience
     result: Any = None
-    message: dict[str, Any] | None = None
+    shown: list[tuple[str, dict[str, Any] | None]] = []
     problems: dict[str, str] = {}
     warnings: list[audience.TagWarning] = []
     known: list[str] = []
@@ -331,16 +359,25 @@ async def preview(request: Request, viewer: ViewerDep, ctx: ContextDep) -> Respo
                 f"preview_contact: {chosen} is not a contact of this Page; "
                 "leave it empty to preview for the first eligible one."
             )
-    if sample is not None and fields["content"] and "content" not in problems:
+    if sample is not None:  # each message as Messenger shows it, or None when it has problems
         person = {"first_name": sample.first_name, "last_name": sample.last_name}
-        message = content.to_message(content.parse(fields["content"]), person)
+        shown = [
+            (
+                field,
+                None
+                if not body or field in problems
+                else content.to_message(content.parse(body, field), person),
+            )
+            for field, body in _bodies(fields)
+        ]
     return page(
         request,
         "_preview.html",
         viewer,
         result=None if message_only else result,
         sample=sample,
-        message=message,
+        message=shown[0][1] if len(shown) == 1 else None,
+        sequence_preview=shown if len(shown) > 1 else [],
         problems=problems,
         warnings=[] if message_only else warnings,
         known_tags=known,
@@ -352,13 +389,20 @@ async def _problems(ctx: Any, fields: dict[str, Any], *, message_only: bool) -> 
     """What Save would refuse, by section: the message's own rules first (whatever else is
     wrong), then, for a campaign, the rest of Save's checks (`campaigns.check`), among them
     unknown contact ids and the text's length with the Page's longest names."""
-    if not fields["content"]:
+    bodies = _bodies(fields)
+    if len(bodies) == 1 and not bodies[0][1]:
         return {"content": "Write a message: a text, an attachment or a card."}
     found: dict[str, str] = {}
-    try:
-        content.check_length(content.parse(fields["content"]), {})
-    except PagecastError as exc:
-        found = form_errors(exc)
+    for field, body in bodies:
+        if not body:
+            found[field] = (
+                f"{field}: empty; write a text, an attachment or a card, or remove the message."
+            )
+            continue
+        try:
+            content.check_length(content.parse(body, field), {}, field=field)
+        except PagecastError as exc:
+            found |= form_errors(exc)
     if message_only or fields["page_id"] == 0:
         return found
     try:

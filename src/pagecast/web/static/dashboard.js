@@ -12,7 +12,8 @@
   document.addEventListener("click", function (event) {
     var chip = event.target.closest("[data-insert]");
     if (!chip) return;
-    var text = document.getElementById("text");
+    var set = chip.closest("fieldset.message-fields");
+    var text = (set && set.querySelector("textarea[name$=text]")) || document.getElementById("text");
     var at = text.selectionStart || text.value.length;
     text.value = text.value.slice(0, at) + chip.dataset.insert + text.value.slice(text.selectionEnd || at);
     text.focus();
@@ -26,8 +27,9 @@
       var out = document.getElementById(text.dataset.counter);
       if (!out) return;
       var form = text.form;
-      var buttons = form ? Array.prototype.some.call(
-        form.querySelectorAll(".button-title"), function (b) { return b.value.trim() !== ""; }) : false;
+      var set = text.closest("fieldset.message-fields") || form;
+      var buttons = set ? Array.prototype.some.call(
+        set.querySelectorAll(".button-title"), function (b) { return b.value.trim() !== ""; }) : false;
       var limit = parseInt(buttons ? out.dataset.buttonLimit : out.dataset.limit, 10);
       var length = Array.from(text.value.trim()).length;
       var shown = length.toLocaleString("en") + " / " + limit.toLocaleString("en") + " characters";
@@ -43,7 +45,7 @@
   // The message kind shows its own fields only (the server reads only the chosen kind's).
   function kinds() {
     document.querySelectorAll("fieldset.message-fields").forEach(function (set) {
-      var chosen = set.querySelector("input[name=message_kind]:checked");
+      var chosen = set.querySelector("input[name$=message_kind]:checked");
       set.querySelectorAll(".kind-section").forEach(function (section) {
         section.hidden = !chosen || section.dataset.kind !== chosen.value;
       });
