@@ -599,3 +599,6 @@ async def test_a_test_of_a_sequence_sends_each_message_in_order_to_the_tester(
     assert sent[1]["message"] == {"text": "Hi Ana!"}
     assert result == {"contact_id": ana, "status": "sent", "message_id": sent[1]["mid"]}
     assert (await counts_and_deliveries(manager, db, campaign_id))[1] == 0
+    review_body = (await manager.get(f"/api/campaigns/{campaign_id}/review")).json()
+    assert [m.get("text") for m in review_body["sample"]["messages"]] == [None, "Hi Ana!"]
+    assert review_body["sample"]["message"] == review_body["sample"]["messages"][0]

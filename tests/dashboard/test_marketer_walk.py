@@ -162,6 +162,8 @@ def test_the_review_shows_the_page_the_audience_and_the_number(marketer: Any) ->
     expect(review.locator("#review-page")).to_have_text(NAME)
     expect(review.locator("#review-eligible")).to_have_text("3")
     expect(review.locator("#preview-carousel .msg-card")).to_have_count(2)
+    expect(review.locator(".message-label")).to_have_text(["Message 1 of 2", "Message 2 of 2"])
+    expect(review.locator("#preview-text-2")).to_have_text("Order by noon, Ana!")
     start = marketer.locator("form[action$='/start']")
     expect(start).to_have_attribute("data-confirm", "Send to 3 people now?")
 

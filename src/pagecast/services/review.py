@@ -28,11 +28,19 @@ class Review:
     campaign: Campaign
     page: Page
     preview: audience.Preview
-    message: dict[str, Any] | None  # the Send API `message` for `preview.sample`
+    # The Send API `message` of each of the campaign's messages (a sequence: up to 3, in
+    # order) for `preview.sample`; empty without a sample.
+    messages: list[dict[str, Any]]
     rate: float  # messages per second: the campaign's own rate within its Page's
     expected_seconds: (
         int  # eligible / the rate the limiter allows (`pacing.sendable_rate`), rounded up
     )
+
+    @property
+    def sequence(self) -> list[tuple[str, dict[str, Any]]]:
+        """Each message with the field that holds it (`messages[1]`), for the preview."""
+        count = len(self.messages)
+        return [(campaigns.message_field(i, count), m) for i, m in enumerate(self.messages)]
 
     @property
     def rules(self) -> str:
@@ -57,16 +65,19 @@ async def get(session: AsyncSession, campaign_id: int) -> Review:
     campaign = await campaigns.get(session, campaign_id)
     page = await pages.get(session, campaign.page_id)
     found = await audience.preview(session, campaign)
-    message = None
+    messages = []
     if found.sample is not None:
         sample = {"first_name": found.sample.first_name, "last_name": found.sample.last_name}
-        message = content.to_message(await campaigns.effective_content(session, campaign), sample)
+        messages = [
+            content.to_message(m, sample)
+            for m in await campaigns.effective_messages(session, campaign)
+        ]
     rate = pacing.rate_within(page.send_rate, campaign.send_rate)
     return Review(
         campaign=campaign,
         page=page,
         preview=found,
-        message=message,
+        messages=messages,
         rate=rate,
         expected_seconds=math.ceil(found.eligible / pacing.sendable_rate(rate))
         if found.eligible

@@ -417,6 +417,13 @@ class PreviewOut(_Out):
     sample: SampleOut | None
 
 
+class ReviewSampleOut(SampleOut):
+    messages: list[dict[str, Any]] = Field(
+        description="The Send API `message` of each of the campaign's messages for this "
+        "contact, in order (one, or a sequence of up to 3); `message` is the first."
+    )
+
+
 class ReviewPageOut(_Out):
     id: int
     name: str
@@ -438,7 +445,7 @@ class ReviewOut(_Out):
     rate: float = Field(description="Messages per second: the campaign's rate within its Page's.")
     expected_seconds: int = Field(description="eligible / rate, rounded up.")
     expected_duration: str = Field(description='expected_seconds in words ("about 4 minutes").')
-    sample: SampleOut | None
+    sample: ReviewSampleOut | None
 
 
 class SendTestResultOut(_Out):

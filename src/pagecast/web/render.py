@@ -245,7 +245,13 @@ def review(found: Review) -> dict[str, Any]:
         "rate": found.rate,
         "expected_seconds": found.expected_seconds,
         "expected_duration": found.duration,
-        "sample": preview(found.preview, found.message)["sample"],
+        "sample": None
+        if found.preview.sample is None
+        else {
+            "contact": contact(found.preview.sample),
+            "message": found.messages[0] if found.messages else None,
+            "messages": found.messages,
+        },
     }
 
 
