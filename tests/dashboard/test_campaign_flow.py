@@ -14,7 +14,13 @@ from typing import Any
 
 import httpx
 import pytest
-from dashboard_support import ADMIN_EMAIL, ADMIN_PASSWORD, login, new_page, screenshot
+from dashboard_support import (
+    ADMIN_EMAIL,
+    create_first_admin,
+    login,
+    new_page,
+    screenshot,
+)
 from playwright.sync_api import expect
 
 # A real server, a browser and real sends: generous limits for a loaded CI machine.
@@ -35,12 +41,7 @@ def admin(browser: Any, server: Any) -> Any:
 
 
 def test_first_run_setup_creates_the_admin_and_logs_in(admin: Any, server: Any) -> None:
-    admin.goto(server.setup_url)
-    admin.fill("input[name=email]", ADMIN_EMAIL)
-    admin.fill("input[name=password]", ADMIN_PASSWORD)
-    admin.fill("input[name=password2]", ADMIN_PASSWORD)
-    admin.click("button[type=submit]")
-    admin.wait_for_url("**/campaigns")
+    create_first_admin(admin, server)
     expect(admin.locator(".who")).to_contain_text(ADMIN_EMAIL)
     admin.click("text=Log out")
     admin.wait_for_url("**/login")

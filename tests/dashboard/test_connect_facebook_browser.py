@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
-from dashboard_support import ADMIN_EMAIL, ADMIN_PASSWORD, new_page, screenshot
+from dashboard_support import create_first_admin, new_page, screenshot
 from playwright.sync_api import expect
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
@@ -24,12 +24,7 @@ def admin(browser: Any, server: Any) -> Any:
     page = new_page(browser, server)
     page.problems = []
     page.on("pageerror", lambda error: page.problems.append(str(error)))
-    page.goto(server.setup_url)
-    page.fill("input[name=email]", ADMIN_EMAIL)
-    page.fill("input[name=password]", ADMIN_PASSWORD)
-    page.fill("input[name=password2]", ADMIN_PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url("**/campaigns")
+    create_first_admin(page, server)
     yield page
     page.context.close()
 

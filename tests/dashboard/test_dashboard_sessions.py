@@ -7,7 +7,12 @@ from typing import Any
 
 import httpx
 import pytest
-from dashboard_support import ADMIN_EMAIL, ADMIN_PASSWORD, login, new_page, screenshot
+from dashboard_support import (
+    create_first_admin,
+    login,
+    new_page,
+    screenshot,
+)
 from playwright.sync_api import expect
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
@@ -19,12 +24,7 @@ MANAGER_EMAIL, MANAGER_PASSWORD = "manager@example.com", "manager password"
 def admin(browser: Any, server: Any) -> Any:
     """The first admin (through the setup link), who adds a manager."""
     page = new_page(browser, server)
-    page.goto(server.setup_url)
-    page.fill("input[name=email]", ADMIN_EMAIL)
-    page.fill("input[name=password]", ADMIN_PASSWORD)
-    page.fill("input[name=password2]", ADMIN_PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url("**/campaigns")
+    create_first_admin(page, server)
     page.goto("/users")
     form = page.locator("form[action='/users']")
     form.locator("input[name=email]").fill(MANAGER_EMAIL)

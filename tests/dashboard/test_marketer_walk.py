@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
-from dashboard_support import ADMIN_EMAIL, ADMIN_PASSWORD
+from dashboard_support import create_first_admin
 from playwright.sync_api import expect
 
 from pagecast import timezones
@@ -81,12 +81,7 @@ def _is_text_with_button(message: dict[str, Any], first_name: str) -> bool:
 def test_connect_the_page_with_facebook_login(
     marketer: Any, server: Any, sim_api: httpx.Client
 ) -> None:
-    marketer.goto(server.setup_url)
-    marketer.fill("input[name=email]", ADMIN_EMAIL)
-    marketer.fill("input[name=password]", ADMIN_PASSWORD)
-    marketer.fill("input[name=password2]", ADMIN_PASSWORD)
-    marketer.click("button[type=submit]")
-    marketer.wait_for_url("**/campaigns")
+    create_first_admin(marketer, server)
     sim_api.post(
         "/__sim/pages", json={"page_id": FB_PAGE, "name": NAME, "access_token": PAGE_TOKEN}
     ).raise_for_status()
@@ -220,7 +215,7 @@ def test_start_it_now_and_see_it_complete_with_both_messages_in_order(
 
 
 def _add_second_message(page: Any) -> None:
-    """"Add a message", then message 2: a text with one button."""
+    """ "Add a message", then message 2: a text with one button."""
     page.click("#add-message")
     second = page.locator("fieldset.message-fields[data-message='2']")
     expect(second.locator("legend")).to_contain_text("Message 2 of 2")

@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
-from dashboard_support import ADMIN_EMAIL, ADMIN_PASSWORD, new_page
+from dashboard_support import create_first_admin, new_page
 from playwright.sync_api import expect
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
@@ -35,12 +35,7 @@ def admin(browser: Any, server: Any) -> Any:
 
 
 def test_a_first_visit_logs_no_console_error_and_has_a_favicon(admin: Any, server: Any) -> None:
-    admin.goto(server.setup_url)
-    admin.fill("input[name=email]", ADMIN_EMAIL)
-    admin.fill("input[name=password]", ADMIN_PASSWORD)
-    admin.fill("input[name=password2]", ADMIN_PASSWORD)
-    admin.click("button[type=submit]")
-    admin.wait_for_url("**/campaigns")
+    create_first_admin(admin, server)
     for path in ("/campaigns", "/contacts", "/pages"):
         admin.goto(path)
         admin.wait_for_load_state("networkidle")

@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 import pytest
-from dashboard_support import ADMIN_EMAIL, ADMIN_PASSWORD, login, new_page
+from dashboard_support import create_first_admin, login, new_page
 from playwright.sync_api import expect
 
 # A real server, a browser and real sends: generous limits for a loaded CI machine.
@@ -21,12 +21,7 @@ VIEWER_EMAIL, VIEWER_PASSWORD = "viewer@example.com", "viewer password"
 def admin(browser: Any, server: Any, simulator: Any) -> Any:
     """An admin (through the setup link) with a connected Page and a draft named like a script."""
     page = new_page(browser, server)
-    page.goto(server.setup_url)
-    page.fill("input[name=email]", ADMIN_EMAIL)
-    page.fill("input[name=password]", ADMIN_PASSWORD)
-    page.fill("input[name=password2]", ADMIN_PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url("**/campaigns")
+    create_first_admin(page, server)
     httpx.post(
         f"{simulator.url}/__sim/pages",
         json={"page_id": "3001", "name": "Secure Shop", "access_token": "EAAsecure3001"},

@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
-from dashboard_support import ADMIN_EMAIL, ADMIN_PASSWORD, new_page, screenshot
+from dashboard_support import create_first_admin, new_page, screenshot
 from playwright.sync_api import expect
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
@@ -35,12 +35,7 @@ def admin(browser: Any, server: Any) -> Any:
 def test_setup_a_page_with_people(
     admin: Any, server: Any, sim_api: httpx.Client, tmp_path: Any
 ) -> None:
-    admin.goto(server.setup_url)
-    admin.fill("input[name=email]", ADMIN_EMAIL)
-    admin.fill("input[name=password]", ADMIN_PASSWORD)
-    admin.fill("input[name=password2]", ADMIN_PASSWORD)
-    admin.click("button[type=submit]")
-    admin.wait_for_url("**/campaigns")
+    create_first_admin(admin, server)
     sim_api.post(
         "/__sim/pages", json={"page_id": FB_PAGE, "name": "Sequence Bakery", "access_token": TOKEN}
     ).raise_for_status()

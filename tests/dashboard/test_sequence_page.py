@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 import pytest
-from dashboard_support import ADMIN_EMAIL, ADMIN_PASSWORD, new_page
+from dashboard_support import create_first_admin, new_page
 from playwright.sync_api import expect
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
@@ -26,12 +26,7 @@ SEQUENCE = [
 def admin(browser: Any, server: Any, simulator: Any) -> Any:
     """An admin (through the setup link) with a connected Page."""
     page = new_page(browser, server)
-    page.goto(server.setup_url)
-    page.fill("input[name=email]", ADMIN_EMAIL)
-    page.fill("input[name=password]", ADMIN_PASSWORD)
-    page.fill("input[name=password2]", ADMIN_PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url("**/campaigns")
+    create_first_admin(page, server)
     httpx.post(
         f"{simulator.url}/__sim/pages",
         json={"page_id": "4001", "name": "Sequence Shop", "access_token": "EAAsequence4001"},

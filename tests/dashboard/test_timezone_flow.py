@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
-from dashboard_support import ADMIN_EMAIL, ADMIN_PASSWORD
+from dashboard_support import create_first_admin
 from playwright.sync_api import expect
 
 from pagecast import timezones
@@ -52,12 +52,7 @@ def marketer(browser: Any, server: Any) -> Any:
 def test_set_up_with_a_page_and_contacts(
     marketer: Any, server: Any, sim_api: httpx.Client, tmp_path: Any
 ) -> None:
-    marketer.goto(server.setup_url)
-    marketer.fill("input[name=email]", ADMIN_EMAIL)
-    marketer.fill("input[name=password]", ADMIN_PASSWORD)
-    marketer.fill("input[name=password2]", ADMIN_PASSWORD)
-    marketer.click("button[type=submit]")
-    marketer.wait_for_url("**/campaigns")
+    create_first_admin(marketer, server)
     sim_api.post(
         "/__sim/pages", json={"page_id": FB_PAGE, "name": "Manila Bakery", "access_token": TOKEN}
     ).raise_for_status()
