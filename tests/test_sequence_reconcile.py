@@ -155,7 +155,8 @@ async def test_an_echo_of_an_earlier_message_never_lowers_what_was_recorded(
     people_admin: httpx.AsyncClient, hook: httpx.AsyncClient, sim: httpx.AsyncClient, db: Database
 ) -> None:
     """Echoes arrive in any order and twice: `parts_sent` only rises; an echo naming another
-    person's delivery, or metadata that is not ours, changes nothing."""
+    person's delivery, metadata that is not ours, or a part that more would follow but none
+    does (it would mark the delivery sent with nothing sent), changes nothing."""
     page_id = await setup_page(people_admin, sim)
     person, other = await add_people(sim, people_admin, page_id, 2)
     campaign = await new_campaign(
@@ -164,7 +165,9 @@ async def test_an_echo_of_an_earlier_message_never_lowers_what_was_recorded(
     assert (await people_admin.post(f"/api/campaigns/{campaign}/start")).status_code == 202
     rows = await deliveries_by_psid(db, campaign)
     mine = rows[person].id
-    for metadata in (f"{mine}:2", f"{mine}:1", f"{mine}:2", f"{mine}:x", f"{mine}:0"):
+    # ":3" and ":99" name no message that more follow in a campaign of 3: not ours
+    garbage = (f"{mine}:x", f"{mine}:0", f"{mine}:3", f"{mine}:99")
+    for metadata in (f"{mine}:2", f"{mine}:1", f"{mine}:2", *garbage):
         assert (await post(hook, envelope(echo(person, metadata)))).status_code == 200
     assert (await post(hook, envelope(echo(other, f"{mine}:2")))).status_code == 200
     async with db.transaction() as session:

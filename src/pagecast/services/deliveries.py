@@ -377,6 +377,10 @@ async def note_parts(
     lost worker starts after them (docs/sending.md, "Message sequences")."""
     if not accepted:
         return
+    # The lock order of every writer here: contacts, then deliveries (an echo of a part
+    # takes its contact first, then the delivery: without this, the two could wait on
+    # each other).
+    await receipts.lock_people(session, [o.delivery_id for o in accepted])
     await session.execute(
         update(_TABLE)
         .where(
@@ -385,7 +389,10 @@ async def note_parts(
             _TABLE.c.claimed_by == worker_id,
         )
         .values(parts_sent=_at_least(bindparam("b_parts")), updated_at=now),
-        [{"b_id": o.delivery_id, "b_parts": o.parts_sent} for o in accepted],
+        [
+            {"b_id": o.delivery_id, "b_parts": o.parts_sent}
+            for o in sorted(accepted, key=lambda o: o.delivery_id)
+        ],
     )
 
 

@@ -57,7 +57,9 @@ ECHO_WATERMARK_STEP = timedelta(seconds=1)
 
 def _every_part() -> Any:
     """The number of messages of the delivery's campaign: what an echo of its last message
-    proves Facebook has (a correlated subquery; 1 unless the campaign is a sequence)."""
+    proves Facebook has (a correlated subquery; 1 unless the campaign is a sequence).
+    `json_array_length` needs the column to stay `json` on PostgreSQL (`jsonb` would need
+    `jsonb_array_length`)."""
     return (
         select(func.coalesce(func.json_array_length(Campaign.messages), 1))
         .where(Campaign.id == _TABLE.c.campaign_id)
@@ -219,13 +221,18 @@ async def apply_part(
         return f"no contact {psid} on Page {page.id}; echo ignored"
     row = (
         await session.execute(
-            select(_TABLE.c.parts_sent, _TABLE.c.claimed_at).where(
-                _TABLE.c.id == delivery_id, _TABLE.c.contact_id == contact.id
-            )
+            select(
+                _TABLE.c.parts_sent, _TABLE.c.claimed_at, _every_part().label("message_count")
+            ).where(_TABLE.c.id == delivery_id, _TABLE.c.contact_id == contact.id)
         )
     ).one_or_none()
     if row is None:
         return f"echo names delivery {delivery_id}, which is not this person's"
+    if part >= row.message_count:  # Pagecast names only messages that more follow this way
+        return (
+            f"echo names message {part} of delivery {delivery_id}, whose campaign has "
+            f"{row.message_count} message(s), as one that more follow; echo ignored"
+        )
     watermarks.note(page, row.claimed_at)
     if row.parts_sent >= part:
         return None
