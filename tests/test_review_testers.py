@@ -586,6 +586,7 @@ async def test_a_test_of_a_sequence_sends_each_message_in_order_to_the_tester(
         "name": "Launch",
         "page_id": page_id,
         "messages": [image, {"text": "Hi {{first_name}}!"}],
+        "send_rate": 1,
     }
     created = await manager.post("/api/campaigns", json=body)
     assert created.status_code == 201, created.text
@@ -602,3 +603,8 @@ async def test_a_test_of_a_sequence_sends_each_message_in_order_to_the_tester(
     review_body = (await manager.get(f"/api/campaigns/{campaign_id}/review")).json()
     assert [m.get("text") for m in review_body["sample"]["messages"]] == [None, "Hi Ana!"]
     assert review_body["sample"]["message"] == review_body["sample"]["messages"][0]
+    # one person, two Send calls: twice the time of one message at the Page's rate
+    single = await draft(manager, page_id, send_rate=1)
+    one = (await manager.get(f"/api/campaigns/{single}/review")).json()
+    assert (review_body["rate"], one["rate"]) == (1, 1)
+    assert (review_body["expected_seconds"], one["expected_seconds"]) == (2, 1)

@@ -32,9 +32,9 @@ class Review:
     # order) for `preview.sample`; empty without a sample.
     messages: list[dict[str, Any]]
     rate: float  # messages per second: the campaign's own rate within its Page's
-    expected_seconds: (
-        int  # eligible / the rate the limiter allows (`pacing.sendable_rate`), rounded up
-    )
+    # eligible × messages each / the rate the limiter allows (`pacing.sendable_rate`),
+    # rounded up
+    expected_seconds: int
 
     @property
     def sequence(self) -> list[tuple[str, dict[str, Any]]]:
@@ -65,23 +65,21 @@ async def get(session: AsyncSession, campaign_id: int) -> Review:
     campaign = await campaigns.get(session, campaign_id)
     page = await pages.get(session, campaign.page_id)
     found = await audience.preview(session, campaign)
+    each = await campaigns.effective_messages(session, campaign)
     messages = []
     if found.sample is not None:
         sample = {"first_name": found.sample.first_name, "last_name": found.sample.last_name}
-        messages = [
-            content.to_message(m, sample)
-            for m in await campaigns.effective_messages(session, campaign)
-        ]
+        messages = [content.to_message(m, sample) for m in each]
     rate = pacing.rate_within(page.send_rate, campaign.send_rate)
+    # Each message of a sequence is a Send call of its own, paced like any other.
+    calls = found.eligible * len(each)
     return Review(
         campaign=campaign,
         page=page,
         preview=found,
         messages=messages,
         rate=rate,
-        expected_seconds=math.ceil(found.eligible / pacing.sendable_rate(rate))
-        if found.eligible
-        else 0,
+        expected_seconds=math.ceil(calls / pacing.sendable_rate(rate)) if calls else 0,
     )
 
 

@@ -443,7 +443,10 @@ class ReviewOut(_Out):
     excluded: dict[str, int] = Field(description="The rest, by reason (every reason present).")
     excluded_words: list[str] = Field(description='The non-zero reasons in words ("2 opted out").')
     rate: float = Field(description="Messages per second: the campaign's rate within its Page's.")
-    expected_seconds: int = Field(description="eligible / rate, rounded up.")
+    expected_seconds: int = Field(
+        description="eligible × the campaign's messages (a sequence: each a Send call) / rate, "
+        "rounded up."
+    )
     expected_duration: str = Field(description='expected_seconds in words ("about 4 minutes").')
     sample: ReviewSampleOut | None
 
