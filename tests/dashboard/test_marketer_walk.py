@@ -124,6 +124,10 @@ def test_take_the_browsers_zone_and_make_a_tester(marketer: Any, tmp_path: Any) 
     marketer.locator("tr", has_text=TESTER).locator("button:has-text('Make tester')").click()
     marketer.wait_for_url("**/contacts?page_id=*")
     expect(marketer.locator("tr", has_text=TESTER).locator(".tag")).to_have_text("tester")
+    # The id the CLI and "Chosen contacts" ask for is on the row.
+    expect(marketer.locator("tr", has_text=TESTER).locator("[data-contact-id]")).to_have_text(
+        re.compile(r"^\d+$")
+    )
 
 
 def test_compose_a_carousel_then_a_text_with_a_button(marketer: Any) -> None:
@@ -205,6 +209,7 @@ def test_start_it_now_and_see_it_complete_with_both_messages_in_order(
     expect(marketer.locator("#status-badge .badge")).to_have_text("completed", timeout=60_000)
     expect(marketer.locator("[data-count=total]")).to_have_text("3")
     expect(marketer.locator("[data-count=failed]")).to_have_text("0")
+    expect(marketer.locator("#scheduled-at")).to_have_count(0)  # it was sent, not scheduled
     sent = _outbox(sim_api)[2:]  # after the test's two
     for psid, name in PEOPLE:
         theirs = [m["message"] for m in sent if m["psid"] == psid]
