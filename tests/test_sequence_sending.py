@@ -159,6 +159,14 @@ async def test_a_template_campaign_takes_no_messages(api: Any, db: Database, vau
     )
     assert answer.status_code == 422, answer.text
     assert answer.json()["error"]["message"].startswith("messages and template_id:")
+    # Made with the template alone, it answers no messages of its own (docs/sending.md).
+    made = await manager.post(
+        "/api/campaigns",
+        json={"name": "T", "page_id": page.id, "template_id": template.json()["id"]},
+    )
+    assert made.status_code == 201, made.text
+    assert made.json()["messages"] == [] and made.json()["content"] is None
+    assert made.json()["template_id"] == template.json()["id"]
 
 
 # ------------------------------------------------------------------ the engine

@@ -11,10 +11,11 @@ from starlette.datastructures import FormData
 
 from factories import connected_page, create_user, session_cookie
 from pagecast.db import Database
-from pagecast.models import Contact, Role, utcnow
+from pagecast.models import CampaignStatus, Contact, Role, utcnow
+from pagecast.permissions import Actor
 from pagecast.schemas import CampaignCreate
 from pagecast.services import campaigns
-from pagecast.web.dashboard import message_form
+from pagecast.web.dashboard import composer, message_form
 from pagecast.web.dashboard.composer import fields_from
 from pagecast.web.deps import SESSION_COOKIE
 
@@ -152,3 +153,107 @@ async def test_saving_and_editing_a_sequence_keeps_every_message(
     async with db.transaction() as session:
         campaign = await campaigns.get(session, campaign_id)
         assert campaign.content == {"text": "Only this"} and not campaign.messages
+
+
+async def _paused_sequence(db: Database, page_id: int, messages: list[dict[str, Any]]) -> int:
+    """A started (paused) campaign sending `messages`, as the dashboard's edit form gets it."""
+    async with db.transaction() as session:
+        campaign = await campaigns.create(
+            session,
+            Actor.system(),
+            CampaignCreate.model_validate(
+                {"name": "Started", "page_id": page_id, "messages": messages}
+            ),
+        )
+        campaign.status = CampaignStatus.PAUSED
+        return campaign.id
+
+
+async def test_a_started_campaign_keeps_its_page_and_offers_no_add_or_remove(
+    app: Any, db: Database, vault: Any
+) -> None:
+    page = await connected_page(db, vault)
+    campaign_id = await _paused_sequence(db, page.id, [{"text": "one"}, {"text": "two"}])
+    client, _ = await _client(app, db)
+    async with client:
+        edit = await client.get(f"/campaigns/{campaign_id}/edit")
+        assert edit.status_code == 200, edit.text
+        assert "Message 2 of 2" in edit.text
+        assert 'id="add-message"' not in edit.text and 'value="remove-2"' not in edit.text
+        assert 'id="fixed-count"' in edit.text
+        assert ">Save changes</button>" in edit.text and "Save draft" not in edit.text
+        # The disabled select is not sent: a hidden page_id keeps the Page for the preview.
+        assert f'<option value="{page.id}" selected>' in edit.text
+        assert f'<input type="hidden" name="page_id" value="{page.id}">' in edit.text
+
+
+async def test_an_error_no_field_shows_is_listed_at_the_top_of_the_form(
+    app: Any, db: Database, vault: Any
+) -> None:
+    page = await connected_page(db, vault)
+    campaign_id = await _paused_sequence(db, page.id, [{"text": "one"}, {"text": "two"}])
+    client, csrf = await _client(app, db)
+    form = {"csrf_token": csrf, "name": "Started", "page_id": str(page.id)}
+    async with client:
+        # A third message (posted by hand: the form offers no Add) is refused on `messages`.
+        three = form | {"message_count": "3", "text": "one", "m2_text": "two", "m3_text": "3"}
+        refused = await client.post(f"/campaigns/{campaign_id}/edit", data=three)
+        assert refused.status_code == 422
+        assert 'id="err-form"' in refused.text
+        assert "can be edited but not added or removed" in refused.text
+        assert f'<option value="{page.id}" selected>' in refused.text
+    assert composer.general_errors({"messages": "m", "name": "n", "content": "c"}, 1) == ["m"]
+    assert composer.general_errors({"content": "c", "messages[1]": "x"}, 2) == ["c"]
+
+
+CARD = {
+    "title": "Red shoe",
+    "subtitle": "Now 20% off",
+    "image_url": "https://example.com/red.png",
+    "buttons": [{"type": "web_url", "title": "Shop", "url": "https://example.com/shop"}],
+}
+UPLOADED = {"attachment": {"type": "file", "attachment_id": "1234567"}}
+
+
+async def test_the_campaign_page_shows_cards_and_a_file_uploaded_once(
+    app: Any, db: Database, vault: Any
+) -> None:
+    page = await connected_page(db, vault)
+    async with db.transaction() as session:
+        body = {"name": "Cards", "page_id": page.id, "messages": [{"cards": [CARD]}, UPLOADED]}
+        campaign = await campaigns.create(
+            session, Actor.system(), CampaignCreate.model_validate(body)
+        )
+    client, _ = await _client(app, db)
+    async with client:
+        shown = await client.get(f"/campaigns/{campaign.id}")
+    assert shown.status_code == 200, shown.text
+    messages = shown.text[shown.text.index('id="messages"') :]
+    for part in ("Red shoe", "Now 20% off", "https://example.com/red.png", ">Shop</span>"):
+        assert part in messages
+    assert "File</strong>: attachment 1234567" in messages
+    assert "None" not in messages
+
+
+async def test_the_edit_form_shows_the_id_of_a_file_uploaded_once_read_only(
+    app: Any, db: Database, vault: Any
+) -> None:
+    page = await connected_page(db, vault)
+    async with db.transaction() as session:
+        body = {"name": "File", "page_id": page.id, "content": UPLOADED}
+        campaign = await campaigns.create(
+            session, Actor.system(), CampaignCreate.model_validate(body)
+        )
+    client, _ = await _client(app, db)
+    async with client:
+        edit = await client.get(f"/campaigns/{campaign.id}/edit")
+    assert 'name="attachment_id" readonly value="1234567"' in edit.text
+    assert "Uploaded once to the Page: every person gets attachment 1234567" in edit.text
+    # Saved as it is, the id is sent; a URL typed replaces it.
+    form = [("message_kind", "media"), ("attachment_type", "file"), ("attachment_id", "1234567")]
+    assert message_form.content_from(FormData(form)) == UPLOADED
+    new = [*form, ("attachment_url", "https://example.com/new.pdf")]
+    assert message_form.content_from(FormData(new))["attachment"] == {
+        "type": "file",
+        "url": "https://example.com/new.pdf",
+    }

@@ -31,6 +31,18 @@ from pagecast.web.dashboard.base import DashboardRoute, ViewerDep, page, redirec
 from pagecast.web.deps import ContextDep
 
 router = APIRouter(route_class=DashboardRoute, include_in_schema=False)
+# The errors composer.html shows next to their field; each message's are shown in its fieldset.
+FIELD_ERRORS = (
+    "name",
+    "page_id",
+    "audience",
+    "messaging_type",
+    "tag",
+    "scheduled_at",
+    "send_rate",
+    "expires_at",
+    "template_name",
+)
 _AUDIENCE: TypeAdapter[Any] = TypeAdapter(Audience)
 CHIPS = ("{{first_name|there}}", "{{last_name}}", "{{full_name|friend}}")
 
@@ -109,6 +121,13 @@ def form_errors(exc: Exception) -> dict[str, str]:
     return {_section(exc.field or ""): exc.message}
 
 
+def general_errors(errors: dict[str, str], count: int) -> list[str]:
+    """The errors no field of the form shows (`form`, `messages`, `template_id`, ...): the
+    composer lists them in one box at the top, so no refusal is ever silent."""
+    shown = {*FIELD_ERRORS, *(campaigns.message_field(i, count) for i in range(count))}
+    return [message for key, message in errors.items() if key not in shown]
+
+
 def _messaging_type(value: str) -> MessagingType:
     """The form's messaging type, or InvalidInput in words (a posted value not in the list)."""
     try:
@@ -183,6 +202,7 @@ async def _form_page(
         page_rows = await pages.list_all(session)
         template_rows = await templates.list_all(session)
     zone = times.viewer_zone(viewer)
+    count = message_form.count_of(values)
     return page(
         request,
         "composer.html",
@@ -190,11 +210,12 @@ async def _form_page(
         status_code=status_code,
         v=values,
         errors=errors,
+        general_errors=general_errors(errors, count),
         campaign=campaign,
         pages=page_rows,
         templates=template_rows,
         **message_form.template_context(),
-        message_count=message_form.count_of(values),
+        message_count=count,
         max_messages=MAX_MESSAGES,
         prefix=message_form.prefix,
         chips=CHIPS,

@@ -131,10 +131,11 @@ def content_from(form: Mapping[str, Any], at: str = "") -> dict[str, Any]:
     body: dict[str, Any] = {}
     if kind == "media":
         attachment = {"type": get("attachment_type") or "image"}
-        if get("attachment_id"):
-            attachment["attachment_id"] = get("attachment_id")
+        # A URL typed replaces the id of a file uploaded once (shown read-only on the form).
         if get("attachment_url") or not get("attachment_id"):
             attachment["url"] = get("attachment_url")
+        else:
+            attachment["attachment_id"] = get("attachment_id")
         body["attachment"] = attachment
     elif kind == "cards":
         body["cards"] = [c for i in range(CARD_LIMIT) if (c := _card(get, i)) is not None]
