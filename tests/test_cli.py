@@ -326,3 +326,34 @@ def test_users_timezone_sets_a_users_zone_or_names_the_field(data_dir: Path) -> 
     assert (
         """timezone: 'Berlin' is not a time zone (did you mean "Europe/Berlin"?)""" in zone.stderr
     )
+
+
+def test_a_graph_command_on_the_demos_data_dir_says_the_demo_owns_its_page(
+    data_dir: Path,
+) -> None:
+    """`serve --demo`'s Page lives in the simulator inside that process: a command that would
+    call Facebook from the demo's data directory says so instead of trying graph.facebook.com
+    (and reporting a DNS failure as "a temporary problem")."""
+    (data_dir / "demo-app-secret").write_text("demo")
+    result = run(
+        data_dir,
+        "pages",
+        "connect-facebook",
+        PAGECAST_APP_ID="1517776481860111",
+        PAGECAST_APP_SECRET="app-secret",
+        PAGECAST_FACEBOOK_USER_TOKEN="EAAUdemo",
+    )
+    assert result.returncode == 1
+    assert "is the data directory of `pagecast serve --demo`" in result.stderr
+    assert "Traceback" not in result.stderr
+    # With a simulator's Graph URL set, the same directory is used as asked.
+    pointed = run(
+        data_dir,
+        "pages",
+        "connect-facebook",
+        PAGECAST_APP_ID="1517776481860111",
+        PAGECAST_APP_SECRET="app-secret",
+        PAGECAST_FACEBOOK_USER_TOKEN="EAAUdemo",
+        PAGECAST_GRAPH_API_URL="http://127.0.0.1:9",
+    )
+    assert "pagecast serve --demo" not in pointed.stderr

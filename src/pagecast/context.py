@@ -52,6 +52,13 @@ class AppContext:
     @property
     def graph(self) -> GraphClient:
         if self._graph is None:
+            if self.settings.demo_without_its_simulator():
+                raise ServiceUnavailable(
+                    f"{self.settings.data_dir} is the data directory of `pagecast serve --demo`, "
+                    "whose Page exists only in the Graph API simulator inside that process; "
+                    "use the running demo's dashboard or API (or set PAGECAST_GRAPH_API_URL to a "
+                    "simulator) instead of sending to Facebook."
+                )
             self._http = make_http_client(
                 self.settings.graph_api_url,
                 connect_timeout=self.settings.graph_connect_timeout,

@@ -30,7 +30,7 @@ from pagecast.models import Page, utcnow
 from pagecast.permissions import Actor
 from pagecast.private_files import private_dir, tighten, write_private
 from pagecast.services import contact_import, facebook_connect
-from pagecast.settings import Settings
+from pagecast.settings import DEMO_SECRET_FILE, Settings
 from pagecast.simulator.server import SimulatorServer
 
 if TYPE_CHECKING:
@@ -60,7 +60,7 @@ class Sandbox:
 def start(settings: Settings, *, host: str, port: int) -> tuple[Settings, Sandbox]:
     """Start the simulator and return the demo's settings (own data dir, Graph URL, secrets)."""
     data_dir = settings.data_dir if "data_dir" in settings.model_fields_set else DEMO_DATA_DIR
-    secret_file = private_dir(data_dir) / "demo-app-secret"
+    secret_file = private_dir(data_dir) / DEMO_SECRET_FILE
     if not secret_file.exists():
         write_private(secret_file, secrets.token_hex(16).encode())
     tighten(secret_file, 0o600)

@@ -19,6 +19,8 @@ from pagecast.private_files import private_dir, tighten, write_private
 __all__ = ["Settings", "get_settings", "render_settings_doc"]
 
 _SECRET_KEY_FILE = "secret.key"
+# `pagecast serve --demo` keeps its demo app secret here: its mark on a data directory.
+DEMO_SECRET_FILE = "demo-app-secret"
 
 
 def _env(name: str) -> AliasChoices:
@@ -284,6 +286,12 @@ class Settings(BaseSettings):
 
     def uses_default_database(self) -> bool:
         return self.database_url is None
+
+    def demo_without_its_simulator(self) -> bool:
+        """The data directory is `serve --demo`'s while the Graph URL is Facebook's: the
+        demo's Page lives in the simulator inside that `serve --demo` process only."""
+        default = type(self).model_fields["graph_api_url"].default
+        return self.graph_api_url == default and (self.data_dir / DEMO_SECRET_FILE).exists()
 
     def resolved_secret_key(self) -> bytes:
         """The secret key: the setting, or the data dir's key file (created, mode 0600, in the
