@@ -155,8 +155,14 @@ async def test_saving_and_editing_a_sequence_keeps_every_message(
         assert campaign.content == {"text": "Only this"} and not campaign.messages
 
 
-async def _paused_sequence(db: Database, page_id: int, messages: list[dict[str, Any]]) -> int:
-    """A started (paused) campaign sending `messages`, as the dashboard's edit form gets it."""
+async def _paused_sequence(
+    db: Database,
+    page_id: int,
+    messages: list[dict[str, Any]],
+    status: CampaignStatus = CampaignStatus.PAUSED,
+) -> int:
+    """A started (paused) campaign sending `messages`, as the dashboard's edit form gets it
+    (or one in another `status`)."""
     async with db.transaction() as session:
         campaign = await campaigns.create(
             session,
@@ -165,7 +171,7 @@ async def _paused_sequence(db: Database, page_id: int, messages: list[dict[str, 
                 {"name": "Started", "page_id": page_id, "messages": messages}
             ),
         )
-        campaign.status = CampaignStatus.PAUSED
+        campaign.status = status
         return campaign.id
 
 
@@ -257,3 +263,20 @@ async def test_the_edit_form_shows_the_id_of_a_file_uploaded_once_read_only(
         "type": "file",
         "url": "https://example.com/new.pdf",
     }
+
+
+async def test_a_scheduled_sequence_can_still_gain_or_lose_a_message(
+    app: Any, db: Database, vault: Any
+) -> None:
+    """Not started yet (no delivery counts its messages): the composer offers Add and Remove
+    as the service allows them (`campaigns.keeps_its_message_count`, one rule for both)."""
+    page = await connected_page(db, vault)
+    campaign_id = await _paused_sequence(
+        db, page.id, [{"text": "one"}, {"text": "two"}], CampaignStatus.SCHEDULED
+    )
+    client, _ = await _client(app, db)
+    async with client:
+        edit = await client.get(f"/campaigns/{campaign_id}/edit")
+        assert edit.status_code == 200, edit.text
+        assert 'id="add-message"' in edit.text and 'value="remove-2"' in edit.text
+        assert 'id="fixed-count"' not in edit.text

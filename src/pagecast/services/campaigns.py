@@ -42,6 +42,7 @@ __all__ = [
     "fits_any_name",
     "get",
     "get_with_page_rate",
+    "keeps_its_message_count",
     "list_page",
     "longest_names",
     "message_field",
@@ -342,7 +343,7 @@ async def update(
     elif not given and merged["messages"] is not None:
         merged["content"] = None  # a stored sequence: `content` is its first message
     validated = CampaignCreate.model_validate(merged)  # ValidationError names the field
-    if campaign.status is CampaignStatus.PAUSED:
+    if keeps_its_message_count(campaign):
         _same_length(campaign, validated)
     if campaign.status is not CampaignStatus.PAUSED and validated.scheduled_at != (
         campaign.scheduled_at
@@ -365,6 +366,12 @@ async def update(
         details={"changed": sorted(changes)},
     )
     return campaign
+
+
+def keeps_its_message_count(campaign: Campaign) -> bool:
+    """Whether the campaign's messages can be edited but not added or removed: it started
+    (a paused campaign is the one started state that can be edited)."""
+    return campaign.status is CampaignStatus.PAUSED
 
 
 def _same_length(campaign: Campaign, validated: CampaignCreate) -> None:

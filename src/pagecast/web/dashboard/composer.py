@@ -216,6 +216,7 @@ async def _form_page(
         templates=template_rows,
         **message_form.template_context(),
         message_count=count,
+        count_fixed=campaign is not None and campaigns.keeps_its_message_count(campaign),
         max_messages=MAX_MESSAGES,
         prefix=message_form.prefix,
         chips=CHIPS,
