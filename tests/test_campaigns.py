@@ -137,7 +137,7 @@ async def test_create_returns_a_draft_with_every_count(
         ),
         ({"audience": {"type": "everyone"}}, "audience", ""),
         ({"scheduled_at": "2026-12-01T09:00:00"}, "scheduled_at", "timezone"),
-        ({"content": None}, "content", "either content or template_id"),
+        ({"content": None}, "content", "no message given; give content or template_id"),
     ],
 )
 async def test_bad_campaign_input_names_the_field_and_writes_nothing(

@@ -115,6 +115,11 @@ BUTTON = {"type": "postback", "title": "More", "payload": "MORE"}
             "content.attachment.url",
             "must be an https:// URL",
         ),
+        (
+            {"attachment": {"type": "image", "url": "https://"}},
+            "content.attachment.url",
+            "is not a web address: after https:// comes the site's name",
+        ),
         # Titles Messenger sends as written.
         (
             {"text": "Hi", "buttons": [{**BUTTON, "title": "For {{first_name}}"}]},

@@ -12,7 +12,7 @@ import httpx
 import pytest
 from sqlalchemy import func, select, text
 
-from factories import connected_page, create_user, session_cookie, sim_page
+from factories import connected_page, create_user, postgresql_only, session_cookie, sim_page
 from pagecast.db import Database
 from pagecast.models import MessageAttachment, Page, Role
 from pagecast.services import attachments
@@ -105,9 +105,8 @@ async def test_the_preview_names_a_messaging_type_that_is_not_one(
     assert "messaging_type:" in response.text and "MESSAGE_TAG" in response.text
 
 
+@postgresql_only  # SQLite runs one writer at a time: the two cannot overlap
 async def test_two_uploads_of_the_same_url_at_once_keep_the_first(db: Database, page: Page) -> None:
-    if db.dialect != "postgresql":
-        pytest.skip("SQLite runs one writer at a time: the two cannot overlap")
 
     async def waiting_on_the_index() -> bool:
         async with db.transaction() as session:

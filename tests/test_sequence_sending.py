@@ -113,7 +113,11 @@ async def test_a_sequence_is_saved_and_read_as_messages_with_content_its_first(
 @pytest.mark.parametrize(
     ("body", "field", "words"),
     [
-        ({"content": CLOSING, "messages": [IMAGE]}, "content", "content and messages"),
+        (
+            {"content": CLOSING, "messages": [IMAGE]},
+            "content",
+            "content and messages: give only one",
+        ),
         ({"messages": [IMAGE, BUTTONS, CLOSING, CLOSING]}, "messages", "at most 3"),
         ({"messages": []}, "messages", "at least 1"),
         ({"messages": [IMAGE, {"text": "x" * 2001}]}, "messages[1].text", "2,001"),

@@ -45,12 +45,17 @@ def _http_url(value: str) -> str:
 
 
 def _https_url(value: str) -> str:
-    if not re.match(r"^https://[^\s/$.?#][^\s]*$", value, re.IGNORECASE):
+    if re.match(r"^https://[^\s/$.?#][^\s]*$", value, re.IGNORECASE):
+        return value
+    if re.match(r"^https://", value, re.IGNORECASE):
         raise ValueError(
-            "must be an https:// URL: Messenger only opens and fetches public HTTPS; "
-            "use the https:// address"
+            "is not a web address: after https:// comes the site's name, then the path "
+            "(https://cdn.example.com/photo.jpg)"
         )
-    return value
+    raise ValueError(
+        "must be an https:// URL: Messenger only opens and fetches public HTTPS; "
+        "use the https:// address"
+    )
 
 
 HttpUrl = Annotated[Line, StringConstraints(max_length=2000), AfterValidator(_http_url)]

@@ -220,13 +220,14 @@ class CampaignFields(Input):
     def _consistent(self) -> CampaignFields:
         # InvalidInput (not ValueError) passes through pydantic with the field it names.
         given = [n for n in ("content", "messages", "template_id") if getattr(self, n) is not None]
-        if len(given) != 1:
-            named = " and ".join(given) if given else "content"
-            raise InvalidInput(
-                f"{named}: give either content or template_id (one message), or messages (a "
-                f"sequence of up to {MAX_MESSAGES} messages sent in order), only one of them",
-                field=given[0] if given else "content",
-            )
+        choices = (
+            f"content or template_id (one message), or messages (a sequence of up to "
+            f"{MAX_MESSAGES} messages sent in order)"
+        )
+        if not given:
+            raise InvalidInput(f"content: no message given; give {choices}", field="content")
+        if len(given) > 1:
+            raise InvalidInput(f"{' and '.join(given)}: give only one of {choices}", field=given[0])
         if self.messages is not None and len(self.messages) > MAX_MESSAGES:
             raise InvalidInput(
                 f"messages: a campaign sends at most {MAX_MESSAGES} messages to each person; "
