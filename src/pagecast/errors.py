@@ -51,7 +51,7 @@ def in_words(error: Mapping[str, Any]) -> str:
         return f"has {len(text)} characters; at most {ctx['max_length']} are allowed; shorten it"
     if text is not None and kind in ("string_too_short", "too_short"):
         if ctx.get("min_length") == 1:
-            return "is empty; write something or leave the field out"
+            return "is empty; write something"
         return f"has {len(text)} characters; at least {ctx['min_length']} are needed"
     if kind == "string_pattern_mismatch":
         return _pattern_in_words(str(ctx.get("pattern", "")))
