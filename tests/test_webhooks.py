@@ -14,7 +14,7 @@ import hmac
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -421,11 +421,16 @@ async def test_receipts_out_of_order_never_move_a_status_backwards(
     # b: the Send call answered late (our sent_at is seconds after Facebook's time), and the
     # read receipt arrives before the echo: it covers nothing until the echo applies it.
     rows = await deliveries_by_psid(db, campaign_id)
+    # Five seconds after Facebook's own time for the send (the session's simulator clock may
+    # run ahead of ours: another test moved it forward, and it only moves forward).
+    facebook_time = datetime.fromtimestamp(sent[b]["timestamp_ms"] / 1000, UTC)
+    if rows[b].sent_at.tzinfo is None:
+        facebook_time = facebook_time.replace(tzinfo=None)
     async with db.transaction() as session:
         await session.execute(
             update(Delivery)
             .where(Delivery.id == rows[b].id)
-            .values(sent_at=rows[b].sent_at + timedelta(seconds=5))
+            .values(sent_at=facebook_time + timedelta(seconds=5))
         )
     await post(hook, envelope(receipt("read", b, sent[b]["timestamp_ms"])))
     rows = await deliveries_by_psid(db, campaign_id)
