@@ -11,7 +11,8 @@ ADMIN_EMAIL, ADMIN_PASSWORD = "admin@example.com", "correct horse battery"
 
 def new_page(browser: Any, server: Any) -> Any:
     """A fresh browser context (its own cookies) and page; confirmations are accepted and any
-    other dialog (an `alert()` from injected script) is recorded on `page.dialogs`."""
+    other dialog (an `alert()` from injected script) is recorded on `page.dialogs`, and the
+    console's errors on `page.console_errors`."""
     context = browser.new_context(base_url=server.url, viewport={"width": 1280, "height": 860})
     context.set_default_timeout(15_000)
     page = context.new_page()
@@ -22,6 +23,8 @@ def new_page(browser: Any, server: Any) -> Any:
         dialog.accept()
 
     page.on("dialog", on_dialog)
+    page.console_errors = []
+    page.on("console", lambda m: page.console_errors.append(m.text) if m.type == "error" else None)
     return page
 
 

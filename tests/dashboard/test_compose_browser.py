@@ -25,9 +25,7 @@ SHOP = "https://shop.example.com/sale"
 
 @pytest.fixture(scope="module")
 def admin(browser: Any, server: Any) -> Any:
-    page = new_page(browser, server)
-    page.console_errors = []
-    page.on("console", lambda m: page.console_errors.append(m.text) if m.type == "error" else None)
+    page = new_page(browser, server)  # records console errors
     yield page
     page.context.close()
 

@@ -22,11 +22,9 @@ FB_PAGE, TOKEN = "7001", "EAApresend7001"
 
 @pytest.fixture(scope="module")
 def admin(browser: Any, server: Any) -> Any:
-    """A browser page whose console errors and failed answers are recorded."""
+    """A browser page whose console errors (`new_page`) and failed answers are recorded."""
     page = new_page(browser, server)
-    page.console_errors = []
     page.failed = []
-    page.on("console", lambda m: page.console_errors.append(m.text) if m.type == "error" else None)
     page.on(
         "response", lambda r: page.failed.append((r.status, r.url)) if r.status >= 400 else None
     )

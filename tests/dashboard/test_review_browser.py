@@ -24,8 +24,6 @@ FB_PAGE, TOKEN = "8001", "EAAreview8001"
 @pytest.fixture(scope="module")
 def admin(browser: Any, server: Any) -> Any:
     page = new_page(browser, server)
-    page.console_errors = []
-    page.on("console", lambda m: page.console_errors.append(m.text) if m.type == "error" else None)
     yield page
     page.context.close()
 

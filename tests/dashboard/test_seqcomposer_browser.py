@@ -26,8 +26,6 @@ SHOP = "https://shop.example.com/order"
 @pytest.fixture(scope="module")
 def admin(browser: Any, server: Any) -> Any:
     page = new_page(browser, server)
-    page.console_errors = []
-    page.on("console", lambda m: page.console_errors.append(m.text) if m.type == "error" else None)
     yield page
     page.context.close()
 
