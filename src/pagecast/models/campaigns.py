@@ -153,4 +153,13 @@ class Delivery(Base):
     # reconciliation proved it never arrived and queued its one resend.
     unknown_since: Mapped[datetime | None]
     resent_at: Mapped[datetime | None]
+    # Issue 20. The key of the campaign's variant this person gets (NULL: the campaign has
+    # one content, or the person waits for an experiment's winner); not before when it may
+    # be sent (each person's local time, quiet hours, send windows; NULL: at once); and the
+    # first click (a button's postback or a quick reply) and reply (an inbound message)
+    # seen from the person after it was sent.
+    variant: Mapped[str | None] = mapped_column(String(8))
+    due_at: Mapped[datetime | None]
+    clicked_at: Mapped[datetime | None]
+    replied_at: Mapped[datetime | None]
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
