@@ -62,3 +62,21 @@ def test_quick_benchmark_runs(script: str, result: str) -> None:
     data = json.loads(latest.read_text())
     assert data["quick"] is True
     assert data["machine"]["cores"] == os.cpu_count()
+    if result == "serve_load":
+        _serve_holds_the_load(data["runs"][0])
+
+
+def _serve_holds_the_load(run: dict[str, object]) -> None:
+    """The default `pagecast serve` under a Page's load (issue 16): progress reads answer
+    with p99 under 1 s, the writers never see "database is locked", every count ends true,
+    and a signal stops it in order. (613s are not checked here: the bench's simulator shares
+    the cores and may date calls late, docs/performance.md; tests/test_pacing.py checks the
+    pace.)"""
+    assert run["completed"] is True, run
+    assert run["p99_ms"] < 1000, run  # type: ignore[operator]
+    assert run["read_errors"] == 0, run
+    assert (run["database_locked"], run["tracebacks"], run["queue_unavailable"]) == (0, 0, 0), run
+    assert run["every_read"] is True, (run["counts"], run["rows"])
+    shutdown = run["shutdown_statuses"]
+    assert isinstance(shutdown, dict) and shutdown["exit_code"] == 0, shutdown
+    assert "did_not_exit" not in shutdown and not any(k.startswith("5") for k in shutdown)
