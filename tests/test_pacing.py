@@ -147,6 +147,28 @@ async def until_done(api: httpx.AsyncClient, *campaign_ids: int, timeout: float 
             await asyncio.sleep(0.1)
 
 
+async def fail_once(graph: httpx.AsyncClient, psids: list[str]) -> None:
+    """Each of these people's first Send call fails transiently (their retry chunk comes later)."""
+    for psid in psids:
+        scripted = await graph.post(
+            "/__sim/script", json={"match": {"psid": psid}, "responses": [{"code": 2}]}
+        )
+        assert scripted.status_code == 200, scripted.text
+
+
+async def pause_and_resume(api: httpx.AsyncClient, campaign_id: int, *, after: int) -> None:
+    """Pause the campaign once Facebook accepted `after` of its messages, let the Page's
+    window fill with the other campaign's, then resume it."""
+    deadline = time.monotonic() + 30
+    while reached(await counts(api, campaign_id)) < after:
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.05)
+    assert (await api.post(f"/api/campaigns/{campaign_id}/pause")).status_code == 200
+    await asyncio.sleep(1.0)  # the Page's window fills with the other campaign's sends
+    resumed = await api.post(f"/api/campaigns/{campaign_id}/resume")
+    assert resumed.status_code in (200, 202), resumed.text
+
+
 # ------------------------------------------------------------------ one process, like `serve`
 
 
@@ -235,21 +257,10 @@ async def test_a_resume_retries_and_a_second_campaign_keep_the_page_under_its_ra
     async with Serve(serve_settings, db) as serve:
         api, page_id = await serve_page(serve, graph, rate)
         psids = await add_people(graph, api, page_id, people, start=0)
-        for psid in psids[::10]:
-            scripted = await graph.post(
-                "/__sim/script",
-                json={"match": {"psid": psid}, "responses": [{"code": 2}]},
-            )
-            assert scripted.status_code == 200, scripted.text
+        await fail_once(graph, psids[::10])
         first = await start_campaign(api, page_id, "First")
         second = await start_campaign(api, page_id, "Second")
-        deadline = time.monotonic() + 30
-        while reached(await counts(api, first)) < 40:
-            assert time.monotonic() < deadline
-            await asyncio.sleep(0.05)
-        assert (await api.post(f"/api/campaigns/{first}/pause")).status_code == 200
-        await asyncio.sleep(1.0)  # the Page's window fills with the second campaign's
-        assert (await api.post(f"/api/campaigns/{first}/resume")).status_code in (200, 202)
+        await pause_and_resume(api, first, after=40)
         await until_done(api, first, second)
         assert [reached(await counts(api, c)) for c in (first, second)] == [people] * 2
 
@@ -292,3 +303,38 @@ async def test_two_workers_and_two_campaigns_never_give_the_page_more_than_its_r
     finally:
         await env.close()
     assert_paced(await send_times(graph), rate, 2 * people)
+
+
+@postgresql_only
+async def test_two_workers_keep_the_page_under_its_rate_across_a_resume_and_retries(
+    settings: Settings,
+    db: Database,
+    tmp_path: Path,
+    redis_url: str,
+    graph_process: SimulatorProcess,
+    graph: httpx.AsyncClient,
+) -> None:
+    # The resume and the retry chunks of the one-process test, with two worker processes
+    # sharing the Page's limit.
+    rate, people = 100.0, 300
+    graph_side = settings.model_copy(update={"graph_api_url": graph_process.url})
+    env = Env(graph_side, db, tmp_path, graph_process.url, redis_url)
+    try:
+        api = await env.login()
+        web = env.web()
+        await point_webhooks(graph, web.url)
+        created = await api.post("/api/pages", json={"access_token": TOKEN, "send_rate": rate})
+        assert created.status_code == 201, created.text
+        page_id = int(created.json()["id"])
+        psids = await add_people(graph, api, page_id, people, start=0)
+        await fail_once(graph, psids[::10])
+        workers = [env.worker() for _ in range(2)]
+        first = await start_campaign(api, page_id, "First")
+        second = await start_campaign(api, page_id, "Second")
+        await pause_and_resume(api, first, after=80)
+        for campaign_id in (first, second):
+            done = await wait_until_done(env, campaign_id, timeout=120, workers=workers)
+            assert reached(done) == people, done["counts"]
+    finally:
+        await env.close()
+    assert_paced(await send_times(graph), rate, 2 * people + len(psids[::10]))
