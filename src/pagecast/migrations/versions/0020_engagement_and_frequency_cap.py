@@ -27,8 +27,7 @@ _INDEXES = (
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("pages", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("frequency_cap", sa.JSON(), nullable=True))
+    op.add_column("pages", sa.Column("frequency_cap", sa.JSON(), nullable=True))
     for name, columns, where in _INDEXES:
         op.create_index(
             name,
@@ -43,5 +42,6 @@ def upgrade() -> None:
 def downgrade() -> None:
     for name, _, _ in reversed(_INDEXES):
         op.drop_index(name, table_name="deliveries")
-    with op.batch_alter_table("pages", schema=None) as batch_op:
-        batch_op.drop_column("frequency_cap")
+    # Plain DROP COLUMN, not a batch table copy: `pages` is referenced by other tables'
+    # foreign keys (see 0010).
+    op.drop_column("pages", "frequency_cap")
