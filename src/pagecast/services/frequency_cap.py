@@ -30,7 +30,7 @@ _TABLE = Delivery.__table__
 
 
 def words(cap: dict[str, int] | None) -> str:
-    """The cap as people read it: "at most 2 messages in 7 days", or "off"."""
+    """The cap as people read it: "at most 2 messages per person in 7 days", or "off"."""
     if not cap:
         return "off"
     n, d = cap["messages"], cap["days"]
