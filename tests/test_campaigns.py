@@ -356,6 +356,7 @@ async def test_audience_preview_counts_eligible_and_excluded_by_reason(
         "unreachable": 1,
         "window_unknown": 1,
         "outside_window": 1,
+        "frequency_cap": 0,
     }
     assert preview["sample"]["message"] == {
         "text": f"Hi {preview['sample']['contact']['first_name']}!"

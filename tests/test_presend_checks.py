@@ -25,7 +25,13 @@ from pagecast.security import Vault
 from pagecast.services import campaigns, sending
 
 PAGECAST = str(Path(sys.executable).parent / "pagecast")
-NO_ONE = {"opted_out": 0, "unreachable": 0, "window_unknown": 0, "outside_window": 0}
+NO_ONE = {
+    "opted_out": 0,
+    "unreachable": 0,
+    "window_unknown": 0,
+    "outside_window": 0,
+    "frequency_cap": 0,
+}
 
 
 @pytest.fixture
@@ -167,6 +173,7 @@ async def test_a_start_with_nobody_eligible_is_a_409_with_the_excluded_and_chang
                 "unreachable": 0,
                 "window_unknown": 1,
                 "outside_window": 2,
+                "frequency_cap": 0,
             },
         }
     }

@@ -112,6 +112,7 @@ async def test_review_counts_the_eligible_and_the_excluded_and_says_how_long_it_
         "unreachable": 1,
         "window_unknown": 1,
         "outside_window": 1,
+        "frequency_cap": 0,
     }
     assert body["excluded_words"] == [
         "1 opted out",

@@ -36,6 +36,7 @@ __all__ = [
     "ContactCreate",
     "ContactUpdate",
     "FacebookConnect",
+    "FrequencyCap",
     "Id",
     "Int32",
     "Line",
@@ -334,6 +335,14 @@ class FacebookConnect(Input):
     )
 
 
+class FrequencyCap(Input):
+    """At most `messages` campaign messages per person in `days` days, across the Page's
+    campaigns (services/frequency_cap.py)."""
+
+    messages: Annotated[int, Field(ge=1, le=1000)]
+    days: Annotated[int, Field(ge=1, le=365)]
+
+
 class PageUpdate(Patch):
     not_null = ("name", "send_rate", "opt_out_keywords", "timezone")
 
@@ -345,6 +354,12 @@ class PageUpdate(Patch):
     opt_out_keywords: (
         list[Annotated[Line, StringConstraints(min_length=1, max_length=50)]] | None
     ) = None
+    # Issue 20: null turns the cap off.
+    frequency_cap: FrequencyCap | None = Field(
+        None,
+        description='{"messages": N, "days": D}: at most N campaign messages per person '
+        "in D days across the Page's campaigns; null: no cap.",
+    )
 
 
 ContactName = Annotated[Line, StringConstraints(strip_whitespace=True, max_length=255)]

@@ -93,6 +93,42 @@ def pages_timezone(
     typer.echo(f"Page {page.id} ({page.name}) is in {page.timezone}.")
 
 
+@pages_app.command("frequency-cap")
+def pages_frequency_cap(
+    page_id: int = id_argument(),
+    messages: int | None = typer.Argument(None, help="At most this many campaign messages…"),
+    days: int | None = typer.Argument(None, help="…per person in this many days."),
+    off: bool = typer.Option(False, "--off", help="Remove the cap."),
+) -> None:
+    """Set a Page's frequency cap (`pages frequency-cap 3 2 7`: at most 2 campaign messages
+    per person in 7 days), or remove it with --off."""
+    from pydantic import ValidationError
+
+    from pagecast.schemas import PageUpdate
+    from pagecast.services import frequency_cap, pages
+
+    if off == (messages is not None or days is not None):
+        fail("Give MESSAGES and DAYS (e.g. `2 7`), or --off to remove the cap.")
+    if not off and (messages is None or days is None):
+        fail("Give both MESSAGES and DAYS (e.g. `2 7`: at most 2 messages in 7 days).")
+    cap = None if off else {"messages": messages, "days": days}
+    try:
+        data = PageUpdate.model_validate({"frequency_cap": cap})
+    except ValidationError as exc:
+        fail(validation_line(exc))
+
+    async def set_cap(ctx: Any) -> Any:
+        async with ctx.db.transaction() as session:
+            return await pages.update(
+                session, cli_actor(), ctx.vault, page_id, data, verify=ctx.verify_token
+            )
+
+    page = run(set_cap)
+    typer.echo(
+        f"Page {page.id} ({page.name}) frequency cap: {frequency_cap.words(page.frequency_cap)}."
+    )
+
+
 @contacts_app.command("import")
 def contacts_import(
     file: Path = typer.Argument(..., exists=True, dir_okay=False, readable=True, help="CSV file."),
@@ -222,6 +258,23 @@ def campaigns_list() -> None:
 
     for campaign in run(fetch):
         typer.echo(f"{campaign.id}\t{campaign.status.value}\t{campaign.name}")
+
+
+@campaigns_app.command("show")
+def campaigns_show(campaign_id: int = id_argument()) -> None:
+    """A campaign's status, its deliveries by status, and its clicks and replies."""
+    from pagecast.services import campaigns, engagement
+
+    async def fetch(ctx: Any) -> Any:
+        async with ctx.db.transaction() as session:
+            campaign = await campaigns.get(session, campaign_id)
+            return campaign, await engagement.counts(session, campaign_id)
+
+    campaign, engaged = run(fetch)
+    counts = campaigns.counts(campaign)
+    typer.echo(f"Campaign {campaign.id} ({campaign.name}) is {campaign.status.value}.")
+    typer.echo("  ".join(f"{key} {value:,}" for key, value in counts.items()))
+    typer.echo(f"clicked {engaged['clicked']:,}  replied {engaged['replied']:,}")
 
 
 async def _with_redis(ctx: Any, work: Callable[[], Awaitable[T]]) -> T:

@@ -124,6 +124,20 @@ class Delivery(Base):
             where="sent_at IS NOT NULL",
         ),
         _partial("ix_deliveries_message_id", "message_id", where="message_id IS NOT NULL"),
+        # Issue 20 (engagement, frequency cap): a person's recent sends, and a campaign's
+        # clicked and replied counts (services/engagement.py, services/frequency_cap.py).
+        _partial(
+            "ix_deliveries_contact_id_sent_at",
+            "contact_id",
+            "sent_at",
+            where="sent_at IS NOT NULL",
+        ),
+        _partial(
+            "ix_deliveries_campaign_id_clicked", "campaign_id", where="clicked_at IS NOT NULL"
+        ),
+        _partial(
+            "ix_deliveries_campaign_id_replied", "campaign_id", where="replied_at IS NOT NULL"
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)

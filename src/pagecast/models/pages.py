@@ -52,6 +52,9 @@ class Page(Base):
     policy_at: Mapped[datetime | None]
     policy_warning: Mapped[str | None] = mapped_column(Text)
     policy_warning_at: Mapped[datetime | None]
+    # At most `messages` campaign messages per person in `days` days, across the Page's
+    # campaigns ({"messages": N, "days": D}); None: no cap (services/frequency_cap.py).
+    frequency_cap: Mapped[dict[str, int] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 

@@ -14,6 +14,7 @@ from sqlalchemy import ColumnElement, case, exists, func, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pagecast.models import Campaign, Contact, MessagingType, Tag, contact_tags, utcnow
+from pagecast.services import frequency_cap
 
 __all__ = [
     "EXCLUSION_REASONS",
@@ -38,7 +39,13 @@ __all__ = [
 # (docs/graph-api.md, "Messaging windows and message tags").
 STANDARD_WINDOW = timedelta(hours=24)
 TAG_WINDOW = timedelta(days=7)
-EXCLUSION_REASONS = ("opted_out", "unreachable", "window_unknown", "outside_window")
+EXCLUSION_REASONS = (
+    "opted_out",
+    "unreachable",
+    "window_unknown",
+    "outside_window",
+    frequency_cap.REASON,  # issue 20: the Page's cap, at the snapshot (services/frequency_cap.py)
+)
 
 
 def window_for(messaging_type: MessagingType) -> timedelta:
@@ -55,6 +62,7 @@ _REASON_WORDS = {
     "unreachable": "unreachable",
     "window_unknown": "with no known message to the Page",
     "outside_window": "outside the {window} messaging window",
+    frequency_cap.REASON: "over the Page's frequency cap",
 }
 
 
@@ -102,6 +110,15 @@ def exclusion_reason(messaging_type: MessagingType, now: datetime) -> Any:
     )
 
 
+async def _reason_with_cap(session: AsyncSession, campaign: Campaign, now: datetime) -> Any:
+    """`exclusion_reason`, then the Page's frequency cap when it has one: what the snapshot
+    does (its INSERT, then `frequency_cap.skip_over` on the deliveries still pending)."""
+    base = exclusion_reason(campaign.messaging_type, now)
+    cap = await frequency_cap.cap_of(session, campaign.page_id)
+    capped = frequency_cap.reason(cap, now)
+    return base if capped is None else func.coalesce(base, capped)
+
+
 class Reachable(Protocol):
     """What the rule reads of a person (a `Contact`, or a claimed delivery's recipient)."""
 
@@ -141,7 +158,7 @@ async def count(
     session: AsyncSession, campaign: Campaign, now: datetime
 ) -> tuple[int, dict[str, int]]:
     """How many contacts of the audience are eligible at `now`, and the rest by reason."""
-    reason = exclusion_reason(campaign.messaging_type, now).label("reason")
+    reason = (await _reason_with_cap(session, campaign, now)).label("reason")
     rows = await session.execute(
         select(reason, func.count())
         .where(*matches(campaign.page_id, campaign.audience))
@@ -160,12 +177,13 @@ async def count(
 async def any_eligible(session: AsyncSession, campaign: Campaign, now: datetime) -> bool:
     """Whether at least one contact of the audience can be messaged at `now` (stops at the
     first one: cheap however large the audience, unless nearly nobody is eligible)."""
+    reason = await _reason_with_cap(session, campaign, now)
     return bool(
         await session.scalar(
             select(
                 exists().where(
                     *matches(campaign.page_id, campaign.audience),
-                    exclusion_reason(campaign.messaging_type, now).is_(None),
+                    reason.is_(None),
                 )
             )
         )
@@ -176,11 +194,12 @@ async def preview(session: AsyncSession, campaign: Campaign) -> Preview:
     """How many contacts the campaign matches, how many are eligible now, and why not the rest."""
     now = utcnow()
     eligible, excluded = await count(session, campaign, now)
+    reason = await _reason_with_cap(session, campaign, now)
     sample = await session.scalar(
         select(Contact)
         .where(
             *matches(campaign.page_id, campaign.audience),
-            exclusion_reason(campaign.messaging_type, now).is_(None),
+            reason.is_(None),
         )
         .order_by(Contact.first_name.is_(None), Contact.id)
         .limit(1)

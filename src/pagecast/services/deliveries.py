@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from pagecast.db import rowcount
 from pagecast.models import Campaign, Contact, Delivery, DeliveryStatus, UTCDateTime
-from pagecast.services import audience, echoes, receipts
+from pagecast.services import audience, echoes, frequency_cap, receipts
 from pagecast.services.counters import Shifts, shift
 
 __all__ = [
@@ -78,6 +78,7 @@ async def snapshot(session: AsyncSession, campaign: Campaign, now: datetime) -> 
     Contacts that cannot be sent to now are `skipped` with the reason. Returns counts.
     """
     await session.execute(snapshot_insert(campaign, now))
+    await frequency_cap.skip_over(session, campaign, now)  # the Page's cap, when it has one
     counted = await session.execute(
         select(Delivery.status, func.count())
         .where(Delivery.campaign_id == campaign.id)

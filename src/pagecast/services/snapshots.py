@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from pagecast.message_schema import Content
 from pagecast.models import Campaign, CampaignStatus, Contact, Delivery, DeliveryStatus
-from pagecast.services import audience, campaigns, content, deliveries
+from pagecast.services import audience, campaigns, content, deliveries, frequency_cap
 
 __all__ = [
     "SNAPSHOT_FIRST",
@@ -49,6 +49,15 @@ class Rest:
 def _slice_insert(campaign: Campaign, now: datetime, after: int, upto: int) -> Any:
     """The snapshot's INSERT … SELECT for contact ids in (after, upto]."""
     return deliveries.snapshot_insert(campaign, now, Contact.id > after, Contact.id <= upto)
+
+
+async def _insert(
+    session: AsyncSession, campaign: Campaign, now: datetime, after: int, upto: int
+) -> None:
+    """Insert the slice, then skip the people over the Page's frequency cap in it."""
+    await session.execute(_slice_insert(campaign, now, after, upto))
+    ids = Delivery.__table__.c.contact_id
+    await frequency_cap.skip_over(session, campaign, now, ids > after, ids <= upto)
 
 
 async def _skipped_between(session: AsyncSession, campaign_id: int, after: int, upto: int) -> int:
@@ -91,7 +100,7 @@ async def first_slice(
         select(Contact.id).where(*matching).order_by(Contact.id).offset(SNAPSHOT_FIRST - 1).limit(1)
     )
     assert first_upto is not None
-    await session.execute(_slice_insert(campaign, now, 0, first_upto))
+    await _insert(session, campaign, now, 0, first_upto)
     skipped = await _skipped_between(session, campaign.id, 0, first_upto)
     # Every contact not inserted yet counts as pending until its slice is written.
     await session.execute(
@@ -135,7 +144,7 @@ async def insert_slice(session: AsyncSession, campaign_id: int, *, after: int, u
     ):
         return upto
     last = min(after + SNAPSHOT_SLICE, upto)
-    await session.execute(_slice_insert(campaign, campaign.started_at, after, last))
+    await _insert(session, campaign, campaign.started_at, after, last)
     skipped = await _skipped_between(session, campaign_id, after, last)
     await deliveries.shift(
         session, campaign_id, {DeliveryStatus.PENDING: -skipped, DeliveryStatus.SKIPPED: skipped}

@@ -22,7 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pagecast.models import Page, WebhookEvent, utcnow
-from pagecast.services import contacts, echoes, inbound, policy, receipts, sending
+from pagecast.services import contacts, echoes, engagement, inbound, policy, receipts, sending
 from pagecast.services.counters import Shifts
 
 __all__ = [
@@ -67,10 +67,12 @@ class Result:
 class Batch:
     """What a batch of events applied in one transaction writes once, at its end (`end`):
     the campaign counters (each row's lock taken once, in id order, so concurrent batches
-    never deadlock on them) and the Pages' echo watermarks; and the Pages it looked up."""
+    never deadlock on them), the Pages' echo watermarks and the clicks and replies seen
+    (services/engagement.py); and the Pages it looked up."""
 
     def __init__(self) -> None:
         self.shifts = Shifts()
+        self.engagement = engagement.Marks()
         self.watermarks = echoes.Watermarks()
         self.pages: dict[str | None, Page | None] = {}
 
@@ -84,6 +86,8 @@ class Batch:
 
     async def end(self, session: AsyncSession) -> None:
         """Write what the batch kept, and complete the campaigns it finished."""
+        # Deliveries before the campaign rows the counters lock (services/receipts.py).
+        await self.engagement.write(session)
         for campaign_id in await self.shifts.flush(session):
             await sending.finish_if_done(session, campaign_id)
         await self.watermarks.write(session)
@@ -278,6 +282,8 @@ async def process(session: AsyncSession, event: WebhookEvent, batch: Batch) -> R
     if event.kind in _USER_ACTIONS:
         # A timestamp from the future (clock skew) must not hold a window open.
         contact = await inbound.touch(session, page, event.psid, min(at, event.received_at))
+        # Facebook's time, as the deliveries' sent_at (services/engagement.py).
+        batch.engagement.note(contact.id, engagement.kind_of(event.kind, payload), at)
         opted_out = False
         if event.kind == MESSAGE:
             text = payload["message"].get("text")

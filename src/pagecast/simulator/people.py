@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from pagecast.simulator.state import Page, ThreadMessage, User
+from pagecast.simulator.state import Page, SimState, ThreadMessage, User
 
 if TYPE_CHECKING:
     from pagecast.simulator.app import SimulatorApp
@@ -20,6 +20,7 @@ __all__ = [
     "inbound",
     "optin",
     "page_of",
+    "person_acts",
     "postback",
     "reaction",
     "referral",
@@ -138,8 +139,13 @@ def _user(app: SimulatorApp, payload: Any, *, create: bool = False) -> User:
 def _user_acts(app: SimulatorApp, payload: Any, text: str | None) -> tuple[Page, User, str]:
     """The person acts now: refresh the window, append to the thread, return a new mid."""
     user = _user(app, payload, create=True)
-    state = app.state
-    page = state.pages[user.page_id]
+    page = app.state.pages[user.page_id]
+    return page, user, person_acts(app.state, page, user, text)
+
+
+def person_acts(state: SimState, page: Page, user: User, text: str | None) -> str:
+    """`user` acts in `page`'s thread now (also a click or reply of engagement.py): refresh
+    the window, append to the thread, return the new message's mid."""
     now = state.clock.now()
     user.last_user_action = now
     mid = state.new_mid()
@@ -149,7 +155,7 @@ def _user_acts(app: SimulatorApp, payload: Any, text: str | None) -> tuple[Page,
     )
     thread.updated = now
     thread.unread += 1
-    return page, user, mid
+    return mid
 
 
 async def inbound(app: SimulatorApp, query: dict[str, str], payload: Any) -> Result:

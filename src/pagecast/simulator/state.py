@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from pagecast.simulator.clock import Clock
+from pagecast.simulator.engagement import parse_rules
 from pagecast.simulator.ratelimit import PageLimiter, RollingWindow
 
 __all__ = [
@@ -204,6 +205,11 @@ class Knobs:
     read_delay: tuple[float, float] = (5.0, 21600.0)
     p_delivered: float = 0.98
     p_read: float = 0.6
+    # Content-dependent engagement (simulator/engagement.py): rules by text, and when a
+    # person's click and reply come after the send.
+    engagement: tuple[dict[str, Any], ...] = ()
+    click_delay: tuple[float, float] = (5.0, 600.0)
+    reply_delay: tuple[float, float] = (30.0, 3600.0)
     p_omit_mids: float = 0.2
     p_duplicate: float = 0.0
     p_reorder: float = 0.0
@@ -250,9 +256,14 @@ class Knobs:
         for key in values:
             if key not in names:
                 raise KeyError(f"Unknown knob {key!r}; known knobs: {', '.join(sorted(names))}.")
-        for key, value in values.items():
+        checked = dict(values)
+        if "engagement" in checked:  # checked before anything changes
+            checked["engagement"] = parse_rules(checked["engagement"])
+        for key, value in checked.items():
             current = getattr(self, key)
-            if isinstance(current, tuple):
+            if key == "engagement":
+                pass
+            elif isinstance(current, tuple):
                 value = tuple(value)
             elif isinstance(current, float) and isinstance(value, int | float):
                 value = float(value)

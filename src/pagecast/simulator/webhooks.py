@@ -19,6 +19,7 @@ from typing import Any
 import anyio.lowlevel
 import httpx
 
+from pagecast.simulator import engagement
 from pagecast.simulator.state import OutboxEntry, Page, SimState, Thread
 from pagecast.simulator.webhook_wire import check_loopback, serialize, sign
 
@@ -31,7 +32,8 @@ class _Pending:
     seq: int
     page_id: str = field(compare=False)
     field_name: str = field(compare=False)
-    event: Any = field(compare=False)  # a built event dict, or ("delivery"|"read", thread, entry)
+    # a built event dict, ("delivery"|"read", thread, entry), or ("act", the person's action)
+    event: Any = field(compare=False)
     attempt: int = field(default=0, compare=False)
     replayed: bool = field(default=False, compare=False)
 
@@ -72,7 +74,9 @@ class Emitter:
         self.wake()
 
     def page_sent(self, page: Page, thread: Thread, entry: OutboxEntry) -> None:
-        """Echo now; delivery and read receipts later, by chance (knobs)."""
+        """Echo now; delivery and read receipts later, by chance (knobs); with an
+        `engagement` rule matching the message, its p_read and the person's click and reply
+        (simulator/engagement.py)."""
         state, knobs = self.state, self.state.knobs
         rng = state.rng("webhook")
         message: dict[str, Any] = {"is_echo": True, "app_id": int(state.app.app_id)}
@@ -95,9 +99,13 @@ class Emitter:
         delivery_delay = rng.uniform(*knobs.delivery_delay)
         if delivered:
             self.schedule(page, "message_deliveries", ("delivery", thread, entry), delivery_delay)
-        if rng.random() < knobs.p_read:
+        rule = engagement.rule_for(knobs.engagement, body)
+        p_read = knobs.p_read if rule is None else rule.get("p_read", knobs.p_read)
+        if rng.random() < p_read:
             read_delay = max(delivery_delay, rng.uniform(*knobs.read_delay))
             self.schedule(page, "message_reads", ("read", thread, entry), read_delay)
+        if rule is not None:
+            engagement.plan(state, page, entry, rule)
 
     def user_event(
         self, page: Page, psid: str, key: str, value: dict[str, Any], field_name: str
@@ -173,6 +181,9 @@ class Emitter:
     def _build(self, item: _Pending) -> dict[str, Any] | None:
         if isinstance(item.event, dict):
             return item.event
+        if item.event[0] == "act":  # the person acts now; its event is scheduled, due now
+            item.event[1]()
+            return None
         kind, thread, entry = item.event
         created = int(entry.created * 1000)
         if kind == "delivery":

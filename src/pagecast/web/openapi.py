@@ -256,6 +256,11 @@ class PolicyOut(_Out):
     warning_at: datetime | None
 
 
+class FrequencyCapOut(_Out):
+    messages: int
+    days: int
+
+
 class PageOut(_Out):
     id: int
     fb_page_id: str
@@ -267,6 +272,11 @@ class PageOut(_Out):
     has_app_secret: bool
     opt_out_keywords: list[str] | None
     timezone: str = Field(description="The Page's default IANA zone (UTC until chosen).")
+    frequency_cap: FrequencyCapOut | None = Field(
+        None,
+        description="At most `messages` campaign messages per person in `days` days; "
+        "null: no cap (issue 20).",
+    )
     created_at: datetime | None
     updated_at: datetime | None
 
@@ -394,10 +404,18 @@ class ReconcilingOut(_Out):
     why: str
 
 
+class EngagementOut(_Out):
+    clicked: int = Field(description="Deliveries whose person clicked a button or quick reply.")
+    replied: int = Field(description="Deliveries whose person sent a message after it.")
+
+
 class CampaignProgressOut(CampaignOut):
     rate_per_second: float
     eta_seconds: int
     reconciling: ReconcilingOut | None
+    engagement: EngagementOut | None = Field(
+        None, description="Clicks and replies within 24 hours of each send (issue 20)."
+    )
 
 
 class CampaignList(_Out):

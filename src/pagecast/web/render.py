@@ -114,6 +114,7 @@ def page(row: Page) -> dict[str, Any]:
         "has_app_secret": row.app_secret_encrypted is not None,
         "opt_out_keywords": row.opt_out_keywords,
         "timezone": row.timezone,
+        "frequency_cap": row.frequency_cap,
         "created_at": _time(row.created_at),
         "updated_at": _time(row.updated_at),
     }

@@ -33,6 +33,16 @@ def _form_error(exc: Exception) -> str:
     return exc.message
 
 
+def _frequency_cap(form: Any) -> dict[str, str | None] | None:
+    """The Page settings' two cap fields (issue 20): both empty turn the cap off; otherwise
+    PageUpdate checks them (an empty one is refused, naming it)."""
+    messages = str(form.get("cap_messages", "")).strip()
+    days = str(form.get("cap_days", "")).strip()
+    if not messages and not days:
+        return None
+    return {"messages": messages or None, "days": days or None}
+
+
 async def _list(
     request: Request, viewer: Any, ctx: Any, *, error: str | None = None, status_code: int = 200
 ) -> Response:
@@ -125,8 +135,11 @@ async def update_page(
         # Sent as typed ("" too): an empty or unknown zone is refused, naming the field.
         "timezone": form.get("timezone"),
     }
+    body: dict[str, Any] = {k: v for k, v in changes.items() if v is not None}
+    if "cap_messages" in form or "cap_days" in form:
+        body["frequency_cap"] = _frequency_cap(form)
     try:
-        data = PageUpdate.model_validate({k: v for k, v in changes.items() if v is not None})
+        data = PageUpdate.model_validate(body)
         async with ctx.db.transaction() as session:
             await pages.update(
                 session, viewer.actor, ctx.vault, page_id, data, verify=ctx.verify_token

@@ -116,6 +116,10 @@
     };
     root.querySelectorAll("[data-count]").forEach(function (el) { el.textContent = counts[el.dataset.count]; });
     root.querySelectorAll("[data-field]").forEach(function (el) { el.textContent = values[el.dataset.field]; });
+    var engaged = body.engagement || {};
+    root.querySelectorAll("[data-engaged]").forEach(function (el) {
+      if (engaged[el.dataset.engaged] !== undefined) el.textContent = engaged[el.dataset.engaged];
+    });
     var reconciling = body.reconciling, notice = root.querySelector("[data-reconciling]");
     if (notice) {
       notice.hidden = !reconciling;
