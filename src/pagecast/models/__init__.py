@@ -17,6 +17,7 @@ from pagecast.models.base import (
 )
 from pagecast.models.campaigns import Campaign, Delivery, Template
 from pagecast.models.inbound import ContactImport, PageSync, WebhookEvent
+from pagecast.models.series import Series, SeriesMode, SeriesStatus
 from pagecast.models.pages import Contact, MessageAttachment, Page, Tag, contact_tags
 from pagecast.models.users import (
     ApiToken,
@@ -48,6 +49,9 @@ __all__ = [
     "PageSync",
     "Priority",
     "Role",
+    "Series",
+    "SeriesMode",
+    "SeriesStatus",
     "SyncState",
     "Tag",
     "Template",
