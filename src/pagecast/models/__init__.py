@@ -17,8 +17,8 @@ from pagecast.models.base import (
 )
 from pagecast.models.campaigns import Campaign, Delivery, Template
 from pagecast.models.inbound import ContactImport, PageSync, WebhookEvent
-from pagecast.models.series import Series, SeriesMode, SeriesStatus
 from pagecast.models.pages import Contact, MessageAttachment, Page, Tag, contact_tags
+from pagecast.models.series import Series, SeriesMode, SeriesStatus
 from pagecast.models.users import (
     ApiToken,
     AuditLog,

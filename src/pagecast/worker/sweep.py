@@ -1,7 +1,7 @@
 """The periodic sweep, the backstop of every job: every sending campaign has a plan chain
 (one that stalled is planned again), due schedules start, the claims of dead workers become
 `unknown`, `unknown` deliveries past their grace are reconciled, webhook events left
-unprocessed are processed, and abandoned "Connect with Facebook" runs lose their user token."""
+unprocessed are processed, the due runs of series start, and abandoned "Connect with Facebook" runs lose their user token."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from pagecast.models import Campaign, CampaignStatus
 from pagecast.services import deliveries, facebook_connect, reconcile, sending
 from pagecast.webhook_runner import run_pending as run_pending_webhook_events
 from pagecast.worker.schedule import start_due
+from pagecast.worker.series import run_due_series
 from pagecast.worker.state import Env
 
 __all__ = ["sweep", "sweep_forever"]
@@ -77,6 +78,7 @@ async def sweep(env: Env) -> None:
         await queue.enqueue_plan(campaign_id, priority=priority.value, round_=round_)
     if due:
         await start_due(env, due)
+    await run_due_series(env)  # issue 20: the due runs of recurring series
     await recover_lost_claims(env)
     await reconcile_unknown(env)
     await run_pending_webhook_events(
