@@ -54,6 +54,14 @@ def run_name(row: Series, run_at: datetime) -> str:
     return f"{row.name} · {local:%Y-%m-%d %H:%M}"
 
 
+def _not_sent(reason: str | None) -> str:
+    """Why a run was not sent, from the refusal of its start (which speaks of a campaign
+    that stays as it is: a run instead ends cancelled and the series goes on)."""
+    why = (reason or "").removeprefix("Scheduled start failed: ")
+    why = why.split(" Nothing was sent and it stays")[0]
+    return f"Run not sent: {why} The run ended here; the series goes on to its next time."
+
+
 async def make_run(
     session: AsyncSession, series_id: int, *, now: datetime, max_lateness_s: float
 ) -> Run | None:
@@ -96,9 +104,7 @@ async def make_run(
         # Not sent (the Page is not active, nobody can be messaged …): the run ends with its
         # reason rather than staying scheduled for the sweep to try again.
         campaign.status, campaign.completed_at = CampaignStatus.CANCELLED, now
-        campaign.status_reason = (campaign.status_reason or "").replace(
-            "Scheduled start failed", "Run not sent"
-        )
+        campaign.status_reason = _not_sent(campaign.status_reason)
     await session.flush()
     await audit.record(
         session,
