@@ -34,6 +34,7 @@ __all__ = [
     "resume",
     "run_campaign_data",
     "runs",
+    "upcoming",
     "update",
 ]
 
@@ -79,6 +80,14 @@ async def run_count(session: AsyncSession, series_id: int) -> int:
     return int(
         await session.scalar(select(func.count()).where(Campaign.series_id == series_id)) or 0
     )
+
+
+def upcoming(row: Series, count: int = 5) -> list[datetime]:
+    """The next `count` run times (the stored next one, then the schedule's) while active."""
+    if row.status is not SeriesStatus.ACTIVE or row.next_run_at is None:
+        return []
+    later = series_schedule.next_runs(row.schedule, row.timezone, row.next_run_at, count - 1)
+    return [row.next_run_at, *later]
 
 
 def run_campaign_data(series: Series, name: str) -> CampaignCreate:

@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pagecast.models import Campaign, Series, SeriesStatus
+from pagecast.models import Campaign, Series
 from pagecast.services import campaigns, series_schedule
+from pagecast.services import series as series_service
 from pagecast.web.render import _time
 
 __all__ = ["UPCOMING", "run", "series", "upcoming"]
@@ -15,11 +16,8 @@ UPCOMING = 5  # how many of the next run times are shown
 
 
 def upcoming(row: Series) -> list[datetime]:
-    """The next run times (the stored next one, then the schedule's) while active."""
-    if row.status is not SeriesStatus.ACTIVE or row.next_run_at is None:
-        return []
-    following = series_schedule.next_runs(row.schedule, row.timezone, row.next_run_at, UPCOMING - 1)
-    return [row.next_run_at, *following]
+    """The next run times while active (services/series.py `upcoming`)."""
+    return series_service.upcoming(row, UPCOMING)
 
 
 def run(row: Campaign) -> dict[str, Any]:
