@@ -76,10 +76,14 @@ async def runs(session: AsyncSession, series_id: int, *, limit: int = 50) -> lis
     )
 
 
-async def run_count(session: AsyncSession, series_id: int) -> int:
-    return int(
-        await session.scalar(select(func.count()).where(Campaign.series_id == series_id)) or 0
+async def run_counts(session: AsyncSession, series_ids: list[int]) -> dict[int, int]:
+    """How many runs each series has had (one query)."""
+    rows = await session.execute(
+        select(Campaign.series_id, func.count())
+        .where(Campaign.series_id.in_(series_ids))
+        .group_by(Campaign.series_id)
     )
+    return {int(series_id or 0): int(count) for series_id, count in rows}
 
 
 def upcoming(row: Series, count: int = 5) -> list[datetime]:

@@ -34,6 +34,11 @@ async def run_due_series(env: Env) -> list[int]:
             # Another worker made this run between our read and our insert: it is theirs.
             logger.info("series %d: its run was made by another worker", series_id)
             continue
+        except Exception:
+            # One series' failure must not keep the others' runs (or the rest of the
+            # sweep) from happening; the next sweep tries it again.
+            logger.warning("series %d: making its run failed", series_id, exc_info=True)
+            continue
         if run is None or run.campaign is None:
             continue
         if run.started:

@@ -1,7 +1,8 @@
 """The periodic sweep, the backstop of every job: every sending campaign has a plan chain
 (one that stalled is planned again), due schedules start, the claims of dead workers become
 `unknown`, `unknown` deliveries past their grace are reconciled, webhook events left
-unprocessed are processed, the due runs of series start, and abandoned "Connect with Facebook" runs lose their user token."""
+unprocessed are processed, abandoned "Connect with Facebook" runs lose their user token, and
+the due runs of series (issue 20) are made."""
 
 from __future__ import annotations
 
@@ -78,12 +79,12 @@ async def sweep(env: Env) -> None:
         await queue.enqueue_plan(campaign_id, priority=priority.value, round_=round_)
     if due:
         await start_due(env, due)
-    await run_due_series(env)  # issue 20: the due runs of recurring series
     await recover_lost_claims(env)
     await reconcile_unknown(env)
     await run_pending_webhook_events(
         env.db, older_than=env.config.webhook_retry_after, reactions=env.reactions
     )
+    await run_due_series(env)  # issue 20: the due runs of recurring series
 
 
 async def recover_lost_claims(env: Env) -> None:

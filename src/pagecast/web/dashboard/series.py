@@ -70,13 +70,13 @@ async def list_series(request: Request, viewer: ViewerDep, ctx: ContextDep) -> R
     async with ctx.db.transaction() as session:
         rows = await series.list_all(session, limit=200)
         page_names = {p.id: p.name for p in await pages.list_all(session)}
-        counts = {r.id: await series.run_count(session, r.id) for r in rows}
+        counts = await series.run_counts(session, [r.id for r in rows])
     items = [
         (
             r,
             series_schedule.describe(r.schedule, r.timezone),
             page_names.get(r.page_id),
-            counts[r.id],
+            counts.get(r.id, 0),
         )
         for r in rows
     ]
