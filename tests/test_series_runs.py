@@ -370,3 +370,48 @@ async def test_permissions_are_those_of_campaigns(
     async with db.transaction() as session:
         row = await session.get(Series, series["id"])
         assert row is not None and row.name == "Welcome" and row.status.value == "active"
+
+
+async def test_a_run_that_cannot_be_made_says_why_and_the_series_goes_on(
+    admin: httpx.AsyncClient,
+    manager: httpx.AsyncClient,
+    sim: httpx.AsyncClient,
+    sending_settings: Settings,
+    db: Database,
+) -> None:
+    page_id = await setup_page(admin, sim)
+    await add_people(sim, manager, page_id, 1)
+    template = await manager.post(
+        "/api/templates", json={"name": "Hello", "content": {"text": "Hello"}}
+    )
+    assert template.status_code == 201, template.text
+    template_id = template.json()["id"]
+    series = await new_series(manager, page_id, content=None, template_id=template_id)
+    assert (await manager.delete(f"/api/templates/{template_id}")).status_code == 204
+    await sweep_at(sending_settings, db, next_run(series) + timedelta(seconds=5))
+    after = (await manager.get(f"/api/series/{series['id']}")).json()
+    assert after["runs"] == [] and after["status"] == "active"
+    assert (
+        after["status_reason"].startswith("The run of ")
+        and "could not be made" in after["status_reason"]
+    )
+    assert f"Template {template_id} does not exist" in after["status_reason"]
+    assert next_run(after) == next_run(series) + timedelta(minutes=10)
+    assert await outbox(sim) == []
+
+
+async def test_the_openapi_document_describes_the_series_routes(
+    manager: httpx.AsyncClient,
+) -> None:
+    document = (await manager.get("/openapi.json")).json()
+    for path in (
+        "/api/series",
+        "/api/series/{series_id}",
+        "/api/series/{series_id}/pause",
+        "/api/series/{series_id}/resume",
+        "/api/series/{series_id}/end",
+    ):
+        assert path in document["paths"], path
+    schemas = document["components"]["schemas"]
+    assert {"SeriesCreate", "SeriesOut", "SeriesDetailOut", "CronSchedule"} <= set(schemas)
+    assert "run_at" in schemas["CampaignOut"]["properties"]
