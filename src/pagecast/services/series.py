@@ -17,7 +17,7 @@ from pydantic import ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from pagecast.errors import InvalidInput, InvalidState, NotFound
+from pagecast.errors import InvalidInput, InvalidState, NotFound, field_path, in_words
 from pagecast.models import Campaign, Series, SeriesStatus, utcnow
 from pagecast.permissions import Actor, Permission
 from pagecast.schemas import CampaignCreate
@@ -206,8 +206,6 @@ async def update(
 
 
 def _first_error(exc: ValidationError) -> InvalidInput:
-    from pagecast.errors import field_path, in_words
-
     first = exc.errors()[0]
     field = field_path(p for p in first["loc"] if not str(p).startswith("function-"))
     return InvalidInput(f"{field}: {in_words(first)}", field=field or None)
