@@ -53,6 +53,7 @@ def test_help_lists_every_command() -> None:
         "pages",
         "contacts",
         "campaigns",
+        "series",
         "simulator",
     ):
         assert f" {command} " in result.stdout, command

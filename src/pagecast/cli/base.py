@@ -31,6 +31,7 @@ __all__ = [
     "masked",
     "pages_app",
     "run",
+    "series_app",
     "tokens_app",
     "users_app",
     "validation_line",
@@ -51,6 +52,7 @@ tokens_app = typer.Typer(help="API tokens.", no_args_is_help=True)
 pages_app = typer.Typer(help="Facebook Pages.", no_args_is_help=True)
 contacts_app = typer.Typer(help="Contacts of a Page.", no_args_is_help=True)
 campaigns_app = typer.Typer(help="Campaigns.", no_args_is_help=True)
+series_app = typer.Typer(help="Recurring series of campaigns.", no_args_is_help=True)
 config_app = typer.Typer(help="Settings.", no_args_is_help=True)
 for _name, _sub in (
     ("db", db_app),
@@ -59,6 +61,7 @@ for _name, _sub in (
     ("pages", pages_app),
     ("contacts", contacts_app),
     ("campaigns", campaigns_app),
+    ("series", series_app),
     ("config", config_app),
 ):
     app.add_typer(_sub, name=_name)

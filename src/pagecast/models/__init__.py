@@ -18,6 +18,7 @@ from pagecast.models.base import (
 from pagecast.models.campaigns import Campaign, Delivery, Template
 from pagecast.models.inbound import ContactImport, PageSync, WebhookEvent
 from pagecast.models.pages import Contact, MessageAttachment, Page, Tag, contact_tags
+from pagecast.models.series import Series, SeriesMode, SeriesStatus
 from pagecast.models.users import (
     ApiToken,
     AuditLog,
@@ -48,6 +49,9 @@ __all__ = [
     "PageSync",
     "Priority",
     "Role",
+    "Series",
+    "SeriesMode",
+    "SeriesStatus",
     "SyncState",
     "Tag",
     "Template",

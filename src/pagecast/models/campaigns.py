@@ -43,6 +43,8 @@ class Template(Base):
 
 class Campaign(Base):
     __tablename__ = "campaigns"
+    # Issue 20: one campaign per run of a series, even with two workers.
+    __table_args__ = (UniqueConstraint("series_id", "run_at"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
@@ -92,6 +94,11 @@ class Campaign(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     started_at: Mapped[datetime | None]
     completed_at: Mapped[datetime | None]
+    # Issue 20: the series this campaign is a run of, and that run's time (NULL otherwise).
+    series_id: Mapped[int | None] = mapped_column(
+        ForeignKey("series.id", ondelete="SET NULL"), index=True
+    )
+    run_at: Mapped[datetime | None]
 
 
 def _partial(name: str, *columns: str, where: str) -> Index:

@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from pagecast.db import rowcount
 from pagecast.models import Campaign, Contact, Delivery, DeliveryStatus, UTCDateTime
-from pagecast.services import audience, echoes, frequency_cap, receipts
+from pagecast.services import audience, echoes, frequency_cap, receipts, series_exclusion
 from pagecast.services.counters import Shifts, shift
 
 __all__ = [
@@ -66,7 +66,11 @@ def snapshot_insert(campaign: Campaign, now: datetime, *where: Any) -> Any:
         reason,
         literal(0),
         literal(now, UTCDateTime()),
-    ).where(*audience.matches(campaign.page_id, campaign.audience), *where)
+    ).where(
+        *audience.matches(campaign.page_id, campaign.audience),
+        *series_exclusion.snapshot_conditions(campaign),  # issue 20: never twice in a series
+        *where,
+    )
     return insert(_TABLE).from_select(
         ["campaign_id", "contact_id", "status", "reason", "attempts", "updated_at"], rows
     )

@@ -20,7 +20,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from pagecast.message_schema import Content
 from pagecast.models import Campaign, CampaignStatus, Contact, Delivery, DeliveryStatus
-from pagecast.services import audience, campaigns, content, deliveries, frequency_cap
+from pagecast.services import (
+    audience,
+    campaigns,
+    content,
+    deliveries,
+    frequency_cap,
+    series_exclusion,
+)
 
 __all__ = [
     "SNAPSHOT_FIRST",
@@ -80,7 +87,11 @@ async def first_slice(
     """The first slice, in the start's transaction; `check` are the messages to check
     against the longest names (read in the same scan as the count when the audience is the
     whole Page). Returns the start's counts and the `Rest`, None when it all fit."""
-    matching = audience.matches(campaign.page_id, campaign.audience)
+    # Issue 20: a run of a series counts without whoever an earlier run reached.
+    matching = [
+        *audience.matches(campaign.page_id, campaign.audience),
+        *series_exclusion.snapshot_conditions(campaign),
+    ]
     whole_page = bool(check) and campaign.audience["type"] == "all"
     names = campaigns.name_length_columns() if whole_page else ()
     total, upto, *longest = (

@@ -20,6 +20,7 @@ from pagecast.web.api import (
     contacts,
     page_setup,
     pages,
+    series,
     templates,
     users,
     webhooks,
@@ -64,7 +65,18 @@ def create_app(
         """Liveness: the process answers. No authentication, no database call."""
         return {"ok": True, "version": __version__}
 
-    for module in (auth, users, pages, page_setup, contacts, templates, campaigns, admin, webhooks):
+    for module in (
+        auth,
+        users,
+        pages,
+        page_setup,
+        contacts,
+        templates,
+        campaigns,
+        series,
+        admin,
+        webhooks,
+    ):
         app.include_router(module.router)
     dashboard.install(app)
     return app

@@ -191,6 +191,8 @@ def campaign(row: Campaign, counts: dict[str, int]) -> dict[str, Any]:
         "updated_at": _time(row.updated_at),
         "started_at": _time(row.started_at),
         "completed_at": _time(row.completed_at),
+        "series_id": row.series_id,  # issue 20: a run of a series
+        "run_at": _time(row.run_at),
     }
 
 

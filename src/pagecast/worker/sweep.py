@@ -1,7 +1,8 @@
 """The periodic sweep, the backstop of every job: every sending campaign has a plan chain
 (one that stalled is planned again), due schedules start, the claims of dead workers become
 `unknown`, `unknown` deliveries past their grace are reconciled, webhook events left
-unprocessed are processed, and abandoned "Connect with Facebook" runs lose their user token."""
+unprocessed are processed, abandoned "Connect with Facebook" runs lose their user token, and
+the due runs of series (issue 20) are made."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from pagecast.models import Campaign, CampaignStatus
 from pagecast.services import deliveries, facebook_connect, reconcile, sending
 from pagecast.webhook_runner import run_pending as run_pending_webhook_events
 from pagecast.worker.schedule import start_due
+from pagecast.worker.series import run_due_series
 from pagecast.worker.state import Env
 
 __all__ = ["sweep", "sweep_forever"]
@@ -82,6 +84,7 @@ async def sweep(env: Env) -> None:
     await run_pending_webhook_events(
         env.db, older_than=env.config.webhook_retry_after, reactions=env.reactions
     )
+    await run_due_series(env)  # issue 20: the due runs of recurring series
 
 
 async def recover_lost_claims(env: Env) -> None:

@@ -26,6 +26,7 @@ def _routers() -> list[APIRouter]:
         message_templates,
         ops,
         pages,
+        series,
         users,
     )
 
@@ -39,6 +40,7 @@ def _routers() -> list[APIRouter]:
         pages,
         contacts,
         message_templates,
+        series,
         ops,
         users,
     )
