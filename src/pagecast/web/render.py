@@ -18,15 +18,18 @@ from pagecast.models import (
     User,
     utcnow,
 )
-from pagecast.schemas import parse_id
+from pagecast.schemas import ID_MAX, parse_id
 from pagecast.services import campaigns, pacing
 from pagecast.services.audience import Preview, TagWarning
+from pagecast.services.delivery_list import Item
 from pagecast.services.review import Review
 
 __all__ = [
+    "DELIVERY_FIELDS",
     "campaign",
     "contact",
     "cursor",
+    "delivery",
     "login_session",
     "page",
     "parse_cursor",
@@ -48,19 +51,55 @@ def cursor(last_id: int | None) -> str | None:
     )
 
 
-def parse_cursor(value: str | None) -> int | None:
+def parse_cursor(value: str | None, maximum: int = ID_MAX) -> int | None:
+    """The id a `cursor` carries (ids up to `maximum`: BIGINT_MAX for deliveries)."""
     if value is None:
         return None
     try:
         kind, _, number = base64.urlsafe_b64decode(value.encode()).decode().partition(":")
     except ValueError:  # binascii.Error and UnicodeDecodeError are ValueErrors
         kind, number = "", ""
-    last_id = parse_id(number) if kind == "id" else None
+    last_id = parse_id(number, maximum) if kind == "id" else None
     if last_id is None:
         raise InvalidInput(
             "cursor is not one this API returned; use next_cursor as given.", field="cursor"
         )
     return last_id
+
+
+# A listed delivery's keys, in order: the API's item and the CSV's columns (issue 20).
+DELIVERY_FIELDS = (
+    "id",
+    "contact_id",
+    "psid",
+    "first_name",
+    "last_name",
+    "status",
+    "reason",
+    "reason_words",
+    "variant",
+    "due_at",
+    "sent_at",
+    "delivered_at",
+    "read_at",
+    "clicked_at",
+    "replied_at",
+    "attempts",
+    "error_code",
+    "error_subcode",
+    "error_kind",
+    "error_message",
+    "fbtrace_id",
+)
+
+
+def delivery(item: Item) -> dict[str, Any]:
+    """A delivery of `services.delivery_list` (times in UTC, as everywhere in the API)."""
+    values = {name: getattr(item, name) for name in DELIVERY_FIELDS}
+    values["status"] = item.status.value
+    for name in ("due_at", "sent_at", "delivered_at", "read_at", "clicked_at", "replied_at"):
+        values[name] = _time(values[name])
+    return values
 
 
 def user(row: User) -> dict[str, Any]:
