@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import text, update
 
 from factories import ADMIN_ACTOR, connected_page
 from pagecast.db import Database
@@ -296,3 +296,42 @@ async def test_reading_deliveries_needs_the_campaigns_read_permission(
     for role in (Role.VIEWER, Role.MANAGER, Role.ADMIN):
         reader = await api(role)
         assert len((await reader.get(path)).json()["items"]) == 3
+
+
+async def _scans(db: Database, filters: delivery_list.Filters) -> str:
+    statement = delivery_list.query(1, filters, limit=51)
+    sql = str(statement.compile(db.engine.sync_engine, compile_kwargs={"literal_binds": True}))
+    explain = "EXPLAIN " if db.dialect == "postgresql" else "EXPLAIN QUERY PLAN "
+    async with db.transaction() as session:
+        return "\n".join(str(row) for row in await session.execute(text(explain + sql)))
+
+
+async def test_a_rare_status_error_code_or_reason_is_read_through_its_index(db: Database) -> None:
+    """Migration 0023: a page of pending rows at the end of a large campaign, or of a code or
+    reason 1 in 1,000, comes from an index in id order, not a walk of the whole campaign."""
+    generated = (
+        "SELECT g FROM generate_series(1, 20000) g"
+        if db.dialect == "postgresql"
+        else "WITH RECURSIVE s(g) AS (SELECT 1 UNION ALL SELECT g + 1 FROM s WHERE g < 20000) "
+        "SELECT g FROM s"
+    )
+    async with db.transaction() as session:
+        await session.execute(
+            text(
+                "INSERT INTO deliveries (campaign_id, contact_id, status, attempts, parts_sent, "
+                "reason, error_code, updated_at) "
+                "SELECT 1, g, CASE WHEN g > 19900 THEN 'pending' ELSE 'read' END, 1, 1, "
+                "CASE WHEN g % 1000 = 7 THEN 'opted_out' END, "
+                "CASE WHEN g % 1000 = 3 THEN 10 END, CURRENT_TIMESTAMP "
+                f"FROM ({generated}) AS n"
+            )
+        )
+        await session.execute(
+            text("ANALYZE deliveries" if db.dialect == "postgresql" else "ANALYZE")
+        )
+    for filters, index in (
+        (delivery_list.Filters(statuses=(DeliveryStatus.PENDING,)), "status_id"),
+        (delivery_list.Filters(error_code=10), "error_code"),
+        (delivery_list.Filters(reason="opted_out"), "reason"),
+    ):
+        assert f"ix_deliveries_campaign_id_{index}" in await _scans(db, filters), filters

@@ -64,7 +64,6 @@ def campaigns_deliveries(
     as_json: bool = typer.Option(False, "--json", help="The API's JSON body."),
 ) -> None:
     """List a campaign's deliveries: person, status, reason, variant, error, attempts."""
-    from pagecast.csv_export import csv_lines
     from pagecast.schemas import BIGINT_MAX, ID_MAX
     from pagecast.services import campaigns, delivery_list
     from pagecast.web import render
@@ -84,13 +83,7 @@ def campaigns_deliveries(
             async with ctx.db.transaction() as session:
                 await campaigns.get(session, campaign_id)
 
-            async def rows() -> Any:
-                async for batch in delivery_list.batches(ctx.db, campaign_id, chosen):
-                    for item in batch:
-                        shown = render.delivery(item)
-                        yield [shown[name] for name in render.DELIVERY_FIELDS]
-
-            async for text in csv_lines(render.DELIVERY_FIELDS, rows()):
+            async for text in render.deliveries_csv(ctx.db, campaign_id, chosen):
                 sys.stdout.write(text)
 
         run(write_csv)

@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Unpack
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import Select, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pagecast.db import Database
@@ -33,6 +33,7 @@ __all__ = [
     "count",
     "page",
     "parse",
+    "query",
     "reason_text",
 ]
 
@@ -226,6 +227,35 @@ class Page:
         return self.items[-1].id if self.items else None
 
 
+def query(
+    campaign_id: int,
+    filters: Filters,
+    *,
+    after: int | None = None,
+    before: int | None = None,
+    limit: int = DEFAULT_LIMIT,
+) -> Select[Unpack[tuple[Any, ...]]]:
+    """The SELECT of one page: ascending ids after `after`, or (with only `before`) the
+    descending ids before it. Its plans are in docs/performance.md (P11)."""
+    where = filters.clauses(campaign_id)
+    if after is not None:
+        where.append(Delivery.id > after)
+    if before is not None:
+        where.append(Delivery.id < before)
+    order = Delivery.id.desc() if before is not None and after is None else Delivery.id
+    statement: Select[Unpack[tuple[Any, ...]]] = (
+        select(*_COLUMNS)
+        .select_from(Delivery)
+        # Outer: a delivery whose contact was deleted in the one race contacts.delete leaves
+        # (docs/architecture.md, "Deliveries without foreign keys") is still listed.
+        .outerjoin(Contact, Contact.id == Delivery.contact_id)
+        .where(*where)
+        .order_by(order)
+        .limit(limit)
+    )
+    return statement
+
+
 async def _read(
     session: AsyncSession,
     campaign_id: int,
@@ -236,24 +266,11 @@ async def _read(
     before: int | None,
     limit: int,
 ) -> list[Item]:
-    where = filters.clauses(campaign_id)
-    if after is not None:
-        where.append(Delivery.id > after)
-    if before is not None:
-        where.append(Delivery.id < before)
-    order = Delivery.id.desc() if before is not None and after is None else Delivery.id
-    query = (
-        select(*_COLUMNS)
-        .select_from(Delivery)
-        # Outer: a delivery whose contact was deleted in the one race contacts.delete leaves
-        # (docs/architecture.md, "Deliveries without foreign keys") is still listed.
-        .outerjoin(Contact, Contact.id == Delivery.contact_id)
-        .where(*where)
-        .order_by(order)
-        .limit(limit)
-    )
     items = []
-    for row in await session.execute(query):
+    found = await session.execute(
+        query(campaign_id, filters, after=after, before=before, limit=limit)
+    )
+    for row in found:
         values = list(row)
         values.insert(7, reason_text(row.reason, messaging_type))
         items.append(Item(*values))

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import base64
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
+from pagecast.csv_export import csv_chunks
+from pagecast.db import Database
 from pagecast.errors import InvalidInput
 from pagecast.models import (
     ApiToken,
@@ -19,9 +22,9 @@ from pagecast.models import (
     utcnow,
 )
 from pagecast.schemas import ID_MAX, parse_id
-from pagecast.services import campaigns, pacing
+from pagecast.services import campaigns, delivery_list, pacing
 from pagecast.services.audience import Preview, TagWarning
-from pagecast.services.delivery_list import Item
+from pagecast.services.delivery_list import Filters, Item
 from pagecast.services.review import Review
 
 __all__ = [
@@ -29,6 +32,7 @@ __all__ = [
     "campaign",
     "contact",
     "cursor",
+    "deliveries_csv",
     "delivery",
     "login_session",
     "page",
@@ -100,6 +104,18 @@ def delivery(item: Item) -> dict[str, Any]:
     for name in ("due_at", "sent_at", "delivered_at", "read_at", "clicked_at", "replied_at"):
         values[name] = _time(values[name])
     return values
+
+
+async def deliveries_csv(db: Database, campaign_id: int, filters: Filters) -> AsyncIterator[str]:
+    """The CSV of the API, the dashboard and the CLI: a header of `DELIVERY_FIELDS`, then
+    each matching delivery as `delivery` shows it, a batch at a time (constant memory)."""
+
+    async def batches() -> AsyncIterator[list[list[Any]]]:
+        async for batch in delivery_list.batches(db, campaign_id, filters):
+            yield [list(delivery(item).values()) for item in batch]
+
+    async for text in csv_chunks(DELIVERY_FIELDS, batches()):
+        yield text
 
 
 def user(row: User) -> dict[str, Any]:

@@ -13,7 +13,6 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
 from pagecast.context import AppContext
-from pagecast.csv_export import csv_lines
 from pagecast.models import DeliveryStatus
 from pagecast.permissions import Actor, Permission
 from pagecast.schemas import BIGINT_MAX, Id, Int32, Line
@@ -47,14 +46,8 @@ async def csv_response(ctx: AppContext, campaign_id: int, filters: Filters) -> R
     async with ctx.db.transaction() as session:
         await campaigns.get(session, campaign_id)
 
-    async def rows() -> Any:
-        async for batch in delivery_list.batches(ctx.db, campaign_id, filters):
-            for item in batch:
-                shown = render.delivery(item)
-                yield [shown[name] for name in render.DELIVERY_FIELDS]
-
     return StreamingResponse(
-        csv_lines(render.DELIVERY_FIELDS, rows()),
+        render.deliveries_csv(ctx.db, campaign_id, filters),
         media_type="text/csv; charset=utf-8",
         headers={
             "Content-Disposition": f'attachment; filename="campaign-{campaign_id}-deliveries.csv"'
