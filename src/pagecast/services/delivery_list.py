@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Unpack
+from typing import Any
 
 from sqlalchemy import Select, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -234,7 +234,7 @@ def query(
     after: int | None = None,
     before: int | None = None,
     limit: int = DEFAULT_LIMIT,
-) -> Select[Unpack[tuple[Any, ...]]]:
+) -> Select[*tuple[Any, ...]]:
     """The SELECT of one page: ascending ids after `after`, or (with only `before`) the
     descending ids before it. Its plans are in docs/performance.md (P11)."""
     where = filters.clauses(campaign_id)
@@ -243,7 +243,7 @@ def query(
     if before is not None:
         where.append(Delivery.id < before)
     order = Delivery.id.desc() if before is not None and after is None else Delivery.id
-    statement: Select[Unpack[tuple[Any, ...]]] = (
+    statement: Select[*tuple[Any, ...]] = (
         select(*_COLUMNS)
         .select_from(Delivery)
         # Outer: a delivery whose contact was deleted in the one race contacts.delete leaves
