@@ -24,7 +24,6 @@ from pagecast.web.dashboard.base import DashboardRoute, ViewerDep, page, redirec
 from pagecast.web.deps import ContextDep
 
 router = APIRouter(route_class=DashboardRoute, include_in_schema=False)
-PAGE_SIZE = 50
 
 # Which buttons a campaign in a state shows: (action, label, confirmation question).
 _ACTIONS: dict[CampaignStatus, list[tuple[str, str, str]]] = {
