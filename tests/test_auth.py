@@ -67,6 +67,7 @@ MATRIX: dict[tuple[str, str], tuple[int, set[str]]] = {
     ("GET", "/api/campaigns/{campaign_id}/review"): (404, ALL),
     ("POST", "/api/campaigns/{campaign_id}/test"): (422, WRITERS),
     ("GET", "/api/campaigns/{campaign_id}/audit"): (404, ALL),
+    ("GET", "/api/campaigns/{campaign_id}/deliveries"): (404, ALL),
     ("GET", "/api/campaigns/{campaign_id}/events"): (404, ALL),
     ("GET", "/api/series"): (200, ALL),
     ("POST", "/api/series"): (422, WRITERS),

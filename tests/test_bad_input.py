@@ -207,7 +207,7 @@ async def test_dashboard_numbers_are_checked(
             f"/campaigns/{campaign.id}/deliveries?code={number}",
         ):
             assert (await client.get(path)).status_code == 200, path
-        for path in (f"/campaigns/{number}", f"/campaigns/{campaign.id}/deliveries?offset={HUGE}"):
+        for path in (f"/campaigns/{number}", f"/campaigns/{campaign.id}/deliveries?after={HUGE}"):
             assert (await client.get(path)).status_code == 404, path
         csrf = app.state.context.vault.csrf_token(client.cookies[SESSION_COOKIE])
         synced = await client.post("/contacts/sync", data={"csrf_token": csrf, "page_id": number})

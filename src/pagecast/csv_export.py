@@ -14,7 +14,7 @@ import io
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Sequence
 from typing import Any
 
-__all__ = ["FORMULA_STARTS", "csv_lines", "csv_row", "safe_cell"]
+__all__ = ["FORMULA_STARTS", "csv_chunks", "csv_lines", "csv_row", "safe_cell"]
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
@@ -51,4 +51,21 @@ async def csv_lines(
             yield buffer.getvalue()
             buffer.seek(0)
             buffer.truncate()
+    yield buffer.getvalue()
+
+
+async def csv_chunks(
+    header: Sequence[str], batches: AsyncIterable[Iterable[Sequence[Any]]]
+) -> AsyncIterator[str]:
+    """The CSV text of `header` and the rows of `batches`, one chunk per batch: a large
+    export sends a few thousand writes, not one per row (each is a message through the
+    server), and holds one batch at a time."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(csv_row(header))
+    async for rows in batches:
+        writer.writerows(csv_row(row) for row in rows)
+        yield buffer.getvalue()
+        buffer.seek(0)
+        buffer.truncate()
     yield buffer.getvalue()

@@ -2,12 +2,20 @@
 
 `pagecast.cli.base` holds the Typer apps and the shared runner; the commands live in
 `processes` (serve, web, worker, simulator), `admin` (db, users, tokens, config), `data`
-(pages, contacts, campaigns), `series` (recurring series) and `page_setup` (pages sync, pages webhook).
+(pages, contacts, campaigns), `series` (recurring series), `deliveries` (campaigns
+deliveries) and `page_setup` (pages sync, pages webhook).
 """
 
 from __future__ import annotations
 
-from pagecast.cli import admin, data, page_setup, processes, series  # noqa: F401  (they register their commands)
+from pagecast.cli import (  # noqa: F401  (they register their commands)
+    admin,
+    data,
+    deliveries,
+    page_setup,
+    processes,
+    series,
+)
 from pagecast.cli.base import app
 
 __all__ = ["app", "main"]

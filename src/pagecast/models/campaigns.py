@@ -120,7 +120,9 @@ class Delivery(Base):
     __tablename__ = "deliveries"
     __table_args__ = (
         UniqueConstraint("campaign_id", "contact_id"),
-        Index("ix_deliveries_campaign_id_status", "campaign_id", "status"),
+        # With `id` last, a campaign's deliveries of one status come in id order from the
+        # index: the listing's keyset pages (services/delivery_list.py, migration 0023).
+        Index("ix_deliveries_campaign_id_status_id", "campaign_id", "status", "id"),
         # Partial: a new delivery has neither a sent_at nor a message_id, and a btree would
         # otherwise index every NULL the snapshot writes. The queries that use them
         # (campaigns.send_rate, the receipts' lookup by mids) always compare the column to a value.
@@ -144,6 +146,21 @@ class Delivery(Base):
         ),
         _partial(
             "ix_deliveries_campaign_id_replied", "campaign_id", where="replied_at IS NOT NULL"
+        ),
+        # The listing's filters by error code and by reason: only rows that have one.
+        _partial(
+            "ix_deliveries_campaign_id_error_code",
+            "campaign_id",
+            "error_code",
+            "id",
+            where="error_code IS NOT NULL",
+        ),
+        _partial(
+            "ix_deliveries_campaign_id_reason",
+            "campaign_id",
+            "reason",
+            "id",
+            where="reason IS NOT NULL",
         ),
     )
 

@@ -1,30 +1,21 @@
-"""Read-only views of a campaign's deliveries for people: the table, errors grouped, sends
-over time. Nothing here changes a row."""
+"""Read-only views of a campaign's deliveries for people: errors grouped, sends over time
+(the table itself is services/delivery_list.py). Nothing here changes a row."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from pagecast.models import Contact, Delivery, DeliveryStatus
+from pagecast.models import Delivery, DeliveryStatus
 
 __all__ = [
-    "DeliveryRow",
     "ErrorGroup",
-    "deliveries",
     "error_groups",
     "sends_over_time",
 ]
-
-
-@dataclass(frozen=True)
-class DeliveryRow:
-    delivery: Delivery
-    contact: Contact
 
 
 @dataclass(frozen=True)
@@ -36,57 +27,6 @@ class ErrorGroup:
     subcode: int | None
     count: int
     example: str | None
-
-
-def _filtered(
-    campaign_id: int, status: str | None, code: int | None, search: str | None
-) -> list[Any]:
-    clauses: list[Any] = [Delivery.campaign_id == campaign_id]
-    if status:
-        clauses.append(Delivery.status == DeliveryStatus(status))
-    if code is not None:
-        clauses.append(Delivery.error_code == code)
-    if search:
-        like = f"%{search}%"
-        clauses.append(
-            or_(
-                Contact.first_name.ilike(like),
-                Contact.last_name.ilike(like),
-                Contact.psid == search,
-            )
-        )
-    return clauses
-
-
-async def deliveries(
-    session: AsyncSession,
-    campaign_id: int,
-    *,
-    status: str | None = None,
-    code: int | None = None,
-    search: str | None = None,
-    offset: int = 0,
-    limit: int | None = 50,
-) -> tuple[list[DeliveryRow], int]:
-    """One page of the campaign's deliveries with their contacts, and how many match."""
-    where = _filtered(campaign_id, status, code, search)
-    total = await session.scalar(
-        select(func.count())
-        .select_from(Delivery)
-        .join(Contact, Contact.id == Delivery.contact_id)
-        .where(*where)
-    )
-    query = (
-        select(Delivery, Contact)
-        .join(Contact, Contact.id == Delivery.contact_id)
-        .where(*where)
-        .order_by(Delivery.id)
-        .offset(offset)
-    )
-    if limit is not None:
-        query = query.limit(limit)
-    rows = [DeliveryRow(d, c) for d, c in await session.execute(query)]
-    return rows, int(total or 0)
 
 
 async def error_groups(session: AsyncSession, campaign_id: int) -> list[ErrorGroup]:

@@ -18,6 +18,7 @@ from pagecast.web.api import (
     auth,
     campaigns,
     contacts,
+    deliveries,
     page_setup,
     pages,
     series,
@@ -65,18 +66,8 @@ def create_app(
         """Liveness: the process answers. No authentication, no database call."""
         return {"ok": True, "version": __version__}
 
-    for module in (
-        auth,
-        users,
-        pages,
-        page_setup,
-        contacts,
-        templates,
-        campaigns,
-        series,
-        admin,
-        webhooks,
-    ):
+    routers = (auth, users, pages, page_setup, contacts, templates, campaigns, series, deliveries)
+    for module in (*routers, admin, webhooks):
         app.include_router(module.router)
     dashboard.install(app)
     return app

@@ -1,4 +1,5 @@
-"""Campaign list, campaign detail (live progress, errors, deliveries, audit) and its actions.
+"""Campaign list, campaign detail (live progress, errors, audit) and its actions; the
+deliveries table is web/dashboard/deliveries.py.
 
 Actions call `pagecast.actions` / `services.campaigns`, exactly as the API and the CLI do;
 the page hides buttons a role may not use, and the server checks the permission anyway.
@@ -6,18 +7,16 @@ the page hides buttons a role may not use, and the server checks the permission 
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Query, Request, Response
-from fastapi.responses import StreamingResponse
+from fastapi import APIRouter, Request, Response
 
 from pagecast import actions, tester_sends
 from pagecast.context import AppContext
-from pagecast.csv_export import csv_lines
 from pagecast.errors import NotFound, PagecastError
 from pagecast.models import CampaignStatus, DeliveryStatus, utcnow
 from pagecast.permissions import Actor, Permission
-from pagecast.schemas import BIGINT_MAX, TESTERS_PER_SEND, Id, Line, parse_id
+from pagecast.schemas import TESTERS_PER_SEND, Id, Line, parse_id
 from pagecast.services import (
     audience,
     audit,
@@ -35,7 +34,6 @@ from pagecast.web.dashboard.base import DashboardRoute, ViewerDep, page, redirec
 from pagecast.web.deps import ContextDep
 
 router = APIRouter(route_class=DashboardRoute, include_in_schema=False)
-PAGE_SIZE = 50
 
 # Which buttons a campaign in a state shows: (action, label, confirmation question).
 _ACTIONS: dict[CampaignStatus, list[tuple[str, str, str]]] = {
@@ -209,76 +207,6 @@ async def campaign_panel(
     return page(
         request, "_campaign_panel.html", viewer, **await _detail_context(ctx, viewer, campaign_id)
     )
-
-
-def _delivery_filters(status: str | None, code: str | None, q: str | None) -> dict[str, Any]:
-    return {
-        "status": status if status in set(DeliveryStatus) else None,
-        "code": parse_id(code),
-        "search": (q or "").strip()[:200] or None,
-    }
-
-
-@router.get("/campaigns/{campaign_id}/deliveries")
-async def delivery_table(
-    campaign_id: Id,
-    request: Request,
-    viewer: ViewerDep,
-    ctx: ContextDep,
-    status: str | None = None,
-    code: str | None = None,
-    q: Line | None = None,
-    offset: Annotated[int, Query(ge=0, le=BIGINT_MAX)] = 0,
-) -> Response:
-    viewer.actor.require(Permission.CAMPAIGNS_READ)
-    filters = _delivery_filters(status, code, q)
-    async with ctx.db.transaction() as session:
-        await campaigns.get(session, campaign_id)
-        rows, total = await reports.deliveries(
-            session, campaign_id, offset=max(offset, 0), limit=PAGE_SIZE, **filters
-        )
-    return page(
-        request,
-        "_deliveries.html",
-        viewer,
-        campaign_id=campaign_id,
-        rows=rows,
-        total=total,
-        offset=max(offset, 0),
-        size=PAGE_SIZE,
-        query={"status": status or "", "code": code or "", "q": q or ""},
-    )
-
-
-@router.get("/campaigns/{campaign_id}/deliveries.csv")
-async def delivery_csv(
-    campaign_id: Id,
-    viewer: ViewerDep,
-    ctx: ContextDep,
-    status: str | None = None,
-    code: str | None = None,
-    q: str | None = None,
-) -> Response:
-    viewer.actor.require(Permission.CAMPAIGNS_READ)
-    filters = _delivery_filters(status, code, q)
-    async with ctx.db.transaction() as session:
-        await campaigns.get(session, campaign_id)
-        rows, _ = await reports.deliveries(session, campaign_id, limit=None, **filters)
-
-    header = ["psid", "first_name", "last_name", "status", "reason", "error_code"]
-    header += ["error_subcode", "error_message", "attempts", "sent_at", "delivered_at", "read_at"]
-    lines = csv_lines(header, (_csv_values(row.delivery, row.contact) for row in rows))
-    return StreamingResponse(
-        lines,
-        media_type="text/csv",
-        headers={"Content-Disposition": f'attachment; filename="campaign-{campaign_id}.csv"'},
-    )
-
-
-def _csv_values(d: Any, c: Any) -> list[Any]:
-    person = [c.psid, c.first_name, c.last_name]
-    outcome = [d.status.value, d.reason, d.error_code, d.error_subcode, d.error_message]
-    return [*person, *outcome, d.attempts, d.sent_at, d.delivered_at, d.read_at]
 
 
 @router.post("/campaigns/{campaign_id}/test")

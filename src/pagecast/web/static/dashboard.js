@@ -93,13 +93,12 @@
     if (event.detail.xhr.status >= 400) { event.detail.shouldSwap = true; event.detail.isError = false; }
   });
 
-  // The deliveries CSV follows the table's filters.
-  document.addEventListener("htmx:configRequest", function (event) {
+  // "Download CSV" follows the deliveries table's filter: each page of the table names the
+  // CSV of its filter (web/dashboard/deliveries.py).
+  document.addEventListener("htmx:afterSwap", function (event) {
     var link = document.getElementById("csv-link");
-    if (!link || !/\/deliveries$/.test(event.detail.path)) return;
-    var params = new URLSearchParams(event.detail.parameters);
-    params.delete("offset");
-    link.href = event.detail.path + ".csv?" + params.toString();
+    var named = event.detail.target.querySelector("[data-csv-url]");
+    if (link && named && event.detail.target.id === "deliveries") link.href = named.dataset.csvUrl;
   });
 
   var FINAL = ["completed", "cancelled"];
