@@ -10,9 +10,8 @@ import logging
 from collections.abc import Sequence
 
 from pagecast.context import AppContext
-from pagecast.models import Campaign
+from pagecast.models import Campaign, utcnow
 from pagecast.permissions import Actor
-from pagecast.models import utcnow
 from pagecast.services import experiments, pacing, sending
 
 __all__ = ["cancel", "pause", "pick_winner", "resume", "retry_failed", "schedule", "start"]
