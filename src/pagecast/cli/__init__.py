@@ -2,12 +2,19 @@
 
 `pagecast.cli.base` holds the Typer apps and the shared runner; the commands live in
 `processes` (serve, web, worker, simulator), `admin` (db, users, tokens, config), `data`
-(pages, contacts, campaigns) and `page_setup` (pages sync, pages webhook).
+(pages, contacts, campaigns), `experiments` (campaigns results, campaigns winner) and
+`page_setup` (pages sync, pages webhook).
 """
 
 from __future__ import annotations
 
-from pagecast.cli import admin, data, page_setup, processes  # noqa: F401  (they register their commands)
+from pagecast.cli import (  # noqa: F401  (they register their commands)
+    admin,
+    data,
+    experiments,
+    page_setup,
+    processes,
+)
 from pagecast.cli.base import app
 
 __all__ = ["app", "main"]

@@ -224,7 +224,7 @@ def campaigns_list() -> None:
         typer.echo(f"{campaign.id}\t{campaign.status.value}\t{campaign.name}")
 
 
-async def _with_redis(ctx: Any, work: Callable[[], Awaitable[T]]) -> T:
+async def with_redis(ctx: Any, work: Callable[[], Awaitable[T]]) -> T:
     """`work()` with a Redis: REDIS_URL's, else the data dir's embedded one, joined when a
     `pagecast serve` runs it (so its queue, limiter and throttles are the ones shared), or
     started for this command and stopped after."""
@@ -250,7 +250,7 @@ def _campaign_command(action: str, campaign_id: int) -> None:
             return getattr(actions, action)(ctx, cli_actor(), campaign_id)  # type: ignore[no-any-return]
 
         if action in ("start", "resume"):
-            return await _with_redis(ctx, work)
+            return await with_redis(ctx, work)
         return await work()
 
     campaign = run(act)
@@ -303,7 +303,7 @@ def campaigns_test(
 
     async def send(ctx: Any) -> Any:
         # The Page's limiter and throttles are shared with a running `pagecast serve`.
-        return await _with_redis(
+        return await with_redis(
             ctx, lambda: tester_sends.send_tests(ctx, cli_actor(), campaign_id, contact)
         )
 
