@@ -353,6 +353,8 @@ async def update(
     # a sequence by one message, messages a template, template_id both).
     ways = ("content", "messages", "template_id", "variants")
     given = [n for n in ways if changes.get(n) is not None]
+    if given and keeps_its_message_count(campaign):
+        variants.keep_started(campaign, given[0])
     if len(given) == 1:
         for name in ways:
             merged[name] = changes.get(name)

@@ -19,6 +19,7 @@ from typing import Any
 
 from sqlalchemy import BigInteger, case, cast, literal, or_
 
+from pagecast.errors import InvalidState
 from pagecast.message_schema import Content
 from pagecast.models import Campaign, Contact
 from pagecast.services import content
@@ -29,6 +30,7 @@ __all__ = [
     "assignment",
     "by_variant",
     "columns",
+    "keep_started",
     "keys",
     "new_seed",
     "not_waiting",
@@ -135,3 +137,15 @@ def prepare(campaign: Campaign, *, new_seed_: bool = False) -> None:
         campaign.variant_seed = new_seed()
     campaign.experiment_state = "testing" if campaign.experiment else None
     campaign.winner = campaign.experiment_reason = campaign.decided_at = None
+
+
+def keep_started(campaign: Campaign, field: str) -> None:
+    """A started A/B campaign keeps its variants: its people were assigned to them (a new
+    message given in `field` is refused)."""
+    if campaign.variants:
+        raise InvalidState(
+            f"Campaign {campaign.id} has started as an A/B test; its variants cannot change "
+            f"any more. Duplicate it (POST /api/campaigns/{campaign.id}/duplicate) to send "
+            "different ones.",
+            field=field,
+        )

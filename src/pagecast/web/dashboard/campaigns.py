@@ -18,7 +18,17 @@ from pagecast.errors import NotFound, PagecastError
 from pagecast.models import CampaignStatus, DeliveryStatus, utcnow
 from pagecast.permissions import Actor, Permission
 from pagecast.schemas import BIGINT_MAX, TESTERS_PER_SEND, Id, Line, parse_id
-from pagecast.services import audience, audit, campaigns, pages, reports, review, sending, testers
+from pagecast.services import (
+    audience,
+    audit,
+    campaigns,
+    experiments,
+    pages,
+    reports,
+    review,
+    sending,
+    testers,
+)
 from pagecast.web import render
 from pagecast.web.dashboard import explain, times
 from pagecast.web.dashboard.base import DashboardRoute, ViewerDep, page, redirect
@@ -43,7 +53,7 @@ _ACTIONS: dict[CampaignStatus, list[tuple[str, str, str]]] = {
         ("cancel", "Cancel", "Cancel the campaign? Pending messages are never sent."),
     ],
 }
-_SEND_ACTIONS = {"start", "schedule", "pause", "resume", "cancel", "retry-failed"}
+_SEND_ACTIONS = {"start", "schedule", "pause", "resume", "cancel", "retry-failed", "winner"}
 
 
 def summary(campaign: Any) -> dict[str, Any]:
@@ -149,6 +159,7 @@ async def _detail_context(ctx: Any, viewer: Any, campaign_id: int) -> dict[str, 
             if campaign.status in testers.TESTABLE and viewer.can(Permission.CAMPAIGNS_SEND)
             else None
         )
+        experiment = await experiments.report(session, campaign)  # A/B: by variant
     return {
         "campaign": campaign,
         "page_row": page_row,
@@ -168,6 +179,7 @@ async def _detail_context(ctx: Any, viewer: Any, campaign_id: int) -> dict[str, 
         "schedule_passed": _schedule_passed(campaign),
         "editable": campaign.status in campaigns.EDITABLE
         and viewer.can(Permission.CAMPAIGNS_WRITE),
+        "experiment": experiment,
     }
 
 
@@ -255,6 +267,7 @@ async def delivery_csv(
 
     header = ["psid", "first_name", "last_name", "status", "reason", "error_code"]
     header += ["error_subcode", "error_message", "attempts", "sent_at", "delivered_at", "read_at"]
+    header += ["variant"]  # issue 20: the A/B variant (`*`: waiting for the winner)
     lines = csv_lines(header, (_csv_values(row.delivery, row.contact) for row in rows))
     return StreamingResponse(
         lines,
@@ -266,7 +279,7 @@ async def delivery_csv(
 def _csv_values(d: Any, c: Any) -> list[Any]:
     person = [c.psid, c.first_name, c.last_name]
     outcome = [d.status.value, d.reason, d.error_code, d.error_subcode, d.error_message]
-    return [*person, *outcome, d.attempts, d.sent_at, d.delivered_at, d.read_at]
+    return [*person, *outcome, d.attempts, d.sent_at, d.delivered_at, d.read_at, d.variant]
 
 
 @router.post("/campaigns/{campaign_id}/test")
@@ -329,7 +342,7 @@ async def campaign_action(
     if action not in _SEND_ACTIONS:
         raise NotFound(f"Unknown campaign action {action!r}.")
     try:
-        await _act(ctx, actor, action, campaign_id)
+        await _act(ctx, actor, action, campaign_id, str((await request.form()).get("key", "")))
     except PagecastError as exc:
         if exc.status_code in (401, 403, 404):
             raise
@@ -348,8 +361,10 @@ async def campaign_action(
     return redirect(f"/campaigns/{campaign_id}")
 
 
-async def _act(ctx: AppContext, actor: Actor, action: str, campaign_id: int) -> None:
-    if action == "start":
+async def _act(ctx: AppContext, actor: Actor, action: str, campaign_id: int, key: str = "") -> None:
+    if action == "winner":  # an A/B experiment's winner, picked by hand (`key`)
+        await actions.pick_winner(ctx, actor, campaign_id, key.strip())
+    elif action == "start":
         await actions.start(ctx, actor, campaign_id)
     elif action == "schedule":
         await actions.schedule(ctx, actor, campaign_id)
