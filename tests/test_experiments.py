@@ -96,6 +96,32 @@ async def test_variants_and_experiment_are_saved_and_read_back(
     assert plain.json()["experiment"] is None
 
 
+async def test_patch_changes_variants_of_a_draft_and_a_single_message_ends_the_test(
+    api: Any, db: Database, vault: Vault
+) -> None:
+    manager = await api(Role.MANAGER)
+    page = await connected_page(db, vault)
+    created = await manager.post(
+        "/api/campaigns",
+        json={"name": "AB", "page_id": page.id, "variants": TWO, "experiment": EXPERIMENT},
+    )
+    campaign_id = created.json()["id"]
+    three = [*TWO, {"key": "C", "content": {"text": "Last chance"}, "weight": 2}]
+    patched = await manager.patch(f"/api/campaigns/{campaign_id}", json={"variants": three})
+    assert patched.status_code == 200, patched.text
+    assert (
+        patched.json()["variants"] == three and patched.json()["experiment"]["test_percent"] == 20
+    )
+    bad = await manager.patch(
+        f"/api/campaigns/{campaign_id}", json={"experiment": EXPERIMENT | {"holdout_percent": 90}}
+    )
+    assert bad.status_code == 422 and bad.json()["error"]["field"] == "experiment.test_percent"
+    one = await manager.patch(f"/api/campaigns/{campaign_id}", json={"content": A})
+    assert one.status_code == 200, one.text
+    assert one.json()["variants"] is None and one.json()["experiment"] is None
+    assert one.json()["content"] == A
+
+
 def _variants(count: int) -> list[dict[str, Any]]:
     return [{"key": k, "content": {"text": f"v{k}"}} for k in "ABCDEF"[:count]]
 

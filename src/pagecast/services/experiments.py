@@ -246,6 +246,8 @@ def _iso(value: datetime | None) -> str | None:
 
 def _status(campaign: Campaign) -> str:
     state = campaign.experiment_state or TESTING
+    if campaign.status is CampaignStatus.CANCELLED:
+        return "done"  # whatever was decided: nothing more is sent
     if state != DECIDED:
         return state
     if campaign.status is CampaignStatus.SENDING:
