@@ -25,7 +25,7 @@ from pagecast.context import AppContext
 from pagecast.db import Database
 from pagecast.models import Campaign, Contact, Delivery, DeliveryStatus, Role, utcnow
 from pagecast.security import Vault
-from pagecast.services import abstats, deliveries, variants
+from pagecast.services import abstats, deliveries, snapshots, variants
 from pagecast.settings import Settings
 from pagecast.worker import build
 from pagecast.worker.sweep import sweep
@@ -316,6 +316,37 @@ async def test_the_assignment_is_the_seeded_hash_on_either_backend(
     )
     assert 320 <= kinds["holdout"] <= 480 and 680 <= kinds["test"] <= 920, kinds
     assert all((v is None) == (r == variants.HOLDOUT) for v, r in split.values())
+
+
+async def test_a_snapshot_in_slices_assigns_as_one_statement_would(
+    db: Database, vault: Vault
+) -> None:
+    """A large audience is snapshotted in slices (services/snapshots.py): each slice's
+    INSERT … SELECT carries the same assignment."""
+    page = await connected_page(db, vault)
+    await _people(db, page.id, snapshots.SNAPSHOT_FIRST + 700)
+    seed, weights = 42, {"A": 2, "B": 1, "C": 1}
+    cut = {"test_percent": 30, "holdout_percent": 5}
+    campaign = _campaign(page.id, seed, weights, cut)
+    campaign.started_at = utcnow()
+    async with db.transaction() as session:
+        session.add(campaign)
+        await session.flush()
+        _, rest = await snapshots.first_slice(session, campaign, utcnow(), [])
+    assert rest is not None
+    async with db.transaction() as session:
+        after = await snapshots.insert_slice(session, campaign.id, after=rest.after, upto=rest.upto)
+    assert after >= rest.upto
+    async with db.transaction() as session:
+        rows = list(
+            await session.execute(
+                select(Delivery.contact_id, Delivery.variant).where(
+                    Delivery.campaign_id == campaign.id
+                )
+            )
+        )
+    assert len(rows) == snapshots.SNAPSHOT_FIRST + 700
+    assert all(v == expected(cid, seed, weights, (500, 3500)) for cid, v in rows)
 
 
 def test_the_statistics_match_known_values() -> None:
