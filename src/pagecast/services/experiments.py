@@ -168,15 +168,19 @@ async def decide_due(session: AsyncSession, now: datetime) -> list[Campaign]:
     is now due: the caller plans them)."""
     testing = list(
         await session.scalars(
-            select(Campaign)
-            .where(Campaign.experiment_state == TESTING, Campaign.status.in_(_LIVE))
-            .with_for_update()
+            select(Campaign).where(Campaign.experiment_state == TESTING, Campaign.status.in_(_LIVE))
         )
     )
     decided = []
-    for campaign in testing:
-        due = _decide_at(campaign)
+    for candidate in testing:
+        due = _decide_at(candidate)
         if due is None or due > now:
+            continue
+        # Locked only when due, and read again: another worker's sweep may have decided it.
+        campaign = await session.get(
+            Campaign, candidate.id, with_for_update=True, populate_existing=True
+        )
+        if campaign is None or campaign.experiment_state != TESTING:
             continue
         winner, reason = decide(campaign, await tallies(session, campaign))
         if winner is None:
