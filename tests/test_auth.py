@@ -87,6 +87,7 @@ MATRIX: dict[tuple[str, str], tuple[int, set[str]]] = {
     ("POST", "/api/campaigns/{campaign_id}/resume"): (404, WRITERS),
     ("POST", "/api/campaigns/{campaign_id}/cancel"): (404, WRITERS),
     ("POST", "/api/campaigns/{campaign_id}/retry-failed"): (404, WRITERS),
+    ("POST", "/api/campaigns/{campaign_id}/winner"): (422, WRITERS),
 }
 PUBLIC = {
     ("GET", "/healthz"): 200,

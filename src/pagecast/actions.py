@@ -10,11 +10,11 @@ import logging
 from collections.abc import Sequence
 
 from pagecast.context import AppContext
-from pagecast.models import Campaign
+from pagecast.models import Campaign, utcnow
 from pagecast.permissions import Actor
-from pagecast.services import pacing, sending
+from pagecast.services import experiments, pacing, sending
 
-__all__ = ["cancel", "pause", "resume", "retry_failed", "schedule", "start"]
+__all__ = ["cancel", "pause", "pick_winner", "resume", "retry_failed", "schedule", "start"]
 
 logger = logging.getLogger(__name__)
 
@@ -89,3 +89,15 @@ async def pause(ctx: AppContext, actor: Actor, campaign_id: int) -> Campaign:
 async def cancel(ctx: AppContext, actor: Actor, campaign_id: int) -> Campaign:
     async with ctx.db.transaction() as session:
         return await sending.cancel(session, actor, campaign_id)
+
+
+async def pick_winner(ctx: AppContext, actor: Actor, campaign_id: int, key: str) -> Campaign:
+    """An A/B experiment's winner picked by hand; the rest waiting for it is planned."""
+    await ctx.queue.redis()
+    now = utcnow()
+    async with ctx.db.transaction() as session:
+        campaign = await experiments.pick_winner(session, actor, campaign_id, key, now)
+    await ctx.queue.enqueue_plan(
+        campaign.id, priority=campaign.priority.value, round_=int(now.timestamp())
+    )
+    return campaign

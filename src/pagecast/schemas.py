@@ -24,6 +24,8 @@ from pagecast.errors import InvalidInput
 from pagecast.input_types import HttpUrl, Input, Line, Text
 from pagecast.message_schema import Content
 from pagecast.models import MessagingType, Priority, Role
+from pagecast.variant_schema import ExperimentIn, VariantIn
+from pagecast.variant_schema import check as check_variants
 
 __all__ = [
     "ALLOWED_TAGS",
@@ -209,6 +211,9 @@ class CampaignFields(Input):
         | None
     ) = None
     template_id: Id | None = None
+    # Issue 20: A/B variants instead of `content`, and an optional experiment (variant_schema).
+    variants: list[VariantIn] | None = None
+    experiment: ExperimentIn | None = None
     messaging_type: MessagingType = MessagingType.UPDATE
     tag: Tag | None = None
     audience: Audience = AudienceAll(type="all")
@@ -220,10 +225,14 @@ class CampaignFields(Input):
     @model_validator(mode="after")
     def _consistent(self) -> CampaignFields:
         # InvalidInput (not ValueError) passes through pydantic with the field it names.
-        given = [n for n in ("content", "messages", "template_id") if getattr(self, n) is not None]
+        given = [
+            n
+            for n in ("content", "messages", "template_id", "variants")
+            if getattr(self, n) is not None
+        ]
         choices = (
-            f"content or template_id (one message), or messages (a sequence of up to "
-            f"{MAX_MESSAGES} messages sent in order)"
+            f"content or template_id (one message), messages (a sequence of up to "
+            f"{MAX_MESSAGES} messages sent in order), or variants (an A/B test)"
         )
         if not given:
             raise InvalidInput(f"content: no message given; give {choices}", field="content")
@@ -236,6 +245,7 @@ class CampaignFields(Input):
                 "or make another campaign for the rest.",
                 field="messages",
             )
+        check_variants(self.variants, self.experiment)
         check_policy(self.messaging_type, self.tag)
         for name in ("scheduled_at", "expires_at"):
             value = getattr(self, name)
@@ -276,6 +286,8 @@ class CampaignUpdate(Patch):
     content: dict[str, Any] | None = None
     messages: list[dict[str, Any]] | None = None
     template_id: Id | None = None
+    variants: list[dict[str, Any]] | None = None
+    experiment: dict[str, Any] | None = None
     messaging_type: MessagingType | None = None
     tag: Line | None = None
     audience: dict[str, Any] | None = None
@@ -399,6 +411,12 @@ class SendTestBody(Input):
     """`POST /api/campaigns/{id}/test`: the contacts (testers of the campaign's Page) to send to."""
 
     contact_ids: Annotated[list[Id], Field(min_length=1, max_length=TESTERS_PER_SEND)]
+
+
+class WinnerBody(Input):
+    """`POST /api/campaigns/{id}/winner`: the key of the variant the rest gets."""
+
+    key: Annotated[Line, StringConstraints(min_length=1, max_length=8)]
 
 
 class TemplateCreate(Input):

@@ -3,7 +3,8 @@
 `pagecast.cli.base` holds the Typer apps and the shared runner; the commands live in
 `processes` (serve, web, worker, simulator), `admin` (db, users, tokens, config), `data`
 (pages, contacts, campaigns), `series` (recurring series), `deliveries` (campaigns
-deliveries) and `page_setup` (pages sync, pages webhook).
+deliveries), `experiments` (campaigns results, campaigns winner) and `page_setup` (pages
+sync, pages webhook).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from pagecast.cli import (  # noqa: F401  (they register their commands)
     admin,
     data,
     deliveries,
+    experiments,
     page_setup,
     processes,
     series,

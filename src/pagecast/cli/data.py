@@ -277,7 +277,7 @@ def campaigns_show(campaign_id: int = id_argument()) -> None:
     typer.echo(f"clicked {engaged['clicked']:,}  replied {engaged['replied']:,}")
 
 
-async def _with_redis(ctx: Any, work: Callable[[], Awaitable[T]]) -> T:
+async def with_redis(ctx: Any, work: Callable[[], Awaitable[T]]) -> T:
     """`work()` with a Redis: REDIS_URL's, else the data dir's embedded one, joined when a
     `pagecast serve` runs it (so its queue, limiter and throttles are the ones shared), or
     started for this command and stopped after."""
@@ -303,7 +303,7 @@ def _campaign_command(action: str, campaign_id: int) -> None:
             return getattr(actions, action)(ctx, cli_actor(), campaign_id)  # type: ignore[no-any-return]
 
         if action in ("start", "resume"):
-            return await _with_redis(ctx, work)
+            return await with_redis(ctx, work)
         return await work()
 
     campaign = run(act)
@@ -356,7 +356,7 @@ def campaigns_test(
 
     async def send(ctx: Any) -> Any:
         # The Page's limiter and throttles are shared with a running `pagecast serve`.
-        return await _with_redis(
+        return await with_redis(
             ctx, lambda: tester_sends.send_tests(ctx, cli_actor(), campaign_id, contact)
         )
 

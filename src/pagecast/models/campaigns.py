@@ -57,6 +57,18 @@ class Campaign(Base):
     template_id: Mapped[int | None] = mapped_column(
         ForeignKey("templates.id", ondelete="RESTRICT"), index=True
     )
+    # Issue 20, A/B tests (services/variants.py, services/experiments.py): 2 to 5 variants
+    # [{key, content, weight}] (`content` is then variant A's), the experiment's settings
+    # {test_percent, holdout_percent, winner_metric, decide_after_seconds, auto_winner,
+    # confidence}, the seed of each person's assignment, and the decision: its state
+    # (testing, deciding, decided), the winner's key, the reason in words and when.
+    variants: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON(none_as_null=True))
+    experiment: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
+    variant_seed: Mapped[int | None] = mapped_column(Integer)
+    experiment_state: Mapped[str | None] = mapped_column(String(16))
+    winner: Mapped[str | None] = mapped_column(String(8))
+    experiment_reason: Mapped[str | None] = mapped_column(Text)
+    decided_at: Mapped[datetime | None]
     messaging_type: Mapped[MessagingType] = mapped_column(
         stored_enum(MessagingType), default=MessagingType.UPDATE
     )
@@ -192,7 +204,8 @@ class Delivery(Base):
     unknown_since: Mapped[datetime | None]
     resent_at: Mapped[datetime | None]
     # Issue 20. The key of the campaign's variant this person gets (NULL: the campaign has
-    # one content, or the person waits for an experiment's winner); not before when it may
+    # one content, or the person is in an experiment's holdout; `*`: the person waits for
+    # the experiment's winner, services/experiments.py); not before when it may
     # be sent (each person's local time, quiet hours, send windows; NULL: at once); and the
     # first click (a button's postback or a quick reply) and reply (an inbound message)
     # seen from the person after it was sent.

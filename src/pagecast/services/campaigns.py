@@ -24,7 +24,7 @@ from pagecast.models import (
 )
 from pagecast.permissions import Actor
 from pagecast.schemas import CampaignCreate, CampaignUpdate
-from pagecast.services import audit, content, pages, reconcile, templates
+from pagecast.services import audit, content, pages, reconcile, templates, variants
 
 __all__ = [
     "EDITABLE",
@@ -63,7 +63,7 @@ DELETABLE = (
     CampaignStatus.CANCELLED,
 )
 # Once deliveries exist (the audience snapshot), these no longer change what is sent.
-_FIXED_AFTER_START = ("page_id", "audience", "messaging_type", "tag")
+_FIXED_AFTER_START = ("page_id", "audience", "messaging_type", "tag", "variants", "experiment")
 COUNT_KEYS = ("total", *(status.value for status in DeliveryStatus))
 
 
@@ -156,14 +156,19 @@ def message_field(index: int, count: int) -> str:
 
 
 async def check_messages_length(
-    session: AsyncSession, messages: Sequence[Content], page_id: int
+    session: AsyncSession,
+    messages: Sequence[Content],
+    page_id: int,
+    fields: Sequence[str] | None = None,
 ) -> None:
-    """`check_rendered_length` for each message, naming the message that is too long."""
+    """`check_rendered_length` for each message, naming the message that is too long (its
+    field in `fields`, else `content` or `messages[i]`)."""
     if all(fits_any_name(session, m) for m in messages):
         return
     longest = await longest_names(session, page_id)
     for index, message in enumerate(messages):
-        content.check_length(message, longest, field=message_field(index, len(messages)))
+        field = fields[index] if fields else message_field(index, len(messages))
+        content.check_length(message, longest, field=field)
 
 
 def names_of(first: int | None, last: int | None) -> dict[str, int]:
@@ -228,6 +233,13 @@ async def _validate(session: AsyncSession, data: CampaignCreate) -> None:
         template = await templates.get(session, data.template_id)
         messages = [content.parse(template.content)]
     await check_messages_length(session, messages, page.id)
+    if data.variants:  # each variant's content by the same rules, named by its field
+        await check_messages_length(
+            session,
+            [v.content for v in data.variants],
+            page.id,
+            [f"variants[{i}].content" for i in range(len(data.variants))],
+        )
     if data.send_rate is not None and data.send_rate > page.send_rate:
         raise InvalidInput(
             f"send_rate {data.send_rate:g}/s is above Page {page.name}'s rate of {page.send_rate:g}/s; "
@@ -268,7 +280,7 @@ def _columns(data: CampaignCreate) -> dict[str, Any]:
         "priority": data.priority,
         "send_rate": data.send_rate,
         "expires_at": data.expires_at,
-    }
+    } | variants.columns(data.variants, data.experiment)
 
 
 async def create(
@@ -278,6 +290,7 @@ async def create(
     check_schedule(data.scheduled_at, now or utcnow())
     await _validate(session, data)
     campaign = Campaign(**_columns(data), status=CampaignStatus.DRAFT, created_by_id=actor.user_id)
+    variants.prepare(campaign)
     session.add(campaign)
     await session.flush()
     await audit.record(
@@ -306,6 +319,8 @@ def _current(campaign: Campaign) -> dict[str, Any]:
         "priority": campaign.priority,
         "send_rate": campaign.send_rate,
         "expires_at": campaign.expires_at,
+        "variants": campaign.variants,
+        "experiment": campaign.experiment,
     }
 
 
@@ -336,12 +351,17 @@ async def update(
     merged = _current(campaign) | changes
     # The message is given one way: what a PATCH gives replaces the others (content replaces
     # a sequence by one message, messages a template, template_id both).
-    given = [n for n in ("content", "messages", "template_id") if changes.get(n) is not None]
+    ways = ("content", "messages", "template_id", "variants")
+    given = [n for n in ways if changes.get(n) is not None]
+    if given and keeps_its_message_count(campaign):
+        variants.keep_started(campaign, given[0])
     if len(given) == 1:
-        for name in ("content", "messages", "template_id"):
+        for name in ways:
             merged[name] = changes.get(name)
-    elif not given and merged["messages"] is not None:
-        merged["content"] = None  # a stored sequence: `content` is its first message
+        if given != ["variants"] and "experiment" not in changes:
+            merged["experiment"] = None  # one message: no experiment left to run
+    elif not given and (merged["messages"] is not None or merged["variants"] is not None):
+        merged["content"] = None  # a stored sequence or A/B test: `content` is its first
     validated = CampaignCreate.model_validate(merged)  # ValidationError names the field
     if keeps_its_message_count(campaign):
         _same_length(campaign, validated)
@@ -352,6 +372,8 @@ async def update(
     await _validate(session, validated)
     for name, value in _columns(validated).items():
         setattr(campaign, name, value)
+    if campaign.started_at is None:
+        variants.prepare(campaign)
     if "scheduled_at" in changes:
         campaign.missed = False
         if campaign.status is CampaignStatus.SCHEDULED and campaign.scheduled_at is None:
@@ -421,6 +443,7 @@ async def duplicate(
     source = await get(session, campaign_id)
     copy = Campaign(**_current(source), status=CampaignStatus.DRAFT, created_by_id=actor.user_id)
     copy.name = f"{source.name} (copy)"[:200]
+    variants.prepare(copy, new_seed_=True)
     if copy.scheduled_at is not None and copy.scheduled_at <= (now or utcnow()):
         copy.scheduled_at = None
     session.add(copy)

@@ -21,7 +21,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from pagecast.db import rowcount
 from pagecast.models import Campaign, Contact, Delivery, DeliveryStatus, UTCDateTime
-from pagecast.services import audience, echoes, frequency_cap, receipts, series_exclusion
+from pagecast.services import (
+    audience,
+    echoes,
+    frequency_cap,
+    receipts,
+    series_exclusion,
+    variants,
+)
 from pagecast.services.counters import Shifts, shift
 
 __all__ = [
@@ -52,6 +59,7 @@ def _due(now: datetime) -> Any:
     return and_(
         _TABLE.c.status == DeliveryStatus.PENDING.value,
         or_(_TABLE.c.next_attempt_at.is_(None), _TABLE.c.next_attempt_at <= now),
+        variants.not_waiting(_TABLE.c.variant),  # an experiment's rest waits for its winner
     )
 
 
@@ -59,6 +67,8 @@ def snapshot_insert(campaign: Campaign, now: datetime, *where: Any) -> Any:
     """The snapshot's INSERT … SELECT: one delivery per matching contact (and `where`), those
     that cannot be sent to now `skipped` with the reason."""
     reason = audience.exclusion_reason(campaign.messaging_type, now)
+    # A/B variants and an experiment's holdout, by a seeded hash in this statement.
+    reason, extra = variants.assignment(campaign, reason)
     rows = select(
         literal(campaign.id),
         Contact.id,
@@ -66,13 +76,14 @@ def snapshot_insert(campaign: Campaign, now: datetime, *where: Any) -> Any:
         reason,
         literal(0),
         literal(now, UTCDateTime()),
+        *extra.values(),
     ).where(
         *audience.matches(campaign.page_id, campaign.audience),
         *series_exclusion.snapshot_conditions(campaign),  # issue 20: never twice in a series
         *where,
     )
     return insert(_TABLE).from_select(
-        ["campaign_id", "contact_id", "status", "reason", "attempts", "updated_at"], rows
+        ["campaign_id", "contact_id", "status", "reason", "attempts", "updated_at", *extra], rows
     )
 
 
@@ -125,6 +136,7 @@ async def pending_ranges(
             _TABLE.c.campaign_id == campaign_id,
             _TABLE.c.status == DeliveryStatus.PENDING,
             _TABLE.c.id > after_id,
+            variants.not_waiting(_TABLE.c.variant),
         )
         .order_by(_TABLE.c.id)
         .limit(chunk_size * max_chunks)
@@ -161,6 +173,8 @@ class Claimed:
     # Messages of the campaign's sequence Facebook has accepted: the next to send is this
     # index (0 for a single message, and for a sequence's first attempt).
     parts_sent: int = 0
+    # The A/B variant this person gets (None: the campaign's one content).
+    variant: str | None = None
 
 
 async def claim(
@@ -191,12 +205,18 @@ async def claim(
             attempts=_TABLE.c.attempts + 1,
             updated_at=now,
         )
-        .returning(_TABLE.c.id, _TABLE.c.contact_id, _TABLE.c.attempts, _TABLE.c.parts_sent)
+        .returning(
+            _TABLE.c.id,
+            _TABLE.c.contact_id,
+            _TABLE.c.attempts,
+            _TABLE.c.parts_sent,
+            _TABLE.c.variant,
+        )
     )
     rows = result.all()
     recipients = await _recipients(session, {row[1] for row in rows})
     claimed = [
-        Claimed(row[0], row[1], row[2], recipients[row[1]], row[3])
+        Claimed(row[0], row[1], row[2], recipients[row[1]], row[3], row[4])
         for row in rows
         if row[1] in recipients
     ]

@@ -365,6 +365,17 @@ class CampaignOut(_Out):
         "(issue 19). Empty when a template gives the message (`template_id`)."
     )
     template_id: int | None
+    variants: list[dict[str, Any]] | None = Field(
+        None,
+        description="An A/B test's variants [{key, content, weight}] (issue 20); `content` "
+        "is then variant A's. docs/experiments.md.",
+    )
+    experiment: dict[str, Any] | None = Field(
+        None,
+        description="The experiment's settings; GET /api/campaigns/{id} adds its status "
+        "(testing, deciding, decided, sending_winner, done), winner, reason, results by "
+        "variant (rates with 95 % Wilson intervals) and the holdout with the lift.",
+    )
     messaging_type: MessagingType
     tag: str | None
     audience: dict[str, Any]

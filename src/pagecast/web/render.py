@@ -230,6 +230,8 @@ def campaign(row: Campaign, counts: dict[str, int]) -> dict[str, Any]:
         "content": row.content,
         "messages": campaigns.stored_messages(row),
         "template_id": row.template_id,
+        "variants": row.variants,
+        "experiment": row.experiment,
         "messaging_type": row.messaging_type.value,
         "tag": row.tag,
         "audience": row.audience,

@@ -28,7 +28,7 @@ from pagecast.models import Campaign, CampaignStatus, DeliveryStatus, Page
 from pagecast.priority_gate import PriorityGate
 from pagecast.queue import REDIS_DOWN
 from pagecast.ratelimit import Grant, default_burst
-from pagecast.services import audience, campaigns, deliveries, pacing, pages, sending
+from pagecast.services import audience, campaigns, deliveries, pacing, pages, sending, variants
 from pagecast.worker.outcome import regain_after
 from pagecast.worker.results import finish_chunk, schedule_retry
 from pagecast.worker.send import SharedGrant, send
@@ -116,11 +116,12 @@ async def _claim_and_send(
         page = await session.get(Page, campaign.page_id)
         assert page is not None
         messages = await campaigns.effective_messages(session, campaign)
+        by_variant = variants.by_variant(campaign)  # A/B: once per chunk, not per delivery
         token_, page_secret = pages.credentials(env.vault, page)
     creds = PageCredentials(token_, page_secret or env.app_secret)
     configured = pacing.rate_within(page.send_rate, campaign.send_rate)
     rate = await env.limiter.capped(page.id, configured)
-    dispatch = _Dispatch(env, campaign, page.id, creds, messages, configured, rate)
+    dispatch = _Dispatch(env, campaign, page.id, creds, messages, configured, rate, by_variant)
     outcomes: list[deliveries.Outcome] = []
     going: list[deliveries.Claimed] = []
     for item in claimed:
@@ -201,9 +202,11 @@ class _Dispatch:
         messages: list[Content],
         configured: float,
         rate: float,
+        by_variant: dict[str, list[Content]] | None = None,
     ) -> None:
         self.env, self.campaign, self.page_id, self.creds = env, campaign, page_id, creds
         self.messages, self.configured, self.rate = messages, configured, rate
+        self.by_variant = by_variant or {}
         self.halt = asyncio.Event()  # set by a send whose answer throttled or stopped the Page
         self.last_check = env.clock.monotonic()
 
@@ -301,6 +304,7 @@ class _Dispatch:
                         rate=rate,
                         grant=shared,
                         leaves_at=leaves_at,
+                        by_variant=self.by_variant,
                     )
                 )
                 for request in requests

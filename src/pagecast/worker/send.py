@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from pagecast.graph import BatchMessage, GraphError, PageCredentials, SendResult
 from pagecast.message_schema import Content
@@ -69,11 +69,13 @@ async def send(
     rate: float,
     grant: SharedGrant,
     leaves_at: float,
+    by_variant: Mapping[str, Sequence[Content]] | None = None,
 ) -> list[deliveries.Outcome]:
     """Send `group`, its in-flight room and limiter slots (`grant`, whose slots start at
     `leaves_at` on the monotonic clock) already taken: one request for one message, one
     Graph batch request for several, written no earlier than `leaves_at`. Each delivery
-    gets the next message of `messages` it has not had (`Claimed.parts_sent`) and its own
+    gets the next message of `messages` (of its A/B variant's in `by_variant`, when it has
+    one) it has not had (`Claimed.parts_sent`) and its own
     outcome; a failure of the whole request (transport, token) is the answer for each."""
     answers: Sequence[SendResult | GraphError]
     started = time.perf_counter()
@@ -84,7 +86,7 @@ async def send(
             BatchMessage(
                 psid=item.recipient.psid,
                 message=content.to_message(
-                    messages[item.parts_sent],
+                    ((by_variant or {}).get(item.variant or "") or messages)[item.parts_sent],
                     {
                         "first_name": item.recipient.first_name,
                         "last_name": item.recipient.last_name,

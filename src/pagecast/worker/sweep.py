@@ -14,6 +14,7 @@ from sqlalchemy import select
 from pagecast.models import Campaign, CampaignStatus
 from pagecast.services import deliveries, facebook_connect, reconcile, sending
 from pagecast.webhook_runner import run_pending as run_pending_webhook_events
+from pagecast.worker.experiment import decide_experiments
 from pagecast.worker.schedule import start_due
 from pagecast.worker.series import run_due_series
 from pagecast.worker.state import Env
@@ -79,6 +80,7 @@ async def sweep(env: Env) -> None:
         await queue.enqueue_plan(campaign_id, priority=priority.value, round_=round_)
     if due:
         await start_due(env, due)
+    await decide_experiments(env)  # A/B tests whose test time is over
     await recover_lost_claims(env)
     await reconcile_unknown(env)
     await run_pending_webhook_events(

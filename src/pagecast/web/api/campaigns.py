@@ -14,7 +14,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from pagecast import actions, tester_sends
 from pagecast.models import Campaign, CampaignStatus
 from pagecast.permissions import Actor, Permission
-from pagecast.schemas import CampaignCreate, CampaignUpdate, Id, Int32, Line, SendTestBody
+from pagecast.schemas import (
+    CampaignCreate,
+    CampaignUpdate,
+    Id,
+    Int32,
+    Line,
+    SendTestBody,
+    WinnerBody,
+)
 from pagecast.services import audience, audit, campaigns, content, review
 from pagecast.web import openapi, progress, render
 from pagecast.web.deps import ContextDep, require
@@ -222,3 +230,13 @@ async def retry_failed(
     """Send failed deliveries again; `?kind=retry&code=2` narrows which."""
     campaign, moved = await actions.retry_failed(ctx, actor, campaign_id, kinds=kind, codes=code)
     return render.campaign(campaign, campaigns.counts(campaign)) | {"retried": moved}
+
+
+@router.post("/campaigns/{campaign_id}/winner", **_ACTION)
+async def pick_winner(
+    campaign_id: Id, body: WinnerBody, actor: Sender, ctx: ContextDep
+) -> dict[str, Any]:
+    """An A/B experiment's winner picked by hand (while it tests or waits for a decision):
+    the rest of the audience gets that variant (docs/experiments.md)."""
+    campaign = await actions.pick_winner(ctx, actor, campaign_id, body.key)
+    return render.campaign(campaign, campaigns.counts(campaign))

@@ -22,6 +22,7 @@ from pagecast.services import (
     audit,
     campaigns,
     engagement,
+    experiments,
     pages,
     reports,
     review,
@@ -51,7 +52,7 @@ _ACTIONS: dict[CampaignStatus, list[tuple[str, str, str]]] = {
         ("cancel", "Cancel", "Cancel the campaign? Pending messages are never sent."),
     ],
 }
-_SEND_ACTIONS = {"start", "schedule", "pause", "resume", "cancel", "retry-failed"}
+_SEND_ACTIONS = {"start", "schedule", "pause", "resume", "cancel", "retry-failed", "winner"}
 
 
 def summary(campaign: Any) -> dict[str, Any]:
@@ -158,6 +159,7 @@ async def _detail_context(ctx: Any, viewer: Any, campaign_id: int) -> dict[str, 
             if campaign.status in testers.TESTABLE and viewer.can(Permission.CAMPAIGNS_SEND)
             else None
         )
+        experiment = await experiments.report(session, campaign)  # A/B: by variant
     return {
         "campaign": campaign,
         "page_row": page_row,
@@ -178,6 +180,7 @@ async def _detail_context(ctx: Any, viewer: Any, campaign_id: int) -> dict[str, 
         "schedule_passed": _schedule_passed(campaign),
         "editable": campaign.status in campaigns.EDITABLE
         and viewer.can(Permission.CAMPAIGNS_WRITE),
+        "experiment": experiment,
     }
 
 
@@ -269,7 +272,7 @@ async def campaign_action(
     if action not in _SEND_ACTIONS:
         raise NotFound(f"Unknown campaign action {action!r}.")
     try:
-        await _act(ctx, actor, action, campaign_id)
+        await _act(ctx, actor, action, campaign_id, str((await request.form()).get("key", "")))
     except PagecastError as exc:
         if exc.status_code in (401, 403, 404):
             raise
@@ -288,8 +291,10 @@ async def campaign_action(
     return redirect(f"/campaigns/{campaign_id}")
 
 
-async def _act(ctx: AppContext, actor: Actor, action: str, campaign_id: int) -> None:
-    if action == "start":
+async def _act(ctx: AppContext, actor: Actor, action: str, campaign_id: int, key: str = "") -> None:
+    if action == "winner":  # an A/B experiment's winner, picked by hand (`key`)
+        await actions.pick_winner(ctx, actor, campaign_id, key.strip())
+    elif action == "start":
         await actions.start(ctx, actor, campaign_id)
     elif action == "schedule":
         await actions.schedule(ctx, actor, campaign_id)

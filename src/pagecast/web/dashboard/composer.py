@@ -26,7 +26,7 @@ from pagecast.schemas import (
     parse_id,
 )
 from pagecast.services import audience, campaigns, content, pages, templates
-from pagecast.web.dashboard import message_form, times
+from pagecast.web.dashboard import message_form, times, variant_form
 from pagecast.web.dashboard.base import DashboardRoute, ViewerDep, page, redirect
 from pagecast.web.deps import ContextDep
 
@@ -99,12 +99,14 @@ def fields_from(form: FormData, zone: str = timezones.DEFAULT) -> dict[str, Any]
         **_times(get, zone),
         "send_rate": get("send_rate") or None,
     }
-    return data
+    return variant_form.apply(form, data)  # an A/B test: `variants` instead of `content`
 
 
 def _bodies(fields: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     """Each message of the form's body with the field that holds it (`content`, or
     `messages[i]` in a sequence)."""
+    if fields.get("variants"):  # an A/B test: each variant's message
+        return [(f"variants[{i}].content", v["content"]) for i, v in enumerate(fields["variants"])]
     bodies = fields.get("messages") or [fields.get("content") or {}]
     return [(campaigns.message_field(i, len(bodies)), b) for i, b in enumerate(bodies)]
 
@@ -226,27 +228,34 @@ async def _form_page(
         messaging_types=[m.value for m in MessagingType],
         zone=zone,
         zone_label=timezones.label(zone),
+        ab_keys=variant_form.KEYS,
+        ab_metrics=variant_form.METRICS,
+        ab_confidences=variant_form.CONFIDENCES,
     )
 
 
 def _values_of(campaign: Campaign, zone: str) -> dict[str, Any]:
     """A saved campaign as form values, its times in `zone`."""
     target = campaign.audience
-    return message_form.sequence_values(campaigns.stored_messages(campaign)) | {
-        "name": campaign.name,
-        "page_id": campaign.page_id,
-        "template_id": campaign.template_id or "",
-        "audience_type": target["type"],
-        "include": ", ".join(target.get("include", [])),
-        "exclude": ", ".join(target.get("exclude", [])),
-        "ids": ", ".join(str(i) for i in target.get("ids", [])),
-        "messaging_type": campaign.messaging_type.value,
-        "tag": campaign.tag or "",
-        "priority": campaign.priority.value,
-        "send_rate": campaign.send_rate or "",
-        "scheduled_at": times.field_value(campaign.scheduled_at, zone),
-        "expires_at": times.field_value(campaign.expires_at, zone),
-    }
+    return (
+        message_form.sequence_values(campaigns.stored_messages(campaign))
+        | {
+            "name": campaign.name,
+            "page_id": campaign.page_id,
+            "template_id": campaign.template_id or "",
+            "audience_type": target["type"],
+            "include": ", ".join(target.get("include", [])),
+            "exclude": ", ".join(target.get("exclude", [])),
+            "ids": ", ".join(str(i) for i in target.get("ids", [])),
+            "messaging_type": campaign.messaging_type.value,
+            "tag": campaign.tag or "",
+            "priority": campaign.priority.value,
+            "send_rate": campaign.send_rate or "",
+            "scheduled_at": times.field_value(campaign.scheduled_at, zone),
+            "expires_at": times.field_value(campaign.expires_at, zone),
+        }
+        | variant_form.values_of(campaign)
+    )
 
 
 @router.get("/campaigns/new")
@@ -314,8 +323,10 @@ async def update_campaign(
         draft = campaign.status is CampaignStatus.DRAFT
         if not draft:
             # Fixed once the audience snapshot exists (docs/architecture.md).
-            for name in ("page_id", "audience", "messaging_type", "tag"):
-                fields.pop(name)
+            for name in ("page_id", "audience", "messaging_type", "tag", "variants", "experiment"):
+                fields.pop(name, None)
+            if campaign.variants:  # an A/B test keeps its variants once scheduled or started
+                fields.pop("content", None)
         page_fixed = {} if draft else {"page_id": campaign.page_id}
         await _upload_once(ctx, viewer, form, fields | page_fixed, draft=draft)
         async with ctx.db.transaction() as session:
