@@ -7,7 +7,13 @@
 
 from __future__ import annotations
 
-from pagecast.cli import admin, data, page_setup, processes  # noqa: F401  (they register their commands)
+from pagecast.cli import (  # noqa: F401  (they register their commands)
+    admin,
+    data,
+    local_time,
+    page_setup,
+    processes,
+)
 from pagecast.cli.base import app
 
 __all__ = ["app", "main"]

@@ -24,7 +24,7 @@ from pagecast.models import (
 )
 from pagecast.permissions import Actor
 from pagecast.schemas import CampaignCreate, CampaignUpdate
-from pagecast.services import audit, content, pages, reconcile, templates
+from pagecast.services import audit, content, due_times, pages, reconcile, templates
 
 __all__ = [
     "EDITABLE",
@@ -63,7 +63,14 @@ DELETABLE = (
     CampaignStatus.CANCELLED,
 )
 # Once deliveries exist (the audience snapshot), these no longer change what is sent.
-_FIXED_AFTER_START = ("page_id", "audience", "messaging_type", "tag")
+_FIXED_AFTER_START = (
+    "page_id",
+    "audience",
+    "messaging_type",
+    "tag",
+    "local_send_at",  # due times are written by the snapshot (services/due_times.py)
+    "send_window",
+)
 COUNT_KEYS = ("total", *(status.value for status in DeliveryStatus))
 
 
@@ -268,6 +275,8 @@ def _columns(data: CampaignCreate) -> dict[str, Any]:
         "priority": data.priority,
         "send_rate": data.send_rate,
         "expires_at": data.expires_at,
+        "local_send_at": data.local_send_at,
+        "send_window": data.send_window,
     }
 
 
@@ -276,6 +285,7 @@ async def create(
 ) -> Campaign:
     """A new draft; a `scheduled_at` already past (at `now`) is refused."""
     check_schedule(data.scheduled_at, now or utcnow())
+    due_times.check_local_send_at(data.local_send_at, now or utcnow())
     await _validate(session, data)
     campaign = Campaign(**_columns(data), status=CampaignStatus.DRAFT, created_by_id=actor.user_id)
     session.add(campaign)
@@ -306,6 +316,8 @@ def _current(campaign: Campaign) -> dict[str, Any]:
         "priority": campaign.priority,
         "send_rate": campaign.send_rate,
         "expires_at": campaign.expires_at,
+        "local_send_at": campaign.local_send_at,
+        "send_window": campaign.send_window,
     }
 
 
@@ -349,6 +361,8 @@ async def update(
         campaign.scheduled_at
     ):
         check_schedule(validated.scheduled_at, now or utcnow())
+    if campaign.status is not CampaignStatus.PAUSED and "local_send_at" in changes:
+        due_times.check_local_send_at(validated.local_send_at, now or utcnow())
     await _validate(session, validated)
     for name, value in _columns(validated).items():
         setattr(campaign, name, value)

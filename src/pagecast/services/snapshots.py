@@ -13,7 +13,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -46,9 +45,13 @@ class Rest:
     upto: int
 
 
-def _slice_insert(campaign: Campaign, now: datetime, after: int, upto: int) -> Any:
-    """The snapshot's INSERT … SELECT for contact ids in (after, upto]."""
-    return deliveries.snapshot_insert(campaign, now, Contact.id > after, Contact.id <= upto)
+async def _slice_insert(
+    session: AsyncSession, campaign: Campaign, now: datetime, after: int, upto: int
+) -> None:
+    """The snapshot's INSERT … SELECT for contact ids in (after, upto], with due times."""
+    await deliveries.snapshot_with_due_times(
+        session, campaign, now, Contact.id > after, Contact.id <= upto
+    )
 
 
 async def _skipped_between(session: AsyncSession, campaign_id: int, after: int, upto: int) -> int:
@@ -91,7 +94,7 @@ async def first_slice(
         select(Contact.id).where(*matching).order_by(Contact.id).offset(SNAPSHOT_FIRST - 1).limit(1)
     )
     assert first_upto is not None
-    await session.execute(_slice_insert(campaign, now, 0, first_upto))
+    await _slice_insert(session, campaign, now, 0, first_upto)
     skipped = await _skipped_between(session, campaign.id, 0, first_upto)
     # Every contact not inserted yet counts as pending until its slice is written.
     await session.execute(
@@ -135,7 +138,7 @@ async def insert_slice(session: AsyncSession, campaign_id: int, *, after: int, u
     ):
         return upto
     last = min(after + SNAPSHOT_SLICE, upto)
-    await session.execute(_slice_insert(campaign, campaign.started_at, after, last))
+    await _slice_insert(session, campaign, campaign.started_at, after, last)
     skipped = await _skipped_between(session, campaign_id, after, last)
     await deliveries.shift(
         session, campaign_id, {DeliveryStatus.PENDING: -skipped, DeliveryStatus.SKIPPED: skipped}

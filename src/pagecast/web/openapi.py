@@ -267,6 +267,9 @@ class PageOut(_Out):
     has_app_secret: bool
     opt_out_keywords: list[str] | None
     timezone: str = Field(description="The Page's default IANA zone (UTC until chosen).")
+    quiet_hours: dict[str, str] | None = Field(
+        description='{"start": "21:00", "end": "08:00"} in each recipient\'s zone, or null.'
+    )
     created_at: datetime | None
     updated_at: datetime | None
 
@@ -310,7 +313,12 @@ class ContactOut(_Out):
     first_name: str | None
     last_name: str | None
     locale: str | None
-    timezone: float | None
+    timezone: str | None = Field(
+        description="The person's IANA zone (null: their profile's offset, else the Page's zone)."
+    )
+    utc_offset_minutes: int | None = Field(
+        description="The UTC offset their Messenger profile gave (minutes), used without a zone."
+    )
     profile_pic_url: str | None
     tags: list[str]
     last_inbound_at: datetime | None
@@ -359,6 +367,12 @@ class CampaignOut(_Out):
     priority: Priority
     send_rate: float | None
     expires_at: datetime | None
+    local_send_at: str | None = Field(
+        description='Wall-clock time each person gets it at in their zone ("2026-12-07T10:00").'
+    )
+    send_window: dict[str, Any] | None = Field(
+        description='{"days": [...], "start": "09:00", "end": "18:00"} in each person\'s zone.'
+    )
     status: CampaignStatus
     status_reason: str | None
     missed: bool
@@ -394,10 +408,20 @@ class ReconcilingOut(_Out):
     why: str
 
 
+class WaitingOut(_Out):
+    count: int = Field(description="Pending deliveries whose due time has not come.")
+    next_at: datetime | None = Field(description="When the next of them falls due.")
+    last_at: datetime | None = Field(description="When the last of them falls due.")
+
+
 class CampaignProgressOut(CampaignOut):
     rate_per_second: float
     eta_seconds: int
     reconciling: ReconcilingOut | None
+    waiting: WaitingOut | None = Field(
+        description="Deliveries waiting for each person's local time, quiet hours or the send "
+        'window (docs/sending.md, "Due times"); null when none wait.'
+    )
 
 
 class CampaignList(_Out):

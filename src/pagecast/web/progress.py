@@ -13,7 +13,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
 from pagecast.context import AppContext
-from pagecast.services import campaigns
+from pagecast.models import utcnow
+from pagecast.services import campaigns, due_plan
 from pagecast.web import render
 
 __all__ = ["RATE_TTL", "Coalesced", "Rates", "read"]
@@ -143,6 +144,9 @@ async def _read_progress(ctx: AppContext, campaign_id: int) -> dict[str, Any]:
     async with ctx.db.reading() as session:
         campaign, page_rate = await campaigns.get_with_page_rate(session, campaign_id)
         rate, until = await campaigns.pace(session, campaign, ctx.settings.unknown_grace, rate=rate)
-        return render.campaign(campaign, campaigns.counts(campaign)) | render.progress(
-            campaign, rate, page_rate, reconciling_until=until
+        waiting, next_at = await due_plan.count_waiting(session, campaign, utcnow())
+        return (
+            render.campaign(campaign, campaigns.counts(campaign))
+            | render.progress(campaign, rate, page_rate, reconciling_until=until)
+            | {"waiting": render.waiting(waiting, next_at, campaign.last_due_at)}
         )
