@@ -18,7 +18,17 @@ from pagecast.errors import NotFound, PagecastError
 from pagecast.models import CampaignStatus, DeliveryStatus, utcnow
 from pagecast.permissions import Actor, Permission
 from pagecast.schemas import BIGINT_MAX, TESTERS_PER_SEND, Id, Line, parse_id
-from pagecast.services import audience, audit, campaigns, pages, reports, review, sending, testers
+from pagecast.services import (
+    audience,
+    audit,
+    campaigns,
+    due_plan,
+    pages,
+    reports,
+    review,
+    sending,
+    testers,
+)
 from pagecast.web import render
 from pagecast.web.dashboard import explain, times
 from pagecast.web.dashboard.base import DashboardRoute, ViewerDep, page, redirect
@@ -136,6 +146,7 @@ async def _detail_context(ctx: Any, viewer: Any, campaign_id: int) -> dict[str, 
         groups = await reports.error_groups(session, campaign.id)
         trail = await audit.list_for(session, object_type="campaign", object_id=campaign.id)
         series = await reports.sends_over_time(session, campaign.id)
+        waiting = await due_plan.count_waiting(session, campaign, utcnow())
         before = campaign.status in sending.STARTABLE
         warnings = (
             await audience.tag_warnings(session, campaign.page_id, campaign.audience)
@@ -154,7 +165,8 @@ async def _detail_context(ctx: Any, viewer: Any, campaign_id: int) -> dict[str, 
         "page_row": page_row,
         "page_help": explain.page_status(page_row.status.value),
         "s": summary(campaign),
-        "progress": render.progress(campaign, rate, page_row.send_rate, reconciling_until=until),
+        "progress": render.progress(campaign, rate, page_row.send_rate, reconciling_until=until)
+        | {"waiting": render.waiting(*waiting, campaign.last_due_at)},
         "errors": [
             (g, *explain.delivery_error(g.code, g.subcode, g.kind, g.reason)) for g in groups
         ],

@@ -26,7 +26,7 @@ from pagecast.schemas import (
     parse_id,
 )
 from pagecast.services import audience, campaigns, content, pages, templates
-from pagecast.web.dashboard import message_form, times
+from pagecast.web.dashboard import message_form, times, timing_form
 from pagecast.web.dashboard.base import DashboardRoute, ViewerDep, page, redirect
 from pagecast.web.deps import ContextDep
 
@@ -42,6 +42,7 @@ FIELD_ERRORS = (
     "send_rate",
     "expires_at",
     "template_name",
+    *timing_form.FIELD_ERRORS,
 )
 _AUDIENCE: TypeAdapter[Any] = TypeAdapter(Audience)
 CHIPS = ("{{first_name|there}}", "{{last_name}}", "{{full_name|friend}}")
@@ -98,6 +99,7 @@ def fields_from(form: FormData, zone: str = timezones.DEFAULT) -> dict[str, Any]
         "priority": get("priority") or "normal",
         **_times(get, zone),
         "send_rate": get("send_rate") or None,
+        **timing_form.fields(form),
     }
     return data
 
@@ -226,27 +228,32 @@ async def _form_page(
         messaging_types=[m.value for m in MessagingType],
         zone=zone,
         zone_label=timezones.label(zone),
+        days=timing_form.DAYS,
     )
 
 
 def _values_of(campaign: Campaign, zone: str) -> dict[str, Any]:
     """A saved campaign as form values, its times in `zone`."""
     target = campaign.audience
-    return message_form.sequence_values(campaigns.stored_messages(campaign)) | {
-        "name": campaign.name,
-        "page_id": campaign.page_id,
-        "template_id": campaign.template_id or "",
-        "audience_type": target["type"],
-        "include": ", ".join(target.get("include", [])),
-        "exclude": ", ".join(target.get("exclude", [])),
-        "ids": ", ".join(str(i) for i in target.get("ids", [])),
-        "messaging_type": campaign.messaging_type.value,
-        "tag": campaign.tag or "",
-        "priority": campaign.priority.value,
-        "send_rate": campaign.send_rate or "",
-        "scheduled_at": times.field_value(campaign.scheduled_at, zone),
-        "expires_at": times.field_value(campaign.expires_at, zone),
-    }
+    return (
+        message_form.sequence_values(campaigns.stored_messages(campaign))
+        | {
+            "name": campaign.name,
+            "page_id": campaign.page_id,
+            "template_id": campaign.template_id or "",
+            "audience_type": target["type"],
+            "include": ", ".join(target.get("include", [])),
+            "exclude": ", ".join(target.get("exclude", [])),
+            "ids": ", ".join(str(i) for i in target.get("ids", [])),
+            "messaging_type": campaign.messaging_type.value,
+            "tag": campaign.tag or "",
+            "priority": campaign.priority.value,
+            "send_rate": campaign.send_rate or "",
+            "scheduled_at": times.field_value(campaign.scheduled_at, zone),
+            "expires_at": times.field_value(campaign.expires_at, zone),
+        }
+        | timing_form.values_of(campaign)
+    )
 
 
 @router.get("/campaigns/new")
@@ -316,6 +323,7 @@ async def update_campaign(
             # Fixed once the audience snapshot exists (docs/architecture.md).
             for name in ("page_id", "audience", "messaging_type", "tag"):
                 fields.pop(name)
+        timing_form.keep_started(fields, campaign)
         page_fixed = {} if draft else {"page_id": campaign.page_id}
         await _upload_once(ctx, viewer, form, fields | page_fixed, draft=draft)
         async with ctx.db.transaction() as session:
