@@ -42,6 +42,7 @@ def _postgres_answers() -> bool:
         ("progress_api.py", "progress_api"),
         ("serve_load.py", "serve_load"),
         ("import_load.py", "import_load"),
+        ("local_time_plan.py", "local_time_plan"),
     ],
 )
 def test_quick_benchmark_runs(script: str, result: str) -> None:
