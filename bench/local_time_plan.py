@@ -196,7 +196,13 @@ def main(args: argparse.Namespace) -> None:
     print(f"sampled due times that differ from the rule: {wrong}")
     write_results(
         "local_time_plan",
-        {"machine": facts, "args": vars(args), "zones": len(zones), "runs": results},
+        {
+            "machine": facts,
+            "quick": args.quick,
+            "args": vars(args),
+            "zones": len(zones),
+            "runs": results,
+        },
     )
     if wrong:
         raise SystemExit("due times differ from services/due_times.py")
