@@ -14,11 +14,12 @@ from typing import Any
 import httpx
 import pytest
 
-from factories import import_contacts
+from factories import import_contacts, postgresql_only
+from pagecast import timezones
 from pagecast.context import AppContext
 from pagecast.db import Database
 from pagecast.models import Campaign, DeliveryStatus, utcnow
-from pagecast.services import deliveries, due_plan
+from pagecast.services import deliveries, due_plan, snapshots
 from pagecast.settings import Settings
 from pagecast.worker import build
 from pagecast.worker.state import Clock
@@ -351,3 +352,39 @@ async def test_contacts_take_a_zone_by_csv_and_api_and_refuse_unknown_ones(
         f"/api/contacts/{created.json()['id']}", json={"utc_offset_minutes": 5000}
     )
     assert changed.status_code == 422 and "utc_offset_minutes" in changed.text
+
+
+@postgresql_only
+async def test_a_sliced_snapshot_gives_each_slice_its_zones_due_times(
+    admin: httpx.AsyncClient,
+    manager: httpx.AsyncClient,
+    sim: httpx.AsyncClient,
+    db: Database,
+    sending_settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A large audience's rest is inserted by the worker's snapshot job, a slice at a time
+    # (services/snapshots.py): each slice reads its own contacts' zones.
+    monkeypatch.setattr(snapshots, "SNAPSHOT_FIRST", 2)
+    monkeypatch.setattr(snapshots, "SNAPSHOT_SLICE", 2)
+    page_id = await setup_page(admin, sim)
+    zones = ["Asia/Tokyo", "Asia/Manila", "Asia/Kolkata", "Europe/Berlin", "", "Asia/Tokyo"]
+    await people(sim, manager, page_id, [(str(6001 + i), z, 1) for i, z in enumerate(zones)])
+    wall = minute(utcnow().replace(tzinfo=None) + timedelta(hours=20))
+    campaign_id = await new_campaign(manager, page_id, local_send_at=wall.isoformat())
+    assert (await manager.post(f"/api/campaigns/{campaign_id}/start")).status_code == 202
+    async with ClockedWorker(sending_settings, db):
+
+        async def written() -> bool:
+            return len(await deliveries_by_psid(db, campaign_id)) == len(zones)
+
+        await until(written, "every slice written")
+    rows = await deliveries_by_psid(db, campaign_id)
+    utc_wall = wall.replace(tzinfo=UTC)
+    for i, zone in enumerate(zones):
+        offset = timezones.zone(zone or "UTC").utcoffset(wall) or timedelta(0)
+        assert rows[str(6001 + i)].due_at == utc_wall - offset, zone
+    async with db.transaction() as session:
+        campaign = await session.get(Campaign, campaign_id)
+        assert campaign is not None
+        assert campaign.last_due_at == utc_wall  # the Page's zone (UTC) is the latest
