@@ -45,6 +45,11 @@ class PlanJob:
     round: int = 0
     since: int | None = None
     step: int = 0
+    # Issue 20: the pass plans deliveries due in (due_after, due_upto] (epoch milliseconds;
+    # due_after None: also those due at once; due_upto None: the pass's first job sets it
+    # to its own time). worker/plan.py.
+    due_after: int | None = None
+    due_upto: int | None = None
 
     def to_data(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -54,6 +59,9 @@ class PlanJob:
         }
         if self.since is not None:
             data |= {"since": self.since, "step": self.step}
+        for name in ("due_after", "due_upto"):
+            if getattr(self, name) is not None:
+                data[name] = getattr(self, name)
         return data
 
     @classmethod
@@ -64,6 +72,8 @@ class PlanJob:
             round=int(data.get("round", 0)),
             since=None if data.get("since") is None else int(data["since"]),
             step=int(data.get("step", 0)),
+            due_after=None if data.get("due_after") is None else int(data["due_after"]),
+            due_upto=None if data.get("due_upto") is None else int(data["due_upto"]),
         )
 
 

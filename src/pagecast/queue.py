@@ -163,6 +163,8 @@ class Queue:
         delay_s: float = 0,
         round_: int = 0,
         step: int = 0,
+        due_after: int | None = None,
+        due_upto: int | None = None,
     ) -> None:
         """Plan a campaign's chunks after delivery `after_id`; `round_` > 0 gives every job of
         this plan new ids, for re-planning a campaign whose earlier jobs are stuck or gone.
@@ -173,7 +175,15 @@ class Queue:
         """
         queue = await self.bull()
         suffix = (f"-r{round_}" if round_ else "") + (f"-w{step}" if step else "")
-        job = PlanJob(campaign_id, after_id=after_id, round=round_, since=since, step=step)
+        job = PlanJob(
+            campaign_id,
+            after_id=after_id,
+            round=round_,
+            since=since,
+            step=step,
+            due_after=due_after,
+            due_upto=due_upto,
+        )
         await queue.add(
             JOB_PLAN,
             job.to_data(),

@@ -13,6 +13,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
@@ -24,6 +25,7 @@ from pagecast.errors import InvalidInput
 from pagecast.input_types import HttpUrl, Input, Line, Text
 from pagecast.message_schema import Content
 from pagecast.models import MessagingType, Priority, Role
+from pagecast.services import due_times
 from pagecast.variant_schema import ExperimentIn, VariantIn
 from pagecast.variant_schema import check as check_variants
 
@@ -196,6 +198,35 @@ def check_policy(messaging_type: MessagingType, tag: str | None) -> None:
 MAX_MESSAGES = 3
 
 
+# Issue 20 (services/due_times.py): a wall-clock time each person gets the campaign at in
+# their own zone, a campaign's send window and a Page's quiet hours, refused naming the field.
+LocalSendAt = Annotated[
+    datetime,
+    BeforeValidator(lambda v: due_times.parse_local_time(v, "local_send_at")),
+    Field(
+        description='A wall-clock time without an offset, e.g. "2026-12-07T10:00": each '
+        "person gets the campaign at that time in their own zone (docs/sending.md, "
+        '"Due times").'
+    ),
+]
+SendWindow = Annotated[
+    dict[str, Any],
+    BeforeValidator(lambda v: due_times.parse_window(v, "send_window").stored()),
+    Field(
+        description='{"days": ["mon", …], "start": "09:00", "end": "18:00"} in each '
+        "person's zone: deliveries wait for the next opening."
+    ),
+]
+QuietHours = Annotated[
+    dict[str, str],
+    BeforeValidator(lambda v: due_times.parse_hours(v, "quiet_hours").stored()),
+    Field(
+        description='{"start": "21:00", "end": "08:00"} in each recipient\'s zone: a delivery '
+        "due in them waits for their end; null for none."
+    ),
+]
+
+
 class CampaignFields(Input):
     description: Annotated[Text, StringConstraints(max_length=5000)] | None = None
     content: Content | None = None
@@ -221,6 +252,8 @@ class CampaignFields(Input):
     priority: Priority = Priority.NORMAL
     send_rate: Annotated[float, Field(gt=0, le=MAX_SEND_RATE)] | None = None
     expires_at: datetime | None = None
+    local_send_at: LocalSendAt | None = None
+    send_window: SendWindow | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> CampaignFields:
@@ -295,6 +328,8 @@ class CampaignUpdate(Patch):
     priority: Priority | None = None
     send_rate: float | None = None
     expires_at: datetime | None = None
+    local_send_at: Any = None
+    send_window: Any = None
 
 
 AccessToken = Annotated[
@@ -361,6 +396,7 @@ class PageUpdate(Patch):
     name: Name | None = None
     send_rate: Annotated[float, Field(gt=0, le=MAX_SEND_RATE)] | None = None
     timezone: TimeZoneName | None = None
+    quiet_hours: QuietHours | None = None
     access_token: AccessToken | None = None
     app_secret: AppSecret | None = None
     opt_out_keywords: (
@@ -381,7 +417,8 @@ class ContactFields(Input):
     first_name: ContactName | None = None
     last_name: ContactName | None = None
     locale: Annotated[Line, StringConstraints(max_length=32)] | None = None
-    timezone: Annotated[float, Field(ge=-24, le=24)] | None = None
+    timezone: TimeZoneName | None = None
+    utc_offset_minutes: Annotated[int, Field(ge=-720, le=840)] | None = None
     profile_pic_url: HttpUrl | None = None
     tags: (
         list[

@@ -14,6 +14,7 @@ from pagecast.cli import (  # noqa: F401  (they register their commands)
     data,
     deliveries,
     experiments,
+    local_time,
     page_setup,
     processes,
     series,

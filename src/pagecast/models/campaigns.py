@@ -9,6 +9,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    DateTime,
     Float,
     ForeignKey,
     Index,
@@ -78,6 +79,14 @@ class Campaign(Base):
     priority: Mapped[Priority] = mapped_column(stored_enum(Priority), default=Priority.NORMAL)
     send_rate: Mapped[float | None] = mapped_column(Float)
     expires_at: Mapped[datetime | None]
+    # Issue 20: a wall-clock time (naive) each person gets it at in their own zone; the
+    # days and hours each person may get it in ({"days": ["mon", …], "start": "09:00",
+    # "end": "18:00"}, their zone); the latest due time its snapshot gave (NULL: all at
+    # once), so progress counts the people still waiting only while some are
+    # (services/due_times.py).
+    local_send_at: Mapped[datetime | None] = mapped_column(DateTime)
+    send_window: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
+    last_due_at: Mapped[datetime | None]
     status: Mapped[CampaignStatus] = mapped_column(
         stored_enum(CampaignStatus), default=CampaignStatus.DRAFT, index=True
     )
@@ -173,6 +182,13 @@ class Delivery(Base):
             "reason",
             "id",
             where="reason IS NOT NULL",
+        ),
+        # Issue 20: the next due time of a campaign's waiting deliveries, and how many wait.
+        _partial(
+            "ix_deliveries_campaign_id_due_at",
+            "campaign_id",
+            "due_at",
+            where="status = 'pending' AND due_at IS NOT NULL",
         ),
     )
 

@@ -11,6 +11,7 @@ from sqlalchemy import (
     Float,
     ForeignKey,
     Index,
+    Integer,
     String,
     Table,
     Text,
@@ -42,6 +43,9 @@ class Page(Base):
     # The Page's default IANA zone (its audience's local time): shown beside a campaign's
     # schedule so a time in the user's zone can be checked against the Page's (timezones.py).
     timezone: Mapped[str] = mapped_column(String(64), default="UTC", server_default="UTC")
+    # Issue 20: {"start": "21:00", "end": "08:00"} in each recipient's local time, or NULL
+    # (no quiet hours): a delivery due in them waits for their end (services/due_times.py).
+    quiet_hours: Mapped[dict[str, str] | None] = mapped_column(JSON(none_as_null=True))
     # The latest claim time (our clock) of a delivery of this Page that an echo confirmed: the
     # Page's echo stream is proven live for every attempt made before it.
     echo_seen_at: Mapped[datetime | None]
@@ -94,7 +98,11 @@ class Contact(Base):
     first_name: Mapped[str | None] = mapped_column(String(255))
     last_name: Mapped[str | None] = mapped_column(String(255))
     locale: Mapped[str | None] = mapped_column(String(32))
-    timezone: Mapped[float | None] = mapped_column(Float)
+    # The person's IANA zone (CSV import, the API, the dashboard), and the UTC offset the
+    # Messenger profile gave when that is all there is; neither: the Page's zone
+    # (services/due_times.py).
+    timezone: Mapped[str | None] = mapped_column(String(64))
+    utc_offset_minutes: Mapped[int | None] = mapped_column(Integer)
     profile_pic_url: Mapped[str | None] = mapped_column(Text)
     last_inbound_at: Mapped[datetime | None]
     opted_out_at: Mapped[datetime | None]

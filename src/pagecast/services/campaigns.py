@@ -24,7 +24,7 @@ from pagecast.models import (
 )
 from pagecast.permissions import Actor
 from pagecast.schemas import CampaignCreate, CampaignUpdate
-from pagecast.services import audit, content, pages, reconcile, templates, variants
+from pagecast.services import audit, content, due_times, pages, reconcile, templates, variants
 
 __all__ = [
     "EDITABLE",
@@ -63,7 +63,16 @@ DELETABLE = (
     CampaignStatus.CANCELLED,
 )
 # Once deliveries exist (the audience snapshot), these no longer change what is sent.
-_FIXED_AFTER_START = ("page_id", "audience", "messaging_type", "tag", "variants", "experiment")
+_FIXED_AFTER_START = (
+    "page_id",
+    "audience",
+    "messaging_type",
+    "tag",
+    "variants",
+    "experiment",
+    "local_send_at",  # due times are written by the snapshot (services/due_times.py)
+    "send_window",
+)
 COUNT_KEYS = ("total", *(status.value for status in DeliveryStatus))
 
 
@@ -280,6 +289,8 @@ def _columns(data: CampaignCreate) -> dict[str, Any]:
         "priority": data.priority,
         "send_rate": data.send_rate,
         "expires_at": data.expires_at,
+        "local_send_at": data.local_send_at,
+        "send_window": data.send_window,
     } | variants.columns(data.variants, data.experiment)
 
 
@@ -288,6 +299,7 @@ async def create(
 ) -> Campaign:
     """A new draft; a `scheduled_at` already past (at `now`) is refused."""
     check_schedule(data.scheduled_at, now or utcnow())
+    due_times.check_local_send_at(data.local_send_at, now or utcnow())
     await _validate(session, data)
     campaign = Campaign(**_columns(data), status=CampaignStatus.DRAFT, created_by_id=actor.user_id)
     variants.prepare(campaign)
@@ -321,6 +333,8 @@ def _current(campaign: Campaign) -> dict[str, Any]:
         "expires_at": campaign.expires_at,
         "variants": campaign.variants,
         "experiment": campaign.experiment,
+        "local_send_at": campaign.local_send_at,
+        "send_window": campaign.send_window,
     }
 
 
@@ -369,6 +383,8 @@ async def update(
         campaign.scheduled_at
     ):
         check_schedule(validated.scheduled_at, now or utcnow())
+    if campaign.status is not CampaignStatus.PAUSED and "local_send_at" in changes:
+        due_times.check_local_send_at(validated.local_send_at, now or utcnow())
     await _validate(session, validated)
     for name, value in _columns(validated).items():
         setattr(campaign, name, value)

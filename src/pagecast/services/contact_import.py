@@ -1,7 +1,9 @@
 """CSV import of contacts: the file read in batches of rows, valid rows upserted in bulk.
 
-Columns: `psid` (required), `first_name`, `last_name`, `tags` (semicolon-separated) and
-`last_inbound_at` (ISO 8601; without a timezone it is read as UTC). An existing contact keeps
+Columns: `psid` (required), `first_name`, `last_name`, `tags` (semicolon-separated),
+`last_inbound_at` (ISO 8601; without a timezone it is read as UTC) and `timezone` (the
+person's IANA zone, e.g. Asia/Manila: their local time for local-time sends, issue 20;
+services/due_times.py). An existing contact keeps
 the values an empty cell leaves out, keeps its tags (new ones are added) and keeps the later
 of the two `last_inbound_at`.
 
@@ -26,6 +28,7 @@ from typing import IO, NamedTuple
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from pagecast import timezones
 from pagecast.errors import InvalidInput
 from pagecast.models import utcnow
 from pagecast.services import contacts
@@ -41,7 +44,7 @@ __all__ = [
     "upsert",
 ]
 
-COLUMNS = ("psid", "first_name", "last_name", "tags", "last_inbound_at")
+COLUMNS = ("psid", "first_name", "last_name", "tags", "last_inbound_at", "timezone")
 MAX_ERRORS_LISTED = 1000
 _PSID = re.compile(r"^\d{1,64}$")
 _MAX_NAME = 255
@@ -72,6 +75,7 @@ class Row(NamedTuple):
     last_name: str | None
     last_inbound_at: datetime | None
     tags: list[str]
+    timezone: str | None = None
 
 
 @dataclass
@@ -167,7 +171,7 @@ class CsvReader:
         latest = utcnow() + _CLOCK_SKEW  # a later last_inbound_at is in the future
         # Per-row work is the import's CPU cost (P8): indexes are resolved once, and a row
         # is checked in one function without building a dict.
-        psid_at, first_at, last_at, tags_at, seen_at = self._columns
+        psid_at, first_at, last_at, tags_at, seen_at, zone_at = self._columns
         width = self._width
         while batch.read < size:
             cells = self._next_cells()
@@ -190,6 +194,7 @@ class CsvReader:
                 cells[tags_at] if tags_at >= 0 else "",
                 cells[seen_at].strip() if seen_at >= 0 else "",
                 latest,
+                cells[zone_at].strip() if zone_at >= 0 else "",
             )
             if isinstance(checked, RowError):
                 batch.errors.append(checked)
@@ -200,7 +205,14 @@ class CsvReader:
         return batch
 
     def _check(
-        self, psid: str, first: str, last: str, tag_cell: str, seen: str, latest: datetime
+        self,
+        psid: str,
+        first: str,
+        last: str,
+        tag_cell: str,
+        seen: str,
+        latest: datetime,
+        zone: str = "",
     ) -> Row | RowError:
         number = self._number
         if not psid:
@@ -243,7 +255,12 @@ class CsvReader:
                     "last_inbound_at",
                     f"{seen[:40]!r} {exc}; use ISO 8601, e.g. 2026-11-20T14:05:00Z",
                 )
-        return Row(psid, first or None, last or None, when, tags)
+        known_zone = None
+        if zone:
+            known_zone = timezones.canonical(zone)
+            if known_zone is None:
+                return RowError(number, "timezone", timezones.unknown_message(zone))
+        return Row(psid, first or None, last or None, when, tags, known_zone)
 
     def close(self) -> None:
         self._text.close()
@@ -278,7 +295,7 @@ async def upsert(session: AsyncSession, page_id: int, rows: list[Row]) -> tuple[
 _SQLITE_TIME = "%Y-%m-%d %H:%M:%S.%f"
 _SQLITE_STEPS = (
     "CREATE TEMP TABLE IF NOT EXISTS import_rows "
-    "(psid TEXT PRIMARY KEY, first_name TEXT, last_name TEXT, seen TEXT)",
+    "(psid TEXT PRIMARY KEY, first_name TEXT, last_name TEXT, seen TEXT, timezone TEXT)",
     "CREATE TEMP TABLE IF NOT EXISTS import_tags (psid TEXT, tag TEXT)",
     "DELETE FROM import_rows",
     "DELETE FROM import_tags",
@@ -288,6 +305,7 @@ _KNOWN_CONTACT = """
     ON CONFLICT (page_id, psid) DO UPDATE SET
         first_name = coalesce(excluded.first_name, contacts.first_name),
         last_name = coalesce(excluded.last_name, contacts.last_name),
+        timezone = coalesce(excluded.timezone, contacts.timezone),
         last_inbound_at = CASE
             WHEN contacts.last_inbound_at IS NULL
                  OR excluded.last_inbound_at > contacts.last_inbound_at
@@ -296,9 +314,9 @@ _KNOWN_CONTACT = """
 """
 _SQLITE_MERGE = (
     """
-    INSERT INTO contacts (page_id, psid, first_name, last_name, last_inbound_at,
+    INSERT INTO contacts (page_id, psid, first_name, last_name, last_inbound_at, timezone,
                           created_at, updated_at)
-    SELECT ?, psid, first_name, last_name, seen, ?, ? FROM import_rows WHERE true
+    SELECT ?, psid, first_name, last_name, seen, timezone, ?, ? FROM import_rows WHERE true
     """
     + _KNOWN_CONTACT
 )
@@ -311,13 +329,14 @@ async def _sqlite_upsert(
     for step in _SQLITE_STEPS:
         await conn.exec_driver_sql(step)
     await conn.exec_driver_sql(
-        "INSERT INTO import_rows VALUES (?, ?, ?, ?)",
+        "INSERT INTO import_rows VALUES (?, ?, ?, ?, ?)",
         [
             (
                 r.psid,
                 r.first_name,
                 r.last_name,
                 r.last_inbound_at.strftime(_SQLITE_TIME) if r.last_inbound_at else None,
+                r.timezone,
             )
             for r in rows
         ],
@@ -361,6 +380,7 @@ async def _pg_upsert(
                 "first": [r.first_name for r in rows],
                 "last": [r.last_name for r in rows],
                 "seen": [r.last_inbound_at for r in rows],
+                "zones": [r.timezone for r in rows],
                 "tag_psids": [psid for psid, _ in tagged],
                 "tag_ids": [tag_id for _, tag_id in tagged],
             },
@@ -377,11 +397,12 @@ _PG_UPSERT = text(
     """
     WITH up AS (
         INSERT INTO contacts (page_id, psid, first_name, last_name, last_inbound_at,
-                              created_at, updated_at)
-        SELECT :page_id, u.psid, u.first_name, u.last_name, u.seen, :now, :now
+                              timezone, created_at, updated_at)
+        SELECT :page_id, u.psid, u.first_name, u.last_name, u.seen, u.zone, :now, :now
         FROM unnest(CAST(:psids AS varchar[]), CAST(:first AS varchar[]),
-                    CAST(:last AS varchar[]), CAST(:seen AS timestamptz[]))
-             AS u(psid, first_name, last_name, seen)
+                    CAST(:last AS varchar[]), CAST(:seen AS timestamptz[]),
+                    CAST(:zones AS varchar[]))
+             AS u(psid, first_name, last_name, seen, zone)
     """
     + _KNOWN_CONTACT
     + """

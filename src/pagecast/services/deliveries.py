@@ -23,6 +23,7 @@ from pagecast.db import rowcount
 from pagecast.models import Campaign, Contact, Delivery, DeliveryStatus, UTCDateTime
 from pagecast.services import (
     audience,
+    due_plan,
     echoes,
     frequency_cap,
     receipts,
@@ -48,6 +49,7 @@ __all__ = [
     "shift",
     "snapshot",
     "snapshot_insert",
+    "snapshot_with_due_times",
 ]
 
 _TABLE = Delivery.__table__
@@ -55,36 +57,75 @@ _CONTACTS = Contact.__table__
 
 
 def _due(now: datetime) -> Any:
-    """A pending delivery may be sent now: it has no retry wait left."""
+    """A pending delivery may be sent now: it has no retry wait left, and its due time
+    (each person's local time, quiet hours, send window) has come."""
     return and_(
         _TABLE.c.status == DeliveryStatus.PENDING.value,
         or_(_TABLE.c.next_attempt_at.is_(None), _TABLE.c.next_attempt_at <= now),
+        due_plan.due_now(now),
         variants.not_waiting(_TABLE.c.variant),  # an experiment's rest waits for its winner
     )
 
 
-def snapshot_insert(campaign: Campaign, now: datetime, *where: Any) -> Any:
+def snapshot_insert(
+    campaign: Campaign, now: datetime, *where: Any, due: due_plan.DuePlan | None = None
+) -> Any:
     """The snapshot's INSERT … SELECT: one delivery per matching contact (and `where`), those
-    that cannot be sent to now `skipped` with the reason."""
+    that cannot be sent to now `skipped` with the reason, each due when `due` says (its
+    zone's due time; None: all at once)."""
     reason = audience.exclusion_reason(campaign.messaging_type, now)
     # A/B variants and an experiment's holdout, by a seeded hash in this statement.
     reason, extra = variants.assignment(campaign, reason)
-    rows = select(
-        literal(campaign.id),
-        Contact.id,
-        case((reason.is_(None), DeliveryStatus.PENDING.value), else_=DeliveryStatus.SKIPPED.value),
-        reason,
-        literal(0),
-        literal(now, UTCDateTime()),
-        *extra.values(),
-    ).where(
-        *audience.matches(campaign.page_id, campaign.audience),
-        *series_exclusion.snapshot_conditions(campaign),  # issue 20: never twice in a series
-        *where,
+    due_at, source = due_plan.due_column(due)
+    rows = (
+        select(
+            literal(campaign.id),
+            Contact.id,
+            case(
+                (reason.is_(None), DeliveryStatus.PENDING.value),
+                else_=DeliveryStatus.SKIPPED.value,
+            ),
+            reason,
+            literal(0),
+            literal(now, UTCDateTime()),
+            due_at,
+            *extra.values(),
+        )
+        .select_from(source)
+        .where(
+            *audience.matches(campaign.page_id, campaign.audience),
+            *series_exclusion.snapshot_conditions(campaign),  # issue 20: never twice in a series
+            *where,
+        )
     )
     return insert(_TABLE).from_select(
-        ["campaign_id", "contact_id", "status", "reason", "attempts", "updated_at", *extra], rows
+        [
+            "campaign_id",
+            "contact_id",
+            "status",
+            "reason",
+            "attempts",
+            "updated_at",
+            "due_at",
+            *extra,
+        ],
+        rows,
     )
+
+
+async def snapshot_with_due_times(
+    session: AsyncSession, campaign: Campaign, now: datetime, *where: Any
+) -> None:
+    """Run the snapshot's INSERT … SELECT for contacts matching `where`, with each zone's due
+    time (services/due_plan.py), and keep the campaign's latest due time."""
+    due = await due_plan.plan(session, campaign, now, *where)
+    await session.execute(snapshot_insert(campaign, now, *where, due=due))
+    latest = due.latest if due is not None else None
+    if latest is not None and (campaign.last_due_at is None or latest > campaign.last_due_at):
+        await session.execute(
+            update(Campaign).where(Campaign.id == campaign.id).values(last_due_at=latest)
+        )
+        campaign.last_due_at = latest
 
 
 async def snapshot(session: AsyncSession, campaign: Campaign, now: datetime) -> dict[str, int]:
@@ -92,7 +133,7 @@ async def snapshot(session: AsyncSession, campaign: Campaign, now: datetime) -> 
 
     Contacts that cannot be sent to now are `skipped` with the reason. Returns counts.
     """
-    await session.execute(snapshot_insert(campaign, now))
+    await snapshot_with_due_times(session, campaign, now)
     await frequency_cap.skip_over(session, campaign, now)  # the Page's cap, when it has one
     counted = await session.execute(
         select(Delivery.status, func.count())
@@ -118,14 +159,21 @@ async def snapshot(session: AsyncSession, campaign: Campaign, now: datetime) -> 
 
 
 async def pending_ranges(
-    session: AsyncSession, campaign_id: int, *, after_id: int, chunk_size: int, max_chunks: int
+    session: AsyncSession,
+    campaign_id: int,
+    *,
+    after_id: int,
+    chunk_size: int,
+    max_chunks: int,
+    due: Any = None,
 ) -> list[tuple[int, int]]:
     """Consecutive (first_id, last_id) ranges of `chunk_size` pending deliveries (the last
     one may hold fewer), at most `max_chunks` of them.
 
     The database numbers the ids and returns one row per range: the plan step used to load
     every id (50,000 at 500 chunks of 100) into the worker to cut them up, a few MB of its
-    peak memory (docs/performance.md, P6)."""
+    peak memory (docs/performance.md, P6). `due`: a condition on their due time
+    (due_plan.in_window), the pending deliveries due by now for the planner."""
     # The LIMIT comes first, so PostgreSQL stops after that many ids (a Sort under a window
     # function would order every pending delivery of the campaign). Each range is keyed by
     # its first row's number, counted from 0 (no division: SQLite's FLOOR is not always
@@ -137,6 +185,7 @@ async def pending_ranges(
             _TABLE.c.status == DeliveryStatus.PENDING,
             _TABLE.c.id > after_id,
             variants.not_waiting(_TABLE.c.variant),
+            *([] if due is None else [due]),
         )
         .order_by(_TABLE.c.id)
         .limit(chunk_size * max_chunks)

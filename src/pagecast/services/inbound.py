@@ -81,7 +81,10 @@ async def set_profile(
     locale: str | None = None,
     timezone: float | None = None,
 ) -> bool:
-    """Names from the User Profile API, for a contact that still has none."""
+    """Names from the User Profile API, for a contact that still has none. The profile's
+    `timezone` is its UTC offset in hours: kept as `utc_offset_minutes` (a zone set by a
+    person, `contacts.timezone`, takes precedence; services/due_times.py)."""
+    offset = None if timezone is None else round(timezone * 60)
     result = await session.execute(
         update(Contact)
         .where(Contact.id == contact_id, Contact.first_name.is_(None), Contact.last_name.is_(None))
@@ -89,7 +92,7 @@ async def set_profile(
             first_name=first_name,
             last_name=last_name,
             locale=func.coalesce(Contact.locale, locale),
-            timezone=func.coalesce(Contact.timezone, timezone),
+            utc_offset_minutes=func.coalesce(Contact.utc_offset_minutes, offset),
             updated_at=utcnow(),
         )
         .execution_options(synchronize_session=False)

@@ -12,8 +12,8 @@ import math
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from pagecast.models import Campaign, Page
-from pagecast.services import deliveries, snapshots
+from pagecast.models import Campaign, Page, utcnow
+from pagecast.services import deliveries, due_plan, snapshots
 
 __all__ = [
     "CHUNK_MOST",
@@ -102,4 +102,6 @@ async def first_chunks(
         after_id=0,
         chunk_size=chunk,
         max_chunks=max(1, min(plan_ahead(rate, chunk), snapshots.SNAPSHOT_FIRST // chunk)),
+        # Those due at the start (each person's local time: services/due_times.py).
+        due=due_plan.due_now(campaign.started_at or utcnow()),
     )

@@ -13,7 +13,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -53,16 +52,14 @@ class Rest:
     upto: int
 
 
-def _slice_insert(campaign: Campaign, now: datetime, after: int, upto: int) -> Any:
-    """The snapshot's INSERT … SELECT for contact ids in (after, upto]."""
-    return deliveries.snapshot_insert(campaign, now, Contact.id > after, Contact.id <= upto)
-
-
 async def _insert(
     session: AsyncSession, campaign: Campaign, now: datetime, after: int, upto: int
 ) -> None:
-    """Insert the slice, then skip the people over the Page's frequency cap in it."""
-    await session.execute(_slice_insert(campaign, now, after, upto))
+    """The snapshot's INSERT … SELECT for contact ids in (after, upto], with due times, then
+    skip the people over the Page's frequency cap in it."""
+    await deliveries.snapshot_with_due_times(
+        session, campaign, now, Contact.id > after, Contact.id <= upto
+    )
     ids = Delivery.__table__.c.contact_id
     await frequency_cap.skip_over(session, campaign, now, ids > after, ids <= upto)
 

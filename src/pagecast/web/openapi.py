@@ -280,6 +280,9 @@ class PageOut(_Out):
         description="At most `messages` campaign messages per person in `days` days; "
         "null: no cap (issue 20).",
     )
+    quiet_hours: dict[str, str] | None = Field(
+        description='{"start": "21:00", "end": "08:00"} in each recipient\'s zone, or null.'
+    )
     created_at: datetime | None
     updated_at: datetime | None
 
@@ -323,7 +326,12 @@ class ContactOut(_Out):
     first_name: str | None
     last_name: str | None
     locale: str | None
-    timezone: float | None
+    timezone: str | None = Field(
+        description="The person's IANA zone (null: their profile's offset, else the Page's zone)."
+    )
+    utc_offset_minutes: int | None = Field(
+        description="The UTC offset their Messenger profile gave (minutes), used without a zone."
+    )
     profile_pic_url: str | None
     tags: list[str]
     last_inbound_at: datetime | None
@@ -383,6 +391,12 @@ class CampaignOut(_Out):
     priority: Priority
     send_rate: float | None
     expires_at: datetime | None
+    local_send_at: str | None = Field(
+        description='Wall-clock time each person gets it at in their zone ("2026-12-07T10:00").'
+    )
+    send_window: dict[str, Any] | None = Field(
+        description='{"days": [...], "start": "09:00", "end": "18:00"} in each person\'s zone.'
+    )
     status: CampaignStatus
     status_reason: str | None
     missed: bool
@@ -425,10 +439,21 @@ class EngagementOut(_Out):
     replied: int = Field(description="Deliveries whose person sent a message after it.")
 
 
+class WaitingOut(_Out):
+    count: int = Field(description="Pending deliveries whose due time has not come.")
+    next_at: datetime | None = Field(description="When the next of them falls due.")
+    last_at: datetime | None = Field(description="When the last of them falls due.")
+
+
 class CampaignProgressOut(CampaignOut):
     rate_per_second: float
     eta_seconds: int
     reconciling: ReconcilingOut | None
+    waiting: WaitingOut | None = Field(
+        None,
+        description="Deliveries waiting for each person's local time, quiet hours or the send "
+        'window (docs/sending.md, "Due times"); null when none wait.',
+    )
     engagement: EngagementOut | None = Field(
         None, description="Clicks and replies within 24 hours of each send (issue 20)."
     )

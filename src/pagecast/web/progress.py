@@ -13,7 +13,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
 from pagecast.context import AppContext
-from pagecast.services import campaigns, engagement, experiments
+from pagecast.models import utcnow
+from pagecast.services import campaigns, due_plan, engagement, experiments
 from pagecast.web import render
 
 __all__ = ["RATE_TTL", "Coalesced", "Rates", "read"]
@@ -144,10 +145,12 @@ async def _read_progress(ctx: AppContext, campaign_id: int) -> dict[str, Any]:
         campaign, page_rate = await campaigns.get_with_page_rate(session, campaign_id)
         rate, until = await campaigns.pace(session, campaign, ctx.settings.unknown_grace, rate=rate)
         engaged = await engagement.counts(session, campaign_id)  # issue 20: clicks, replies
+        waiting, next_at = await due_plan.count_waiting(session, campaign, utcnow())
         body = (
             render.campaign(campaign, campaigns.counts(campaign))
             | render.progress(campaign, rate, page_rate, reconciling_until=until)
             | {"engagement": engaged}
+            | {"waiting": render.waiting(waiting, next_at, campaign.last_due_at)}
         )
         if campaign.variants:  # an A/B campaign: results by variant, the decision
             body["experiment"] = await experiments.report(session, campaign)

@@ -170,6 +170,7 @@ def page(row: Page) -> dict[str, Any]:
         "opt_out_keywords": row.opt_out_keywords,
         "timezone": row.timezone,
         "frequency_cap": row.frequency_cap,
+        "quiet_hours": row.quiet_hours,
         "created_at": _time(row.created_at),
         "updated_at": _time(row.updated_at),
     }
@@ -199,6 +200,7 @@ def contact(row: Contact) -> dict[str, Any]:
         "last_name": row.last_name,
         "locale": row.locale,
         "timezone": row.timezone,
+        "utc_offset_minutes": row.utc_offset_minutes,
         "profile_pic_url": row.profile_pic_url,
         "tags": [t.name for t in row.tags],
         "last_inbound_at": _time(row.last_inbound_at),
@@ -239,6 +241,8 @@ def campaign(row: Campaign, counts: dict[str, int]) -> dict[str, Any]:
         "priority": row.priority.value,
         "send_rate": row.send_rate,
         "expires_at": _time(row.expires_at),
+        "local_send_at": f"{row.local_send_at:%Y-%m-%dT%H:%M}" if row.local_send_at else None,
+        "send_window": row.send_window,
         "status": row.status.value,
         "status_reason": row.status_reason,
         "missed": row.missed,
@@ -251,6 +255,15 @@ def campaign(row: Campaign, counts: dict[str, int]) -> dict[str, Any]:
         "series_id": row.series_id,  # issue 20: a run of a series
         "run_at": _time(row.run_at),
     }
+
+
+def waiting(
+    count: int, next_at: datetime | None, last_at: datetime | None
+) -> dict[str, Any] | None:
+    """The deliveries waiting for their due time (services/due_plan.py), or None."""
+    if not count:
+        return None
+    return {"count": count, "next_at": _time(next_at), "last_at": _time(last_at)}
 
 
 def progress(

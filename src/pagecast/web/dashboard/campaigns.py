@@ -21,6 +21,7 @@ from pagecast.services import (
     audience,
     audit,
     campaigns,
+    due_plan,
     engagement,
     experiments,
     pages,
@@ -146,6 +147,7 @@ async def _detail_context(ctx: Any, viewer: Any, campaign_id: int) -> dict[str, 
         trail = await audit.list_for(session, object_type="campaign", object_id=campaign.id)
         series = await reports.sends_over_time(session, campaign.id)
         engaged = await engagement.counts(session, campaign.id)
+        waiting = await due_plan.count_waiting(session, campaign, utcnow())
         before = campaign.status in sending.STARTABLE
         warnings = (
             await audience.tag_warnings(session, campaign.page_id, campaign.audience)
@@ -166,7 +168,8 @@ async def _detail_context(ctx: Any, viewer: Any, campaign_id: int) -> dict[str, 
         "page_help": explain.page_status(page_row.status.value),
         "s": summary(campaign),
         "engagement": engaged,
-        "progress": render.progress(campaign, rate, page_row.send_rate, reconciling_until=until),
+        "progress": render.progress(campaign, rate, page_row.send_rate, reconciling_until=until)
+        | {"waiting": render.waiting(*waiting, campaign.last_due_at)},
         "errors": [
             (g, *explain.delivery_error(g.code, g.subcode, g.kind, g.reason)) for g in groups
         ],

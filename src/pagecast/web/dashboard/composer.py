@@ -26,7 +26,7 @@ from pagecast.schemas import (
     parse_id,
 )
 from pagecast.services import audience, campaigns, content, pages, templates
-from pagecast.web.dashboard import message_form, times, variant_form
+from pagecast.web.dashboard import message_form, times, timing_form, variant_form
 from pagecast.web.dashboard.base import DashboardRoute, ViewerDep, page, redirect
 from pagecast.web.deps import ContextDep
 
@@ -42,6 +42,7 @@ FIELD_ERRORS = (
     "send_rate",
     "expires_at",
     "template_name",
+    *timing_form.FIELD_ERRORS,
 )
 _AUDIENCE: TypeAdapter[Any] = TypeAdapter(Audience)
 CHIPS = ("{{first_name|there}}", "{{last_name}}", "{{full_name|friend}}")
@@ -98,6 +99,7 @@ def fields_from(form: FormData, zone: str = timezones.DEFAULT) -> dict[str, Any]
         "priority": get("priority") or "normal",
         **_times(get, zone),
         "send_rate": get("send_rate") or None,
+        **timing_form.fields(form),
     }
     return variant_form.apply(form, data)  # an A/B test: `variants` instead of `content`
 
@@ -231,6 +233,7 @@ async def _form_page(
         ab_keys=variant_form.KEYS,
         ab_metrics=variant_form.METRICS,
         ab_confidences=variant_form.CONFIDENCES,
+        days=timing_form.DAYS,
     )
 
 
@@ -255,6 +258,7 @@ def _values_of(campaign: Campaign, zone: str) -> dict[str, Any]:
             "expires_at": times.field_value(campaign.expires_at, zone),
         }
         | variant_form.values_of(campaign)
+        | timing_form.values_of(campaign)
     )
 
 
@@ -327,6 +331,7 @@ async def update_campaign(
                 fields.pop(name, None)
             if campaign.variants:  # an A/B test keeps its variants once scheduled or started
                 fields.pop("content", None)
+        timing_form.keep_started(fields, campaign)
         page_fixed = {} if draft else {"page_id": campaign.page_id}
         await _upload_once(ctx, viewer, form, fields | page_fixed, draft=draft)
         async with ctx.db.transaction() as session:

@@ -7,6 +7,7 @@ from typing import Any, get_args
 from fastapi import APIRouter, Request, Response
 from starlette.datastructures import UploadFile
 
+from pagecast import timezones
 from pagecast.errors import InvalidInput
 from pagecast.models import utcnow
 from pagecast.permissions import Permission
@@ -88,17 +89,19 @@ async def contact_list(
         max_tags=ctx.settings.import_max_tags_per_contact,
         max_bytes=ctx.settings.import_max_bytes,
         now=utcnow(),
+        zone_names=timezones.names(),
     )
 
 
 @router.post("/contacts/tags")
 async def bulk_tags(request: Request, viewer: ViewerDep, ctx: ContextDep) -> Response:
-    """Add and/or remove tags on the chosen contacts."""
+    """Add and/or remove tags on the chosen contacts, and/or set their time zone."""
     viewer.actor.require(Permission.CONTACTS_WRITE)
     form = await request.form()
     ids = [i for v in form.getlist("contact_id") if isinstance(v, str) and (i := parse_id(v))]
     add = {t.strip() for t in str(form.get("add", "")).split(",") if t.strip()}
     remove = {t.strip() for t in str(form.get("remove", "")).split(",") if t.strip()}
+    zone = _zone_change(str(form.get("timezone", "")))
     if not ids:
         raise InvalidInput("Tick at least one contact first.", field="contact_id")
     async with ctx.db.transaction() as session:
@@ -106,9 +109,27 @@ async def bulk_tags(request: Request, viewer: ViewerDep, ctx: ContextDep) -> Res
             contact = await contacts.get(session, contact_id)
             names = ({t.name for t in contact.tags} | add) - remove
             await contacts.update(
-                session, viewer.actor, contact_id, ContactUpdate(tags=sorted(names))
+                session,
+                viewer.actor,
+                contact_id,
+                ContactUpdate.model_validate({"tags": sorted(names)} | zone),
             )
     return redirect(same_site_path(str(form.get("back") or ""), "/contacts"))
+
+
+def _zone_change(typed: str) -> dict[str, str | None]:
+    """The form's time zone for the chosen contacts (issue 20): nothing when left empty,
+    "-" for none (the profile's offset, else the Page's zone); an unknown name is refused
+    naming the field, with a suggestion."""
+    typed = typed.strip()
+    if not typed:
+        return {}
+    if typed == "-":
+        return {"timezone": None}
+    known = timezones.canonical(typed)
+    if known is None:
+        raise InvalidInput(f"timezone: {timezones.unknown_message(typed)}", field="timezone")
+    return {"timezone": known}
 
 
 @router.post("/contacts/{contact_id}/tester")

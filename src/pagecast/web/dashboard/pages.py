@@ -15,7 +15,7 @@ from pagecast.graph import LOGIN_SCOPES
 from pagecast.permissions import Permission
 from pagecast.schemas import Id, PageCreate, PageUpdate
 from pagecast.services import pages, webhook_setup
-from pagecast.web.dashboard import explain
+from pagecast.web.dashboard import explain, quiet_hours_form
 from pagecast.web.dashboard.base import DashboardRoute, ViewerDep, page, redirect
 from pagecast.web.deps import ContextDep
 
@@ -126,7 +126,8 @@ async def connect_page(request: Request, viewer: ViewerDep, ctx: ContextDep) -> 
 async def update_page(
     page_id: Id, request: Request, viewer: ViewerDep, ctx: ContextDep
 ) -> Response:
-    """Reconnect (a new token) and/or change the send rate or the time zone."""
+    """Reconnect (a new token) and/or change the send rate or the time zone; or set the
+    Page's quiet hours (their own form)."""
     viewer.actor.require(Permission.PAGES_WRITE)
     form = await request.form()
     changes = {
@@ -139,7 +140,7 @@ async def update_page(
     if "cap_messages" in form or "cap_days" in form:
         body["frequency_cap"] = _frequency_cap(form)
     try:
-        data = PageUpdate.model_validate(body)
+        data = PageUpdate.model_validate(body | quiet_hours_form.changes(form))
         async with ctx.db.transaction() as session:
             await pages.update(
                 session, viewer.actor, ctx.vault, page_id, data, verify=ctx.verify_token

@@ -128,6 +128,11 @@
         notice.querySelector("[data-reconciling-why]").textContent = reconciling.why;
       }
     }
+    var waiting = body.waiting, waits = root.querySelector("[data-waiting]");
+    if (waits) {
+      waits.hidden = !waiting;
+      if (waiting) waits.querySelector("[data-waiting-count]").textContent = waiting.count;
+    }
     root.querySelectorAll(".progress-card .fill").forEach(function (el) { el.style.width = values.percent + "%"; });
     root.querySelectorAll(".progress-card [role=progressbar]").forEach(function (el) { el.setAttribute("aria-valuenow", values.percent); });
     if (body.status !== root.dataset.status) {

@@ -1,0 +1,273 @@
+"""When a delivery is due: each person's local time, a Page's quiet hours, a campaign's send
+window (issue 20). The one rule, for one zone at a time; services/due_plan.py applies it to a
+snapshot in SQL (one due time per zone among the audience, not per person).
+
+The rule (docs/sending.md, "Due times"):
+
+1. The start: the campaign's `local_send_at` (a wall-clock time) in the person's zone, or
+   the snapshot's time for an ordinary send. A local time already past in the person's zone
+   is due at once (as ManyChat does): the campaign was started late for them, and a message
+   a day late is rarely what was meant. A wall time the clocks skip (summer time) is read
+   with the offset before the change, so it falls just after the skipped hour.
+2. Quiet hours (the Page's, in the person's zone): a time inside them moves to their end.
+3. Send window (the campaign's days and hours, in the person's zone): a time outside it
+   moves to the window's next opening. 2 and 3 are applied until neither moves the time.
+4. A campaign that expires before that time: due at its expiry (the chunk then ends it
+   `expired`, as any delivery not sent by then).
+
+A due time not after the snapshot's time is NULL: due at once (the plain send's path).
+The person's zone: their IANA `timezone`, else their profile's `utc_offset_minutes`, else
+the Page's `timezone`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta, timezone, tzinfo
+from typing import Any
+
+from pagecast import timezones
+from pagecast.errors import InvalidInput
+
+__all__ = [
+    "DAYS",
+    "Hours",
+    "Rules",
+    "Window",
+    "check_local_send_at",
+    "due_at",
+    "offset_zone",
+    "parse_clock",
+    "parse_hours",
+    "parse_local_time",
+    "parse_window",
+    "zone_of",
+]
+
+DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_CLOCK = re.compile(r"^([01]?[0-9]|2[0-3]):([0-5][0-9])$")
+# Enough rounds for quiet hours and a window that push each other on (each moves the time
+# forward to an opening or an end; two of each a day at most).
+_ROUNDS = 32
+
+
+def _refuse(field: str, message: str) -> InvalidInput:
+    return InvalidInput(f"{field}: {message}", field=field)
+
+
+def parse_clock(value: Any, field: str) -> time:
+    """A time of day "HH:MM" (24-hour).
+
+    Raises:
+        InvalidInput: naming `field`, what was wrong and what to send.
+    """
+    found = _CLOCK.match(value.strip()) if isinstance(value, str) else None
+    if found is None:
+        raise _refuse(field, f'{value!r} is not a time of day; send "HH:MM", e.g. "21:00"')
+    return time(int(found[1]), int(found[2]))
+
+
+@dataclass(frozen=True)
+class Hours:
+    """A span of the day, start inclusive, end exclusive; it may run over midnight."""
+
+    start: time
+    end: time
+
+    def holds(self, moment: time) -> bool:
+        if self.start < self.end:
+            return self.start <= moment < self.end
+        return moment >= self.start or moment < self.end
+
+    def stored(self) -> dict[str, str]:
+        return {"start": f"{self.start:%H:%M}", "end": f"{self.end:%H:%M}"}
+
+
+@dataclass(frozen=True)
+class Window:
+    """The days and hours a campaign may reach each person (start before end, same day)."""
+
+    days: frozenset[int]  # 0 = Monday
+    hours: Hours
+
+    def stored(self) -> dict[str, Any]:
+        return {"days": [DAYS[d] for d in sorted(self.days)], **self.hours.stored()}
+
+
+def parse_hours(value: Any, field: str) -> Hours:
+    """Quiet hours `{"start": "21:00", "end": "08:00"}` (over midnight allowed).
+
+    Raises:
+        InvalidInput: naming the field.
+    """
+    if not isinstance(value, dict) or set(value) != {"start", "end"}:
+        raise _refuse(
+            field,
+            'send {"start": "HH:MM", "end": "HH:MM"}, e.g. '
+            '{"start": "21:00", "end": "08:00"}, or null for none',
+        )
+    hours = Hours(
+        parse_clock(value["start"], f"{field}.start"), parse_clock(value["end"], f"{field}.end")
+    )
+    if hours.start == hours.end:
+        raise _refuse(field, "start and end are the same time; make them differ, or send null")
+    return hours
+
+
+def parse_window(value: Any, field: str) -> Window:
+    """A send window `{"days": ["mon", …], "start": "09:00", "end": "18:00"}`.
+
+    Raises:
+        InvalidInput: naming the field.
+    """
+    if not isinstance(value, dict) or set(value) != {"days", "start", "end"}:
+        raise _refuse(
+            field,
+            'send {"days": ["mon", …], "start": "HH:MM", "end": "HH:MM"}, e.g. '
+            '{"days": ["mon", "tue", "wed", "thu", "fri"], "start": "09:00", "end": "18:00"}',
+        )
+    days = value["days"]
+    if not isinstance(days, list) or not days:
+        raise _refuse(f"{field}.days", 'name at least one day, e.g. ["mon", "tue"]')
+    picked: set[int] = set()
+    for day in days:
+        name = day.strip().casefold()[:3] if isinstance(day, str) else None
+        if name not in DAYS:
+            raise _refuse(f"{field}.days", f"{day!r} is not a day; use {', '.join(DAYS)}")
+        picked.add(DAYS.index(name))
+    hours = Hours(
+        parse_clock(value["start"], f"{field}.start"), parse_clock(value["end"], f"{field}.end")
+    )
+    if hours.start >= hours.end:
+        raise _refuse(
+            f"{field}.end",
+            f"{hours.end:%H:%M} is not after start {hours.start:%H:%M}; a send "
+            "window runs within one day (quiet hours are the way to keep nights free)",
+        )
+    return Window(frozenset(picked), hours)
+
+
+def parse_local_time(value: Any, field: str) -> datetime:
+    """A wall-clock time without an offset, "2026-12-07T10:00".
+
+    Raises:
+        InvalidInput: naming the field.
+    """
+    wall: datetime | None = None
+    if isinstance(value, datetime):
+        wall = value
+    elif isinstance(value, str):
+        try:
+            wall = datetime.fromisoformat(value.strip())
+        except ValueError:
+            wall = None
+    if wall is None:
+        raise _refuse(
+            field,
+            f'{value!r} is not a date and time; send "YYYY-MM-DDTHH:MM", e.g. '
+            '"2026-12-07T10:00" (each person\'s own wall clock, no offset)',
+        )
+    if wall.tzinfo is not None:
+        raise _refuse(
+            field,
+            f"{value!r} has an offset; send the wall-clock time without one (each "
+            'person gets it at that time in their own zone), e.g. "2026-12-07T10:00"',
+        )
+    return wall.replace(second=0, microsecond=0)
+
+
+# The last zone to reach a wall-clock time is UTC-12 (Etc/GMT+12).
+_LATEST_OFFSET = timedelta(hours=12)
+
+
+def check_local_send_at(wall: datetime | None, now: datetime) -> None:
+    """Refuse a local send time already past in every zone (a typo, not a plan).
+
+    Raises:
+        InvalidInput: naming `local_send_at`.
+    """
+    if wall is not None and wall.replace(tzinfo=UTC) + _LATEST_OFFSET <= now:
+        raise _refuse(
+            "local_send_at",
+            f"{wall:%Y-%m-%d %H:%M} has passed in every time zone (it is now "
+            f"{now.astimezone(UTC):%Y-%m-%d %H:%M} UTC); choose a later time",
+        )
+
+
+def offset_zone(minutes: int) -> tzinfo:
+    return timezone(timedelta(minutes=minutes))
+
+
+def zone_of(name: str | None, offset_minutes: int | None, page_zone: str) -> tzinfo:
+    """A person's effective zone: their IANA name, else their profile's offset, else the Page's."""
+    known = timezones.canonical(name) if name else None
+    if known is not None:
+        return timezones.zone(known)
+    if offset_minutes is not None:
+        return offset_zone(offset_minutes)
+    return timezones.zone(timezones.canonical(page_zone) or timezones.DEFAULT)
+
+
+@dataclass(frozen=True)
+class Rules:
+    """What decides a campaign's due times, but the zone: read once per snapshot."""
+
+    now: datetime
+    local_send_at: datetime | None = None
+    quiet: Hours | None = None
+    window: Window | None = None
+    expires_at: datetime | None = None
+
+    @property
+    def waits(self) -> bool:
+        """Whether any person may be due later than the snapshot (else no zone is read)."""
+        return self.local_send_at is not None or self.quiet is not None or self.window is not None
+
+
+def _instant(wall: datetime, zone: tzinfo) -> datetime:
+    return wall.replace(tzinfo=zone, fold=0).astimezone(UTC)
+
+
+def _after_quiet(at: datetime, quiet: Hours, zone: tzinfo) -> datetime:
+    local = at.astimezone(zone)
+    if not quiet.holds(local.time().replace(tzinfo=None)):
+        return at
+    day: date = local.date()
+    if quiet.start >= quiet.end and local.time() >= quiet.start:
+        day += timedelta(days=1)  # the evening part: quiet until tomorrow's end
+    return max(at, _instant(datetime.combine(day, quiet.end), zone))
+
+
+def _in_window(at: datetime, window: Window, zone: tzinfo) -> datetime:
+    local = at.astimezone(zone)
+    wall = local.replace(tzinfo=None)
+    if local.weekday() in window.days and window.hours.holds(wall.time()):
+        return at
+    for ahead in range(8):
+        day = local.date() + timedelta(days=ahead)
+        if day.weekday() not in window.days:
+            continue
+        opening = _instant(datetime.combine(day, window.hours.start), zone)
+        if opening >= at:
+            return opening
+    return at  # unreachable: a window has a day, and each comes within 8 days
+
+
+def due_at(rules: Rules, zone: tzinfo) -> datetime | None:
+    """When a person in `zone` is due, or None: at once."""
+    at = rules.now
+    if rules.local_send_at is not None:
+        at = max(at, _instant(rules.local_send_at, zone))
+    for _ in range(_ROUNDS):
+        moved = at
+        if rules.quiet is not None:
+            moved = _after_quiet(moved, rules.quiet, zone)
+        if rules.window is not None:
+            moved = _in_window(moved, rules.window, zone)
+        if moved == at:
+            break
+        at = moved
+    if rules.expires_at is not None:
+        at = min(at, rules.expires_at)
+    return at if at > rules.now else None
