@@ -24,7 +24,7 @@ from pagecast.models import (
 )
 from pagecast.permissions import Actor
 from pagecast.schemas import CampaignCreate, CampaignUpdate
-from pagecast.services import audit, content, pages, reconcile, templates
+from pagecast.services import audit, content, pages, reconcile, series_exclusion, templates
 
 __all__ = [
     "EDITABLE",
@@ -398,6 +398,7 @@ async def delete(session: AsyncSession, actor: Actor, campaign_id: int) -> None:
     """
     campaign = await get(session, campaign_id)
     require_status(campaign, DELETABLE, "deleting")
+    await series_exclusion.require_deletable(session, campaign)  # issue 20
     await _delete_deliveries(session, campaign_id)
     await session.delete(campaign)
     await session.flush()
