@@ -95,6 +95,16 @@ def _body(**schedule_and_more: object) -> dict[str, object]:
         (_body(schedule={"kind": "weekly", "days": [], "time": "09:00"}), "schedule", ""),
         (_body(schedule={"kind": "hourly"}), "schedule", ""),
         (
+            _body(schedule={"kind": "weekly", "days": ["month"], "time": "09:00"}),
+            "schedule",
+            "not a day of the week",
+        ),
+        (
+            _body(schedule={"kind": "weekly", "days": ["sunny"], "time": "09:00"}),
+            "schedule",
+            "not a day of the week",
+        ),
+        (
             _body(schedule={"kind": "daily", "time": "09:00"}, timezone="Mars/Olympus"),
             "timezone",
             "not a time zone",
@@ -121,3 +131,8 @@ def test_bad_schedules_are_refused_naming_the_field(
     error = caught.value.errors()[0]
     assert str(error["loc"][0]) == field, error
     assert words in str(error["msg"]), error
+
+
+def test_days_are_their_three_letters_or_full_names_in_any_case() -> None:
+    body = _body(schedule={"kind": "weekly", "days": ["Monday", "THU", "sunday"], "time": "09:00"})
+    assert SeriesCreate.model_validate(body).schedule.days == ["mon", "thu", "sun"]  # type: ignore[union-attr]

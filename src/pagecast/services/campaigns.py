@@ -484,6 +484,12 @@ def counts(campaign: Campaign) -> dict[str, int]:
     return {key: getattr(campaign, f"n_{key}") for key in COUNT_KEYS}
 
 
+def reached(campaign: Campaign) -> int:
+    """How many people the campaign's message was sent to: its deliveries `sent`, `delivered`
+    or `read` (each counted once, under its latest status)."""
+    return campaign.n_sent + campaign.n_delivered + campaign.n_read
+
+
 async def _delete_deliveries(session: AsyncSession, campaign_id: int) -> int:
     """Delete the campaign's deliveries (nothing cascades from `campaigns`: models.Delivery);
     returns how many. Its counters go with the campaign row."""
