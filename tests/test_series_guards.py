@@ -113,6 +113,9 @@ async def test_a_page_with_a_series_is_refused_then_disconnected_once_it_ended(
     message = refused.json()["error"]["message"]
     assert f"series {series['id']} ('Welcome'), active" in message
     assert f"/api/series/{series['id']}/end" in message
+    # Nor can the series be moved to another Page (docs/api.md).
+    moved = await manager.patch(f"/api/series/{series['id']}", json={"page_id": page_id + 1})
+    assert moved.status_code == 422 and "page_id" in moved.text, moved.text
     assert (await manager.post(f"/api/series/{series['id']}/end")).status_code == 200
     # An ended series is history, as a campaign is: the Page is disconnected, not deleted.
     gone = await admin.delete(f"/api/pages/{page_id}")
