@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
+import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError
 
@@ -19,6 +20,7 @@ from pagecast.models import Campaign, Delivery, Role
 from pagecast.permissions import Actor
 from pagecast.services import sending
 from pagecast.settings import Settings
+from pagecast.worker import sweep as sweep_steps
 from pagecast.worker.series import made_elsewhere
 from test_sending import (
     add_people,
@@ -205,3 +207,27 @@ async def test_only_the_unique_run_is_taken_for_another_workers_run(
 
     assert made_elsewhere(await insert(series_id=series["id"], run_at=run_at))
     assert not made_elsewhere(await insert(series_id=series["id"] + 1000, run_at=run_at))
+
+
+async def test_a_failing_sweep_step_does_not_keep_the_series_runs_from_being_made(
+    admin: httpx.AsyncClient,
+    manager: httpx.AsyncClient,
+    sim: httpx.AsyncClient,
+    sending_settings: Settings,
+    db: Database,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    page_id = await setup_page(admin, sim)
+    await add_people(sim, manager, page_id, 1)
+    series = await new_series(manager, page_id)
+
+    async def broken(env: object) -> None:
+        raise RuntimeError("the lost claims step broke")
+
+    # A fault in a step of the sweep before the series step (not in sending): it still runs.
+    monkeypatch.setattr(sweep_steps, "recover_lost_claims", broken)
+    await sweep_at(sending_settings, db, next_run(series) + timedelta(seconds=5))
+    runs = (await manager.get(f"/api/series/{series['id']}")).json()["runs"]
+    assert [run["status"] for run in runs] == ["sending"], runs
+    assert "sweep: broken failed" in caplog.text and "the lost claims step broke" in caplog.text
