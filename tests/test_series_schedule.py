@@ -38,6 +38,18 @@ def test_a_daily_time_shown_twice_runs_once_at_its_first_occurrence() -> None:
     assert runs == [utc(2026, 11, 1, 5, 30), utc(2026, 11, 2, 6, 30)]
 
 
+def test_from_inside_the_hour_shown_twice_the_next_run_is_after_it() -> None:
+    # 25 October in Berlin: 02:00-03:00 happens twice (CEST, then CET). 01:10 UTC is 02:10
+    # CET, the second time round; the 02:30 of that day (first occurrence, 00:30 UTC) has
+    # passed, so the next run is the 26th at 02:30 CET (01:30 UTC).
+    daily = {"kind": "daily", "time": "02:30"}
+    assert next_run(daily, BERLIN, utc(2026, 10, 25, 1, 10)) == utc(2026, 10, 26, 1, 30)
+    assert next_run(daily, BERLIN, utc(2026, 10, 25, 0, 10)) == utc(2026, 10, 25, 0, 30)
+    for after in (utc(2026, 10, 25, 0, 40), utc(2026, 10, 25, 1), utc(2026, 10, 25, 1, 50)):
+        assert next_run(daily, BERLIN, after) > after
+        assert next_run({"kind": "cron", "cron": "*/20 * * * *"}, BERLIN, after) > after
+
+
 def test_weekly_runs_on_its_days_only_across_the_change() -> None:
     schedule = {"kind": "weekly", "days": ["fri", "mon"], "time": "09:00"}
     runs = next_runs(schedule, BERLIN, utc(2026, 3, 25, 12), 3)  # a Wednesday
@@ -83,6 +95,16 @@ def _body(**schedule_and_more: object) -> dict[str, object]:
         (_body(schedule={"kind": "weekly", "days": [], "time": "09:00"}), "schedule", ""),
         (_body(schedule={"kind": "hourly"}), "schedule", ""),
         (
+            _body(schedule={"kind": "weekly", "days": ["month"], "time": "09:00"}),
+            "schedule",
+            "not a day of the week",
+        ),
+        (
+            _body(schedule={"kind": "weekly", "days": ["sunny"], "time": "09:00"}),
+            "schedule",
+            "not a day of the week",
+        ),
+        (
             _body(schedule={"kind": "daily", "time": "09:00"}, timezone="Mars/Olympus"),
             "timezone",
             "not a time zone",
@@ -109,3 +131,8 @@ def test_bad_schedules_are_refused_naming_the_field(
     error = caught.value.errors()[0]
     assert str(error["loc"][0]) == field, error
     assert words in str(error["msg"]), error
+
+
+def test_days_are_their_three_letters_or_full_names_in_any_case() -> None:
+    body = _body(schedule={"kind": "weekly", "days": ["Monday", "THU", "sunday"], "time": "09:00"})
+    assert SeriesCreate.model_validate(body).schedule.days == ["mon", "thu", "sun"]  # type: ignore[union-attr]

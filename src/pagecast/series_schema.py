@@ -38,11 +38,21 @@ def _clock_time(value: str) -> str:
     )
 
 
+# A day as its three letters or its full English name ("mon", "Monday"), any case.
+_DAY_NAMES = dict(
+    zip(
+        ("sunday", "monday", "tuesday", "wednesday", "thursday", "friday", "saturday"),
+        DAYS,
+        strict=True,
+    )
+) | {day: day for day in DAYS}
+
+
 def _day(value: Any) -> Any:
-    if isinstance(value, str) and value.strip().lower()[:3] in DAYS:
-        return value.strip().lower()[:3]
+    if isinstance(value, str) and value.strip().lower() in _DAY_NAMES:
+        return _DAY_NAMES[value.strip().lower()]
     raise ValueError(
-        f"{value!r} is not a day of the week; write mon, tue, wed, thu, fri, sat or sun"
+        f"{value!r} is not a day of the week; write mon, tue, wed, thu, fri, sat or sun (or the full name: monday …)"
     )
 
 

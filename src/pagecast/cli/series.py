@@ -117,7 +117,7 @@ def series_list() -> None:
 @series_app.command("show")
 def series_show(series_id: int = id_argument()) -> None:
     """A series, its next runs and its runs (each a campaign: `pagecast campaigns list`)."""
-    from pagecast.services import series, series_schedule
+    from pagecast.services import campaigns, series, series_schedule
 
     async def fetch(ctx: Any) -> Any:
         async with ctx.db.transaction() as session:
@@ -133,7 +133,7 @@ def series_show(series_id: int = id_argument()) -> None:
         typer.echo(f"next\t{_when(at, row.timezone)}")
     for campaign in runs:
         state = "missed" if campaign.missed else campaign.status.value
-        reached = campaign.n_sent + campaign.n_delivered + campaign.n_read
+        reached = campaigns.reached(campaign)
         typer.echo(
             f"run\t{_when(campaign.run_at, row.timezone)}\tcampaign {campaign.id}\t{state}\t"
             f"{campaign.n_total} people\t{reached} sent\t{campaign.n_failed} failed"
@@ -148,7 +148,8 @@ def _act(action: str, series_id: int) -> None:
             return await getattr(series, action)(session, cli_actor(), series_id)
 
     row = run(act)
-    next_at = f"; next run {_when(row.next_run_at, row.timezone)}" if row.next_run_at else ""
+    active = row.status.value == "active" and row.next_run_at is not None
+    next_at = f"; next run {_when(row.next_run_at, row.timezone)}" if active else ""
     typer.echo(f"Series {row.id} is {row.status.value}{next_at}.")
 
 

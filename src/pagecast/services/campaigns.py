@@ -24,7 +24,16 @@ from pagecast.models import (
 )
 from pagecast.permissions import Actor
 from pagecast.schemas import CampaignCreate, CampaignUpdate
-from pagecast.services import audit, content, due_times, pages, reconcile, templates, variants
+from pagecast.services import (
+    audit,
+    content,
+    due_times,
+    pages,
+    reconcile,
+    series_exclusion,
+    templates,
+    variants,
+)
 
 __all__ = [
     "EDITABLE",
@@ -436,6 +445,7 @@ async def delete(session: AsyncSession, actor: Actor, campaign_id: int) -> None:
     """
     campaign = await get(session, campaign_id)
     require_status(campaign, DELETABLE, "deleting")
+    await series_exclusion.require_deletable(session, campaign)  # issue 20
     await _delete_deliveries(session, campaign_id)
     await session.delete(campaign)
     await session.flush()
@@ -520,6 +530,12 @@ async def pace(
 def counts(campaign: Campaign) -> dict[str, int]:
     """Deliveries by status, every key present, read from the campaign's counters (O(1))."""
     return {key: getattr(campaign, f"n_{key}") for key in COUNT_KEYS}
+
+
+def reached(campaign: Campaign) -> int:
+    """How many people the campaign's message was sent to: its deliveries `sent`, `delivered`
+    or `read` (each counted once, under its latest status)."""
+    return campaign.n_sent + campaign.n_delivered + campaign.n_read
 
 
 async def _delete_deliveries(session: AsyncSession, campaign_id: int) -> int:

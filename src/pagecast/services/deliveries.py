@@ -133,6 +133,7 @@ async def snapshot(session: AsyncSession, campaign: Campaign, now: datetime) -> 
 
     Contacts that cannot be sent to now are `skipped` with the reason. Returns counts.
     """
+    await series_exclusion.lock_series(session, campaign.series_id)  # issue 20: one at a time
     await snapshot_with_due_times(session, campaign, now)
     await frequency_cap.skip_over(session, campaign, now)  # the Page's cap, when it has one
     counted = await session.execute(

@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pagecast.errors import Conflict, InvalidInput, InvalidState, NotFound
-from pagecast.models import Campaign, CampaignStatus, Page, PageStatus
+from pagecast.models import Campaign, CampaignStatus, Page, PageStatus, Series, SeriesStatus
 from pagecast.permissions import Actor
 from pagecast.schemas import PageCreate, PageUpdate
 from pagecast.security import Vault
@@ -220,7 +220,9 @@ async def update(
 
 
 async def delete(session: AsyncSession, actor: Actor, page_id: int) -> Page | None:
-    """Forget the Page, or, when it has campaign history, disconnect it and erase its token.
+    """Forget the Page, or, when it has campaign history (or a series), disconnect it and
+    erase its token. A Page with a series that has not ended is refused (as one with a
+    campaign going on is).
 
     Returns the disconnected Page, or None when it was deleted.
     """
@@ -235,10 +237,25 @@ async def delete(session: AsyncSession, actor: Actor, page_id: int) -> Page | No
             f"Page {page.id} has campaign {busy} scheduled, sending or paused; cancel it before "
             "disconnecting the Page.",
         )
+    # Issue 20: a series that has not ended would go on making runs on a disconnected Page;
+    # an ended one is history, like a campaign.
+    going = await session.scalar(
+        select(Series)
+        .where(Series.page_id == page.id, Series.status != SeriesStatus.ENDED)
+        .order_by(Series.id)
+        .limit(1)
+    )
+    if going is not None:
+        raise InvalidState(
+            f"Page {page.id} has series {going.id} ({going.name!r}), {going.status.value}; end "
+            f"or delete the series (POST /api/series/{going.id}/end) before disconnecting the "
+            "Page.",
+        )
     campaigns = await session.scalar(
         select(func.count(Campaign.id)).where(Campaign.page_id == page.id)
     )
-    if campaigns:
+    series = await session.scalar(select(func.count(Series.id)).where(Series.page_id == page.id))
+    if campaigns or series:
         page.status, page.status_reason = PageStatus.DISCONNECTED, "Disconnected by " + actor.name
         page.access_token_encrypted, page.app_secret_encrypted = "", None
         await audit.record(

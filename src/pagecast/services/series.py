@@ -5,7 +5,8 @@ worker makes each run a campaign of its own at its time (services/series_runs.py
 a series needs what acting on a campaign needs: reading needs campaigns:read; creating,
 changing or resuming one, which arms sends that start by themselves (as scheduling a
 campaign does), needs campaigns:write and campaigns:send; pausing and ending need
-campaigns:send; deleting needs campaigns:write.
+campaigns:send; deleting needs campaigns:write and campaigns:send (it cancels the runs not
+started yet).
 """
 
 from __future__ import annotations
@@ -18,11 +19,11 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pagecast.errors import InvalidInput, InvalidState, NotFound, field_path, in_words
-from pagecast.models import Campaign, Series, SeriesStatus, utcnow
+from pagecast.models import Campaign, CampaignStatus, Series, SeriesStatus, utcnow
 from pagecast.permissions import Actor, Permission
 from pagecast.schemas import CampaignCreate
 from pagecast.series_schema import SeriesCreate, SeriesUpdate, campaign_payload
-from pagecast.services import audit, campaigns, pages, series_schedule
+from pagecast.services import audit, campaigns, pages, sending, series_schedule
 
 __all__ = [
     "create",
@@ -267,11 +268,18 @@ async def end(
 
 
 async def delete(session: AsyncSession, actor: Actor, series_id: int) -> None:
-    """Delete a series; its runs stay as campaigns of their own (`series_id` is cleared)."""
-    actor.require(Permission.CAMPAIGNS_WRITE)
+    """Delete a series (needs what creating one needs): its runs not started yet (scheduled
+    or missed) are cancelled; the others stay as campaigns of their own (the foreign key
+    clears their `series_id`)."""
+    _require_arm(actor)
     series = await get(session, series_id)
-    for run in await runs(session, series_id, limit=100_000):
-        run.series_id = None
+    unstarted = await session.scalars(
+        select(Campaign.id).where(
+            Campaign.series_id == series_id, Campaign.status == CampaignStatus.SCHEDULED
+        )
+    )
+    for campaign_id in list(unstarted):
+        await sending.cancel(session, actor, campaign_id)
     await session.delete(series)
     await session.flush()
     await audit.record(

@@ -97,9 +97,14 @@ async def make_run(
     campaign.scheduled_at, campaign.status = run_at, CampaignStatus.SCHEDULED
     await session.flush()  # the unique (series_id, run_at): a second maker fails here
     row.status_reason = None
-    started = await sending.start_scheduled(
-        session, campaign.id, now=now, max_lateness_s=max_lateness_s
-    )
+    try:
+        started = await sending.start_scheduled(
+            session, campaign.id, now=now, max_lateness_s=max_lateness_s
+        )
+    except PagecastError as exc:
+        # start_scheduled turns a refused start (InvalidState) into its reason; any other
+        # refusal of the run's fields (a message too long for a name, …) ends it the same way.
+        started, campaign.status_reason = None, f"Scheduled start failed: {exc.message}"
     if started is None and not campaign.missed:
         # Not sent (the Page is not active, nobody can be messaged …): the run ends with its
         # reason rather than staying scheduled for the sweep to try again.

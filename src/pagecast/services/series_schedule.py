@@ -69,9 +69,16 @@ def check_cron(expression: str) -> str:
 
 
 def next_run(schedule: dict[str, Any], zone: str, after: datetime) -> datetime:
-    """The first run strictly after `after`, in UTC."""
+    """The first run strictly after `after`, in UTC.
+
+    CronSim steps on the local wall clock: started inside the hour shown twice (the end of
+    summer time) it can give that hour's first occurrence, which is before `after` in UTC;
+    every such time is skipped."""
     local = after.astimezone(timezones.zone(zone))
-    return next(CronSim(cron_of(schedule), local)).astimezone(UTC)
+    for at in CronSim(cron_of(schedule), local):
+        if at.astimezone(UTC) > after:
+            return at.astimezone(UTC)
+    raise ValueError(f"the schedule {cron_of(schedule)!r} never runs after {after.isoformat()}")
 
 
 def next_runs(schedule: dict[str, Any], zone: str, after: datetime, count: int) -> list[datetime]:

@@ -84,7 +84,9 @@ async def first_slice(
     """The first slice, in the start's transaction; `check` are the messages to check
     against the longest names (read in the same scan as the count when the audience is the
     whole Page). Returns the start's counts and the `Rest`, None when it all fit."""
-    # Issue 20: a run of a series counts without whoever an earlier run reached.
+    # Issue 20: a run of a series counts without whoever an earlier run reached, one
+    # snapshot of the series at a time.
+    await series_exclusion.lock_series(session, campaign.series_id)
     matching = [
         *audience.matches(campaign.page_id, campaign.audience),
         *series_exclusion.snapshot_conditions(campaign),
@@ -137,6 +139,11 @@ async def insert_slice(session: AsyncSession, campaign_id: int, *, after: int, u
     Returns the id to go on after; `upto` or more means the audience is complete. A
     cancelled or deleted campaign gets no more rows (returns `upto`).
     """
+    # Issue 20: the series first (one snapshot of its runs at a time), in the order a run's
+    # start and a series' delete take them: the series, then the campaign.
+    await series_exclusion.lock_series(
+        session, await session.scalar(select(Campaign.series_id).where(Campaign.id == campaign_id))
+    )
     # One lock on the campaign row for the slice, in place of the per-row check of a foreign
     # key: deleting the campaign waits for the slice's commit (campaigns.delete).
     campaign = await session.scalar(

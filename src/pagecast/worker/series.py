@@ -10,9 +10,18 @@ from sqlalchemy.exc import IntegrityError
 from pagecast.services import series_runs
 from pagecast.worker.state import Env
 
-__all__ = ["run_due_series"]
+__all__ = ["made_elsewhere", "run_due_series"]
 
 logger = logging.getLogger(__name__)
+
+# How each database names a broken `campaigns (series_id, run_at)`: PostgreSQL by the
+# constraint's name (models/base.py's naming convention), SQLite by its columns.
+_ONE_CAMPAIGN_PER_RUN = ("uq_campaigns_series_id", "campaigns.series_id, campaigns.run_at")
+
+
+def made_elsewhere(exc: IntegrityError) -> bool:
+    """Whether `exc` is the unique (series_id, run_at) of a run another worker made."""
+    return any(name in str(exc.orig) for name in _ONE_CAMPAIGN_PER_RUN)
 
 
 async def run_due_series(env: Env) -> list[int]:
@@ -30,7 +39,10 @@ async def run_due_series(env: Env) -> list[int]:
                     now=now,
                     max_lateness_s=env.config.max_schedule_lateness,
                 )
-        except IntegrityError:
+        except IntegrityError as exc:
+            if not made_elsewhere(exc):
+                logger.warning("series %d: making its run failed", series_id, exc_info=True)
+                continue
             # Another worker made this run between our read and our insert: it is theirs.
             logger.info("series %d: its run was made by another worker", series_id)
             continue

@@ -7,6 +7,7 @@ the due runs of series (issue 20) are made."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 from sqlalchemy import select
@@ -37,6 +38,30 @@ async def sweep_forever(env: Env) -> None:
 
 
 async def sweep(env: Env) -> None:
+    """One sweep: each step on its own, so that one failing (logged) does not keep the
+    others from running; the next sweep tries it again."""
+    steps: tuple[Callable[[Env], Awaitable[object]], ...] = (
+        _plan_and_start,
+        recover_lost_claims,
+        reconcile_unknown,
+        _webhook_events,
+        run_due_series,  # issue 20: the due runs of recurring series
+        decide_experiments,  # issue 20: A/B tests whose test time is over
+    )
+    for step in steps:
+        try:
+            await step(env)
+        except Exception:
+            logger.warning("sweep: %s failed; the other steps go on", step.__name__, exc_info=True)
+
+
+async def _webhook_events(env: Env) -> None:
+    await run_pending_webhook_events(
+        env.db, older_than=env.config.webhook_retry_after, reactions=env.reactions
+    )
+
+
+async def _plan_and_start(env: Env) -> None:
     """Backstop: every sending campaign has a plan job (deduplicated by its id), and due
     scheduled campaigns start even if their delayed job was lost."""
     clock, queue, last_progress = env.clock, env.queue, env.state.last_progress
@@ -80,13 +105,6 @@ async def sweep(env: Env) -> None:
         await queue.enqueue_plan(campaign_id, priority=priority.value, round_=round_)
     if due:
         await start_due(env, due)
-    await decide_experiments(env)  # A/B tests whose test time is over
-    await recover_lost_claims(env)
-    await reconcile_unknown(env)
-    await run_pending_webhook_events(
-        env.db, older_than=env.config.webhook_retry_after, reactions=env.reactions
-    )
-    await run_due_series(env)  # issue 20: the due runs of recurring series
 
 
 async def recover_lost_claims(env: Env) -> None:

@@ -12,7 +12,7 @@ from pagecast.permissions import Actor, Permission
 from pagecast.schemas import Id
 from pagecast.series_schema import SeriesCreate, SeriesUpdate
 from pagecast.services import series
-from pagecast.web import openapi, render, series_render
+from pagecast.web import openapi_series, render, series_render
 from pagecast.web.deps import ContextDep, require
 from pagecast.web.openapi import API_ERRORS, documented, errors
 
@@ -22,7 +22,7 @@ Writer = Annotated[Actor, require(Permission.CAMPAIGNS_WRITE)]
 Sender = Annotated[Actor, require(Permission.CAMPAIGNS_SEND)]
 
 
-@router.get("/series", **documented(openapi.SeriesList))
+@router.get("/series", **documented(openapi_series.SeriesList))
 async def list_series(
     actor: Reader,
     ctx: ContextDep,
@@ -45,7 +45,7 @@ async def list_series(
         }
 
 
-@router.post("/series", **documented(openapi.SeriesOut, status=201))
+@router.post("/series", **documented(openapi_series.SeriesOut, status=201))
 async def create_series(body: SeriesCreate, actor: Sender, ctx: ContextDep) -> dict[str, Any]:
     """A new active series: its first run is the schedule's next time. Needs
     campaigns:write and campaigns:send (its runs start by themselves)."""
@@ -53,7 +53,7 @@ async def create_series(body: SeriesCreate, actor: Sender, ctx: ContextDep) -> d
         return series_render.series(await series.create(session, actor, body))
 
 
-@router.get("/series/{series_id}", **documented(openapi.SeriesDetailOut))
+@router.get("/series/{series_id}", **documented(openapi_series.SeriesDetailOut))
 async def get_series(series_id: Id, actor: Reader, ctx: ContextDep) -> dict[str, Any]:
     """The series with its next run times and its latest runs (each a campaign)."""
     async with ctx.db.transaction() as session:
@@ -61,7 +61,7 @@ async def get_series(series_id: Id, actor: Reader, ctx: ContextDep) -> dict[str,
         return series_render.series(row, await series.runs(session, series_id))
 
 
-@router.patch("/series/{series_id}", **documented(openapi.SeriesOut, 409))
+@router.patch("/series/{series_id}", **documented(openapi_series.SeriesOut, 409))
 async def update_series(
     series_id: Id, body: SeriesUpdate, actor: Sender, ctx: ContextDep
 ) -> dict[str, Any]:
@@ -77,20 +77,20 @@ async def delete_series(series_id: Id, actor: Writer, ctx: ContextDep) -> None:
         await series.delete(session, actor, series_id)
 
 
-@router.post("/series/{series_id}/pause", **documented(openapi.SeriesOut, 409))
+@router.post("/series/{series_id}/pause", **documented(openapi_series.SeriesOut, 409))
 async def pause_series(series_id: Id, actor: Sender, ctx: ContextDep) -> dict[str, Any]:
     async with ctx.db.transaction() as session:
         return series_render.series(await series.pause(session, actor, series_id))
 
 
-@router.post("/series/{series_id}/resume", **documented(openapi.SeriesOut, 409))
+@router.post("/series/{series_id}/resume", **documented(openapi_series.SeriesOut, 409))
 async def resume_series(series_id: Id, actor: Sender, ctx: ContextDep) -> dict[str, Any]:
     """Active again from the schedule's next time (runs that passed meanwhile are not sent)."""
     async with ctx.db.transaction() as session:
         return series_render.series(await series.resume(session, actor, series_id))
 
 
-@router.post("/series/{series_id}/end", **documented(openapi.SeriesOut, 409))
+@router.post("/series/{series_id}/end", **documented(openapi_series.SeriesOut, 409))
 async def end_series(series_id: Id, actor: Sender, ctx: ContextDep) -> dict[str, Any]:
     """No more runs, for good."""
     async with ctx.db.transaction() as session:

@@ -17,7 +17,7 @@ from pagecast.models import MessagingType, Priority, SeriesMode, SeriesStatus
 from pagecast.permissions import Permission
 from pagecast.schemas import ALLOWED_TAGS, Id
 from pagecast.series_schema import SeriesCreate
-from pagecast.services import pages, series, series_schedule
+from pagecast.services import campaigns, pages, series, series_schedule
 from pagecast.web import series_render
 from pagecast.web.dashboard import message_form, times
 from pagecast.web.dashboard.base import DashboardRoute, ViewerDep, page, redirect
@@ -179,6 +179,7 @@ async def show_series(
         schedule_text=series_schedule.describe(row.schedule, row.timezone),
         upcoming=series_render.upcoming(row),
         runs=runs,
+        reached=campaigns.reached,
         actions=actions,
     )
 
