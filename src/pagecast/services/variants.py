@@ -96,7 +96,10 @@ def assignment(campaign: Campaign, reason: Any) -> tuple[Any, dict[str, Any]]:
         return reason, {"variant": pick}
     bucket, holdout, test = _cut(campaign)
     reason = case((reason.is_not(None), reason), (bucket < holdout, HOLDOUT), else_=None)
-    variant = case((bucket < holdout, None), (bucket < test, pick), else_=WAITING)
+    # The rest waits for the winner; once there is one (a slice inserted after the
+    # decision or a hand pick), it gets the winner at once: nothing would move it later.
+    rest = literal(campaign.winner) if campaign.winner else literal(WAITING)
+    variant = case((bucket < holdout, None), (bucket < test, pick), else_=rest)
     return reason, {"variant": variant}
 
 
