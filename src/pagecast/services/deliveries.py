@@ -68,12 +68,18 @@ def _due(now: datetime) -> Any:
 
 
 def snapshot_insert(
-    campaign: Campaign, now: datetime, *where: Any, due: due_plan.DuePlan | None = None
+    campaign: Campaign,
+    now: datetime,
+    *where: Any,
+    due: due_plan.DuePlan | None = None,
+    cap: dict[str, int] | None = None,
 ) -> Any:
     """The snapshot's INSERT … SELECT: one delivery per matching contact (and `where`), those
-    that cannot be sent to now `skipped` with the reason, each due when `due` says (its
-    zone's due time; None: all at once)."""
-    reason = audience.exclusion_reason(campaign.messaging_type, now)
+    that cannot be sent to now `skipped` with the reason (the Page's frequency `cap` among
+    them), each due when `due` says (its zone's due time; None: all at once)."""
+    reason = frequency_cap.with_cap(
+        audience.exclusion_reason(campaign.messaging_type, now), cap, now
+    )
     # A/B variants and an experiment's holdout, by a seeded hash in this statement.
     reason, extra = variants.assignment(campaign, reason)
     due_at, source = due_plan.due_column(due)
@@ -119,7 +125,8 @@ async def snapshot_with_due_times(
     """Run the snapshot's INSERT … SELECT for contacts matching `where`, with each zone's due
     time (services/due_plan.py), and keep the campaign's latest due time."""
     due = await due_plan.plan(session, campaign, now, *where)
-    await session.execute(snapshot_insert(campaign, now, *where, due=due))
+    cap = await frequency_cap.cap_of(session, campaign.page_id)
+    await session.execute(snapshot_insert(campaign, now, *where, due=due, cap=cap))
     latest = due.latest if due is not None else None
     if latest is not None and (campaign.last_due_at is None or latest > campaign.last_due_at):
         await session.execute(
@@ -133,8 +140,7 @@ async def snapshot(session: AsyncSession, campaign: Campaign, now: datetime) -> 
 
     Contacts that cannot be sent to now are `skipped` with the reason. Returns counts.
     """
-    await snapshot_with_due_times(session, campaign, now)
-    await frequency_cap.skip_over(session, campaign, now)  # the Page's cap, when it has one
+    await snapshot_with_due_times(session, campaign, now)  # with the Page's frequency cap
     counted = await session.execute(
         select(Delivery.status, func.count())
         .where(Delivery.campaign_id == campaign.id)
