@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from pagecast.db import rowcount
 from pagecast.errors import InvalidInput, InvalidState
-from pagecast.models import Campaign, CampaignStatus, Contact, Delivery, DeliveryStatus
+from pagecast.models import Campaign, CampaignStatus, Delivery, DeliveryStatus
 from pagecast.permissions import Actor
 from pagecast.services import abstats, audit, campaigns, variants
 
@@ -87,16 +87,14 @@ async def tallies(session: AsyncSession, campaign: Campaign) -> dict[str, Tally]
 
 
 async def _holdout(session: AsyncSession, campaign: Campaign) -> tuple[int, int]:
-    """The holdout's size, and how many of it wrote to the Page since the start (the
-    contact's last inbound message: what "replied" means for people who got nothing)."""
-    start = campaign.started_at
-    wrote = Contact.last_inbound_at >= start if start is not None else Contact.id.is_(None)
+    """The holdout's size, and how many of it replied: a reply recorded on their holdout
+    delivery by the variants' rule, within 24 hours of the campaign's start as if it had
+    sent them a message then (services/engagement.py)."""
     size, replied = (
         await session.execute(
-            select(func.count(), _count_if(wrote))
-            .select_from(Delivery)
-            .join(Contact, Contact.id == Delivery.contact_id)
-            .where(Delivery.campaign_id == campaign.id, Delivery.reason == variants.HOLDOUT)
+            select(func.count(), func.count(Delivery.replied_at)).where(
+                Delivery.campaign_id == campaign.id, Delivery.reason == variants.HOLDOUT
+            )
         )
     ).one()
     return int(size), int(replied)
