@@ -5,15 +5,20 @@ campaign's status, tiny samples, and the dashboard's refusal of a non-finite tes
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import insert, select, update
 
+import test_sending
 from factories import ADMIN_ACTOR, connected_page, postgresql_only
+from pagecast.context import AppContext
 from pagecast.db import Database
+from pagecast.errors import InvalidState
 from pagecast.models import (
+    AuditLog,
     Campaign,
     CampaignStatus,
     Contact,
@@ -24,6 +29,11 @@ from pagecast.models import (
 )
 from pagecast.security import Vault
 from pagecast.services import deliveries, experiments, frequency_cap, snapshots, variants
+from pagecast.settings import Settings
+from pagecast.worker import build
+from pagecast.worker.sweep import sweep
+
+sending_settings = test_sending.sending_settings
 
 A = {"text": "Hi, 10% off"}
 CUT = {"test_percent": 20, "holdout_percent": 10, "decide_after_seconds": 3600}
@@ -138,3 +148,158 @@ async def test_the_frequency_cap_comes_before_the_holdout_in_every_cohort(
     assert held & set(capped)  # some of the capped people were the holdout's
     assert {c for c, (_, r) in got.items() if r == variants.HOLDOUT} == held - set(capped)
     assert all(got[c][0] == free[c][0] for c in got)  # nobody changes variant
+
+
+async def _tested(db: Database, page_id: int, b_reads: int, **values: Any) -> int:
+    """A started experiment two hours into its one-hour test: 60 sent of A (10 read) and of
+    B (`b_reads` read), and a rest waiting."""
+    async with db.transaction() as session:
+        ids = list(await session.scalars(select(Contact.id).where(Contact.page_id == page_id)))
+        now = utcnow()
+        values = {"status": CampaignStatus.SENDING, "started_at": now - timedelta(hours=2)} | values
+        campaign = _campaign(page_id, **values)
+        session.add(campaign)
+        await session.flush()
+
+        def row(contact_id: int, variant: str, read: bool) -> dict[str, Any]:
+            status = DeliveryStatus.READ if read else DeliveryStatus.SENT
+            return {
+                "campaign_id": campaign.id,
+                "contact_id": contact_id,
+                "variant": variant,
+                "status": status.value,
+                "attempts": 1,
+                "sent_at": now - timedelta(hours=2),
+                "updated_at": now,
+            }
+
+        rows = [row(c, "A", i < 10) for i, c in enumerate(ids[:60])]
+        rows += [row(c, "B", i < b_reads) for i, c in enumerate(ids[60:120])]
+        rows += [
+            {"campaign_id": campaign.id, "contact_id": c, "variant": variants.WAITING}
+            | {"status": DeliveryStatus.PENDING.value, "attempts": 0, "updated_at": now}
+            for c in ids[120:]
+        ]
+        await session.execute(insert(Delivery), rows)
+        return campaign.id
+
+
+async def _audits(db: Database, campaign_id: int) -> list[str]:
+    async with db.transaction() as session:
+        return list(
+            await session.scalars(
+                select(AuditLog.action).where(
+                    AuditLog.object_type == "campaign", AuditLog.object_id == campaign_id
+                )
+            )
+        )
+
+
+@postgresql_only
+async def test_concurrent_decisions_and_a_hand_pick_decide_once(db: Database, vault: Vault) -> None:
+    """Two sweeps deciding at once, or a sweep and a person picking: one decision, one audit
+    record, and the rest gets one winner."""
+    page = await connected_page(db, vault)
+    await _people(db, page.id, 150)
+    first = await _tested(db, page.id, b_reads=50)
+    second = await _tested(db, page.id, b_reads=50)
+
+    async def sweep() -> list[int]:
+        async with db.transaction() as session:
+            return [c.id for c in await experiments.decide_due(session, utcnow())]
+
+    one, two = await asyncio.gather(sweep(), sweep())
+    assert sorted(one + two) == [first, second], (one, two)
+    assert await _audits(db, first) == ["campaign.experiment_decided"]
+    third = await _tested(db, page.id, b_reads=50)
+    decided, picked = await asyncio.gather(sweep(), pick_third(db, third))
+    actions = await _audits(db, third)
+    assert len(actions) == 1, actions
+    async with db.transaction() as session:
+        campaign = await session.get(Campaign, third)
+        assert campaign is not None and campaign.experiment_state == "decided"
+        rest = Counter(
+            await session.scalars(
+                select(Delivery.variant).where(
+                    Delivery.campaign_id == third, Delivery.status == DeliveryStatus.PENDING
+                )
+            )
+        )
+    assert set(rest) == {campaign.winner}, rest
+    assert (picked == "picked") == (third not in decided) == (campaign.winner == "A")
+
+
+async def pick_third(db: Database, campaign_id: int) -> str:
+    try:
+        async with db.transaction() as session:
+            await experiments.pick_winner(session, ADMIN_ACTOR, campaign_id, "A", utcnow())
+    except InvalidState:
+        return "refused"
+    return "picked"
+
+
+async def test_a_completed_campaign_still_testing_reads_done_and_is_not_decided(
+    db: Database, vault: Vault
+) -> None:
+    """Test cohort and holdout are the whole audience: the campaign completes before the
+    test time is over; its experiment reads `done`, not "deciding … pick a winner"."""
+    page = await connected_page(db, vault)
+    await _people(db, page.id, 120)
+    campaign_id = await _tested(db, page.id, b_reads=50, status=CampaignStatus.COMPLETED)
+    async with db.transaction() as session:
+        assert await experiments.decide_due(session, utcnow()) == []
+        campaign = await session.get(Campaign, campaign_id)
+        assert campaign is not None and campaign.experiment_state == "testing"
+        report = await experiments.report(session, campaign)
+    assert report is not None and report["status"] == "done"
+    assert await _audits(db, campaign_id) == []
+
+
+async def test_a_campaign_cancelled_after_it_was_listed_is_not_decided(
+    db: Database, vault: Vault
+) -> None:
+    page = await connected_page(db, vault)
+    await _people(db, page.id, 150)
+    campaign_id = await _tested(db, page.id, b_reads=50)
+    async with db.transaction() as session:
+        assert await experiments.due(session, utcnow()) == [campaign_id]
+    async with db.transaction() as session:
+        await session.execute(
+            update(Campaign)
+            .where(Campaign.id == campaign_id)
+            .values(status=CampaignStatus.CANCELLED)
+        )
+    async with db.transaction() as session:
+        assert await experiments.decide_one(session, campaign_id, utcnow()) is None
+    assert await _audits(db, campaign_id) == []
+
+
+async def test_one_experiment_that_cannot_be_decided_stops_neither_the_others_nor_the_sweep(
+    db: Database, vault: Vault, sending_settings: Settings
+) -> None:
+    page = await connected_page(db, vault)
+    await _people(db, page.id, 150)
+    broken = await _tested(db, page.id, b_reads=50)
+    fine = await _tested(db, page.id, b_reads=50)
+    async with db.transaction() as session:
+        await session.execute(  # a setting this version cannot read (say, a newer one's)
+            update(Campaign)
+            .where(Campaign.id == broken)
+            .values(experiment=CUT | {"winner_metric": "revenue"})
+        )
+    ctx = AppContext(sending_settings, database=db)
+    try:
+        await sweep(build(ctx).env)
+    finally:
+        await ctx.close()
+    async with db.transaction() as session:
+        states = dict(
+            (
+                await session.execute(
+                    select(Campaign.id, Campaign.experiment_state).where(
+                        Campaign.id.in_([broken, fine])
+                    )
+                )
+            ).all()
+        )
+    assert states == {broken: "testing", fine: "decided"}

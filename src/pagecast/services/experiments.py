@@ -28,6 +28,8 @@ __all__ = [
     "Tally",
     "decide",
     "decide_due",
+    "decide_one",
+    "due",
     "pick_winner",
     "report",
     "tallies",
@@ -43,6 +45,8 @@ METRICS = {
 _SENT = (DeliveryStatus.SENT.value, DeliveryStatus.DELIVERED.value, DeliveryStatus.READ.value)
 _DELIVERED = (DeliveryStatus.DELIVERED.value, DeliveryStatus.READ.value)
 _LIVE = (CampaignStatus.SENDING, CampaignStatus.PAUSED, CampaignStatus.COMPLETED)
+# A completed campaign has no rest waiting (it would still be pending): nothing to decide.
+_DECIDABLE = (CampaignStatus.SENDING, CampaignStatus.PAUSED)
 
 
 @dataclass(frozen=True)
@@ -160,42 +164,55 @@ def _decide_at(campaign: Campaign) -> datetime | None:
     )
 
 
-async def decide_due(session: AsyncSession, now: datetime) -> list[Campaign]:
-    """Decide every experiment whose test time is over: the winner when the rule allows,
-    else `deciding` with the reason. Returns the campaigns that got a winner (their rest
-    is now due: the caller plans them)."""
-    testing = list(
-        await session.scalars(
-            select(Campaign).where(Campaign.experiment_state == TESTING, Campaign.status.in_(_LIVE))
-        )
+async def due(session: AsyncSession, now: datetime) -> list[int]:
+    """The ids of the experiments whose test time is over and not decided yet, in order."""
+    testing = await session.scalars(
+        select(Campaign)
+        .where(Campaign.experiment_state == TESTING, Campaign.status.in_(_DECIDABLE))
+        .order_by(Campaign.id)
     )
-    decided = []
-    for candidate in testing:
-        due = _decide_at(candidate)
-        if due is None or due > now:
-            continue
-        # Locked only when due, and read again: another worker's sweep may have decided it.
-        campaign = await session.get(
-            Campaign, candidate.id, with_for_update=True, populate_existing=True
-        )
-        if campaign is None or campaign.experiment_state != TESTING:
-            continue
-        winner, reason = decide(campaign, await tallies(session, campaign))
-        if winner is None:
-            campaign.experiment_state, campaign.experiment_reason = DECIDING, reason
-            campaign.decided_at = now
-        else:
-            await _apply(session, campaign, winner, reason, now)
-            decided.append(campaign)
-        await audit.record(
-            session,
-            Actor.system(),
-            "campaign.experiment_decided" if winner else "campaign.experiment_deciding",
-            object_type="campaign",
-            object_id=campaign.id,
-            details={"winner": winner, "reason": reason},
-        )
+    return [c.id for c in testing if (at := _decide_at(c)) is not None and at <= now]
+
+
+async def decide_one(session: AsyncSession, campaign_id: int, now: datetime) -> Campaign | None:
+    """Decide one due experiment: the winner when the rule allows, else `deciding` with the
+    reason. Returns the campaign when it got a winner (its rest is now due: the caller plans
+    it), None otherwise (or when another worker's sweep or a person decided it first)."""
+    # Locked, then read again: the state and status seen by `due` may have changed since.
+    campaign = await session.get(
+        Campaign, campaign_id, with_for_update=True, populate_existing=True
+    )
+    if campaign is None or campaign.experiment_state != TESTING:
+        return None
+    if campaign.status not in _DECIDABLE:
+        return None
+    winner, reason = decide(campaign, await tallies(session, campaign))
+    if winner is None:
+        campaign.experiment_state, campaign.experiment_reason = DECIDING, reason
+        campaign.decided_at = now
+    else:
+        await _apply(session, campaign, winner, reason, now)
+    await audit.record(
+        session,
+        Actor.system(),
+        "campaign.experiment_decided" if winner else "campaign.experiment_deciding",
+        object_type="campaign",
+        object_id=campaign.id,
+        details={"winner": winner, "reason": reason},
+    )
     await session.flush()
+    return campaign if winner else None
+
+
+async def decide_due(session: AsyncSession, now: datetime) -> list[Campaign]:
+    """Decide every due experiment in one transaction (locked in id order, so two callers
+    never wait on each other in a cycle). Returns the campaigns that got a winner. The
+    worker's sweep decides each in its own transaction instead (worker/experiment.py)."""
+    decided = []
+    for campaign_id in await due(session, now):
+        campaign = await decide_one(session, campaign_id, now)
+        if campaign is not None:
+            decided.append(campaign)
     return decided
 
 
@@ -248,14 +265,12 @@ def _iso(value: datetime | None) -> str | None:
 
 def _status(campaign: Campaign) -> str:
     state = campaign.experiment_state or TESTING
-    if campaign.status is CampaignStatus.CANCELLED:
+    if campaign.status in (CampaignStatus.COMPLETED, CampaignStatus.CANCELLED):
         return "done"  # whatever was decided: nothing more is sent
     if state != DECIDED:
         return state
     if campaign.status is CampaignStatus.SENDING:
         return "sending_winner"
-    if campaign.status in (CampaignStatus.COMPLETED, CampaignStatus.CANCELLED):
-        return "done"
     return DECIDED
 
 

@@ -80,13 +80,13 @@ async def sweep(env: Env) -> None:
         await queue.enqueue_plan(campaign_id, priority=priority.value, round_=round_)
     if due:
         await start_due(env, due)
-    await decide_experiments(env)  # A/B tests whose test time is over
     await recover_lost_claims(env)
     await reconcile_unknown(env)
     await run_pending_webhook_events(
         env.db, older_than=env.config.webhook_retry_after, reactions=env.reactions
     )
     await run_due_series(env)  # issue 20: the due runs of recurring series
+    await decide_experiments(env)  # A/B tests whose test time is over (last: issue 20)
 
 
 async def recover_lost_claims(env: Env) -> None:
