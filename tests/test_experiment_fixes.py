@@ -10,10 +10,12 @@ from collections import Counter
 from datetime import timedelta
 from typing import Any
 
+import httpx
+import pytest
 from sqlalchemy import insert, select, update
 
 import test_sending
-from factories import ADMIN_ACTOR, connected_page, postgresql_only
+from factories import ADMIN_ACTOR, connected_page, create_user, postgresql_only, session_cookie
 from pagecast.context import AppContext
 from pagecast.db import Database
 from pagecast.errors import InvalidState
@@ -25,11 +27,13 @@ from pagecast.models import (
     Delivery,
     DeliveryStatus,
     Page,
+    Role,
     utcnow,
 )
 from pagecast.security import Vault
 from pagecast.services import deliveries, experiments, frequency_cap, snapshots, variants
 from pagecast.settings import Settings
+from pagecast.web.deps import SESSION_COOKIE
 from pagecast.worker import build
 from pagecast.worker.sweep import sweep
 
@@ -303,3 +307,30 @@ async def test_one_experiment_that_cannot_be_decided_stops_neither_the_others_no
             ).all()
         )
     assert states == {broken: "testing", fine: "decided"}
+
+
+@pytest.mark.parametrize("hours", ["inf", "1e400", "nan", "-Infinity"])
+async def test_a_test_time_that_is_no_number_is_named_by_the_composer(
+    app: Any, db: Database, vault: Vault, hours: str
+) -> None:
+    page = await connected_page(db, vault)
+    user, _ = await create_user(db, Role.ADMIN, email="ab@example.com")
+    cookie = await session_cookie(db, user)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app),
+        base_url="http://t",
+        cookies={SESSION_COOKIE: cookie},
+    ) as client:
+        form = {
+            "csrf_token": app.state.context.vault.csrf_token(cookie),
+            "name": "AB",
+            "page_id": str(page.id),
+            "text": "Hi, 10% off",
+            "ab_on": "1",
+            "ab_text_B": "Hi, free shipping",
+            "ab_test_percent": "20",
+            "ab_decide_hours": hours,
+        }
+        composed = await client.post("/campaigns/new", data=form)
+    assert composed.status_code == 422, composed.text[:300]
+    assert 'class="field-error"' in composed.text and "decide_after_seconds" in composed.text
