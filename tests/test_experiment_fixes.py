@@ -31,7 +31,7 @@ from pagecast.models import (
     utcnow,
 )
 from pagecast.security import Vault
-from pagecast.services import deliveries, experiments, frequency_cap, snapshots, variants
+from pagecast.services import abstats, deliveries, experiments, frequency_cap, snapshots, variants
 from pagecast.settings import Settings
 from pagecast.web.deps import SESSION_COOKIE
 from pagecast.worker import build
@@ -334,3 +334,23 @@ async def test_a_test_time_that_is_no_number_is_named_by_the_composer(
         composed = await client.post("/campaigns/new", data=form)
     assert composed.status_code == 422, composed.text[:300]
     assert 'class="field-error"' in composed.text and "decide_after_seconds" in composed.text
+
+
+def test_tiny_samples_are_never_significant() -> None:
+    """3 of 3 against 0 of 3: p = 0.014 by the normal approximation, which does not hold on
+    so few; each arm must expect 5 successes and 5 failures at the pooled rate."""
+    tiny = abstats.compare(3, 3, 0, 3)
+    assert tiny.p_value < 0.05 and not tiny.significant
+    assert not abstats.enough(3, 3, 0, 3) and abstats.enough(60, 100, 45, 100)
+    assert abstats.compare(60, 100, 45, 100).significant
+    campaign = _campaign(1, CUT)
+    winner, reason = experiments.decide(
+        campaign, {"A": experiments.Tally(sent=3, read=3), "B": experiments.Tally(sent=3)}
+    )
+    assert winner is None and reason.startswith("Not enough data yet") and "A: 3 of 3" in reason
+    assert reason.endswith("pick a winner.")
+    winner, _ = experiments.decide(
+        campaign,
+        {"A": experiments.Tally(sent=40, read=40), "B": experiments.Tally(sent=40, read=4)},
+    )
+    assert winner == "A"  # 40 of 40 against 4 of 40 is plenty

@@ -126,7 +126,15 @@ def decide(campaign: Campaign, counts: dict[str, Tally]) -> tuple[str | None, st
             f"Not enough sent to compare ({best}: {b.sent}, {second}: {s.sent} messages sent); "
             "pick a winner."
         )
-    test = abstats.compare(b.count(metric), b.sent, s.count(metric), s.sent, confidence)
+    counts_ = (b.count(metric), b.sent, s.count(metric), s.sent)
+    if not abstats.enough(*counts_):
+        return None, (
+            f"Not enough data yet to compare {best} and {second} on {words} "
+            f"({best}: {b.count(metric)} of {b.sent}, {second}: {s.count(metric)} of {s.sent}; "
+            f"the test needs about {abstats.MIN_EXPECTED} of each outcome in each variant); "
+            "pick a winner."
+        )
+    test = abstats.compare(*counts_, confidence)
     lead = f"{best} leads {second} by {_points(test.difference)} points on {words}"
     if test.difference == 0:
         lead = f"{best} and {second} are level on {words}"
