@@ -33,6 +33,7 @@ from pagecast.models import (
 from pagecast.security import Vault
 from pagecast.services import abstats, deliveries, experiments, frequency_cap, snapshots, variants
 from pagecast.settings import Settings
+from pagecast.web import progress
 from pagecast.web.deps import SESSION_COOKIE
 from pagecast.worker import build
 from pagecast.worker.sweep import sweep
@@ -354,3 +355,47 @@ def test_tiny_samples_are_never_significant() -> None:
         {"A": experiments.Tally(sent=40, read=40), "B": experiments.Tally(sent=40, read=4)},
     )
     assert winner == "A"  # 40 of 40 against 4 of 40 is plenty
+
+
+async def test_the_experiment_report_is_cached_until_its_state_changes(
+    api: Any, db: Database, vault: Vault, monkeypatch: Any
+) -> None:
+    """Every GET and event-stream tick shares one report per REPORT_TTL; a hand pick shows
+    at once (with fresh counts)."""
+    admin = await api(Role.ADMIN)
+    page = await connected_page(db, vault)
+    await _people(db, page.id, 150)
+    campaign_id = await _tested(db, page.id, b_reads=12)
+
+    async def read_a() -> tuple[int, str]:
+        body = (await admin.get(f"/api/campaigns/{campaign_id}")).json()["experiment"]
+        return body["variants"]["A"]["read"], body["status"]
+
+    assert await read_a() == (10, "testing")
+    async with db.transaction() as session:
+        one = await session.scalar(
+            select(Delivery.id).where(
+                Delivery.campaign_id == campaign_id,
+                Delivery.variant == "A",
+                Delivery.status == DeliveryStatus.SENT,
+            )
+        )
+        await session.execute(
+            update(Delivery).where(Delivery.id == one).values(status=DeliveryStatus.READ)
+        )
+    assert await read_a() == (10, "testing")  # within REPORT_TTL: the same report
+    picked = await admin.post(f"/api/campaigns/{campaign_id}/winner", json={"key": "A"})
+    assert picked.status_code == 200, picked.text
+    assert await read_a() == (11, "sending_winner")
+    monkeypatch.setattr(progress, "REPORT_TTL", 0.0)
+    async with db.transaction() as session:
+        await session.execute(
+            update(Delivery)
+            .where(
+                Delivery.campaign_id == campaign_id,
+                Delivery.variant == "A",
+                Delivery.status == DeliveryStatus.SENT,
+            )
+            .values(status=DeliveryStatus.READ)
+        )
+    assert await read_a() == (60, "sending_winner")
