@@ -16,7 +16,19 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, bindparam, case, delete, func, insert, literal, or_, select, update
+from sqlalchemy import (
+    and_,
+    bindparam,
+    case,
+    delete,
+    func,
+    insert,
+    literal,
+    literal_column,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pagecast.db import rowcount
@@ -53,6 +65,9 @@ __all__ = [
 ]
 
 _TABLE = Delivery.__table__
+# Written in the SQL, not bound: the partial index of due pending rows (migration 0024)
+# matches only a literal in a generic plan (variants.not_waiting does the same).
+_PENDING: Any = literal_column(f"'{DeliveryStatus.PENDING.value}'")
 _CONTACTS = Contact.__table__
 
 
@@ -60,7 +75,7 @@ def _due(now: datetime) -> Any:
     """A pending delivery may be sent now: it has no retry wait left, and its due time
     (each person's local time, quiet hours, send window) has come."""
     return and_(
-        _TABLE.c.status == DeliveryStatus.PENDING.value,
+        _TABLE.c.status == _PENDING,
         or_(_TABLE.c.next_attempt_at.is_(None), _TABLE.c.next_attempt_at <= now),
         due_plan.due_now(now),
         variants.not_waiting(_TABLE.c.variant),  # an experiment's rest waits for its winner
@@ -188,7 +203,7 @@ async def pending_ranges(
         select(_TABLE.c.id)
         .where(
             _TABLE.c.campaign_id == campaign_id,
-            _TABLE.c.status == DeliveryStatus.PENDING,
+            _TABLE.c.status == _PENDING,
             _TABLE.c.id > after_id,
             variants.not_waiting(_TABLE.c.variant),
             *([] if due is None else [due]),

@@ -17,7 +17,7 @@ import secrets
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import BigInteger, case, cast, literal, or_
+from sqlalchemy import BigInteger, case, cast, literal, literal_column, or_
 
 from pagecast.errors import InvalidState
 from pagecast.message_schema import Content
@@ -127,8 +127,10 @@ def by_variant(campaign: Campaign) -> dict[str, list[Content]]:
 
 def not_waiting(variant: Any) -> Any:
     """The engine's rule for the rest of an experiment: a delivery that waits for the
-    winner (`variant` = WAITING) is not due; deliveries._due and pending_ranges add it."""
-    return or_(variant.is_(None), variant != WAITING)
+    winner (`variant` = WAITING) is not due; deliveries._due and pending_ranges add it.
+    The literal is written in the SQL, not bound: so PostgreSQL matches the condition with
+    the partial index `ix_deliveries_campaign_id_due_pending` even in a generic plan."""
+    return or_(variant.is_(None), variant != literal_column(f"'{WAITING}'"))
 
 
 def prepare(campaign: Campaign, *, new_seed_: bool = False) -> None:
