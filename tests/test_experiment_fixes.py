@@ -355,6 +355,11 @@ def test_tiny_samples_are_never_significant() -> None:
         {"A": experiments.Tally(sent=40, read=40), "B": experiments.Tally(sent=40, read=4)},
     )
     assert winner == "A"  # 40 of 40 against 4 of 40 is plenty
+    winner, reason = experiments.decide(
+        campaign,
+        {"A": experiments.Tally(sent=60, read=20), "B": experiments.Tally(sent=60, read=22)},
+    )
+    assert winner is None and "not significant at 95 %" in reason, reason
 
 
 async def test_the_experiment_report_is_cached_until_its_state_changes(
