@@ -15,11 +15,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from pagecast.db import Database
-from pagecast.models import Contact, Delivery, DeliveryStatus, utcnow
-from pagecast.services import deliveries, engagement
+from pagecast.models import Campaign, Contact, Delivery, DeliveryStatus, utcnow
+from pagecast.services import deliveries, engagement, variants
 from pagecast.settings import Settings
 from test_receipts import claimed_campaign, write_results
 from test_sending import (
@@ -252,3 +252,71 @@ def test_what_counts_as_a_click_or_a_reply() -> None:
     assert engagement.kind_of("message", {"message": {"text": "hi"}, "standby": True}) is None
     for other in ("reaction", "referral", "optin", "echo", "read", "delivery"):
         assert engagement.kind_of(other, {}) is None
+
+
+async def test_stop_is_no_reply_and_a_far_future_time_is_clamped(
+    people_admin: httpx.AsyncClient, hook: httpx.AsyncClient, sim: httpx.AsyncClient, db: Database
+) -> None:
+    """An opt-out keyword is not counted as a reply; an event dated in year 9999 is recorded
+    at the time it arrived (as its window is) and does not fail its batch."""
+    campaign_id, (a, b, c), rows = await claimed_campaign(people_admin, sim, db, 3)
+    sent = utcnow() - timedelta(hours=1)
+    await write_results(
+        db,
+        campaign_id,
+        [
+            deliveries.Outcome(rows[p].id, DeliveryStatus.SENT, message_id=f"m_{p}", sent_at=sent)
+            for p in (a, b, c)
+        ],
+        now=sent,
+    )
+    future = message(b, sent, "m_future", text="Hello from the future")
+    future["timestamp"] = ms(datetime(9999, 12, 31, tzinfo=UTC))
+    events = [
+        message(a, sent + timedelta(minutes=5), "m_stop", text="stop"),
+        future,
+        message(c, sent + timedelta(minutes=7), "m_reply_c", text="Thanks"),
+    ]
+    before = utcnow()
+    assert (await post(hook, envelope(*events))).status_code == 200
+    got = await deliveries_by_psid(db, campaign_id)
+    assert got[a].replied_at is None
+    assert got[b].replied_at is not None
+    assert before - timedelta(seconds=1) <= got[b].replied_at.replace(tzinfo=UTC) <= utcnow()
+    assert same(got[c].replied_at, sent + timedelta(minutes=7))
+    assert await engaged(people_admin, campaign_id) == {"clicked": 0, "replied": 2}
+
+
+async def test_the_holdouts_replies_follow_the_variants_rule(
+    people_admin: httpx.AsyncClient, hook: httpx.AsyncClient, sim: httpx.AsyncClient, db: Database
+) -> None:
+    """A person of the holdout replied when they wrote a reply (not a click) within 24 hours
+    of the campaign's start, as if it had sent them its message then."""
+    page_id = await setup_page(people_admin, sim)
+    await add_people(sim, people_admin, page_id, 40)
+    two = [{"key": k, "content": {"text": f"Offer {k}"}} for k in "AB"]
+    experiment = {"test_percent": 20, "holdout_percent": 50}
+    campaign_id = await new_campaign(
+        people_admin, page_id, content=None, variants=two, experiment=experiment
+    )
+    assert (await people_admin.post(f"/api/campaigns/{campaign_id}/start")).status_code == 202
+    rows = await deliveries_by_psid(db, campaign_id)
+    held = sorted(p for p, d in rows.items() if d.reason == variants.HOLDOUT)
+    assert len(held) >= 5, held
+    start = utcnow() - timedelta(hours=30)
+    async with db.transaction() as session:
+        await session.execute(
+            update(Campaign).where(Campaign.id == campaign_id).values(started_at=start)
+        )
+    events = [
+        message(held[0], start + timedelta(hours=1), "m_h0", text="Tell me more"),
+        message(held[1], start + timedelta(hours=25), "m_h1", text="Too late"),
+        message(held[2], start + timedelta(hours=2), "m_h2", quick_reply={"payload": "RED"}),
+        message(held[3], start - timedelta(hours=1), "m_h3", text="Before the start"),
+        message(held[4], start + timedelta(hours=3), "m_h4", text="STOP"),
+    ]
+    assert (await post(hook, envelope(*events))).status_code == 200
+    holdout = (await people_admin.get(f"/api/campaigns/{campaign_id}")).json()["experiment"][
+        "holdout"
+    ]
+    assert (holdout["size"], holdout["replied"]) == (len(held), 1), holdout

@@ -180,6 +180,23 @@ async def test_no_rule_matching_means_no_click_and_no_reply(
     assert all(e["message"].get("is_echo") for e in hook.events("message"))
 
 
+async def test_a_message_never_delivered_is_neither_clicked_nor_replied_to(
+    page: httpx.AsyncClient, hook: Receiver
+) -> None:
+    await knobs(
+        page,
+        p_delivered=0.0,
+        engagement=[{"match": "Sale", "p_click": 1.0, "p_reply": 1.0}],
+        click_delay=[1, 1],
+        reply_delay=[1, 1],
+    )
+    await send_message(page, BUTTONS)
+    await advance(page, 10)
+    await flush(page)
+    assert hook.events("postback") == []
+    assert all(e["message"].get("is_echo") for e in hook.events("message"))
+
+
 async def test_the_first_matching_rule_wins(page: httpx.AsyncClient, hook: Receiver) -> None:
     await knobs(
         page,

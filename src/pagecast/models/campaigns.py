@@ -168,6 +168,15 @@ class Delivery(Base):
         _partial(
             "ix_deliveries_campaign_id_replied", "campaign_id", where="replied_at IS NOT NULL"
         ),
+        # Issue 20: pending deliveries that do not wait for an experiment's winner (the stall
+        # check and the plan; services/variants.py `not_waiting` and deliveries._due write
+        # the same predicate with the same literals, so PostgreSQL can use it: 0024).
+        _partial(
+            "ix_deliveries_campaign_id_due_pending",
+            "campaign_id",
+            "id",
+            where="status = 'pending' AND (variant IS NULL OR variant <> '*')",
+        ),
         # The listing's filters by error code and by reason: only rows that have one.
         _partial(
             "ix_deliveries_campaign_id_error_code",

@@ -11,9 +11,22 @@ import math
 from dataclasses import dataclass
 from statistics import NormalDist
 
-__all__ = ["Comparison", "compare", "rate", "wilson"]
+__all__ = ["MIN_EXPECTED", "Comparison", "compare", "enough", "rate", "wilson"]
 
 _NORMAL = NormalDist()
+# The normal approximation of the z-test holds when each arm expects at least this many
+# successes and failures (the usual rule of thumb: n·p ≥ 5 and n·(1 − p) ≥ 5).
+MIN_EXPECTED = 5
+
+
+def enough(x1: int, n1: int, x2: int, n2: int) -> bool:
+    """Whether the z-test may be trusted on these counts: each arm expects at least
+    MIN_EXPECTED successes and as many failures at the pooled rate (what the test assumes
+    when the arms are equal). compare(3, 3, 0, 3) is not enough: 1.5 expected each way."""
+    if n1 <= 0 or n2 <= 0:
+        return False
+    pooled = (x1 + x2) / (n1 + n2)
+    return all(n * pooled >= MIN_EXPECTED and n * (1 - pooled) >= MIN_EXPECTED for n in (n1, n2))
 
 
 def rate(successes: int, trials: int) -> float | None:
@@ -47,8 +60,8 @@ class Comparison:
 
 def compare(x1: int, n1: int, x2: int, n2: int, confidence: float = 0.95) -> Comparison:
     """The two-proportion z-test with the pooled proportion: is x1/n1 different from x2/n2
-    beyond chance, at `confidence`? No trials on a side, or no variance at all (both 0 % or
-    both 100 %), is never significant."""
+    beyond chance, at `confidence`? No trials on a side, no variance at all (both 0 % or
+    both 100 %), or too few to trust the approximation (`enough`) is never significant."""
     if n1 <= 0 or n2 <= 0:
         return Comparison(0.0, 0.0, 1.0, False)
     p1, p2 = x1 / n1, x2 / n2
@@ -58,4 +71,5 @@ def compare(x1: int, n1: int, x2: int, n2: int, confidence: float = 0.95) -> Com
         return Comparison(p1 - p2, 0.0, 1.0, False)
     z = (p1 - p2) / math.sqrt(variance)
     p_value = 2 * (1 - _NORMAL.cdf(abs(z)))
-    return Comparison(p1 - p2, z, p_value, p_value < 1 - confidence)
+    significant = p_value < 1 - confidence and enough(x1, n1, x2, n2)
+    return Comparison(p1 - p2, z, p_value, significant)

@@ -111,12 +111,10 @@ def exclusion_reason(messaging_type: MessagingType, now: datetime) -> Any:
 
 
 async def _reason_with_cap(session: AsyncSession, campaign: Campaign, now: datetime) -> Any:
-    """`exclusion_reason`, then the Page's frequency cap when it has one: what the snapshot
-    does (its INSERT, then `frequency_cap.skip_over` on the deliveries still pending)."""
-    base = exclusion_reason(campaign.messaging_type, now)
+    """`exclusion_reason`, then the Page's frequency cap when it has one: what the snapshot's
+    INSERT … SELECT does (services/deliveries.py `snapshot_insert`)."""
     cap = await frequency_cap.cap_of(session, campaign.page_id)
-    capped = frequency_cap.reason(cap, now)
-    return base if capped is None else func.coalesce(base, capped)
+    return frequency_cap.with_cap(exclusion_reason(campaign.messaging_type, now), cap, now)
 
 
 class Reachable(Protocol):

@@ -16,7 +16,19 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, bindparam, case, delete, func, insert, literal, or_, select, update
+from sqlalchemy import (
+    and_,
+    bindparam,
+    case,
+    delete,
+    func,
+    insert,
+    literal,
+    literal_column,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pagecast.db import rowcount
@@ -53,6 +65,9 @@ __all__ = [
 ]
 
 _TABLE = Delivery.__table__
+# Written in the SQL, not bound: the partial index of due pending rows (migration 0024)
+# matches only a literal in a generic plan (variants.not_waiting does the same).
+_PENDING: Any = literal_column(f"'{DeliveryStatus.PENDING.value}'")
 _CONTACTS = Contact.__table__
 
 
@@ -60,7 +75,7 @@ def _due(now: datetime) -> Any:
     """A pending delivery may be sent now: it has no retry wait left, and its due time
     (each person's local time, quiet hours, send window) has come."""
     return and_(
-        _TABLE.c.status == DeliveryStatus.PENDING.value,
+        _TABLE.c.status == _PENDING,
         or_(_TABLE.c.next_attempt_at.is_(None), _TABLE.c.next_attempt_at <= now),
         due_plan.due_now(now),
         variants.not_waiting(_TABLE.c.variant),  # an experiment's rest waits for its winner
@@ -68,12 +83,18 @@ def _due(now: datetime) -> Any:
 
 
 def snapshot_insert(
-    campaign: Campaign, now: datetime, *where: Any, due: due_plan.DuePlan | None = None
+    campaign: Campaign,
+    now: datetime,
+    *where: Any,
+    due: due_plan.DuePlan | None = None,
+    cap: dict[str, int] | None = None,
 ) -> Any:
     """The snapshot's INSERT … SELECT: one delivery per matching contact (and `where`), those
-    that cannot be sent to now `skipped` with the reason, each due when `due` says (its
-    zone's due time; None: all at once)."""
-    reason = audience.exclusion_reason(campaign.messaging_type, now)
+    that cannot be sent to now `skipped` with the reason (the Page's frequency `cap` among
+    them), each due when `due` says (its zone's due time; None: all at once)."""
+    reason = frequency_cap.with_cap(
+        audience.exclusion_reason(campaign.messaging_type, now), cap, now
+    )
     # A/B variants and an experiment's holdout, by a seeded hash in this statement.
     reason, extra = variants.assignment(campaign, reason)
     due_at, source = due_plan.due_column(due)
@@ -119,7 +140,8 @@ async def snapshot_with_due_times(
     """Run the snapshot's INSERT … SELECT for contacts matching `where`, with each zone's due
     time (services/due_plan.py), and keep the campaign's latest due time."""
     due = await due_plan.plan(session, campaign, now, *where)
-    await session.execute(snapshot_insert(campaign, now, *where, due=due))
+    cap = await frequency_cap.cap_of(session, campaign.page_id)
+    await session.execute(snapshot_insert(campaign, now, *where, due=due, cap=cap))
     latest = due.latest if due is not None else None
     if latest is not None and (campaign.last_due_at is None or latest > campaign.last_due_at):
         await session.execute(
@@ -134,8 +156,7 @@ async def snapshot(session: AsyncSession, campaign: Campaign, now: datetime) -> 
     Contacts that cannot be sent to now are `skipped` with the reason. Returns counts.
     """
     await series_exclusion.lock_series(session, campaign.series_id)  # issue 20: one at a time
-    await snapshot_with_due_times(session, campaign, now)
-    await frequency_cap.skip_over(session, campaign, now)  # the Page's cap, when it has one
+    await snapshot_with_due_times(session, campaign, now)  # with the Page's frequency cap
     counted = await session.execute(
         select(Delivery.status, func.count())
         .where(Delivery.campaign_id == campaign.id)
@@ -183,7 +204,7 @@ async def pending_ranges(
         select(_TABLE.c.id)
         .where(
             _TABLE.c.campaign_id == campaign_id,
-            _TABLE.c.status == DeliveryStatus.PENDING,
+            _TABLE.c.status == _PENDING,
             _TABLE.c.id > after_id,
             variants.not_waiting(_TABLE.c.variant),
             *([] if due is None else [due]),

@@ -5,7 +5,10 @@ is any other message from the person (echoes are the Page's own, not the person'
 recorded on the person's most recent delivery sent in the 24 hours before it (`clicked_at`,
 `replied_at`), both times being Facebook's: the event's timestamp and the delivery's
 `sent_at` (the echo's time, else the Send API's answer), with the receipts' `CLOCK_SKEW`.
-A contact belongs to one Page, so the delivery is of that Page.
+A contact belongs to one Page, so the delivery is of that Page. A person in an experiment's
+holdout got nothing: their holdout delivery stands for a send at the campaign's start, for
+replies only (`replied_at`), so the holdout's reply rate is measured as the variants' is.
+A message that is an opt-out keyword ("STOP") is no reply (services/webhooks.py).
 
 Webhook events come at least once and in any order: the first time recorded wins (a
 delivery that has one keeps it), so a redelivered event changes nothing. Events of another
@@ -25,13 +28,15 @@ from typing import Any
 from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from pagecast.models import Delivery, UTCDateTime
+from pagecast.models import Campaign, Delivery, UTCDateTime
 from pagecast.services.receipts import CLOCK_SKEW
+from pagecast.services.variants import HOLDOUT
 
-__all__ = ["CLICK", "REPLY", "WINDOW", "Marks", "counts", "kind_of"]
+__all__ = ["AHEAD", "CLICK", "REPLY", "WINDOW", "Marks", "counts", "kind_of", "when"]
 
 CLICK, REPLY = "click", "reply"
 WINDOW = timedelta(hours=24)
+AHEAD = timedelta(hours=1)  # the most Facebook's time may run ahead of an event's arrival
 _TABLE = Delivery.__table__
 _COLUMN = {CLICK: "clicked_at", REPLY: "replied_at"}
 
@@ -51,6 +56,15 @@ def kind_of(event_kind: str, payload: dict[str, Any]) -> str | None:
     return None
 
 
+def when(at: datetime, received_at: datetime) -> datetime:
+    """The time an action is recorded at: Facebook's `at`, compared with the deliveries'
+    `sent_at`, also Facebook's (echo times), so not clamped to our clock for a little skew
+    (the simulator's clock, moved ahead by tests, included); but a time more than AHEAD
+    after the event arrived is no clock's: the arrival is used, as `inbound.touch`'s window
+    does (a year-9999 timestamp would overflow the window arithmetic and fail the batch)."""
+    return received_at if at > received_at + AHEAD else at
+
+
 class Marks:
     """The clicks and replies of one batch of webhook events, written at its end."""
 
@@ -67,20 +81,31 @@ class Marks:
             return
         people = {contact_id for contact_id, _, _ in self._seen}
         times = [at for _, _, at in self._seen]
+        since, until = min(times) - WINDOW, max(times) + CLOCK_SKEW
         rows = await session.execute(
             select(_TABLE.c.id, _TABLE.c.contact_id, _TABLE.c.sent_at).where(
                 _TABLE.c.contact_id.in_(people),
-                _TABLE.c.sent_at >= min(times) - WINDOW,
-                _TABLE.c.sent_at <= max(times) + CLOCK_SKEW,
+                _TABLE.c.sent_at >= since,
+                _TABLE.c.sent_at <= until,
             )
         )
-        sends: dict[int, list[tuple[datetime, int]]] = {}
+        # contact id -> (send time, delivery id, a holdout's?) of its candidate deliveries
+        sends: dict[int, list[tuple[datetime, int, bool]]] = {}
         for delivery_id, contact_id, sent_at in rows:
-            sends.setdefault(contact_id, []).append((sent_at, delivery_id))
+            sends.setdefault(contact_id, []).append((sent_at, delivery_id, False))
+        if any(kind == REPLY for _, kind, _ in self._seen):
+            for delivery_id, contact_id, started_at in await session.execute(
+                _holdout_sends(people, since, until)
+            ):
+                sends.setdefault(contact_id, []).append((started_at, delivery_id, True))
         # (kind, delivery id) -> the earliest time of the batch for it
         found: dict[tuple[str, int], datetime] = {}
         for contact_id, kind, at in self._seen:
-            before = [s for s in sends.get(contact_id, ()) if at - WINDOW < s[0] <= at + CLOCK_SKEW]
+            before = [
+                s
+                for s in sends.get(contact_id, ())
+                if at - WINDOW < s[0] <= at + CLOCK_SKEW and (kind == REPLY or not s[2])
+            ]
             if before:
                 key = (kind, max(before)[1])
                 found[key] = min(found.get(key, at), at)
@@ -100,6 +125,22 @@ class Marks:
                 .values({column: bindparam("b_at", type_=UTCDateTime())}),
                 params,
             )
+
+
+def _holdout_sends(people: set[int], since: datetime, until: datetime) -> Any:
+    """The holdout deliveries of `people` in experiments started in [since, until]: each
+    stands for a send at its campaign's start (nothing was sent), so a holdout's reply is
+    recorded by the variants' rule (services/experiments.py compares their reply rates)."""
+    return (
+        select(_TABLE.c.id, _TABLE.c.contact_id, Campaign.started_at)
+        .join(Campaign, Campaign.id == _TABLE.c.campaign_id)
+        .where(
+            _TABLE.c.contact_id.in_(people),
+            _TABLE.c.reason == HOLDOUT,
+            Campaign.started_at >= since,
+            Campaign.started_at <= until,
+        )
+    )
 
 
 async def counts(session: AsyncSession, campaign_id: int) -> dict[str, int]:

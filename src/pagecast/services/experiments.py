@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from pagecast.db import rowcount
 from pagecast.errors import InvalidInput, InvalidState
-from pagecast.models import Campaign, CampaignStatus, Contact, Delivery, DeliveryStatus
+from pagecast.models import Campaign, CampaignStatus, Delivery, DeliveryStatus
 from pagecast.permissions import Actor
 from pagecast.services import abstats, audit, campaigns, variants
 
@@ -28,6 +28,8 @@ __all__ = [
     "Tally",
     "decide",
     "decide_due",
+    "decide_one",
+    "due",
     "pick_winner",
     "report",
     "tallies",
@@ -43,6 +45,8 @@ METRICS = {
 _SENT = (DeliveryStatus.SENT.value, DeliveryStatus.DELIVERED.value, DeliveryStatus.READ.value)
 _DELIVERED = (DeliveryStatus.DELIVERED.value, DeliveryStatus.READ.value)
 _LIVE = (CampaignStatus.SENDING, CampaignStatus.PAUSED, CampaignStatus.COMPLETED)
+# A completed campaign has no rest waiting (it would still be pending): nothing to decide.
+_DECIDABLE = (CampaignStatus.SENDING, CampaignStatus.PAUSED)
 
 
 @dataclass(frozen=True)
@@ -87,16 +91,14 @@ async def tallies(session: AsyncSession, campaign: Campaign) -> dict[str, Tally]
 
 
 async def _holdout(session: AsyncSession, campaign: Campaign) -> tuple[int, int]:
-    """The holdout's size, and how many of it wrote to the Page since the start (the
-    contact's last inbound message: what "replied" means for people who got nothing)."""
-    start = campaign.started_at
-    wrote = Contact.last_inbound_at >= start if start is not None else Contact.id.is_(None)
+    """The holdout's size, and how many of it replied: a reply recorded on their holdout
+    delivery by the variants' rule, within 24 hours of the campaign's start as if it had
+    sent them a message then (services/engagement.py)."""
     size, replied = (
         await session.execute(
-            select(func.count(), _count_if(wrote))
-            .select_from(Delivery)
-            .join(Contact, Contact.id == Delivery.contact_id)
-            .where(Delivery.campaign_id == campaign.id, Delivery.reason == variants.HOLDOUT)
+            select(func.count(), func.count(Delivery.replied_at)).where(
+                Delivery.campaign_id == campaign.id, Delivery.reason == variants.HOLDOUT
+            )
         )
     ).one()
     return int(size), int(replied)
@@ -124,7 +126,15 @@ def decide(campaign: Campaign, counts: dict[str, Tally]) -> tuple[str | None, st
             f"Not enough sent to compare ({best}: {b.sent}, {second}: {s.sent} messages sent); "
             "pick a winner."
         )
-    test = abstats.compare(b.count(metric), b.sent, s.count(metric), s.sent, confidence)
+    counts_ = (b.count(metric), b.sent, s.count(metric), s.sent)
+    if not abstats.enough(*counts_):
+        return None, (
+            f"Not enough data yet to compare {best} and {second} on {words} "
+            f"({best}: {b.count(metric)} of {b.sent}, {second}: {s.count(metric)} of {s.sent}; "
+            f"the test needs about {abstats.MIN_EXPECTED} of each outcome in each variant); "
+            "pick a winner."
+        )
+    test = abstats.compare(*counts_, confidence)
     lead = f"{best} leads {second} by {_points(test.difference)} points on {words}"
     if test.difference == 0:
         lead = f"{best} and {second} are level on {words}"
@@ -162,42 +172,55 @@ def _decide_at(campaign: Campaign) -> datetime | None:
     )
 
 
-async def decide_due(session: AsyncSession, now: datetime) -> list[Campaign]:
-    """Decide every experiment whose test time is over: the winner when the rule allows,
-    else `deciding` with the reason. Returns the campaigns that got a winner (their rest
-    is now due: the caller plans them)."""
-    testing = list(
-        await session.scalars(
-            select(Campaign).where(Campaign.experiment_state == TESTING, Campaign.status.in_(_LIVE))
-        )
+async def due(session: AsyncSession, now: datetime) -> list[int]:
+    """The ids of the experiments whose test time is over and not decided yet, in order."""
+    testing = await session.scalars(
+        select(Campaign)
+        .where(Campaign.experiment_state == TESTING, Campaign.status.in_(_DECIDABLE))
+        .order_by(Campaign.id)
     )
-    decided = []
-    for candidate in testing:
-        due = _decide_at(candidate)
-        if due is None or due > now:
-            continue
-        # Locked only when due, and read again: another worker's sweep may have decided it.
-        campaign = await session.get(
-            Campaign, candidate.id, with_for_update=True, populate_existing=True
-        )
-        if campaign is None or campaign.experiment_state != TESTING:
-            continue
-        winner, reason = decide(campaign, await tallies(session, campaign))
-        if winner is None:
-            campaign.experiment_state, campaign.experiment_reason = DECIDING, reason
-            campaign.decided_at = now
-        else:
-            await _apply(session, campaign, winner, reason, now)
-            decided.append(campaign)
-        await audit.record(
-            session,
-            Actor.system(),
-            "campaign.experiment_decided" if winner else "campaign.experiment_deciding",
-            object_type="campaign",
-            object_id=campaign.id,
-            details={"winner": winner, "reason": reason},
-        )
+    return [c.id for c in testing if (at := _decide_at(c)) is not None and at <= now]
+
+
+async def decide_one(session: AsyncSession, campaign_id: int, now: datetime) -> Campaign | None:
+    """Decide one due experiment: the winner when the rule allows, else `deciding` with the
+    reason. Returns the campaign when it got a winner (its rest is now due: the caller plans
+    it), None otherwise (or when another worker's sweep or a person decided it first)."""
+    # Locked, then read again: the state and status seen by `due` may have changed since.
+    campaign = await session.get(
+        Campaign, campaign_id, with_for_update=True, populate_existing=True
+    )
+    if campaign is None or campaign.experiment_state != TESTING:
+        return None
+    if campaign.status not in _DECIDABLE:
+        return None
+    winner, reason = decide(campaign, await tallies(session, campaign))
+    if winner is None:
+        campaign.experiment_state, campaign.experiment_reason = DECIDING, reason
+        campaign.decided_at = now
+    else:
+        await _apply(session, campaign, winner, reason, now)
+    await audit.record(
+        session,
+        Actor.system(),
+        "campaign.experiment_decided" if winner else "campaign.experiment_deciding",
+        object_type="campaign",
+        object_id=campaign.id,
+        details={"winner": winner, "reason": reason},
+    )
     await session.flush()
+    return campaign if winner else None
+
+
+async def decide_due(session: AsyncSession, now: datetime) -> list[Campaign]:
+    """Decide every due experiment in one transaction (locked in id order, so two callers
+    never wait on each other in a cycle). Returns the campaigns that got a winner. The
+    worker's sweep decides each in its own transaction instead (worker/experiment.py)."""
+    decided = []
+    for campaign_id in await due(session, now):
+        campaign = await decide_one(session, campaign_id, now)
+        if campaign is not None:
+            decided.append(campaign)
     return decided
 
 
@@ -250,14 +273,12 @@ def _iso(value: datetime | None) -> str | None:
 
 def _status(campaign: Campaign) -> str:
     state = campaign.experiment_state or TESTING
-    if campaign.status is CampaignStatus.CANCELLED:
+    if campaign.status in (CampaignStatus.COMPLETED, CampaignStatus.CANCELLED):
         return "done"  # whatever was decided: nothing more is sent
     if state != DECIDED:
         return state
     if campaign.status is CampaignStatus.SENDING:
         return "sending_winner"
-    if campaign.status in (CampaignStatus.COMPLETED, CampaignStatus.CANCELLED):
-        return "done"
     return DECIDED
 
 

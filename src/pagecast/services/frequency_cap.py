@@ -5,10 +5,10 @@ deliveries of theirs were sent (`sent_at`) in the D days before the campaign's s
 deliveries are the Page's campaign messages (a contact belongs to one Page), whichever
 campaign sent them. The count uses the index `ix_deliveries_contact_id_sent_at`.
 
-The same predicate (`over`) serves the snapshot, where people over the cap are `skipped`
-with reason `frequency_cap` by one UPDATE right after the snapshot's INSERT … SELECT
-(`skip_over`: only deliveries still `pending`, so the other reasons come first), and the
-audience preview, which counts them (services/audience.py). It is checked once, at the
+The same rule (`with_cap`) serves the snapshot, whose INSERT … SELECT skips people over the
+cap with reason `frequency_cap` (the other reasons come first; an experiment's holdout is
+cut only from the people left: services/variants.py), and the audience preview, which
+counts them (services/audience.py). It is checked once, at the
 snapshot: a person a running campaign has not reached yet is not counted by a campaign
 started meanwhile.
 """
@@ -18,12 +18,12 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, case, func, select, update
+from sqlalchemy import ColumnElement, case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from pagecast.models import Campaign, Contact, Delivery, DeliveryStatus, Page
+from pagecast.models import Contact, Delivery, Page
 
-__all__ = ["REASON", "cap_of", "over", "reason", "skip_over", "words"]
+__all__ = ["REASON", "cap_of", "over", "reason", "with_cap", "words"]
 
 REASON = "frequency_cap"
 _TABLE = Delivery.__table__
@@ -70,23 +70,9 @@ def reason(cap: dict[str, int] | None, now: datetime) -> ColumnElement[Any] | No
     return case((over(Contact.id, cap, now), REASON), else_=None)
 
 
-async def skip_over(session: AsyncSession, campaign: Campaign, now: datetime, *where: Any) -> None:
-    """Right after the snapshot's INSERT … SELECT: its pending deliveries (and `where`, on
-    the deliveries table: a slice's contact ids) of people over the Page's cap become
-    `skipped` with REASON. The caller counts them afterwards, as the INSERT's skips."""
-    cap = await cap_of(session, campaign.page_id)
-    if cap is None:
-        return
-    await session.execute(
-        update(_TABLE)
-        .where(
-            and_(
-                _TABLE.c.campaign_id == campaign.id,
-                _TABLE.c.status == DeliveryStatus.PENDING.value,
-                *where,
-            ),
-            over(_TABLE.c.contact_id, cap, now),
-        )
-        .values(status=DeliveryStatus.SKIPPED.value, reason=REASON)
-        .execution_options(synchronize_session=False)
-    )
+def with_cap(base: Any, cap: dict[str, int] | None, now: datetime) -> Any:
+    """The exclusion reason `base`, else REASON for a person over the cap (the one rule of
+    the snapshot's INSERT … SELECT and of the audience preview: the other reasons come
+    first, and the cap comes before an experiment's holdout, which is cut from the rest)."""
+    capped = reason(cap, now)
+    return base if capped is None else func.coalesce(base, capped)

@@ -21,6 +21,7 @@ __all__ = [
     "DEFAULT_OPT_OUT_KEYWORDS",
     "OPT_IN_KEYWORDS",
     "OPT_OUT_REPLY",
+    "is_opt_out",
     "keywords",
     "set_profile",
     "touch",
@@ -49,21 +50,29 @@ def _normalise(text: str) -> str:
     return " ".join(text.split()).upper()
 
 
+def is_opt_out(page: Page, text: str | None) -> bool:
+    """The message is one of the Page's opt-out keywords."""
+    if not text or not isinstance(text, str):
+        return False
+    return _normalise(text) in {
+        _normalise(k) for k in (page.opt_out_keywords or DEFAULT_OPT_OUT_KEYWORDS)
+    }
+
+
 async def keywords(
     session: AsyncSession, page: Page, contact: Contact, text: str | None, at: datetime
 ) -> bool:
     """Apply an opt-out or opt-in keyword; True when this message opted the contact out."""
     if not text or not isinstance(text, str):
         return False
-    said = _normalise(text)
-    opt_out = {_normalise(k) for k in (page.opt_out_keywords or DEFAULT_OPT_OUT_KEYWORDS)}
-    if said not in opt_out and said not in OPT_IN_KEYWORDS:
+    said, stop = _normalise(text), is_opt_out(page, text)
+    if not stop and said not in OPT_IN_KEYWORDS:
         return False
     if contact.consent_changed_at is not None and contact.consent_changed_at >= at:
         return False  # a newer keyword was applied already (events out of order)
     contact.consent_changed_at = at
     opted_out = False
-    if said in opt_out and contact.opted_out_at is None:
+    if stop and contact.opted_out_at is None:
         contact.opted_out_at = at
         opted_out = True
     elif said in OPT_IN_KEYWORDS and contact.opted_out_at is not None:

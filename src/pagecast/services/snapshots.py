@@ -24,7 +24,6 @@ from pagecast.services import (
     campaigns,
     content,
     deliveries,
-    frequency_cap,
     series_exclusion,
 )
 
@@ -55,13 +54,11 @@ class Rest:
 async def _insert(
     session: AsyncSession, campaign: Campaign, now: datetime, after: int, upto: int
 ) -> None:
-    """The snapshot's INSERT … SELECT for contact ids in (after, upto], with due times, then
-    skip the people over the Page's frequency cap in it."""
+    """The snapshot's INSERT … SELECT for contact ids in (after, upto], with due times and
+    the Page's frequency cap (the same statement as an unsliced snapshot)."""
     await deliveries.snapshot_with_due_times(
         session, campaign, now, Contact.id > after, Contact.id <= upto
     )
-    ids = Delivery.__table__.c.contact_id
-    await frequency_cap.skip_over(session, campaign, now, ids > after, ids <= upto)
 
 
 async def _skipped_between(session: AsyncSession, campaign_id: int, after: int, upto: int) -> int:

@@ -17,7 +17,7 @@ import secrets
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import BigInteger, case, cast, literal, or_
+from sqlalchemy import BigInteger, case, cast, literal, literal_column, or_
 
 from pagecast.errors import InvalidState
 from pagecast.message_schema import Content
@@ -96,7 +96,10 @@ def assignment(campaign: Campaign, reason: Any) -> tuple[Any, dict[str, Any]]:
         return reason, {"variant": pick}
     bucket, holdout, test = _cut(campaign)
     reason = case((reason.is_not(None), reason), (bucket < holdout, HOLDOUT), else_=None)
-    variant = case((bucket < holdout, None), (bucket < test, pick), else_=WAITING)
+    # The rest waits for the winner; once there is one (a slice inserted after the
+    # decision or a hand pick), it gets the winner at once: nothing would move it later.
+    rest = literal(campaign.winner) if campaign.winner else literal(WAITING)
+    variant = case((bucket < holdout, None), (bucket < test, pick), else_=rest)
     return reason, {"variant": variant}
 
 
@@ -124,8 +127,10 @@ def by_variant(campaign: Campaign) -> dict[str, list[Content]]:
 
 def not_waiting(variant: Any) -> Any:
     """The engine's rule for the rest of an experiment: a delivery that waits for the
-    winner (`variant` = WAITING) is not due; deliveries._due and pending_ranges add it."""
-    return or_(variant.is_(None), variant != WAITING)
+    winner (`variant` = WAITING) is not due; deliveries._due and pending_ranges add it.
+    The literal is written in the SQL, not bound: so PostgreSQL matches the condition with
+    the partial index `ix_deliveries_campaign_id_due_pending` even in a generic plan."""
+    return or_(variant.is_(None), variant != literal_column(f"'{WAITING}'"))
 
 
 def prepare(campaign: Campaign, *, new_seed_: bool = False) -> None:

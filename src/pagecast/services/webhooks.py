@@ -282,12 +282,16 @@ async def process(session: AsyncSession, event: WebhookEvent, batch: Batch) -> R
     if event.kind in _USER_ACTIONS:
         # A timestamp from the future (clock skew) must not hold a window open.
         contact = await inbound.touch(session, page, event.psid, min(at, event.received_at))
-        # Facebook's time, as the deliveries' sent_at (services/engagement.py).
-        batch.engagement.note(contact.id, engagement.kind_of(event.kind, payload), at)
+        kind = engagement.kind_of(event.kind, payload)
         opted_out = False
         if event.kind == MESSAGE:
             text = payload["message"].get("text")
             opted_out = await inbound.keywords(session, page, contact, text, at)
+            if inbound.is_opt_out(page, text):
+                kind = None  # "STOP" is no reply to the campaign
+        # Facebook's time, as the deliveries' sent_at (services/engagement.py); one far
+        # ahead of its arrival is taken as the arrival, as the window's is.
+        batch.engagement.note(contact.id, kind, engagement.when(at, event.received_at))
         return Result(
             page_id=page.id,
             contact_id=contact.id,

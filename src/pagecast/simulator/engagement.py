@@ -9,7 +9,8 @@ Facebook's `messaging_postbacks` event; without one, the first quick reply, sent
 message with `quick_reply`) and reply (a text message, `reply_text`). Clicks and replies
 come `click_delay` / `reply_delay` sim seconds after the send, drawn from the seeded
 `engagement` stream, and act as the person: they refresh the messaging window and land in
-the thread, as `/__sim/users/postback` and `/__sim/users/message` do.
+the thread, as `POST /__sim/postback` and `POST /__sim/inbound` do. Only a message that
+was delivered (the `p_delivered` draw) can be clicked or replied to.
 """
 
 from __future__ import annotations
@@ -113,18 +114,22 @@ def click_of(message: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
     return None
 
 
-def plan(state: SimState, page: Page, entry: OutboxEntry, rule: dict[str, Any]) -> None:
-    """Schedule the person's click and reply to an accepted message, by the rule's chances.
+def plan(
+    state: SimState, page: Page, entry: OutboxEntry, rule: dict[str, Any], *, delivered: bool
+) -> None:
+    """Schedule the person's click and reply to an accepted message, by the rule's chances;
+    none for a message that was not `delivered` (the person never saw it).
 
     Every message a rule matches draws the same four numbers (click?, its delay, reply?,
-    its delay) from the `engagement` stream, so one seed gives the same answers."""
+    its delay) from the `engagement` stream, delivered or not, so one seed gives the same
+    answers."""
     emitter = state.emitter
     knobs = state.knobs
     rng = state.rng("engagement")
     message = entry.message or {}
     clicks, click_delay = rng.random() < rule.get("p_click", 0.0), rng.uniform(*knobs.click_delay)
     replies, reply_delay = rng.random() < rule.get("p_reply", 0.0), rng.uniform(*knobs.reply_delay)
-    if emitter is None or entry.psid is None:
+    if emitter is None or entry.psid is None or not delivered:
         return
     click = click_of(message) if clicks else None
     if click is not None:

@@ -105,7 +105,7 @@ class Emitter:
             read_delay = max(delivery_delay, rng.uniform(*knobs.read_delay))
             self.schedule(page, "message_reads", ("read", thread, entry), read_delay)
         if rule is not None:
-            engagement.plan(state, page, entry, rule)
+            engagement.plan(state, page, entry, rule, delivered=delivered)
 
     def user_event(
         self, page: Page, psid: str, key: str, value: dict[str, Any], field_name: str

@@ -1,6 +1,7 @@
 """Campaign progress reads (`GET /api/campaigns/{id}` and its event stream): concurrent reads
 of one campaign share their database work, and the send rate is counted at most once a
-second per process, in the background once a first count exists (P7, docs/performance.md).
+second per process, in the background once a first count exists (P7, docs/performance.md);
+an A/B campaign's experiment report at most once per REPORT_TTL seconds (`Reports`).
 """
 
 from __future__ import annotations
@@ -13,13 +14,14 @@ from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
 from pagecast.context import AppContext
-from pagecast.models import utcnow
+from pagecast.models import Campaign, utcnow
 from pagecast.services import campaigns, due_plan, engagement, experiments
 from pagecast.web import render
 
-__all__ = ["RATE_TTL", "Coalesced", "Rates", "read"]
+__all__ = ["RATE_TTL", "REPORT_TTL", "Coalesced", "Rates", "Reports", "read"]
 
 RATE_TTL = 1.0
+REPORT_TTL = 5.0
 
 
 class Rates:
@@ -55,6 +57,34 @@ class Rates:
     def _counted(self, campaign_id: int, task: asyncio.Task[float]) -> None:
         self._counting.pop(campaign_id, None)
         _retrieve(task)  # a failed count is tried again by the next read
+
+
+class Reports:
+    """Each A/B campaign's experiment report (services/experiments.py `report`: a GROUP BY
+    over its deliveries), computed at most once per REPORT_TTL seconds in this process: GET
+    and every event stream's tick share it. A change of the campaign's status or of its
+    experiment's state or winner computes it again at once, so a decision or a hand pick
+    shows on the next read; only the counts may be REPORT_TTL old."""
+
+    def __init__(self) -> None:
+        # campaign id -> (computed at, what it was computed for, the report)
+        self._reports: dict[int, tuple[float, tuple[Any, ...], dict[str, Any] | None]] = {}
+
+    async def get(
+        self,
+        campaign: Campaign,
+        compute: Callable[[], Awaitable[dict[str, Any] | None]],
+    ) -> dict[str, Any] | None:
+        now = time.monotonic()
+        key = (campaign.status, campaign.experiment_state, campaign.winner)
+        cached = self._reports.get(campaign.id)
+        if cached is not None and cached[1] == key and now - cached[0] < REPORT_TTL:
+            return cached[2]
+        report = await compute()
+        if len(self._reports) > 1000:
+            self._reports = {k: v for k, v in self._reports.items() if now - v[0] < REPORT_TTL}
+        self._reports[campaign.id] = (now, key, report)
+        return report
 
 
 class Coalesced:
@@ -111,6 +141,7 @@ class _Readers:
     def __init__(self) -> None:
         self.rates = Rates()
         self.reads = Coalesced()
+        self.reports = Reports()
 
 
 _READERS: weakref.WeakKeyDictionary[AppContext, _Readers] = weakref.WeakKeyDictionary()
@@ -153,5 +184,7 @@ async def _read_progress(ctx: AppContext, campaign_id: int) -> dict[str, Any]:
             | {"waiting": render.waiting(waiting, next_at, campaign.last_due_at)}
         )
         if campaign.variants:  # an A/B campaign: results by variant, the decision
-            body["experiment"] = await experiments.report(session, campaign)
+            body["experiment"] = await _readers(ctx).reports.get(
+                campaign, functools.partial(experiments.report, session, campaign)
+            )
         return body

@@ -6,6 +6,7 @@ metric, when to decide). `apply` turns the form into the API's `variants` and `e
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -19,12 +20,14 @@ CONFIDENCES = ("0.9", "0.95", "0.99")
 
 
 def _number(value: str) -> Any:
-    """A number typed in the form; text that is not one is passed on for the API to name."""
+    """A number typed in the form; text that is not one (infinity, "nan", 1e400 included) is
+    passed on for the API to name."""
     for kind in (int, float):
         try:
-            return kind(value)
+            number = kind(value)
         except ValueError:
             continue
+        return number if math.isfinite(number) else value
     return value
 
 
