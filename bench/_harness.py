@@ -62,6 +62,7 @@ PAGECAST = shutil.which("pagecast") or str(Path(sys.executable).with_name("pagec
 PG_SERVER = os.environ.get("PAGECAST_BENCH_PG", "postgresql://postgres@127.0.0.1:5432")
 SECRET_KEY = "bench-secret-key-0123456789abcdef0123456789"
 TEXT = "Hello {{first_name|there}}, our autumn offer is live."
+TEXT_B = "Hello {{first_name|there}}, our winter offer is live."  # A/B runs: same length
 PSID_BASE = 7 * 10**15
 
 
@@ -591,16 +592,32 @@ class Bench:
             async with self.db.transaction() as session:
                 await session.execute(text("ANALYZE contacts"))
 
-    async def add_campaign(self, page_id: int, *, send_rate: float | None = None) -> int:
+    async def add_campaign(
+        self, page_id: int, *, send_rate: float | None = None, ab: bool = False
+    ) -> int:
+        """The bench campaign: TEXT to everyone, or with `ab` an A/B split of TEXT and TEXT_B
+        (same length, so the bytes sent match the ceiling's) without an experiment."""
+        message: dict[str, Any] = (
+            {
+                "variants": [
+                    {"key": "A", "content": {"text": TEXT}},
+                    {"key": "B", "content": {"text": TEXT_B}},
+                ]
+            }
+            if ab
+            else {"content": Content(text=TEXT)}
+        )
         async with self.db.transaction() as session:
             campaign = await campaigns.create(
                 session,
                 Actor.system(),
-                CampaignCreate(
-                    name=f"bench {page_id}",
-                    page_id=page_id,
-                    content=Content(text=TEXT),
-                    send_rate=min(send_rate, 300) if send_rate else None,
+                CampaignCreate.model_validate(
+                    {
+                        "name": f"bench {page_id}",
+                        "page_id": page_id,
+                        "send_rate": min(send_rate, 300) if send_rate else None,
+                        **message,
+                    }
                 ),
             )
             return campaign.id

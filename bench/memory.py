@@ -22,14 +22,20 @@ PAGE = "9600000000000001"
 
 
 async def one_run(
-    bench: Bench, size: int, max_seconds: float, *, batch: int | None, concurrency: int
+    bench: Bench,
+    size: int,
+    max_seconds: float,
+    *,
+    batch: int | None,
+    concurrency: int,
+    ab: bool = False,
 ) -> dict[str, float]:
     await bench.fresh_database()
     page_id = await bench.add_page(
         PAGE, send_rate=1e6, contacts=size, sim_people=min(size, 100_000)
     )
     bench.sim.add_page(PAGE, f"EAAGbench{PAGE}", per_second=10**9)
-    campaign_id = await bench.add_campaign(page_id)
+    campaign_id = await bench.add_campaign(page_id, ab=ab)
     [worker] = bench.start_workers(1, concurrency=concurrency, batch=batch)
     redis_peak = bench.redis.used_memory()
     try:
@@ -61,7 +67,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         for size in args.sizes:
             runs = [
                 await one_run(
-                    bench, size, args.max_seconds, batch=args.batch, concurrency=args.concurrency
+                    bench,
+                    size,
+                    args.max_seconds,
+                    batch=args.batch,
+                    concurrency=args.concurrency,
+                    ab=args.ab,
                 )
                 for _ in range(args.runs)
             ]
@@ -94,20 +105,25 @@ def main() -> None:
         "--batch", type=int, default=None, help="PAGECAST_SEND_BATCH_SIZE (default: Pagecast's)"
     )
     parser.add_argument("--concurrency", type=int, default=100, help="sends in flight")
+    parser.add_argument(
+        "--ab", action="store_true", help="an A/B campaign (two variants) instead of one message"
+    )
     args = parser.parse_args()
     if args.quick:
         args.sizes, args.max_seconds, args.runs = [1_000, 5_000], 2, 1
     facts = machine(pg_url="yes")
     result = asyncio.run(run(args))
     print_table(
-        f"P6 memory: one worker ({args.concurrency} in flight, batch {args.batch or 'default'}), "
+        f"P6 memory{' (A/B campaign)' if args.ab else ''}: one worker "
+        f"({args.concurrency} in flight, batch {args.batch or 'default'}), "
         f"at most {args.max_seconds:.0f} s of sending per campaign, "
         f"median of {args.runs} runs (targets: worker < 100 MB, Redis < 50 MB, flat)",
         facts,
         ["recipients", "worker peak RSS MB", "Redis used_memory MB", "sent in the window"],
         [[r["recipients"], r["worker_rss_mb"], r["redis_mb"], r["sent"]] for r in result["rows"]],
     )
-    write_results("memory", {"machine": facts, "quick": args.quick, **result})
+    name = "memory-ab" if args.ab else "memory"
+    write_results(name, {"machine": facts, "quick": args.quick, "ab": args.ab, **result})
 
 
 if __name__ == "__main__":

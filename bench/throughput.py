@@ -278,14 +278,14 @@ def _median_split(splits: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 async def pipeline(
-    bench: Bench, contacts: int, workers: int, concurrency: int, batch: int
+    bench: Bench, contacts: int, workers: int, concurrency: int, batch: int, *, ab: bool = False
 ) -> tuple[float, float, dict[str, Any]]:
     """Deliveries per second, start -> completed, with `workers` worker processes, the
     workers' CPU µs per delivery, and the machine's CPU split over the run."""
     await bench.fresh_database()
     page_id = await bench.add_page(PAGE, send_rate=1e6, contacts=contacts)
     bench.sim.add_page(PAGE, TOKEN, per_second=10**9)
-    campaign_id = await bench.add_campaign(page_id)
+    campaign_id = await bench.add_campaign(page_id, ab=ab)
     running = bench.start_workers(workers, concurrency=concurrency, batch=batch)
     try:
         cpu = sum(w.cpu_seconds() for w in running)
@@ -314,7 +314,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     piped, raw, piped_cpu, raw_cpu, splits = [], [], [], [], []
                     for _ in range(args.runs):
                         rate, cpu, split = await pipeline(
-                            bench, args.contacts, workers, args.concurrency, batch
+                            bench, args.contacts, workers, args.concurrency, batch, ab=args.ab
                         )
                         piped.append(rate)
                         piped_cpu.append(cpu)
@@ -375,6 +375,9 @@ def main() -> None:
     parser.add_argument(
         "--batches", type=int, nargs="+", default=[1, 50], help="PAGECAST_SEND_BATCH_SIZE values"
     )
+    parser.add_argument(
+        "--ab", action="store_true", help="an A/B campaign (two variants) instead of one message"
+    )
     parser.add_argument("--raw-child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.raw_child:
@@ -389,7 +392,8 @@ def main() -> None:
     facts = machine(pg_url="yes")
     result = asyncio.run(run(args))
     print_table(
-        f"P1 throughput: {args.contacts:,} contacts, {args.concurrency} messages in flight per "
+        f"P1 throughput{' (A/B campaign)' if args.ab else ''}: {args.contacts:,} contacts, "
+        f"{args.concurrency} messages in flight per "
         f"process, median of {args.runs} runs (target: pipeline / aiohttp ceiling >= 0.85 at "
         "50-150 ms; worker CPU <= 1,000 µs/msg at 1 msg/request)",
         facts,
@@ -435,7 +439,8 @@ def main() -> None:
             for r in result["rows"]
         ],
     )
-    write_results("throughput", {"machine": facts, "quick": args.quick, **result})
+    name = "throughput-ab" if args.ab else "throughput"
+    write_results(name, {"machine": facts, "quick": args.quick, "ab": args.ab, **result})
 
 
 def _split_cell(used: dict[str, float] | None) -> str:
