@@ -56,13 +56,14 @@ _TABLE = Delivery.__table__
 _CONTACTS = Contact.__table__
 
 
-def _due(now: datetime) -> Any:
+def _due(now: datetime, due: Any = None) -> Any:
     """A pending delivery may be sent now: it has no retry wait left, and its due time
-    (each person's local time, quiet hours, send window) has come."""
+    (each person's local time, quiet hours, send window) has come; or, given `due`, its due
+    time meets that condition instead (a planner pass's window, due_plan.in_window)."""
     return and_(
         _TABLE.c.status == DeliveryStatus.PENDING.value,
         or_(_TABLE.c.next_attempt_at.is_(None), _TABLE.c.next_attempt_at <= now),
-        due_plan.due_now(now),
+        due_plan.due_now(now) if due is None else due,
         variants.not_waiting(_TABLE.c.variant),  # an experiment's rest waits for its winner
     )
 
@@ -579,11 +580,19 @@ async def has_due_pending(session: AsyncSession, campaign_id: int, now: datetime
 
 
 async def count_queued(
-    session: AsyncSession, campaign_id: int, *, after_id: int, upto: int, now: datetime
+    session: AsyncSession,
+    campaign_id: int,
+    *,
+    after_id: int,
+    upto: int,
+    now: datetime,
+    due: Any = None,
 ) -> int:
     """Pending deliveries with ids in (after_id, upto] that may be sent now: what of the
     chunks planned over that range is still waiting in the queue (a range of the primary
-    key, so it reads those rows only)."""
+    key, so it reads those rows only). `due`: the planner pass's window (due_plan.in_window);
+    deliveries that fell due after it were not queued by this pass, so they are not
+    counted (else a zone falling due mid-pass would read as "still queued" for ever)."""
     return int(
         await session.scalar(
             select(func.count())
@@ -592,7 +601,7 @@ async def count_queued(
                 _TABLE.c.id > after_id,
                 _TABLE.c.id <= upto,
                 _TABLE.c.campaign_id == campaign_id,
-                _due(now),
+                _due(now, due),
             )
         )
         or 0

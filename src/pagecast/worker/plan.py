@@ -54,7 +54,7 @@ async def plan(env: Env, job: Any, token: str, payload: PlanJob) -> str:
         queued = 0
         if since is not None:
             queued = await deliveries.count_queued(
-                session, campaign_id, after_id=since, upto=after_id, now=now
+                session, campaign_id, after_id=since, upto=after_id, now=now, due=window
             )
         ranges: list[tuple[int, int]] = []
         if 2 * queued <= ahead * chunk_size:
