@@ -9,11 +9,14 @@ from datetime import UTC, timedelta
 from typing import Any
 
 import httpx
+import pytest
 from sqlalchemy import func, select
 
 from pagecast.db import Database
-from pagecast.models import Delivery, utcnow
-from pagecast.services import deliveries, due_plan
+from pagecast.errors import InvalidState
+from pagecast.models import Campaign, CampaignStatus, Delivery, utcnow
+from pagecast.permissions import Actor
+from pagecast.services import deliveries, due_plan, sending
 from test_local_time_sending import minute, people
 from test_sending import admin, engine_app, manager, new_campaign, sending_settings, setup_page
 
@@ -49,3 +52,99 @@ async def test_the_planner_counts_only_its_own_window_as_still_queued(
         assert await queued() == 2  # due now: both
         assert await queued(due=pass_window) == 1  # this pass's: Tokyo's only
         assert await queued(due=due_plan.in_window(tokyo, later)) == 1  # the next pass's
+
+
+async def test_a_local_time_past_everywhere_is_refused_at_the_start(
+    admin: httpx.AsyncClient, manager: httpx.AsyncClient, sim: httpx.AsyncClient, db: Database
+) -> None:
+    # Saved for 10:00 local an hour ahead, started 14 h later: it has passed in every zone,
+    # and would go to everyone at once.
+    page_id = await setup_page(admin, sim)
+    await people(sim, manager, page_id, [("7101", "Asia/Tokyo", 1)])
+    wall = minute(utcnow().replace(tzinfo=None) + timedelta(hours=1))
+    campaign_id = await new_campaign(manager, page_id, local_send_at=wall.isoformat())
+    late = utcnow() + timedelta(hours=14)
+    async with db.transaction() as session:
+        with pytest.raises(InvalidState) as refused:
+            await sending.start(session, Actor.system(), campaign_id, now=late)
+    assert refused.value.field == "local_send_at"
+    assert "passed in every time zone" in refused.value.message
+    assert "clear it" in refused.value.message
+    async with db.transaction() as session:
+        campaign = await session.get(Campaign, campaign_id)
+        assert campaign is not None and campaign.status is CampaignStatus.DRAFT
+    # In time, it starts.
+    assert (await manager.post(f"/api/campaigns/{campaign_id}/start")).status_code == 202
+
+
+async def test_a_scheduled_start_after_the_local_time_everywhere_is_refused(
+    admin: httpx.AsyncClient, manager: httpx.AsyncClient, sim: httpx.AsyncClient, db: Database
+) -> None:
+    page_id = await setup_page(admin, sim)
+    await people(sim, manager, page_id, [("7201", "Asia/Tokyo", 1)])
+    now = utcnow()
+    wall = minute(now.replace(tzinfo=None) + timedelta(hours=2))
+    # Saved: scheduled to start after the local time has passed everywhere.
+    response = await manager.post(
+        "/api/campaigns",
+        json={
+            "name": "x",
+            "page_id": page_id,
+            "content": {"text": "hi"},
+            "local_send_at": wall.isoformat(),
+            "scheduled_at": (now + timedelta(hours=20)).isoformat(),
+        },
+    )
+    assert response.status_code == 422, response.text
+    assert "local_send_at" in response.text and "by scheduled_at" in response.text
+    # Scheduled in time, but the scheduler fires late (a worker down for a day).
+    campaign_id = await new_campaign(
+        manager,
+        page_id,
+        local_send_at=wall.isoformat(),
+        scheduled_at=(now + timedelta(hours=1)).isoformat(),
+    )
+    assert (await manager.post(f"/api/campaigns/{campaign_id}/schedule")).status_code == 200
+    async with db.transaction() as session:
+        started = await sending.start_scheduled(
+            session, campaign_id, now=now + timedelta(hours=15), max_lateness_s=10**6
+        )
+        assert started is None
+        campaign = await session.get(Campaign, campaign_id)
+        assert campaign is not None and campaign.status is CampaignStatus.SCHEDULED
+        assert campaign.status_reason is not None
+        assert "local_send_at" in campaign.status_reason
+        assert "passed in every time zone" in campaign.status_reason
+
+
+async def test_a_send_window_inside_the_quiet_hours_is_refused_at_save_and_start(
+    admin: httpx.AsyncClient, manager: httpx.AsyncClient, sim: httpx.AsyncClient
+) -> None:
+    page_id = await setup_page(admin, sim)
+    await people(sim, manager, page_id, [("7301", "Asia/Tokyo", 1)])
+    quiet = {"start": "21:00", "end": "08:00"}
+    assert (await admin.patch(f"/api/pages/{page_id}", json={"quiet_hours": quiet})).is_success
+    body = {"name": "x", "page_id": page_id, "content": {"text": "hi"}}
+    window = {"days": ["mon", "tue"], "start": "22:00", "end": "23:30"}
+    refused = await manager.post("/api/campaigns", json=body | {"send_window": window})
+    assert refused.status_code == 422, refused.text
+    assert "send_window" in refused.text and "wholly inside" in refused.text
+    # Saved with a window that fits; the Page's quiet hours then grow over all of it.
+    window = {"days": ["mon", "tue"], "start": "07:00", "end": "09:00"}
+    campaign_id = await new_campaign(manager, page_id, send_window=window)
+    quiet = {"start": "06:00", "end": "10:00"}
+    assert (await admin.patch(f"/api/pages/{page_id}", json={"quiet_hours": quiet})).is_success
+    started = await manager.post(f"/api/campaigns/{campaign_id}/start")
+    assert started.status_code == 409, started.text
+    assert "send_window" in started.text and "quiet_hours" in started.text
+
+
+@pytest.mark.parametrize("wall", ["9999-12-31T23:00", "2100-01-01T10:00"])
+async def test_a_local_time_years_ahead_is_refused_naming_the_field(
+    admin: httpx.AsyncClient, manager: httpx.AsyncClient, sim: httpx.AsyncClient, wall: str
+) -> None:
+    page_id = await setup_page(admin, sim)
+    body = {"name": "x", "page_id": page_id, "content": {"text": "hi"}, "local_send_at": wall}
+    response = await manager.post("/api/campaigns", json=body)
+    assert response.status_code == 422, response.text
+    assert "local_send_at" in response.text and "two years" in response.text

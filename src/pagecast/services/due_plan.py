@@ -69,12 +69,7 @@ class DuePlan:
 
 def rules_for(campaign: Campaign, page: Page, now: datetime) -> due_times.Rules:
     """The campaign's due-time rules as stored (checked when saved)."""
-    quiet = due_times.parse_hours(page.quiet_hours, "quiet_hours") if page.quiet_hours else None
-    window = (
-        due_times.parse_window(campaign.send_window, "send_window")
-        if campaign.send_window
-        else None
-    )
+    quiet, window = due_times.stored(page.quiet_hours, campaign.send_window)
     return due_times.Rules(
         now=now,
         local_send_at=campaign.local_send_at,
