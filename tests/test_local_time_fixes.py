@@ -10,11 +10,11 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 
 from pagecast.db import Database
 from pagecast.errors import InvalidState
-from pagecast.models import Campaign, CampaignStatus, Delivery, utcnow
+from pagecast.models import Campaign, CampaignStatus, Contact, Delivery, utcnow
 from pagecast.permissions import Actor
 from pagecast.services import deliveries, due_plan, sending
 from test_local_time_sending import minute, people
@@ -148,3 +148,41 @@ async def test_a_local_time_years_ahead_is_refused_naming_the_field(
     response = await manager.post("/api/campaigns", json=body)
     assert response.status_code == 422, response.text
     assert "local_send_at" in response.text and "two years" in response.text
+
+
+async def test_a_zone_not_read_before_the_insert_takes_the_page_default(
+    admin: httpx.AsyncClient, manager: httpx.AsyncClient, sim: httpx.AsyncClient, db: Database
+) -> None:
+    # The zones are read before the INSERT … SELECT; on PostgreSQL a contact may change zone
+    # in between. Its zone is then not in the lists: the Page default's due time, not NULL.
+    page_id = await setup_page(admin, sim)
+    await people(
+        sim,
+        manager,
+        page_id,
+        [("7401", "Asia/Tokyo", 1), ("7402", "Asia/Manila", 1), ("7403", "", 1)],
+    )
+    wall = minute(utcnow().replace(tzinfo=None) + timedelta(hours=20))
+    campaign_id = await new_campaign(manager, page_id, local_send_at=wall.isoformat())
+    utc_wall = wall.replace(tzinfo=UTC)
+    tokyo = utc_wall - timedelta(hours=9)
+    async with db.transaction() as session:
+        campaign = await session.get(Campaign, campaign_id)
+        assert campaign is not None
+        for default in (utc_wall, None):
+            plan = due_plan.DuePlan(
+                {"Asia/Tokyo": tokyo},
+                {480: None},
+                default,
+                session.get_bind().dialect.name == "postgresql",
+            )
+            await session.execute(deliveries.snapshot_insert(campaign, utcnow(), due=plan))
+            found = await session.execute(
+                select(Contact.psid, Delivery.due_at)
+                .join(Contact, Contact.id == Delivery.contact_id)
+                .where(Delivery.campaign_id == campaign_id)
+            )
+            rows = {psid: due_at for psid, due_at in found}
+            # Manila was not read: the default; no zone at all: the default.
+            assert rows == {"7401": tokyo, "7402": default, "7403": default}, default
+            await session.execute(delete(Delivery).where(Delivery.campaign_id == campaign_id))
