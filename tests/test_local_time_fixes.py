@@ -16,7 +16,7 @@ from pagecast.db import Database
 from pagecast.errors import InvalidState
 from pagecast.models import Campaign, CampaignStatus, Contact, Delivery, utcnow
 from pagecast.permissions import Actor
-from pagecast.services import deliveries, due_plan, sending
+from pagecast.services import deliveries, due_plan, due_times, inbound, sending
 from test_local_time_sending import minute, people
 from test_sending import admin, engine_app, manager, new_campaign, sending_settings, setup_page
 
@@ -186,3 +186,31 @@ async def test_a_zone_not_read_before_the_insert_takes_the_page_default(
             # Manila was not read: the default; no zone at all: the default.
             assert rows == {"7401": tokyo, "7402": default, "7403": default}, default
             await session.execute(delete(Delivery).where(Delivery.campaign_id == campaign_id))
+
+
+@pytest.mark.parametrize(
+    ("hours", "stored"),
+    [(8, 480), (5.5, 330), (30, 840), (-48, -720), (float("nan"), None)],
+)
+async def test_a_profile_offset_is_kept_within_the_offsets_there_are(
+    admin: httpx.AsyncClient,
+    manager: httpx.AsyncClient,
+    sim: httpx.AsyncClient,
+    db: Database,
+    hours: float,
+    stored: int | None,
+) -> None:
+    page_id = await setup_page(admin, sim)
+    created = await manager.post(f"/api/pages/{page_id}/contacts", json={"psid": "7501"})
+    assert created.status_code == 201, created.text
+    contact_id = int(created.json()["id"])
+    async with db.transaction() as session:
+        await inbound.set_profile(
+            session, contact_id, first_name="Ana", last_name=None, timezone=hours
+        )
+    async with db.transaction() as session:
+        contact = await session.get(Contact, contact_id)
+        assert contact is not None and contact.utc_offset_minutes == stored
+    # A snapshot reads it as a zone (|offset| of 24 hours or more would fail it).
+    if stored is not None:
+        due_times.offset_zone(stored)
