@@ -17,6 +17,7 @@ from pagecast.errors import InvalidState
 from pagecast.models import Campaign, CampaignStatus, Contact, Delivery, utcnow
 from pagecast.permissions import Actor
 from pagecast.services import deliveries, due_plan, due_times, inbound, sending
+from test_experiments import EXPERIMENT, TWO
 from test_local_time_sending import minute, people
 from test_sending import admin, engine_app, manager, new_campaign, sending_settings, setup_page
 
@@ -214,3 +215,32 @@ async def test_a_profile_offset_is_kept_within_the_offsets_there_are(
     # A snapshot reads it as a zone (|offset| of 24 hours or more would fail it).
     if stored is not None:
         due_times.offset_zone(stored)
+
+
+@pytest.mark.parametrize(
+    ("extra", "named"),
+    [
+        ({"local_send_at": "LATER"}, "local_send_at"),
+        ({"send_window": {"days": ["mon"], "start": "09:00", "end": "18:00"}}, "send_window"),
+    ],
+)
+async def test_an_experiment_with_local_times_is_refused_naming_the_field(
+    admin: httpx.AsyncClient,
+    manager: httpx.AsyncClient,
+    sim: httpx.AsyncClient,
+    extra: dict[str, Any],
+    named: str,
+) -> None:
+    if extra.get("local_send_at") == "LATER":
+        extra = {"local_send_at": minute(utcnow() + timedelta(hours=30)).strftime("%Y-%m-%dT%H:%M")}
+    page_id = await setup_page(admin, sim)
+    body = {"name": "AB", "page_id": page_id, "variants": TWO, "experiment": EXPERIMENT}
+    refused = await manager.post("/api/campaigns", json=body | extra)
+    assert refused.status_code == 422, refused.text
+    assert "experiment" in refused.text and named in refused.text, refused.text
+    assert "winner" in refused.text
+    # Added to a saved experiment by a PATCH: refused the same way.
+    created = await manager.post("/api/campaigns", json=body)
+    assert created.status_code == 201, created.text
+    patched = await manager.patch(f"/api/campaigns/{created.json()['id']}", json=extra)
+    assert patched.status_code == 422 and "experiment" in patched.text, patched.text

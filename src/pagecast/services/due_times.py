@@ -36,6 +36,7 @@ __all__ = [
     "Rules",
     "Window",
     "check_at_start",
+    "check_experiment",
     "check_local_send_at",
     "check_window_open",
     "due_at",
@@ -275,6 +276,23 @@ def stored(quiet: Any, window: Any) -> tuple[Hours | None, Window | None]:
         parse_hours(quiet, "quiet_hours") if quiet else None,
         parse_window(window, "send_window") if window else None,
     )
+
+
+def check_experiment(experiment: Any, local_send_at: Any, send_window: Any) -> None:
+    """Refuse an A/B experiment with a local send time or a send window: its decision is
+    counted from the start, while much of its test cohort would be due hours later.
+
+    Raises:
+        InvalidInput: naming `experiment`.
+    """
+    with_ = [n for n, v in (("local_send_at", local_send_at), ("send_window", send_window)) if v]
+    if experiment is not None and with_:
+        raise _refuse(
+            "experiment",
+            f"an experiment cannot run with {' or '.join(with_)}: it picks its winner a set "
+            "time after the start, before much of its test group would be due in their own "
+            f"time; remove the experiment (send the variants as a split) or {' and '.join(with_)}",
+        )
 
 
 def offset_zone(minutes: int) -> tzinfo:
