@@ -41,7 +41,10 @@ PAGE = "1001"
 
 
 class MovableClock(Clock):
-    """The worker's clock, `ahead` of the real one; the test moves it forward."""
+    """The worker's clock, `ahead` of the real one; the test moves it forward (so a plan
+    chain waiting for a due time looks again every 5 s)."""
+
+    longest_wait = 5.0
 
     def __init__(self) -> None:
         self.ahead = timedelta(0)

@@ -32,7 +32,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pagecast.models import Campaign, Contact, Delivery, DeliveryStatus, Page, UTCDateTime
-from pagecast.services import due_times
+from pagecast.services import due_times, variants
 
 __all__ = [
     "DuePlan",
@@ -178,6 +178,9 @@ def _waiting(campaign_id: int, now: datetime) -> list[Any]:
         _TABLE.c.status == literal_column(f"'{DeliveryStatus.PENDING.value}'"),
         _TABLE.c.due_at.is_not(None),
         _TABLE.c.due_at > now,
+        # An experiment's rest waits for its winner, not for a time: the planner does not
+        # wake for it, and it is not "waiting for local time".
+        variants.not_waiting(_TABLE.c.variant),
     ]
 
 
