@@ -16,7 +16,7 @@ from pagecast.db import Database
 from pagecast.errors import InvalidState
 from pagecast.models import Campaign, CampaignStatus, Contact, Delivery, utcnow
 from pagecast.permissions import Actor
-from pagecast.services import deliveries, due_plan, due_times, inbound, sending
+from pagecast.services import deliveries, due_plan, due_times, inbound, sending, snapshot_insert
 from test_experiments import EXPERIMENT, TWO
 from test_local_time_sending import minute, people
 from test_sending import admin, engine_app, manager, new_campaign, sending_settings, setup_page
@@ -177,7 +177,7 @@ async def test_a_zone_not_read_before_the_insert_takes_the_page_default(
                 default,
                 session.get_bind().dialect.name == "postgresql",
             )
-            await session.execute(deliveries.snapshot_insert(campaign, utcnow(), due=plan))
+            await session.execute(snapshot_insert.snapshot_insert(campaign, utcnow(), due=plan))
             found = await session.execute(
                 select(Contact.psid, Delivery.due_at)
                 .join(Contact, Contact.id == Delivery.contact_id)

@@ -24,7 +24,16 @@ from pagecast.models import (
 )
 from pagecast.permissions import Actor
 from pagecast.schemas import check_policy
-from pagecast.services import audience, audit, campaigns, deliveries, due_times, pages, snapshots
+from pagecast.services import (
+    audience,
+    audit,
+    campaigns,
+    deliveries,
+    due_times,
+    pages,
+    snapshot_insert,
+    snapshots,
+)
 
 __all__ = [
     "STARTABLE",
@@ -114,7 +123,7 @@ async def _start(
     else:
         if check:
             await campaigns.check_messages_length(session, check, page.id)
-        counts = await deliveries.snapshot(session, campaign, now)
+        counts = await snapshot_insert.snapshot(session, campaign, now)
     campaign.status, campaign.status_reason, campaign.missed = CampaignStatus.SENDING, None, False
     campaign.started_at = now
     await session.flush()
