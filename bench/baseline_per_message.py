@@ -121,12 +121,12 @@ async def _enqueue(bench: Bench, campaign_id: int) -> None:
 
     from pagecast.models import Campaign, CampaignStatus, Delivery, DeliveryStatus, utcnow
     from pagecast.redis_url import parse_redis_url
-    from pagecast.services import deliveries
+    from pagecast.services import snapshot_insert
 
     async with bench.db.transaction() as session:
         campaign = await session.get(Campaign, campaign_id)
         assert campaign is not None
-        await deliveries.snapshot(session, campaign, utcnow())
+        await snapshot_insert.snapshot(session, campaign, utcnow())
         await session.execute(
             update(Campaign).where(Campaign.id == campaign_id).values(status=CampaignStatus.SENDING)
         )

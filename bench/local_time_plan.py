@@ -30,7 +30,7 @@ from sqlalchemy import select, text, update
 from pagecast import timezones
 from pagecast.db import Database, upgrade
 from pagecast.models import Campaign, CampaignStatus, Contact, Delivery, Page
-from pagecast.services import deliveries, due_times
+from pagecast.services import due_times, snapshot_insert
 
 P9_LIMIT_S = 20.0
 
@@ -98,7 +98,7 @@ async def _snapshot(db: Database, campaign: Campaign, now: datetime) -> float:
     async with db.transaction() as session:
         fresh = await session.get(Campaign, campaign.id)
         assert fresh is not None
-        await deliveries.snapshot(session, fresh, now)
+        await snapshot_insert.snapshot(session, fresh, now)
     return time.perf_counter() - started
 
 

@@ -17,7 +17,7 @@ from pagecast.message_schema import Content
 from pagecast.models import Campaign, Contact, Delivery, DeliveryStatus, Role, utcnow
 from pagecast.schemas import CampaignCreate, ContactCreate
 from pagecast.security import Vault
-from pagecast.services import campaigns, contacts, deliveries, pages
+from pagecast.services import campaigns, contacts, deliveries, pages, snapshot_insert
 
 
 @pytest.fixture
@@ -236,7 +236,7 @@ async def _campaign_with_deliveries(db: Database, page_id: int, psids: list[str]
                 ADMIN_ACTOR,
                 CampaignCreate(name=name, page_id=page_id, content=Content(text="Hi")),
             )
-            await deliveries.snapshot(session, campaign, utcnow())
+            await snapshot_insert.snapshot(session, campaign, utcnow())
             ids.append(campaign.id)
     return ids
 

@@ -133,3 +133,80 @@ def test_a_local_time_past_everywhere_is_refused_but_one_past_somewhere_is_not()
     with pytest.raises(InvalidInput) as raised:
         due_times.check_local_send_at(TEN, NOW + timedelta(hours=22, minutes=1))
     assert raised.value.field == "local_send_at"
+
+
+# Berlin's clocks go back on 2026-10-25 at 03:00 CEST (01:00 UTC): 02:00-03:00 comes twice.
+FALL = datetime(2026, 10, 25, 0, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("now", "quiet", "expected"),
+    [
+        # 02:10 in the second reading (01:10 UTC): quiet until 02:30 of the second reading,
+        # not of the first (00:30 UTC, already past: it would send inside the quiet hours).
+        (
+            datetime(2026, 10, 25, 1, 10, tzinfo=UTC),
+            due_times.Hours(time(22, 0), time(2, 30)),
+            datetime(2026, 10, 25, 1, 30, tzinfo=UTC),
+        ),
+        # 02:10 in the first reading (00:10 UTC): the first 02:30 ends them.
+        (
+            datetime(2026, 10, 25, 0, 10, tzinfo=UTC),
+            due_times.Hours(time(22, 0), time(2, 30)),
+            datetime(2026, 10, 25, 0, 30, tzinfo=UTC),
+        ),
+        # Quiet over the whole repeated hour: its end (03:00 CET) once the hour has passed twice.
+        (
+            datetime(2026, 10, 25, 1, 20, tzinfo=UTC),
+            due_times.Hours(time(1, 0), time(3, 0)),
+            datetime(2026, 10, 25, 2, 0, tzinfo=UTC),
+        ),
+    ],
+)
+def test_quiet_hours_in_the_repeated_hour_end_after_it(
+    now: datetime, quiet: due_times.Hours, expected: datetime
+) -> None:
+    berlin = zone("Europe/Berlin")
+    due = due_times.due_at(Rules(now=now, quiet=quiet), berlin)
+    assert due == expected
+    assert not quiet.holds(due.astimezone(berlin).time().replace(tzinfo=None))
+
+
+@pytest.mark.parametrize(
+    ("now", "start", "expected"),
+    [
+        # Opening at 02:30 while the repeated hour's first reading has passed it: the second.
+        (
+            datetime(2026, 10, 25, 1, 10, tzinfo=UTC),
+            time(2, 30),
+            datetime(2026, 10, 25, 1, 30, tzinfo=UTC),
+        ),
+        # An opening in the spring-forward gap (Berlin skips 02:00-03:00 on 2027-03-28): just
+        # after it, 03:30 CEST, inside the window.
+        (
+            datetime(2027, 3, 28, 0, 0, tzinfo=UTC),
+            time(2, 30),
+            datetime(2027, 3, 28, 1, 30, tzinfo=UTC),
+        ),
+    ],
+)
+def test_a_window_opening_in_a_changed_hour_is_inside_the_window(
+    now: datetime, start: time, expected: datetime
+) -> None:
+    berlin = zone("Europe/Berlin")
+    window = due_times.Window(frozenset(range(7)), due_times.Hours(start, time(5, 0)))
+    due = due_times.due_at(Rules(now=now, window=window), berlin)
+    assert due == expected
+    assert window.hours.holds(due.astimezone(berlin).time().replace(tzinfo=None))
+
+
+def test_quiet_hours_over_the_whole_window_are_refused_not_looped() -> None:
+    quiet = due_times.Hours(time(21, 0), time(8, 0))
+    window = due_times.Window(frozenset({0}), due_times.Hours(time(22, 0), time(23, 0)))
+    with pytest.raises(InvalidInput) as refused:
+        due_times.due_at(Rules(now=NOW, quiet=quiet, window=window), zone("UTC"))
+    assert refused.value.field == "send_window" and "quiet hours" in refused.value.message
+    # One free minute is enough.
+    due_times.check_window_open(
+        quiet, due_times.Window(frozenset({0}), due_times.Hours(time(7, 59), time(9, 0)))
+    )

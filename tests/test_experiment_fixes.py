@@ -31,7 +31,14 @@ from pagecast.models import (
     utcnow,
 )
 from pagecast.security import Vault
-from pagecast.services import abstats, deliveries, experiments, frequency_cap, snapshots, variants
+from pagecast.services import (
+    abstats,
+    experiments,
+    frequency_cap,
+    snapshot_insert,
+    snapshots,
+    variants,
+)
 from pagecast.settings import Settings
 from pagecast.web import progress
 from pagecast.web.deps import SESSION_COOKIE
@@ -111,7 +118,7 @@ async def _snapshot(db: Database, campaign: Campaign) -> dict[int, tuple[str | N
     async with db.transaction() as session:
         session.add(campaign)
         await session.flush()
-        await deliveries.snapshot(session, campaign, utcnow())
+        await snapshot_insert.snapshot(session, campaign, utcnow())
     return {c: (v, r) for c, v, _, r in await _rows(db, campaign.id)}
 
 

@@ -25,7 +25,7 @@ from pagecast.context import AppContext
 from pagecast.db import Database
 from pagecast.models import Campaign, Contact, Delivery, DeliveryStatus, Role, utcnow
 from pagecast.security import Vault
-from pagecast.services import abstats, deliveries, snapshots, variants
+from pagecast.services import abstats, deliveries, snapshot_insert, snapshots, variants
 from pagecast.settings import Settings
 from pagecast.worker import build
 from pagecast.worker.sweep import sweep
@@ -264,7 +264,7 @@ async def _snapshot(db: Database, campaign: Campaign) -> dict[int, tuple[str | N
     async with db.transaction() as session:
         session.add(campaign)
         await session.flush()
-        await deliveries.snapshot(session, campaign, utcnow())
+        await snapshot_insert.snapshot(session, campaign, utcnow())
         rows = await session.execute(
             select(Delivery.contact_id, Delivery.variant, Delivery.reason).where(
                 Delivery.campaign_id == campaign.id

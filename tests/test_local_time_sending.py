@@ -41,7 +41,10 @@ PAGE = "1001"
 
 
 class MovableClock(Clock):
-    """The worker's clock, `ahead` of the real one; the test moves it forward."""
+    """The worker's clock, `ahead` of the real one; the test moves it forward (so a plan
+    chain waiting for a due time looks again every 5 s)."""
+
+    longest_wait = 5.0
 
     def __init__(self) -> None:
         self.ahead = timedelta(0)
@@ -388,3 +391,38 @@ async def test_a_sliced_snapshot_gives_each_slice_its_zones_due_times(
         campaign = await session.get(Campaign, campaign_id)
         assert campaign is not None
         assert campaign.last_due_at == utc_wall  # the Page's zone (UTC) is the latest
+
+
+async def test_a_zone_falling_due_during_a_pass_does_not_stall_the_plan_chain(
+    admin: httpx.AsyncClient,
+    manager: httpx.AsyncClient,
+    sim: httpx.AsyncClient,
+    db: Database,
+    worker: ClockedWorker,
+) -> None:
+    # A slow Page (20/s: chunks of 25, two planned at a time), Tokyo's people among twice as
+    # many in Kolkata. Kolkata falls due while Tokyo's pass is still planning: its people in
+    # the ranges that pass planned were not queued by it, and must not read as "still
+    # queued" (the pass would say so for ever, and nobody in Kolkata would be sent to).
+    page_id = await setup_page(admin, sim, send_rate=20)
+    rows = [(str(8000 + i), "Asia/Tokyo" if i % 3 == 0 else "Asia/Kolkata", 1) for i in range(180)]
+    await people(sim, manager, page_id, rows)
+    wall = minute(utcnow().replace(tzinfo=None) + timedelta(hours=10))
+    campaign_id = await new_campaign(manager, page_id, local_send_at=wall.isoformat())
+    assert (await manager.post(f"/api/campaigns/{campaign_id}/start")).status_code == 202
+    now = utcnow()
+    worker.clock.ahead = wall.replace(tzinfo=UTC) - timedelta(hours=9) - now + timedelta(minutes=1)
+
+    async def some_sent() -> bool:
+        return len(await outbox(sim)) >= 5
+
+    await until(some_sent, "Tokyo's first messages")
+    assert len(await outbox(sim)) < 60  # Tokyo's pass is still under way
+    worker.clock.ahead = wall.replace(tzinfo=UTC) - timedelta(hours=5) - now + timedelta(minutes=1)
+    # Kolkata's 120 take 6 s at 20/s (9 s here); a stalled chain took 36 s to recover.
+    moved = time.monotonic()
+    done = await wait_for(manager, campaign_id, {"completed"}, timeout=60)
+    took = time.monotonic() - moved
+    assert took < 20, f"the plan chain stalled for {took:.0f} s"
+    assert done["counts"]["sent"] == 180
+    assert await sent_to(sim) == {p for p, _, _ in rows}

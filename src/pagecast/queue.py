@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from collections import Counter
 from collections.abc import Awaitable, Mapping, Sequence
@@ -297,9 +298,11 @@ class Queue:
         """Whether the campaign's chain of plan jobs marked itself alive lately."""
         return bool(await self.lazy_redis().exists(PLAN_ALIVE_PREFIX + str(campaign_id)))
 
-    async def mark_plan_alive(self, campaign_id: int) -> None:
-        """The campaign's plan chain goes on (for the next `_PLAN_ALIVE_TTL` seconds)."""
-        await self.lazy_redis().set(PLAN_ALIVE_PREFIX + str(campaign_id), "1", ex=_PLAN_ALIVE_TTL)
+    async def mark_plan_alive(self, campaign_id: int, *, waits_s: float = 0.0) -> None:
+        """The campaign's plan chain goes on (for the next `_PLAN_ALIVE_TTL` seconds, after
+        its next job's delay `waits_s`)."""
+        ttl = _PLAN_ALIVE_TTL + math.ceil(waits_s)
+        await self.lazy_redis().set(PLAN_ALIVE_PREFIX + str(campaign_id), "1", ex=ttl)
 
     async def plan_ended(self, campaign_id: int) -> None:
         """The campaign's plan chain ended: the sweep plans it again if work comes back."""

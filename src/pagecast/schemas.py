@@ -279,6 +279,7 @@ class CampaignFields(Input):
                 field="messages",
             )
         check_variants(self.variants, self.experiment)
+        due_times.check_experiment(self.experiment, self.local_send_at, self.send_window)
         check_policy(self.messaging_type, self.tag)
         for name in ("scheduled_at", "expires_at"):
             value = getattr(self, name)

@@ -251,6 +251,7 @@ async def _validate(session: AsyncSession, data: CampaignCreate) -> None:
         template = await templates.get(session, data.template_id)
         messages = [content.parse(template.content)]
     await check_messages_length(session, messages, page.id)
+    due_times.check_window_open(*due_times.stored(page.quiet_hours, data.send_window))
     if data.variants:  # each variant's content by the same rules, named by its field
         await check_messages_length(
             session,
@@ -308,7 +309,7 @@ async def create(
 ) -> Campaign:
     """A new draft; a `scheduled_at` already past (at `now`) is refused."""
     check_schedule(data.scheduled_at, now or utcnow())
-    due_times.check_local_send_at(data.local_send_at, now or utcnow())
+    due_times.check_local_send_at(data.local_send_at, now or utcnow(), data.scheduled_at)
     await _validate(session, data)
     campaign = Campaign(**_columns(data), status=CampaignStatus.DRAFT, created_by_id=actor.user_id)
     variants.prepare(campaign)
@@ -392,8 +393,12 @@ async def update(
         campaign.scheduled_at
     ):
         check_schedule(validated.scheduled_at, now or utcnow())
-    if campaign.status is not CampaignStatus.PAUSED and "local_send_at" in changes:
-        due_times.check_local_send_at(validated.local_send_at, now or utcnow())
+    if campaign.status is not CampaignStatus.PAUSED and {"local_send_at", "scheduled_at"} & set(
+        changes
+    ):
+        due_times.check_local_send_at(
+            validated.local_send_at, now or utcnow(), validated.scheduled_at
+        )
     await _validate(session, validated)
     for name, value in _columns(validated).items():
         setattr(campaign, name, value)

@@ -1,4 +1,4 @@
-"""Deliveries through a send: the audience snapshot, the ranges a plan cuts, the claim, the
+"""Deliveries through a send: the ranges a plan cuts, the claim, the
 bulk result write, cancel and retry, and the claims of lost workers.
 
 Every status change here moves the campaign's counters in the same transaction
@@ -22,8 +22,6 @@ from sqlalchemy import (
     case,
     delete,
     func,
-    insert,
-    literal,
     literal_column,
     or_,
     select,
@@ -34,12 +32,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from pagecast.db import rowcount
 from pagecast.models import Campaign, Contact, Delivery, DeliveryStatus, UTCDateTime
 from pagecast.services import (
-    audience,
     due_plan,
     echoes,
-    frequency_cap,
     receipts,
-    series_exclusion,
     variants,
 )
 from pagecast.services.counters import Shifts, shift
@@ -59,9 +54,6 @@ __all__ = [
     "record",
     "retry_failed",
     "shift",
-    "snapshot",
-    "snapshot_insert",
-    "snapshot_with_due_times",
 ]
 
 _TABLE = Delivery.__table__
@@ -71,113 +63,16 @@ _PENDING: Any = literal_column(f"'{DeliveryStatus.PENDING.value}'")
 _CONTACTS = Contact.__table__
 
 
-def _due(now: datetime) -> Any:
+def _due(now: datetime, due: Any = None) -> Any:
     """A pending delivery may be sent now: it has no retry wait left, and its due time
-    (each person's local time, quiet hours, send window) has come."""
+    (each person's local time, quiet hours, send window) has come; or, given `due`, its due
+    time meets that condition instead (a planner pass's window, due_plan.in_window)."""
     return and_(
         _TABLE.c.status == _PENDING,
         or_(_TABLE.c.next_attempt_at.is_(None), _TABLE.c.next_attempt_at <= now),
-        due_plan.due_now(now),
+        due_plan.due_now(now) if due is None else due,
         variants.not_waiting(_TABLE.c.variant),  # an experiment's rest waits for its winner
     )
-
-
-def snapshot_insert(
-    campaign: Campaign,
-    now: datetime,
-    *where: Any,
-    due: due_plan.DuePlan | None = None,
-    cap: dict[str, int] | None = None,
-) -> Any:
-    """The snapshot's INSERT … SELECT: one delivery per matching contact (and `where`), those
-    that cannot be sent to now `skipped` with the reason (the Page's frequency `cap` among
-    them), each due when `due` says (its zone's due time; None: all at once)."""
-    reason = frequency_cap.with_cap(
-        audience.exclusion_reason(campaign.messaging_type, now), cap, now
-    )
-    # A/B variants and an experiment's holdout, by a seeded hash in this statement.
-    reason, extra = variants.assignment(campaign, reason)
-    due_at, source = due_plan.due_column(due)
-    rows = (
-        select(
-            literal(campaign.id),
-            Contact.id,
-            case(
-                (reason.is_(None), DeliveryStatus.PENDING.value),
-                else_=DeliveryStatus.SKIPPED.value,
-            ),
-            reason,
-            literal(0),
-            literal(now, UTCDateTime()),
-            due_at,
-            *extra.values(),
-        )
-        .select_from(source)
-        .where(
-            *audience.matches(campaign.page_id, campaign.audience),
-            *series_exclusion.snapshot_conditions(campaign),  # issue 20: never twice in a series
-            *where,
-        )
-    )
-    return insert(_TABLE).from_select(
-        [
-            "campaign_id",
-            "contact_id",
-            "status",
-            "reason",
-            "attempts",
-            "updated_at",
-            "due_at",
-            *extra,
-        ],
-        rows,
-    )
-
-
-async def snapshot_with_due_times(
-    session: AsyncSession, campaign: Campaign, now: datetime, *where: Any
-) -> None:
-    """Run the snapshot's INSERT … SELECT for contacts matching `where`, with each zone's due
-    time (services/due_plan.py), and keep the campaign's latest due time."""
-    due = await due_plan.plan(session, campaign, now, *where)
-    cap = await frequency_cap.cap_of(session, campaign.page_id)
-    await session.execute(snapshot_insert(campaign, now, *where, due=due, cap=cap))
-    latest = due.latest if due is not None else None
-    if latest is not None and (campaign.last_due_at is None or latest > campaign.last_due_at):
-        await session.execute(
-            update(Campaign).where(Campaign.id == campaign.id).values(last_due_at=latest)
-        )
-        campaign.last_due_at = latest
-
-
-async def snapshot(session: AsyncSession, campaign: Campaign, now: datetime) -> dict[str, int]:
-    """Create one delivery per matching contact with one INSERT … SELECT.
-
-    Contacts that cannot be sent to now are `skipped` with the reason. Returns counts.
-    """
-    await series_exclusion.lock_series(session, campaign.series_id)  # issue 20: one at a time
-    await snapshot_with_due_times(session, campaign, now)  # with the Page's frequency cap
-    counted = await session.execute(
-        select(Delivery.status, func.count())
-        .where(Delivery.campaign_id == campaign.id)
-        .group_by(Delivery.status)
-    )
-    by_status = {status: count for status, count in counted}
-    total = sum(by_status.values())
-    await session.execute(
-        update(Campaign)
-        .where(Campaign.id == campaign.id)
-        .values(
-            n_total=total,
-            n_pending=by_status.get(DeliveryStatus.PENDING, 0),
-            n_skipped=by_status.get(DeliveryStatus.SKIPPED, 0),
-        )
-    )
-    return {
-        "total": total,
-        "pending": by_status.get(DeliveryStatus.PENDING, 0),
-        "skipped": by_status.get(DeliveryStatus.SKIPPED, 0),
-    }
 
 
 async def pending_ranges(
@@ -601,11 +496,19 @@ async def has_due_pending(session: AsyncSession, campaign_id: int, now: datetime
 
 
 async def count_queued(
-    session: AsyncSession, campaign_id: int, *, after_id: int, upto: int, now: datetime
+    session: AsyncSession,
+    campaign_id: int,
+    *,
+    after_id: int,
+    upto: int,
+    now: datetime,
+    due: Any = None,
 ) -> int:
     """Pending deliveries with ids in (after_id, upto] that may be sent now: what of the
     chunks planned over that range is still waiting in the queue (a range of the primary
-    key, so it reads those rows only)."""
+    key, so it reads those rows only). `due`: the planner pass's window (due_plan.in_window);
+    deliveries that fell due after it were not queued by this pass, so they are not
+    counted (else a zone falling due mid-pass would read as "still queued" for ever)."""
     return int(
         await session.scalar(
             select(func.count())
@@ -614,7 +517,7 @@ async def count_queued(
                 _TABLE.c.id > after_id,
                 _TABLE.c.id <= upto,
                 _TABLE.c.campaign_id == campaign_id,
-                _due(now),
+                _due(now, due),
             )
         )
         or 0

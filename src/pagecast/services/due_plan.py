@@ -19,11 +19,11 @@ from sqlalchemy import (
     String,
     and_,
     case,
+    cast,
     column,
     func,
     literal,
     literal_column,
-    null,
     or_,
     select,
     union_all,
@@ -32,7 +32,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pagecast.models import Campaign, Contact, Delivery, DeliveryStatus, Page, UTCDateTime
-from pagecast.services import due_times
+from pagecast.services import due_times, variants
 
 __all__ = [
     "DuePlan",
@@ -69,12 +69,7 @@ class DuePlan:
 
 def rules_for(campaign: Campaign, page: Page, now: datetime) -> due_times.Rules:
     """The campaign's due-time rules as stored (checked when saved)."""
-    quiet = due_times.parse_hours(page.quiet_hours, "quiet_hours") if page.quiet_hours else None
-    window = (
-        due_times.parse_window(campaign.send_window, "send_window")
-        if campaign.send_window
-        else None
-    )
+    quiet, window = due_times.stored(page.quiet_hours, campaign.send_window)
     return due_times.Rules(
         now=now,
         local_send_at=campaign.local_send_at,
@@ -115,33 +110,46 @@ async def plan(
 
 
 def _constants(name: str, key_type: Any, dues: dict[Any, datetime | None], as_values: bool) -> Any:
+    # Every key, those due at once too (NULL): a row that finds no key is one whose zone was
+    # not read (below).
     if as_values:
-        pairs = [(key, due) for key, due in dues.items() if due is not None]
+        pairs = list(dues.items())
         return values(column("key", key_type), column("due", UTCDateTime()), name=name).data(pairs)
     rows = [
         select(literal(key, key_type).label("key"), literal(due, UTCDateTime()).label("due"))
         for key, due in dues.items()
-        if due is not None
     ]
     return (union_all(*rows) if len(rows) > 1 else rows[0]).subquery(name)
 
 
+def _lookup(
+    source: Any, name: str, key_type: Any, key: Any, dues: dict[Any, datetime | None], due: DuePlan
+) -> tuple[Any, Any]:
+    """(the FROM clause, the due time by `key` in `dues`, else the Page default's)."""
+    default = literal(due.default, UTCDateTime())
+    if not dues or (due.default is None and not any(d is not None for d in dues.values())):
+        return source, default  # no zone of this kind read, or all of them at once (NULL)
+    table = _constants(name, key_type, dues, due.as_values)
+    source = source.outerjoin(table, table.c.key == key)
+    # (PostgreSQL types a VALUES column of NULLs only as text.)
+    found = cast(table.c.due, UTCDateTime()) if due.as_values else table.c.due
+    return source, case((table.c.key.is_not(None), found), else_=default)
+
+
 def due_column(due: DuePlan | None) -> tuple[Any, Any]:
-    """(the `due_at` expression, the FROM clause it needs) of a snapshot's SELECT over contacts."""
+    """(the `due_at` expression, the FROM clause it needs) of a snapshot's SELECT over contacts.
+
+    A contact whose zone is not among those read (`plan`'s SELECT and the INSERT … SELECT see
+    different snapshots on PostgreSQL: a zone changed in between) gets the Page default
+    zone's due time, not NULL (which would send at once)."""
     source: Any = _CONTACTS
     if due is None:
         return literal(None, UTCDateTime()), source
     c = _CONTACTS.c
-    by_name: Any = null()
-    by_offset: Any = null()
-    if any(d is not None for d in due.by_name.values()):
-        names = _constants("due_by_name", String(64), due.by_name, due.as_values)
-        source = source.outerjoin(names, names.c.key == c.timezone)
-        by_name = names.c.due
-    if any(d is not None for d in due.by_offset.values()):
-        offsets = _constants("due_by_offset", Integer(), due.by_offset, due.as_values)
-        source = source.outerjoin(offsets, offsets.c.key == c.utc_offset_minutes)
-        by_offset = offsets.c.due
+    source, by_name = _lookup(source, "due_by_name", String(64), c.timezone, due.by_name, due)
+    source, by_offset = _lookup(
+        source, "due_by_offset", Integer(), c.utc_offset_minutes, due.by_offset, due
+    )
     column = case(
         (c.timezone.is_not(None), by_name),
         (c.utc_offset_minutes.is_not(None), by_offset),
@@ -170,6 +178,9 @@ def _waiting(campaign_id: int, now: datetime) -> list[Any]:
         _TABLE.c.status == literal_column(f"'{DeliveryStatus.PENDING.value}'"),
         _TABLE.c.due_at.is_not(None),
         _TABLE.c.due_at > now,
+        # An experiment's rest waits for its winner, not for a time: the planner does not
+        # wake for it, and it is not "waiting for local time".
+        variants.not_waiting(_TABLE.c.variant),
     ]
 
 

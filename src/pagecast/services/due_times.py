@@ -28,20 +28,25 @@ from datetime import UTC, date, datetime, time, timedelta, timezone, tzinfo
 from typing import Any
 
 from pagecast import timezones
-from pagecast.errors import InvalidInput
+from pagecast.errors import InvalidInput, InvalidState, PagecastError
 
 __all__ = [
     "DAYS",
     "Hours",
     "Rules",
     "Window",
+    "check_at_start",
+    "check_experiment",
     "check_local_send_at",
+    "check_window_open",
     "due_at",
+    "local_send_at_passed",
     "offset_zone",
     "parse_clock",
     "parse_hours",
     "parse_local_time",
     "parse_window",
+    "stored",
     "zone_of",
 ]
 
@@ -174,24 +179,119 @@ def parse_local_time(value: Any, field: str) -> datetime:
             f"{value!r} has an offset; send the wall-clock time without one (each "
             'person gets it at that time in their own zone), e.g. "2026-12-07T10:00"',
         )
+    if wall > datetime.now(UTC).replace(tzinfo=None) + _FURTHEST:
+        raise _refuse(
+            field,
+            f"{wall:%Y-%m-%d %H:%M} is more than two years ahead; choose a time within "
+            "two years (or leave local_send_at out and schedule the campaign later)",
+        )
     return wall.replace(second=0, microsecond=0)
 
 
 # The last zone to reach a wall-clock time is UTC-12 (Etc/GMT+12).
 _LATEST_OFFSET = timedelta(hours=12)
+# A local send time further ahead is refused (a typo; and year 9999 overflows a datetime).
+_FURTHEST = timedelta(days=731)
 
 
-def check_local_send_at(wall: datetime | None, now: datetime) -> None:
-    """Refuse a local send time already past in every zone (a typo, not a plan).
+def local_send_at_passed(wall: datetime | None, at: datetime) -> bool:
+    """Whether the wall-clock time has passed in every zone by `at`."""
+    return wall is not None and wall.replace(tzinfo=UTC) + _LATEST_OFFSET <= at
+
+
+def check_local_send_at(
+    wall: datetime | None, now: datetime, scheduled_at: datetime | None = None
+) -> None:
+    """Refuse a local send time already past in every zone (a typo, not a plan), by now or
+    by the campaign's `scheduled_at` (when it starts).
 
     Raises:
         InvalidInput: naming `local_send_at`.
     """
-    if wall is not None and wall.replace(tzinfo=UTC) + _LATEST_OFFSET <= now:
+    if wall is None:
+        return
+    if scheduled_at is not None and scheduled_at > now and local_send_at_passed(wall, scheduled_at):
+        raise _refuse(
+            "local_send_at",
+            f"{wall:%Y-%m-%d %H:%M} will have passed in every time zone by scheduled_at "
+            f"({scheduled_at.astimezone(UTC):%Y-%m-%d %H:%M} UTC), so everyone would get it "
+            "at once; choose a later local_send_at or an earlier scheduled_at",
+        )
+    if local_send_at_passed(wall, now):
         raise _refuse(
             "local_send_at",
             f"{wall:%Y-%m-%d %H:%M} has passed in every time zone (it is now "
             f"{now.astimezone(UTC):%Y-%m-%d %H:%M} UTC); choose a later time",
+        )
+
+
+def check_at_start(
+    wall: datetime | None, quiet: Hours | None, window: Window | None, now: datetime
+) -> None:
+    """What a start checks again (a draft may be started long after it was saved, and the
+    Page's quiet hours may have changed): a local send time past in every zone would send
+    to everyone at once; quiet hours over the whole send window would reach nobody.
+
+    Raises:
+        InvalidState: naming `local_send_at` or `send_window`.
+    """
+    if wall is not None and local_send_at_passed(wall, now):
+        raise InvalidState(
+            f"local_send_at: {wall:%Y-%m-%d %H:%M} has passed in every time zone (it is now "
+            f"{now.astimezone(UTC):%Y-%m-%d %H:%M} UTC), so everyone would get it at once; "
+            "set a later local_send_at, or clear it to send to everyone now",
+            field="local_send_at",
+        )
+    check_window_open(quiet, window, error=InvalidState)
+
+
+def check_window_open(
+    quiet: Hours | None, window: Window | None, *, error: type[PagecastError] = InvalidInput
+) -> None:
+    """Refuse a send window wholly inside the Page's quiet hours (no time would ever do).
+
+    Raises:
+        InvalidInput (or `error`): naming `send_window`.
+    """
+    if quiet is None or window is None:
+        return
+    minute = datetime.combine(date.min, window.hours.start)
+    end = datetime.combine(date.min, window.hours.end)
+    while minute < end:
+        if not quiet.holds(minute.time()):
+            return
+        minute += timedelta(minutes=1)
+    raise error(
+        f"send_window: {window.hours.start:%H:%M}-{window.hours.end:%H:%M} lies wholly inside "
+        f"the Page's quiet hours ({quiet.start:%H:%M}-{quiet.end:%H:%M}), so nobody could "
+        "ever be sent to; widen the send window or change the Page's quiet_hours",
+        field="send_window",
+    )
+
+
+def stored(quiet: Any, window: Any) -> tuple[Hours | None, Window | None]:
+    """A Page's stored quiet hours and a campaign's stored send window, read (checked when
+    they were saved)."""
+    return (
+        parse_hours(quiet, "quiet_hours") if quiet else None,
+        parse_window(window, "send_window") if window else None,
+    )
+
+
+def check_experiment(experiment: Any, local_send_at: Any, send_window: Any) -> None:
+    """Refuse an A/B experiment with a local send time or a send window: its decision is
+    counted from the start, while much of its test cohort would be due hours later.
+
+    Raises:
+        InvalidInput: naming `experiment`.
+    """
+    with_ = [n for n, v in (("local_send_at", local_send_at), ("send_window", send_window)) if v]
+    if experiment is not None and with_:
+        raise _refuse(
+            "experiment",
+            f"an experiment cannot run with {' or '.join(with_)}: it picks its winner a set "
+            "time after the start, before much of its test group would be due in their own "
+            f"time; remove the experiment (send the variants as a split) or {' and '.join(with_)}",
         )
 
 
@@ -225,8 +325,15 @@ class Rules:
         return self.local_send_at is not None or self.quiet is not None or self.window is not None
 
 
-def _instant(wall: datetime, zone: tzinfo) -> datetime:
-    return wall.replace(tzinfo=zone, fold=0).astimezone(UTC)
+def _instant(wall: datetime, zone: tzinfo, fold: int = 0) -> datetime:
+    return wall.replace(tzinfo=zone, fold=fold).astimezone(UTC)
+
+
+def _at_or_after(wall: datetime, zone: tzinfo, at: datetime) -> datetime:
+    """The wall time as an instant, its second reading (the repeated hour when the clocks go
+    back) when the first is already before `at`."""
+    first = _instant(wall, zone)
+    return first if first > at else _instant(wall, zone, fold=1)
 
 
 def _after_quiet(at: datetime, quiet: Hours, zone: tzinfo) -> datetime:
@@ -236,7 +343,7 @@ def _after_quiet(at: datetime, quiet: Hours, zone: tzinfo) -> datetime:
     day: date = local.date()
     if quiet.start >= quiet.end and local.time() >= quiet.start:
         day += timedelta(days=1)  # the evening part: quiet until tomorrow's end
-    return max(at, _instant(datetime.combine(day, quiet.end), zone))
+    return max(at, _at_or_after(datetime.combine(day, quiet.end), zone, at))
 
 
 def _in_window(at: datetime, window: Window, zone: tzinfo) -> datetime:
@@ -248,7 +355,10 @@ def _in_window(at: datetime, window: Window, zone: tzinfo) -> datetime:
         day = local.date() + timedelta(days=ahead)
         if day.weekday() not in window.days:
             continue
-        opening = _instant(datetime.combine(day, window.hours.start), zone)
+        wall_opening = datetime.combine(day, window.hours.start)
+        opening = _instant(wall_opening, zone)
+        if opening < at:
+            opening = _instant(wall_opening, zone, fold=1)
         if opening >= at:
             return opening
     return at  # unreachable: a window has a day, and each comes within 8 days
@@ -268,6 +378,9 @@ def due_at(rules: Rules, zone: tzinfo) -> datetime | None:
         if moved == at:
             break
         at = moved
+    else:  # checked at save and start (check_window_open): a rule changed under the campaign
+        check_window_open(rules.quiet, rules.window)
+        raise _refuse("send_window", "no time in the send window is outside the Page's quiet hours")
     if rules.expires_at is not None:
         at = min(at, rules.expires_at)
     return at if at > rules.now else None

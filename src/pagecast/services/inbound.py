@@ -8,6 +8,7 @@ User Profile lookup names a contact that has no name yet (`set_profile`).
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 
 from sqlalchemy import func, update
@@ -81,6 +82,10 @@ async def keywords(
     return opted_out
 
 
+# The UTC offsets there are, in minutes (the API's `utc_offset_minutes` takes the same).
+_OFFSET_MIN, _OFFSET_MAX = -720, 840
+
+
 async def set_profile(
     session: AsyncSession,
     contact_id: int,
@@ -92,8 +97,11 @@ async def set_profile(
 ) -> bool:
     """Names from the User Profile API, for a contact that still has none. The profile's
     `timezone` is its UTC offset in hours: kept as `utc_offset_minutes` (a zone set by a
-    person, `contacts.timezone`, takes precedence; services/due_times.py)."""
-    offset = None if timezone is None else round(timezone * 60)
+    person, `contacts.timezone`, takes precedence; services/due_times.py), within the
+    offsets there are (UTC-12 to UTC+14: a wrong one must not fail a snapshot)."""
+    offset = None
+    if timezone is not None and math.isfinite(timezone):
+        offset = max(_OFFSET_MIN, min(_OFFSET_MAX, round(timezone * 60)))
     result = await session.execute(
         update(Contact)
         .where(Contact.id == contact_id, Contact.first_name.is_(None), Contact.last_name.is_(None))

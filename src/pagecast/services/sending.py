@@ -24,7 +24,16 @@ from pagecast.models import (
 )
 from pagecast.permissions import Actor
 from pagecast.schemas import check_policy
-from pagecast.services import audience, audit, campaigns, deliveries, pages, snapshots
+from pagecast.services import (
+    audience,
+    audit,
+    campaigns,
+    deliveries,
+    due_times,
+    pages,
+    snapshot_insert,
+    snapshots,
+)
 
 __all__ = [
     "STARTABLE",
@@ -99,6 +108,9 @@ async def _start(
             "or clear it to send.",
             field="expires_at",
         )
+    due_times.check_at_start(
+        campaign.local_send_at, *due_times.stored(page.quiet_hours, campaign.send_window), now
+    )
     if not await audience.any_eligible(session, campaign, now):
         raise await _nobody_eligible(session, campaign, page, now)
     # The names are read only when the widest ones could make the text too long (P4: a scan
@@ -111,7 +123,7 @@ async def _start(
     else:
         if check:
             await campaigns.check_messages_length(session, check, page.id)
-        counts = await deliveries.snapshot(session, campaign, now)
+        counts = await snapshot_insert.snapshot(session, campaign, now)
     campaign.status, campaign.status_reason, campaign.missed = CampaignStatus.SENDING, None, False
     campaign.started_at = now
     await session.flush()
@@ -170,7 +182,13 @@ async def schedule(
             "or start the campaign now.",
             field="scheduled_at",
         )
-    _require_active(await pages.get(session, campaign.page_id))
+    page = await pages.get(session, campaign.page_id)
+    _require_active(page)
+    due_times.check_at_start(  # as the start will (its local time must not pass by then)
+        campaign.local_send_at,
+        *due_times.stored(page.quiet_hours, campaign.send_window),
+        campaign.scheduled_at,
+    )
     campaign.status, campaign.missed, campaign.status_reason = CampaignStatus.SCHEDULED, False, None
     await session.flush()
     await audit.record(

@@ -12,7 +12,7 @@ example) is messaged by the first run that can reach them.
 Two runs of one series whose snapshots overlap (a sliced snapshot still inserting when the
 next run starts) must not both take the same person: on PostgreSQL's READ COMMITTED each
 NOT EXISTS cannot see the other's uncommitted rows. So every snapshot transaction of a run
-(`deliveries.snapshot`, `snapshots.first_slice`, `snapshots.insert_slice`) first locks the
+(`snapshot_insert.snapshot`, `snapshots.first_slice`, `snapshots.insert_slice`) first locks the
 series row (`lock_series`): the second waits for the first to commit, and its statements,
 each reading what is committed when it runs, then see the first one's rows.
 

@@ -25,6 +25,7 @@ from pagecast.services import (
     content,
     deliveries,
     series_exclusion,
+    snapshot_insert,
 )
 
 __all__ = [
@@ -56,7 +57,7 @@ async def _insert(
 ) -> None:
     """The snapshot's INSERT … SELECT for contact ids in (after, upto], with due times and
     the Page's frequency cap (the same statement as an unsliced snapshot)."""
-    await deliveries.snapshot_with_due_times(
+    await snapshot_insert.snapshot_with_due_times(
         session, campaign, now, Contact.id > after, Contact.id <= upto
     )
 
@@ -102,7 +103,7 @@ async def first_slice(
         for index, message in enumerate(check):
             content.check_length(message, names_, field=campaigns.message_field(index, len(check)))
     if total <= SNAPSHOT_FIRST:
-        return await deliveries.snapshot(session, campaign, now), None
+        return await snapshot_insert.snapshot(session, campaign, now), None
     first_upto = await session.scalar(
         select(Contact.id).where(*matching).order_by(Contact.id).offset(SNAPSHOT_FIRST - 1).limit(1)
     )

@@ -19,9 +19,9 @@ logger = logging.getLogger(__name__)
 # A plan job waits at most this long before it looks again.
 _PLAN_MAX_DELAY = 5.0
 # A campaign whose next deliveries are due later (each person's local time) looks again at
-# that time, but at least this often: the wait is a job delay on the queue's clock, and
-# the worker's clock (injected in tests, stepped by NTP) decides what is due.
-_DUE_MAX_DELAY = 5.0
+# that time, but at least every `Clock.longest_wait` seconds (60; the wait is a job delay on
+# the queue's clock, and the worker's clock, stepped by NTP or injected in tests, decides
+# what is due).
 
 
 def _at(epoch_ms: int | None) -> datetime | None:
@@ -54,7 +54,7 @@ async def plan(env: Env, job: Any, token: str, payload: PlanJob) -> str:
         queued = 0
         if since is not None:
             queued = await deliveries.count_queued(
-                session, campaign_id, after_id=since, upto=after_id, now=now
+                session, campaign_id, after_id=since, upto=after_id, now=now, due=window
             )
         ranges: list[tuple[int, int]] = []
         if 2 * queued <= ahead * chunk_size:
@@ -117,11 +117,12 @@ async def plan(env: Env, job: Any, token: str, payload: PlanJob) -> str:
     elif next_due is not None:
         # Everything due is queued, and more falls due later: the next pass plans those
         # due after this one's time, from the first delivery (new job ids: a new round).
-        await queue.mark_plan_alive(campaign_id)
+        wait = min(env.clock.longest_wait, max(0.1, (next_due - now).total_seconds()))
+        await queue.mark_plan_alive(campaign_id, waits_s=wait)  # no second chain meanwhile
         await queue.enqueue_plan(
             campaign_id,
             priority=priority,
-            delay_s=min(_DUE_MAX_DELAY, max(0.1, (next_due - now).total_seconds())),
+            delay_s=wait,
             round_=max(due_upto, round_ + 1),
             due_after=due_upto,
         )

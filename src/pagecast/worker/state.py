@@ -30,6 +30,11 @@ class Clock:
     may hand the worker another. The wire timing of a send (when a grant's calls may leave,
     Graph's latency) stays on the real monotonic clock the Graph client and limiter share."""
 
+    # The longest a job waits (a queue delay, in real seconds) for a time on this clock
+    # before it looks again: a plan chain waiting for the next zone's due time. A clock that
+    # may jump ahead (a test's) sets it lower.
+    longest_wait: float = 60.0
+
     def now(self) -> datetime:
         return utcnow()
 
