@@ -355,6 +355,8 @@ def test_the_statistics_match_known_values() -> None:
     assert round(low, 4) == 0.0552 and round(high, 4) == 0.1744
     assert abstats.wilson(0, 0) is None
     assert abstats.wilson(0, 10) == (pytest.approx(0.0, abs=1e-9), pytest.approx(0.2775, abs=1e-4))
+    # No success or every one: the bound is exactly 0 or 1 (an API answer showed 6.9e-18).
+    assert [abstats.wilson(0, 47)[0], abstats.wilson(43, 43)[1]] == [0.0, 1.0]  # type: ignore[index]
     # 60/100 against 45/100: z = 2.12, p = 0.034 (pooled two-proportion z-test).
     test = abstats.compare(60, 100, 45, 100)
     assert round(test.z, 2) == 2.12 and round(test.p_value, 3) == 0.034 and test.significant
