@@ -19,7 +19,7 @@ logger = logging.getLogger(__name__)
 # A plan job waits at most this long before it looks again.
 _PLAN_MAX_DELAY = 5.0
 # A campaign whose next deliveries are due later (each person's local time) looks again at
-# that time, but at least every `Clock.longest_wait` seconds (60; the wait is a job delay on
+# that time, but at least every `Clock.longest_wait` seconds (5; the wait is a job delay on
 # the queue's clock, and the worker's clock, stepped by NTP or injected in tests, decides
 # what is due).
 
