@@ -17,6 +17,7 @@ from pagecast.web.api import (
     admin,
     auth,
     campaigns,
+    contact_list,
     contacts,
     deliveries,
     page_setup,
@@ -66,7 +67,18 @@ def create_app(
         """Liveness: the process answers. No authentication, no database call."""
         return {"ok": True, "version": __version__}
 
-    routers = (auth, users, pages, page_setup, contacts, templates, campaigns, series, deliveries)
+    routers = (
+        auth,
+        users,
+        pages,
+        page_setup,
+        contact_list,
+        contacts,
+        templates,
+        campaigns,
+        series,
+        deliveries,
+    )
     for module in (*routers, admin, webhooks):
         app.include_router(module.router)
     dashboard.install(app)
