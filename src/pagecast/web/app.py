@@ -21,6 +21,7 @@ from pagecast.web.api import (
     deliveries,
     page_setup,
     pages,
+    reports,
     series,
     templates,
     users,
@@ -67,7 +68,7 @@ def create_app(
         return {"ok": True, "version": __version__}
 
     routers = (auth, users, pages, page_setup, contacts, templates, campaigns, series, deliveries)
-    for module in (*routers, admin, webhooks):
+    for module in (*routers, reports, admin, webhooks):
         app.include_router(module.router)
     dashboard.install(app)
     return app
