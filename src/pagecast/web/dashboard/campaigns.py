@@ -212,6 +212,7 @@ async def _detail_context(ctx: Any, viewer: Any, campaign_id: int) -> dict[str, 
             else None
         )
         experiment = await experiments.report(session, campaign)  # A/B: by variant
+    shown = allowed_actions(viewer, campaign, found.preview.eligible if found else None, retryable)
     return {
         "campaign": campaign,
         "page_row": page_row,
@@ -227,9 +228,8 @@ async def _detail_context(ctx: Any, viewer: Any, campaign_id: int) -> dict[str, 
         "audit": trail,
         "over_time": over_time_chart(over, times.viewer_zone(viewer)),
         "retryable": retryable,
-        "actions": allowed_actions(
-            viewer, campaign, found.preview.eligible if found else None, retryable
-        ),
+        "actions": shown,
+        "retry_offered": any(action == "retry-failed" for action, _, _ in shown),
         "review": found,
         "testers": tester_rows,
         "schedule_passed": _schedule_passed(campaign),
