@@ -81,8 +81,11 @@ def _answers(url: str) -> bool:
 
 
 @pytest.fixture(scope="module")
-def server(simulator: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """`pagecast serve` on a free loopback port, talking to the simulator (reset first)."""
+def server(
+    simulator: Any, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[Server]:
+    """`pagecast serve` on a free loopback port, talking to the simulator (reset first); a
+    test module's `SERVER_ENV` dict adds or overrides settings of its server."""
     workdir = tmp_path_factory.mktemp("dashboard")
     port = free_port()
     env = clean_env(
@@ -100,6 +103,7 @@ def server(simulator: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator
             "PAGECAST_CHUNK_SIZE": "10",
             "PAGECAST_LOG_LEVEL": "INFO",
         }
+        | getattr(request.module, "SERVER_ENV", {})
     )
     redis_url = _redis_url()
     if redis_url:

@@ -206,9 +206,11 @@ def test_pause_and_resume_and_polling_when_sse_is_unavailable(
 def test_retry_failed_after_a_scripted_failure(admin: Any, sim_api: httpx.Client) -> None:
     sim_api.post(
         "/__sim/script",
+        # A temporary error on each of the 5 attempts (PAGECAST_MAX_ATTEMPTS' default): the
+        # retries run out, and a retry can cure it (issue 21: a refused message cannot).
         json={
             "match": {"psid": "5003"},
-            "responses": [{"code": 100, "message": "(#100) Invalid parameter", "times": 1}],
+            "responses": [{"code": 1, "http": 500, "times": 5}],
         },
     ).raise_for_status()
     compose(admin, "Wednesday rolls", rate="40")
@@ -217,7 +219,7 @@ def test_retry_failed_after_a_scripted_failure(admin: Any, sim_api: httpx.Client
     admin.click("button:has-text('Start sending')")
     expect(admin.locator("#status-badge .badge")).to_have_text("completed", timeout=60_000)
     expect(admin.locator("[data-count=failed]")).to_have_text("1")
-    expect(admin.locator("#errors")).to_contain_text("Facebook refused the message as invalid")
+    expect(admin.locator("#errors")).to_contain_text("A temporary Facebook error; retries ran out")
     admin.click("button:has-text('Retry 1 failed')")
     expect(admin.locator("[data-count=failed]")).to_have_text("0", timeout=60_000)
     expect(admin.locator("#status-badge .badge")).to_have_text("completed", timeout=30_000)

@@ -2,9 +2,10 @@
 
 `pagecast.cli.base` holds the Typer apps and the shared runner; the commands live in
 `processes` (serve, web, worker, simulator), `admin` (db, users, tokens, config), `data`
-(pages, contacts, campaigns), `contacts` (contacts list and export), `series` (recurring series), `deliveries` (campaigns
-deliveries), `experiments` (campaigns results, campaigns winner) and `page_setup` (pages
-sync, pages webhook).
+(pages, contacts, campaigns), `contacts` (contacts list and export), `series` (recurring
+series), `deliveries` (campaigns deliveries), `experiments` (campaigns results, campaigns
+winner), `page_setup` (pages sync, pages webhook) and `reports` (campaigns report, pages
+overview).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pagecast.cli import (  # noqa: F401  (they register their commands)
     local_time,
     page_setup,
     processes,
+    reports,
     series,
 )
 from pagecast.cli.base import app

@@ -45,7 +45,11 @@ class Template(Base):
 class Campaign(Base):
     __tablename__ = "campaigns"
     # Issue 20: one campaign per run of a series, even with two workers.
-    __table_args__ = (UniqueConstraint("series_id", "run_at"),)
+    __table_args__ = (
+        UniqueConstraint("series_id", "run_at"),
+        # Issue 21: the campaign list reads the newest campaigns not archived (0027).
+        Index("ix_campaigns_archived_at_id", "archived_at", "id"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
@@ -115,6 +119,8 @@ class Campaign(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     started_at: Mapped[datetime | None]
     completed_at: Mapped[datetime | None]
+    # Issue 21: when a finished campaign left the default list (NULL: it is listed).
+    archived_at: Mapped[datetime | None]
     # Issue 20: the series this campaign is a run of, and that run's time (NULL otherwise).
     series_id: Mapped[int | None] = mapped_column(
         ForeignKey("series.id", ondelete="SET NULL"), index=True

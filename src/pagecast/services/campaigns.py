@@ -127,10 +127,16 @@ async def list_page(
     status: CampaignStatus | None = None,
     page_id: int | None = None,
     search: str | None = None,
+    archived: bool = False,
     limit: int = 50,
     after_id: int | None = None,
 ) -> list[Campaign]:
+    """The newest campaigns first; `archived` lists the archived ones instead of the rest
+    (services/campaign_archive.py). Counts come from each row's counters, never a count."""
     query = select(Campaign).order_by(Campaign.id.desc()).limit(limit)
+    query = query.where(
+        Campaign.archived_at.is_not(None) if archived else Campaign.archived_at.is_(None)
+    )
     if status is not None:
         query = query.where(Campaign.status == status)
     if page_id is not None:

@@ -35,6 +35,7 @@ from pagecast.services import (
     due_plan,
     echoes,
     receipts,
+    retry_rule,
     variants,
 )
 from pagecast.services.counters import Shifts, shift
@@ -421,25 +422,19 @@ async def retry_failed(
     codes: Sequence[int] | None,
     now: datetime,
 ) -> int:
-    """Move failed deliveries (optionally of some error kinds or codes) back to `pending`."""
-    conditions = [
-        _TABLE.c.campaign_id == campaign_id,
-        _TABLE.c.status == DeliveryStatus.FAILED.value,
-    ]
-    if kinds:
-        conditions.append(_TABLE.c.error_kind.in_(list(kinds)))
-    if codes:
-        conditions.append(_TABLE.c.error_code.in_(list(codes)))
+    """Move the failed deliveries a retry can cure (services/retry_rule.py), optionally
+    only some error kinds or codes, back to `pending`."""
     result = await session.execute(
-        update(_TABLE)
-        .where(and_(*conditions))
+        update(Delivery)
+        .where(retry_rule.condition(campaign_id, kinds=kinds, codes=codes))
         .values(
-            status=DeliveryStatus.PENDING.value,
+            status=DeliveryStatus.PENDING,
             attempts=0,
             next_attempt_at=None,
             reason=None,
             updated_at=now,
         )
+        .execution_options(synchronize_session=False)
     )
     count = rowcount(result)
     await shift(

@@ -1,21 +1,32 @@
-"""Read-only views of a campaign's deliveries for people: errors grouped, sends over time
-(the table itself is services/delivery_list.py). Nothing here changes a row."""
+"""Read-only views of a campaign's deliveries for people: errors grouped, sends, deliveries
+and reads over time, and the campaign's report (counts, rates, timings: issue 21; the table
+itself is services/delivery_list.py). Nothing here changes a row."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from pagecast.models import Delivery, DeliveryStatus
+from pagecast.models import Campaign, Delivery, DeliveryStatus, utcnow
+from pagecast.services import campaigns, delivery_list, retry_rule
 
 __all__ = [
+    "OVER_TIME_ROWS",
     "ErrorGroup",
+    "OverTime",
+    "Report",
     "error_groups",
-    "sends_over_time",
+    "over_time",
+    "rates",
+    "report",
 ]
+
+# The charts read at most this many sent deliveries (the first ones); a larger campaign's
+# charts show its first 200,000 sends (docs/dashboard.md).
+OVER_TIME_ROWS = 200_000
 
 
 @dataclass(frozen=True)
@@ -63,26 +74,136 @@ async def error_groups(session: AsyncSession, campaign_id: int) -> list[ErrorGro
     ]
 
 
-async def sends_over_time(
+@dataclass(frozen=True)
+class OverTime:
+    """Sends, deliveries and reads per time bucket: `starts[i]` begins bucket i, which
+    lasts `width_seconds`; the three lists have one count per bucket."""
+
+    starts: list[datetime]
+    width_seconds: float
+    sent: list[int]
+    delivered: list[int]
+    read: list[int]
+
+    @property
+    def peak(self) -> int:
+        return max([*self.sent, *self.delivered, *self.read, 0])
+
+
+async def over_time(
     session: AsyncSession, campaign_id: int, *, buckets: int = 30
-) -> list[tuple[datetime, int]]:
-    """Messages accepted by Facebook per second-bucket, over the campaign's sending time."""
-    times = [
-        at
-        for at in await session.scalars(
-            select(Delivery.sent_at)
+) -> OverTime | None:
+    """When Facebook accepted, delivered and read the campaign's messages, in `buckets`
+    equal buckets from the first send to the last event; None before the first send."""
+    rows = (
+        await session.execute(
+            select(Delivery.sent_at, Delivery.delivered_at, Delivery.read_at)
             .where(Delivery.campaign_id == campaign_id, Delivery.sent_at.is_not(None))
             .order_by(Delivery.sent_at)
-            .limit(200_000)
+            .limit(OVER_TIME_ROWS)
         )
-        if at is not None  # the query leaves these out; this tells the type checker
-    ]
-    if not times:
-        return []
-    start, end = times[0], times[-1]
-    span = max((end - start).total_seconds(), 1.0)
-    width = span / buckets
-    counts = [0] * buckets
-    for at in times:
-        counts[min(int((at - start).total_seconds() / width), buckets - 1)] += 1
-    return [(start + (end - start) * (i / buckets), n) for i, n in enumerate(counts)]
+    ).all()
+    if not rows:
+        return None
+    events = [[at for at in column if at is not None] for column in zip(*rows, strict=True)]
+    start = min(min(times) for times in events if times)
+    end = max(max(times) for times in events if times)
+    width = max((end - start).total_seconds(), 1.0) / buckets
+
+    def count(times: list[datetime]) -> list[int]:
+        counts = [0] * buckets
+        for at in times:
+            counts[min(int((at - start).total_seconds() / width), buckets - 1)] += 1
+        return counts
+
+    return OverTime(
+        starts=[start + (end - start) * (i / buckets) for i in range(buckets)],
+        width_seconds=width,
+        sent=count(events[0]),
+        delivered=count(events[1]),
+        read=count(events[2]),
+    )
+
+
+@dataclass(frozen=True)
+class Report:
+    """A campaign's report (GET /api/campaigns/{id}/report; docs/api.md says each rate's
+    denominator)."""
+
+    campaign: Campaign
+    counts: dict[str, int]
+    reasons: list[tuple[str, str | None, str | None, int]]  # status, reason, words, count
+    errors: list[ErrorGroup]
+    retryable_failed: int
+    first_send: datetime | None
+    last_send: datetime | None
+    now: datetime
+    rates: dict[str, float | None] = field(default_factory=dict)
+
+    @property
+    def duration_seconds(self) -> float | None:
+        """From start to completion, or to now while it sends; None before the start."""
+        started = self.campaign.started_at
+        if started is None:
+            return None
+        return ((self.campaign.completed_at or self.now) - started).total_seconds()
+
+    @property
+    def sends_per_second(self) -> float | None:
+        """Messages Facebook accepted per second between the first and the last send."""
+        if self.first_send is None or self.last_send is None:
+            return None
+        span = (self.last_send - self.first_send).total_seconds()
+        reached = campaigns.reached(self.campaign)
+        return round(reached / span, 2) if span > 0 else float(reached)
+
+
+def rates(counts: dict[str, int]) -> dict[str, float | None]:
+    """The report's rates, from counts by status (None when the denominator is 0)."""
+    reached = counts["sent"] + counts["delivered"] + counts["read"]
+    attempted = reached + counts["failed"] + counts["unknown"]
+
+    def ratio(part: int, whole: int) -> float | None:
+        return round(part / whole, 4) if whole else None
+
+    return {
+        "delivered": ratio(counts["delivered"] + counts["read"], reached),
+        "read": ratio(counts["read"], reached),
+        "failed": ratio(counts["failed"], attempted),
+        "skipped": ratio(counts["skipped"], counts["total"]),
+        "reached": ratio(reached, counts["total"]),
+    }
+
+
+async def report(session: AsyncSession, campaign_id: int) -> Report:
+    """Counts by status (the counters), by reason with words and by Graph error code; the
+    rates; and the timings of the campaign."""
+    campaign = await campaigns.get(session, campaign_id)
+    counts = campaigns.counts(campaign)
+    by_reason = await session.execute(
+        select(Delivery.status, Delivery.reason, func.count())
+        .where(Delivery.campaign_id == campaign_id, Delivery.reason.is_not(None))
+        .group_by(Delivery.status, Delivery.reason)
+        .order_by(func.count().desc())
+    )
+    first, last = (
+        await session.execute(
+            select(func.min(Delivery.sent_at), func.max(Delivery.sent_at)).where(
+                Delivery.campaign_id == campaign_id
+            )
+        )
+    ).one()
+    return Report(
+        campaign=campaign,
+        counts=counts,
+        reasons=[
+            (status.value, reason, delivery_list.reason_text(reason, campaign.messaging_type), n)
+            for status, reason, n in by_reason
+        ],
+        errors=await error_groups(session, campaign_id),
+        retryable_failed=await retry_rule.count(session, campaign_id),
+        first_send=first,
+        last_send=last,
+        now=utcnow(),
+        rates=rates(counts),
+    )

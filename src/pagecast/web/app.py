@@ -22,6 +22,7 @@ from pagecast.web.api import (
     deliveries,
     page_setup,
     pages,
+    reports,
     series,
     templates,
     users,
@@ -79,7 +80,7 @@ def create_app(
         series,
         deliveries,
     )
-    for module in (*routers, admin, webhooks):
+    for module in (*routers, reports, admin, webhooks):
         app.include_router(module.router)
     dashboard.install(app)
     return app

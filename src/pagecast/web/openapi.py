@@ -403,6 +403,9 @@ class CampaignOut(_Out):
     updated_at: datetime | None
     started_at: datetime | None
     completed_at: datetime | None
+    archived_at: datetime | None = Field(
+        None, description="When it was archived (out of the default list); null: listed."
+    )
     series_id: int | None = Field(description="The series this campaign is a run of (issue 20).")
     run_at: datetime | None
 
@@ -454,6 +457,46 @@ class CampaignProgressOut(CampaignOut):
     engagement: EngagementOut | None = Field(
         None, description="Clicks and replies within 24 hours of each send (issue 20)."
     )
+    retryable_failed: int = Field(
+        0,
+        description="Failed deliveries a retry can cure (temporary errors, retries run out, "
+        "no answer seen): what POST /api/campaigns/{id}/retry-failed would send again.",
+    )
+
+
+class ReportOut(_Out):
+    """GET /api/campaigns/{id}/report (docs/api.md, "Campaign report")."""
+
+    campaign_id: int
+    name: str
+    page_id: int
+    status: CampaignStatus
+    counts: dict[str, int]
+    retryable_failed: int
+    reasons: list[dict[str, Any]] = Field(description="{status, reason, words, count}")
+    errors: list[dict[str, Any]] = Field(
+        description="{status, reason, kind, code, subcode, count, meaning, what_to_do, example}"
+    )
+    rates: dict[str, float | None] = Field(
+        description="delivered, read, failed, skipped, reached: fractions 0..1, null when "
+        "the denominator is 0"
+    )
+    timings: dict[str, Any]
+
+
+class OverviewOut(_Out):
+    """GET /api/pages/{id}/overview (docs/api.md, "Page overview")."""
+
+    page_id: int
+    name: str
+    days: list[dict[str, Any]] = Field(description="{day, sent, failed}, oldest first")
+    sent: int
+    failed: int
+    opt_outs: int
+    send_rate: float
+    throttle: dict[str, Any] | None
+    paused_campaigns: list[dict[str, Any]]
+    token: dict[str, Any]
 
 
 class CampaignList(_Out):

@@ -15,7 +15,7 @@ from typing import Any, cast
 
 from pagecast.context import AppContext
 from pagecast.models import Campaign, utcnow
-from pagecast.services import campaigns, due_plan, engagement, experiments
+from pagecast.services import campaigns, due_plan, engagement, experiments, retry_rule
 from pagecast.web import render
 
 __all__ = ["RATE_TTL", "REPORT_TTL", "Coalesced", "Rates", "Reports", "read"]
@@ -182,6 +182,8 @@ async def _read_progress(ctx: AppContext, campaign_id: int) -> dict[str, Any]:
             | render.progress(campaign, rate, page_rate, reconciling_until=until)
             | {"engagement": engaged}
             | {"waiting": render.waiting(waiting, next_at, campaign.last_due_at)}
+            # Issue 21: the "Retry N failed" button's N, by the rule retry-failed applies.
+            | {"retryable_failed": await retry_rule.count(session, campaign_id)}
         )
         if campaign.variants:  # an A/B campaign: results by variant, the decision
             body["experiment"] = await _readers(ctx).reports.get(

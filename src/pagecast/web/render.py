@@ -42,6 +42,7 @@ __all__ = [
     "template",
     "token",
     "user",
+    "utc_text",
     "warning",
 ]
 
@@ -49,6 +50,11 @@ __all__ = [
 def _time(value: datetime | None) -> str | None:
     # Always UTC: a row just written still holds the offset it was sent with (+08:00).
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z") if value is not None else None
+
+
+def utc_text(value: datetime | None) -> str | None:
+    """A time as the API writes it (ISO 8601 in UTC, `Z`), None as None."""
+    return _time(value)
 
 
 def cursor(last_id: int | None) -> str | None:
@@ -265,6 +271,7 @@ def campaign(row: Campaign, counts: dict[str, int]) -> dict[str, Any]:
         "updated_at": _time(row.updated_at),
         "started_at": _time(row.started_at),
         "completed_at": _time(row.completed_at),
+        "archived_at": _time(row.archived_at),  # issue 21: out of the default list
         "series_id": row.series_id,  # issue 20: a run of a series
         "run_at": _time(row.run_at),
     }

@@ -44,15 +44,18 @@ async def list_campaigns(
     status: CampaignStatus | None = None,
     page_id: Id | None = None,
     q: Annotated[Line | None, Query(max_length=200)] = None,
+    archived: bool = False,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> dict[str, Any]:
+    """Newest first; `archived=true` lists the archived campaigns instead of the others."""
     async with ctx.db.transaction() as session:
         rows = await campaigns.list_page(
             session,
             status=status,
             page_id=page_id,
             search=q,
+            archived=archived,
             limit=limit,
             after_id=render.parse_cursor(cursor),
         )

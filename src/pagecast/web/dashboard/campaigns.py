@@ -7,11 +7,14 @@ the page hides buttons a role may not use, and the server checks the permission 
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
+from markupsafe import Markup
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from pagecast import actions, tester_sends
+from pagecast import actions, tester_sends, timezones
 from pagecast.context import AppContext
 from pagecast.errors import NotFound, PagecastError
 from pagecast.models import CampaignStatus, DeliveryStatus, utcnow
@@ -20,17 +23,19 @@ from pagecast.schemas import TESTERS_PER_SEND, Id, Line, parse_id
 from pagecast.services import (
     audience,
     audit,
+    campaign_archive,
     campaigns,
     due_plan,
     engagement,
     experiments,
     pages,
     reports,
+    retry_rule,
     review,
     sending,
     testers,
 )
-from pagecast.web import render
+from pagecast.web import charts, render
 from pagecast.web.dashboard import explain, times
 from pagecast.web.dashboard.base import DashboardRoute, ViewerDep, page, redirect
 from pagecast.web.deps import ContextDep
@@ -54,6 +59,13 @@ _ACTIONS: dict[CampaignStatus, list[tuple[str, str, str]]] = {
     ],
 }
 _SEND_ACTIONS = {"start", "schedule", "pause", "resume", "cancel", "retry-failed", "winner"}
+# Issue 21: the campaign list's buttons (a refusal is the error page: they act on one row).
+_LIST_ACTIONS: dict[str, Callable[[AsyncSession, Actor, int], Awaitable[Any]]] = {
+    "archive": campaign_archive.archive,
+    "unarchive": campaign_archive.unarchive,
+    "delete": campaigns.delete,
+}
+_WRITE_ACTIONS = {"duplicate", *_LIST_ACTIONS}
 
 
 def summary(campaign: Any) -> dict[str, Any]:
@@ -78,11 +90,31 @@ def _schedule_passed(campaign: Any) -> bool:
     return campaign.status is CampaignStatus.DRAFT and at is not None and at <= utcnow()
 
 
+def over_time_chart(over: reports.OverTime | None, zone: str) -> Markup | None:
+    """Sends, deliveries and reads over time, with axes in the viewer's zone."""
+    if over is None:
+        return None
+    short = over.width_seconds * len(over.starts) < 86_400
+    labels = [
+        timezones.to_local(at, zone).strftime("%H:%M:%S" if short else "%m-%d %H:%M")
+        for at in over.starts
+    ]
+    return charts.line_chart(
+        labels,
+        [("sent", over.sent), ("delivered", over.delivered), ("read", over.read)],
+        x_title=f"Time ({zone})",
+        y_title="Messages",
+        title="Messages sent, delivered and read over time",
+        chart_id="over-time-chart",
+    )
+
+
 def allowed_actions(
-    viewer: Any, campaign: Any, eligible: int | None = None
+    viewer: Any, campaign: Any, eligible: int | None = None, retryable: int = 0
 ) -> list[tuple[str, str, str]]:
     """The buttons the viewer may use; with `eligible` (the review's count now), Start and
-    Schedule ask with the number ("Send to 488 people now?")."""
+    Schedule ask with the number ("Send to 488 people now?"); `retryable` is how many failed
+    deliveries a retry can cure (services/retry_rule.py): Retry is offered for those only."""
     shown: list[tuple[str, str, str]] = []
     if viewer.can(Permission.CAMPAIGNS_SEND):
         at = campaign.scheduled_at
@@ -96,13 +128,17 @@ def allowed_actions(
             if action == "start" and eligible is not None:
                 question = f"Send to {review.people(eligible)} now?"
             shown.append((action, label, question))
-        if campaign.n_failed and campaign.status in (
+        if retryable and campaign.status in (
             CampaignStatus.SENDING,
             CampaignStatus.PAUSED,
             CampaignStatus.COMPLETED,
         ):
             shown.append(
-                ("retry-failed", f"Retry {campaign.n_failed} failed", "Send failed messages again?")
+                (
+                    "retry-failed",
+                    f"Retry {retryable} failed",
+                    "Send again the failed messages a retry can cure?",
+                )
             )
     if viewer.can(Permission.CAMPAIGNS_WRITE):
         shown.append(("duplicate", "Duplicate", "Make a new draft copy of this campaign?"))
@@ -117,13 +153,20 @@ async def campaign_list(
     status: str | None = None,
     page_id: str | None = None,
     q: Line | None = None,
+    archived: str | None = None,
 ) -> Response:
     viewer.actor.require(Permission.CAMPAIGNS_READ)
     wanted = CampaignStatus(status) if status in set(CampaignStatus) else None
     page_filter = parse_id(page_id)
+    show_archived = archived == "yes"
     async with ctx.db.transaction() as session:
         rows = await campaigns.list_page(
-            session, status=wanted, page_id=page_filter, search=(q or "")[:200] or None, limit=200
+            session,
+            status=wanted,
+            page_id=page_filter,
+            search=(q or "")[:200] or None,
+            archived=show_archived,
+            limit=200,
         )
         page_rows = {p.id: p for p in await pages.list_all(session)}
     return page(
@@ -133,7 +176,13 @@ async def campaign_list(
         items=[(c, summary(c), page_rows.get(c.page_id)) for c in rows],
         pages=list(page_rows.values()),
         statuses=[s.value for s in CampaignStatus],
-        filters={"status": status or "", "page_id": page_filter, "q": q or ""},
+        filters={
+            "status": status or "",
+            "page_id": page_filter,
+            "q": q or "",
+            "archived": show_archived,
+        },
+        archivable=[s.value for s in campaign_archive.ARCHIVABLE],
     )
 
 
@@ -145,7 +194,8 @@ async def _detail_context(ctx: Any, viewer: Any, campaign_id: int) -> dict[str, 
         rate, until = await campaigns.pace(session, campaign, ctx.settings.unknown_grace)
         groups = await reports.error_groups(session, campaign.id)
         trail = await audit.list_for(session, object_type="campaign", object_id=campaign.id)
-        series = await reports.sends_over_time(session, campaign.id)
+        over = await reports.over_time(session, campaign.id)
+        retryable = await retry_rule.count(session, campaign.id)
         engaged = await engagement.counts(session, campaign.id)
         waiting = await due_plan.count_waiting(session, campaign, utcnow())
         before = campaign.status in sending.STARTABLE
@@ -162,6 +212,7 @@ async def _detail_context(ctx: Any, viewer: Any, campaign_id: int) -> dict[str, 
             else None
         )
         experiment = await experiments.report(session, campaign)  # A/B: by variant
+    shown = allowed_actions(viewer, campaign, found.preview.eligible if found else None, retryable)
     return {
         "campaign": campaign,
         "page_row": page_row,
@@ -175,9 +226,10 @@ async def _detail_context(ctx: Any, viewer: Any, campaign_id: int) -> dict[str, 
         ],
         "warnings": warnings,
         "audit": trail,
-        "series": series,
-        "series_max": max((n for _, n in series), default=0),
-        "actions": allowed_actions(viewer, campaign, found.preview.eligible if found else None),
+        "over_time": over_time_chart(over, times.viewer_zone(viewer)),
+        "retryable": retryable,
+        "actions": shown,
+        "retry_offered": any(action == "retry-failed" for action, _, _ in shown),
         "review": found,
         "testers": tester_rows,
         "schedule_passed": _schedule_passed(campaign),
@@ -212,6 +264,30 @@ async def campaign_panel(
     """The part of the detail page that changes with the campaign's state (HTMX refresh)."""
     return page(
         request, "_campaign_panel.html", viewer, **await _detail_context(ctx, viewer, campaign_id)
+    )
+
+
+@router.get("/campaigns/{campaign_id}/reports")
+async def campaign_reports(
+    campaign_id: Id, request: Request, viewer: ViewerDep, ctx: ContextDep
+) -> Response:
+    """The charts, the outcomes and the errors of the detail page (dashboard.js reloads
+    them while the counts change, so no number there stays old)."""
+    viewer.actor.require(Permission.CAMPAIGNS_READ)
+    async with ctx.db.reading() as session:
+        campaign = await campaigns.get(session, campaign_id)
+        groups = await reports.error_groups(session, campaign.id)
+        over = await reports.over_time(session, campaign.id)
+        retryable = await retry_rule.count(session, campaign.id)
+    return page(
+        request,
+        "_campaign_reports.html",
+        viewer,
+        campaign=campaign,
+        s=summary(campaign),
+        over_time=over_time_chart(over, times.viewer_zone(viewer)),
+        retryable=retryable,
+        errors=[(g, *explain.delivery_error(g.code, g.subcode, g.kind, g.reason)) for g in groups],
     )
 
 
@@ -263,15 +339,21 @@ async def send_test(
 async def campaign_action(
     campaign_id: Id, action: str, request: Request, viewer: ViewerDep, ctx: ContextDep
 ) -> Response:
-    """start, schedule, pause, resume, cancel, retry-failed (campaigns:send), duplicate (write)."""
+    """start, schedule, pause, resume, cancel, retry-failed (campaigns:send); duplicate,
+    archive, unarchive and delete (campaigns:write; from the list, back to it)."""
     actor = viewer.actor
     actor.require(
-        Permission.CAMPAIGNS_WRITE if action == "duplicate" else Permission.CAMPAIGNS_SEND
+        Permission.CAMPAIGNS_WRITE if action in _WRITE_ACTIONS else Permission.CAMPAIGNS_SEND
     )
     if action == "duplicate":
         async with ctx.db.transaction() as session:
             copy = await campaigns.duplicate(session, actor, campaign_id)
         return redirect(f"/campaigns/{copy.id}/edit")
+    if action in _LIST_ACTIONS:
+        async with ctx.db.transaction() as session:
+            await _LIST_ACTIONS[action](session, actor, campaign_id)
+        back = str((await request.form()).get("back", ""))
+        return redirect(back if back.startswith("/campaigns") else "/campaigns")
     if action not in _SEND_ACTIONS:
         raise NotFound(f"Unknown campaign action {action!r}.")
     try:

@@ -111,10 +111,18 @@
       percent: total ? Math.round(100 * done / total) : 0,
       delivered_rate: reached ? Math.round(100 * (counts.delivered + counts.read) / reached) : 0,
       read_rate: reached ? Math.round(100 * counts.read / reached) : 0,
-      rate: body.rate_per_second, eta: body.eta_seconds
+      rate: body.rate_per_second, eta: body.eta_seconds,
+      retryable_failed: body.retryable_failed
     };
     root.querySelectorAll("[data-count]").forEach(function (el) { el.textContent = counts[el.dataset.count]; });
-    root.querySelectorAll("[data-field]").forEach(function (el) { el.textContent = values[el.dataset.field]; });
+    root.querySelectorAll("[data-field]").forEach(function (el) {
+      if (values[el.dataset.field] !== undefined) el.textContent = values[el.dataset.field];
+    });
+    root.querySelectorAll("[data-seg]").forEach(function (el) {
+      el.dataset.width = total ? 100 * counts[el.dataset.seg] / total : 0;
+      el.title = el.dataset.seg + ": " + counts[el.dataset.seg];
+    });
+    widths(root);
     var engaged = body.engagement || {};
     root.querySelectorAll("[data-engaged]").forEach(function (el) {
       if (engaged[el.dataset.engaged] !== undefined) el.textContent = engaged[el.dataset.engaged];
@@ -135,11 +143,35 @@
     }
     root.querySelectorAll(".progress-card .fill").forEach(function (el) { el.style.width = values.percent + "%"; });
     root.querySelectorAll(".progress-card [role=progressbar]").forEach(function (el) { el.setAttribute("aria-valuenow", values.percent); });
-    if (body.status !== root.dataset.status) {
-      // A new state brings other buttons, errors and audit lines: refresh that part.
+    var reportsBox = document.getElementById("campaign-reports");
+    var offer = reportsBox && reportsBox.dataset.canSend === "yes" && body.retryable_failed > 0 &&
+      RETRYABLE_STATES.indexOf(body.status) >= 0 ? "yes" : "no";
+    if (body.status !== root.dataset.status || (reportsBox && offer !== reportsBox.dataset.retryOffered)) {
+      // A new state brings other buttons, errors and audit lines, and the Retry button
+      // comes or goes with the failures a retry can cure: refresh that part.
       root.dataset.status = body.status;
+      if (reportsBox) reportsBox.dataset.retryOffered = offer;
       if (window.htmx) htmx.ajax("GET", "/campaigns/" + root.dataset.campaignId + "/panel", { target: "#panel", swap: "innerHTML" });
+    } else {
+      reloadReports(root, JSON.stringify(counts));
     }
+  }
+
+  // The charts and the errors table follow the counts: reloaded when they change, at most
+  // every REPORTS_EVERY ms, and once more after the last change (so the end shows).
+  var REPORTS_EVERY = 3000, RETRYABLE_STATES = ["sending", "paused", "completed"];
+  var reportsSeen = null, reportsAt = 0, reportsTimer = null;
+  function reloadReports(root, seen) {
+    if (seen === reportsSeen || !window.htmx || !document.getElementById("campaign-reports")) return;
+    if (reportsSeen === null) { reportsSeen = seen; return; }  // the page was rendered with these
+    reportsSeen = seen;
+    var wait = reportsAt + REPORTS_EVERY - Date.now();
+    if (reportsTimer) return;
+    reportsTimer = setTimeout(function () {
+      reportsTimer = null;
+      reportsAt = Date.now();
+      htmx.ajax("GET", "/campaigns/" + root.dataset.campaignId + "/reports", { target: "#campaign-reports", swap: "innerHTML" });
+    }, Math.max(0, wait));
   }
 
   function live() {
