@@ -1,8 +1,8 @@
 """The `pagecast` command line: thin commands that parse, call one function and render.
 
 `pagecast.cli.base` holds the Typer apps and the shared runner; the commands live in
-`processes` (serve, web, worker, simulator), `admin` (db, users, tokens, config), `data`
-(pages, contacts, campaigns), `series` (recurring series), `deliveries` (campaigns
+`processes` (serve, web, worker, simulator), `admin` (db, users, tokens, config, queue),
+`data` (pages, contacts), `campaigns` (campaigns, on this machine or remote: `backend`), `series` (recurring series), `deliveries` (campaigns
 deliveries), `experiments` (campaigns results, campaigns winner) and `page_setup` (pages
 sync, pages webhook).
 """
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from pagecast.cli import (  # noqa: F401  (they register their commands)
     admin,
+    campaigns,
     data,
     deliveries,
     experiments,
@@ -19,10 +20,6 @@ from pagecast.cli import (  # noqa: F401  (they register their commands)
     processes,
     series,
 )
-from pagecast.cli.base import app
+from pagecast.cli.base import app, main
 
 __all__ = ["app", "main"]
-
-
-def main() -> None:
-    app()
