@@ -213,7 +213,9 @@ def test_contacts_import_reports_rows_and_errors(
     assert "row 4, psid:" in result.stderr
     listed = run(data_dir, "contacts", "imports", "--page", "1")
     assert listed.returncode == 0, listed.stderr
-    assert listed.stdout.split("\t")[:4] == ["1", "page 1", "completed", "100 %"]
+    header, row = listed.stdout.strip().splitlines()
+    assert header.startswith("ID\tPAGE\tSTATE\tPROGRESS")
+    assert row.split("\t")[:4] == ["1", "1", "completed", "100 %"]
     too_many_tags = tmp_path / "tags.csv"
     too_many_tags.write_text("psid,tags\n3," + ";".join(f"t{i}" for i in range(3)) + "\n")
     capped = run(
@@ -304,7 +306,9 @@ def test_users_sessions_and_sign_out_end_a_users_login_sessions(data_dir: Path) 
     assert listed.returncode == 0 and "Firefox" in listed.stdout and "Safari" in listed.stdout
     ended = run(data_dir, "users", "sign-out", "v@example.com")
     assert ended.returncode == 0 and "2 sessions ended" in ended.stdout
-    assert run(data_dir, "users", "sessions", "v@example.com").stdout == ""
+    assert run(data_dir, "users", "sessions", "v@example.com").stdout == (
+        "No live sessions for v@example.com.\n"
+    )
     unknown = run(data_dir, "users", "sign-out", "nobody@example.com")
     assert unknown.returncode == 1 and "No user has the email" in unknown.stderr
 

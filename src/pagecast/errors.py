@@ -29,6 +29,7 @@ __all__ = [
     "UpstreamError",
     "field_path",
     "in_words",
+    "reconnect_hint",
 ]
 
 
@@ -80,6 +81,14 @@ class Hint:
 
     api: str
     cli: str
+
+
+def reconnect_hint(page_id: int, fb_page_id: str) -> Hint:
+    """How to give a Page a new token: the API's PATCH, or the CLI's Facebook Login."""
+    return Hint(
+        api=f"PATCH /api/pages/{page_id}",
+        cli=f"`pagecast pages connect-facebook --page {fb_page_id}`",
+    )
 
 
 class PagecastError(Exception):

@@ -242,10 +242,7 @@ def queue(
     as_json: bool = json_option(),
 ) -> None:
     """The sending queue's jobs by state; --retry-failed runs its failed jobs again."""
-    from pagecast.cli.backend import local_only
     from pagecast.cli.data import with_redis
-
-    local_only("queue")
 
     async def look(ctx: Any) -> dict[str, int]:
         async def work() -> dict[str, int]:

@@ -13,12 +13,9 @@ from typing import Any, Protocol, TypeVar
 
 from pagecast.errors import InvalidInput, PagecastError, ServiceUnavailable, Unauthorized
 
-__all__ = ["ACTIONS", "Backend", "Local", "Remote", "RemoteError", "use"]
+__all__ = ["Backend", "Local", "Remote", "RemoteError", "use"]
 
 T = TypeVar("T")
-
-ACTIONS = ("start", "schedule", "pause", "resume", "cancel", "retry-failed", "duplicate")
-"""Campaign actions both backends take (`POST /api/campaigns/{id}/<action>`)."""
 
 
 class Backend(Protocol):
@@ -252,14 +249,3 @@ def use(work: Callable[[Backend], Awaitable[T]]) -> T:
             raise
         fail(exc.cli_message)
     raise AssertionError("unreachable")
-
-
-def local_only(command: str) -> None:
-    """End a command that has no remote form when `--url` is given, in one line."""
-    from pagecast.cli.base import fail, state
-
-    if state["url"] is not None:
-        fail(
-            f"`pagecast {command}` works on this machine's database only, not with --url; "
-            "run it on the server."
-        )

@@ -192,6 +192,9 @@ def run(make: Callable[[Any], Awaitable[T]], *, migrate: bool = True) -> T:
     from pagecast.context import AppContext
     from pagecast.db import upgrade
 
+    if state["url"] is not None:
+        # Only the commands written over `cli/backend.py` go over the API.
+        fail("this command works on this machine's database only, not with --url; run it there.")
     settings = load_settings()
     # The error this command ends with says what a warning logged on the way would (Redis
     # unreachable, say): without a handler, Python would print that warning as a second line.

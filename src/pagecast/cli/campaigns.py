@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 from collections.abc import Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
@@ -230,8 +231,13 @@ def campaigns_delete(
 ) -> None:
     """Delete a campaign that is not sending (a draft, scheduled or finished one) and its
     deliveries."""
-    if not yes and not typer.confirm(f"Delete campaign {campaign_id} and its deliveries?"):
-        fail("Nothing deleted (pass --yes to delete without the question).")
+    if not yes:
+        # With no one to answer (a script, a pipe), the question would end as "Aborted.".
+        asked = sys.stdin.isatty() and typer.confirm(
+            f"Delete campaign {campaign_id} and its deliveries?"
+        )
+        if not asked:
+            fail("Nothing deleted (pass --yes to delete without the question).")
     backend.use(lambda b: b.delete_campaign(campaign_id))
     typer.echo(f"Campaign {campaign_id} deleted.")
 

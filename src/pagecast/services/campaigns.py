@@ -372,7 +372,10 @@ async def update(
                 f"Campaign {campaign.id} has started; {', '.join(fixed)} cannot change any more. "
                 "Duplicate it ({hint}) to send differently.",
                 field=fixed[0],
-                hint=Hint(api=f"POST /api/campaigns/{campaign.id}/duplicate", cli=f"`pagecast campaigns duplicate {campaign.id}`"),
+                hint=Hint(
+                    api=f"POST /api/campaigns/{campaign.id}/duplicate",
+                    cli=f"`pagecast campaigns duplicate {campaign.id}`",
+                ),
             )
     merged = _current(campaign) | changes
     # The message is given one way: what a PATCH gives replaces the others (content replaces
@@ -439,7 +442,10 @@ def _same_length(campaign: Campaign, validated: CampaignCreate) -> None:
             "messages can be edited but not added or removed. Duplicate it "
             "({hint}) to send a different sequence.",
             field="messages",
-            hint=Hint(api=f"POST /api/campaigns/{campaign.id}/duplicate", cli=f"`pagecast campaigns duplicate {campaign.id}`"),
+            hint=Hint(
+                api=f"POST /api/campaigns/{campaign.id}/duplicate",
+                cli=f"`pagecast campaigns duplicate {campaign.id}`",
+            ),
         )
 
 

@@ -152,5 +152,8 @@ def keep_started(campaign: Campaign, field: str) -> None:
             f"Campaign {campaign.id} has started as an A/B test; its variants cannot change "
             "any more. Duplicate it ({hint}) to send different ones.",
             field=field,
-            hint=Hint(api=f"POST /api/campaigns/{campaign.id}/duplicate", cli=f"`pagecast campaigns duplicate {campaign.id}`"),
+            hint=Hint(
+                api=f"POST /api/campaigns/{campaign.id}/duplicate",
+                cli=f"`pagecast campaigns duplicate {campaign.id}`",
+            ),
         )
