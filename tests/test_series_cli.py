@@ -36,7 +36,7 @@ def test_a_series_is_created_listed_shown_paused_resumed_and_ended(
     assert made.returncode == 0, made.stderr
     assert made.stdout.startswith("Series 1 (Welcome) is active; its first run is ")
     assert "09:30 UTC+08:00" in made.stdout
-    listed = run(data_dir, "series", "list").stdout.strip().split("\t")
+    listed = run(data_dir, "series", "list").stdout.strip().splitlines()[-1].split("\t")
     assert listed[0] == "1" and listed[1] == "active"
     assert listed[3] == "Every Monday, Thursday at 09:30 (Asia/Manila)"
     assert listed[4:] == ["never_twice", "Welcome"]

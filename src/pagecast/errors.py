@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
     "ConfigError",
     "Conflict",
     "Forbidden",
+    "Hint",
     "InvalidInput",
     "InvalidState",
     "NobodyEligible",
@@ -27,6 +29,7 @@ __all__ = [
     "UpstreamError",
     "field_path",
     "in_words",
+    "reconnect_hint",
 ]
 
 
@@ -71,16 +74,49 @@ def _pattern_in_words(pattern: str) -> str:
     return "does not have the expected form; check what the field takes in the API documentation"
 
 
+@dataclass(frozen=True)
+class Hint:
+    """What to do next, worded for each edge: the API route for an API client (`api`), the
+    command for someone at the command line (`cli`). One error, one source, two wordings."""
+
+    api: str
+    cli: str
+
+
+def reconnect_hint(page_id: int, fb_page_id: str) -> Hint:
+    """How to give a Page a new token: the API's PATCH, or the CLI's Facebook Login."""
+    return Hint(
+        api=f"PATCH /api/pages/{page_id}",
+        cli=f"`pagecast pages connect-facebook --page {fb_page_id}`",
+    )
+
+
 class PagecastError(Exception):
-    """An expected failure we can explain to the person who caused it."""
+    """An expected failure we can explain to the person who caused it.
+
+    `message` is the API's wording. With a `hint`, the message names where the hint goes with
+    `{hint}` (else the hint ends it), and `cli_message` words it for the command line.
+    """
 
     status_code = 400
     code = "bad_request"
 
-    def __init__(self, message: str, *, field: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
+    def __init__(self, message: str, *, field: str | None = None, hint: Hint | None = None) -> None:
+        self.hint = hint
+        self._template = message if hint is None or "{hint}" in message else f"{message} {{hint}}"
+        self.message = self._worded("api")
+        super().__init__(self.message)
         self.field = field
+
+    def _worded(self, edge: str) -> str:
+        if self.hint is None:
+            return self._template
+        return self._template.replace("{hint}", getattr(self.hint, edge))
+
+    @property
+    def cli_message(self) -> str:
+        """The message with its hint worded for the command line."""
+        return self._worded("cli")
 
     def extra(self) -> dict[str, Any]:
         """Facts beyond the message that a client can act on (keys of the error body)."""

@@ -335,6 +335,10 @@ class Queue:
         """Jobs of the sending queue by state."""
         return await _counts(await self.bull())
 
+    async def retry_failed_jobs(self) -> None:
+        """Run the sending queue's failed jobs again (the admin queue page's Retry failed)."""
+        await (await self.bull()).retryJobs({"state": "failed"})
+
     async def webhook_counts(self) -> dict[str, int]:
         """Jobs of the webhook queue by state."""
         return await _counts(await self.bull_webhooks())

@@ -7,6 +7,7 @@ Every field is documented; `docs/settings.md` is generated from this module
 from __future__ import annotations
 
 import functools
+import os
 import secrets
 from pathlib import Path
 from typing import Literal
@@ -16,7 +17,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from pagecast.private_files import private_dir, tighten, write_private
 
-__all__ = ["Settings", "get_settings", "render_settings_doc"]
+__all__ = ["Settings", "get_settings", "render_settings_doc", "use_data_dir"]
 
 _SECRET_KEY_FILE = "secret.key"
 # `pagecast serve --demo` keeps its demo app secret here: its mark on a data directory.
@@ -325,6 +326,14 @@ def normalise_database_url(url: str) -> str:
 def get_settings() -> Settings:
     """The process's settings, read once from the environment."""
     return Settings()
+
+
+def use_data_dir(path: Path) -> None:
+    """Make `path` the data directory, as `PAGECAST_DATA_DIR` would (`pagecast --data-dir`).
+
+    Set in the environment, so the processes this one starts use it too."""
+    os.environ["PAGECAST_DATA_DIR"] = str(path)
+    get_settings.cache_clear()
 
 
 def env_names(field_name: str) -> list[str]:

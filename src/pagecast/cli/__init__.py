@@ -1,17 +1,18 @@
 """The `pagecast` command line: thin commands that parse, call one function and render.
 
 `pagecast.cli.base` holds the Typer apps and the shared runner; the commands live in
-`processes` (serve, web, worker, simulator), `admin` (db, users, tokens, config), `data`
-(pages, contacts, campaigns), `contacts` (contacts list and export), `series` (recurring
-series), `deliveries` (campaigns deliveries), `experiments` (campaigns results, campaigns
-winner), `page_setup` (pages sync, pages webhook) and `reports` (campaigns report, pages
-overview).
+`processes` (serve, web, worker, simulator), `admin` (db, users, tokens, config, queue),
+`data` (pages, contacts), `campaigns` (campaigns, on this machine or remote: `backend`),
+`contacts` (contacts list and export), `series` (recurring series), `deliveries` (campaigns
+deliveries), `experiments` (campaigns results, campaigns winner), `page_setup` (pages sync,
+pages webhook) and `reports` (campaigns report, pages overview).
 """
 
 from __future__ import annotations
 
 from pagecast.cli import (  # noqa: F401  (they register their commands)
     admin,
+    campaigns,
     contacts,
     data,
     deliveries,
@@ -22,10 +23,6 @@ from pagecast.cli import (  # noqa: F401  (they register their commands)
     reports,
     series,
 )
-from pagecast.cli.base import app
+from pagecast.cli.base import app, main
 
 __all__ = ["app", "main"]
-
-
-def main() -> None:
-    app()

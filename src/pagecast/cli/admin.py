@@ -8,6 +8,7 @@ from typing import Any
 import typer
 
 from pagecast.cli.base import (
+    app,
     cli_actor,
     config_app,
     db_app,
@@ -20,6 +21,7 @@ from pagecast.cli.base import (
     users_app,
     validation_line,
 )
+from pagecast.cli.output import json_option, print_json, print_table
 
 # ------------------------------------------------------------------ db
 
@@ -80,23 +82,33 @@ def users_create(
 
 
 @users_app.command("list")
-def users_list() -> None:
+def users_list(as_json: bool = json_option()) -> None:
     """List users."""
     from pagecast.services import users
+    from pagecast.web import render
 
     async def fetch(ctx: Any) -> Any:
         async with ctx.db.transaction() as session:
-            return await users.list_all(session)
+            return [render.user(u) for u in await users.list_all(session)]
 
-    for user in run(fetch):
-        typer.echo(
-            f"{user.id}\t{user.email}\t{user.role.value}\t"
-            f"{'active' if user.is_active else 'inactive'}\t{user.timezone}"
-        )
+    print_table(
+        run(fetch),
+        [
+            ("ID", lambda u: u["id"]),
+            ("EMAIL", lambda u: u["email"]),
+            ("ROLE", lambda u: u["role"]),
+            ("STATE", lambda u: "active" if u["is_active"] else "inactive"),
+            ("TIME ZONE", lambda u: u["timezone"]),
+        ],
+        empty="No users. Create one with `pagecast users create`.",
+        as_json=as_json,
+    )
 
 
 @users_app.command("sessions")
-def users_sessions(email: str = typer.Argument(..., help="The user's email.")) -> None:
+def users_sessions(
+    email: str = typer.Argument(..., help="The user's email."), as_json: bool = json_option()
+) -> None:
     """List a user's live login sessions."""
     from pagecast.services import sessions, users
 
@@ -105,11 +117,21 @@ def users_sessions(email: str = typer.Argument(..., help="The user's email.")) -
             owner = await users.get_by_email(session, email)
             return await sessions.list_active(session, owner.id)
 
-    for row in run(fetch):
-        typer.echo(
-            f"{row.id}\tstarted {row.created_at:%Y-%m-%d %H:%M}\t"
-            f"seen {row.last_seen_at:%Y-%m-%d %H:%M}\t{row.address or '-'}\t{row.user_agent or '-'}"
-        )
+    from pagecast.web import render
+
+    print_table(
+        run(fetch),
+        [
+            ("ID", lambda r: r.id),
+            ("STARTED", lambda r: f"{r.created_at:%Y-%m-%d %H:%M}"),
+            ("SEEN", lambda r: f"{r.last_seen_at:%Y-%m-%d %H:%M}"),
+            ("ADDRESS", lambda r: r.address),
+            ("BROWSER", lambda r: r.user_agent),
+        ],
+        empty=f"No live sessions for {email}.",
+        as_json=as_json,
+        body=render.login_session,
+    )
 
 
 @users_app.command("sign-out")
@@ -173,6 +195,27 @@ def tokens_create(
     typer.echo(raw)
 
 
+@tokens_app.command("list")
+def tokens_list(as_json: bool = json_option()) -> None:
+    """List API tokens (their prefix; a token itself is shown once, when created)."""
+    from pagecast.cli import backend
+
+    print_table(
+        backend.use(lambda b: b.tokens()),
+        [
+            ("ID", lambda t: t["id"]),
+            ("USER", lambda t: t["user_id"]),
+            ("NAME", lambda t: t["name"]),
+            ("PREFIX", lambda t: t["prefix"]),
+            ("CREATED", lambda t: t["created_at"]),
+            ("LAST USED", lambda t: t["last_used_at"]),
+            ("REVOKED", lambda t: t["revoked_at"]),
+        ],
+        empty="No API tokens. Create one with `pagecast tokens create --user EMAIL`.",
+        as_json=as_json,
+    )
+
+
 @tokens_app.command("revoke")
 def tokens_revoke(token_id: int = id_argument()) -> None:
     """Revoke an API token."""
@@ -184,6 +227,42 @@ def tokens_revoke(token_id: int = id_argument()) -> None:
 
     run(revoke)
     typer.echo(f"Token {token_id} revoked.")
+
+
+# ------------------------------------------------------------------ queue
+
+
+@app.command("queue")
+def queue(
+    retry_failed: bool = typer.Option(
+        False,
+        "--retry-failed",
+        help="Run the failed jobs again (as POST /api/admin/queue/retry-failed).",
+    ),
+    as_json: bool = json_option(),
+) -> None:
+    """The sending queue's jobs by state; --retry-failed runs its failed jobs again."""
+    from pagecast.cli.data import with_redis
+
+    async def look(ctx: Any) -> dict[str, int]:
+        async def work() -> dict[str, int]:
+            if retry_failed:
+                await ctx.queue.retry_failed_jobs()
+            return dict(await ctx.queue.counts())
+
+        return await with_redis(ctx, work)
+
+    counts = run(look)
+    if as_json:
+        print_json(counts)
+        return
+    if retry_failed:
+        typer.echo("Failed jobs queued again.")
+    print_table(
+        sorted(counts.items()),
+        [("STATE", lambda kv: kv[0]), ("JOBS", lambda kv: kv[1])],
+        empty="The queue is empty.",
+    )
 
 
 # ------------------------------------------------------------------ config

@@ -1,16 +1,23 @@
 """Shared pieces of the command line: the Typer apps, running a command, rendering failures.
 
-Expected failures (`PagecastError`) print one line to stderr and exit 1; `--debug` shows the
+Expected failures (`PagecastError`) and usage errors (a missing argument, an id that is not a
+number, a file that does not exist) print one line to stderr and exit 1; `--debug` shows the
 traceback instead.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import sys
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import typer
+
+# Typer (0.29) carries its own copy of click; its usage errors are these classes, not click's.
+from typer._click import exceptions as click_errors
 
 from pagecast.errors import PagecastError
 
@@ -28,6 +35,7 @@ __all__ = [
     "id_argument",
     "id_option",
     "load_settings",
+    "main",
     "masked",
     "pages_app",
     "run",
@@ -44,6 +52,7 @@ app = typer.Typer(
     help="Facebook Messenger campaigns for your Pages.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
     add_completion=False,
 )
 db_app = typer.Typer(help="Database migrations.", no_args_is_help=True)
@@ -66,12 +75,65 @@ for _name, _sub in (
 ):
     app.add_typer(_sub, name=_name)
 
-state = {"debug": False}
+state: dict[str, Any] = {"debug": False, "url": None, "token": None}
 
 
 @app.callback()
-def _options(debug: bool = typer.Option(False, "--debug", help="Show tracebacks.")) -> None:
+def _options(
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
+    data_dir: Path | None = typer.Option(
+        None,
+        "--data-dir",
+        help="Where the SQLite database, the secret key and the embedded Redis live "
+        "(PAGECAST_DATA_DIR; default ./pagecast-data).",
+    ),
+    url: str | None = typer.Option(
+        None,
+        "--url",
+        envvar="PAGECAST_URL",
+        help="Drive a remote Pagecast over its API (e.g. https://pagecast.example.com) "
+        "instead of this machine's database; needs --token.",
+    ),
+    token: str | None = typer.Option(
+        None,
+        "--token",
+        envvar="PAGECAST_TOKEN",
+        help="The API token for --url (`pagecast tokens create` on the server).",
+    ),
+) -> None:
     state["debug"] = debug
+    state["url"], state["token"] = url, token
+    if data_dir is not None:
+        from pagecast.settings import use_data_dir
+
+        use_data_dir(data_dir)
+
+
+def main() -> None:
+    """Run the command line; usage errors become one line on stderr and exit 1.
+
+    Click's own rendering is a boxed, multi-line usage text with exit 2; the README promises
+    one line and exit 1 for every error, whatever part of the CLI finds it.
+    """
+    command = typer.main.get_command(app)
+    try:
+        code = command.main(prog_name="pagecast", standalone_mode=False)
+    except click_errors.NoArgsIsHelpError as exc:
+        # A group named alone (`pagecast campaigns`): its help is what was asked for.
+        typer.echo(exc.ctx.get_help() if exc.ctx is not None else "")
+        code = 0
+    except click_errors.UsageError as exc:
+        where = exc.ctx.command_path if exc.ctx is not None else "pagecast"
+        message = " ".join(exc.format_message().split())
+        typer.echo(f"Error: {message.rstrip('.')}. See `{where} --help`.", err=True)
+        code = 1
+    except click_errors.ClickException as exc:
+        typer.echo(f"Error: {' '.join(exc.format_message().split())}", err=True)
+        code = 1
+    except typer.Abort:
+        typer.echo("Aborted.", err=True)
+        code = 1
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 def fail(message: str) -> NoReturn:
@@ -130,7 +192,14 @@ def run(make: Callable[[Any], Awaitable[T]], *, migrate: bool = True) -> T:
     from pagecast.context import AppContext
     from pagecast.db import upgrade
 
+    if state["url"] is not None:
+        # Only the commands written over `cli/backend.py` go over the API.
+        fail("this command works on this machine's database only, not with --url; run it there.")
     settings = load_settings()
+    # The error this command ends with says what a warning logged on the way would (Redis
+    # unreachable, say): without a handler, Python would print that warning as a second line.
+    if not logging.getLogger().handlers:
+        logging.getLogger("pagecast").addHandler(logging.NullHandler())
 
     async def main() -> T:
         ctx = AppContext(settings)
@@ -146,7 +215,7 @@ def run(make: Callable[[Any], Awaitable[T]], *, migrate: bool = True) -> T:
     except PagecastError as exc:
         if state["debug"]:
             raise
-        fail(exc.message)
+        fail(exc.cli_message)
     except Exception as exc:  # the CLI is an edge: one line, not a traceback, unless --debug
         if state["debug"]:
             raise
@@ -170,6 +239,8 @@ def masked(url: str) -> str:
 
 
 def validation_line(exc: Any) -> str:
+    """A pydantic error as one line: the field and what is wrong with it, in words."""
+    from pagecast.errors import field_path, in_words
+
     error = exc.errors()[0]
-    field = ".".join(str(p) for p in error["loc"])
-    return f"{field}: {str(error['msg']).removeprefix('Value error, ')}"
+    return f"{field_path(error['loc'])}: {in_words(error)}"

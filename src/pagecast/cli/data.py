@@ -19,6 +19,7 @@ from pagecast.cli.base import (
     run,
     validation_line,
 )
+from pagecast.cli.output import json_option, print_table
 
 T = TypeVar("T")
 
@@ -52,19 +53,23 @@ def pages_add(
 
 
 @pages_app.command("list")
-def pages_list() -> None:
+def pages_list(as_json: bool = json_option()) -> None:
     """List connected Pages."""
-    from pagecast.services import pages
+    from pagecast.cli import backend
 
-    async def fetch(ctx: Any) -> Any:
-        async with ctx.db.transaction() as session:
-            return await pages.list_all(session)
-
-    for page in run(fetch):
-        typer.echo(
-            f"{page.id}\t{page.fb_page_id}\t{page.name}\t{page.status.value}\t"
-            f"{page.send_rate:g}/s\t{page.timezone}"
-        )
+    print_table(
+        backend.use(lambda b: b.pages()),
+        [
+            ("ID", lambda p: p["id"]),
+            ("FACEBOOK ID", lambda p: p["fb_page_id"]),
+            ("NAME", lambda p: p["name"]),
+            ("STATUS", lambda p: p["status"]),
+            ("RATE", lambda p: f"{p['send_rate']:g}/s"),
+            ("TIME ZONE", lambda p: p["timezone"]),
+        ],
+        empty="No Pages. Connect one with `pagecast pages add` or `pagecast pages connect-facebook`.",
+        as_json=as_json,
+    )
 
 
 @pages_app.command("timezone")
@@ -184,6 +189,7 @@ def contacts_import(
 @contacts_app.command("imports")
 def contacts_imports(
     page: int | None = typer.Option(None, "--page", help="Only this Page's imports."),
+    as_json: bool = json_option(),
 ) -> None:
     """List recent contact imports (any process's), newest first, with their progress."""
     from pagecast.services import import_jobs
@@ -193,12 +199,22 @@ def contacts_imports(
             jobs = await import_jobs.list_recent(session, page_id=page, limit=50)
             return [import_jobs.report(j, errors=False) for j in jobs]
 
-    for job in run(fetch):
-        typer.echo(
-            f"{job['id']}\tpage {job['page_id']}\t{job['state']}\t{job['progress'] * 100:.0f} %\t"
-            f"{job['rows']:,} rows\t{job['created']:,} created\t{job['updated']:,} updated\t"
-            f"{job['refused']:,} refused\t{job['file_name']}"
-        )
+    print_table(
+        run(fetch),
+        [
+            ("ID", lambda j: j["id"]),
+            ("PAGE", lambda j: j["page_id"]),
+            ("STATE", lambda j: j["state"]),
+            ("PROGRESS", lambda j: f"{j['progress'] * 100:.0f} %"),
+            ("ROWS", lambda j: j["rows"]),
+            ("CREATED", lambda j: j["created"]),
+            ("UPDATED", lambda j: j["updated"]),
+            ("REFUSED", lambda j: j["refused"]),
+            ("FILE", lambda j: j["file_name"]),
+        ],
+        empty="No imports.",
+        as_json=as_json,
+    )
 
 
 @contacts_app.command("tester")
@@ -226,6 +242,7 @@ def contacts_tester(
 @contacts_app.command("testers")
 def contacts_testers(
     page: int = id_option("--page", "Page id (see `pagecast pages list`)."),
+    as_json: bool = json_option(),
 ) -> None:
     """List a Page's testers (the first 100; a line on stderr says when there are more)."""
     from pagecast.services import pages, testers
@@ -236,45 +253,28 @@ def contacts_testers(
             return await testers.list_for_page(session, page)
 
     listed = run(fetch)
-    for contact in listed.testers:
-        name = " ".join(n for n in (contact.first_name, contact.last_name) if n)
-        typer.echo(f"{contact.id}\t{contact.psid}\t{name}")
+    print_table(
+        listed.testers,
+        [
+            ("ID", lambda c: c.id),
+            ("PSID", lambda c: c.psid),
+            ("NAME", lambda c: " ".join(n for n in (c.first_name, c.last_name) if n)),
+        ],
+        empty=f"No testers on Page {page}. Make one with `pagecast contacts tester ID`.",
+        as_json=as_json,
+        body=lambda c: {
+            "id": c.id,
+            "psid": c.psid,
+            "first_name": c.first_name,
+            "last_name": c.last_name,
+        },
+    )
     if listed.more:
         typer.echo(
             f"Only the first {testers.TESTERS_LISTED} testers are listed; the API lists them "
             f"all: GET /api/pages/{page}/contacts?is_tester=true.",
             err=True,
         )
-
-
-@campaigns_app.command("list")
-def campaigns_list() -> None:
-    """List campaigns, newest first."""
-    from pagecast.services import campaigns
-
-    async def fetch(ctx: Any) -> Any:
-        async with ctx.db.transaction() as session:
-            return await campaigns.list_page(session, limit=200)
-
-    for campaign in run(fetch):
-        typer.echo(f"{campaign.id}\t{campaign.status.value}\t{campaign.name}")
-
-
-@campaigns_app.command("show")
-def campaigns_show(campaign_id: int = id_argument()) -> None:
-    """A campaign's status, its deliveries by status, and its clicks and replies."""
-    from pagecast.services import campaigns, engagement
-
-    async def fetch(ctx: Any) -> Any:
-        async with ctx.db.transaction() as session:
-            campaign = await campaigns.get(session, campaign_id)
-            return campaign, await engagement.counts(session, campaign_id)
-
-    campaign, engaged = run(fetch)
-    counts = campaigns.counts(campaign)
-    typer.echo(f"Campaign {campaign.id} ({campaign.name}) is {campaign.status.value}.")
-    typer.echo("  ".join(f"{key} {value:,}" for key, value in counts.items()))
-    typer.echo(f"clicked {engaged['clicked']:,}  replied {engaged['replied']:,}")
 
 
 async def with_redis(ctx: Any, work: Callable[[], Awaitable[T]]) -> T:
@@ -292,49 +292,6 @@ async def with_redis(ctx: Any, work: Callable[[], Awaitable[T]]) -> T:
     finally:
         await ctx.close()
         await embedded.stop()
-
-
-def _campaign_command(action: str, campaign_id: int) -> None:
-    """The same steps as the API's action routes (`pagecast.actions`)."""
-    from pagecast import actions
-
-    async def act(ctx: Any) -> Any:
-        def work() -> Awaitable[Any]:
-            return getattr(actions, action)(ctx, cli_actor(), campaign_id)  # type: ignore[no-any-return]
-
-        if action in ("start", "resume"):
-            return await with_redis(ctx, work)
-        return await work()
-
-    campaign = run(act)
-    typer.echo(
-        f"Campaign {campaign.id} is {campaign.status.value}: {campaign.n_pending:,} pending, "
-        f"{campaign.n_skipped:,} skipped of {campaign.n_total:,}."
-    )
-
-
-@campaigns_app.command("start")
-def campaigns_start(campaign_id: int = id_argument()) -> None:
-    """Start a campaign: snapshot its audience and queue the sends."""
-    _campaign_command("start", campaign_id)
-
-
-@campaigns_app.command("pause")
-def campaigns_pause(campaign_id: int = id_argument()) -> None:
-    """Pause a sending campaign (takes effect within one chunk)."""
-    _campaign_command("pause", campaign_id)
-
-
-@campaigns_app.command("resume")
-def campaigns_resume(campaign_id: int = id_argument()) -> None:
-    """Resume a paused campaign."""
-    _campaign_command("resume", campaign_id)
-
-
-@campaigns_app.command("cancel")
-def campaigns_cancel(campaign_id: int = id_argument()) -> None:
-    """Cancel a campaign: its pending deliveries become cancelled."""
-    _campaign_command("cancel", campaign_id)
 
 
 @campaigns_app.command("test")

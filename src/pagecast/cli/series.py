@@ -9,6 +9,7 @@ from typing import Any
 import typer
 
 from pagecast.cli.base import cli_actor, fail, id_argument, id_option, run, series_app
+from pagecast.cli.output import json_option, print_json, print_table
 
 
 def _when(value: Any, zone: str) -> str:
@@ -98,26 +99,39 @@ def series_create(
 
 
 @series_app.command("list")
-def series_list() -> None:
+def series_list(as_json: bool = json_option()) -> None:
     """List series, newest first: id, status, next run (in the series' zone), schedule, name."""
     from pagecast.services import series, series_schedule
+    from pagecast.web import series_render
 
     async def fetch(ctx: Any) -> Any:
         async with ctx.db.transaction() as session:
             return await series.list_all(session, limit=200)
 
-    for row in run(fetch):
-        next_at = _when(row.next_run_at, row.timezone) if row.status.value == "active" else "—"
-        typer.echo(
-            f"{row.id}\t{row.status.value}\t{next_at}\t"
-            f"{series_schedule.describe(row.schedule, row.timezone)}\t{row.mode.value}\t{row.name}"
-        )
+    def next_at(row: Any) -> str:
+        return _when(row.next_run_at, row.timezone) if row.status.value == "active" else "—"
+
+    print_table(
+        run(fetch),
+        [
+            ("ID", lambda r: r.id),
+            ("STATUS", lambda r: r.status.value),
+            ("NEXT RUN", next_at),
+            ("SCHEDULE", lambda r: series_schedule.describe(r.schedule, r.timezone)),
+            ("MODE", lambda r: r.mode.value),
+            ("NAME", lambda r: r.name),
+        ],
+        empty="No series. Create one with `pagecast series create`.",
+        as_json=as_json,
+        body=series_render.series,
+    )
 
 
 @series_app.command("show")
-def series_show(series_id: int = id_argument()) -> None:
+def series_show(series_id: int = id_argument(), as_json: bool = json_option()) -> None:
     """A series, its next runs and its runs (each a campaign: `pagecast campaigns list`)."""
     from pagecast.services import campaigns, series, series_schedule
+    from pagecast.web import series_render
 
     async def fetch(ctx: Any) -> Any:
         async with ctx.db.transaction() as session:
@@ -125,6 +139,9 @@ def series_show(series_id: int = id_argument()) -> None:
             return row, await series.runs(session, series_id)
 
     row, runs = run(fetch)
+    if as_json:
+        print_json(series_render.series(row, runs))
+        return
     typer.echo(f"Series {row.id}: {row.name} ({row.status.value}, {row.mode.value})")
     typer.echo(f"Page {row.page_id}; {series_schedule.describe(row.schedule, row.timezone)}")
     if row.status_reason:

@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pagecast.db import rowcount
-from pagecast.errors import InvalidInput, InvalidState, NotFound
+from pagecast.errors import Hint, InvalidInput, InvalidState, NotFound
 from pagecast.message_schema import Content
 from pagecast.models import (
     Campaign,
@@ -116,7 +116,8 @@ async def get(session: AsyncSession, campaign_id: int) -> Campaign:
     campaign = await session.get(Campaign, campaign_id)
     if campaign is None:
         raise NotFound(
-            f"Campaign {campaign_id} does not exist. List campaigns with GET /api/campaigns."
+            f"Campaign {campaign_id} does not exist. List campaigns with {{hint}}.",
+            hint=Hint(api="GET /api/campaigns", cli="`pagecast campaigns list`"),
         )
     return campaign
 
@@ -375,8 +376,12 @@ async def update(
         if fixed:
             raise InvalidState(
                 f"Campaign {campaign.id} has started; {', '.join(fixed)} cannot change any more. "
-                f"Duplicate it (POST /api/campaigns/{campaign.id}/duplicate) to send differently.",
+                "Duplicate it ({hint}) to send differently.",
                 field=fixed[0],
+                hint=Hint(
+                    api=f"POST /api/campaigns/{campaign.id}/duplicate",
+                    cli=f"`pagecast campaigns duplicate {campaign.id}`",
+                ),
             )
     merged = _current(campaign) | changes
     # The message is given one way: what a PATCH gives replaces the others (content replaces
@@ -441,8 +446,12 @@ def _same_length(campaign: Campaign, validated: CampaignCreate) -> None:
         raise InvalidState(
             f"Campaign {campaign.id} has started with {before} message(s) per person; the "
             "messages can be edited but not added or removed. Duplicate it "
-            f"(POST /api/campaigns/{campaign.id}/duplicate) to send a different sequence.",
+            "({hint}) to send a different sequence.",
             field="messages",
+            hint=Hint(
+                api=f"POST /api/campaigns/{campaign.id}/duplicate",
+                cli=f"`pagecast campaigns duplicate {campaign.id}`",
+            ),
         )
 
 

@@ -19,7 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pagecast.db import rowcount
-from pagecast.errors import InvalidState, NotFound
+from pagecast.errors import Hint, InvalidState, NotFound
 from pagecast.models import ContactImport, ImportState, utcnow
 from pagecast.permissions import Actor
 from pagecast.services import audit, pages
@@ -111,9 +111,12 @@ async def start(
         raise InvalidState(
             f"Page {page_id} is already importing contacts: import {running.id} "
             f"({running.file_name}) has been running since {_iso(running.started_at)}. Follow "
-            f"it with GET /api/contacts/imports/{running.id} and import this file once it "
-            "has finished.",
+            "it with {hint} and import this file once it has finished.",
             field="page_id",
+            hint=Hint(
+                api=f"GET /api/contacts/imports/{running.id}",
+                cli=f"`pagecast contacts imports --page {page_id}`",
+            ),
         ) from exc
     return job
 

@@ -20,7 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pagecast.db import rowcount
-from pagecast.errors import InvalidState, NotFound
+from pagecast.errors import InvalidState, NotFound, reconnect_hint
 from pagecast.models import Contact, PageStatus, PageSync, SyncState, utcnow
 from pagecast.permissions import Actor
 from pagecast.services import audit, contacts, pages
@@ -95,8 +95,9 @@ async def start(
         raise InvalidState(
             f"Page {page.name} is {page.status.value}"
             f"{': ' + page.status_reason if page.status_reason else ''}. Reconnect it with a new "
-            f"token (PATCH /api/pages/{page.id}) before syncing its audience.",
+            "token ({hint}) before syncing its audience.",
             field="page_id",
+            hint=reconnect_hint(page.id, page.fb_page_id),
         )
     await expire_stale(session, page_id, now)
     running = await session.scalar(

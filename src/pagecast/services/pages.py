@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from pagecast.errors import Conflict, InvalidInput, InvalidState, NotFound
+from pagecast.errors import Conflict, Hint, InvalidInput, InvalidState, NotFound
 from pagecast.models import Campaign, CampaignStatus, Page, PageStatus, Series, SeriesStatus
 from pagecast.permissions import Actor
 from pagecast.schemas import PageCreate, PageUpdate
@@ -51,7 +51,9 @@ async def get(session: AsyncSession, page_id: int) -> Page:
     page = await session.get(Page, page_id)
     if page is None:
         raise NotFound(
-            f"Page {page_id} does not exist. List Pages with GET /api/pages.", field="page_id"
+            f"Page {page_id} does not exist. List Pages with {{hint}}.",
+            field="page_id",
+            hint=Hint(api="GET /api/pages", cli="`pagecast pages list`"),
         )
     return page
 
@@ -248,8 +250,10 @@ async def delete(session: AsyncSession, actor: Actor, page_id: int) -> Page | No
     if going is not None:
         raise InvalidState(
             f"Page {page.id} has series {going.id} ({going.name!r}), {going.status.value}; end "
-            f"or delete the series (POST /api/series/{going.id}/end) before disconnecting the "
-            "Page.",
+            "or delete the series ({hint}) before disconnecting the Page.",
+            hint=Hint(
+                api=f"POST /api/series/{going.id}/end", cli=f"`pagecast series end {going.id}`"
+            ),
         )
     campaigns = await session.scalar(
         select(func.count(Campaign.id)).where(Campaign.page_id == page.id)

@@ -14,7 +14,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pagecast.db import rowcount
-from pagecast.errors import InvalidState, NobodyEligible
+from pagecast.errors import InvalidState, NobodyEligible, reconnect_hint
 from pagecast.models import (
     Campaign,
     CampaignStatus,
@@ -65,8 +65,9 @@ def _require_active(page: Page) -> None:
         raise InvalidState(
             f"Page {page.name} is {page.status.value}"
             f"{': ' + page.status_reason if page.status_reason else ''}. Reconnect it with a new "
-            f"token (PATCH /api/pages/{page.id}) before sending.",
+            "token ({hint}) before sending.",
             field="page_id",
+            hint=reconnect_hint(page.id, page.fb_page_id),
         )
 
 

@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from pagecast.errors import InvalidInput, InvalidState, NotFound, field_path, in_words
+from pagecast.errors import Hint, InvalidInput, InvalidState, NotFound, field_path, in_words
 from pagecast.models import Campaign, CampaignStatus, Series, SeriesStatus, utcnow
 from pagecast.permissions import Actor, Permission
 from pagecast.schemas import CampaignCreate
@@ -43,7 +43,10 @@ __all__ = [
 async def get(session: AsyncSession, series_id: int) -> Series:
     series = await session.get(Series, series_id)
     if series is None:
-        raise NotFound(f"Series {series_id} does not exist. List them with GET /api/series.")
+        raise NotFound(
+            f"Series {series_id} does not exist. List them with {{hint}}.",
+            hint=Hint(api="GET /api/series", cli="`pagecast series list`"),
+        )
     return series
 
 

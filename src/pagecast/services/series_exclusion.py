@@ -28,7 +28,7 @@ from typing import Any
 from sqlalchemy import and_, exists, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from pagecast.errors import InvalidState
+from pagecast.errors import Hint, InvalidState
 from pagecast.models import (
     Campaign,
     Contact,
@@ -106,6 +106,9 @@ async def require_deletable(session: AsyncSession, campaign: Campaign) -> None:
             f"Campaign {campaign.id} is a run of series {series.id} ({series.name!r}), which "
             "never messages the same person twice: its deliveries are how the next runs know "
             "whom it reached, and deleting it would message those people again. Keep the run, "
-            f"or end the series first (POST /api/series/{series.id}/end) and then delete it.",
+            "or end the series first ({hint}) and then delete it.",
             field="series_id",
+            hint=Hint(
+                api=f"POST /api/series/{series.id}/end", cli=f"`pagecast series end {series.id}`"
+            ),
         )

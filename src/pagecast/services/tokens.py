@@ -8,7 +8,7 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pagecast import security
-from pagecast.errors import NotFound, Unauthorized
+from pagecast.errors import Hint, NotFound, Unauthorized
 from pagecast.models import ApiToken, User, utcnow
 from pagecast.permissions import Actor, Permission
 from pagecast.services import audit
@@ -127,7 +127,10 @@ async def list_for(session: AsyncSession, actor: Actor) -> list[ApiToken]:
 async def revoke(session: AsyncSession, actor: Actor, token_id: int) -> ApiToken:
     token = await session.get(ApiToken, token_id)
     if token is None or (token.user_id != actor.user_id and not actor.can(Permission.USERS_MANAGE)):
-        raise NotFound(f"API token {token_id} does not exist. List yours with GET /api/tokens.")
+        raise NotFound(
+            f"API token {token_id} does not exist. List yours with {{hint}}.",
+            hint=Hint(api="GET /api/tokens", cli="`pagecast tokens list`"),
+        )
     if token.revoked_at is None:
         token.revoked_at = utcnow()
         CHANGES.note()

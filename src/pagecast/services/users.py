@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from pagecast import security
 from pagecast.db import Database
-from pagecast.errors import Conflict, InvalidState, NotFound, Unauthorized
+from pagecast.errors import Conflict, Hint, InvalidState, NotFound, Unauthorized
 from pagecast.models import Role, User
 from pagecast.permissions import Actor
 from pagecast.schemas import UserCreate, UserUpdate
@@ -43,7 +43,10 @@ async def count(session: AsyncSession) -> int:
 async def get(session: AsyncSession, user_id: int) -> User:
     user = await session.get(User, user_id)
     if user is None:
-        raise NotFound(f"User {user_id} does not exist. List users with GET /api/users.")
+        raise NotFound(
+            f"User {user_id} does not exist. List users with {{hint}}.",
+            hint=Hint(api="GET /api/users", cli="`pagecast users list`"),
+        )
     return user
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from sqlalchemy import BigInteger, case, cast, literal, literal_column, or_
 
-from pagecast.errors import InvalidState
+from pagecast.errors import Hint, InvalidState
 from pagecast.message_schema import Content
 from pagecast.models import Campaign, Contact
 from pagecast.services import content
@@ -150,7 +150,10 @@ def keep_started(campaign: Campaign, field: str) -> None:
     if campaign.variants:
         raise InvalidState(
             f"Campaign {campaign.id} has started as an A/B test; its variants cannot change "
-            f"any more. Duplicate it (POST /api/campaigns/{campaign.id}/duplicate) to send "
-            "different ones.",
+            "any more. Duplicate it ({hint}) to send different ones.",
             field=field,
+            hint=Hint(
+                api=f"POST /api/campaigns/{campaign.id}/duplicate",
+                cli=f"`pagecast campaigns duplicate {campaign.id}`",
+            ),
         )

@@ -136,7 +136,7 @@ async def queue_action(action: str, actor: Admin, ctx: ContextDep) -> dict[str, 
     `pause` and `resume` (every worker stops or starts taking jobs)."""
     queue = await ctx.queue.bull()
     if action == "retry-failed":
-        await queue.retryJobs({"state": "failed"})
+        await ctx.queue.retry_failed_jobs()
     elif action == "clean":
         removed = 0
         for state in ("failed", "completed"):

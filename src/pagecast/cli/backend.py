@@ -1,0 +1,251 @@
+"""Where a command's reads and actions go: this machine's database, or a remote Pagecast.
+
+`Local` calls the services and actions the API calls; `Remote` (`pagecast --url URL --token
+T`) calls the API itself. Both answer with the API's JSON bodies, so each command is written
+once over those bodies and `--json` prints the same fields either way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol, TypeVar
+
+from pagecast.errors import InvalidInput, PagecastError, ServiceUnavailable, Unauthorized
+
+__all__ = ["Backend", "Local", "Remote", "RemoteError", "use"]
+
+T = TypeVar("T")
+
+
+class Backend(Protocol):
+    async def campaigns(
+        self, *, status: str | None, page_id: int | None
+    ) -> list[dict[str, Any]]: ...
+    async def campaign(self, campaign_id: int) -> dict[str, Any]: ...
+    async def create_campaign(self, body: dict[str, Any]) -> dict[str, Any]: ...
+    async def update_campaign(self, campaign_id: int, body: dict[str, Any]) -> dict[str, Any]: ...
+    async def act(self, campaign_id: int, action: str) -> dict[str, Any]: ...
+    async def delete_campaign(self, campaign_id: int) -> None: ...
+    async def pages(self) -> list[dict[str, Any]]: ...
+    async def tokens(self) -> list[dict[str, Any]]: ...
+
+
+class RemoteError(PagecastError):
+    """The remote Pagecast refused a request: its error, as its API said it."""
+
+
+def _validated(model: Any, body: dict[str, Any]) -> Any:
+    """The body as the API's model, or the API's 422 in one line (field and what is wrong)."""
+    from pydantic import ValidationError
+
+    from pagecast.errors import field_path, in_words
+
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        raise InvalidInput(
+            f"{field_path(error['loc'])}: {in_words(error)}", field=field_path(error["loc"])
+        ) from exc
+
+
+class Local:
+    """This machine's database (and its Redis for the actions that enqueue)."""
+
+    def __init__(self, ctx: Any) -> None:
+        self.ctx = ctx
+
+    async def campaigns(self, *, status: str | None, page_id: int | None) -> list[dict[str, Any]]:
+        from pagecast.models import CampaignStatus
+        from pagecast.services import campaigns
+        from pagecast.web import render
+
+        wanted = _validated_status(status, CampaignStatus)
+        async with self.ctx.db.reading() as session:
+            rows = await campaigns.list_page(session, status=wanted, page_id=page_id, limit=200)
+            return [render.campaign(c, campaigns.counts(c)) for c in rows]
+
+    async def campaign(self, campaign_id: int) -> dict[str, Any]:
+        from pagecast.web import progress
+
+        return await progress.read(self.ctx, campaign_id)
+
+    async def create_campaign(self, body: dict[str, Any]) -> dict[str, Any]:
+        from pagecast.cli.base import cli_actor
+        from pagecast.schemas import CampaignCreate
+        from pagecast.services import campaigns
+        from pagecast.web import render
+
+        data = _validated(CampaignCreate, body)
+        async with self.ctx.db.transaction() as session:
+            campaign = await campaigns.create(session, cli_actor(), data)
+            return render.campaign(campaign, campaigns.counts(campaign))
+
+    async def update_campaign(self, campaign_id: int, body: dict[str, Any]) -> dict[str, Any]:
+        from pagecast.cli.base import cli_actor
+        from pagecast.schemas import CampaignUpdate
+        from pagecast.services import campaigns
+        from pagecast.web import render
+
+        data = _validated(CampaignUpdate, body)
+        async with self.ctx.db.transaction() as session:
+            campaign = await campaigns.update(session, cli_actor(), campaign_id, data)
+            return render.campaign(campaign, campaigns.counts(campaign))
+
+    async def act(self, campaign_id: int, action: str) -> dict[str, Any]:
+        from pagecast import actions
+        from pagecast.cli.base import cli_actor
+        from pagecast.services import campaigns
+        from pagecast.web import render
+
+        if action == "duplicate":
+            async with self.ctx.db.transaction() as session:
+                copy = await campaigns.duplicate(session, cli_actor(), campaign_id)
+                return render.campaign(copy, campaigns.counts(copy))
+        retried = None
+        if action == "retry-failed":
+            campaign, retried = await self._with_redis(
+                lambda: actions.retry_failed(self.ctx, cli_actor(), campaign_id)
+            )
+        elif action in ("start", "resume", "schedule"):
+            campaign = await self._with_redis(
+                lambda: getattr(actions, action)(self.ctx, cli_actor(), campaign_id)
+            )
+        else:
+            campaign = await getattr(actions, action)(self.ctx, cli_actor(), campaign_id)
+        body = render.campaign(campaign, campaigns.counts(campaign))
+        return body if retried is None else body | {"retried": retried}
+
+    async def delete_campaign(self, campaign_id: int) -> None:
+        from pagecast.cli.base import cli_actor
+        from pagecast.services import campaigns
+
+        async with self.ctx.db.transaction() as session:
+            await campaigns.delete(session, cli_actor(), campaign_id)
+
+    async def pages(self) -> list[dict[str, Any]]:
+        from pagecast.services import pages
+        from pagecast.web import render
+
+        async with self.ctx.db.reading() as session:
+            return [render.page(p) for p in await pages.list_all(session)]
+
+    async def tokens(self) -> list[dict[str, Any]]:
+        from pagecast.cli.base import cli_actor
+        from pagecast.services import tokens
+        from pagecast.web import render
+
+        async with self.ctx.db.reading() as session:
+            return [render.token(t) for t in await tokens.list_for(session, cli_actor())]
+
+    async def _with_redis(self, work: Callable[[], Awaitable[T]]) -> T:
+        from pagecast.cli.data import with_redis
+
+        return await with_redis(self.ctx, work)
+
+
+def _validated_status(status: str | None, kind: Any) -> Any:
+    if status is None:
+        return None
+    try:
+        return kind(status)
+    except ValueError:
+        raise InvalidInput(
+            f"--status: {status!r} is not a campaign status; use one of "
+            f"{', '.join(s.value for s in kind)}.",
+            field="status",
+        ) from None
+
+
+class Remote:
+    """A Pagecast server, over its API with an API token."""
+
+    def __init__(self, url: str, token: str) -> None:
+        import httpx
+
+        self.url = url.rstrip("/")
+        self.http = httpx.AsyncClient(
+            base_url=self.url, headers={"Authorization": f"Bearer {token}"}, timeout=30
+        )
+
+    async def close(self) -> None:
+        await self.http.aclose()
+
+    async def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        import httpx
+
+        try:
+            response = await self.http.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise ServiceUnavailable(
+                f"Pagecast at {self.url} did not answer ({type(exc).__name__}: {exc}). Check "
+                "--url and that `pagecast serve` runs there."
+            ) from exc
+        if response.status_code == 401:
+            raise Unauthorized(
+                f"Pagecast at {self.url} refused the token (401). Create one there with "
+                "`pagecast tokens create --user EMAIL` and pass it with --token or PAGECAST_TOKEN."
+            )
+        if response.status_code >= 400:
+            try:
+                error = response.json()["error"]
+                message, field = str(error["message"]), error.get("field")
+            except (ValueError, KeyError, TypeError):
+                message, field = f"HTTP {response.status_code}: {response.text[:200]}", None
+            failure = RemoteError(message, field=field)
+            failure.status_code = response.status_code
+            raise failure
+        return response.json() if response.content else None
+
+    async def campaigns(self, *, status: str | None, page_id: int | None) -> list[dict[str, Any]]:
+        params = {k: v for k, v in (("status", status), ("page_id", page_id)) if v is not None}
+        body = await self._call("GET", "/api/campaigns", params=params | {"limit": 200})
+        return list(body["items"])
+
+    async def campaign(self, campaign_id: int) -> dict[str, Any]:
+        return dict(await self._call("GET", f"/api/campaigns/{campaign_id}"))
+
+    async def create_campaign(self, body: dict[str, Any]) -> dict[str, Any]:
+        return dict(await self._call("POST", "/api/campaigns", json=body))
+
+    async def update_campaign(self, campaign_id: int, body: dict[str, Any]) -> dict[str, Any]:
+        return dict(await self._call("PATCH", f"/api/campaigns/{campaign_id}", json=body))
+
+    async def act(self, campaign_id: int, action: str) -> dict[str, Any]:
+        return dict(await self._call("POST", f"/api/campaigns/{campaign_id}/{action}"))
+
+    async def delete_campaign(self, campaign_id: int) -> None:
+        await self._call("DELETE", f"/api/campaigns/{campaign_id}")
+
+    async def pages(self) -> list[dict[str, Any]]:
+        return list((await self._call("GET", "/api/pages"))["items"])
+
+    async def tokens(self) -> list[dict[str, Any]]:
+        return list((await self._call("GET", "/api/tokens"))["items"])
+
+
+def use(work: Callable[[Backend], Awaitable[T]]) -> T:
+    """Run `work` on the backend the options chose: `--url` (remote) or this machine."""
+    from pagecast.cli.base import fail, run, state
+
+    url, token = state["url"], state["token"]
+    if url is None:
+        return run(lambda ctx: work(Local(ctx)))
+    if not token:
+        fail("--url needs an API token: pass --token, or set PAGECAST_TOKEN.")
+
+    async def remote() -> T:
+        backend = Remote(url, token)
+        try:
+            return await work(backend)
+        finally:
+            await backend.close()
+
+    try:
+        return asyncio.run(remote())
+    except PagecastError as exc:
+        if state["debug"]:
+            raise
+        fail(exc.cli_message)
+    raise AssertionError("unreachable")
