@@ -46,8 +46,8 @@ async def test_health_queue_overview_metrics_and_queue_page_count_webhook_jobs(
     overview = (await admin.get("/api/admin/queue")).json()
     assert overview["webhook_counts"]["waiting"] == 3 and overview["counts"]["waiting"] == 0
     metrics = (await admin.get("/metrics")).text
-    assert 'pagecast_queue_jobs{queue="webhooks",state="waiting"} 3' in metrics
-    assert 'pagecast_queue_jobs{queue="sending",state="waiting"} 0' in metrics
+    assert 'pagecast_queue_jobs{queue="webhooks",state="waiting"} 3.0' in metrics
+    assert 'pagecast_queue_jobs{queue="sending",state="waiting"} 0.0' in metrics
     html = (await admin.get("/queue")).text
     assert re.search(r'data-webhook-queue="waiting">3<', html), html
     assert re.search(r'data-queue="waiting">0<', html)

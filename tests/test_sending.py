@@ -863,10 +863,10 @@ async def test_health_metrics_and_queue_admin_show_the_engine(
         assert (await admin.get("/api/admin/queue")).json()["paused"] is False
         assert (await admin.post("/api/admin/queue/clean")).status_code == 200
     metrics = (await admin.get("/metrics")).text
-    assert f'pagecast_deliveries{{page="{PAGE}",status="sent"}} 10' in metrics
-    assert f'pagecast_sends_total{{page="{PAGE}",outcome="sent"}} 10' in metrics
-    assert "pagecast_send_latency_seconds_count 10" in metrics
-    assert 'pagecast_send_latency_seconds_bucket{le="+Inf"} 10' in metrics
+    assert f'pagecast_deliveries{{page="{PAGE}",status="sent"}} 10.0' in metrics
+    assert f'pagecast_sends_total{{outcome="sent",page="{PAGE}"}} 10.0' in metrics
+    assert "pagecast_send_latency_seconds_count 10.0" in metrics
+    assert 'pagecast_send_latency_seconds_bucket{le="+Inf"} 10.0' in metrics
     assert "pagecast_queue_jobs{" in metrics
     assert (await manager.get("/metrics")).status_code == 403
 

@@ -7,20 +7,20 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
 from fastapi.responses import PlainTextResponse
-from sqlalchemy import func, select, text
+from prometheus_client import CONTENT_TYPE_LATEST
+from sqlalchemy import text
 
 from pagecast.context import AppContext
-from pagecast.models import Campaign, DeliveryStatus, Page
 from pagecast.permissions import Actor, Permission
-from pagecast.queue import LATENCY_BUCKETS
 from pagecast.services import pages
 from pagecast.web import openapi, render
 from pagecast.web.deps import ContextDep, require
+from pagecast.web.metrics import render as render_metrics
+from pagecast.web.metrics import snapshot as metrics_snapshot
 from pagecast.web.openapi import API_ERRORS, documented, errors
 
 router = APIRouter(tags=["operations"], responses=errors(*API_ERRORS))
 Admin = Annotated[Actor, require(Permission.ADMIN)]
-_STATUSES = tuple(status.value for status in DeliveryStatus)
 
 
 async def _database(ctx: AppContext) -> dict[str, Any]:
@@ -155,55 +155,14 @@ async def queue_action(action: str, actor: Admin, ctx: ContextDep) -> dict[str, 
     return {"ok": True, "action": action}
 
 
-def _line(name: str, value: float, **labels: Any) -> str:
-    shown = ",".join(f'{k}="{v!s}"' for k, v in labels.items())
-    return f"{name}{{{shown}}} {value}" if shown else f"{name} {value}"
-
-
 @router.get(
     "/metrics",
     response_class=PlainTextResponse,
     responses=errors(*API_ERRORS, 503, text_route=True),
 )
 async def metrics(actor: Admin, ctx: ContextDep) -> PlainTextResponse:
-    """Prometheus text format: deliveries by status and Page, queue depth, workers, throttles,
-    and the Send API latency histogram."""
-    lines = ["# TYPE pagecast_deliveries gauge"]
-    async with ctx.db.transaction() as session:
-        sums = [func.sum(getattr(Campaign, f"n_{s}")) for s in _STATUSES]
-        rows = await session.execute(
-            select(Page.fb_page_id, *sums)
-            .join(Campaign, Campaign.page_id == Page.id)
-            .group_by(Page.fb_page_id)
-        )
-        for fb_page_id, *values in rows:
-            lines += [
-                _line("pagecast_deliveries", int(v or 0), page=fb_page_id, status=s)
-                for s, v in zip(_STATUSES, values, strict=True)
-            ]
-    sent = await ctx.queue.metrics()
-    lines.append("# TYPE pagecast_queue_jobs gauge")
-    for queue, counts in (
-        ("sending", await ctx.queue.counts()),
-        ("webhooks", await ctx.queue.webhook_counts()),
-    ):
-        lines += [
-            _line("pagecast_queue_jobs", n, queue=queue, state=state) for state, n in counts.items()
-        ]
-    lines += ["# TYPE pagecast_workers gauge", _line("pagecast_workers", len(await _workers(ctx)))]
-    lines.append("# TYPE pagecast_throttle_events_total counter")
-    for page_id, count in sorted(sent["throttles"].items()):
-        lines.append(_line("pagecast_throttle_events_total", int(count), page=page_id))
-    latency = sent["latency"]
-    lines.append("# TYPE pagecast_send_latency_seconds histogram")
-    cumulative = 0
-    for bound in (*LATENCY_BUCKETS, "+Inf"):
-        cumulative += int(latency.get(f"le_{bound}", 0))
-        lines.append(_line("pagecast_send_latency_seconds_bucket", cumulative, le=bound))
-    lines.append(_line("pagecast_send_latency_seconds_sum", float(latency.get("sum", 0))))
-    lines.append(_line("pagecast_send_latency_seconds_count", int(latency.get("count", 0))))
-    lines += ["# TYPE pagecast_sends_total counter"]
-    for key, count in sorted(sent["sends"].items()):
-        page_id, _, outcome = key.partition(":")
-        lines.append(_line("pagecast_sends_total", int(count), page=page_id, outcome=outcome))
-    return PlainTextResponse("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4")
+    """Prometheus text format (docs/operations.md): deliveries by status and Page, Pages by
+    status, campaigns by status and paused by the breaker, queue jobs, workers and their
+    heartbeat age, throttles, sends and the Send API latency histogram."""
+    body = render_metrics(await metrics_snapshot(ctx))
+    return PlainTextResponse(body, media_type=CONTENT_TYPE_LATEST)

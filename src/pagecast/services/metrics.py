@@ -1,0 +1,88 @@
+"""The database's side of `/metrics`: deliveries, Pages and campaigns as Prometheus reads them.
+
+The web edge (web/metrics.py) adds what lives in Redis (queues, workers, send latencies)
+and turns both into metric families.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sqlalchemy import Select, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from pagecast.models import AuditLog, Campaign, CampaignStatus, DeliveryStatus, Page, PageStatus
+
+__all__ = ["DatabaseFigures", "database_figures"]
+
+_DELIVERY_STATUSES = tuple(status.value for status in DeliveryStatus)
+
+
+@dataclass
+class DatabaseFigures:
+    """What `/metrics` reads from the database, keyed by the Page's Facebook id."""
+
+    # fb page id -> delivery status -> count (over all the Page's campaigns)
+    deliveries: dict[str, dict[str, int]] = field(default_factory=dict)
+    # fb page id -> the Page's status (active, token_invalid, restricted, disconnected)
+    page_status: dict[str, str] = field(default_factory=dict)
+    # campaign status -> count
+    campaigns: dict[str, int] = field(default_factory=dict)
+    # fb page id -> campaigns paused by the circuit breaker or a spam warning
+    paused_by_breaker: dict[str, int] = field(default_factory=dict)
+
+
+async def database_figures(session: AsyncSession) -> DatabaseFigures:
+    """Read every figure of `DatabaseFigures` in one transaction."""
+    figures = DatabaseFigures()
+    sums = [func.sum(getattr(Campaign, f"n_{s}")) for s in _DELIVERY_STATUSES]
+    rows = await session.execute(
+        select(Page.fb_page_id, *sums)
+        .join(Campaign, Campaign.page_id == Page.id)
+        .group_by(Page.fb_page_id)
+    )
+    for fb_page_id, *values in rows:
+        figures.deliveries[fb_page_id] = {
+            s: int(v or 0) for s, v in zip(_DELIVERY_STATUSES, values, strict=True)
+        }
+    for fb_page_id, status in await session.execute(select(Page.fb_page_id, Page.status)):
+        figures.page_status[fb_page_id] = PageStatus(status).value
+    counted = await session.execute(select(Campaign.status, func.count()).group_by(Campaign.status))
+    figures.campaigns = {s.value: 0 for s in CampaignStatus} | {
+        CampaignStatus(s).value: int(n) for s, n in counted
+    }
+    for fb_page_id, n in await session.execute(_paused_by_breaker()):
+        figures.paused_by_breaker[fb_page_id] = int(n)
+    return figures
+
+
+def _paused_by_breaker() -> Select[str, int]:
+    """Paused campaigns whose latest pause came from the system and not from their Page's
+    stop: the circuit breaker and the spam warning (services/breaker.py pauses them as the
+    system actor, which has no user id; a person's pause always has one)."""
+    latest_pause = (
+        select(func.max(AuditLog.id))
+        .where(
+            AuditLog.object_type == "campaign",
+            AuditLog.object_id == Campaign.id,
+            AuditLog.action == "campaign.paused",
+        )
+        .correlate(Campaign)
+        .scalar_subquery()
+    )
+    by_system = (
+        select(AuditLog.id)
+        .where(AuditLog.id == latest_pause, AuditLog.actor_id.is_(None))
+        .correlate(Campaign)
+        .exists()
+    )
+    return (
+        select(Page.fb_page_id, func.count(Campaign.id))
+        .join(Campaign, Campaign.page_id == Page.id)
+        .where(
+            Campaign.status == CampaignStatus.PAUSED,
+            Campaign.paused_by_page.is_(False),
+            by_system,
+        )
+        .group_by(Page.fb_page_id)
+    )

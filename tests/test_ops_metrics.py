@@ -1,0 +1,122 @@
+"""`/metrics` after a real campaign, checked by Prometheus's own `promtool check metrics`,
+and the example alert rules of docs/prometheus-alerts.yml checked by `promtool check rules`.
+
+promtool comes from Debian's `prometheus` package (.ci/run installs it under CI=true);
+without it the checks are skipped, except under CI=true where they fail.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import httpx
+import pytest
+
+from conftest import IN_CI
+from pagecast.db import Database
+from pagecast.settings import Settings
+from test_sending import (  # noqa: F401  (fixtures)
+    PAGE,
+    RunningWorker,
+    add_people,
+    admin,
+    engine_app,
+    manager,
+    new_campaign,
+    sending_settings,
+    setup_page,
+    wait_for,
+)
+
+RULES = Path(__file__).parent.parent / "docs" / "prometheus-alerts.yml"
+
+
+def _promtool() -> str:
+    found = shutil.which("promtool")
+    if found is None:
+        reason = "promtool is missing: apt-get install prometheus (.ci/run installs it)"
+        if IN_CI:
+            pytest.fail(f"{reason}; CI=true requires it.")
+        pytest.skip(reason)
+    return found
+
+
+def _check(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [_promtool(), "check", *args], input=stdin, capture_output=True, timeout=60
+    )
+
+
+async def test_metrics_after_a_real_campaign_pass_promtool(
+    admin: httpx.AsyncClient,  # noqa: F811
+    manager: httpx.AsyncClient,  # noqa: F811
+    sim: httpx.AsyncClient,
+    sending_settings: Settings,  # noqa: F811
+    db: Database,
+) -> None:
+    _promtool()
+    page_id = await setup_page(admin, sim)
+    await add_people(sim, manager, page_id, 10)
+    campaign_id = await new_campaign(manager, page_id)
+    await manager.post(f"/api/campaigns/{campaign_id}/start")
+    async with RunningWorker(sending_settings, db) as running:
+        await wait_for(manager, campaign_id, {"completed"})
+        response = await admin.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain; version=")
+    checked = _check("metrics", stdin=response.content)
+    assert checked.returncode == 0, (checked.stdout + checked.stderr).decode()
+    text = response.text
+    for family in re.findall(r"^# TYPE (\S+) ", text, flags=re.M):
+        assert f"# HELP {family} " in text, family
+    assert f'pagecast_deliveries{{page="{PAGE}",status="sent"}} 10.0' in text
+    assert f'pagecast_sends_total{{outcome="sent",page="{PAGE}"}} 10.0' in text
+    assert 'pagecast_send_latency_seconds_bucket{le="+Inf"} 10.0' in text
+    assert "pagecast_send_latency_seconds_count 10.0" in text
+    assert f'pagecast_page_status{{page="{PAGE}",status="active"}} 1.0' in text
+    assert f'pagecast_page_status{{page="{PAGE}",status="token_invalid"}} 0.0' in text
+    assert 'pagecast_campaigns{status="completed"} 1.0' in text
+    assert f'pagecast_campaigns_paused_by_breaker{{page="{PAGE}"}} 0.0' in text
+    assert "pagecast_workers 1.0" in text
+    assert f'pagecast_worker_heartbeat_age_seconds{{worker="{running.worker.id}"}}' in text
+    assert 'pagecast_queue_jobs{queue="webhooks",state="waiting"} 0.0' in text
+
+
+def test_example_alert_rules_pass_promtool() -> None:
+    checked = _check("rules", str(RULES))
+    assert checked.returncode == 0, (checked.stdout + checked.stderr).decode()
+    rules = RULES.read_text()
+    for alert in ("TokenInvalid", "PausedByBreaker", "BacklogGrowing", "NoWorkerHeartbeat"):
+        assert f"alert: Pagecast{alert}" in rules or alert in rules, alert
+
+
+async def test_metrics_count_only_the_campaigns_the_breaker_paused(
+    admin: httpx.AsyncClient,  # noqa: F811
+    manager: httpx.AsyncClient,  # noqa: F811
+    sim: httpx.AsyncClient,
+    sending_settings: Settings,  # noqa: F811
+    db: Database,
+) -> None:
+    page_id = await setup_page(admin, sim, send_rate=50)
+    await add_people(sim, manager, page_id, 40)
+    await sim.post(
+        "/__sim/script",
+        json={
+            "match": {"path": "messages"},
+            "responses": [{"code": 100, "message": "Invalid parameter", "times": 1000}],
+        },
+    )
+    refused = await new_campaign(manager, page_id)
+    await manager.post(f"/api/campaigns/{refused}/start")
+    async with RunningWorker(sending_settings, db):
+        assert "Circuit breaker" in (await wait_for(manager, refused, {"paused"}))["status_reason"]
+    # A second campaign a person pauses (no worker runs, so it is still sending then).
+    held = await new_campaign(manager, page_id, name="Held")
+    await manager.post(f"/api/campaigns/{held}/start")
+    assert (await manager.post(f"/api/campaigns/{held}/pause")).status_code == 200
+    text = (await admin.get("/metrics")).text
+    assert 'pagecast_campaigns{status="paused"} 2.0' in text
+    assert f'pagecast_campaigns_paused_by_breaker{{page="{PAGE}"}} 1.0' in text
