@@ -95,6 +95,22 @@ def test_the_wheel_carries_the_package_and_serve_runs_from_it(
         check=True,
     ).stdout
     assert Path(where.strip()).is_relative_to(installed.venv), where
+    # Every module imports with the wheel's dependencies only (none from the dev group):
+    # the simulator, the worker and the CLI's commands, not only what `serve` loads.
+    every_module = (
+        "import importlib, pkgutil, pagecast\n"
+        "for m in pkgutil.walk_packages(pagecast.__path__, 'pagecast.'):\n"
+        "    if not m.name.startswith('pagecast.migrations'):\n"
+        "        importlib.import_module(m.name)\n"
+    )
+    imported = subprocess.run(
+        [str(installed.venv / "bin" / "python"), "-c", every_module],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert imported.returncode == 0, imported.stderr[-3000:]
 
     port = free_port()
     log = tmp_path / "serve.log"
