@@ -291,6 +291,7 @@ DASHBOARD: dict[tuple[str, str], tuple[int, set[str]]] = {
     ("GET", "/campaigns/{campaign_id}"): (404, ALL),
     ("GET", "/campaigns/{campaign_id}/panel"): (404, ALL),
     ("GET", "/campaigns/{campaign_id}/reports"): (404, ALL),
+    ("GET", "/pages/{page_id}/overview"): (404, ALL),
     ("GET", "/campaigns/{campaign_id}/deliveries"): (404, ALL),
     ("GET", "/campaigns/{campaign_id}/deliveries.csv"): (404, ALL),
     ("GET", "/campaigns/{campaign_id}/edit"): (404, WRITERS),
