@@ -198,3 +198,20 @@ def test_archive_unarchive_and_delete_a_draft(admin: Any) -> None:
     expect(admin.locator("#campaign-list tr", has_text="Draft scones")).to_have_count(0)
     assert any("Delete the draft" in message for _, message in admin.dialogs)
     assert any("Archive" in message for _, message in admin.dialogs)
+
+
+def test_page_overview_has_the_days_on_a_chart_with_axes(admin: Any) -> None:
+    admin.goto("/pages")
+    admin.locator(".page-card", has_text="Report Bakery").locator("[data-overview]").click()
+    admin.wait_for_url("**/pages/*/overview")
+    expect(admin.locator("#overview-sent")).to_have_text(str(PEOPLE - 3))
+    expect(admin.locator("#overview-failed")).to_have_text("3")
+    expect(admin.locator("#overview-opt-outs")).to_have_text("0")
+    expect(admin.locator("#overview-throttle")).to_have_text("not throttled")
+    expect(admin.locator("#overview-token")).to_contain_text("Connected and sending.")
+    chart = admin.locator("#page-days-chart")
+    expect(chart.locator(".x-title")).to_have_text("Day (UTC)")
+    expect(chart.locator(".y-title")).to_have_text("Messages")
+    expect(chart.locator(".x-tick").last).to_have_text(datetime.now(UTC).strftime("%m-%d"))
+    assert chart.locator("[data-series=sent] circle").count() == 30
+    screenshot(admin, "page-overview")

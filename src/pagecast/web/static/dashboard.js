@@ -115,6 +115,8 @@
       retryable_failed: body.retryable_failed
     };
     root.querySelectorAll("[data-count]").forEach(function (el) { el.textContent = counts[el.dataset.count]; });
+    // The outcome legend's numbers (data-legend, so the stats keep the one data-count each).
+    root.querySelectorAll("[data-legend]").forEach(function (el) { el.textContent = counts[el.dataset.legend]; });
     root.querySelectorAll("[data-field]").forEach(function (el) {
       if (values[el.dataset.field] !== undefined) el.textContent = values[el.dataset.field];
     });
