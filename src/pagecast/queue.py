@@ -9,6 +9,7 @@ the database, not the queue, decides what is sent.
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import math
@@ -53,6 +54,7 @@ __all__ = [
     "REDIS_DOWN",
     "WEBHOOK_QUEUE_NAME",
     "Queue",
+    "bull_client_name",
     "chunk_job_id",
 ]
 
@@ -82,6 +84,17 @@ _KEEP_FAILED = {"count": 1000}
 _WARN_EVERY = 60.0
 
 logger = logging.getLogger(__name__)
+
+
+# bullmq's default key prefix, which Pagecast's queues use (and Bull Board must be told).
+BULL_PREFIX = "bull"
+
+
+def bull_client_name(queue_name: str, worker_name: str) -> str:
+    """The Redis connection name by which Node's BullMQ (`Queue.getWorkers()`, Bull Board)
+    recognises a worker of `queue_name` called `worker_name` (worker/bull.py)."""
+    encoded = base64.b64encode(queue_name.encode()).decode()
+    return f"{BULL_PREFIX}:{encoded}:w:{worker_name}"
 
 
 def chunk_job_id(campaign_id: int, first_id: int, last_id: int, round_: int = 0) -> str:

@@ -13,8 +13,6 @@ import signal
 import socket
 from typing import Any
 
-from bullmq import Worker as BullWorker
-
 from pagecast.context import AppContext
 from pagecast.db import Database
 from pagecast.graph import GraphClient
@@ -22,6 +20,7 @@ from pagecast.queue import QUEUE_NAME, WEBHOOK_QUEUE_NAME, Queue
 from pagecast.ratelimit import PageLimiter
 from pagecast.security import Vault
 from pagecast.webhook_runner import Reactions
+from pagecast.worker.bull import NamedWorker
 from pagecast.worker.config import WorkerConfig
 from pagecast.worker.registry import dispatch
 from pagecast.worker.state import Clock, Env, InFlight, WorkerState
@@ -65,8 +64,8 @@ class SendingWorker:
             state=WorkerState(InFlight(config.concurrency)),
             clock=clock or Clock(),
         )
-        self._bull: BullWorker | None = None
-        self._bull_webhooks: BullWorker | None = None
+        self._bull: NamedWorker | None = None
+        self._bull_webhooks: NamedWorker | None = None
 
     @property
     def config(self) -> WorkerConfig:
@@ -101,7 +100,7 @@ class SendingWorker:
         """
         config, queue = self.config, self.env.queue
         await queue.redis()
-        self._bull = BullWorker(
+        self._bull = NamedWorker(
             QUEUE_NAME,
             self.process,
             {
@@ -114,9 +113,10 @@ class SendingWorker:
                 "drainDelay": 1,
                 "autorun": False,
             },
+            name=self.id,
         )
         # Webhook events on their own queue and job slots (queue.WEBHOOK_QUEUE_NAME).
-        self._bull_webhooks = BullWorker(
+        self._bull_webhooks = NamedWorker(
             WEBHOOK_QUEUE_NAME,
             self.process,
             {
@@ -127,6 +127,7 @@ class SendingWorker:
                 "drainDelay": 1,
                 "autorun": False,
             },
+            name=self.id,
         )
         for bull in (self._bull, self._bull_webhooks):
             bull.on("failed", lambda job, err: logger.warning("job %s failed (%s)", job.id, err))

@@ -10,6 +10,7 @@ from fastapi.responses import PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import text
 
+from pagecast import queue_jobs as queue_jobs_
 from pagecast.context import AppContext
 from pagecast.permissions import Actor, Permission
 from pagecast.services import pages
@@ -153,6 +154,32 @@ async def queue_action(action: str, actor: Admin, ctx: ContextDep) -> dict[str, 
             f"Unknown queue action {action!r}; use retry-failed, clean, pause or resume."
         )
     return {"ok": True, "action": action}
+
+
+@router.get("/api/admin/queue/jobs", **documented(None, 503))
+async def queue_jobs(
+    actor: Admin,
+    ctx: ContextDep,
+    queue: Annotated[str, Query(description="sending or webhooks")] = "sending",
+    state: Annotated[str, Query(description=", ".join(queue_jobs_.STATES))] = "failed",
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> dict[str, Any]:
+    """The newest jobs of one queue in one state, with their data and failure reason."""
+    jobs = await queue_jobs_.list_jobs(ctx.queue, queue, state, limit=limit)
+    return {"queue": queue, "state": state, "jobs": jobs}
+
+
+@router.post("/api/admin/queue/jobs/{queue}/{job_id}/retry", **documented(None, 409, 503))
+async def retry_job(queue: str, job_id: str, actor: Admin, ctx: ContextDep) -> dict[str, Any]:
+    """Run one failed job again."""
+    return await queue_jobs_.retry(ctx.queue, queue, job_id)
+
+
+@router.delete("/api/admin/queue/jobs/{queue}/{job_id}", **documented(None, 409, 503))
+async def remove_job(queue: str, job_id: str, actor: Admin, ctx: ContextDep) -> dict[str, Any]:
+    """Remove one job that is not running."""
+    await queue_jobs_.remove(ctx.queue, queue, job_id)
+    return {"ok": True, "queue": queue, "id": job_id}
 
 
 @router.get(

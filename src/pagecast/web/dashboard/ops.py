@@ -3,8 +3,12 @@ and `/api/admin/queue`, rendered; it calls those functions rather than repeating
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, Response
+from typing import Annotated, Literal
 
+from fastapi import APIRouter, Query, Request, Response
+
+from pagecast import queue_jobs
+from pagecast.errors import NotFound
 from pagecast.permissions import Permission
 from pagecast.web.api import admin
 from pagecast.web.dashboard.base import DashboardRoute, ViewerDep, page, redirect
@@ -14,11 +18,45 @@ router = APIRouter(route_class=DashboardRoute, include_in_schema=False)
 
 
 @router.get("/queue")
-async def queue_page(request: Request, viewer: ViewerDep, ctx: ContextDep) -> Response:
+async def queue_page(
+    request: Request,
+    viewer: ViewerDep,
+    ctx: ContextDep,
+    queue: Annotated[Literal["sending", "webhooks"], Query()] = "sending",
+    state: Annotated[str, Query()] = "failed",
+) -> Response:
+    """Health, both queues' counts, the workers, and one queue's jobs in one state."""
     viewer.actor.require(Permission.ADMIN)
     health = await admin.health(viewer.actor, ctx)
-    queue = await admin.queue_overview(viewer.actor, ctx) if health["redis"]["ok"] else None
-    return page(request, "queue.html", viewer, health=health, queue=queue)
+    overview = jobs = None
+    if health["redis"]["ok"]:
+        overview = await admin.queue_overview(viewer.actor, ctx)
+        jobs = await admin.queue_jobs(viewer.actor, ctx, queue=queue, state=state, limit=50)
+    return page(
+        request,
+        "queue.html",
+        viewer,
+        health=health,
+        queue=overview,
+        jobs=jobs,
+        queues=queue_jobs.QUEUES,
+        states=queue_jobs.STATES,
+    )
+
+
+@router.post("/queue/jobs/{queue}/{job_id}/{action}")
+async def job_action(
+    queue: str, job_id: str, action: str, request: Request, viewer: ViewerDep, ctx: ContextDep
+) -> Response:
+    """retry (a failed job) or remove (a job no worker runs): the API's job actions."""
+    viewer.actor.require(Permission.ADMIN)
+    if action == "retry":
+        job = await admin.retry_job(queue, job_id, viewer.actor, ctx)
+        return redirect(f"/queue?queue={queue}&state={job['state']}")
+    if action == "remove":
+        await admin.remove_job(queue, job_id, viewer.actor, ctx)
+        return redirect(f"/queue?queue={queue}")
+    raise NotFound(f"Unknown job action {action!r}; use retry or remove.")
 
 
 @router.post("/queue/{action}")

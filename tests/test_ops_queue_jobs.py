@@ -1,0 +1,67 @@
+"""One job at a time through `/api/admin/queue/jobs`: listed by queue and state with its data
+and failure reason, a failed job retried, a job removed, bad input refused naming the field."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import httpx
+
+from pagecast.db import Database
+from pagecast.settings import Settings
+from test_sending import (  # noqa: F401  (fixtures)
+    RunningWorker,
+    admin,
+    engine_app,
+    manager,
+    sending_settings,
+)
+
+
+async def _state(client: httpx.AsyncClient, job_id: str, state: str) -> dict[str, Any] | None:
+    listed = (await client.get("/api/admin/queue/jobs", params={"state": state})).json()
+    return next((j for j in listed["jobs"] if j["id"] == job_id), None)
+
+
+async def test_a_failed_job_is_listed_retried_and_removed(
+    engine_app: Any,  # noqa: F811
+    admin: httpx.AsyncClient,  # noqa: F811
+    sending_settings: Settings,  # noqa: F811
+    db: Database,
+) -> None:
+    bull = await engine_app.state.context.queue.bull()
+    job = await bull.add("nightly-report", {"report": "weekly"})
+    async with RunningWorker(sending_settings, db):
+        deadline = time.monotonic() + 30
+        while (failed := await _state(admin, job.id, "failed")) is None:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.05)
+        assert (await admin.post("/api/admin/queue/pause")).status_code == 200
+    assert failed["name"] == "nightly-report" and failed["data"] == {"report": "weekly"}
+    assert "unknown job 'nightly-report'" in failed["reason"]
+
+    retried = await admin.post(f"/api/admin/queue/jobs/sending/{job.id}/retry")
+    assert retried.status_code == 200, retried.text
+    assert retried.json()["reason"] is None and retried.json()["state"] != "failed"
+    assert await _state(admin, job.id, retried.json()["state"]) is not None
+    again = await admin.post(f"/api/admin/queue/jobs/sending/{job.id}/retry")
+    assert again.status_code == 409 and "only a failed job" in again.text
+
+    assert (await admin.delete(f"/api/admin/queue/jobs/sending/{job.id}")).status_code == 200
+    assert await _state(admin, job.id, retried.json()["state"]) is None
+    gone = await admin.delete(f"/api/admin/queue/jobs/sending/{job.id}")
+    assert gone.status_code == 404
+    await admin.post("/api/admin/queue/resume")
+
+
+async def test_an_unknown_queue_or_state_is_refused_naming_the_field(
+    admin: httpx.AsyncClient,  # noqa: F811
+) -> None:
+    bad_state = await admin.get("/api/admin/queue/jobs", params={"state": "lost"})
+    assert bad_state.status_code == 422
+    assert bad_state.json()["error"]["field"] == "state" and "failed" in bad_state.text
+    bad_queue = await admin.post("/api/admin/queue/jobs/emails/1/retry")
+    assert bad_queue.status_code == 422
+    assert bad_queue.json()["error"]["field"] == "queue" and "webhooks" in bad_queue.text
