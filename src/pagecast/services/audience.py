@@ -15,10 +15,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from pagecast.models import Campaign, Contact, MessagingType, Tag, contact_tags, utcnow
 from pagecast.services import frequency_cap
+from pagecast.services.contact_filter import STANDARD_WINDOW, has_any_tag
 
 __all__ = [
     "EXCLUSION_REASONS",
     "KNOWN_TAGS_LISTED",
+    "STANDARD_WINDOW",
     "Preview",
     "Reachable",
     "TagWarning",
@@ -35,9 +37,8 @@ __all__ = [
     "window_words",
 ]
 
-# 24 hours for standard messages; 7 days for the two message tags still allowed
+# 24 hours for standard messages (STANDARD_WINDOW); 7 days for the two message tags still allowed
 # (docs/graph-api.md, "Messaging windows and message tags").
-STANDARD_WINDOW = timedelta(hours=24)
 TAG_WINDOW = timedelta(days=7)
 EXCLUSION_REASONS = (
     "opted_out",
@@ -72,22 +73,14 @@ def reason_words(reason: str, messaging_type: MessagingType) -> str:
     return _REASON_WORDS[reason].format(window=window_words(messaging_type))
 
 
-def _has_tag(names: list[str]) -> ColumnElement[bool]:
-    return exists(
-        select(contact_tags.c.contact_id)
-        .join(Tag, Tag.id == contact_tags.c.tag_id)
-        .where(contact_tags.c.contact_id == Contact.id, Tag.name.in_(names))
-    )
-
-
 def matches(page_id: int, audience: dict[str, Any]) -> list[ColumnElement[bool]]:
     """WHERE clauses selecting the contacts of `audience` on the Page (eligible or not)."""
     clauses: list[ColumnElement[bool]] = [Contact.page_id == page_id]
     if audience["type"] == "tags":
         if audience.get("include"):
-            clauses.append(_has_tag(audience["include"]))  # any of the included tags
+            clauses.append(has_any_tag(audience["include"]))  # any of the included tags
         if audience.get("exclude"):
-            clauses.append(~_has_tag(audience["exclude"]))
+            clauses.append(~has_any_tag(audience["exclude"]))
     elif audience["type"] == "contacts":
         clauses.append(Contact.id.in_(audience["ids"]))
     return clauses

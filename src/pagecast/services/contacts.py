@@ -3,26 +3,25 @@
 from __future__ import annotations
 
 from collections import Counter
-from datetime import timedelta
-from typing import Any, Literal
+from typing import Any
 
 from sqlalchemy import delete as sql_delete
-from sqlalchemy import or_, select
+from sqlalchemy import select
 from sqlalchemy import update as sql_update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import raiseload
 
+from pagecast.contact_filter_schema import ContactFilter
 from pagecast.errors import Conflict, NotFound
 from pagecast.models import Campaign, Contact, Delivery, DeliveryStatus, Tag, contact_tags, utcnow
 from pagecast.permissions import Actor
 from pagecast.schemas import ContactCreate, ContactUpdate
-from pagecast.services import pages
+from pagecast.services import contact_filter, pages
 from pagecast.services.counters import shift
 
 __all__ = [
-    "Window",
     "add_tags",
     "create",
     "delete",
@@ -33,9 +32,6 @@ __all__ = [
     "locked",
     "update",
 ]
-
-Window = Literal["inside", "outside", "unknown"]
-STANDARD_WINDOW = timedelta(hours=24)
 
 
 def insert_for(session: AsyncSession) -> Any:
@@ -161,48 +157,21 @@ async def delete(session: AsyncSession, actor: Actor, contact_id: int) -> None:
 async def list_page(
     session: AsyncSession,
     page_id: int,
+    f: ContactFilter,
     *,
-    tag: str | None = None,
-    search: str | None = None,
-    window: Window | None = None,
-    opted_out: bool | None = None,
-    unreachable: bool | None = None,
-    is_tester: bool | None = None,
     after_id: int | None = None,
     limit: int = 50,
 ) -> list[Contact]:
-    """One page of contacts in id order; pass the last id as `after_id` for the next."""
+    """One page of the contacts matching `f`, in id order; pass the last id as `after_id`."""
     await pages.get(session, page_id)
-    query = select(Contact).where(Contact.page_id == page_id).order_by(Contact.id).limit(limit)
+    query = (
+        select(Contact)
+        .where(*contact_filter.clauses(page_id, f, utcnow()))
+        .order_by(Contact.id)
+        .limit(limit)
+    )
     if after_id is not None:
         query = query.where(Contact.id > after_id)
-    if tag is not None:
-        query = query.where(
-            Contact.id.in_(select(contact_tags.c.contact_id).join(Tag).where(Tag.name == tag))
-        )
-    if search:
-        like = f"%{search}%"
-        query = query.where(
-            or_(
-                Contact.first_name.ilike(like),
-                Contact.last_name.ilike(like),
-                Contact.psid == search,
-            )
-        )
-    if window is not None:
-        start = utcnow() - STANDARD_WINDOW
-        query = query.where(
-            {
-                "inside": Contact.last_inbound_at >= start,
-                "outside": Contact.last_inbound_at < start,
-                "unknown": Contact.last_inbound_at.is_(None),
-            }[window]
-        )
-    for flag, column in ((opted_out, Contact.opted_out_at), (unreachable, Contact.unreachable_at)):
-        if flag is not None:
-            query = query.where(column.is_not(None) if flag else column.is_(None))
-    if is_tester is not None:
-        query = query.where(Contact.is_tester if is_tester else ~Contact.is_tester)
     return list(await session.scalars(query))
 
 

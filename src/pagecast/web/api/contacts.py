@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
 
+from pagecast.contact_filter_schema import ContactFilter, Window
 from pagecast.permissions import Actor, Permission
 from pagecast.schemas import ContactCreate, ContactUpdate, Id, Line
 from pagecast.services import contacts, import_jobs, pages
@@ -26,7 +27,7 @@ async def list_contacts(
     ctx: ContextDep,
     tag: Annotated[Line | None, Query(max_length=100)] = None,
     q: Annotated[Line | None, Query(max_length=200)] = None,
-    window: contacts.Window | None = None,
+    window: Window | None = None,
     opted_out: bool | None = None,
     unreachable: bool | None = None,
     is_tester: bool | None = None,
@@ -34,15 +35,18 @@ async def list_contacts(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> dict[str, Any]:
     async with ctx.db.transaction() as session:
-        rows = await contacts.list_page(
-            session,
-            page_id,
-            tag=tag,
-            search=q,
+        f = ContactFilter(
+            tags_any=[tag] if tag else [],
+            q=q or None,
             window=window,
             opted_out=opted_out,
             unreachable=unreachable,
             is_tester=is_tester,
+        )
+        rows = await contacts.list_page(
+            session,
+            page_id,
+            f,
             after_id=render.parse_cursor(cursor),
             limit=limit,
         )

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Request, Response
 from starlette.datastructures import UploadFile
 
 from pagecast import timezones
+from pagecast.contact_filter_schema import ContactFilter, Window
 from pagecast.errors import InvalidInput
 from pagecast.models import utcnow
 from pagecast.permissions import Permission
@@ -22,7 +23,7 @@ PAGE_SIZE = 100
 
 
 # The window filter's values, from the service's own type; anything else is no filter.
-_WINDOWS: dict[str, contacts.Window] = {w: w for w in get_args(contacts.Window)}
+_WINDOWS: dict[str, Window] = {w: w for w in get_args(Window)}
 
 
 def _flag(value: str | None) -> bool | None:
@@ -54,12 +55,14 @@ async def contact_list(
             rows = await contacts.list_page(
                 session,
                 chosen.id,
-                tag=(tag or "").strip() or None,
-                search=(q or "").strip()[:200] or None,
-                window=_WINDOWS.get(window or ""),
-                opted_out=_flag(opted_out),
-                unreachable=_flag(unreachable),
-                is_tester=_flag(is_tester),
+                ContactFilter(
+                    tags_any=[t] if (t := (tag or "").strip()[:100]) else [],
+                    q=(q or "").strip()[:200] or None,
+                    window=_WINDOWS.get(window or ""),
+                    opted_out=_flag(opted_out),
+                    unreachable=_flag(unreachable),
+                    is_tester=_flag(is_tester),
+                ),
                 after_id=parse_id(after),
                 limit=PAGE_SIZE,
             )
