@@ -10,8 +10,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, StringConstraints, model_validator
 
-from pagecast.input_types import Input, Line
-from pagecast.schemas import TimeZoneName
+from pagecast.input_types import Input, Line, TimeZoneName
 
 __all__ = ["MAX_FILTER_TAGS", "ContactFilter", "TagName", "Window"]
 

@@ -21,6 +21,7 @@ from pagecast.web.api import (
     deliveries,
     page_setup,
     pages,
+    segments,
     series,
     templates,
     users,
@@ -66,7 +67,18 @@ def create_app(
         """Liveness: the process answers. No authentication, no database call."""
         return {"ok": True, "version": __version__}
 
-    routers = (auth, users, pages, page_setup, contacts, templates, campaigns, series, deliveries)
+    routers = (
+        auth,
+        users,
+        pages,
+        page_setup,
+        contacts,
+        segments,
+        templates,
+        campaigns,
+        series,
+        deliveries,
+    )
     for module in (*routers, admin, webhooks):
         app.include_router(module.router)
     dashboard.install(app)

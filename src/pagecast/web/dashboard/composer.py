@@ -80,11 +80,9 @@ def fields_from(form: FormData, zone: str = timezones.DEFAULT) -> dict[str, Any]
             "exclude": message_form.split(get("exclude")),
         }
     elif kind == "contacts":
-        # An id that is not one is passed on as text, so the audience's validation names it.
-        target = {
-            "type": "contacts",
-            "ids": [parse_id(i) or i for i in message_form.split(get("ids"))],
-        }
+        # PSIDs, pasted one per line or comma-separated; the audience's validation names
+        # any that is not one, and Save any that is not a contact of the Page.
+        target = {"type": "contacts", "psids": message_form.split(get("psids"))}
     else:
         target = {"type": "all"}
     bodies = message_form.messages_from(form)
@@ -249,7 +247,7 @@ def _values_of(campaign: Campaign, zone: str) -> dict[str, Any]:
             "audience_type": target["type"],
             "include": ", ".join(target.get("include", [])),
             "exclude": ", ".join(target.get("exclude", [])),
-            "ids": ", ".join(str(i) for i in target.get("ids", [])),
+            "psids": "\n".join(target.get("psids") or []),
             "messaging_type": campaign.messaging_type.value,
             "tag": campaign.tag or "",
             "priority": campaign.priority.value,
@@ -373,7 +371,7 @@ async def preview(request: Request, viewer: ViewerDep, ctx: ContextDep) -> Respo
             target = _AUDIENCE.validate_python(fields["audience"])  # ids within the column
             draft = Campaign(
                 page_id=fields["page_id"],
-                audience=target.model_dump(mode="json"),
+                audience=target.model_dump(mode="json", exclude_none=True),
                 messaging_type=_messaging_type(fields["messaging_type"]),
             )
             async with ctx.db.transaction() as session:
