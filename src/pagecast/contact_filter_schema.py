@@ -6,18 +6,38 @@ Only the shape and its checks live here; the SQL it means is `services/contact_f
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, StringConstraints, model_validator
+from pydantic import Field, PlainValidator, StringConstraints, WithJsonSchema, model_validator
 
 from pagecast.input_types import Input, Line, TimeZoneName
 
-__all__ = ["MAX_FILTER_TAGS", "ContactFilter", "TagName", "Window"]
+__all__ = ["MAX_FILTER_TAGS", "ContactBulk", "ContactFilter", "TagName", "Window"]
 
 Window = Literal["inside", "outside", "unknown"]
 TagName = Annotated[Line, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
 MAX_FILTER_TAGS = 50
 _Tags = Annotated[list[TagName], Field(max_length=MAX_FILTER_TAGS)]
+
+
+def _day_or_time(value: Any) -> date | datetime:
+    if isinstance(value, date):  # a datetime is a date too
+        return value
+    if isinstance(value, str) and len(value) <= 40:
+        text = value.strip()
+        try:
+            return date.fromisoformat(text) if len(text) == 10 else datetime.fromisoformat(text)
+        except ValueError:
+            pass
+    raise ValueError("is not a date (2026-03-01) or an ISO 8601 time (2026-03-01T09:00:00Z)")
+
+
+# A day (all of it, in UTC) or a moment; one type, so an error names the field alone.
+DayOrTime = Annotated[
+    date | datetime,
+    PlainValidator(_day_or_time),
+    WithJsonSchema({"type": "string", "description": "A date (2026-03-01) or an ISO 8601 time."}),
+]
 
 
 def _start(value: date | datetime) -> datetime:
@@ -40,10 +60,10 @@ class ContactFilter(Input):
     opted_out: bool | None = None
     unreachable: bool | None = None
     is_tester: bool | None = None
-    inbound_from: date | datetime | None = Field(
+    inbound_from: DayOrTime | None = Field(
         None, description="Last wrote to the Page at or after this (a date is its 00:00 UTC)."
     )
-    inbound_to: date | datetime | None = Field(
+    inbound_to: DayOrTime | None = Field(
         None, description="Last wrote to the Page at or before this (a date: that whole day, UTC)."
     )
     q: Annotated[Line, StringConstraints(strip_whitespace=True, max_length=200)] | None = Field(
@@ -56,7 +76,7 @@ class ContactFilter(Input):
         after, before = self.inbound_after, self.inbound_before
         if after is not None and before is not None and before <= after:
             raise ValueError(
-                "inbound_to is before inbound_from; give the earlier date in inbound_from"
+                "inbound_to: is before inbound_from; give the earlier date in inbound_from"
             )
         return self
 
@@ -78,3 +98,30 @@ class ContactFilter(Input):
     def is_empty(self) -> bool:
         """No field filters: every contact of the Page matches."""
         return self == ContactFilter()
+
+
+class ContactBulk(Input):
+    """`POST /api/pages/{id}/contacts/bulk`: one action on chosen contacts or on every
+    contact matching a filter."""
+
+    action: Literal["tag", "untag", "opt_out"]
+    tag: TagName | None = Field(None, description="The tag to add or remove (tag, untag).")
+    ids: (
+        Annotated[list[Annotated[int, Field(ge=1, le=2**31 - 1)]], Field(max_length=10_000)] | None
+    ) = Field(None, description="The contacts chosen (their ids), at most 10,000.")
+    filter: ContactFilter | None = Field(
+        None, description="Every contact matching this filter (an empty one: all the Page's)."
+    )
+
+    @model_validator(mode="after")
+    def _one_target(self) -> ContactBulk:
+        if (self.ids is None) == (self.filter is None):
+            raise ValueError(
+                "ids: give either ids (the contacts chosen) or filter (every contact "
+                "matching it), one of the two"
+            )
+        if self.ids is not None and not self.ids:
+            raise ValueError("ids: is empty; choose at least one contact")
+        if self.action in ("tag", "untag") and not self.tag:
+            raise ValueError(f"tag: {self.action} needs the name of the tag")
+        return self

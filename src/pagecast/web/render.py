@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
+from pagecast.contact_filter_schema import ContactFilter
 from pagecast.csv_export import csv_chunks
 from pagecast.db import Database
 from pagecast.errors import InvalidInput
@@ -23,7 +24,7 @@ from pagecast.models import (
     utcnow,
 )
 from pagecast.schemas import ID_MAX, parse_id
-from pagecast.services import campaigns, delivery_list, pacing
+from pagecast.services import campaigns, contact_list, delivery_list, pacing
 from pagecast.services.audience import Preview, TagWarning
 from pagecast.services.delivery_list import Filters, Item
 from pagecast.services.review import Review
@@ -32,6 +33,7 @@ __all__ = [
     "DELIVERY_FIELDS",
     "campaign",
     "contact",
+    "contacts_csv",
     "cursor",
     "deliveries_csv",
     "delivery",
@@ -117,6 +119,17 @@ async def deliveries_csv(db: Database, campaign_id: int, filters: Filters) -> As
             yield [list(delivery(item).values()) for item in batch]
 
     async for text in csv_chunks(DELIVERY_FIELDS, batches()):
+        yield text
+
+
+async def contacts_csv(
+    db: Database, page_id: int, f: ContactFilter, now: datetime
+) -> AsyncIterator[str]:
+    """The contacts CSV of the API, the dashboard and the CLI: `contact_list.EXPORT_COLUMNS`
+    (the importer's), a batch at a time (constant memory)."""
+    async for text in csv_chunks(
+        contact_list.EXPORT_COLUMNS, contact_list.batches(db, page_id, f, now=now)
+    ):
         yield text
 
 

@@ -1,4 +1,4 @@
-"""Contacts of a Page: list with filters and cursor paging, CRUD, CSV imports (background jobs)."""
+"""Contacts of a Page: CRUD and CSV imports (background jobs); the list is `contact_list`."""
 
 from __future__ import annotations
 
@@ -6,9 +6,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
 
-from pagecast.contact_filter_schema import ContactFilter, Window
 from pagecast.permissions import Actor, Permission
-from pagecast.schemas import ContactCreate, ContactUpdate, Id, Line
+from pagecast.schemas import ContactCreate, ContactUpdate, Id
 from pagecast.services import contacts, import_jobs, pages
 from pagecast.web import openapi, render
 from pagecast.web.deps import ContextDep, require
@@ -18,42 +17,6 @@ from pagecast.web.uploads import store_upload
 router = APIRouter(prefix="/api", tags=["contacts"], responses=errors(*API_ERRORS))
 Reader = Annotated[Actor, require(Permission.CONTACTS_READ)]
 Writer = Annotated[Actor, require(Permission.CONTACTS_WRITE)]
-
-
-@router.get("/pages/{page_id}/contacts", **documented(openapi.ContactList))
-async def list_contacts(
-    page_id: Id,
-    actor: Reader,
-    ctx: ContextDep,
-    tag: Annotated[Line | None, Query(max_length=100)] = None,
-    q: Annotated[Line | None, Query(max_length=200)] = None,
-    window: Window | None = None,
-    opted_out: bool | None = None,
-    unreachable: bool | None = None,
-    is_tester: bool | None = None,
-    cursor: Annotated[str | None, Query(max_length=200)] = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
-) -> dict[str, Any]:
-    async with ctx.db.transaction() as session:
-        f = ContactFilter(
-            tags_any=[tag] if tag else [],
-            q=q or None,
-            window=window,
-            opted_out=opted_out,
-            unreachable=unreachable,
-            is_tester=is_tester,
-        )
-        rows = await contacts.list_page(
-            session,
-            page_id,
-            f,
-            after_id=render.parse_cursor(cursor),
-            limit=limit,
-        )
-        return {
-            "items": [render.contact(c) for c in rows],
-            "next_cursor": render.cursor(rows[-1].id) if len(rows) == limit else None,
-        }
 
 
 @router.post("/pages/{page_id}/contacts", **documented(openapi.ContactOut, 409, status=201))
