@@ -27,6 +27,7 @@ def _routers() -> list[APIRouter]:
         message_templates,
         ops,
         pages,
+        segments,
         series,
         users,
     )
@@ -41,6 +42,7 @@ def _routers() -> list[APIRouter]:
         facebook_connect,
         pages,
         contacts,
+        segments,
         message_templates,
         series,
         ops,
