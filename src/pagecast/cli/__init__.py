@@ -2,7 +2,7 @@
 
 `pagecast.cli.base` holds the Typer apps and the shared runner; the commands live in
 `processes` (serve, web, worker, simulator), `admin` (db, users, tokens, config), `data`
-(pages, contacts, campaigns), `series` (recurring series), `deliveries` (campaigns
+(pages, contacts, campaigns), `series` (recurring series), `segments` (saved contact filters), `deliveries` (campaigns
 deliveries), `experiments` (campaigns results, campaigns winner) and `page_setup` (pages
 sync, pages webhook).
 """
@@ -17,6 +17,7 @@ from pagecast.cli import (  # noqa: F401  (they register their commands)
     local_time,
     page_setup,
     processes,
+    segments,
     series,
 )
 from pagecast.cli.base import app
