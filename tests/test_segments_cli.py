@@ -12,7 +12,7 @@ from factories import SIM_TOKEN
 from test_cli import data_dir, migrated_dir, run  # noqa: F401 (fixtures of the CLI's tests)
 
 
-def _page_with_contacts(data_dir: Path, tmp_path: Path, simulator: Any) -> None:
+def _page_with_contacts(data_dir: Path, tmp_path: Path, simulator: Any) -> None:  # noqa: F811
     url = simulator.url
     httpx.post(f"{url}/__sim/reset").raise_for_status()
     httpx.post(
