@@ -223,6 +223,8 @@ async def test_dashboard_numbers_are_checked(
 async def test_dashboard_searches_refuse_nul(app: Any, db: Database, vault: Any) -> None:
     page = await connected_page(db, vault)
     async with await _dashboard(app, db) as client:
-        for path in ("/campaigns?q=a%00", f"/contacts?page_id={page.id}&tag=a%00"):
-            assert (await client.get(path)).status_code == 404, path
-        assert (await client.get("/contacts?q=a%0Ab")).status_code == 404
+        assert (await client.get("/campaigns?q=a%00")).status_code == 404
+        # The contacts list reads its filter as the API does: the field is named (issue 21).
+        for path in (f"/contacts?page_id={page.id}&tag=a%00", "/contacts?q=a%0Ab"):
+            answer = await client.get(path)
+            assert answer.status_code == 422 and "U+00" in answer.text, path

@@ -75,8 +75,8 @@ def test_new_campaign_to_the_filtered_people_sends_to_exactly_them(
     admin: Any, sim_api: httpx.Client
 ) -> None:
     admin.goto("/contacts")
-    admin.fill("form.filters input[name=tag]", "vip")
-    admin.click("form.filters button[type=submit]")
+    admin.fill("#contact-filters input[name=tags_any]", "vip")
+    admin.click("#contact-filters button[type=submit]")
     expect(admin.locator("input[name=contact_id]")).to_have_count(len(VIP))
     admin.click("#campaign-to-filter")
     admin.wait_for_url("**/campaigns/new?*")
@@ -106,7 +106,7 @@ def test_new_campaign_to_ticked_people_uses_their_psids(admin: Any) -> None:
 
 
 def test_a_filter_saved_as_a_segment_is_listed_and_guarded(admin: Any) -> None:
-    admin.goto("/contacts?tag=regular")
+    admin.goto("/contacts?tags_any=regular")
     admin.fill("#save-segment input[name=name]", "Regulars")
     admin.click("#save-segment button[type=submit]")
     admin.wait_for_url("**/segments?page_id=*")
@@ -126,3 +126,12 @@ def test_a_filter_saved_as_a_segment_is_listed_and_guarded(admin: Any) -> None:
     expect(admin.locator("body")).to_contain_text("Regular rye")  # the refusal names it
     admin.goto("/segments")
     expect(admin.locator("#segments tr", has_text="Regulars")).to_have_count(1)
+
+
+def test_select_all_matching_gives_a_campaign_to_the_filter(admin: Any) -> None:
+    admin.goto("/contacts?tags_any=vip")
+    admin.check("#select-all-matching")
+    admin.click("#campaign-to-selected")
+    admin.wait_for_url("**/campaigns/new?*")
+    expect(admin.locator("input[name=audience_type][value=filter]")).to_be_checked()
+    expect(admin.locator("#eligible-count")).to_have_text(str(len(VIP)))

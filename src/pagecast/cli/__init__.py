@@ -2,8 +2,8 @@
 
 `pagecast.cli.base` holds the Typer apps and the shared runner; the commands live in
 `processes` (serve, web, worker, simulator), `admin` (db, users, tokens, config), `data`
-(pages, contacts, campaigns), `series` (recurring series), `segments` (saved contact filters), `deliveries` (campaigns
-deliveries), `experiments` (campaigns results, campaigns winner) and `page_setup` (pages
+(pages, contacts, campaigns), `contacts` (contacts list and export), `series` (recurring
+series), `segments` (saved contact filters), `deliveries` (campaigns deliveries), `experiments` (campaigns results, campaigns winner) and `page_setup` (pages
 sync, pages webhook).
 """
 
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from pagecast.cli import (  # noqa: F401  (they register their commands)
     admin,
+    contacts,
     data,
     deliveries,
     experiments,

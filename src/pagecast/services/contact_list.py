@@ -177,12 +177,12 @@ async def page(
         NotFound: no such Page.
         InvalidInput: a cursor this API did not give for this sort.
     """
-    await pages.get(session, page_id)
     where = contact_filter.clauses(page_id, f, now)
     back = False
-    if cursor is not None:
+    if cursor is not None:  # a bad cursor is refused before the Page is looked up
         value, last_id, back = _decode(cursor, sort)
         where.append(_beyond(sort, value, last_id, back))
+    await pages.get(session, page_id)
     rows = list(
         await session.scalars(
             select(Contact).where(*where).order_by(*_order(sort, back)).limit(limit + 1)

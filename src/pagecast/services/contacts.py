@@ -13,12 +13,11 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import raiseload
 
-from pagecast.contact_filter_schema import ContactFilter
 from pagecast.errors import Conflict, NotFound
 from pagecast.models import Campaign, Contact, Delivery, DeliveryStatus, Tag, contact_tags, utcnow
 from pagecast.permissions import Actor
 from pagecast.schemas import ContactCreate, ContactUpdate
-from pagecast.services import contact_filter, pages
+from pagecast.services import pages
 from pagecast.services.counters import shift
 
 __all__ = [
@@ -28,7 +27,6 @@ __all__ = [
     "ensure_tags",
     "get",
     "insert_for",
-    "list_page",
     "locked",
     "update",
 ]
@@ -152,27 +150,6 @@ async def delete(session: AsyncSession, actor: Actor, contact_id: int) -> None:
     await _delete_deliveries(session, contact_id)
     await session.delete(contact)
     await session.flush()
-
-
-async def list_page(
-    session: AsyncSession,
-    page_id: int,
-    f: ContactFilter,
-    *,
-    after_id: int | None = None,
-    limit: int = 50,
-) -> list[Contact]:
-    """One page of the contacts matching `f`, in id order; pass the last id as `after_id`."""
-    await pages.get(session, page_id)
-    query = (
-        select(Contact)
-        .where(*contact_filter.clauses(page_id, f, utcnow()))
-        .order_by(Contact.id)
-        .limit(limit)
-    )
-    if after_id is not None:
-        query = query.where(Contact.id > after_id)
-    return list(await session.scalars(query))
 
 
 async def _delete_deliveries(session: AsyncSession, contact_id: int) -> Counter[int]:

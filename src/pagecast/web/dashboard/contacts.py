@@ -1,18 +1,15 @@
-"""Contacts of a Page: search and filters, tags in bulk, CSV imports with live progress and a per-row report."""
+"""Contacts of a Page: tags and time zone of the ticked ones, testers, CSV imports with live
+progress and a per-row report, the audience sync; the list itself is `contact_list`."""
 
 from __future__ import annotations
-
-from typing import Any, get_args
 
 from fastapi import APIRouter, Request, Response
 from starlette.datastructures import UploadFile
 
 from pagecast import timezones
-from pagecast.contact_filter_schema import ContactFilter, Window
 from pagecast.errors import InvalidInput
-from pagecast.models import utcnow
 from pagecast.permissions import Permission
-from pagecast.schemas import ContactUpdate, Id, Line, parse_id
+from pagecast.schemas import ContactUpdate, Id, parse_id
 from pagecast.services import contacts, import_jobs, page_syncs, pages
 from pagecast.web.dashboard.base import DashboardRoute, ViewerDep, page, redirect, same_site_path
 from pagecast.web.deps import ContextDep
@@ -20,80 +17,6 @@ from pagecast.web.uploads import store_upload
 
 router = APIRouter(route_class=DashboardRoute, include_in_schema=False)
 PAGE_SIZE = 100
-
-
-# The window filter's values, from the service's own type; anything else is no filter.
-_WINDOWS: dict[str, Window] = {w: w for w in get_args(Window)}
-
-
-def _flag(value: str | None) -> bool | None:
-    return {"yes": True, "no": False}.get(value or "")
-
-
-@router.get("/contacts")
-async def contact_list(
-    request: Request,
-    viewer: ViewerDep,
-    ctx: ContextDep,
-    page_id: str | None = None,
-    q: Line | None = None,
-    tag: Line | None = None,
-    window: str | None = None,
-    opted_out: str | None = None,
-    unreachable: str | None = None,
-    is_tester: str | None = None,
-    after: str | None = None,
-) -> Response:
-    viewer.actor.require(Permission.CONTACTS_READ)
-    async with ctx.db.transaction() as session:
-        page_rows = await pages.list_all(session)
-        chosen = next((p for p in page_rows if str(p.id) == page_id), None) or (
-            page_rows[0] if page_rows else None
-        )
-        rows: list[Any] = []
-        if chosen is not None:
-            rows = await contacts.list_page(
-                session,
-                chosen.id,
-                ContactFilter(
-                    tags_any=[t] if (t := (tag or "").strip()[:100]) else [],
-                    q=(q or "").strip()[:200] or None,
-                    window=_WINDOWS.get(window or ""),
-                    opted_out=_flag(opted_out),
-                    unreachable=_flag(unreachable),
-                    is_tester=_flag(is_tester),
-                ),
-                after_id=parse_id(after),
-                limit=PAGE_SIZE,
-            )
-        recent = (
-            await import_jobs.list_recent(session, page_id=chosen.id, limit=5)
-            if chosen is not None
-            else []
-        )
-    filters = {
-        "q": q or "",
-        "tag": tag or "",
-        "window": window or "",
-        "opted_out": opted_out or "",
-        "unreachable": unreachable or "",
-        "is_tester": is_tester or "",
-    }
-    return page(
-        request,
-        "contacts.html",
-        viewer,
-        pages=page_rows,
-        chosen=chosen,
-        rows=rows,
-        filters=filters,
-        next_after=rows[-1].id if len(rows) == PAGE_SIZE else None,
-        imports=[import_jobs.report(j, errors=False) for j in recent],
-        max_tags=ctx.settings.import_max_tags_per_contact,
-        max_bytes=ctx.settings.import_max_bytes,
-        now=utcnow(),
-        zone_names=timezones.names(),
-    )
 
 
 @router.post("/contacts/tags")

@@ -79,6 +79,14 @@ async def campaign_to_chosen(request: Request, viewer: ViewerDep, ctx: ContextDe
     """ "New campaign to these people" from ticked contacts: the composer with their PSIDs."""
     viewer.actor.require(Permission.CAMPAIGNS_WRITE)
     form = await request.form()
+    if form.get("scope") == "all":  # "Select all N matching": the list's filter itself
+        kept = {
+            key.removeprefix("f_"): value
+            for key, value in form.multi_items()
+            if key.startswith("f_") and isinstance(value, str) and value
+        }
+        query = {"page_id": str(form.get("page_id", "")), "audience": "filter", **kept}
+        return redirect(f"/campaigns/new?{urlencode(query)}")
     ids = [i for v in form.getlist("contact_id") if isinstance(v, str) and (i := parse_id(v))]
     if not ids:
         raise InvalidInput("Tick at least one contact first.", field="contact_id")

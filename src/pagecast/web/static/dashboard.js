@@ -209,4 +209,19 @@
     var state = document.getElementById("import-state");
     if (state) state.textContent = event.detail.successful ? "Uploaded; importing in the background." : "The file was refused; see the message below.";
   });
+
+  // Contacts list: the header box ticks the rows shown; "Select all N matching" ticks them
+  // too and sends scope=all, so the server acts on every contact of the filter.
+  document.addEventListener("change", function (event) {
+    var id = event.target.id;
+    if (id !== "select-page" && id !== "select-all-matching") return;
+    var on = event.target.checked;
+    document.querySelectorAll("#bulk-tags input[name=contact_id]").forEach(function (box) {
+      box.checked = on;
+    });
+    var page = document.getElementById("select-page");
+    if (page && id === "select-all-matching") page.checked = on;
+    var all = document.getElementById("select-all-matching");
+    if (all && id === "select-page" && !on) all.checked = false;
+  });
 })();
