@@ -187,9 +187,11 @@ async def check(session: AsyncSession, page_id: int, target: dict[str, Any]) -> 
         return
     what = "PSID" if by_psid else "contact id"
     raise InvalidInput(
-        f"{len(missing):,} {what}{'s' if len(missing) != 1 else ''} "
-        f"{'are' if len(missing) != 1 else 'is'} not contacts of Page {page_id}: {_listed(missing)}. "
-        "Remove them, or import those people first (the contacts list shows each PSID).",
+        f"{len(missing):,} {what}s are not contacts of Page {page_id}: {_listed(missing)}. "
+        "Remove them, or import those people first (the contacts list shows each PSID)."
+        if len(missing) > 1
+        else f"{what} {missing[0]} is not a contact of Page {page_id}. Remove it, or import "
+        "that person first (the contacts list shows each PSID).",
         field=field,
     )
 

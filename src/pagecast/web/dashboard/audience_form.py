@@ -53,12 +53,12 @@ def target_from(get: Callable[[str], str]) -> dict[str, Any]:
     """The audience fields of the form as the API's `audience`."""
     kind = get("audience_type") or "all"
     if kind == "tags":
-        return {
+        target = {
             "type": "tags",
             "include": message_form.split(get("include")),
             "exclude": message_form.split(get("exclude")),
-            "match": "all" if get("tags_match") == "all" else "any",
         }
+        return target | ({"match": "all"} if get("tags_match") == "all" else {})
     if kind == "contacts":
         # PSIDs, pasted one per line or comma-separated; the audience's validation names
         # any that is not one, and Save any that is not a contact of the Page.
