@@ -13,7 +13,6 @@ from typing import Any
 import httpx
 import pytest
 
-from conftest import ApiFactory
 from factories import SIM_TOKEN, connected_page, import_contacts
 from pagecast.db import Database
 from pagecast.models import Role
@@ -47,7 +46,7 @@ async def _contacts(client: httpx.AsyncClient, page_id: int) -> dict[str, Any]:
 
 @pytest.mark.parametrize("delimiter", [",", ";", "\t"], ids=["comma", "semicolon", "tab"])
 async def test_each_delimiter_is_read_with_quoted_cells_kept_whole(
-    api: ApiFactory, db: Database, vault: Vault, tmp_path: Path, delimiter: str
+    api: Any, db: Database, vault: Vault, tmp_path: Path, delimiter: str
 ) -> None:
     page = await connected_page(db, vault)
     manager = await api(Role.MANAGER)
@@ -77,7 +76,7 @@ def test_a_comma_file_with_semicolon_tags_is_read_as_commas() -> None:
 
 
 async def test_a_header_without_psid_names_the_delimiters(
-    api: ApiFactory, db: Database, vault: Vault
+    api: Any, db: Database, vault: Vault
 ) -> None:
     page = await connected_page(db, vault)
     manager = await api(Role.MANAGER)

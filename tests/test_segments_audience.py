@@ -14,7 +14,6 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from conftest import ApiFactory
 from factories import ADMIN_ACTOR, connected_page
 from pagecast.db import Database
 from pagecast.models import Campaign, Contact, Delivery, DeliveryStatus, Role, utcnow
@@ -23,7 +22,7 @@ from pagecast.services import sending
 
 
 @pytest.fixture
-async def manager(api: ApiFactory) -> httpx.AsyncClient:
+async def manager(api: Any) -> httpx.AsyncClient:
     return await api(Role.MANAGER)
 
 
