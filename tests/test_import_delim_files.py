@@ -66,11 +66,13 @@ async def test_each_delimiter_is_read_with_quoted_cells_kept_whole(
     assert (second["created"], second["updated"], second["refused"]) == (1, 1, 0)
 
 
-def test_a_comma_file_with_semicolon_tags_is_read_as_commas() -> None:
-    """The Sniffer alone may take the tags' `;` for the delimiter; the header decides."""
-    sample = b"psid,tags\n1,a;b;c\n2,d;e;f\n3,g;h;i\n"
-    assert detect_delimiter(sample) == ","
-    assert detect_delimiter(b"psid;tags\n1;a,b\n") == ";"
+def test_the_header_decides_when_the_sniffer_cannot_tell() -> None:
+    """Rows with cells left off (the import pads them) leave `csv.Sniffer` without a
+    consistent count; the header's `psid` column decides."""
+    assert detect_delimiter(b"psid;first_name;last_name\n1;Ann\n2;Bo;Li\n3\n") == ";"
+    assert detect_delimiter(b"psid\tfirst_name\tlast_name\n1\n2\tBo\n") == "\t"
+    assert detect_delimiter(b"psid,first_name,tags\n1\n2,Bo,a;b;c;d\n3,,x;y\n") == ","
+    assert detect_delimiter(b"psid,tags\n1,a;b;c\n2,d;e;f\n") == ","  # tags' own `;`
     assert detect_delimiter(b'"psid"\t"first_name"\r\n1\t"x;y,z"\r\n') == "\t"
     assert detect_delimiter(b"psid\n1\n") == ","  # one column: nothing to tell, comma
 

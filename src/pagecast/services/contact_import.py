@@ -131,8 +131,8 @@ def detect_delimiter(sample: bytes) -> str:
 
     `csv.Sniffer`, restricted to the three, makes the first guess; the guess is kept only if
     the header it splits names a `psid` column, else the first delimiter that does is taken
-    (a header never holds a delimiter, and the Sniffer can be misled by a comma-separated
-    file's semicolon-separated `tags`). Comma when nothing tells.
+    (column names hold no delimiter; the Sniffer finds none in rows with cells left off,
+    which the import pads). Comma when nothing tells.
     """
     text = sample.decode("utf-8-sig", errors="ignore")
     if len(sample) >= _SNIFF_BYTES and "\n" in text:
