@@ -215,7 +215,7 @@ async def test_dashboard_numbers_are_checked(
         form = {"csrf_token": csrf, "name": "x", "page_id": number, "text": "hi"}
         composed = await client.post("/campaigns/new", data=form)
         assert composed.status_code == 422 and 'class="field-error"' in composed.text
-        form |= {"page_id": str(page.id), "audience_type": "contacts", "ids": f"1, {number}"}
+        form |= {"page_id": str(page.id), "audience_type": "contacts", "psids": f"1, {number}"}
         composed = await client.post("/campaigns/new", data=form)
         assert composed.status_code == 422 and 'class="field-error"' in composed.text
 

@@ -43,6 +43,7 @@ def _postgres_answers() -> bool:
         ("serve_load.py", "serve_load"),
         ("import_load.py", "import_load"),
         ("delivery_list.py", "delivery_list"),
+        ("contacts_list.py", "contacts_list"),
         ("local_time_plan.py", "local_time_plan"),
     ],
 )

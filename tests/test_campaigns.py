@@ -133,7 +133,7 @@ async def test_create_returns_a_draft_with_every_count(
         (
             {"audience": {"type": "contacts", "ids": [987654]}},
             "audience.ids",
-            "not contacts of Page",
+            "987654 is not a contact of Page",
         ),
         ({"audience": {"type": "everyone"}}, "audience", ""),
         ({"scheduled_at": "2026-12-01T09:00:00"}, "scheduled_at", "timezone"),

@@ -10,8 +10,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, PlainValidator, StringConstraints, WithJsonSchema, model_validator
 
-from pagecast.input_types import Input, Line
-from pagecast.schemas import TimeZoneName
+from pagecast.input_types import Input, Line, TimeZoneName
 
 __all__ = ["MAX_FILTER_TAGS", "ContactBulk", "ContactFilter", "TagName", "Window"]
 
@@ -68,7 +67,7 @@ class ContactFilter(Input):
         None, description="Last wrote to the Page at or before this (a date: that whole day, UTC)."
     )
     q: Annotated[Line, StringConstraints(strip_whitespace=True, max_length=200)] | None = Field(
-        None, description="Part of the first or last name, or the exact PSID."
+        None, description="Digits only: the exact PSID; else part of the first or last name."
     )
     timezone: TimeZoneName | None = Field(None, description="The contact's IANA time zone.")
 

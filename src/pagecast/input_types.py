@@ -1,5 +1,5 @@
 """The field types every request body is built from: `Input` (unknown fields refused),
-`Text` and `Line` (no control characters) and `HttpUrl`/`HttpsUrl`."""
+`Text` and `Line` (no control characters), `HttpUrl`/`HttpsUrl` and `TimeZoneName`."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints
 
-__all__ = ["HttpUrl", "HttpsUrl", "Input", "Line", "Text"]
+from pagecast import timezones
+
+__all__ = ["HttpUrl", "HttpsUrl", "Input", "Line", "Text", "TimeZoneName"]
 
 # NUL is refused by PostgreSQL text (asyncpg raised a 500), lone surrogates cannot be encoded
 # as UTF-8 (neither database stores them), and Messenger shows other C0 controls as nothing.
@@ -57,6 +59,16 @@ def _https_url(value: str) -> str:
         "use the https:// address"
     )
 
+
+def _zone_name(value: str) -> str:
+    found = timezones.canonical(value)
+    if found is None:
+        raise ValueError(timezones.unknown_message(value))
+    return found
+
+
+# An IANA zone name, stored as the tz database spells it ("asia/manila" -> "Asia/Manila").
+TimeZoneName = Annotated[Line, AfterValidator(_zone_name)]
 
 HttpUrl = Annotated[Line, StringConstraints(max_length=2000), AfterValidator(_http_url)]
 # Media and links Messenger opens itself (images, a card's tap, uploads): public HTTPS only.

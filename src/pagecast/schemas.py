@@ -21,8 +21,9 @@ from pydantic import (
 )
 
 from pagecast import timezones
+from pagecast.contact_filter_schema import ContactFilter
 from pagecast.errors import InvalidInput
-from pagecast.input_types import HttpUrl, Input, Line, Text
+from pagecast.input_types import HttpUrl, Input, Line, Text, TimeZoneName
 from pagecast.message_schema import Content
 from pagecast.models import MessagingType, Priority, Role
 from pagecast.services import due_times
@@ -58,6 +59,8 @@ __all__ = [
     "parse_id",
 ]
 
+MAX_CHOSEN = 100_000
+
 ALLOWED_TAGS = ("HUMAN_AGENT", "CUSTOMER_FEEDBACK")
 RETIRED_TAGS = ("ACCOUNT_UPDATE", "CONFIRMED_EVENT_UPDATE", "POST_PURCHASE_UPDATE")
 MAX_SEND_RATE = 300.0  # Meta's per-Page ceiling for text sends (docs/graph-api.md, "Rate limits")
@@ -83,15 +86,6 @@ def parse_id(text: str | None, maximum: int = ID_MAX) -> int | None:
     return value if 1 <= value <= maximum else None
 
 
-def _zone_name(value: str) -> str:
-    found = timezones.canonical(value)
-    if found is None:
-        raise ValueError(timezones.unknown_message(value))
-    return found
-
-
-# An IANA zone name, stored as the tz database spells it ("asia/manila" -> "Asia/Manila").
-TimeZoneName = Annotated[Line, AfterValidator(_zone_name)]
 Name = Annotated[Line, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 _PRINTABLE_ASCII = re.compile(r"[\x21-\x7e]+")
 
@@ -153,6 +147,9 @@ class AudienceTags(Input):
     type: Literal["tags"]
     include: list[Annotated[Line, StringConstraints(min_length=1, max_length=100)]] = []
     exclude: list[Annotated[Line, StringConstraints(min_length=1, max_length=100)]] = []
+    match: Literal["any", "all"] = Field(
+        "any", description="Whether a contact needs any one (default) or all of `include`."
+    )
 
     @model_validator(mode="after")
     def _something(self) -> AudienceTags:
@@ -161,12 +158,65 @@ class AudienceTags(Input):
         return self
 
 
+def _psid(value: Any) -> Any:
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+def _psid_digits(value: str) -> str:
+    if not value.isascii() or not value.isdigit() or len(value) > 64:
+        raise ValueError(
+            f"{value[:40]!r} is not a Page-scoped id (PSID: digits only, at most 64); the "
+            "contacts list shows each person's PSID"
+        )
+    return value
+
+
+Psid = Annotated[
+    str,
+    BeforeValidator(_psid),
+    StringConstraints(strip_whitespace=True),
+    AfterValidator(_psid_digits),
+]
+
+
 class AudienceContacts(Input):
+    """Chosen people, by PSID. `ids` (internal contact ids) is still read, for clients
+    written before PSIDs; give one of the two."""
+
     type: Literal["contacts"]
-    ids: Annotated[list[Id], Field(min_length=1, max_length=100_000)]
+    psids: Annotated[list[Psid], Field(min_length=1, max_length=MAX_CHOSEN)] | None = None
+    ids: Annotated[list[Id], Field(min_length=1, max_length=MAX_CHOSEN)] | None = None
+
+    @model_validator(mode="after")
+    def _one_list(self) -> AudienceContacts:
+        if (self.psids is None) == (self.ids is None):
+            raise ValueError(
+                "give the chosen people's PSIDs in psids (ids, internal contact ids, is the "
+                "older form; not both)"
+            )
+        if self.psids is not None:
+            self.psids = list(dict.fromkeys(self.psids))
+        return self
 
 
-Audience = Annotated[AudienceAll | AudienceTags | AudienceContacts, Field(discriminator="type")]
+class AudienceFilter(Input):
+    """The contacts matching a filter (the contacts list's), evaluated when the campaign starts."""
+
+    type: Literal["filter"]
+    filter: ContactFilter
+
+
+class AudienceSegment(Input):
+    """A saved segment of the Page, its filter evaluated when the campaign starts."""
+
+    type: Literal["segment"]
+    segment_id: Id
+
+
+Audience = Annotated[
+    AudienceAll | AudienceTags | AudienceContacts | AudienceFilter | AudienceSegment,
+    Field(discriminator="type"),
+]
 
 Tag = Annotated[Line, StringConstraints(strip_whitespace=True, to_upper=True)]
 

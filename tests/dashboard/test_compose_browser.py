@@ -95,7 +95,7 @@ def test_errors_show_in_words_at_once_not_only_at_save(admin: Any) -> None:
     )
     admin.fill("input[name=preview_contact]", "")
     admin.check("input[name=audience_type][value=contacts]")
-    admin.fill("input[name=ids]", "1, 424242")
+    admin.fill("textarea[name=psids]", "7100\n424242, 434343")  # PSIDs (issue 21)
     expect(admin.locator("#preview [data-problem=audience]")).to_contain_text(
         "not contacts of Page"
     )

@@ -48,6 +48,7 @@ def test_composer_form_becomes_the_api_body() -> None:
         "type": "tags",
         "include": ["vip", "newsletter"],
         "exclude": ["churned"],
+        "match": "any",  # any one of the included tags (issue 21: or all of them)
     }
     assert [b.type for b in body.content.buttons] == ["web_url", "postback"]
     assert [q.title for q in body.content.quick_replies] == ["Yes", "No"]

@@ -3,9 +3,10 @@
 `pagecast.cli.base` holds the Typer apps and the shared runner; the commands live in
 `processes` (serve, web, worker, simulator), `admin` (db, users, tokens, config, queue),
 `data` (pages, contacts), `campaigns` (campaigns, on this machine or remote: `backend`),
-`contacts` (contacts list and export), `series` (recurring series), `deliveries` (campaigns
-deliveries), `experiments` (campaigns results, campaigns winner), `page_setup` (pages sync,
-pages webhook) and `reports` (campaigns report, pages overview).
+`contacts` (contacts list and export), `series` (recurring series), `segments` (saved contact
+filters), `deliveries` (campaigns deliveries), `experiments` (campaigns results, campaigns
+winner), `page_setup` (pages sync, pages webhook) and `reports` (campaigns report, pages
+overview).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pagecast.cli import (  # noqa: F401  (they register their commands)
     page_setup,
     processes,
     reports,
+    segments,
     series,
 )
 from pagecast.cli.base import app, main

@@ -18,6 +18,7 @@ from pagecast.models.base import (
 from pagecast.models.campaigns import Campaign, Delivery, Template
 from pagecast.models.inbound import ContactImport, PageSync, WebhookEvent
 from pagecast.models.pages import Contact, MessageAttachment, Page, Tag, contact_tags
+from pagecast.models.segments import Segment
 from pagecast.models.series import Series, SeriesMode, SeriesStatus
 from pagecast.models.users import (
     ApiToken,
@@ -49,6 +50,7 @@ __all__ = [
     "PageSync",
     "Priority",
     "Role",
+    "Segment",
     "Series",
     "SeriesMode",
     "SeriesStatus",

@@ -13,9 +13,11 @@ from typing import Any, Protocol
 from sqlalchemy import ColumnElement, case, exists, func, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from pagecast.models import Campaign, Contact, MessagingType, Tag, contact_tags, utcnow
-from pagecast.services import frequency_cap
-from pagecast.services.contact_filter import STANDARD_WINDOW, has_any_tag
+from pagecast.contact_filter_schema import ContactFilter
+from pagecast.errors import InvalidInput
+from pagecast.models import Campaign, Contact, MessagingType, Segment, Tag, contact_tags, utcnow
+from pagecast.services import contact_filter, frequency_cap
+from pagecast.services.contact_filter import STANDARD_WINDOW, has_all_tags, has_any_tag
 
 __all__ = [
     "EXCLUSION_REASONS",
@@ -25,13 +27,17 @@ __all__ = [
     "Reachable",
     "TagWarning",
     "any_eligible",
+    "check",
     "count",
+    "editable",
     "excluded_now",
     "exclusion_reason",
+    "freeze",
     "known_tags",
     "matches",
     "preview",
     "reason_words",
+    "resolve",
     "tag_warnings",
     "window_for",
     "window_words",
@@ -73,17 +79,121 @@ def reason_words(reason: str, messaging_type: MessagingType) -> str:
     return _REASON_WORDS[reason].format(window=window_words(messaging_type))
 
 
-def matches(page_id: int, audience: dict[str, Any]) -> list[ColumnElement[bool]]:
-    """WHERE clauses selecting the contacts of `audience` on the Page (eligible or not)."""
+def matches(
+    page_id: int, audience: dict[str, Any], now: datetime | None = None
+) -> list[ColumnElement[bool]]:
+    """WHERE clauses selecting the contacts of `audience` on the Page (eligible or not).
+
+    A `segment` audience must be resolved first (`resolve`, or `freeze` at the start): its
+    filter is read from the segment, which a pure function cannot do. A filter is evaluated
+    at the audience's `as_of` (written when the campaign started), else at `now`.
+    """
     clauses: list[ColumnElement[bool]] = [Contact.page_id == page_id]
-    if audience["type"] == "tags":
+    kind = audience["type"]
+    if kind == "tags":
         if audience.get("include"):
-            clauses.append(has_any_tag(audience["include"]))  # any of the included tags
+            tagged = has_all_tags if audience.get("match") == "all" else has_any_tag
+            clauses.append(tagged(audience["include"]))
         if audience.get("exclude"):
             clauses.append(~has_any_tag(audience["exclude"]))
-    elif audience["type"] == "contacts":
-        clauses.append(Contact.id.in_(audience["ids"]))
+    elif kind == "contacts":
+        if audience.get("psids") is not None:
+            clauses.append(Contact.psid.in_(audience["psids"]))
+        else:  # the older form, by internal id
+            clauses.append(Contact.id.in_(audience["ids"]))
+    elif kind in ("filter", "segment"):
+        if "filter" not in audience:
+            raise ValueError(f"a {kind} audience must be resolved before it is matched")
+        as_of = audience.get("as_of")
+        when = datetime.fromisoformat(as_of) if as_of else (now or utcnow())
+        chosen = ContactFilter.model_validate(audience["filter"])
+        clauses.extend(contact_filter.clauses(page_id, chosen, when))
     return clauses
+
+
+async def resolve(session: AsyncSession, page_id: int, audience: dict[str, Any]) -> dict[str, Any]:
+    """`audience` with a segment's current filter filled in (a started campaign's audience is
+    already frozen and kept as it is).
+
+    Raises:
+        InvalidInput: the segment does not exist or is another Page's (`audience.segment_id`).
+    """
+    if audience.get("type") != "segment" or "as_of" in audience:
+        return audience
+    segment = await session.get(Segment, audience["segment_id"])
+    if segment is None or segment.page_id != page_id:
+        raise InvalidInput(
+            f"Segment {audience['segment_id']} is not a segment of Page {page_id}; see the "
+            f"Page's segments with GET /api/pages/{page_id}/segments or `pagecast segments list`.",
+            field="audience.segment_id",
+        )
+    return {**audience, "name": segment.name, "filter": dict(segment.filter)}
+
+
+async def freeze(session: AsyncSession, campaign: Campaign, now: datetime) -> None:
+    """At the start: a segment's or filter's audience is evaluated once, at `now`, with the
+    segment's filter of this moment; the campaign keeps that copy (its later snapshot
+    slices, its report), so a segment edited or deleted afterwards changes nothing."""
+    if campaign.audience.get("type") not in ("segment", "filter") or "as_of" in campaign.audience:
+        return
+    resolved = await resolve(session, campaign.page_id, campaign.audience)
+    campaign.audience = {**resolved, "as_of": now.isoformat()}
+
+
+_FROZEN = {"segment": ("name", "filter", "as_of"), "filter": ("as_of",)}
+_NAMES_LISTED = 10
+
+
+def editable(target: dict[str, Any]) -> dict[str, Any]:
+    """A stored audience as a campaign body gives it: without what the start wrote into it
+    (`freeze`), so a duplicate targets the segment as it is then."""
+    frozen = _FROZEN.get(target.get("type", ""), ())
+    return {key: value for key, value in target.items() if key not in frozen}
+
+
+def _listed(missing: list[str]) -> str:
+    shown = ", ".join(missing[:_NAMES_LISTED])
+    return shown + (
+        f" and {len(missing) - _NAMES_LISTED:,} more" if len(missing) > _NAMES_LISTED else ""
+    )
+
+
+async def check(session: AsyncSession, page_id: int, target: dict[str, Any]) -> None:
+    """Save's checks of an audience that need the database: chosen people are contacts of
+    the Page, a segment is one of its segments.
+
+    Raises:
+        InvalidInput: naming the PSIDs (or ids) that are not the Page's contacts, at most
+            ten of them and how many in all; or the segment.
+    """
+    kind = target.get("type")
+    if kind == "segment":
+        await resolve(session, page_id, target)
+    if kind != "contacts":
+        return
+    by_psid = target.get("psids") is not None
+    column, field = (Contact.psid, "audience.psids") if by_psid else (Contact.id, "audience.ids")
+    wanted = list(target["psids"] if by_psid else target["ids"])
+    found: set[Any] = set()
+    for start in range(0, len(wanted), 10_000):  # bounded IN lists
+        part = wanted[start : start + 10_000]
+        found |= set(
+            await session.scalars(
+                select(column).where(Contact.page_id == page_id, column.in_(part))
+            )
+        )
+    missing = [str(value) for value in dict.fromkeys(wanted) if value not in found]
+    if not missing:
+        return
+    what = "PSID" if by_psid else "contact id"
+    raise InvalidInput(
+        f"{len(missing):,} {what}s are not contacts of Page {page_id}: {_listed(missing)}. "
+        "Remove them, or import those people first (the contacts list shows each PSID)."
+        if len(missing) > 1
+        else f"{what} {missing[0]} is not a contact of Page {page_id}. Remove it, or import "
+        "that person first (the contacts list shows each PSID).",
+        field=field,
+    )
 
 
 # Who may receive a message is written twice, side by side: as SQL for the audience snapshot
@@ -150,10 +260,9 @@ async def count(
 ) -> tuple[int, dict[str, int]]:
     """How many contacts of the audience are eligible at `now`, and the rest by reason."""
     reason = (await _reason_with_cap(session, campaign, now)).label("reason")
+    target = await resolve(session, campaign.page_id, campaign.audience)
     rows = await session.execute(
-        select(reason, func.count())
-        .where(*matches(campaign.page_id, campaign.audience))
-        .group_by(reason)
+        select(reason, func.count()).where(*matches(campaign.page_id, target, now)).group_by(reason)
     )
     excluded = dict.fromkeys(EXCLUSION_REASONS, 0)
     eligible = 0
@@ -169,11 +278,12 @@ async def any_eligible(session: AsyncSession, campaign: Campaign, now: datetime)
     """Whether at least one contact of the audience can be messaged at `now` (stops at the
     first one: cheap however large the audience, unless nearly nobody is eligible)."""
     reason = await _reason_with_cap(session, campaign, now)
+    target = await resolve(session, campaign.page_id, campaign.audience)
     return bool(
         await session.scalar(
             select(
                 exists().where(
-                    *matches(campaign.page_id, campaign.audience),
+                    *matches(campaign.page_id, target, now),
                     reason.is_(None),
                 )
             )
@@ -186,10 +296,11 @@ async def preview(session: AsyncSession, campaign: Campaign) -> Preview:
     now = utcnow()
     eligible, excluded = await count(session, campaign, now)
     reason = await _reason_with_cap(session, campaign, now)
+    target = await resolve(session, campaign.page_id, campaign.audience)
     sample = await session.scalar(
         select(Contact)
         .where(
-            *matches(campaign.page_id, campaign.audience),
+            *matches(campaign.page_id, target, now),
             reason.is_(None),
         )
         .order_by(Contact.first_name.is_(None), Contact.id)

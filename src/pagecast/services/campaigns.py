@@ -25,6 +25,7 @@ from pagecast.models import (
 from pagecast.permissions import Actor
 from pagecast.schemas import CampaignCreate, CampaignUpdate
 from pagecast.services import (
+    audience,
     audit,
     content,
     due_times,
@@ -272,20 +273,7 @@ async def _validate(session: AsyncSession, data: CampaignCreate) -> None:
             "lower it, or raise the Page's send_rate first.",
             field="send_rate",
         )
-    if data.audience.type == "contacts":
-        wanted = set(data.audience.ids)
-        found = set(
-            await session.scalars(
-                select(Contact.id).where(Contact.page_id == page.id, Contact.id.in_(wanted))
-            )
-        )
-        missing = sorted(wanted - found)
-        if missing:
-            shown = ", ".join(map(str, missing[:10])) + (" …" if len(missing) > 10 else "")
-            raise InvalidInput(
-                f"{len(missing)} contact id(s) are not contacts of Page {page.id}: {shown}.",
-                field="audience.ids",
-            )
+    await audience.check(session, page.id, data.audience.model_dump(mode="json", exclude_none=True))
 
 
 def _columns(data: CampaignCreate) -> dict[str, Any]:
@@ -301,7 +289,7 @@ def _columns(data: CampaignCreate) -> dict[str, Any]:
         "template_id": data.template_id,
         "messaging_type": data.messaging_type,
         "tag": data.tag,
-        "audience": data.audience.model_dump(mode="json"),
+        "audience": data.audience.model_dump(mode="json", exclude_none=True),
         "scheduled_at": data.scheduled_at,
         "priority": data.priority,
         "send_rate": data.send_rate,
@@ -343,7 +331,7 @@ def _current(campaign: Campaign) -> dict[str, Any]:
         "template_id": campaign.template_id,
         "messaging_type": campaign.messaging_type,
         "tag": campaign.tag,
-        "audience": campaign.audience,
+        "audience": audience.editable(campaign.audience),
         "scheduled_at": campaign.scheduled_at,
         "priority": campaign.priority,
         "send_rate": campaign.send_rate,
@@ -412,7 +400,8 @@ async def update(
         )
     await _validate(session, validated)
     for name, value in _columns(validated).items():
-        setattr(campaign, name, value)
+        if name != "audience" or campaign.started_at is None:  # a started one keeps its copy
+            setattr(campaign, name, value)
     if campaign.started_at is None:
         variants.prepare(campaign)
     if "scheduled_at" in changes:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, exists, func, or_, select
+from sqlalchemy import ColumnElement, and_, exists, func, or_, select
 
 from pagecast.contact_filter_schema import ContactFilter
 from pagecast.models import Contact, Tag, contact_tags
@@ -29,25 +29,22 @@ def has_any_tag(names: list[str]) -> ColumnElement[bool]:
 
 
 def has_all_tags(names: list[str]) -> ColumnElement[bool]:
-    """The contact has every one of the tags `names`."""
-    wanted = sorted(set(names))
-    count = (
-        select(func.count())
-        .select_from(contact_tags.join(Tag, Tag.id == contact_tags.c.tag_id))
-        .where(contact_tags.c.contact_id == Contact.id, Tag.name.in_(wanted))
-        .scalar_subquery()
-    )
-    return count == len(wanted)
+    """The contact has every one of the tags `names`: one semi-join per tag (a correlated
+    count per contact took 8.3 s for a total on 1,000,000 contacts, P10)."""
+    return and_(*(has_any_tag([name]) for name in sorted(set(names))))
 
 
 def _search(text: str) -> ColumnElement[bool]:
+    """Digits only: the exact PSID (the (page_id, psid) index answers it at once); else
+    part of the first name, the last name or both."""
+    if text.isascii() and text.isdigit():
+        return Contact.psid == text
     like = f"%{text}%"
     full_name = func.coalesce(Contact.first_name, "") + " " + func.coalesce(Contact.last_name, "")
     return or_(
         Contact.first_name.ilike(like),
         Contact.last_name.ilike(like),
         full_name.ilike(like),
-        Contact.psid == text,
     )
 
 

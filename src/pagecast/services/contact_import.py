@@ -7,6 +7,10 @@ services/due_times.py). An existing contact keeps
 the values an empty cell leaves out, keeps its tags (new ones are added) and keeps the later
 of the two `last_inbound_at`.
 
+Columns are separated by commas, semicolons (what Excel writes where the decimal mark is a
+comma) or tabs: `csv.Sniffer` guesses from the start of the file, and the header decides
+(`detect_delimiter`).
+
 `CsvReader` does the CPU work (decoding, parsing, checking every row) and is meant to run in
 a worker thread (`pagecast.import_runner`), a batch of N rows at a time whatever their
 validity, so no file holds the event loop; `upsert` writes one batch in the caller's
@@ -35,12 +39,14 @@ from pagecast.services import contacts
 
 __all__ = [
     "COLUMNS",
+    "DELIMITERS",
     "MAX_ERRORS_LISTED",
     "Batch",
     "CsvReader",
     "Row",
     "RowError",
     "check_utf8",
+    "detect_delimiter",
     "upsert",
 ]
 
@@ -58,6 +64,9 @@ _CLOCK_SKEW = timedelta(minutes=5)
 # A line of many megabytes must become a row error, not a csv.Error that ends the import;
 # the file's size cap (settings.import_max_bytes) bounds it.
 csv.field_size_limit(2**31 - 1)
+DELIMITERS = {",": "comma", ";": "semicolon", "\t": "tab"}
+# The Sniffer reads this much of the file's start; it is slow on large samples.
+_SNIFF_BYTES = 16 * 1024
 
 
 @dataclass(frozen=True)
@@ -117,10 +126,37 @@ def check_utf8(stream: IO[bytes]) -> None:
         ) from exc
 
 
+def detect_delimiter(sample: bytes) -> str:
+    """The delimiter (one of `DELIMITERS`) of a CSV file that starts with `sample`.
+
+    `csv.Sniffer`, restricted to the three, makes the first guess; the guess is kept only if
+    the header it splits names a `psid` column, else the first delimiter that does is taken
+    (column names hold no delimiter; the Sniffer finds none in rows with cells left off,
+    which the import pads). Comma when nothing tells.
+    """
+    text = sample.decode("utf-8-sig", errors="ignore")
+    if len(sample) >= _SNIFF_BYTES and "\n" in text:
+        text = text[: text.rindex("\n") + 1]  # a cut row would mislead the Sniffer
+    try:
+        sniffed: str | None = csv.Sniffer().sniff(text, delimiters="".join(DELIMITERS)).delimiter
+    except csv.Error:  # "Could not determine delimiter": one column, or too few rows
+        sniffed = None
+    line = text.partition("\n")[0].rstrip("\r")
+    for candidate in ([sniffed] if sniffed else []) + list(DELIMITERS):
+        try:
+            header = next(csv.reader([line], delimiter=candidate), [])
+        except csv.Error:  # the reader reports it with the row's number
+            continue
+        if "psid" in (cell.strip().lower() for cell in header):
+            return candidate
+    return sniffed or ","
+
+
 class CsvReader:
     """Reads a CSV file of contacts `size` rows at a time (blocking: run it in a thread).
 
-    Opening reads the header and refuses, with `InvalidInput`, a file that is empty or has no
+    Opening detects the delimiter (`detect_delimiter`, kept in `delimiter`), reads the header
+    and refuses, with `InvalidInput`, a file that is empty or has no
     `psid` column. Call `check_utf8` first: the reader assumes the file decodes.
     """
 
@@ -128,8 +164,14 @@ class CsvReader:
         self._raw: IO[bytes] = (
             io.BytesIO(source) if isinstance(source, bytes) else open(source, "rb")  # noqa: SIM115
         )
+        try:
+            self.delimiter = detect_delimiter(self._raw.read(_SNIFF_BYTES))
+            self._raw.seek(0)
+        except Exception:
+            self._raw.close()
+            raise
         self._text = io.TextIOWrapper(self._raw, encoding="utf-8-sig", newline="")
-        self._reader = csv.reader(self._text)
+        self._reader = csv.reader(self._text, delimiter=self.delimiter)
         self._max_tags = max_tags
         self._seen: dict[str, int] = {}
         self._number = 1  # row 1 is the header, as in a spreadsheet
@@ -146,7 +188,8 @@ class CsvReader:
         if "psid" not in header:
             self.close()
             raise InvalidInput(
-                "The CSV has no `psid` column. The first line must name the columns: "
+                "The CSV has no `psid` column. The first line must name the columns, "
+                "separated by commas, semicolons or tabs: "
                 f"psid (required), {', '.join(COLUMNS[1:])}.",
                 field="psid",
             )

@@ -30,7 +30,7 @@ __all__ = [
 
 VARIABLES = ("first_name", "last_name", "full_name")
 _PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_]\w*)\s*(?:\|([^}]*))?\}\}")
-_UNION_MEMBERS = ("all", "tags", "contacts")
+_UNION_MEMBERS = ("all", "tags", "contacts", "filter", "segment")
 
 
 def describe(exc: ValidationError, prefix: tuple[str | int, ...] = ()) -> list[tuple[str, str]]:
@@ -38,7 +38,10 @@ def describe(exc: ValidationError, prefix: tuple[str | int, ...] = ()) -> list[t
     summary with its links."""
     found = []
     for error in exc.errors():
-        loc = [p for p in (*prefix, *error["loc"]) if p not in _UNION_MEMBERS]
+        loc = list((*prefix, *error["loc"]))
+        # pydantic names the union member after `audience`; the field is `audience.…`.
+        if len(loc) > 1 and loc[0] == "audience" and loc[1] in _UNION_MEMBERS:
+            del loc[1]
         path = field_path(loc)
         found.append((path, f"{path}: {in_words(error)}" if path else in_words(error)))
     return found

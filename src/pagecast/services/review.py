@@ -106,8 +106,13 @@ def audience_words(target: dict[str, Any], messaging_type: MessagingType, page_n
         if exclude:
             who += f", except those tagged {_names(exclude, 'or')}"
     elif kind == "contacts":
-        chosen = len(target.get("ids") or [])
+        chosen = len(target.get("psids") or target.get("ids") or [])
         who = f"{chosen:,} chosen contact{'s' if chosen != 1 else ''} of {page_name}"
+    elif kind == "segment":
+        named = f" “{target['name']}”" if target.get("name") else ""
+        who = f"Contacts of {page_name} in segment {target.get('segment_id')}{named} when it starts"
+    elif kind == "filter":
+        who = f"Contacts of {page_name} matching a filter when it starts"
     else:
         who = f"Everyone who messaged {page_name}"
     window = audience.window_words(messaging_type)

@@ -112,6 +112,8 @@ async def _start(
     due_times.check_at_start(
         campaign.local_send_at, *due_times.stored(page.quiet_hours, campaign.send_window), now
     )
+    # Issue 21: a segment is evaluated now, with its filter of this moment, and kept.
+    await audience.freeze(session, campaign, now)
     if not await audience.any_eligible(session, campaign, now):
         raise await _nobody_eligible(session, campaign, page, now)
     # The names are read only when the widest ones could make the text too long (P4: a scan

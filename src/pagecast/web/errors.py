@@ -23,7 +23,11 @@ def _field(loc: tuple[Any, ...]) -> str:
     parts = [p for p in loc if p not in ("body", "query", "path")]
     # Drop the union-member name pydantic puts after `audience` (a discriminated union);
     # only there: a contact's `tags` is a field.
-    if len(parts) > 2 and parts[0] == "audience" and parts[1] in ("all", "tags", "contacts"):
+    if (
+        len(parts) > 2
+        and parts[0] == "audience"
+        and parts[1] in ("all", "tags", "contacts", "filter", "segment")
+    ):
         del parts[1]
     return field_path(parts)
 

@@ -31,7 +31,6 @@ __all__ = [
     "CampaignOut",
     "CampaignProgressOut",
     "CampaignSavedOut",
-    "ContactList",
     "ContactOut",
     "EndedSessionsOut",
     "ErrorOut",
@@ -338,11 +337,6 @@ class ContactOut(_Out):
     is_tester: bool
     created_at: datetime | None
     updated_at: datetime | None
-
-
-class ContactList(_Out):
-    items: list[ContactOut]
-    next_cursor: str | None
 
 
 class TemplateOut(_Out):

@@ -18,6 +18,7 @@ from pagecast.models import (
     Contact,
     LoginSession,
     Page,
+    Segment,
     Template,
     User,
     utcnow,
@@ -39,6 +40,7 @@ __all__ = [
     "login_session",
     "page",
     "parse_cursor",
+    "segment",
     "template",
     "token",
     "user",
@@ -227,6 +229,20 @@ def contact(row: Contact) -> dict[str, Any]:
         "opted_out_at": _time(row.opted_out_at),
         "unreachable_at": _time(row.unreachable_at),
         "is_tester": row.is_tester,
+        "created_at": _time(row.created_at),
+        "updated_at": _time(row.updated_at),
+    }
+
+
+def segment(row: Segment, count: int) -> dict[str, Any]:
+    """A segment with how many contacts it matches now (API, CLI `--json`, dashboard)."""
+    return {
+        "id": row.id,
+        "page_id": row.page_id,
+        "name": row.name,
+        "filter": dict(row.filter),
+        "count": count,
+        "created_by": row.created_by,
         "created_at": _time(row.created_at),
         "updated_at": _time(row.updated_at),
     }

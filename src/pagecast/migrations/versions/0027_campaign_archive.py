@@ -1,15 +1,12 @@
 """campaign_archive: a finished campaign can be archived out of the default campaign list
 
 Revision ID: 0027
-Revises: 0024
+Revises: 0026
 Create Date: 2026-12-06 05:45:00.000000
 
 `archived_at` is NULL for a campaign in the list and the time it was archived otherwise
 (issue 21). The list reads the newest campaigns not archived, by id: the index on
 `(archived_at, id)` gives them in that order without reading the archived ones.
-
-The branch this was written on ended at 0024; 0025 and 0026 were written beside it, so on
-merging `down_revision` becomes "0026" (the chain is linear again).
 """
 
 from __future__ import annotations
@@ -18,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0027"
-down_revision = "0024"
+down_revision = "0026"
 branch_labels = None
 depends_on = None
 

@@ -26,9 +26,11 @@ __all__ = ["FilterDep", "contacts_csv", "router"]
 router = APIRouter(prefix="/api", tags=["contacts"], responses=errors(*API_ERRORS))
 Reader = Annotated[Actor, require(Permission.CONTACTS_READ)]
 Writer = Annotated[Actor, require(Permission.CONTACTS_WRITE)]
+# Bounded so a request stays under the HTTP server's header limits (a longer URL is refused
+# by the server itself, without our error body): 10 values of 500 characters.
 _Tags = Annotated[
-    list[Annotated[str, Query(max_length=2000)]] | None,
-    Query(max_length=50, description="Tag names; repeat the parameter or separate with commas."),
+    list[Annotated[str, Query(max_length=500)]] | None,
+    Query(max_length=10, description="Tag names; repeat the parameter or separate with commas."),
 ]
 _DAY = "A date (2026-03-01; for inbound_to all of that day, UTC) or an ISO 8601 time."
 

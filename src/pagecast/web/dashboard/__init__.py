@@ -29,6 +29,7 @@ def _routers() -> list[APIRouter]:
         ops,
         page_overview,
         pages,
+        segments,
         series,
         users,
     )
@@ -45,6 +46,7 @@ def _routers() -> list[APIRouter]:
         page_overview,
         contact_list,
         contacts,
+        segments,
         message_templates,
         series,
         ops,

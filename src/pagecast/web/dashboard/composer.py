@@ -25,8 +25,8 @@ from pagecast.schemas import (
     Id,
     parse_id,
 )
-from pagecast.services import audience, campaigns, content, pages, templates
-from pagecast.web.dashboard import message_form, times, timing_form, variant_form
+from pagecast.services import audience, campaigns, content, pages, segments, templates
+from pagecast.web.dashboard import audience_form, message_form, times, timing_form, variant_form
 from pagecast.web.dashboard.base import DashboardRoute, ViewerDep, page, redirect
 from pagecast.web.deps import ContextDep
 
@@ -72,21 +72,7 @@ def fields_from(form: FormData, zone: str = timezones.DEFAULT) -> dict[str, Any]
     """The form as the API's campaign body (what `POST /api/campaigns` takes), its times
     read in `zone`."""
     get = _reader(form)
-    kind = get("audience_type") or "all"
-    if kind == "tags":
-        target: dict[str, Any] = {
-            "type": "tags",
-            "include": message_form.split(get("include")),
-            "exclude": message_form.split(get("exclude")),
-        }
-    elif kind == "contacts":
-        # An id that is not one is passed on as text, so the audience's validation names it.
-        target = {
-            "type": "contacts",
-            "ids": [parse_id(i) or i for i in message_form.split(get("ids"))],
-        }
-    else:
-        target = {"type": "all"}
+    target = audience_form.target_from(get)
     bodies = message_form.messages_from(form)
     data: dict[str, Any] = {
         "name": get("name"),
@@ -205,6 +191,7 @@ async def _form_page(
     async with ctx.db.transaction() as session:
         page_rows = await pages.list_all(session)
         template_rows = await templates.list_all(session)
+        segment_rows = [s for p in page_rows for s in await segments.list_page(session, p.id)]
     zone = times.viewer_zone(viewer)
     count = message_form.count_of(values)
     return page(
@@ -218,6 +205,9 @@ async def _form_page(
         campaign=campaign,
         pages=page_rows,
         templates=template_rows,
+        segments=segment_rows,
+        page_names={p.id: p.name for p in page_rows},
+        describe_filter=audience_form.describe,
         **message_form.template_context(),
         message_count=count,
         count_fixed=campaign is not None and campaigns.keeps_its_message_count(campaign),
@@ -246,10 +236,6 @@ def _values_of(campaign: Campaign, zone: str) -> dict[str, Any]:
             "name": campaign.name,
             "page_id": campaign.page_id,
             "template_id": campaign.template_id or "",
-            "audience_type": target["type"],
-            "include": ", ".join(target.get("include", [])),
-            "exclude": ", ".join(target.get("exclude", [])),
-            "ids": ", ".join(str(i) for i in target.get("ids", [])),
             "messaging_type": campaign.messaging_type.value,
             "tag": campaign.tag or "",
             "priority": campaign.priority.value,
@@ -257,6 +243,7 @@ def _values_of(campaign: Campaign, zone: str) -> dict[str, Any]:
             "scheduled_at": times.field_value(campaign.scheduled_at, zone),
             "expires_at": times.field_value(campaign.expires_at, zone),
         }
+        | audience_form.values_of(target)
         | variant_form.values_of(campaign)
         | timing_form.values_of(campaign)
     )
@@ -265,7 +252,9 @@ def _values_of(campaign: Campaign, zone: str) -> dict[str, Any]:
 @router.get("/campaigns/new")
 async def new_campaign(request: Request, viewer: ViewerDep, ctx: ContextDep) -> Response:
     viewer.actor.require(Permission.CAMPAIGNS_WRITE)
+    # "New campaign to these people" (contacts list, segments): the audience filled in.
     values: dict[str, Any] = {"audience_type": "all"}
+    values |= audience_form.values_from_query(request.query_params)
     template_id = parse_id(request.query_params.get("template"))
     if template_id is not None:  # "Use in a campaign": the template's message, to edit
         async with ctx.db.transaction() as session:
@@ -373,7 +362,7 @@ async def preview(request: Request, viewer: ViewerDep, ctx: ContextDep) -> Respo
             target = _AUDIENCE.validate_python(fields["audience"])  # ids within the column
             draft = Campaign(
                 page_id=fields["page_id"],
-                audience=target.model_dump(mode="json"),
+                audience=target.model_dump(mode="json", exclude_none=True),
                 messaging_type=_messaging_type(fields["messaging_type"]),
             )
             async with ctx.db.transaction() as session:

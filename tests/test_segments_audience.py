@@ -1,0 +1,231 @@
+"""Segments and chosen people as campaign audiences (issue 21), on SQLite and PostgreSQL.
+
+A segment is read when the campaign starts (people who joined it after it was saved are
+sent to), the preview counts what the start snapshots, chosen people are PSIDs, and a
+segment a campaign waits on cannot be deleted.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from factories import ADMIN_ACTOR, connected_page
+from pagecast.db import Database
+from pagecast.models import Campaign, Contact, Delivery, DeliveryStatus, Role, utcnow
+from pagecast.security import Vault
+from pagecast.services import sending
+
+
+@pytest.fixture
+async def manager(api: Any) -> httpx.AsyncClient:
+    return await api(Role.MANAGER)
+
+
+@pytest.fixture
+async def page_id(db: Database, vault: Vault) -> int:
+    return (await connected_page(db, vault)).id
+
+
+def _iso(when: datetime) -> str:
+    return when.isoformat().replace("+00:00", "Z")
+
+
+async def add(
+    client: httpx.AsyncClient, page: int, psid: str, *tags: str, seen: datetime | None = None
+) -> None:
+    body: dict[str, Any] = {"psid": psid, "first_name": f"P{psid}", "tags": list(tags)}
+    body["last_inbound_at"] = _iso(seen or utcnow() - timedelta(hours=1))
+    answer = await client.post(f"/api/pages/{page}/contacts", json=body)
+    assert answer.status_code == 201, answer.text
+
+
+async def create_campaign(client: httpx.AsyncClient, page: int, audience: dict[str, Any]) -> int:
+    body = {"name": "Sale", "page_id": page, "content": {"text": "Hi"}, "audience": audience}
+    answer = await client.post("/api/campaigns", json=body)
+    assert answer.status_code == 201, answer.text
+    return int(answer.json()["id"])
+
+
+async def start(db: Database, campaign_id: int, now: datetime | None = None) -> None:
+    async with db.transaction() as session:
+        await sending.start(session, ADMIN_ACTOR, campaign_id, now=now)
+
+
+async def recipients(db: Database, campaign_id: int) -> dict[str, str]:
+    """The snapshot: each delivery's PSID and status."""
+    async with db.transaction() as session:
+        rows = await session.execute(
+            select(Contact.psid, Delivery.status)
+            .join(Contact, Contact.id == Delivery.contact_id)
+            .where(Delivery.campaign_id == campaign_id)
+        )
+        return {psid: status.value for psid, status in rows}
+
+
+async def make_segment(client: httpx.AsyncClient, page: int, name: str, **chosen: Any) -> int:
+    answer = await client.post(f"/api/pages/{page}/segments", json={"name": name, "filter": chosen})
+    assert answer.status_code == 201, answer.text
+    return int(answer.json()["id"])
+
+
+async def test_a_segment_is_evaluated_when_the_campaign_starts(
+    manager: httpx.AsyncClient, page_id: int, db: Database
+) -> None:
+    await add(manager, page_id, "11", "vip")
+    await add(manager, page_id, "12", "news")
+    segment = await make_segment(manager, page_id, "VIPs", tags_any=["vip"])
+    campaign_id = await create_campaign(
+        manager, page_id, {"type": "segment", "segment_id": segment}
+    )
+    await add(manager, page_id, "13", "vip")  # joins the segment after the campaign was saved
+    before = (await manager.get(f"/api/campaigns/{campaign_id}/audience")).json()
+    assert (before["total"], before["eligible"]) == (2, 2)
+
+    await start(db, campaign_id)
+    assert await recipients(db, campaign_id) == {"11": "pending", "13": "pending"}
+    await add(manager, page_id, "14", "vip")  # after the start: not in this campaign
+    edited = await manager.patch(
+        f"/api/segments/{segment}", json={"filter": {"tags_any": ["news"]}}
+    )
+    assert edited.status_code == 200, edited.text
+    async with db.transaction() as session:
+        kept = (await session.get(Campaign, campaign_id)).audience  # type: ignore[union-attr]
+    assert kept["filter"] == {"tags_any": ["vip"]} and kept["name"] == "VIPs"  # its own copy
+    assert set(await recipients(db, campaign_id)) == {"11", "13"}
+
+
+async def test_the_preview_counts_what_the_start_snapshots(
+    manager: httpx.AsyncClient, page_id: int, db: Database
+) -> None:
+    now = utcnow()
+    await add(manager, page_id, "21", "vip", "gold")
+    await add(manager, page_id, "22", "vip", seen=now - timedelta(days=3))  # outside the window
+    await add(manager, page_id, "23", "gold")
+    await add(manager, page_id, "24", "vip", "gold", "stop")
+    segment = await make_segment(
+        manager, page_id, "Gold VIPs", tags_all=["vip", "gold"], tags_none=["stop"]
+    )
+    wide = await make_segment(manager, page_id, "All VIPs", tags_any=["vip"])
+    listed = (await manager.get(f"/api/pages/{page_id}/segments")).json()["items"]
+    assert [(s["name"], s["count"]) for s in listed] == [("All VIPs", 3), ("Gold VIPs", 1)]
+    for chosen in (segment, wide):
+        campaign_id = await create_campaign(
+            manager, page_id, {"type": "segment", "segment_id": chosen}
+        )
+        preview = (await manager.get(f"/api/campaigns/{campaign_id}/audience")).json()
+        await start(db, campaign_id, now=now)
+        snapshot = await recipients(db, campaign_id)
+        assert preview["total"] == len(snapshot)
+        assert preview["eligible"] == sum(s == "pending" for s in snapshot.values())
+    assert snapshot == {"21": "pending", "22": "skipped", "24": "pending"}
+
+
+async def test_a_tags_audience_can_need_all_of_its_tags(
+    manager: httpx.AsyncClient, page_id: int, db: Database
+) -> None:
+    await add(manager, page_id, "31", "vip", "gold")
+    await add(manager, page_id, "32", "vip")
+    audience = {"type": "tags", "include": ["vip", "gold"], "match": "all"}
+    campaign_id = await create_campaign(manager, page_id, audience)
+    await start(db, campaign_id)
+    assert await recipients(db, campaign_id) == {"31": "pending"}
+
+
+async def test_chosen_people_are_given_by_psid(
+    manager: httpx.AsyncClient, page_id: int, db: Database
+) -> None:
+    for psid in ("41", "42", "43"):
+        await add(manager, page_id, psid)
+    audience = {"type": "contacts", "psids": ["41", "43", "43"]}
+    campaign_id = await create_campaign(manager, page_id, audience)
+    shown = (await manager.get(f"/api/campaigns/{campaign_id}")).json()["audience"]
+    assert shown == {"type": "contacts", "psids": ["41", "43"]}
+    await start(db, campaign_id)
+    assert await recipients(db, campaign_id) == {"41": "pending", "43": "pending"}
+
+
+async def test_unknown_psids_are_refused_naming_a_few_and_how_many(
+    manager: httpx.AsyncClient, page_id: int, db: Database
+) -> None:
+    await add(manager, page_id, "51")
+    unknown = [str(9000 + i) for i in range(12)]
+    body = {
+        "name": "Sale",
+        "page_id": page_id,
+        "content": {"text": "Hi"},
+        "audience": {"type": "contacts", "psids": ["51", *unknown]},
+    }
+    answer = await manager.post("/api/campaigns", json=body)
+    assert answer.status_code == 422, answer.text
+    error = answer.json()["error"]
+    assert error["field"] == "audience.psids"
+    assert error["message"].startswith(f"12 PSIDs are not contacts of Page {page_id}: 9000, 9001")
+    assert "9009 and 2 more" in error["message"] and "9010" not in error["message"]
+    bad = await manager.post(
+        "/api/campaigns", json=body | {"audience": {"type": "contacts", "psids": ["12a"]}}
+    )
+    assert bad.status_code == 422 and bad.json()["error"]["field"] == "audience.psids[0]"
+    assert "not a Page-scoped id" in bad.text
+    async with db.transaction() as session:
+        assert (await session.scalars(select(Campaign))).first() is None
+
+
+async def test_a_segment_a_draft_waits_on_cannot_be_deleted(
+    manager: httpx.AsyncClient, page_id: int, db: Database
+) -> None:
+    await add(manager, page_id, "61", "vip")
+    segment = await make_segment(manager, page_id, "VIPs", tags_any=["vip"])
+    campaign_id = await create_campaign(
+        manager, page_id, {"type": "segment", "segment_id": segment}
+    )
+    refused = await manager.delete(f"/api/segments/{segment}")
+    assert refused.status_code == 409, refused.text
+    assert f"campaign {campaign_id} (Sale)" in refused.json()["error"]["message"]
+    await start(db, campaign_id)  # the campaign now has its own copy of the filter
+    assert (await manager.delete(f"/api/segments/{segment}")).status_code == 204
+    assert (await manager.get(f"/api/segments/{segment}")).status_code == 404
+    duplicate = await manager.post(f"/api/campaigns/{campaign_id}/duplicate")
+    assert duplicate.status_code == 201, duplicate.text
+    assert duplicate.json()["audience"] == {"type": "segment", "segment_id": segment}
+    preview = await manager.get(f"/api/campaigns/{duplicate.json()['id']}/audience")
+    assert preview.status_code == 422 and "is not a segment of Page" in preview.text
+
+
+async def test_segment_input_is_checked_and_names_are_unique_per_page(
+    manager: httpx.AsyncClient, page_id: int
+) -> None:
+    await make_segment(manager, page_id, "VIPs", tags_any=["vip"])
+    again = await manager.post(f"/api/pages/{page_id}/segments", json={"name": "VIPs"})
+    assert again.status_code == 409 and "already has a segment named 'VIPs'" in again.text
+    wrong = await manager.post(
+        f"/api/pages/{page_id}/segments", json={"name": "x", "filter": {"window": "sometimes"}}
+    )
+    assert wrong.status_code == 422 and wrong.json()["error"]["field"] == "filter.window"
+    other = await manager.post(
+        "/api/campaigns",
+        json={
+            "name": "Sale",
+            "page_id": page_id,
+            "content": {"text": "Hi"},
+            "audience": {"type": "segment", "segment_id": 999},
+        },
+    )
+    assert other.status_code == 422 and other.json()["error"]["field"] == "audience.segment_id"
+    assert (await manager.get("/api/pages/999/segments")).status_code == 404
+    assert (await manager.patch("/api/segments/999", json={"name": "y"})).status_code == 404
+
+
+async def test_a_filter_audience_is_the_contacts_list_filter_at_the_start(
+    manager: httpx.AsyncClient, page_id: int, db: Database
+) -> None:
+    await add(manager, page_id, "71", "vip")
+    await add(manager, page_id, "72", "vip", seen=utcnow() - timedelta(days=2))
+    audience = {"type": "filter", "filter": {"tags_any": ["vip"], "window": "inside"}}
+    campaign_id = await create_campaign(manager, page_id, audience)
+    await start(db, campaign_id)
+    assert await recipients(db, campaign_id) == {"71": DeliveryStatus.PENDING.value}
