@@ -241,7 +241,8 @@ def test_url_drives_a_remote_pagecast_over_its_api(
     assert "pausing is only allowed" in _one_error_line(remote("campaigns", "pause", "1"))
     retried = remote("campaigns", "retry-failed", "1")
     assert retried.returncode == 0, retried.stderr
-    assert retried.stdout.startswith("0 failed deliveries queued again.")
+    queued = int(retried.stdout.split(" failed deliveries queued again.")[0])
+    assert 0 <= queued <= shown["counts"]["failed"], retried.stdout
     copy = remote("campaigns", "duplicate", "1")
     assert copy.returncode == 0 and "Created draft campaign 2" in copy.stdout
     later = remote("campaigns", "schedule", "2", "--at", "2099-01-02T09:30")
