@@ -120,6 +120,7 @@ def _a_page(data_dir: Path, simulator: Any) -> str:
     return url
 
 
+@pytest.mark.timeout(600)  # some 20 commands, each a process: seconds each on loaded cores
 def test_campaigns_create_show_duplicate_schedule_and_delete(
     data_dir: Path, tmp_path: Path, simulator: Any
 ) -> None:
@@ -158,6 +159,9 @@ def test_campaigns_create_show_duplicate_schedule_and_delete(
     assert "is scheduled for 2099-01-02T08:30:00" in scheduled.stdout
     past = run(data_dir, "campaigns", "schedule", "1", "--at", "2001-01-01T00:00")
     assert "is in the past" in _one_error_line(past)
+
+    draft = run(data_dir, "campaigns", "retry-failed", "1")
+    assert "only allowed when it is sending, paused, completed" in _one_error_line(draft)
 
     unasked = run(data_dir, "campaigns", "delete", "2")
     assert unasked.returncode == 1 and "Nothing deleted" in unasked.stderr
@@ -209,6 +213,7 @@ def served(data_dir: Path, simulator: Any) -> Iterator[tuple[str, str, str]]:
         log.close()
 
 
+@pytest.mark.timeout(600)  # a `serve`, a send and some 20 commands, each a process
 def test_url_drives_a_remote_pagecast_over_its_api(
     tmp_path: Path, served: tuple[str, str, str]
 ) -> None:
@@ -233,9 +238,15 @@ def test_url_drives_a_remote_pagecast_over_its_api(
     assert "Campaign 1 (Remote) is completed" in watched.stdout
     shown = json.loads(remote("campaigns", "show", "1", "--json").stdout)
     assert shown["status"] == "completed" and shown["counts"]["total"] == 2
-    assert remote("campaigns", "pause", "1").returncode == 1
+    assert "pausing is only allowed" in _one_error_line(remote("campaigns", "pause", "1"))
+    retried = remote("campaigns", "retry-failed", "1")
+    assert retried.returncode == 0, retried.stderr
+    queued = int(retried.stdout.split(" failed deliveries queued again.")[0])
+    assert 0 <= queued <= shown["counts"]["failed"], retried.stdout
     copy = remote("campaigns", "duplicate", "1")
     assert copy.returncode == 0 and "Created draft campaign 2" in copy.stdout
+    later = remote("campaigns", "schedule", "2", "--at", "2099-01-02T09:30")
+    assert later.returncode == 0 and "scheduled for 2099-01-02T09:30:00" in later.stdout
     assert remote("campaigns", "delete", "2", "--yes").returncode == 0
     assert "does not exist" in _one_error_line(remote("campaigns", "show", "2"))
     wrong = run(laptop, "--url", url, "--token", "pct_wrong", "campaigns", "list")
