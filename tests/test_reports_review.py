@@ -42,3 +42,33 @@ async def test_a_retry_that_moves_nothing_leaves_an_archived_campaign_archived(
     )
     assert narrowed.status_code == 200 and narrowed.json()["retried"] == 0
     assert narrowed.json()["status"] == "completed" and narrowed.json()["archived_at"]
+
+
+async def test_the_overview_counts_utc_days_whatever_the_server_time_zone(
+    db: Database, vault: Any
+) -> None:
+    campaign_id, page_id = await seed(db, vault)
+    now = utcnow()
+    # Yesterday at noon UTC is already today in Kiritimati (UTC+14).
+    noon = datetime.combine(now.date() - timedelta(days=1), time(12), tzinfo=UTC)
+    async with db.transaction() as session:
+        await session.execute(
+            update(Delivery)
+            .where(Delivery.campaign_id == campaign_id, Delivery.sent_at.is_not(None))
+            .values(sent_at=noon)
+        )
+        await session.execute(
+            update(Delivery)
+            .where(
+                Delivery.campaign_id == campaign_id, Delivery.status == DeliveryStatus.FAILED
+            )
+            .values(updated_at=noon)
+        )
+    async with db.transaction() as session:
+        if session.get_bind().dialect.name == "postgresql":
+            # A server whose time zone is not UTC (the session's TimeZone is the server's).
+            await session.execute(text("SET LOCAL TIME ZONE 'Pacific/Kiritimati'"))
+        found = await page_overview.get(session, page_id, now=now)
+    assert found.days[-2] == noon.date()
+    assert (found.sent[-2], found.sent[-1]) == (2, 0)
+    assert (found.failed[-2], found.failed[-1]) == (5, 0)
