@@ -1,17 +1,21 @@
 """Issue 21, reports: cases found in review. A retry that sends an archived campaign again
 puts it back in the list; a Page's days are UTC days whatever the database server's time
-zone. On SQLite and PostgreSQL."""
+zone; a cancelled campaign's page does not say its failures can be sent again. On SQLite and
+PostgreSQL."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
+import httpx
 from sqlalchemy import text, update
 
+from factories import create_user, session_cookie
 from pagecast.db import Database
-from pagecast.models import Delivery, DeliveryStatus, Role, utcnow
+from pagecast.models import CampaignStatus, Delivery, DeliveryStatus, Role, utcnow
 from pagecast.services import page_overview
+from pagecast.web.deps import SESSION_COOKIE
 from test_reports_api import seed
 
 
@@ -72,3 +76,24 @@ async def test_the_overview_counts_utc_days_whatever_the_server_time_zone(
     assert found.days[-2] == noon.date()
     assert (found.sent[-2], found.sent[-1]) == (2, 0)
     assert (found.failed[-2], found.failed[-1]) == (5, 0)
+
+
+async def test_a_cancelled_campaign_does_not_say_its_failures_can_be_sent_again(
+    app: Any, db: Database, vault: Any
+) -> None:
+    """Retry failed refuses a cancelled campaign (409), so its page does not offer it in words."""
+    cancelled_id, _ = await seed(db, vault, status=CampaignStatus.CANCELLED)
+    completed_id, _ = await seed(db, vault, name="Done", fb_page_id="1002")
+    user, _ = await create_user(db, Role.MANAGER, email="m@example.com")
+    cookie = await session_cookie(db, user)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app),
+        base_url="http://pagecast.test",
+        cookies={SESSION_COOKIE: cookie},
+    ) as client:
+        for path in (f"/campaigns/{cancelled_id}", f"/campaigns/{cancelled_id}/reports"):
+            answer = await client.get(path)
+            assert answer.status_code == 200 and 'id="outcome-legend"' in answer.text
+            assert 'id="retry-rule"' not in answer.text and "can be sent again" not in answer.text
+        done = await client.get(f"/campaigns/{completed_id}/reports")
+        assert 'id="retry-rule"' in done.text and "can be sent again" in done.text
