@@ -42,10 +42,18 @@ def _day(value: object) -> date:
     return value if isinstance(value, date) else date.fromisoformat(str(value))
 
 
+def _utc_date(session: AsyncSession, column: Any) -> Any:
+    """The UTC day of a time column. PostgreSQL's `date()` of a timestamptz is the day in
+    the session's time zone (the server's, not always UTC); SQLite stores UTC text."""
+    if session.get_bind().dialect.name == "postgresql":
+        return func.date(func.timezone("UTC", column))
+    return func.date(column)
+
+
 async def _per_day(
     session: AsyncSession, page_id: int, column: Any, since: datetime, *extra: Any
 ) -> dict[date, int]:
-    day = func.date(column)
+    day = _utc_date(session, column)
     rows = await session.execute(
         select(day, func.count())
         .select_from(Delivery)

@@ -376,6 +376,9 @@ async def retry_failed(
             None,
             None,
         )
+        # Issue 21: only a finished campaign is archived; sending again puts it back in
+        # the list (services/campaign_archive.py).
+        campaign.archived_at = None
     await session.flush()
     await audit.record(
         session,
