@@ -65,3 +65,21 @@ async def test_an_unknown_queue_or_state_is_refused_naming_the_field(
     bad_queue = await admin.post("/api/admin/queue/jobs/emails/1/retry")
     assert bad_queue.status_code == 422
     assert bad_queue.json()["error"]["field"] == "queue" and "webhooks" in bad_queue.text
+
+
+async def test_an_id_naming_one_of_the_queues_own_keys_is_no_job(
+    engine_app: Any,  # noqa: F811
+    admin: httpx.AsyncClient,  # noqa: F811
+) -> None:
+    """`meta`, `id`, `wait`, `events` are keys of the queue (bull:pagecast:<id>), not jobs: a
+    404, and removing `meta` does not delete the queue's paused flag with it."""
+    bull = await engine_app.state.context.queue.bull()
+    await bull.add("nightly-report", {"report": "weekly"})  # the queue's keys exist
+    assert (await admin.post("/api/admin/queue/pause")).status_code == 200
+    for key in ("meta", "id", "wait", "events"):
+        retried = await admin.post(f"/api/admin/queue/jobs/sending/{key}/retry")
+        assert retried.status_code == 404 and f"No job '{key}'" in retried.text, retried.text
+        removed = await admin.delete(f"/api/admin/queue/jobs/sending/{key}")
+        assert removed.status_code == 404 and f"No job '{key}'" in removed.text, removed.text
+    assert (await admin.get("/api/admin/queue")).json()["paused"] is True
+    await admin.post("/api/admin/queue/resume")
