@@ -11,11 +11,14 @@ import re
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 from conftest import IN_CI
+from pagecast import actions
+from pagecast.cli.base import cli_actor
 from pagecast.db import Database
 from pagecast.settings import Settings
 from test_sending import (  # noqa: F401  (fixtures)
@@ -94,6 +97,7 @@ def test_example_alert_rules_pass_promtool() -> None:
 
 
 async def test_metrics_count_only_the_campaigns_the_breaker_paused(
+    engine_app: Any,  # noqa: F811
     admin: httpx.AsyncClient,  # noqa: F811
     manager: httpx.AsyncClient,  # noqa: F811
     sim: httpx.AsyncClient,
@@ -117,6 +121,11 @@ async def test_metrics_count_only_the_campaigns_the_breaker_paused(
     held = await new_campaign(manager, page_id, name="Held")
     await manager.post(f"/api/campaigns/{held}/start")
     assert (await manager.post(f"/api/campaigns/{held}/pause")).status_code == 200
+    # A third one an operator pauses with `pagecast campaigns pause` (an actor without a
+    # user id, as the system's).
+    by_cli = await new_campaign(manager, page_id, name="Held from the CLI")
+    await manager.post(f"/api/campaigns/{by_cli}/start")
+    await actions.pause(engine_app.state.context, cli_actor(), by_cli)
     text = (await admin.get("/metrics")).text
-    assert 'pagecast_campaigns{status="paused"} 2.0' in text
+    assert 'pagecast_campaigns{status="paused"} 3.0' in text
     assert f'pagecast_campaigns_paused_by_breaker{{page="{PAGE}"}} 1.0' in text
