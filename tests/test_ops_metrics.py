@@ -35,6 +35,7 @@ from test_sending import (  # noqa: F401  (fixtures)
 )
 
 RULES = Path(__file__).parent.parent / "docs" / "prometheus-alerts.yml"
+ALERT_TESTS = Path(__file__).parent / "ops_prometheus_alerts_test.yml"
 
 
 def _promtool() -> str:
@@ -91,6 +92,11 @@ async def test_metrics_after_a_real_campaign_pass_promtool(
 def test_example_alert_rules_pass_promtool() -> None:
     checked = _check("rules", str(RULES))
     assert checked.returncode == 0, (checked.stdout + checked.stderr).decode()
+    # And they fire on series as /metrics exports them (a worker that stops beating, ...).
+    tested = subprocess.run(
+        [_promtool(), "test", "rules", str(ALERT_TESTS)], capture_output=True, timeout=60
+    )
+    assert tested.returncode == 0, (tested.stdout + tested.stderr).decode()
     rules = RULES.read_text()
     for alert in ("TokenInvalid", "PausedByBreaker", "BacklogGrowing", "NoWorkerHeartbeat"):
         assert f"alert: Pagecast{alert}" in rules or alert in rules, alert
