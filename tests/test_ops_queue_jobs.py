@@ -4,13 +4,17 @@ and failure reason, a failed job retried, a job removed, bad input refused namin
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from typing import Any
 
 import httpx
 
+from factories import app_client, create_user, session_cookie
 from pagecast.db import Database
+from pagecast.models import Role
 from pagecast.settings import Settings
+from pagecast.web.deps import SESSION_COOKIE
 from test_sending import (  # noqa: F401  (fixtures)
     RunningWorker,
     admin,
@@ -83,3 +87,25 @@ async def test_an_id_naming_one_of_the_queues_own_keys_is_no_job(
         assert removed.status_code == 404 and f"No job '{key}'" in removed.text, removed.text
     assert (await admin.get("/api/admin/queue")).json()["paused"] is True
     await admin.post("/api/admin/queue/resume")
+
+
+async def test_a_job_id_with_url_characters_is_retried_and_removed_from_the_queue_page(
+    engine_app: Any,  # noqa: F811
+    db: Database,
+) -> None:
+    """Another system (Node's BullMQ, Bull Board) may add jobs with ids of its own: the queue
+    page's forms must still reach that job, `?`, `#`, `%` and spaces in its id included."""
+    user, raw = await create_user(db, Role.ADMIN, email="queue-ids@example.com")
+    bull = await engine_app.state.context.queue.bull()
+    job_id = "report?week=1#2 100%"
+    await bull.add("nightly-report", {"report": "weekly"}, {"jobId": job_id})
+    async with app_client(engine_app, raw) as client:
+        client.cookies.set(SESSION_COOKIE, await session_cookie(db, user))
+        html = (await client.get("/queue", params={"state": "waiting"})).text
+        action = re.search(r'<form method="post" action="([^"]+)/remove"', html)
+        assert action is not None, html
+        csrf = re.search(r'name="csrf_token" value="([^"]+)"', html)
+        assert csrf is not None
+        removed = await client.post(f"{action[1]}/remove", data={"csrf_token": csrf[1]})
+        assert removed.status_code == 303, removed.text
+    assert await bull.getJobState(job_id) == "unknown"
