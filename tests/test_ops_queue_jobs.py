@@ -7,6 +7,7 @@ import asyncio
 import re
 import time
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -94,10 +95,11 @@ async def test_a_job_id_with_url_characters_is_retried_and_removed_from_the_queu
     db: Database,
 ) -> None:
     """Another system (Node's BullMQ, Bull Board) may add jobs with ids of its own: the queue
-    page's forms must still reach that job, `?`, `#`, `%` and spaces in its id included."""
+    page's forms and the API must still reach that job, `/`, `?`, `#`, `%` and spaces in its
+    id included."""
     user, raw = await create_user(db, Role.ADMIN, email="queue-ids@example.com")
     bull = await engine_app.state.context.queue.bull()
-    job_id = "report?week=1#2 100%"
+    job_id = "reports/week?n=1#2 100%"
     await bull.add("nightly-report", {"report": "weekly"}, {"jobId": job_id})
     async with app_client(engine_app, raw) as client:
         client.cookies.set(SESSION_COOKIE, await session_cookie(db, user))
@@ -108,4 +110,10 @@ async def test_a_job_id_with_url_characters_is_retried_and_removed_from_the_queu
         assert csrf is not None
         removed = await client.post(f"{action[1]}/remove", data={"csrf_token": csrf[1]})
         assert removed.status_code == 303, removed.text
+        assert await bull.getJobState(job_id) == "unknown"
+        await bull.add("nightly-report", {"report": "weekly"}, {"jobId": job_id})
+        path = f"/api/admin/queue/jobs/sending/{quote(job_id, safe='')}"
+        retried = await client.post(f"{path}/retry")
+        assert retried.status_code == 409 and "is waiting" in retried.text, retried.text
+        assert (await client.delete(path)).json() == {"ok": True, "queue": "sending", "id": job_id}
     assert await bull.getJobState(job_id) == "unknown"
