@@ -79,6 +79,9 @@ async def test_metrics_after_a_real_campaign_pass_promtool(
     text = response.text
     for family in re.findall(r"^# TYPE (\S+) ", text, flags=re.M):
         assert f"# HELP {family} " in text, family
+    # Every family the example alert rules read is one this answer has.
+    families = set(re.findall(r"^# TYPE (\S+) ", text, flags=re.M))
+    assert set(re.findall(r"\bpagecast_[a-z_]+", RULES.read_text())) <= families
     assert f'pagecast_deliveries{{page="{PAGE}",status="sent"}} 10.0' in text
     assert f'pagecast_sends_total{{outcome="sent",page="{PAGE}"}} 10.0' in text
     assert 'pagecast_send_latency_seconds_bucket{le="+Inf"} 10.0' in text
