@@ -343,7 +343,7 @@ DASHBOARD: dict[tuple[str, str], tuple[int, set[str]]] = {
     ("POST", "/pages/connect/facebook/{login_id}"): (503, ADMINS),
     ("GET", "/queue"): (200, ADMINS),
     ("POST", "/queue/{action}"): (404, ADMINS),
-    ("POST", "/queue/jobs/{queue}/{job_id}/{action}"): (404, ADMINS),
+    ("POST", "/queue/jobs/{queue}/{job_id:path}/{action}"): (404, ADMINS),
     ("GET", "/users"): (200, ALL),
     ("POST", "/me/timezone"): (422, ALL),
     ("POST", "/users"): (422, ADMINS),

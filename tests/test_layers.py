@@ -98,3 +98,16 @@ def test_importing_and_building_the_app_opens_no_connection() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "[]"
+
+
+def test_no_test_module_imports_a_conftest() -> None:
+    # tests/, tests/dashboard/, tests/simulator/, ... each have a conftest.py, all imported as
+    # `conftest`: in a whole-suite run `from conftest import X` finds whichever came last and
+    # fails collection. Fixtures come to a test by name; constants are defined where used.
+    tests = Path(__file__).parent
+    importing = [
+        str(p.relative_to(tests))
+        for p in tests.rglob("*.py")
+        if p.name != "conftest.py" and "node_modules" not in p.parts and "conftest" in _imports(p)
+    ]
+    assert importing == []

@@ -9,7 +9,9 @@ test is skipped, except under CI=true where it fails.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
+import os
 import shutil
 import subprocess
 import time
@@ -19,7 +21,6 @@ from typing import Any
 import httpx
 import pytest
 
-from conftest import IN_CI
 from pagecast.db import Database
 from pagecast.queue import QUEUE_NAME, WEBHOOK_QUEUE_NAME, bull_client_name
 from pagecast.settings import Settings
@@ -37,6 +38,9 @@ from test_sending import (  # noqa: F401  (fixtures)
 )
 
 NODE_DIR = Path(__file__).parent / "bullmq_node"
+# As tests/conftest.py reads it: `from conftest import` picks whichever conftest (tests/dashboard,
+# tests/simulator, ...) a whole-suite run imported last.
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
 def _missing(reason: str) -> None:
@@ -138,3 +142,21 @@ async def test_node_bullmq_reads_pagecast_queues_and_its_job_is_processed(
             await asyncio.sleep(0.2)
     assert state == {"state": "completed", "failedReason": None}
     assert done["counts"]["sent"] == 5 and len(await outbox(sim)) == 5
+
+
+def test_a_bullmq_without_the_naming_step_fails_at_import_naming_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """worker/bull.py replaces bullmq's private `Worker._ensure_client_names`: a bullmq
+    without it (another version) must not run workers that Bull Board silently misses."""
+    import bullmq
+
+    import pagecast.worker.bull as bull_module
+
+    monkeypatch.delattr(bullmq.Worker, "_ensure_client_names")
+    try:
+        with pytest.raises(ImportError, match=r"_ensure_client_names.*uv\.lock"):
+            importlib.reload(bull_module)
+    finally:
+        monkeypatch.undo()
+        importlib.reload(bull_module)

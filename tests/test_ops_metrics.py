@@ -7,15 +7,18 @@ without it the checks are skipped, except under CI=true where they fail.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
-from conftest import IN_CI
+from pagecast import actions
+from pagecast.cli.base import cli_actor
 from pagecast.db import Database
 from pagecast.settings import Settings
 from test_sending import (  # noqa: F401  (fixtures)
@@ -32,6 +35,10 @@ from test_sending import (  # noqa: F401  (fixtures)
 )
 
 RULES = Path(__file__).parent.parent / "docs" / "prometheus-alerts.yml"
+# As tests/conftest.py reads it: `from conftest import` picks whichever conftest (tests/dashboard,
+# tests/simulator, ...) a whole-suite run imported last.
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+ALERT_TESTS = Path(__file__).parent / "ops_prometheus_alerts_test.yml"
 
 
 def _promtool() -> str:
@@ -72,6 +79,9 @@ async def test_metrics_after_a_real_campaign_pass_promtool(
     text = response.text
     for family in re.findall(r"^# TYPE (\S+) ", text, flags=re.M):
         assert f"# HELP {family} " in text, family
+    # Every family the example alert rules read is one this answer has.
+    families = set(re.findall(r"^# TYPE (\S+) ", text, flags=re.M))
+    assert set(re.findall(r"\bpagecast_[a-z_]+", RULES.read_text())) <= families
     assert f'pagecast_deliveries{{page="{PAGE}",status="sent"}} 10.0' in text
     assert f'pagecast_sends_total{{outcome="sent",page="{PAGE}"}} 10.0' in text
     assert 'pagecast_send_latency_seconds_bucket{le="+Inf"} 10.0' in text
@@ -88,12 +98,18 @@ async def test_metrics_after_a_real_campaign_pass_promtool(
 def test_example_alert_rules_pass_promtool() -> None:
     checked = _check("rules", str(RULES))
     assert checked.returncode == 0, (checked.stdout + checked.stderr).decode()
+    # And they fire on series as /metrics exports them (a worker that stops beating, ...).
+    tested = subprocess.run(
+        [_promtool(), "test", "rules", str(ALERT_TESTS)], capture_output=True, timeout=60
+    )
+    assert tested.returncode == 0, (tested.stdout + tested.stderr).decode()
     rules = RULES.read_text()
     for alert in ("TokenInvalid", "PausedByBreaker", "BacklogGrowing", "NoWorkerHeartbeat"):
         assert f"alert: Pagecast{alert}" in rules or alert in rules, alert
 
 
 async def test_metrics_count_only_the_campaigns_the_breaker_paused(
+    engine_app: Any,  # noqa: F811
     admin: httpx.AsyncClient,  # noqa: F811
     manager: httpx.AsyncClient,  # noqa: F811
     sim: httpx.AsyncClient,
@@ -117,6 +133,11 @@ async def test_metrics_count_only_the_campaigns_the_breaker_paused(
     held = await new_campaign(manager, page_id, name="Held")
     await manager.post(f"/api/campaigns/{held}/start")
     assert (await manager.post(f"/api/campaigns/{held}/pause")).status_code == 200
+    # A third one an operator pauses with `pagecast campaigns pause` (an actor without a
+    # user id, as the system's).
+    by_cli = await new_campaign(manager, page_id, name="Held from the CLI")
+    await manager.post(f"/api/campaigns/{by_cli}/start")
+    await actions.pause(engine_app.state.context, cli_actor(), by_cli)
     text = (await admin.get("/metrics")).text
-    assert 'pagecast_campaigns{status="paused"} 2.0' in text
+    assert 'pagecast_campaigns{status="paused"} 3.0' in text
     assert f'pagecast_campaigns_paused_by_breaker{{page="{PAGE}"}} 1.0' in text

@@ -52,21 +52,24 @@ async def list_jobs(
     return [_shown(job, state) for job in await bull.getJobs([state], 0, limit - 1)]
 
 
-async def _job(queue: Queue, name: str, job_id: str) -> tuple[BullQueue, Job]:
+async def _job(queue: Queue, name: str, job_id: str) -> tuple[BullQueue, Job, str]:
+    """The job and its state. A job is one that a state of the queue holds: an id like
+    `meta`, `id` or `wait` names one of the queue's own keys (bull:<queue>:meta, ...),
+    which must never be read or removed as a job."""
     bull = await _bull(queue, name)
-    job = await Job.fromId(bull, job_id)
+    state = await bull.getJobState(job_id)
+    job = await Job.fromId(bull, job_id) if state != "unknown" else None
     if job is None:
         raise NotFound(
             f"No job {job_id!r} in the {name} queue: it finished and was forgotten, or was "
             "removed. Reload the list of jobs."
         )
-    return bull, job
+    return bull, job, state
 
 
 async def retry(queue: Queue, name: str, job_id: str) -> dict[str, Any]:
     """Run a failed job again (back to waiting, attempts counted from 0)."""
-    bull, job = await _job(queue, name, job_id)
-    state = await bull.getJobState(job_id)
+    bull, job, state = await _job(queue, name, job_id)
     if state != "failed":
         raise InvalidState(f"Job {job_id!r} is {state}; only a failed job can be retried.")
     await job.retry("failed", {"resetAttemptsMade": True})
@@ -75,8 +78,8 @@ async def retry(queue: Queue, name: str, job_id: str) -> dict[str, Any]:
 
 async def remove(queue: Queue, name: str, job_id: str) -> None:
     """Remove a job that no worker is running."""
-    bull, job = await _job(queue, name, job_id)
-    if await bull.getJobState(job_id) == "active":
+    _, job, state = await _job(queue, name, job_id)
+    if state == "active":
         raise InvalidState(
             f"Job {job_id!r} is running; wait until it finishes (or fails), then remove it."
         )

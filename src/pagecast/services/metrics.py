@@ -12,10 +12,12 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pagecast.models import AuditLog, Campaign, CampaignStatus, DeliveryStatus, Page, PageStatus
+from pagecast.permissions import Actor
 
 __all__ = ["DatabaseFigures", "database_figures"]
 
 _DELIVERY_STATUSES = tuple(status.value for status in DeliveryStatus)
+_SYSTEM = Actor.system()
 
 
 @dataclass
@@ -58,8 +60,9 @@ async def database_figures(session: AsyncSession) -> DatabaseFigures:
 
 def _paused_by_breaker() -> Select[str, int]:
     """Paused campaigns whose latest pause came from the system and not from their Page's
-    stop: the circuit breaker and the spam warning (services/breaker.py pauses them as the
-    system actor, which has no user id; a person's pause always has one)."""
+    stop: the circuit breaker and the spam warning (services/breaker.py pauses them as
+    `Actor.system()`). A person's pause is not one, with or without a user id: the CLI's
+    actor has none (`cli`), nor has a deleted user's entry (`actor_id` set to NULL)."""
     latest_pause = (
         select(func.max(AuditLog.id))
         .where(
@@ -72,7 +75,11 @@ def _paused_by_breaker() -> Select[str, int]:
     )
     by_system = (
         select(AuditLog.id)
-        .where(AuditLog.id == latest_pause, AuditLog.actor_id.is_(None))
+        .where(
+            AuditLog.id == latest_pause,
+            AuditLog.actor_id.is_(None),
+            AuditLog.actor == _SYSTEM.name,
+        )
         .correlate(Campaign)
         .exists()
     )

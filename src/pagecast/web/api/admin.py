@@ -169,13 +169,13 @@ async def queue_jobs(
     return {"queue": queue, "state": state, "jobs": jobs}
 
 
-@router.post("/api/admin/queue/jobs/{queue}/{job_id}/retry", **documented(None, 409, 503))
+@router.post("/api/admin/queue/jobs/{queue}/{job_id:path}/retry", **documented(None, 409, 503))
 async def retry_job(queue: str, job_id: str, actor: Admin, ctx: ContextDep) -> dict[str, Any]:
     """Run one failed job again."""
     return await queue_jobs_.retry(ctx.queue, queue, job_id)
 
 
-@router.delete("/api/admin/queue/jobs/{queue}/{job_id}", **documented(None, 409, 503))
+@router.delete("/api/admin/queue/jobs/{queue}/{job_id:path}", **documented(None, 409, 503))
 async def remove_job(queue: str, job_id: str, actor: Admin, ctx: ContextDep) -> dict[str, Any]:
     """Remove one job that is not running."""
     await queue_jobs_.remove(ctx.queue, queue, job_id)

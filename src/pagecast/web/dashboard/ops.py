@@ -44,7 +44,7 @@ async def queue_page(
     )
 
 
-@router.post("/queue/jobs/{queue}/{job_id}/{action}")
+@router.post("/queue/jobs/{queue}/{job_id:path}/{action}")
 async def job_action(
     queue: str, job_id: str, action: str, request: Request, viewer: ViewerDep, ctx: ContextDep
 ) -> Response:
