@@ -27,11 +27,15 @@ def free_port() -> int:
 
 
 def clean_env(extra: dict[str, str]) -> dict[str, str]:
-    """The environment without any Pagecast or Redis/database setting of the caller, plus `extra`."""
+    """The environment without any Pagecast or Redis/database setting of the caller, plus `extra`.
+
+    Without PYTHONDONTWRITEBYTECODE too: a process then reuses the bytecode an earlier one
+    cached instead of compiling every module it imports again (seconds a process)."""
     env = {
         k: v
         for k, v in os.environ.items()
-        if not k.startswith("PAGECAST_") and k not in ("REDIS_URL", "DATABASE_URL")
+        if not k.startswith("PAGECAST_")
+        and k not in ("REDIS_URL", "DATABASE_URL", "PYTHONDONTWRITEBYTECODE")
     }
     env.update(extra)
     return env

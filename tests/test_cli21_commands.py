@@ -5,6 +5,7 @@ flags, headers and empty messages, --json, the campaign commands, tokens list, q
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -15,12 +16,15 @@ import httpx
 import pytest
 
 from processes import clean_env, free_port
-from test_cli import PAGECAST, run
+from test_cli import PAGECAST, migrated_dir, run
+
+__all__ = ["migrated_dir"]  # a fixture: each test copies one migrated database
 
 
 @pytest.fixture
-def data_dir(tmp_path: Path) -> Path:
-    return tmp_path / "data"
+def data_dir(migrated_dir: Path, tmp_path: Path) -> Path:
+    """A data dir with a migrated database (copied: migrating once per test is slow)."""
+    return Path(shutil.copytree(migrated_dir, tmp_path / "data"))
 
 
 def _one_error_line(result: subprocess.CompletedProcess[str]) -> str:
@@ -107,7 +111,8 @@ def test_queue_counts_jobs_by_state_and_retries_failed_ones(data_dir: Path) -> N
     assert "failed\t0" in lines
 
 
-def _a_page(data_dir: Path, simulator: Any) -> str:
+def _sim_page(simulator: Any) -> str:
+    """The simulator, reset, with the Page 1001 the tests add; its URL."""
     from factories import SIM_TOKEN
 
     url = str(simulator.url)
@@ -115,19 +120,47 @@ def _a_page(data_dir: Path, simulator: Any) -> str:
     httpx.post(
         f"{url}/__sim/pages", json={"page_id": "1001", "name": "Acme", "access_token": SIM_TOKEN}
     ).raise_for_status()
+    return url
+
+
+def _a_page(data_dir: Path, simulator: Any) -> str:
+    from factories import SIM_TOKEN
+
+    url = _sim_page(simulator)
     added = run(data_dir, "pages", "add", "--token", SIM_TOKEN, PAGECAST_GRAPH_API_URL=url)
     assert added.returncode == 0, added.stderr
     return url
 
 
-@pytest.mark.timeout(600)  # some 20 commands, each a process: seconds each on loaded cores
-def test_campaigns_create_show_duplicate_schedule_and_delete(
-    data_dir: Path, tmp_path: Path, simulator: Any
+@pytest.fixture(scope="module")
+def page_dir(migrated_dir: Path, simulator: Any) -> Path:
+    """A migrated data dir with the Page 1001 added (as Page 1) and three of its people (PSIDs
+    11 to 13, 11 tagged vip); tests copy it."""
+    path = Path(shutil.copytree(migrated_dir, migrated_dir.parent / "with-page"))
+    _a_page(path, simulator)
+    people = path.parent / "three.csv"
+    people.write_text("psid,tags\n11,vip\n12,\n13,\n")
+    imported = run(path, "contacts", "import", str(people), "--page", "1")
+    assert imported.returncode == 0, imported.stderr
+    return path
+
+
+@pytest.fixture
+def with_page(page_dir: Path, tmp_path: Path) -> Path:
+    return Path(shutil.copytree(page_dir, tmp_path / "data"))
+
+
+def _created_id(result: subprocess.CompletedProcess[str]) -> int:
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("Created draft campaign "), result.stdout
+    return int(result.stdout.split()[3])
+
+
+def test_campaigns_create_from_flags_or_a_file_then_show_and_list(
+    with_page: Path, tmp_path: Path
 ) -> None:
-    _a_page(data_dir, simulator)
-    created = run(data_dir, "campaigns", "create", "--page", "1", "--name", "Sale", "--text", "Hi")
-    assert created.returncode == 0, created.stderr
-    assert created.stdout.startswith("Created draft campaign 1 (Sale).")
+    created = run(with_page, "campaigns", "create", "--page", "1", "--name", "Sale", "--text", "Hi")
+    assert created.stdout.startswith("Created draft campaign 1 (Sale)."), created.stderr
     body = tmp_path / "campaign.json"
     body.write_text(
         json.dumps(
@@ -139,40 +172,70 @@ def test_campaigns_create_show_duplicate_schedule_and_delete(
             }
         )
     )
-    from_file = run(data_dir, "campaigns", "create", "--file", str(body), "--json")
+    from_file = run(with_page, "campaigns", "create", "--file", str(body), "--json")
     assert from_file.returncode == 0, from_file.stderr
     assert json.loads(from_file.stdout)["audience"]["include"] == ["vip"]
-    refused = run(data_dir, "campaigns", "create", "--page", "1", "--name", "", "--text", "x")
+    refused = run(with_page, "campaigns", "create", "--page", "1", "--name", "", "--text", "x")
     assert "name: is empty" in _one_error_line(refused)
 
-    shown = run(data_dir, "campaigns", "show", "1", "--json")
+    shown = run(with_page, "campaigns", "show", "1", "--json")
     assert shown.returncode == 0 and json.loads(shown.stdout)["status"] == "draft"
-    listed = run(data_dir, "campaigns", "list").stdout.splitlines()
+    listed = run(with_page, "campaigns", "list").stdout.splitlines()
     assert listed[0].startswith("ID\tSTATUS\tPAGE\tNAME") and len(listed) == 3
 
-    copied = run(data_dir, "campaigns", "duplicate", "1")
-    assert (
-        copied.returncode == 0 and "Created draft campaign 3 (Sale (copy)) from 1" in copied.stdout
+
+def test_campaigns_create_to_chosen_psids_or_a_segment(with_page: Path) -> None:
+    def create(*audience: str) -> subprocess.CompletedProcess[str]:
+        flags = ("--page", "1", "--name", "Few", "--text", "Hi", "--json")
+        return run(with_page, "campaigns", "create", *flags, *audience)
+
+    chosen = create("--audience", "psids", "--psid", "11", "--psid", "12,13")
+    assert chosen.returncode == 0, chosen.stderr
+    assert json.loads(chosen.stdout)["audience"] == {
+        "type": "contacts",
+        "psids": ["11", "12", "13"],
+    }
+    bad = create("--audience", "psids", "--psid", "ana")
+    assert "psids[0]: 'ana' is not a Page-scoped id" in _one_error_line(bad)
+    assert "--psid needs --audience psids" in _one_error_line(create("--psid", "11"))
+    segment = run(
+        with_page, "segments", "create", "--page", "1", "--name", "VIPs", "--tags-any", "vip"
     )
-    scheduled = run(data_dir, "campaigns", "schedule", "3", "--at", "2099-01-02T09:30+01:00")
+    assert segment.returncode == 0, segment.stderr
+    targeted = create("--audience", "segment", "--segment", "1")
+    assert targeted.returncode == 0, targeted.stderr
+    assert json.loads(targeted.stdout)["audience"] == {"type": "segment", "segment_id": 1}
+
+
+def test_campaigns_duplicate_schedule_retry_failed_and_delete(with_page: Path) -> None:
+    run(with_page, "campaigns", "create", "--page", "1", "--name", "Sale", "--text", "Hi")
+    copied = run(with_page, "campaigns", "duplicate", "1")
+    assert copied.returncode == 0, copied.stderr
+    assert "Created draft campaign 2 (Sale (copy)) from 1" in copied.stdout
+    scheduled = run(with_page, "campaigns", "schedule", "2", "--at", "2099-01-02T09:30+01:00")
     assert scheduled.returncode == 0, scheduled.stderr
     assert "is scheduled for 2099-01-02T08:30:00" in scheduled.stdout
-    past = run(data_dir, "campaigns", "schedule", "1", "--at", "2001-01-01T00:00")
+    past = run(with_page, "campaigns", "schedule", "1", "--at", "2001-01-01T00:00")
     assert "is in the past" in _one_error_line(past)
 
-    draft = run(data_dir, "campaigns", "retry-failed", "1")
+    draft = run(with_page, "campaigns", "retry-failed", "1")
     assert "only allowed when it is sending, paused, completed" in _one_error_line(draft)
+    # A draft never moves by itself: watching it ends at once instead of never.
+    watched = run(with_page, "campaigns", "watch", "1", "--every", "0.1")
+    assert "is a draft: nothing is sending" in _one_error_line(watched)
 
-    unasked = run(data_dir, "campaigns", "delete", "2")
+    unasked = run(with_page, "campaigns", "delete", "1")
     assert unasked.returncode == 1 and "Nothing deleted" in unasked.stderr
-    deleted = run(data_dir, "campaigns", "delete", "2", "--yes")
-    assert deleted.returncode == 0 and "Campaign 2 deleted." in deleted.stdout
-    assert "does not exist" in _one_error_line(run(data_dir, "campaigns", "show", "2"))
+    deleted = run(with_page, "campaigns", "delete", "1", "--yes")
+    assert deleted.returncode == 0 and "Campaign 1 deleted." in deleted.stdout
+    assert "does not exist" in _one_error_line(run(with_page, "campaigns", "show", "1"))
 
 
-@pytest.fixture
-def served(data_dir: Path, simulator: Any) -> Iterator[tuple[str, str, str]]:
-    """A real `pagecast serve` (web and worker) on `data_dir`, a Page, and an admin's token."""
+@pytest.fixture(scope="module")
+def served(migrated_dir: Path, simulator: Any) -> Iterator[tuple[str, str, str]]:
+    """One real `pagecast serve` (web and worker) for the module's --url tests, on a data dir
+    with a Page and two contacts in their window; its URL, an admin's token, the Graph URL."""
+    data_dir = Path(shutil.copytree(migrated_dir, migrated_dir.parent / "served"))
     graph = _a_page(data_dir, simulator)
     people = data_dir.parent / "people.csv"
     now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
@@ -213,44 +276,104 @@ def served(data_dir: Path, simulator: Any) -> Iterator[tuple[str, str, str]]:
         log.close()
 
 
-@pytest.mark.timeout(600)  # a `serve`, a send and some 20 commands, each a process
-def test_url_drives_a_remote_pagecast_over_its_api(
+def _remote(served: tuple[str, str, str], tmp_path: Path, *args: str) -> Any:
+    url, token, _ = served
+    # No database on this side: everything goes over the API (`laptop` is never created).
+    return run(tmp_path / "laptop", "--url", url, *args, PAGECAST_TOKEN=token)
+
+
+def test_url_lists_pages_and_tokens_and_refuses_what_it_cannot_do(
     tmp_path: Path, served: tuple[str, str, str]
 ) -> None:
-    url, token, _ = served
-    laptop = tmp_path / "laptop"  # no database here: everything goes over the API
-
-    def remote(*args: str) -> subprocess.CompletedProcess[str]:
-        return run(laptop, "--url", url, *args, PAGECAST_TOKEN=token)
-
-    pages = remote("pages", "list", "--json")
+    pages = _remote(served, tmp_path, "pages", "list", "--json")
     assert pages.returncode == 0, pages.stderr
     assert [p["name"] for p in json.loads(pages.stdout)] == ["Acme"]
-    assert remote("tokens", "list").stdout.splitlines()[0].startswith("ID\tUSER\tNAME\tPREFIX")
-    created = remote(
-        "campaigns", "create", "--page", "1", "--name", "Remote", "--text", "Hi {{first_name}}"
+    tokens = _remote(served, tmp_path, "tokens", "list")
+    assert tokens.stdout.splitlines()[0].startswith("ID\tUSER\tNAME\tPREFIX"), tokens.stderr
+    for local_only in (("queue",), ("users", "list"), ("contacts", "imports")):
+        assert "not with --url" in _one_error_line(_remote(served, tmp_path, *local_only))
+    wrong = run(
+        tmp_path / "laptop", "--url", served[0], "--token", "pct_wrong", "campaigns", "list"
     )
-    assert created.returncode == 0, created.stderr
-    started = remote("campaigns", "start", "1")
+    assert "refused the token (401)" in _one_error_line(wrong)
+    assert "pct_wrong" not in wrong.stderr + wrong.stdout
+    assert not (tmp_path / "laptop").exists()
+
+
+def test_url_creates_starts_watches_and_retries_a_campaign(
+    tmp_path: Path, served: tuple[str, str, str], simulator: Any
+) -> None:
+    _sim_page(simulator)  # another test may have reset the simulator
+    created = _remote(
+        served,
+        tmp_path,
+        "campaigns",
+        "create",
+        "--page",
+        "1",
+        "--name",
+        "Remote",
+        "--text",
+        "Hi {{first_name}}",
+    )
+    cid = str(_created_id(created))
+    started = _remote(served, tmp_path, "campaigns", "start", cid)
     assert started.returncode == 0, started.stderr
-    watched = remote("campaigns", "watch", "1", "--every", "0.2")
+    watched = _remote(served, tmp_path, "campaigns", "watch", cid, "--every", "0.2")
     assert watched.returncode == 0, watched.stderr
-    assert "Campaign 1 (Remote) is completed" in watched.stdout
-    shown = json.loads(remote("campaigns", "show", "1", "--json").stdout)
+    assert f"Campaign {cid} (Remote) is completed" in watched.stdout
+    shown = json.loads(_remote(served, tmp_path, "campaigns", "show", cid, "--json").stdout)
     assert shown["status"] == "completed" and shown["counts"]["total"] == 2
-    assert "pausing is only allowed" in _one_error_line(remote("campaigns", "pause", "1"))
-    retried = remote("campaigns", "retry-failed", "1")
+    paused = _remote(served, tmp_path, "campaigns", "pause", cid)
+    assert "pausing is only allowed" in _one_error_line(paused)
+    again = _remote(served, tmp_path, "campaigns", "watch", cid)  # finished: ends at once
+    assert again.returncode == 0 and "is completed" in again.stdout, again.stderr
+    retried = _remote(served, tmp_path, "campaigns", "retry-failed", cid)
     assert retried.returncode == 0, retried.stderr
     queued = int(retried.stdout.split(" failed deliveries queued again.")[0])
     assert 0 <= queued <= shown["counts"]["failed"], retried.stdout
-    copy = remote("campaigns", "duplicate", "1")
-    assert copy.returncode == 0 and "Created draft campaign 2" in copy.stdout
-    later = remote("campaigns", "schedule", "2", "--at", "2099-01-02T09:30")
+
+
+def test_url_duplicates_schedules_and_deletes_a_draft(
+    tmp_path: Path, served: tuple[str, str, str]
+) -> None:
+    created = _remote(
+        served, tmp_path, "campaigns", "create", "--page", "1", "--name", "Later", "--text", "Hi"
+    )
+    original = _created_id(created)
+    copy = _remote(served, tmp_path, "campaigns", "duplicate", str(original))
+    assert copy.returncode == 0 and f"(Later (copy)) from {original}" in copy.stdout, copy.stderr
+    cid = copy.stdout.split()[3]
+    later = _remote(served, tmp_path, "campaigns", "schedule", cid, "--at", "2099-01-02T09:30")
     assert later.returncode == 0 and "scheduled for 2099-01-02T09:30:00" in later.stdout
-    assert remote("campaigns", "delete", "2", "--yes").returncode == 0
-    assert "does not exist" in _one_error_line(remote("campaigns", "show", "2"))
-    wrong = run(laptop, "--url", url, "--token", "pct_wrong", "campaigns", "list")
-    assert "refused the token (401)" in _one_error_line(wrong)
-    for local_only in (("queue",), ("users", "list"), ("contacts", "imports")):
-        assert "not with --url" in _one_error_line(remote(*local_only))
-    assert not laptop.exists()
+    assert _remote(served, tmp_path, "campaigns", "delete", cid, "--yes").returncode == 0
+    assert "does not exist" in _one_error_line(_remote(served, tmp_path, "campaigns", "show", cid))
+
+
+def test_url_of_a_server_that_is_not_pagecast_is_one_line(tmp_path: Path) -> None:
+    """A web page (200) or an error page (404) instead of the API: one line, no page, no
+    traceback, and the token never shown."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Site(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200 if self.path.startswith("/api/pages") else 404)
+            self.send_header("Content-Type", "text/html")
+            self.end_headers()
+            self.wfile.write(b"<html>\n<body>\nA shop\n</body>\n</html>\n")
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    site = ThreadingHTTPServer(("127.0.0.1", 0), Site)
+    threading.Thread(target=site.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{site.server_address[1]}"
+    try:
+        for command in (("pages", "list"), ("campaigns", "list")):
+            done = run(tmp_path, "--url", url, "--token", "pct_secret", *command)
+            line = _one_error_line(done)
+            assert "no Pagecast API body" in line and "pct_secret" not in done.stderr, line
+    finally:
+        site.shutdown()
+        site.server_close()

@@ -192,11 +192,29 @@ class Remote:
                 error = response.json()["error"]
                 message, field = str(error["message"]), error.get("field")
             except (ValueError, KeyError, TypeError):
-                message, field = f"HTTP {response.status_code}: {response.text[:200]}", None
+                raise self._not_pagecast(response) from None
             failure = RemoteError(message, field=field)
             failure.status_code = response.status_code
             raise failure
-        return response.json() if response.content else None
+        if response.is_redirect:
+            raise self._not_pagecast(response)
+        if not response.content:
+            return None
+        try:
+            return response.json()
+        except ValueError:
+            raise self._not_pagecast(response) from None
+
+    def _not_pagecast(self, response: Any) -> ServiceUnavailable:
+        """An answer without Pagecast's JSON (a web page, a proxy's error): one line that
+        says so, never the page itself."""
+        where = response.headers.get("location")
+        moved = f"; it points to {where}: give that address as --url" if where else ""
+        return ServiceUnavailable(
+            f"{self.url} answered {response.request.method} {response.request.url.path} with "
+            f"HTTP {response.status_code} and no Pagecast API body{moved}. Check that --url is "
+            "the address of a Pagecast server."
+        )
 
     async def campaigns(self, *, status: str | None, page_id: int | None) -> list[dict[str, Any]]:
         params = {k: v for k, v in (("status", status), ("page_id", page_id)) if v is not None}
@@ -248,4 +266,8 @@ def use(work: Callable[[Backend], Awaitable[T]]) -> T:
         if state["debug"]:
             raise
         fail(exc.cli_message)
+    except Exception as exc:  # an answer of an unexpected shape: one line, as `run` does
+        if state["debug"]:
+            raise
+        fail(f"{type(exc).__name__}: {exc}")
     raise AssertionError("unreachable")

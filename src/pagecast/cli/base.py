@@ -37,6 +37,7 @@ __all__ = [
     "load_settings",
     "main",
     "masked",
+    "optional_id_option",
     "pages_app",
     "run",
     "series_app",
@@ -159,6 +160,11 @@ def id_argument(help: str | None = None) -> Any:
 def id_option(name: str, help: str | None = None) -> Any:
     """A required id option (e.g. `--page`), checked against the range of ids."""
     return typer.Option(..., name, callback=_an_id, help=help)
+
+
+def optional_id_option(name: str, help: str | None = None) -> Any:
+    """An id option that may be left out (e.g. `--segment`), checked against the range of ids."""
+    return typer.Option(None, name, callback=_an_id, help=help)
 
 
 def load_settings() -> Settings:

@@ -15,7 +15,7 @@ from typing import Any
 import typer
 
 from pagecast.cli import backend
-from pagecast.cli.base import campaigns_app, fail, id_argument
+from pagecast.cli.base import campaigns_app, fail, id_argument, optional_id_option
 from pagecast.cli.output import json_option, print_object, print_table
 
 _FINAL = ("completed", "cancelled")
@@ -79,14 +79,42 @@ def campaigns_show(campaign_id: int = id_argument(), as_json: bool = json_option
     print_object(backend.use(lambda b: b.campaign(campaign_id)), as_json=as_json, lines=_show_lines)
 
 
+def _audience(
+    audience: str, tags: list[str], exclude_tags: list[str], psids: list[str], segment: int | None
+) -> dict[str, Any]:
+    """The API's `audience` from the flags; a flag of another audience is refused, not lost."""
+    given = {"--tag": tags, "--exclude-tag": exclude_tags, "--psid": psids, "--segment": segment}
+    wanted = {"all": (), "tags": ("--tag", "--exclude-tag"), "psids": ("--psid",)}
+    wanted["segment"] = ("--segment",)
+    if audience not in wanted:
+        fail(
+            f"--audience: {audience!r} is not an audience; use all, tags, psids or segment "
+            "(--file for a filter)."
+        )
+    stray = [flag for flag, value in given.items() if value and flag not in wanted[audience]]
+    if stray:
+        needs = {"--tag": "tags", "--exclude-tag": "tags", "--psid": "psids"}
+        fail(f"{stray[0]} needs --audience {needs.get(stray[0], 'segment')}.")
+    if audience == "tags":
+        return {"type": "tags", "include": tags, "exclude": exclude_tags}
+    if audience == "psids":
+        chosen = [p.strip() for value in psids for p in value.split(",") if p.strip()]
+        if not chosen:
+            fail("--audience psids needs the people's PSIDs: --psid P (repeat) or --psid P1,P2.")
+        return {"type": "contacts", "psids": chosen}
+    if audience == "segment":
+        if segment is None:
+            fail("--audience segment needs --segment ID (`pagecast segments list --page ID`).")
+        return {"type": "segment", "segment_id": segment}
+    return {"type": "all"}
+
+
 def _body_from_flags(
     page: int | None,
     name: str | None,
     text: str | None,
     content_file: Path | None,
-    audience: str,
-    tags: list[str],
-    exclude_tags: list[str],
+    audience: dict[str, Any],
     messaging_type: str | None,
 ) -> dict[str, Any]:
     if page is None or name is None:
@@ -94,15 +122,7 @@ def _body_from_flags(
     if (text is None) == (content_file is None):
         fail("Give the message with --text or --content-file (one of them).")
     content = {"text": text} if text is not None else _json_file(content_file, "--content-file")
-    if audience == "all":
-        if tags or exclude_tags:
-            fail("--tag and --exclude-tag need --audience tags.")
-        chosen: dict[str, Any] = {"type": "all"}
-    elif audience == "tags":
-        chosen = {"type": "tags", "include": tags, "exclude": exclude_tags}
-    else:
-        fail(f"--audience: {audience!r} is not an audience; use all or tags (--file for others).")
-    body = {"page_id": page, "name": name, "content": content, "audience": chosen}
+    body = {"page_id": page, "name": name, "content": content, "audience": audience}
     if messaging_type is not None:
         body["messaging_type"] = messaging_type
     return body
@@ -126,9 +146,19 @@ def campaigns_create(
     content_file: Path | None = typer.Option(
         None, "--content-file", help="The message as JSON (the API's `content`)."
     ),
-    audience: str = typer.Option("all", "--audience", help="all, or tags (with --tag)."),
+    audience: str = typer.Option(
+        "all",
+        "--audience",
+        help="all; tags (with --tag); psids (chosen people, with --psid); segment (--segment).",
+    ),
     tag: list[str] = typer.Option([], "--tag", help="Reach contacts with this tag; repeat."),
     exclude_tag: list[str] = typer.Option([], "--exclude-tag", help="Leave out this tag."),
+    psid: list[str] = typer.Option(
+        [], "--psid", help="A chosen person's PSID (`pagecast contacts list`); repeat, or a,b."
+    ),
+    segment: int | None = optional_id_option(
+        "--segment", "A saved segment's id (`pagecast segments list --page ID`)."
+    ),
     messaging_type: str | None = typer.Option(
         None, "--messaging-type", help="RESPONSE, UPDATE or MESSAGE_TAG (default: the API's)."
     ),
@@ -143,9 +173,8 @@ def campaigns_create(
         if not isinstance(body, dict):
             fail(f"--file: {file} holds JSON but not an object; write the API's body.")
     else:
-        body = _body_from_flags(
-            page, name, text, content_file, audience, tag, exclude_tag, messaging_type
-        )
+        chosen = _audience(audience, tag, exclude_tag, psid, segment)
+        body = _body_from_flags(page, name, text, content_file, chosen, messaging_type)
     created = backend.use(lambda b: b.create_campaign(body))
     if as_json:
         print_object(created, as_json=True)
@@ -253,6 +282,8 @@ def campaigns_watch(
 
     async def watch(b: backend.Backend) -> dict[str, Any]:
         body = await b.campaign(campaign_id)
+        if body["status"] == "draft":  # nothing would ever move: watching would never end
+            return body
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
         with Progress(*columns, TextColumn("{task.fields[status]}")) as bar:
             task = bar.add_task(body["name"], total=None, status=body["status"])
@@ -266,4 +297,9 @@ def campaigns_watch(
                 body = await b.campaign(campaign_id)
 
     body = backend.use(watch)
+    if body["status"] == "draft":
+        fail(
+            f"Campaign {campaign_id} ({body['name']}) is a draft: nothing is sending to watch. "
+            f"Start it with `pagecast campaigns start {campaign_id}`."
+        )
     typer.echo(_summary(body))

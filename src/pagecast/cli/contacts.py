@@ -7,15 +7,16 @@ importer's columns), streamed a batch at a time to stdout or `--output`.
 
 from __future__ import annotations
 
-import json
 import re
 import sys
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
 import typer
 
 from pagecast.cli.base import contacts_app, fail, id_option, run
+from pagecast.cli.output import json_option, print_json, print_table
 
 __all__ = ["contacts_export", "contacts_list"]
 
@@ -94,14 +95,6 @@ def _row(contact: Any, item: dict[str, Any]) -> list[str]:
     ]
 
 
-def _table(rows: list[list[str]]) -> str:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(_COLUMNS)]
-    return "\n".join(
-        "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
-        for line in [[*_COLUMNS], *rows]
-    )
-
-
 @contacts_app.command("list")
 def contacts_list(
     page: int = id_option("--page", "Page id (see `pagecast pages list`)."),
@@ -121,7 +114,7 @@ def contacts_list(
     ),
     limit: int = typer.Option(50, "--limit", min=1, max=500, help="Rows per page (1-500)."),
     cursor: str | None = typer.Option(None, "--cursor", help="The page after a previous one."),
-    as_json: bool = typer.Option(False, "--json", help="The API's JSON body."),
+    as_json: bool = json_option(),
 ) -> None:
     """List a Page's contacts matching the filters, with how many match in all."""
     from pagecast.models import utcnow
@@ -162,12 +155,14 @@ def contacts_list(
             "next_cursor": found.next_cursor,
             "prev_cursor": found.prev_cursor,
         }
-        typer.echo(json.dumps(body, indent=2))
+        print_json(body)  # the API's page: its items, the total and the cursors
         return
-    if not found.items:
-        typer.echo("No contacts.")
+    rows = [_row(c, i) for c, i in zip(found.items, items, strict=True)]
+    print_table(
+        rows, [(title, itemgetter(n)) for n, title in enumerate(_COLUMNS)], empty="No contacts."
+    )
+    if not rows:
         return
-    typer.echo(_table([_row(c, i) for c, i in zip(found.items, items, strict=True)]))
     typer.echo(f"{total:,} contact{'' if total == 1 else 's'} match.", err=True)
     if found.next_cursor is not None:
         typer.echo(f"More: add --cursor {found.next_cursor}", err=True)

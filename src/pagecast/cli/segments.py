@@ -9,25 +9,20 @@ from typing import Any
 import typer
 
 from pagecast.cli.base import app, cli_actor, fail, id_argument, id_option, run, validation_line
+from pagecast.cli.output import json_option, print_json, print_table
 
 segments_app = typer.Typer(help="Segments: a Page's saved contact filters.", no_args_is_help=True)
 app.add_typer(segments_app, name="segments")
-
-_HEADER = "ID\tCONTACTS\tNAME\tFILTER"
 
 
 def _names(value: str | None) -> list[str]:
     return [n.strip() for n in (value or "").split(",") if n.strip()]
 
 
-def _line(item: dict[str, Any]) -> str:
-    return f"{item['id']}\t{item['count']:,}\t{item['name']}\t{json.dumps(item['filter'])}"
-
-
 @segments_app.command("list")
 def segments_list(
     page: int = id_option("--page", "Page id (see `pagecast pages list`)."),
-    as_json: bool = typer.Option(False, "--json", help="Print the segments as JSON."),
+    as_json: bool = json_option(),
 ) -> None:
     """List the Page's segments by name, with how many contacts each matches now."""
     from pagecast.services import segments
@@ -38,15 +33,17 @@ def segments_list(
             rows = await segments.list_page(session, page)
             return [render.segment(s, await segments.count(session, s)) for s in rows]
 
-    items = run(fetch)
-    if as_json:
-        typer.echo(json.dumps({"items": items}, indent=2))
-        return
-    typer.echo(_HEADER)
-    if not items:
-        typer.echo("No segments.")
-    for item in items:
-        typer.echo(_line(item))
+    print_table(
+        run(fetch),
+        [
+            ("ID", lambda s: s["id"]),
+            ("CONTACTS", lambda s: f"{s['count']:,}"),
+            ("NAME", lambda s: s["name"]),
+            ("FILTER", lambda s: json.dumps(s["filter"])),
+        ],
+        empty="No segments.",
+        as_json=as_json,
+    )
 
 
 @segments_app.command("create")
@@ -66,7 +63,7 @@ def segments_create(
         help='The whole filter as JSON, as the API takes it: \'{"tags_all": ["vip"], '
         '"opted_out": false}\'. The options above are added to it.',
     ),
-    as_json: bool = typer.Option(False, "--json", help="Print the segment as JSON."),
+    as_json: bool = json_option(),
 ) -> None:
     """Save a contact filter of the Page under a name."""
     from pydantic import ValidationError
@@ -100,7 +97,7 @@ def segments_create(
 
     item = run(create)
     if as_json:
-        typer.echo(json.dumps(item, indent=2))
+        print_json(item)
         return
     typer.echo(
         f"Segment {item['id']} ({item['name']}) of Page {page}: {item['count']:,} contacts now."
