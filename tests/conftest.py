@@ -28,6 +28,10 @@ PG_URL = os.environ.get(
     "PAGECAST_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/pagecast_test"
 )
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+# Every process a test starts (serve, worker, the CLI, the simulator) inherits this
+# environment: with PYTHONDONTWRITEBYTECODE set (as some machines do), each would compile every
+# module it imports again, seconds a process; without it, the first caches the bytecode.
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
