@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, insert, select
 
 from factories import ADMIN_ACTOR, connected_page
 from pagecast.db import Database
@@ -229,3 +229,26 @@ async def test_a_filter_audience_is_the_contacts_list_filter_at_the_start(
     campaign_id = await create_campaign(manager, page_id, audience)
     await start(db, campaign_id)
     assert await recipients(db, campaign_id) == {"71": DeliveryStatus.PENDING.value}
+
+
+async def test_more_chosen_psids_than_a_statement_can_bind(
+    manager: httpx.AsyncClient, page_id: int, db: Database
+) -> None:
+    """33,000 chosen people: more than asyncpg binds in one statement (32,767); the preview
+    and the start write the list into the SQL instead."""
+    many = 33_000
+    psids = [str(10**9 + i) for i in range(many)]
+    seen = utcnow() - timedelta(hours=1)
+    async with db.transaction() as session:
+        await session.execute(
+            insert(Contact),
+            [{"page_id": page_id, "psid": psid, "last_inbound_at": seen} for psid in psids],
+        )
+    campaign_id = await create_campaign(manager, page_id, {"type": "contacts", "psids": psids})
+    preview = await manager.get(f"/api/campaigns/{campaign_id}/audience")
+    assert preview.status_code == 200, preview.text[:300]
+    assert (preview.json()["total"], preview.json()["eligible"]) == (many, many)
+    await start(db, campaign_id)
+    async with db.transaction() as session:
+        count = select(func.count()).where(Delivery.campaign_id == campaign_id)
+        assert await session.scalar(count) == many
