@@ -231,6 +231,43 @@ async def test_a_filter_audience_is_the_contacts_list_filter_at_the_start(
     assert await recipients(db, campaign_id) == {"71": DeliveryStatus.PENDING.value}
 
 
+async def test_a_scheduled_start_refused_leaves_the_segment_to_be_read_again(
+    manager: httpx.AsyncClient, page_id: int, db: Database
+) -> None:
+    """A scheduled start that sends to nobody keeps the campaign scheduled; the segment is
+    read again, with its filter of then, when it does start."""
+    now = utcnow()
+    await add(manager, page_id, "81", "vip", seen=now - timedelta(days=3))  # outside the window
+    await add(manager, page_id, "82", "news")
+    segment = await make_segment(manager, page_id, "VIPs", tags_any=["vip"])
+    body = {
+        "name": "Sale",
+        "page_id": page_id,
+        "content": {"text": "Hi"},
+        "audience": {"type": "segment", "segment_id": segment},
+        "scheduled_at": _iso(now + timedelta(hours=1)),
+    }
+    answer = await manager.post("/api/campaigns", json=body)
+    assert answer.status_code == 201, answer.text
+    campaign_id = int(answer.json()["id"])
+    async with db.transaction() as session:
+        await sending.schedule(session, ADMIN_ACTOR, campaign_id, now=now)
+    async with db.transaction() as session:
+        started = await sending.start_scheduled(
+            session, campaign_id, now=now + timedelta(hours=1), max_lateness_s=600
+        )
+    assert started is None  # nobody in the segment can be messaged: it stays scheduled
+    async with db.transaction() as session:
+        kept = await session.get(Campaign, campaign_id)
+        assert kept is not None and kept.status_reason and "as_of" not in kept.audience
+    edited = await manager.patch(
+        f"/api/segments/{segment}", json={"filter": {"tags_any": ["news"]}}
+    )
+    assert edited.status_code == 200, edited.text
+    await start(db, campaign_id, now=now + timedelta(hours=1, minutes=5))
+    assert await recipients(db, campaign_id) == {"82": "pending"}
+
+
 async def test_more_chosen_psids_than_a_statement_can_bind(
     manager: httpx.AsyncClient, page_id: int, db: Database
 ) -> None:
