@@ -289,3 +289,22 @@ async def test_more_chosen_psids_than_a_statement_can_bind(
     async with db.transaction() as session:
         count = select(func.count()).where(Delivery.campaign_id == campaign_id)
         assert await session.scalar(count) == many
+
+
+async def test_a_paused_campaign_is_edited_after_its_segment_was_deleted(
+    manager: httpx.AsyncClient, page_id: int, db: Database
+) -> None:
+    """A started campaign keeps its copy of the segment: deleting the segment does not stop
+    a paused campaign's message from being corrected."""
+    await add(manager, page_id, "91", "vip")
+    segment = await make_segment(manager, page_id, "VIPs", tags_any=["vip"])
+    campaign_id = await create_campaign(
+        manager, page_id, {"type": "segment", "segment_id": segment}
+    )
+    await start(db, campaign_id)
+    async with db.transaction() as session:
+        await sending.pause(session, ADMIN_ACTOR, campaign_id)
+    assert (await manager.delete(f"/api/segments/{segment}")).status_code == 204
+    edited = await manager.patch(f"/api/campaigns/{campaign_id}", json={"content": {"text": "Hey"}})
+    assert edited.status_code == 200, edited.text
+    assert edited.json()["audience"]["filter"] == {"tags_any": ["vip"]}
