@@ -308,3 +308,30 @@ async def test_a_paused_campaign_is_edited_after_its_segment_was_deleted(
     edited = await manager.patch(f"/api/campaigns/{campaign_id}", json={"content": {"text": "Hey"}})
     assert edited.status_code == 200, edited.text
     assert edited.json()["audience"]["filter"] == {"tags_any": ["vip"]}
+
+
+async def test_the_composer_shows_an_audience_saved_by_ids_as_psids(
+    manager: httpx.AsyncClient, page_id: int, db: Database, app: Any
+) -> None:
+    """A draft whose chosen people were saved by internal id (the older form) opens in the
+    composer with their PSIDs, so saving it again keeps them."""
+    from factories import create_user, session_cookie
+    from pagecast.web.deps import SESSION_COOKIE
+
+    for psid in ("95", "96", "97"):
+        await add(manager, page_id, psid)
+    async with db.transaction() as session:
+        ids = {psid: i for psid, i in await session.execute(select(Contact.psid, Contact.id))}
+    campaign_id = await create_campaign(
+        manager, page_id, {"type": "contacts", "ids": [ids["97"], ids["95"]]}
+    )
+    user, _ = await create_user(db, Role.MANAGER, email="composer@example.com")
+    cookie = await session_cookie(db, user)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app),
+        base_url="http://pagecast.test",
+        cookies={SESSION_COOKIE: cookie},
+    ) as browser:
+        page = await browser.get(f"/campaigns/{campaign_id}/edit")
+    assert page.status_code == 200, page.text[:300]
+    assert 'autocomplete="off">95\n97</textarea>' in page.text

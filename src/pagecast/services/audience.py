@@ -29,6 +29,7 @@ __all__ = [
     "TagWarning",
     "any_eligible",
     "check",
+    "chosen_psids",
     "count",
     "editable",
     "excluded_now",
@@ -204,6 +205,19 @@ async def check(session: AsyncSession, page_id: int, target: dict[str, Any]) -> 
         "that person first (the contacts list shows each PSID).",
         field=field,
     )
+
+
+async def chosen_psids(session: AsyncSession, page_id: int, target: dict[str, Any]) -> list[str]:
+    """The PSIDs of a `contacts` audience, also when it is stored in the older form (internal
+    ids), so the composer shows people by PSID; by contact id."""
+    if target.get("psids") is not None:
+        return list(target["psids"])
+    found = await session.scalars(
+        select(Contact.psid)
+        .where(Contact.page_id == page_id, _one_of(Contact.id, list(target.get("ids") or [])))
+        .order_by(Contact.id)
+    )
+    return list(found)
 
 
 # Who may receive a message is written twice, side by side: as SQL for the audience snapshot
