@@ -14,11 +14,11 @@ import httpx
 import pytest
 from sqlalchemy import func, insert, select
 
-from factories import ADMIN_ACTOR, connected_page
+from factories import ADMIN_ACTOR, connected_page, postgresql_only
 from pagecast.db import Database
 from pagecast.models import Campaign, Contact, Delivery, DeliveryStatus, Role, utcnow
 from pagecast.security import Vault
-from pagecast.services import sending
+from pagecast.services import sending, snapshots
 
 
 @pytest.fixture
@@ -335,3 +335,38 @@ async def test_the_composer_shows_an_audience_saved_by_ids_as_psids(
         page = await browser.get(f"/campaigns/{campaign_id}/edit")
     assert page.status_code == 200, page.text[:300]
     assert 'autocomplete="off">95\n97</textarea>' in page.text
+
+
+@postgresql_only
+async def test_a_later_snapshot_slice_reads_the_copy_made_at_the_start(
+    manager: httpx.AsyncClient, page_id: int, db: Database
+) -> None:
+    """A large audience on PostgreSQL is inserted in slices after the start: a slice written
+    after the segment was edited still selects who the segment held at the start."""
+    now = utcnow()
+    many = 2 * snapshots.SNAPSHOT_FIRST + 200  # half of them inside the window
+    async with db.transaction() as session:
+        await session.execute(
+            insert(Contact),
+            [
+                {
+                    "page_id": page_id,
+                    "psid": str(1000 + i),
+                    "last_inbound_at": now - (timedelta(hours=1) if i % 2 else timedelta(days=3)),
+                }
+                for i in range(many)
+            ],
+        )
+    segment = await make_segment(manager, page_id, "Inside", window="inside")
+    campaign_id = await create_campaign(
+        manager, page_id, {"type": "segment", "segment_id": segment}
+    )
+    async with db.transaction() as session:
+        _, rest = await sending.start_sliced(session, ADMIN_ACTOR, campaign_id)
+    assert rest is not None
+    edited = await manager.patch(f"/api/segments/{segment}", json={"filter": {}})
+    assert edited.status_code == 200, edited.text
+    async with db.transaction() as session:
+        await snapshots.insert_slice(session, campaign_id, after=rest.after, upto=rest.upto)
+    sent_to = await recipients(db, campaign_id)
+    assert len(sent_to) == many // 2 and set(sent_to.values()) == {"pending"}
