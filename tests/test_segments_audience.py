@@ -12,13 +12,13 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, insert, select
 
-from factories import ADMIN_ACTOR, connected_page
+from factories import ADMIN_ACTOR, connected_page, postgresql_only
 from pagecast.db import Database
 from pagecast.models import Campaign, Contact, Delivery, DeliveryStatus, Role, utcnow
 from pagecast.security import Vault
-from pagecast.services import sending
+from pagecast.services import sending, snapshots
 
 
 @pytest.fixture
@@ -229,3 +229,144 @@ async def test_a_filter_audience_is_the_contacts_list_filter_at_the_start(
     campaign_id = await create_campaign(manager, page_id, audience)
     await start(db, campaign_id)
     assert await recipients(db, campaign_id) == {"71": DeliveryStatus.PENDING.value}
+
+
+async def test_a_scheduled_start_refused_leaves_the_segment_to_be_read_again(
+    manager: httpx.AsyncClient, page_id: int, db: Database
+) -> None:
+    """A scheduled start that sends to nobody keeps the campaign scheduled; the segment is
+    read again, with its filter of then, when it does start."""
+    now = utcnow()
+    await add(manager, page_id, "81", "vip", seen=now - timedelta(days=3))  # outside the window
+    await add(manager, page_id, "82", "news")
+    segment = await make_segment(manager, page_id, "VIPs", tags_any=["vip"])
+    body = {
+        "name": "Sale",
+        "page_id": page_id,
+        "content": {"text": "Hi"},
+        "audience": {"type": "segment", "segment_id": segment},
+        "scheduled_at": _iso(now + timedelta(hours=1)),
+    }
+    answer = await manager.post("/api/campaigns", json=body)
+    assert answer.status_code == 201, answer.text
+    campaign_id = int(answer.json()["id"])
+    async with db.transaction() as session:
+        await sending.schedule(session, ADMIN_ACTOR, campaign_id, now=now)
+    async with db.transaction() as session:
+        started = await sending.start_scheduled(
+            session, campaign_id, now=now + timedelta(hours=1), max_lateness_s=600
+        )
+    assert started is None  # nobody in the segment can be messaged: it stays scheduled
+    async with db.transaction() as session:
+        kept = await session.get(Campaign, campaign_id)
+        assert kept is not None and kept.status_reason and "as_of" not in kept.audience
+    edited = await manager.patch(
+        f"/api/segments/{segment}", json={"filter": {"tags_any": ["news"]}}
+    )
+    assert edited.status_code == 200, edited.text
+    await start(db, campaign_id, now=now + timedelta(hours=1, minutes=5))
+    assert await recipients(db, campaign_id) == {"82": "pending"}
+
+
+async def test_more_chosen_psids_than_a_statement_can_bind(
+    manager: httpx.AsyncClient, page_id: int, db: Database
+) -> None:
+    """33,000 chosen people: more than asyncpg binds in one statement (32,767); the preview
+    and the start write the list into the SQL instead."""
+    many = 33_000
+    psids = [str(10**9 + i) for i in range(many)]
+    seen = utcnow() - timedelta(hours=1)
+    async with db.transaction() as session:
+        await session.execute(
+            insert(Contact),
+            [{"page_id": page_id, "psid": psid, "last_inbound_at": seen} for psid in psids],
+        )
+    campaign_id = await create_campaign(manager, page_id, {"type": "contacts", "psids": psids})
+    preview = await manager.get(f"/api/campaigns/{campaign_id}/audience")
+    assert preview.status_code == 200, preview.text[:300]
+    assert (preview.json()["total"], preview.json()["eligible"]) == (many, many)
+    await start(db, campaign_id)
+    async with db.transaction() as session:
+        count = select(func.count()).where(Delivery.campaign_id == campaign_id)
+        assert await session.scalar(count) == many
+
+
+async def test_a_paused_campaign_is_edited_after_its_segment_was_deleted(
+    manager: httpx.AsyncClient, page_id: int, db: Database
+) -> None:
+    """A started campaign keeps its copy of the segment: deleting the segment does not stop
+    a paused campaign's message from being corrected."""
+    await add(manager, page_id, "91", "vip")
+    segment = await make_segment(manager, page_id, "VIPs", tags_any=["vip"])
+    campaign_id = await create_campaign(
+        manager, page_id, {"type": "segment", "segment_id": segment}
+    )
+    await start(db, campaign_id)
+    async with db.transaction() as session:
+        await sending.pause(session, ADMIN_ACTOR, campaign_id)
+    assert (await manager.delete(f"/api/segments/{segment}")).status_code == 204
+    edited = await manager.patch(f"/api/campaigns/{campaign_id}", json={"content": {"text": "Hey"}})
+    assert edited.status_code == 200, edited.text
+    assert edited.json()["audience"]["filter"] == {"tags_any": ["vip"]}
+
+
+async def test_the_composer_shows_an_audience_saved_by_ids_as_psids(
+    manager: httpx.AsyncClient, page_id: int, db: Database, app: Any
+) -> None:
+    """A draft whose chosen people were saved by internal id (the older form) opens in the
+    composer with their PSIDs, so saving it again keeps them."""
+    from factories import create_user, session_cookie
+    from pagecast.web.deps import SESSION_COOKIE
+
+    for psid in ("95", "96", "97"):
+        await add(manager, page_id, psid)
+    async with db.transaction() as session:
+        ids = {psid: i for psid, i in await session.execute(select(Contact.psid, Contact.id))}
+    campaign_id = await create_campaign(
+        manager, page_id, {"type": "contacts", "ids": [ids["97"], ids["95"]]}
+    )
+    user, _ = await create_user(db, Role.MANAGER, email="composer@example.com")
+    cookie = await session_cookie(db, user)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app),
+        base_url="http://pagecast.test",
+        cookies={SESSION_COOKIE: cookie},
+    ) as browser:
+        page = await browser.get(f"/campaigns/{campaign_id}/edit")
+    assert page.status_code == 200, page.text[:300]
+    assert 'autocomplete="off">95\n97</textarea>' in page.text
+
+
+@postgresql_only
+async def test_a_later_snapshot_slice_reads_the_copy_made_at_the_start(
+    manager: httpx.AsyncClient, page_id: int, db: Database
+) -> None:
+    """A large audience on PostgreSQL is inserted in slices after the start: a slice written
+    after the segment was edited still selects who the segment held at the start."""
+    now = utcnow()
+    many = 2 * snapshots.SNAPSHOT_FIRST + 200  # half of them inside the window
+    async with db.transaction() as session:
+        await session.execute(
+            insert(Contact),
+            [
+                {
+                    "page_id": page_id,
+                    "psid": str(1000 + i),
+                    "last_inbound_at": now - (timedelta(hours=1) if i % 2 else timedelta(days=3)),
+                }
+                for i in range(many)
+            ],
+        )
+    segment = await make_segment(manager, page_id, "Inside", window="inside")
+    campaign_id = await create_campaign(
+        manager, page_id, {"type": "segment", "segment_id": segment}
+    )
+    async with db.transaction() as session:
+        _, rest = await sending.start_sliced(session, ADMIN_ACTOR, campaign_id)
+    assert rest is not None
+    edited = await manager.patch(f"/api/segments/{segment}", json={"filter": {}})
+    assert edited.status_code == 200, edited.text
+    async with db.transaction() as session:
+        await snapshots.insert_slice(session, campaign_id, after=rest.after, upto=rest.upto)
+    sent_to = await recipients(db, campaign_id)
+    assert len(sent_to) == many // 2 and set(sent_to.values()) == {"pending"}

@@ -79,8 +79,9 @@ def segments_create(
     if not isinstance(chosen, dict):
         fail('--filter: give a JSON object, e.g. \'{"tags_any": ["vip"]}\'')
     for key, names in (("tags_any", tags_any), ("tags_all", tags_all), ("tags_none", tags_none)):
-        if names is not None:
-            chosen[key] = list(chosen.get(key, [])) + _names(names)
+        if names is not None:  # added to --filter's list; anything else there is refused below
+            given = chosen.get(key, [])
+            chosen[key] = (given if isinstance(given, list) else [given]) + _names(names)
     if window is not None:
         chosen["window"] = window
     if search is not None:

@@ -10,8 +10,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import ColumnElement, case, exists, func, literal, select
+from sqlalchemy import ColumnElement, bindparam, case, exists, func, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
 
 from pagecast.contact_filter_schema import ContactFilter
 from pagecast.errors import InvalidInput
@@ -28,6 +29,7 @@ __all__ = [
     "TagWarning",
     "any_eligible",
     "check",
+    "chosen_psids",
     "count",
     "editable",
     "excluded_now",
@@ -98,9 +100,9 @@ def matches(
             clauses.append(~has_any_tag(audience["exclude"]))
     elif kind == "contacts":
         if audience.get("psids") is not None:
-            clauses.append(Contact.psid.in_(audience["psids"]))
+            clauses.append(_one_of(Contact.psid, audience["psids"]))
         else:  # the older form, by internal id
-            clauses.append(Contact.id.in_(audience["ids"]))
+            clauses.append(_one_of(Contact.id, audience["ids"]))
     elif kind in ("filter", "segment"):
         if "filter" not in audience:
             raise ValueError(f"a {kind} audience must be resolved before it is matched")
@@ -109,6 +111,15 @@ def matches(
         chosen = ContactFilter.model_validate(audience["filter"])
         clauses.extend(contact_filter.clauses(page_id, chosen, when))
     return clauses
+
+
+def _one_of(column: InstrumentedAttribute[Any], values: list[Any]) -> ColumnElement[bool]:
+    """`column IN (values)` with the values written into the SQL, not bound one by one: up to
+    100,000 chosen people (schemas.MAX_CHOSEN) would pass the drivers' limits on bound
+    parameters (32,767 on asyncpg). They are checked input: PSIDs are digits, ids integers."""
+    return column.in_(
+        bindparam("chosen", values, expanding=True, literal_execute=True, unique=True)
+    )
 
 
 async def resolve(session: AsyncSession, page_id: int, audience: dict[str, Any]) -> dict[str, Any]:
@@ -194,6 +205,19 @@ async def check(session: AsyncSession, page_id: int, target: dict[str, Any]) -> 
         "that person first (the contacts list shows each PSID).",
         field=field,
     )
+
+
+async def chosen_psids(session: AsyncSession, page_id: int, target: dict[str, Any]) -> list[str]:
+    """The PSIDs of a `contacts` audience, also when it is stored in the older form (internal
+    ids), so the composer shows people by PSID; by contact id."""
+    if target.get("psids") is not None:
+        return list(target["psids"])
+    found = await session.scalars(
+        select(Contact.psid)
+        .where(Contact.page_id == page_id, _one_of(Contact.id, list(target.get("ids") or [])))
+        .order_by(Contact.id)
+    )
+    return list(found)
 
 
 # Who may receive a message is written twice, side by side: as SQL for the audience snapshot

@@ -251,8 +251,10 @@ async def check(session: AsyncSession, data: CampaignCreate) -> None:
     await _validate(session, data)
 
 
-async def _validate(session: AsyncSession, data: CampaignCreate) -> None:
-    """Checks that need the database: the Page, the template, rendered length, the contacts."""
+async def _validate(session: AsyncSession, data: CampaignCreate, *, started: bool = False) -> None:
+    """Checks that need the database: the Page, the template, rendered length, the contacts
+    (not for a `started` campaign: it keeps the audience it started with, whatever became of
+    its segment or chosen people since)."""
     page = await pages.get(session, data.page_id)
     messages = data.all_messages
     if data.template_id is not None:
@@ -273,7 +275,10 @@ async def _validate(session: AsyncSession, data: CampaignCreate) -> None:
             "lower it, or raise the Page's send_rate first.",
             field="send_rate",
         )
-    await audience.check(session, page.id, data.audience.model_dump(mode="json", exclude_none=True))
+    if not started:
+        await audience.check(
+            session, page.id, data.audience.model_dump(mode="json", exclude_none=True)
+        )
 
 
 def _columns(data: CampaignCreate) -> dict[str, Any]:
@@ -398,7 +403,7 @@ async def update(
         due_times.check_local_send_at(
             validated.local_send_at, now or utcnow(), validated.scheduled_at
         )
-    await _validate(session, validated)
+    await _validate(session, validated, started=campaign.started_at is not None)
     for name, value in _columns(validated).items():
         if name != "audience" or campaign.started_at is None:  # a started one keeps its copy
             setattr(campaign, name, value)

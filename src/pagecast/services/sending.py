@@ -112,10 +112,14 @@ async def _start(
     due_times.check_at_start(
         campaign.local_send_at, *due_times.stored(page.quiet_hours, campaign.send_window), now
     )
-    # Issue 21: a segment is evaluated now, with its filter of this moment, and kept.
+    # Issue 21: a segment is evaluated now, with its filter of this moment, and kept; a start
+    # refused here leaves it unfrozen (a scheduled campaign stays scheduled and is tried again).
+    unfrozen = campaign.audience
     await audience.freeze(session, campaign, now)
     if not await audience.any_eligible(session, campaign, now):
-        raise await _nobody_eligible(session, campaign, page, now)
+        refusal = await _nobody_eligible(session, campaign, page, now)
+        campaign.audience = unfrozen
+        raise refusal
     # The names are read only when the widest ones could make the text too long (P4: a scan
     # of every contact of the Page otherwise).
     fits = all(campaigns.fits_any_name(session, m) for m in messages)

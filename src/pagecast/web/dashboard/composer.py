@@ -294,8 +294,15 @@ async def edit_campaign(
         template = None
         if campaign.template_id is not None:  # its message is the template's
             template = await templates.get(session, campaign.template_id)
+        chosen = (
+            await audience.chosen_psids(session, campaign.page_id, campaign.audience)
+            if campaign.audience.get("type") == "contacts"
+            else None
+        )
     campaigns.require_status(campaign, campaigns.EDITABLE, "editing")
     values = _values_of(campaign, times.viewer_zone(viewer))
+    if chosen is not None:  # an audience saved by internal ids is shown by PSID
+        values["psids"] = "\n".join(chosen)
     if template is not None:
         values |= message_form.values_of(template.content) | {"uses_template": template.name}
     return await _form_page(request, viewer, ctx, values=values, errors={}, campaign=campaign)
