@@ -1,7 +1,8 @@
 """Bulk actions on a Page's contacts: tag, untag or opt out the chosen ones or every one a
 filter matches, in bounded batches, with one audit entry.
 
-Each batch of `BATCH` contacts is its own short transaction, so tagging 1,000,000 people
+The action is on the contacts there are when it starts (a contact created meanwhile is left
+alone). Each batch of `BATCH` contacts is its own short transaction, so tagging 1,000,000 people
 neither holds row locks for minutes nor blocks the webhook's writes to them; a failure part
 way leaves the batches before it done (the answer's count and the audit entry say how many).
 """
@@ -11,7 +12,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, exists, insert, literal, select, update
+from sqlalchemy import and_, delete, exists, func, insert, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pagecast.contact_filter_schema import ContactBulk
@@ -49,7 +50,9 @@ async def _apply_batch(
         done = await session.execute(
             update(Contact)
             .where(Contact.id.in_(batch), Contact.opted_out_at.is_(None))
-            .values(opted_out_at=now, updated_at=now)
+            # As an opt-out keyword does: an opt-in keyword written before `now` and
+            # arriving late does not undo it (services/inbound.keywords).
+            .values(opted_out_at=now, consent_changed_at=now, updated_at=now)
         )
     elif body.action == "tag":
         has_it = exists().where(
@@ -85,9 +88,14 @@ async def apply(db: Database, actor: Actor, page_id: int, body: ContactBulk, now
         tag_id = None
         if body.tag:
             tag_id = (await contacts.ensure_tags(session, {body.tag}))[body.tag]
-    where = [Contact.page_id == page_id]
+        # The contacts there are now: one created while the batches run (a new person
+        # writing to the Page) was not among the "all N matching" the operator chose.
+        newest = await session.scalar(
+            select(func.max(Contact.id)).where(Contact.page_id == page_id)
+        )
+    where = [Contact.page_id == page_id, Contact.id <= (newest or 0)]
     if body.filter is not None:
-        where = contact_filter.clauses(page_id, body.filter, now)
+        where += contact_filter.clauses(page_id, body.filter, now)
     else:
         where.append(Contact.id.in_(sorted(set(body.ids or ()))))
     changed, after = 0, 0

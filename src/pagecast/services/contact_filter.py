@@ -45,7 +45,7 @@ def _search(text: str) -> ColumnElement[bool]:
     space: ColumnElement[str] = literal_column("' '")
     full_name = func.coalesce(Contact.first_name, empty) + space
     full_name = full_name + func.coalesce(Contact.last_name, empty)
-    return full_name.ilike(f"%{text}%")
+    return full_name.icontains(text, autoescape=True)  # % and _ are letters searched for
 
 
 def _window(which: str, now: datetime) -> ColumnElement[bool]:

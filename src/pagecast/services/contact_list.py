@@ -14,7 +14,7 @@ import json
 from collections import defaultdict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from sqlalchemy import ColumnElement, and_, func, or_, select
@@ -125,13 +125,25 @@ def _decode(text: str, sort: Sort) -> tuple[Any, int, bool]:
     contact_id = parse_id(str(last_id), ID_MAX) if isinstance(last_id, int) else None
     if contact_id is None or direction not in ("next", "prev"):
         raise _bad_cursor("it is not one this API returned")
-    column = _KEYS[sort.key]
-    if value is not None and column is not None:
-        try:
-            value = datetime.fromisoformat(value) if sort.key != "name" else str(value)
-        except (TypeError, ValueError) as exc:
-            raise _bad_cursor("it is not one this API returned") from exc
+    if value is not None and _KEYS[sort.key] is not None:
+        value = _cursor_value(sort, value)
     return value, contact_id, direction == "prev"
+
+
+def _cursor_value(sort: Sort, value: Any) -> Any:
+    """A cursor's sort value as `_encode` writes it: text without NUL (PostgreSQL refuses
+    one), or an ISO time with its offset that exists in UTC; anything else is refused."""
+    if sort.key == "name":
+        if isinstance(value, str) and "\x00" not in value:
+            return value
+        raise _bad_cursor("it is not one this API returned")
+    try:
+        moment = datetime.fromisoformat(value)
+        if moment.tzinfo is None:
+            raise ValueError("naive")
+        return moment.astimezone(UTC)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise _bad_cursor("it is not one this API returned") from exc
 
 
 def _beyond(sort: Sort, value: Any, last_id: int, back: bool) -> ColumnElement[bool]:
