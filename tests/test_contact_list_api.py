@@ -14,10 +14,13 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import select, text
+from sqlalchemy.exc import DBAPIError
 
 from factories import connected_page, import_contacts, table_counts
+from pagecast.contact_filter_schema import ContactBulk, ContactFilter
 from pagecast.db import Database
 from pagecast.models import AuditLog, Contact, Page, Role, utcnow
+from pagecast.permissions import Actor
 from pagecast.security import Vault
 from pagecast.services import contact_bulk, inbound
 
@@ -348,3 +351,52 @@ async def test_a_search_for_percent_or_underscore_finds_those_letters(
     url = f"/api/pages/{page_id}/contacts"
     for q in ("%", "_", "0%_"):
         assert (await manager.get(url, params={"q": q})).json()["total"] == 1, q
+
+
+_SECOND_BATCH_FAILS = {
+    "sqlite": [
+        "CREATE TRIGGER second_batch_fails BEFORE UPDATE OF opted_out_at ON contacts "
+        "WHEN NEW.id > (SELECT min(id) FROM contacts) + 3 BEGIN SELECT RAISE(ABORT, 'down'); END"
+    ],
+    "postgresql": [
+        "CREATE FUNCTION second_batch_fails() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+        "IF NEW.id > (SELECT min(id) FROM contacts) + 3 THEN RAISE EXCEPTION 'down'; END IF; "
+        "RETURN NEW; END $$",
+        "CREATE TRIGGER second_batch_fails BEFORE UPDATE OF opted_out_at ON contacts "
+        "FOR EACH ROW EXECUTE FUNCTION second_batch_fails()",
+    ],
+}
+_SECOND_BATCH_WORKS = {
+    "sqlite": ["DROP TRIGGER second_batch_fails"],
+    "postgresql": [
+        "DROP TRIGGER second_batch_fails ON contacts",
+        "DROP FUNCTION second_batch_fails()",
+    ],
+}
+
+
+async def test_a_bulk_action_failing_part_way_audits_the_batches_done(
+    db: Database, page_id: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(contact_bulk, "BATCH", 4)
+    async with db.transaction() as session:
+        for statement in _SECOND_BATCH_FAILS[db.dialect]:
+            await session.execute(text(statement))
+    body = ContactBulk(action="opt_out", filter=ContactFilter())
+    try:
+        with pytest.raises(DBAPIError):
+            await contact_bulk.apply(db, Actor.system(), page_id, body, utcnow())
+    finally:
+        async with db.transaction() as session:
+            for statement in _SECOND_BATCH_WORKS[db.dialect]:
+                await session.execute(text(statement))
+    async with db.reading() as session:
+        entry = await session.scalar(select(AuditLog).order_by(AuditLog.id.desc()).limit(1))
+    assert entry is not None and entry.action == "contacts.opt_out"
+    assert entry.details == {
+        "action": "opt_out",
+        "tag": None,
+        "changed": 4,
+        "failed_part_way": True,
+        "filter": {},
+    }

@@ -4,7 +4,7 @@ filter matches, in bounded batches, with one audit entry.
 The action is on the contacts there are when it starts (a contact created meanwhile is left
 alone). Each batch of `BATCH` contacts is its own short transaction, so tagging 1,000,000 people
 neither holds row locks for minutes nor blocks the webhook's writes to them; a failure part
-way leaves the batches before it done (the answer's count and the audit entry say how many).
+way leaves the batches before it done, and the audit entry says how many changed.
 """
 
 from __future__ import annotations
@@ -98,27 +98,39 @@ async def apply(db: Database, actor: Actor, page_id: int, body: ContactBulk, now
         where += contact_filter.clauses(page_id, body.filter, now)
     else:
         where.append(Contact.id.in_(sorted(set(body.ids or ()))))
-    changed, after = 0, 0
-    while True:
-        async with db.transaction() as session:
-            batch = list(
-                await session.scalars(
-                    select(Contact.id)
-                    .where(*where, Contact.id > after)
-                    .order_by(Contact.id)
-                    .limit(BATCH)
+    changed, after, finished = 0, 0, False
+    try:
+        while True:
+            async with db.transaction() as session:
+                batch = list(
+                    await session.scalars(
+                        select(Contact.id)
+                        .where(*where, Contact.id > after)
+                        .order_by(Contact.id)
+                        .limit(BATCH)
+                    )
                 )
-            )
-            if not batch:
-                break
-            changed += await _apply_batch(session, body, batch, tag_id, now)
-        after = batch[-1]
+                if not batch:
+                    break
+                changed += await _apply_batch(session, body, batch, tag_id, now)
+            after = batch[-1]
+        finished = True
+    finally:  # the batches done are audited even when a later one fails
+        await _audit(db, actor, page_id, body, changed, finished)
+    return changed
+
+
+async def _audit(
+    db: Database, actor: Actor, page_id: int, body: ContactBulk, changed: int, finished: bool
+) -> None:
+    details: dict[str, Any] = {"action": body.action, "tag": body.tag, "changed": changed}
+    if not finished:
+        details["failed_part_way"] = True
+    if body.filter is not None:
+        details["filter"] = body.filter.model_dump(mode="json", exclude_defaults=True)
+    else:
+        details["ids"] = len(set(body.ids or ()))
     async with db.transaction() as session:
-        details: dict[str, Any] = {"action": body.action, "tag": body.tag, "changed": changed}
-        if body.filter is not None:
-            details["filter"] = body.filter.model_dump(mode="json", exclude_defaults=True)
-        else:
-            details["ids"] = len(set(body.ids or ()))
         await audit.record(
             session,
             actor,
@@ -127,4 +139,3 @@ async def apply(db: Database, actor: Actor, page_id: int, body: ContactBulk, now
             object_id=page_id,
             details=details,
         )
-    return changed
