@@ -10,6 +10,7 @@ written to /dev/null) with rows/s, the process's peak RSS before and after and t
 Python allocations during it (tracemalloc), which stays flat when the export streams.
 
     uv run python bench/contacts_list.py [--quick] [--contacts 1000000] [--runs 7]
+        [--database NAME] [--no-export]
 """
 
 from __future__ import annotations
@@ -181,7 +182,7 @@ async def export(db: Database, page_id: int) -> dict[str, Any]:
 
 
 async def _run(args: argparse.Namespace) -> tuple[str, float, list[list[Any]], dict[str, Any]]:
-    url = await fresh_postgres("pagecast_bench_contacts_list")
+    url = await fresh_postgres(args.database)
     db = Database(url)
     try:
         await upgrade(db)
@@ -189,7 +190,7 @@ async def _run(args: argparse.Namespace) -> tuple[str, float, list[list[Any]], d
         page_id = await seed(db, args.contacts)
         seeded = time.perf_counter() - started
         rows = await measure(db, page_id, args.runs)
-        exported = await export(db, page_id)
+        exported = {} if args.no_export else await export(db, page_id)
     finally:
         await db.close()
     return url, seeded, rows, exported
@@ -200,6 +201,14 @@ def main() -> None:
     parser.add_argument("--contacts", type=int, default=1_000_000)
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--quick", action="store_true", help="20,000 contacts, 2 runs")
+    parser.add_argument(
+        "--database",
+        default="pagecast_bench_contacts_list",
+        help="the bench database (dropped and re-created)",
+    )
+    parser.add_argument(
+        "--no-export", action="store_true", help="measure the list only, not the CSV export"
+    )
     args = parser.parse_args()
     if args.quick:
         args.contacts, args.runs = 20_000, 2
@@ -213,12 +222,13 @@ def main() -> None:
         header,
         rows,
     )
-    print(
-        f"export: {exported['rows']:,} rows in {exported['seconds']:.1f} s "
-        f"({exported['rows_per_s']:,.0f} rows/s, {exported['mb_written']:.0f} MB of CSV); "
-        f"Python allocations peak {exported['python_peak_mb']:.1f} MB; peak RSS "
-        f"{exported['rss_before_mb']:.0f} MB before, {exported['rss_after_mb']:.0f} MB after"
-    )
+    if exported:
+        print(
+            f"export: {exported['rows']:,} rows in {exported['seconds']:.1f} s "
+            f"({exported['rows_per_s']:,.0f} rows/s, {exported['mb_written']:.0f} MB of CSV); "
+            f"Python allocations peak {exported['python_peak_mb']:.1f} MB; peak RSS "
+            f"{exported['rss_before_mb']:.0f} MB before, {exported['rss_after_mb']:.0f} MB after"
+        )
     write_results(
         "contacts_list",
         {

@@ -4,20 +4,25 @@ filter, the CSV export, and bad input named by field. On SQLite and PostgreSQL."
 
 from __future__ import annotations
 
+import base64
 import csv
 import io
+import json
 from datetime import timedelta
 from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
+from sqlalchemy.exc import DBAPIError
 
 from factories import connected_page, import_contacts, table_counts
+from pagecast.contact_filter_schema import ContactBulk, ContactFilter
 from pagecast.db import Database
-from pagecast.models import AuditLog, Contact, Role, utcnow
+from pagecast.models import AuditLog, Contact, Page, Role, utcnow
+from pagecast.permissions import Actor
 from pagecast.security import Vault
-from pagecast.services import contact_bulk
+from pagecast.services import contact_bulk, inbound
 
 N = 23
 
@@ -231,3 +236,167 @@ async def test_csv_export_of_a_filter_imports_back(
     assert (
         await manager.get("/api/pages/99999/contacts", headers={"accept": "text/csv"})
     ).status_code == 404
+
+
+_LATE_ARRIVAL = {
+    # A person writes to the Page while a bulk opt-out by filter runs: when the first contact
+    # is opted out, a new contact appears (after the action began, so not among its matches).
+    "sqlite": [
+        "CREATE TRIGGER late_arrival AFTER UPDATE OF opted_out_at ON contacts "
+        "WHEN NEW.id = (SELECT min(id) FROM contacts) BEGIN "
+        "INSERT INTO contacts (page_id, psid, is_tester, created_at, updated_at) "
+        "VALUES (NEW.page_id, 'late', 0, NEW.updated_at, NEW.updated_at); END"
+    ],
+    "postgresql": [
+        "CREATE FUNCTION late_arrival() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+        "IF NEW.id = (SELECT min(id) FROM contacts) THEN "
+        "INSERT INTO contacts (page_id, psid, is_tester, created_at, updated_at) "
+        "VALUES (NEW.page_id, 'late', false, NEW.updated_at, NEW.updated_at); END IF; "
+        "RETURN NEW; END $$",
+        "CREATE TRIGGER late_arrival AFTER UPDATE OF opted_out_at ON contacts "
+        "FOR EACH ROW EXECUTE FUNCTION late_arrival()",
+    ],
+}
+_NO_LATE_ARRIVAL = {
+    "sqlite": ["DROP TRIGGER late_arrival"],
+    "postgresql": ["DROP TRIGGER late_arrival ON contacts", "DROP FUNCTION late_arrival()"],
+}
+
+
+async def test_bulk_by_filter_leaves_contacts_created_while_it_runs_alone(
+    db: Database, manager: httpx.AsyncClient, page_id: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(contact_bulk, "BATCH", 4)
+    async with db.transaction() as session:
+        for statement in _LATE_ARRIVAL[db.dialect]:
+            await session.execute(text(statement))
+    try:
+        body = {"action": "opt_out", "filter": {}}
+        answer = await manager.post(f"/api/pages/{page_id}/contacts/bulk", json=body)
+    finally:
+        async with db.transaction() as session:
+            for statement in _NO_LATE_ARRIVAL[db.dialect]:
+                await session.execute(text(statement))
+    assert answer.json() == {"changed": N}
+    async with db.reading() as session:
+        late = await session.scalar(select(Contact).where(Contact.psid == "late"))
+    assert late is not None and late.opted_out_at is None
+
+
+async def test_a_bulk_opt_out_is_not_undone_by_an_older_keyword_arriving_late(
+    db: Database, manager: httpx.AsyncClient, page_id: int
+) -> None:
+    url = f"/api/pages/{page_id}/contacts"
+    first = (await manager.get(url, params={"limit": 1})).json()["items"][0]["id"]
+    out = await manager.post(f"{url}/bulk", json={"action": "opt_out", "ids": [first]})
+    assert out.json() == {"changed": 1}
+    async with db.transaction() as session:
+        contact = await session.get(Contact, first)
+        assert contact is not None and contact.opted_out_at is not None
+        page = await session.get(Page, page_id)
+        assert page is not None
+        # "START" written a minute before the opt-out, delivered by Facebook after it.
+        written = contact.opted_out_at - timedelta(minutes=1)
+        await inbound.keywords(session, page, contact, "START", written)
+    async with db.reading() as session:
+        contact = await session.get(Contact, first)
+        assert contact is not None and contact.opted_out_at is not None
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"inbound_to": "9999-12-31"},
+        {"inbound_from": "0001-01-01T00:00:00+01:00"},
+        {"inbound_from": "9999-12-31T23:59:59"},
+    ],
+)
+async def test_a_date_out_of_range_is_a_422_naming_it(
+    manager: httpx.AsyncClient, page_id: int, params: dict[str, Any]
+) -> None:
+    answer = await manager.get(f"/api/pages/{page_id}/contacts", params=params)
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["error"]["field"] == next(iter(params))
+
+
+def _cursor(sort: str, value: Any) -> str:
+    data = {"s": sort, "v": value, "i": 1, "d": "next"}
+    return base64.urlsafe_b64encode(json.dumps(data).encode()).decode()
+
+
+@pytest.mark.parametrize(
+    ("sort", "value"),
+    [
+        ("name", "a\u0000b"),  # PostgreSQL refuses NUL in text
+        ("name", {"a": 1}),
+        ("created", "2026-01-01T00:00:00"),  # no offset
+        ("-last_inbound", "0001-01-01T00:00:00+05:00"),  # before year 1 in UTC
+        ("created", 5),
+    ],
+)
+async def test_a_tampered_cursor_is_a_422_not_a_500(
+    manager: httpx.AsyncClient, page_id: int, sort: str, value: Any
+) -> None:
+    params = {"sort": sort, "cursor": _cursor(sort, value)}
+    answer = await manager.get(f"/api/pages/{page_id}/contacts", params=params)
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["error"]["field"] == "cursor"
+
+
+async def test_a_search_for_percent_or_underscore_finds_those_letters(
+    db: Database, manager: httpx.AsyncClient, page_id: int
+) -> None:
+    async with db.transaction() as session:
+        session.add(Contact(page_id=page_id, psid="p1", first_name="50%_off", updated_at=utcnow()))
+    url = f"/api/pages/{page_id}/contacts"
+    for q in ("%", "_", "0%_"):
+        assert (await manager.get(url, params={"q": q})).json()["total"] == 1, q
+
+
+_SECOND_BATCH_FAILS = {
+    "sqlite": [
+        "CREATE TRIGGER second_batch_fails BEFORE UPDATE OF opted_out_at ON contacts "
+        "WHEN NEW.id > (SELECT min(id) FROM contacts) + 3 BEGIN SELECT RAISE(ABORT, 'down'); END"
+    ],
+    "postgresql": [
+        "CREATE FUNCTION second_batch_fails() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+        "IF NEW.id > (SELECT min(id) FROM contacts) + 3 THEN RAISE EXCEPTION 'down'; END IF; "
+        "RETURN NEW; END $$",
+        "CREATE TRIGGER second_batch_fails BEFORE UPDATE OF opted_out_at ON contacts "
+        "FOR EACH ROW EXECUTE FUNCTION second_batch_fails()",
+    ],
+}
+_SECOND_BATCH_WORKS = {
+    "sqlite": ["DROP TRIGGER second_batch_fails"],
+    "postgresql": [
+        "DROP TRIGGER second_batch_fails ON contacts",
+        "DROP FUNCTION second_batch_fails()",
+    ],
+}
+
+
+async def test_a_bulk_action_failing_part_way_audits_the_batches_done(
+    db: Database, page_id: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(contact_bulk, "BATCH", 4)
+    async with db.transaction() as session:
+        for statement in _SECOND_BATCH_FAILS[db.dialect]:
+            await session.execute(text(statement))
+    body = ContactBulk(action="opt_out", filter=ContactFilter())
+    try:
+        with pytest.raises(DBAPIError):
+            await contact_bulk.apply(db, Actor.system(), page_id, body, utcnow())
+    finally:
+        async with db.transaction() as session:
+            for statement in _SECOND_BATCH_WORKS[db.dialect]:
+                await session.execute(text(statement))
+    async with db.reading() as session:
+        entry = await session.scalar(select(AuditLog).order_by(AuditLog.id.desc()).limit(1))
+    assert entry is not None and entry.action == "contacts.opt_out"
+    assert entry.details == {
+        "action": "opt_out",
+        "tag": None,
+        "changed": 4,
+        "failed_part_way": True,
+        "filter": {},
+    }

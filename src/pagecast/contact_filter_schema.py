@@ -5,6 +5,7 @@ Only the shape and its checks live here; the SQL it means is `services/contact_f
 
 from __future__ import annotations
 
+import contextlib
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated, Any, Literal
 
@@ -20,16 +21,24 @@ MAX_FILTER_TAGS = 50
 _Tags = Annotated[list[TagName], Field(max_length=MAX_FILTER_TAGS)]
 
 
+_YEARS = (1900, 9998)  # what a last inbound time may be compared with
+
+
 def _day_or_time(value: Any) -> date | datetime:
-    if isinstance(value, date):  # a datetime is a date too
-        return value
+    parsed: date | datetime | None = value if isinstance(value, date) else None
     if isinstance(value, str) and len(value) <= 40:
         text = value.strip()
-        try:
-            return date.fromisoformat(text) if len(text) == 10 else datetime.fromisoformat(text)
-        except ValueError:
-            pass
-    raise ValueError("is not a date (2026-03-01) or an ISO 8601 time (2026-03-01T09:00:00Z)")
+        with contextlib.suppress(ValueError):
+            parsed = date.fromisoformat(text) if len(text) == 10 else datetime.fromisoformat(text)
+    if parsed is None:
+        raise ValueError("is not a date (2026-03-01) or an ISO 8601 time (2026-03-01T09:00:00Z)")
+    try:  # in UTC, as the database compares it (inbound_to adds a day to a date)
+        year = _start(parsed).astimezone(UTC).year
+    except OverflowError:
+        year = 0
+    if not _YEARS[0] <= year <= _YEARS[1]:
+        raise ValueError(f"is out of range; give a date between {_YEARS[0]} and {_YEARS[1]}")
+    return parsed
 
 
 # A day (all of it, in UTC) or a moment; one type, so an error names the field alone.

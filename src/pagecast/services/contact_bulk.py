@@ -1,9 +1,10 @@
 """Bulk actions on a Page's contacts: tag, untag or opt out the chosen ones or every one a
 filter matches, in bounded batches, with one audit entry.
 
-Each batch of `BATCH` contacts is its own short transaction, so tagging 1,000,000 people
+The action is on the contacts there are when it starts (a contact created meanwhile is left
+alone). Each batch of `BATCH` contacts is its own short transaction, so tagging 1,000,000 people
 neither holds row locks for minutes nor blocks the webhook's writes to them; a failure part
-way leaves the batches before it done (the answer's count and the audit entry say how many).
+way leaves the batches before it done, and the audit entry says how many changed.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, exists, insert, literal, select, update
+from sqlalchemy import and_, delete, exists, func, insert, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pagecast.contact_filter_schema import ContactBulk
@@ -49,7 +50,9 @@ async def _apply_batch(
         done = await session.execute(
             update(Contact)
             .where(Contact.id.in_(batch), Contact.opted_out_at.is_(None))
-            .values(opted_out_at=now, updated_at=now)
+            # As an opt-out keyword does: an opt-in keyword written before `now` and
+            # arriving late does not undo it (services/inbound.keywords).
+            .values(opted_out_at=now, consent_changed_at=now, updated_at=now)
         )
     elif body.action == "tag":
         has_it = exists().where(
@@ -85,32 +88,49 @@ async def apply(db: Database, actor: Actor, page_id: int, body: ContactBulk, now
         tag_id = None
         if body.tag:
             tag_id = (await contacts.ensure_tags(session, {body.tag}))[body.tag]
-    where = [Contact.page_id == page_id]
+        # The contacts there are now: one created while the batches run (a new person
+        # writing to the Page) was not among the "all N matching" the operator chose.
+        newest = await session.scalar(
+            select(func.max(Contact.id)).where(Contact.page_id == page_id)
+        )
+    where = [Contact.page_id == page_id, Contact.id <= (newest or 0)]
     if body.filter is not None:
-        where = contact_filter.clauses(page_id, body.filter, now)
+        where += contact_filter.clauses(page_id, body.filter, now)
     else:
         where.append(Contact.id.in_(sorted(set(body.ids or ()))))
-    changed, after = 0, 0
-    while True:
-        async with db.transaction() as session:
-            batch = list(
-                await session.scalars(
-                    select(Contact.id)
-                    .where(*where, Contact.id > after)
-                    .order_by(Contact.id)
-                    .limit(BATCH)
+    changed, after, finished = 0, 0, False
+    try:
+        while True:
+            async with db.transaction() as session:
+                batch = list(
+                    await session.scalars(
+                        select(Contact.id)
+                        .where(*where, Contact.id > after)
+                        .order_by(Contact.id)
+                        .limit(BATCH)
+                    )
                 )
-            )
-            if not batch:
-                break
-            changed += await _apply_batch(session, body, batch, tag_id, now)
-        after = batch[-1]
+                if not batch:
+                    break
+                changed += await _apply_batch(session, body, batch, tag_id, now)
+            after = batch[-1]
+        finished = True
+    finally:  # the batches done are audited even when a later one fails
+        await _audit(db, actor, page_id, body, changed, finished)
+    return changed
+
+
+async def _audit(
+    db: Database, actor: Actor, page_id: int, body: ContactBulk, changed: int, finished: bool
+) -> None:
+    details: dict[str, Any] = {"action": body.action, "tag": body.tag, "changed": changed}
+    if not finished:
+        details["failed_part_way"] = True
+    if body.filter is not None:
+        details["filter"] = body.filter.model_dump(mode="json", exclude_defaults=True)
+    else:
+        details["ids"] = len(set(body.ids or ()))
     async with db.transaction() as session:
-        details: dict[str, Any] = {"action": body.action, "tag": body.tag, "changed": changed}
-        if body.filter is not None:
-            details["filter"] = body.filter.model_dump(mode="json", exclude_defaults=True)
-        else:
-            details["ids"] = len(set(body.ids or ()))
         await audit.record(
             session,
             actor,
@@ -119,4 +139,3 @@ async def apply(db: Database, actor: Actor, page_id: int, body: ContactBulk, now
             object_id=page_id,
             details=details,
         )
-    return changed

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, and_, exists, func, or_, select
+from sqlalchemy import ColumnElement, and_, exists, func, literal_column, select
 
 from pagecast.contact_filter_schema import ContactFilter
 from pagecast.models import Contact, Tag, contact_tags
@@ -36,16 +36,16 @@ def has_all_tags(names: list[str]) -> ColumnElement[bool]:
 
 def _search(text: str) -> ColumnElement[bool]:
     """Digits only: the exact PSID (the (page_id, psid) index answers it at once); else
-    part of the first name, the last name or both."""
+    part of the full name, which holds the first and the last name. The expression is the
+    one PostgreSQL's trigram index is built on (migration 0025), its constants inline: a
+    bound '' would not match the index's expression in a generic plan."""
     if text.isascii() and text.isdigit():
         return Contact.psid == text
-    like = f"%{text}%"
-    full_name = func.coalesce(Contact.first_name, "") + " " + func.coalesce(Contact.last_name, "")
-    return or_(
-        Contact.first_name.ilike(like),
-        Contact.last_name.ilike(like),
-        full_name.ilike(like),
-    )
+    empty: ColumnElement[str] = literal_column("''")
+    space: ColumnElement[str] = literal_column("' '")
+    full_name = func.coalesce(Contact.first_name, empty) + space
+    full_name = full_name + func.coalesce(Contact.last_name, empty)
+    return full_name.icontains(text, autoescape=True)  # % and _ are letters searched for
 
 
 def _window(which: str, now: datetime) -> ColumnElement[bool]:

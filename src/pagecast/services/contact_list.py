@@ -14,10 +14,10 @@ import json
 from collections import defaultdict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, and_, func, or_, select
+from sqlalchemy import ColumnElement, and_, func, literal, select, true, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pagecast.contact_filter_schema import ContactFilter
@@ -125,29 +125,44 @@ def _decode(text: str, sort: Sort) -> tuple[Any, int, bool]:
     contact_id = parse_id(str(last_id), ID_MAX) if isinstance(last_id, int) else None
     if contact_id is None or direction not in ("next", "prev"):
         raise _bad_cursor("it is not one this API returned")
-    column = _KEYS[sort.key]
-    if value is not None and column is not None:
-        try:
-            value = datetime.fromisoformat(value) if sort.key != "name" else str(value)
-        except (TypeError, ValueError) as exc:
-            raise _bad_cursor("it is not one this API returned") from exc
+    if value is not None and _KEYS[sort.key] is not None:
+        value = _cursor_value(sort, value)
     return value, contact_id, direction == "prev"
 
 
-def _beyond(sort: Sort, value: Any, last_id: int, back: bool) -> ColumnElement[bool]:
-    """The rows after (value, last_id) in the sort's order, or before it (`back`)."""
+def _cursor_value(sort: Sort, value: Any) -> Any:
+    """A cursor's sort value as `_encode` writes it: text without NUL (PostgreSQL refuses
+    one), or an ISO time with its offset that exists in UTC; anything else is refused."""
+    if sort.key == "name":
+        if isinstance(value, str) and "\x00" not in value:
+            return value
+        raise _bad_cursor("it is not one this API returned")
+    try:
+        moment = datetime.fromisoformat(value)
+        if moment.tzinfo is None:
+            raise ValueError("naive")
+        return moment.astimezone(UTC)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise _bad_cursor("it is not one this API returned") from exc
+
+
+def _beyond(sort: Sort, value: Any, last_id: int, back: bool) -> list[ColumnElement[bool]]:
+    """The rows after (value, last_id) in the sort's order, or before it (`back`), as parts
+    read one after the other in that order: keys past the cursor's as one row comparison
+    (an index bound, so a page deep in the list reads a page of index entries: an OR with
+    the empty keys read every row before the cursor, 0.85 s halfway through 1,000,000),
+    and the empty keys, which come last, on their own."""
     less = sort.descending != back  # compare with < when descending, or going back; not both
     column = _KEYS[sort.key]
     past_id = Contact.id < last_id if less else Contact.id > last_id
     if column is None:
-        return past_id
+        return [past_id]
     if value is None:  # empty keys come last: past an empty key is more empty keys, by id
-        if back:
-            return or_(column.is_not(None), and_(column.is_(None), past_id))
-        return and_(column.is_(None), past_id)
-    past_value = column < value if less else column > value
-    beyond = or_(past_value, and_(column == value, past_id))
-    return and_(column.is_not(None), beyond) if back else or_(beyond, column.is_(None))
+        empties = and_(column.is_(None), past_id)
+        return [empties, column.is_not(None)] if back else [empties]
+    key, at = tuple_(column, Contact.id), tuple_(literal(value, column.type), literal(last_id))
+    keyed = and_(column.is_not(None), key < at if less else key > at)
+    return [keyed] if back else [keyed, column.is_(None)]
 
 
 def _order(sort: Sort, back: bool) -> list[Any]:
@@ -178,16 +193,22 @@ async def page(
         InvalidInput: a cursor this API did not give for this sort.
     """
     where = contact_filter.clauses(page_id, f, now)
-    back = False
+    parts: list[ColumnElement[bool]]
+    back, parts = False, [true()]  # the first page: one part, everything
     if cursor is not None:  # a bad cursor is refused before the Page is looked up
         value, last_id, back = _decode(cursor, sort)
-        where.append(_beyond(sort, value, last_id, back))
+        parts = _beyond(sort, value, last_id, back)
     await pages.get(session, page_id)
-    rows = list(
-        await session.scalars(
-            select(Contact).where(*where).order_by(*_order(sort, back)).limit(limit + 1)
+    rows: list[Contact] = []
+    for part in parts:
+        rows += await session.scalars(
+            select(Contact)
+            .where(*where, part)
+            .order_by(*_order(sort, back))
+            .limit(limit + 1 - len(rows))
         )
-    )
+        if len(rows) > limit:
+            break
     more = len(rows) > limit
     rows = rows[:limit]
     if back:

@@ -1,7 +1,7 @@
 """segments: a contact filter of a Page saved under a name
 
 Revision ID: 0026
-Revises: 0024
+Revises: 0025
 Create Date: 2026-12-06 06:00:00.000000
 
 A campaign may target a segment; its filter is read when the campaign starts
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0026"
-down_revision = "0024"
+down_revision = "0025"
 branch_labels = None
 depends_on = None
 
