@@ -1,8 +1,10 @@
-"""`pagecast contacts list | export`: a Page's contacts as the API lists them.
+"""`pagecast contacts list | export | bulk | tags`: a Page's contacts as the API lists them.
 
 The same filter (`ContactFilter`, `services.contact_filter`), sorts, pages and total as
 `GET /api/pages/{id}/contacts`; `--json` is the API's body, `export` the API's CSV (the
-importer's columns), streamed a batch at a time to stdout or `--output`.
+importer's columns), streamed a batch at a time to stdout or `--output`. `bulk` is
+`POST /api/pages/{id}/contacts/bulk` (`services.contact_bulk`), `tags` is
+`GET /api/pages/{id}/tags`.
 """
 
 from __future__ import annotations
@@ -15,10 +17,10 @@ from typing import Any
 
 import typer
 
-from pagecast.cli.base import contacts_app, fail, id_option, run
+from pagecast.cli.base import cli_actor, contacts_app, fail, id_option, run
 from pagecast.cli.output import json_option, print_json, print_table
 
-__all__ = ["contacts_export", "contacts_list"]
+__all__ = ["contacts_bulk", "contacts_export", "contacts_list", "contacts_tags"]
 
 _COLUMNS = ("ID", "PSID", "NAME", "TAGS", "WINDOW", "LAST MESSAGE", "FLAGS")
 _OPTIONS = {  # a ContactFilter field -> the option that sets it, for error messages
@@ -224,3 +226,119 @@ def contacts_export(
     run(write)
     if output is not None:
         typer.echo(f"Exported to {output}.", err=True)
+
+
+_ACTIONS = {"tag": "tag", "untag": "untag", "opt-out": "opt_out"}
+_DONE = {"tag": "tagged", "untag": "untagged", "opt_out": "opted out"}
+
+
+@contacts_app.command("bulk")
+def contacts_bulk(
+    action: str = typer.Argument(..., help="tag, untag or opt-out."),
+    page: int = id_option("--page", "Page id (see `pagecast pages list`)."),
+    tag: str | None = typer.Option(None, "--tag", help="The tag to add or remove (tag, untag)."),
+    psid: list[str] = typer.Option(
+        [], "--psid", help="A chosen contact's PSID; repeat, or separate with commas."
+    ),
+    every: bool = typer.Option(
+        False, "--all", help="Every contact matching the filters (with none: the whole Page)."
+    ),
+    has_tag: list[str] = typer.Option(
+        [], "--has-tag", help="Has any of these tags (`contacts list --tag`)."
+    ),
+    all_tags: list[str] = _ALL,
+    no_tag: list[str] = _NONE,
+    window: str | None = _WINDOW,
+    opted_out: bool | None = _OPTED,
+    unreachable: bool | None = _GONE,
+    is_tester: bool | None = _TESTER,
+    inbound_from: str | None = _FROM,
+    inbound_to: str | None = _TO,
+    search: str | None = _SEARCH,
+    timezone: str | None = _ZONE,
+    as_json: bool = json_option(),
+) -> None:
+    """Tag, untag or opt out chosen contacts (--psid), or every contact matching the filters
+    of `contacts list` (--all alone: the whole Page), in batches of 1,000."""
+    from pydantic import ValidationError
+
+    from pagecast.contact_filter_schema import ContactBulk
+    from pagecast.errors import InvalidInput, in_words
+    from pagecast.models import utcnow
+    from pagecast.services import contact_bulk, contacts
+
+    if action not in _ACTIONS:
+        fail(f"ACTION: {action!r} is not a bulk action; use tag, untag or opt-out.")
+    given = _options(
+        tag=has_tag,
+        all_tags=all_tags,
+        no_tag=no_tag,
+        window=window,
+        opted_out=opted_out,
+        unreachable=unreachable,
+        is_tester=is_tester,
+        inbound_from=inbound_from,
+        inbound_to=inbound_to,
+        search=search,
+        timezone=timezone,
+    )
+    filtered = any(v not in (None, "", []) for v in given.values())
+    psids = _names(psid)
+    if psids and (filtered or every):
+        fail("--psid chooses the contacts itself; leave out --all and the filters, or --psid.")
+    if not (psids or filtered or every):
+        # Never the whole Page by accident: it has to be asked for with --all.
+        fail(
+            "choose the contacts: --psid P (repeat), filters as in `contacts list` "
+            "(--has-tag, --window, ...), or --all for every contact of the Page."
+        )
+    f = None if psids else _filter(given)
+
+    async def apply(ctx: Any) -> int:
+        ids = None
+        if psids:
+            async with ctx.db.reading() as session:
+                ids = await contacts.ids_of(session, page, psids)
+        try:
+            body = ContactBulk.model_validate(
+                {"action": _ACTIONS[action], "tag": tag, "ids": ids, "filter": f}
+            )
+        except ValidationError as exc:  # the API's rules, worded with this command's options
+            error = exc.errors()[0]
+            field, words = str(error["loc"][0]) if error["loc"] else "", in_words(error)
+            if not field and ": " in words:  # a rule across fields names its field first
+                field, words = words.split(": ", 1)
+            option = {"tag": "--tag", "ids": "--psid"}.get(field, field)
+            raise InvalidInput(f"{option}: {words}" if option else words) from None
+        return await contact_bulk.apply(ctx.db, cli_actor(), page, body, utcnow())
+
+    changed = run(apply)
+    if as_json:
+        print_json({"changed": changed})  # the API's body
+        return
+    done = _DONE[_ACTIONS[action]] + (f" {tag!r}" if tag and action != "opt-out" else "")
+    typer.echo(f"{changed:,} contact{'' if changed == 1 else 's'} {done}.")
+
+
+@contacts_app.command("tags")
+def contacts_tags(
+    page: int = id_option("--page", "Page id (see `pagecast pages list`)."),
+    prefix: str | None = typer.Option(None, "--prefix", "-q", help="The start of the name."),
+    limit: int = typer.Option(20, "--limit", min=1, max=200, help="How many tags (1-200)."),
+    as_json: bool = json_option(),
+) -> None:
+    """A Page's tags with how many of its contacts have each, the most used first."""
+    from pagecast.services import contact_list
+
+    async def fetch(ctx: Any) -> list[tuple[str, int]]:
+        async with ctx.db.reading() as session:
+            return await contact_list.tag_counts(
+                session, page, prefix=(prefix or "").strip() or None, limit=limit
+            )
+
+    print_table(
+        [{"name": name, "contacts": n} for name, n in run(fetch)],
+        [("TAG", itemgetter("name")), ("CONTACTS", itemgetter("contacts"))],
+        empty="No tags.",
+        as_json=as_json,
+    )

@@ -13,7 +13,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import raiseload
 
-from pagecast.errors import Conflict, NotFound
+from pagecast.errors import Conflict, InvalidInput, NotFound
 from pagecast.models import Campaign, Contact, Delivery, DeliveryStatus, Tag, contact_tags, utcnow
 from pagecast.permissions import Actor
 from pagecast.schemas import ContactCreate, ContactUpdate
@@ -26,6 +26,7 @@ __all__ = [
     "delete",
     "ensure_tags",
     "get",
+    "ids_of",
     "insert_for",
     "locked",
     "update",
@@ -84,6 +85,29 @@ async def get(session: AsyncSession, contact_id: int) -> Contact:
     if contact is None:
         raise NotFound(f"Contact {contact_id} does not exist.")
     return contact
+
+
+async def ids_of(session: AsyncSession, page_id: int, psids: list[str]) -> list[int]:
+    """The ids of the Page's contacts with these PSIDs (the command line names people by PSID).
+
+    Raises:
+        NotFound: no such Page.
+        InvalidInput: PSIDs that are not contacts of the Page.
+    """
+    await pages.get(session, page_id)
+    wanted = set(psids)
+    rows = await session.execute(
+        select(Contact.psid, Contact.id).where(Contact.page_id == page_id, Contact.psid.in_(wanted))
+    )
+    found: dict[str, int] = {psid: contact_id for psid, contact_id in rows}
+    if missing := sorted(wanted - found.keys()):
+        shown = ", ".join(missing[:5]) + (" …" if len(missing) > 5 else "")
+        raise InvalidInput(
+            f"{len(missing):,} of the PSIDs given are not contacts of Page {page_id} ({shown}); "
+            f"see `pagecast contacts list --page {page_id}`.",
+            field="psid",
+        )
+    return sorted(found.values())
 
 
 def _apply(contact: Contact, changes: dict[str, Any]) -> None:
