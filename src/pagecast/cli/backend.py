@@ -20,7 +20,12 @@ T = TypeVar("T")
 
 class Backend(Protocol):
     async def campaigns(
-        self, *, status: str | None, page_id: int | None
+        self,
+        *,
+        status: str | None,
+        page_id: int | None,
+        search: str | None = None,
+        archived: bool = False,
     ) -> list[dict[str, Any]]: ...
     async def campaign(self, campaign_id: int) -> dict[str, Any]: ...
     async def create_campaign(self, body: dict[str, Any]) -> dict[str, Any]: ...
@@ -56,14 +61,28 @@ class Local:
     def __init__(self, ctx: Any) -> None:
         self.ctx = ctx
 
-    async def campaigns(self, *, status: str | None, page_id: int | None) -> list[dict[str, Any]]:
+    async def campaigns(
+        self,
+        *,
+        status: str | None,
+        page_id: int | None,
+        search: str | None = None,
+        archived: bool = False,
+    ) -> list[dict[str, Any]]:
         from pagecast.models import CampaignStatus
         from pagecast.services import campaigns
         from pagecast.web import render
 
         wanted = _validated_status(status, CampaignStatus)
         async with self.ctx.db.reading() as session:
-            rows = await campaigns.list_page(session, status=wanted, page_id=page_id, limit=200)
+            rows = await campaigns.list_page(
+                session,
+                status=wanted,
+                page_id=page_id,
+                search=search or None,
+                archived=archived,
+                limit=200,
+            )
             return [render.campaign(c, campaigns.counts(c)) for c in rows]
 
     async def campaign(self, campaign_id: int) -> dict[str, Any]:
@@ -103,6 +122,12 @@ class Local:
             async with self.ctx.db.transaction() as session:
                 copy = await campaigns.duplicate(session, cli_actor(), campaign_id)
                 return render.campaign(copy, campaigns.counts(copy))
+        if action in ("archive", "unarchive"):
+            from pagecast.services import campaign_archive
+
+            async with self.ctx.db.transaction() as session:
+                done = await getattr(campaign_archive, action)(session, cli_actor(), campaign_id)
+                return render.campaign(done, campaigns.counts(done))
         retried = None
         if action == "retry-failed":
             campaign, retried = await self._with_redis(
@@ -216,8 +241,17 @@ class Remote:
             "the address of a Pagecast server."
         )
 
-    async def campaigns(self, *, status: str | None, page_id: int | None) -> list[dict[str, Any]]:
-        params = {k: v for k, v in (("status", status), ("page_id", page_id)) if v is not None}
+    async def campaigns(
+        self,
+        *,
+        status: str | None,
+        page_id: int | None,
+        search: str | None = None,
+        archived: bool = False,
+    ) -> list[dict[str, Any]]:
+        given = (("status", status), ("page_id", page_id), ("q", search or None))
+        params: dict[str, Any] = {k: v for k, v in given if v is not None}
+        params |= {"archived": "true"} if archived else {}
         body = await self._call("GET", "/api/campaigns", params=params | {"limit": 200})
         return list(body["items"])
 

@@ -1,5 +1,5 @@
 """`pagecast campaigns list | show | create | start | schedule | pause | resume | cancel |
-retry-failed | duplicate | delete | watch`: written once over the API's bodies, so each runs on
+retry-failed | duplicate | archive | unarchive | delete | watch`: written once over the API's bodies, so each runs on
 this machine's database or, with `--url`, on a remote Pagecast (`cli/backend.py`)."""
 
 from __future__ import annotations
@@ -38,10 +38,16 @@ def _summary(body: Mapping[str, Any]) -> str:
 def campaigns_list(
     status: str | None = typer.Option(None, "--status", help="Only campaigns in this status."),
     page: int | None = typer.Option(None, "--page", help="Only this Page's campaigns."),
+    search: str | None = typer.Option(None, "--search", "-q", help="Part of the name."),
+    archived: bool = typer.Option(
+        False, "--archived", help="The archived campaigns instead of the others."
+    ),
     as_json: bool = json_option(),
 ) -> None:
-    """List campaigns, newest first (the latest 200)."""
-    rows = backend.use(lambda b: b.campaigns(status=status, page_id=page))
+    """List campaigns, newest first (the latest 200); archived ones only with --archived."""
+    rows = backend.use(
+        lambda b: b.campaigns(status=status, page_id=page, search=search, archived=archived)
+    )
     print_table(
         rows,
         [
@@ -251,6 +257,25 @@ def campaigns_duplicate(campaign_id: int = id_argument()) -> None:
     """A new draft with the campaign's settings."""
     body = _action("duplicate", campaign_id)
     typer.echo(f"Created draft campaign {body['id']} ({body['name']}) from {campaign_id}.")
+
+
+@campaigns_app.command("archive")
+def campaigns_archive(campaign_id: int = id_argument(), as_json: bool = json_option()) -> None:
+    """Take a completed or cancelled campaign out of `campaigns list` (--archived lists it)."""
+    body = _action("archive", campaign_id, as_json)
+    if not as_json:
+        typer.echo(
+            f"Campaign {body['id']} ({body['name']}) is archived; "
+            f"`pagecast campaigns unarchive {body['id']}` puts it back."
+        )
+
+
+@campaigns_app.command("unarchive")
+def campaigns_unarchive(campaign_id: int = id_argument(), as_json: bool = json_option()) -> None:
+    """Put an archived campaign back in `campaigns list`."""
+    body = _action("unarchive", campaign_id, as_json)
+    if not as_json:
+        typer.echo(f"Campaign {body['id']} ({body['name']}) is back in the list.")
 
 
 @campaigns_app.command("delete")
