@@ -3,7 +3,7 @@
 `pagecast.cli.base` holds the Typer apps and the shared runner; the commands live in
 `processes` (serve, web, worker, simulator), `admin` (db, users, tokens, config, queue),
 `data` (pages, contacts), `campaigns` (campaigns, on this machine or remote: `backend`),
-`contacts` (contacts list and export), `series` (recurring series), `segments` (saved contact
+`contacts` (contacts list, export, bulk and tags), `series` (recurring series), `segments` (saved contact
 filters), `deliveries` (campaigns deliveries), `experiments` (campaigns results, campaigns
 winner), `page_setup` (pages sync, pages webhook) and `reports` (campaigns report, pages
 overview).
