@@ -8,19 +8,23 @@ import asyncio
 import json
 import shutil
 import subprocess
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy import func, select
 
-from factories import ADMIN_ACTOR
+from factories import ADMIN_ACTOR, create_user
 from pagecast.db import Database
-from pagecast.models import AuditLog, CampaignStatus, Contact, Tag, contact_tags
+from pagecast.models import AuditLog, CampaignStatus, Contact, Role, Tag, contact_tags
 from pagecast.schemas import CampaignCreate, PageCreate
 from pagecast.security import Vault
 from pagecast.services import campaigns, contacts, pages
-from test_cli import migrated_dir, run
+from processes import clean_env, free_port
+from test_cli import PAGECAST, migrated_dir, run
 
 __all__ = ["migrated_dir"]  # a fixture: each test copies one migrated database
 
@@ -203,3 +207,63 @@ def test_archive_unarchive_and_list_by_search_and_archived(data_dir: Path) -> No
     back = run(data_dir, "campaigns", "unarchive", cancelled, "--json")
     assert back.returncode == 0 and json.loads(back.stdout)["archived_at"] is None
     assert listed("--search", "spring") == ["Spring sale"]
+
+
+@pytest.fixture
+def served(data_dir: Path) -> Iterator[tuple[str, str, dict[str, int]]]:
+    """A real `pagecast web` on a seeded data dir: its URL, an admin's token, the seeded ids."""
+    made = _seed(data_dir)
+
+    async def token() -> str:
+        db = _db(data_dir)
+        try:
+            return (await create_user(db, Role.ADMIN))[1]
+        finally:
+            await db.close()
+
+    raw = asyncio.run(token())
+    port = free_port()
+    env = clean_env({"PAGECAST_DATA_DIR": str(data_dir), "PAGECAST_SECRET_KEY": "cli-test-key"})
+    log = open(data_dir.parent / "web.log", "wb")  # noqa: SIM115  (closed below)
+    process = subprocess.Popen(
+        [PAGECAST, "web", "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert process.poll() is None, (data_dir.parent / "web.log").read_text()
+            assert time.monotonic() < deadline, "web did not answer within 30 s"
+            time.sleep(0.2)
+        yield url, raw, made
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        log.close()
+
+
+def test_url_archives_lists_archived_and_unarchives(
+    tmp_path: Path, served: tuple[str, str, dict[str, int]]
+) -> None:
+    url, token, made = served
+    cancelled = str(made["cancelled"])
+
+    def remote(*args: str) -> subprocess.CompletedProcess[str]:
+        return run(tmp_path / "laptop", "--url", url, *args, PAGECAST_TOKEN=token)
+
+    archived = remote("campaigns", "archive", cancelled, "--json")
+    assert archived.returncode == 0, archived.stderr
+    assert json.loads(archived.stdout)["archived_at"] is not None
+    listed = remote("campaigns", "list", "--archived", "-q", "spring", "--json")
+    assert [c["name"] for c in json.loads(listed.stdout)] == ["Spring sale"], listed.stderr
+    assert "only completed or cancelled" in _one_error_line(
+        remote("campaigns", "archive", str(made["draft"]))
+    )
+    back = remote("campaigns", "unarchive", cancelled)
+    assert back.stdout.strip() == f"Campaign {cancelled} (Spring sale) is back in the list."
+    assert not (tmp_path / "laptop").exists()
