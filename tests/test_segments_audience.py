@@ -199,7 +199,7 @@ async def test_a_segment_a_draft_waits_on_cannot_be_deleted(
 async def test_segment_input_is_checked_and_names_are_unique_per_page(
     manager: httpx.AsyncClient, page_id: int
 ) -> None:
-    await make_segment(manager, page_id, "VIPs", tags_any=["vip"])
+    first = await make_segment(manager, page_id, "VIPs", tags_any=["vip"])
     again = await manager.post(f"/api/pages/{page_id}/segments", json={"name": "VIPs"})
     assert again.status_code == 409 and "already has a segment named 'VIPs'" in again.text
     wrong = await manager.post(
@@ -218,6 +218,14 @@ async def test_segment_input_is_checked_and_names_are_unique_per_page(
     assert other.status_code == 422 and other.json()["error"]["field"] == "audience.segment_id"
     assert (await manager.get("/api/pages/999/segments")).status_code == 404
     assert (await manager.patch("/api/segments/999", json={"name": "y"})).status_code == 404
+    # Renamed to a name the Page already uses: a 409 naming it, and the segment unchanged.
+    second = await make_segment(manager, page_id, "Regulars", tags_any=["regular"])
+    taken = await manager.patch(f"/api/segments/{second}", json={"name": "VIPs"})
+    assert taken.status_code == 409 and "already has a segment named 'VIPs'" in taken.text
+    assert (await manager.get(f"/api/segments/{second}")).json()["name"] == "Regulars"
+    # A flag is JSON's true or false, as the schema says: 0 is refused naming it.
+    zero = await manager.patch(f"/api/segments/{first}", json={"filter": {"is_tester": 0}})
+    assert zero.status_code == 422 and zero.json()["error"]["field"] == "filter.is_tester"
 
 
 async def test_a_filter_audience_is_the_contacts_list_filter_at_the_start(

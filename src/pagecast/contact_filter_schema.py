@@ -9,7 +9,14 @@ import contextlib
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, PlainValidator, StringConstraints, WithJsonSchema, model_validator
+from pydantic import (
+    Field,
+    PlainValidator,
+    StrictBool,
+    StringConstraints,
+    WithJsonSchema,
+    model_validator,
+)
 
 from pagecast.input_types import Input, Line, TimeZoneName
 
@@ -66,9 +73,10 @@ class ContactFilter(Input):
         description="The 24-hour messaging window now: inside, outside, or unknown (the "
         "person never wrote to the Page).",
     )
-    opted_out: bool | None = None
-    unreachable: bool | None = None
-    is_tester: bool | None = None
+    # Strict: JSON's true and false only (a 0 or "yes" is refused, as the schema says).
+    opted_out: StrictBool | None = None
+    unreachable: StrictBool | None = None
+    is_tester: StrictBool | None = None
     inbound_from: DayOrTime | None = Field(
         None, description="Last wrote to the Page at or after this (a date is its 00:00 UTC)."
     )

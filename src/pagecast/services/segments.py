@@ -8,6 +8,7 @@ at the moment it is asked: the count here, a campaign's preview, and the campaig
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -79,10 +80,18 @@ async def count(session: AsyncSession, segment: Segment, now: datetime | None = 
     return int(await session.scalar(select(func.count()).select_from(Contact).where(*where)) or 0)
 
 
-async def _named(session: AsyncSession, page_id: int, name: str, segment: Segment) -> None:
-    """Flush `segment`; its name already used on the Page is refused naming the other one."""
+async def _named(
+    session: AsyncSession,
+    page_id: int,
+    name: str,
+    segment: Segment,
+    change: Callable[[], None] = lambda: None,
+) -> None:
+    """Make `change` to `segment` and flush it in a savepoint; its name already used on the
+    Page is refused naming the other one (the transaction goes on: the savepoint is undone)."""
     try:
         async with session.begin_nested():
+            change()
             session.add(segment)
             await session.flush()
     except IntegrityError as exc:
@@ -125,11 +134,15 @@ async def update(
     """Rename the segment or change its filter; campaigns not started yet read the change."""
     segment = await get(session, segment_id)
     changes = data.model_dump(exclude_unset=True)
-    if data.name is not None:
-        segment.name = data.name
-    if data.filter is not None:
-        segment.filter = stored(data.filter)
-    await _named(session, segment.page_id, segment.name, segment)
+
+    def change() -> None:
+        # Inside the savepoint: a name taken on the Page fails its flush, not the transaction.
+        if data.name is not None:
+            segment.name = data.name
+        if data.filter is not None:
+            segment.filter = stored(data.filter)
+
+    await _named(session, segment.page_id, data.name or segment.name, segment, change)
     await audit.record(
         session,
         actor,
