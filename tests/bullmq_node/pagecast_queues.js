@@ -34,8 +34,12 @@ async function main() {
   const queues = {};
   for (const [key, name] of Object.entries(QUEUES)) {
     queues[key] = new Queue(name, { connection: connection(url) });
+    // A connection still opening when the command is done and closes it says "Connection is
+    // closed" as an 'error' event: without a listener, Node ends the process with it.
+    queues[key].on("error", () => {});
   }
   try {
+    for (const queue of Object.values(queues)) await queue.waitUntilReady();
     let out;
     if (command === "read") {
       out = {};
