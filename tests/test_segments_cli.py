@@ -88,7 +88,7 @@ def test_bad_segment_input_is_one_line_with_exit_1(
         (("--window", "sometimes"), "filter.window:"),
         (("--filter", "{not json"), "--filter: not JSON"),
         (("--filter", "[1]"), "--filter: give a JSON object"),
-        (("--filter", '{"tags_any": 5}', "--tags-any", "vip"), "filter.tags_any.0:"),
+        (("--filter", '{"tags_any": 5}', "--tags-any", "vip"), "filter.tags_any[0]:"),
     ):
         result = run(data_dir, "segments", "create", "--page", "1", "--name", "x", *args)
         assert result.returncode == 1, result.stdout
