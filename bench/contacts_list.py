@@ -233,6 +233,7 @@ def main() -> None:
         "contacts_list",
         {
             "machine": facts,
+            "quick": args.quick,
             "contacts": args.contacts,
             "runs": args.runs,
             "cases": [dict(zip(header, r, strict=True)) for r in rows],
