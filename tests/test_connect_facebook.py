@@ -568,7 +568,8 @@ async def test_cli_connects_with_a_user_token_and_says_what_is_missing(
     assert "Missing pages_read_engagement (declined): Without pages_read_engagement" in done.stderr
     assert token not in done.stdout + done.stderr and SIM_TOKEN not in done.stdout
     listed = await asyncio.to_thread(_cli, data_dir, simulator, "list")
-    assert listed.stdout.split("\t")[:3] == ["1", "1001", "Acme Store"]
+    # A header line, then the Page.
+    assert listed.stdout.splitlines()[1].split("\t")[:3] == ["1", "1001", "Acme Store"]
     again = await asyncio.to_thread(
         _cli, data_dir, simulator, "connect-facebook", "--user-token", token, "--page", "1001"
     )

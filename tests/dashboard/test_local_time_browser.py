@@ -67,13 +67,13 @@ def test_a_contacts_zone_is_set_from_the_list_and_an_unknown_one_refused(markete
     row = marketer.locator("table.list tbody tr", has_text="8003")
     row.locator("input[name=contact_id]").check()
     marketer.fill("#bulk-tags input[name=timezone]", "Berlin")
-    marketer.click("#bulk-tags button:has-text('Apply to selected')")
+    marketer.click("#bulk-tags button:has-text('Set time zone')")
     expect(marketer.locator("body")).to_contain_text('did you mean "Europe/Berlin"')
     marketer.goto("/contacts")
     row = marketer.locator("table.list tbody tr", has_text="8003")
     row.locator("input[name=contact_id]").check()
     marketer.fill("#bulk-tags input[name=timezone]", "europe/berlin")
-    marketer.click("#bulk-tags button:has-text('Apply to selected')")
+    marketer.click("#bulk-tags button:has-text('Set time zone')")
     expect(marketer.locator("table.list tbody tr", has_text="8003")).to_contain_text(
         "Europe/Berlin"
     )
