@@ -150,6 +150,16 @@ class WebProcess(WorkerProcess):
             return False
 
 
+class ServeProcess(WebProcess):
+    """`pagecast serve` (web and worker in one process) on a free loopback port."""
+
+    def _name(self) -> str:
+        return "serve"
+
+    def _args(self) -> list[str]:
+        return [str(PAGECAST), "serve", "--host", "127.0.0.1", "--port", str(self.port)]
+
+
 class SimulatorProcess(WebProcess):
     """`pagecast simulator` as its own process on a free loopback port, as a user runs it:
     the Graph side's clock and event loop are not the test's (ready when `/__sim/stats`

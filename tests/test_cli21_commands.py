@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from processes import clean_env, free_port
+from processes import ServeProcess, clean_env
 from test_cli import PAGECAST, migrated_dir, run
 
 __all__ = ["migrated_dir"]  # a fixture: each test copies one migrated database
@@ -245,7 +245,6 @@ def served(migrated_dir: Path, simulator: Any) -> Iterator[tuple[str, str, str]]
     made = run(data_dir, "users", "create", "--email", "a@example.com", "--role", "admin")
     assert made.returncode == 0, made.stderr
     token = run(data_dir, "tokens", "create", "--user", "a@example.com").stdout.split()[-1]
-    port = free_port()
     env = clean_env(
         {
             "PAGECAST_DATA_DIR": str(data_dir),
@@ -253,27 +252,11 @@ def served(migrated_dir: Path, simulator: Any) -> Iterator[tuple[str, str, str]]
             "PAGECAST_GRAPH_API_URL": graph,
         }
     )
-    log = open(data_dir.parent / "serve.log", "wb")  # noqa: SIM115  (closed below)
-    process = subprocess.Popen(
-        [PAGECAST, "serve", "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT
-    )
-    url = f"http://127.0.0.1:{port}"
+    serve = ServeProcess(data_dir.parent, env).start()
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert process.poll() is None, (data_dir.parent / "serve.log").read_text()
-            assert time.monotonic() < deadline, "serve did not answer within 30 s"
-            time.sleep(0.2)
-        yield url, token, graph
+        yield serve.url, token, graph
     finally:
-        process.terminate()
-        process.wait(timeout=30)
-        log.close()
+        serve.stop()
 
 
 def _remote(served: tuple[str, str, str], tmp_path: Path, *args: str) -> Any:

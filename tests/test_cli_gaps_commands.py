@@ -8,12 +8,10 @@ import asyncio
 import json
 import shutil
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from sqlalchemy import func, select
 
@@ -23,8 +21,8 @@ from pagecast.models import AuditLog, CampaignStatus, Contact, Role, Tag, contac
 from pagecast.schemas import CampaignCreate, PageCreate
 from pagecast.security import Vault
 from pagecast.services import campaigns, contacts, pages
-from processes import clean_env, free_port
-from test_cli import PAGECAST, migrated_dir, run
+from processes import WebProcess, clean_env
+from test_cli import migrated_dir, run
 
 __all__ = ["migrated_dir"]  # a fixture: each test copies one migrated database
 
@@ -222,29 +220,12 @@ def served(data_dir: Path) -> Iterator[tuple[str, str, dict[str, int]]]:
             await db.close()
 
     raw = asyncio.run(token())
-    port = free_port()
     env = clean_env({"PAGECAST_DATA_DIR": str(data_dir), "PAGECAST_SECRET_KEY": "cli-test-key"})
-    log = open(data_dir.parent / "web.log", "wb")  # noqa: SIM115  (closed below)
-    process = subprocess.Popen(
-        [PAGECAST, "web", "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT
-    )
-    url = f"http://127.0.0.1:{port}"
+    web = WebProcess(data_dir.parent, env).start()
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert process.poll() is None, (data_dir.parent / "web.log").read_text()
-            assert time.monotonic() < deadline, "web did not answer within 30 s"
-            time.sleep(0.2)
-        yield url, raw, made
+        yield web.url, raw, made
     finally:
-        process.terminate()
-        process.wait(timeout=30)
-        log.close()
+        web.stop()
 
 
 def test_url_archives_lists_archived_and_unarchives(
