@@ -17,6 +17,12 @@ from pagecast.models.base import (
 )
 from pagecast.models.campaigns import Campaign, Delivery, Template
 from pagecast.models.inbound import ContactImport, PageSync, WebhookEvent
+from pagecast.models.outbound import (
+    OutboundAttempt,
+    OutboundDelivery,
+    OutboundEvent,
+    WebhookEndpoint,
+)
 from pagecast.models.pages import Contact, MessageAttachment, Page, Tag, contact_tags
 from pagecast.models.segments import Segment
 from pagecast.models.series import Series, SeriesMode, SeriesStatus
@@ -45,6 +51,9 @@ __all__ = [
     "LoginSession",
     "MessageAttachment",
     "MessagingType",
+    "OutboundAttempt",
+    "OutboundDelivery",
+    "OutboundEvent",
     "Page",
     "PageStatus",
     "PageSync",
@@ -59,6 +68,7 @@ __all__ = [
     "Template",
     "UTCDateTime",
     "User",
+    "WebhookEndpoint",
     "WebhookEvent",
     "contact_tags",
     "utcnow",

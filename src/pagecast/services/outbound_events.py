@@ -1,0 +1,76 @@
+"""Outbound events (issue 22): what Pagecast tells the endpoints admins registered.
+
+`emit` is the one way an event is made. It is called inside the transaction of the change it
+reports (the campaign started, the Page's token went bad...), so the event exists exactly when
+the change does. It writes the event and one pending delivery for each enabled endpoint that
+chose its type; the worker sends the due deliveries (worker/outbound.py). Nothing here talks to
+the network."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from pagecast.models import OutboundDelivery, OutboundEvent, WebhookEndpoint, utcnow
+
+__all__ = ["EVENT_TYPES", "emit"]
+
+# Every event type an endpoint can choose, in the order the dashboard lists them.
+EVENT_TYPES: tuple[str, ...] = (
+    "campaign.created",
+    "campaign.awaiting_approval",
+    "campaign.started",
+    "campaign.paused",
+    "campaign.resumed",
+    "campaign.completed",
+    "campaign.cancelled",
+    "campaign.progress",
+    "page.token_invalid",
+    "page.restricted",
+    "contact.opted_out",
+    "import.completed",
+)
+
+
+async def emit(
+    session: AsyncSession,
+    event_type: str,
+    data: dict[str, Any],
+    *,
+    campaign_id: int | None = None,
+) -> OutboundEvent:
+    """Record one event and owe it to every enabled endpoint subscribed to `event_type`.
+    `data` is the event's JSON `data` and must never hold a secret. `campaign_id` orders the
+    event among its campaign's events for delivery."""
+    if event_type not in EVENT_TYPES:
+        raise ValueError(f"unknown outbound event type {event_type!r}")
+    now = utcnow()
+    event = OutboundEvent(
+        uid=f"evt_{uuid.uuid4().hex}",
+        type=event_type,
+        created_at=now,
+        campaign_id=campaign_id,
+        data=data,
+    )
+    session.add(event)
+    await session.flush()
+    endpoints = await session.scalars(
+        select(WebhookEndpoint).where(WebhookEndpoint.enabled.is_(True))
+    )
+    for endpoint in endpoints:
+        if event_type in endpoint.events:
+            session.add(
+                OutboundDelivery(
+                    endpoint_id=endpoint.id,
+                    event_id=event.id,
+                    status="pending",
+                    attempts=0,
+                    next_attempt_at=now,
+                    created_at=now,
+                )
+            )
+    await session.flush()
+    return event
