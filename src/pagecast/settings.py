@@ -256,6 +256,22 @@ class Settings(BaseSettings):
         description="Webhook events still unprocessed this long after they arrived are "
         "processed again by the sweep.",
     )
+    webhooks_allow_private_targets: bool = Field(
+        False,
+        description="Outbound webhooks (issue 22): allow endpoints whose address, after DNS "
+        "resolution, is private, loopback, link-local, unspecified, multicast or reserved "
+        "(checked at each attempt). Off, such an attempt fails and says why; turn it on for "
+        "tests and on-premise receivers inside your network.",
+    )
+    webhooks_timeout_seconds: PositiveFloat = Field(
+        10.0,
+        description="Outbound webhooks: seconds an endpoint has to answer one delivery "
+        "(connecting included) before the attempt counts as failed and is retried.",
+    )
+    webhooks_poll_seconds: PositiveFloat = Field(
+        2.0,
+        description="Outbound webhooks: how often a worker looks for due deliveries to send.",
+    )
     max_schedule_lateness: PositiveInt = Field(
         3600,
         description="Seconds a scheduled start may be late and still fire; a later one stays "

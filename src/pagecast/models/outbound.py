@@ -36,6 +36,9 @@ class WebhookEndpoint(Base):
     # Set when an admin or the failure rule (failing for 3 days) turns the endpoint off.
     disabled_at: Mapped[datetime | None]
     disabled_reason: Mapped[str | None] = mapped_column(String(500))
+    # Who turned it off: an admin's name, or "system" for the failure rule (the admins'
+    # notice lists those).
+    disabled_by: Mapped[str | None] = mapped_column(String(254))
     # The first failed attempt since the last success; NULL while the endpoint is healthy.
     failing_since: Mapped[datetime | None]
     created_by: Mapped[str] = mapped_column(String(254))

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from pagecast.models import OutboundDelivery, OutboundEvent, WebhookEndpoint, utcnow
 
-__all__ = ["EVENT_TYPES", "emit"]
+__all__ = ["EVENT_TYPES", "PING", "emit", "emit_ping"]
 
 # Every event type an endpoint can choose, in the order the dashboard lists them.
 EVENT_TYPES: tuple[str, ...] = (
@@ -33,6 +33,9 @@ EVENT_TYPES: tuple[str, ...] = (
     "contact.opted_out",
     "import.completed",
 )
+# The test event of "Send test ping": never subscribed to (`emit` refuses it), made only for
+# the one endpoint pinged (`emit_ping`).
+PING = "webhook.ping"
 
 
 async def emit(
@@ -72,5 +75,28 @@ async def emit(
                     created_at=now,
                 )
             )
+    await session.flush()
+    return event
+
+
+async def emit_ping(session: AsyncSession, endpoint_id: int, data: dict[str, Any]) -> OutboundEvent:
+    """Record a `webhook.ping` event owed to the one endpoint `endpoint_id` (enabled or not:
+    the sender skips disabled endpoints until they are enabled again)."""
+    now = utcnow()
+    event = OutboundEvent(
+        uid=f"evt_{uuid.uuid4().hex}", type=PING, created_at=now, campaign_id=None, data=data
+    )
+    session.add(event)
+    await session.flush()
+    session.add(
+        OutboundDelivery(
+            endpoint_id=endpoint_id,
+            event_id=event.id,
+            status="pending",
+            attempts=0,
+            next_attempt_at=now,
+            created_at=now,
+        )
+    )
     await session.flush()
     return event

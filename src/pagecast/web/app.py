@@ -20,6 +20,7 @@ from pagecast.web.api import (
     contact_list,
     contacts,
     deliveries,
+    outbound_webhooks,
     page_setup,
     pages,
     reports,
@@ -81,6 +82,7 @@ def create_app(
         campaigns,
         series,
         deliveries,
+        outbound_webhooks,
     )
     for module in (*routers, reports, admin, webhooks):
         app.include_router(module.router)

@@ -29,6 +29,10 @@ class WorkerConfig:
     webhook_retry_after: float = 30.0
     # Seconds an `unknown` delivery waits for its echo before it is reconciled.
     unknown_grace: float = 600.0
+    # Outbound webhooks (issue 22): private targets allowed, one attempt's timeout, polling.
+    webhooks_allow_private: bool = False
+    webhooks_timeout: float = 10.0
+    webhooks_poll: float = 2.0
 
     @classmethod
     def from_settings(cls, settings: Settings, *, concurrency: int | None = None) -> WorkerConfig:
@@ -48,4 +52,7 @@ class WorkerConfig:
             sweep_seconds=settings.sweep_seconds,
             webhook_retry_after=settings.webhook_retry_seconds,
             unknown_grace=settings.unknown_grace,
+            webhooks_allow_private=settings.webhooks_allow_private_targets,
+            webhooks_timeout=settings.webhooks_timeout_seconds,
+            webhooks_poll=settings.webhooks_poll_seconds,
         )

@@ -1,5 +1,6 @@
 """The worker process: BullMQ workers on both queues, signals, the heartbeat loop, the
-sweep loop, graceful shutdown, and a burst mode that returns once the queues are drained.
+sweep loop, the outbound webhooks loop (worker/outbound.py), graceful shutdown, and a burst
+mode that returns once the queues are drained.
 
 Every job goes through `registry.dispatch` to the handler of its name.
 """
@@ -22,6 +23,7 @@ from pagecast.security import Vault
 from pagecast.webhook_runner import Reactions
 from pagecast.worker.bull import NamedWorker
 from pagecast.worker.config import WorkerConfig
+from pagecast.worker.outbound import deliver_forever
 from pagecast.worker.registry import dispatch
 from pagecast.worker.state import Clock, Env, InFlight, WorkerState
 from pagecast.worker.sweep import sweep, sweep_forever
@@ -148,6 +150,8 @@ class SendingWorker:
         ]
         if not burst:
             helpers.append(asyncio.create_task(sweep_forever(self.env)))
+            # Issue 22: outbound webhook deliveries, claimed in the database (no queue job).
+            helpers.append(asyncio.create_task(deliver_forever(self.env)))
         await (self._drained() if burst else self.stopping.wait())
         logger.info("worker %s stopping: finishing in-flight sends", self.id)
         try:

@@ -33,6 +33,7 @@ def upgrade() -> None:
         sa.Column("enabled", sa.Boolean(), nullable=False),
         sa.Column("disabled_at", TZ, nullable=True),
         sa.Column("disabled_reason", sa.String(length=500), nullable=True),
+        sa.Column("disabled_by", sa.String(length=254), nullable=True),
         sa.Column("failing_since", TZ, nullable=True),
         sa.Column("created_by", sa.String(length=254), nullable=False),
         sa.Column("created_at", TZ, nullable=False),
