@@ -42,9 +42,10 @@ from pagecast.models import Role, utcnow
 from pagecast.permissions import Actor
 from pagecast.schemas import CampaignCreate, ContactCreate, TemplateCreate
 from pagecast.security import Vault
-from pagecast.services import campaigns, contacts, templates
+from pagecast.services import campaigns, contacts, templates, webhook_endpoints
 from pagecast.settings import Settings
 from pagecast.web.app import create_app
+from pagecast.webhook_schema import EndpointCreate
 
 # The admin's token gets an id no generated path id will plausibly hit, so that
 # `DELETE /api/tokens/{token_id}` never revokes the credentials of the run itself.
@@ -160,6 +161,14 @@ async def _seed(db: Database) -> None:
             actor,
             CampaignCreate(name="Spring", page_id=page.id, content=Content(text="Hello")),
         )
+        # Issue 22: an outbound webhook endpoint with one delivery in its log.
+        hook = await webhook_endpoints.create(
+            session,
+            actor,
+            Vault(SECRET_KEY.encode()),
+            EndpointCreate(url="https://hooks.example.com/in", events=["campaign.started"]),
+        )
+        await webhook_endpoints.ping(session, actor, hook.endpoint.id)
 
 
 # On both backends (the suite's `database_url`): PostgreSQL refuses what SQLite stores (NUL
