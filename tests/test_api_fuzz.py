@@ -37,6 +37,7 @@ from sqlalchemy import text
 
 from factories import SECRET_KEY, clean, connected_page, create_user
 from pagecast.db import Database, upgrade
+from pagecast.endpoint_schema import EndpointCreate
 from pagecast.message_schema import Content
 from pagecast.models import Role, utcnow
 from pagecast.permissions import Actor
@@ -45,7 +46,6 @@ from pagecast.security import Vault
 from pagecast.services import campaigns, contacts, templates, webhook_endpoints
 from pagecast.settings import Settings
 from pagecast.web.app import create_app
-from pagecast.webhook_schema import EndpointCreate
 
 # The admin's token gets an id no generated path id will plausibly hit, so that
 # `DELETE /api/tokens/{token_id}` never revokes the credentials of the run itself.

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from pagecast.endpoint_schema import EndpointCreate, EndpointUpdate
 from pagecast.errors import InvalidInput, InvalidState, NotFound
 from pagecast.models import (
     OutboundAttempt,
@@ -26,7 +27,6 @@ from pagecast.models import (
 from pagecast.permissions import Actor
 from pagecast.security import Vault
 from pagecast.services import audit, outbound_events
-from pagecast.webhook_schema import EndpointCreate, EndpointUpdate
 
 __all__ = [
     "LOG_LIMIT",

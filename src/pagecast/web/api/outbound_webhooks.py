@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
 
+from pagecast.endpoint_schema import EndpointCreate, EndpointUpdate
 from pagecast.permissions import Actor, Permission
 from pagecast.schemas import Id
 from pagecast.services import webhook_endpoints
@@ -15,7 +16,6 @@ from pagecast.services.webhook_endpoints import LOG_LIMIT
 from pagecast.web import openapi_webhooks, webhook_render
 from pagecast.web.deps import ContextDep, require
 from pagecast.web.openapi import API_ERRORS, documented, errors
-from pagecast.webhook_schema import EndpointCreate, EndpointUpdate
 
 __all__ = ["router"]
 
