@@ -27,6 +27,7 @@ def _routers() -> list[APIRouter]:
         facebook_connect,
         message_templates,
         ops,
+        outbound_webhooks,
         page_overview,
         pages,
         segments,
@@ -50,6 +51,7 @@ def _routers() -> list[APIRouter]:
         message_templates,
         series,
         ops,
+        outbound_webhooks,
         users,
     )
     return [m.router for m in modules]

@@ -26,7 +26,7 @@ from pagecast.errors import Forbidden, NotFound, PagecastError, Unauthorized
 from pagecast.graph.errors import code_text
 from pagecast.models import User
 from pagecast.permissions import Actor, Permission
-from pagecast.services import users
+from pagecast.services import users, webhook_endpoints
 from pagecast.web.dashboard import times
 from pagecast.web.deps import CSRF_HEADER, SESSION_COOKIE, ContextDep, session_user
 from pagecast.web.sending_check import sending_check
@@ -83,7 +83,12 @@ async def current_viewer(request: Request, ctx: ContextDep, background: Backgrou
         await require_csrf(request, csrf)
     # For the banner of every page (`page`); cached, so no Redis round trip per view.
     request.state.sending_problem = await sending_check(request).problem()
-    return Viewer(actor=users.actor_for(user), user=user, csrf=csrf, session_id=session_id)
+    actor = users.actor_for(user)
+    if actor.can(Permission.ADMIN):
+        # Issue 22: endpoints the failure rule turned off, for the admins' banner.
+        async with ctx.db.reading() as session:
+            request.state.webhooks_off = await webhook_endpoints.disabled_by_rule(session)
+    return Viewer(actor=actor, user=user, csrf=csrf, session_id=session_id)
 
 
 async def require_csrf(request: Request, expected: str) -> None:
@@ -124,6 +129,7 @@ def page(
             "viewer": viewer,
             "demo": getattr(request.app.state, "demo", False),
             "sending_problem": getattr(request.state, "sending_problem", None),
+            "webhooks_off": getattr(request.state, "webhooks_off", None),
             **context,
         },
         status_code=status_code,
