@@ -17,13 +17,14 @@ import pytest
 from aiohttp import web
 from sqlalchemy import select
 
-from factories import app_client, create_user
+from factories import app_client, create_user, session_cookie
 from pagecast.context import AppContext
 from pagecast.db import Database
 from pagecast.models import AuditLog, OutboundAttempt, OutboundDelivery, Role, utcnow
 from pagecast.services import outbound_events
 from pagecast.settings import Settings
 from pagecast.web.app import create_app
+from pagecast.web.deps import SESSION_COOKIE
 from pagecast.worker import build
 from pagecast.worker.outbound import OutboundSender
 from pagecast.worker.state import Clock
@@ -312,6 +313,9 @@ async def test_an_endpoint_failing_for_3_days_is_turned_off_and_recorded(
     async with db.transaction() as session:
         entry = await session.scalar(select(AuditLog).where(AuditLog.action == "webhook.disabled"))
     assert entry is not None and entry.actor == "system" and entry.object_id == made["id"]
+    # The admins are told on every dashboard page; a manager is not.
+    assert 'id="webhooks-off"' in await _dashboard(harness, db, Role.ADMIN)
+    assert 'id="webhooks-off"' not in await _dashboard(harness, db, Role.MANAGER)
     sent = len(receiver.got)
     harness.clock.advance(hours=1)
     assert await harness.sender.run_once() == 0 and len(receiver.got) == sent
@@ -320,6 +324,19 @@ async def test_an_endpoint_failing_for_3_days_is_turned_off_and_recorded(
     on = await (await harness.api()).patch(f"/api/webhooks/{made['id']}", json={"enabled": True})
     assert on.json()["failing_since"] is None
     assert await harness.sender.run_once() >= 1
+
+
+async def _dashboard(harness: Harness, db: Database, role: Role) -> str:
+    user, _ = await create_user(db, role, email=f"{role.value}-seen@example.com")
+    cookie = await session_cookie(db, user)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=harness.app),
+        base_url="http://t",
+        cookies={SESSION_COOKIE: cookie},
+    ) as browser:
+        answer = await browser.get("/campaigns")
+    assert answer.status_code == 200
+    return answer.text
 
 
 async def test_a_success_clears_the_failing_state(harness: Harness, receiver: Receiver) -> None:
