@@ -5,8 +5,8 @@
 `data` (pages, contacts), `campaigns` (campaigns, on this machine or remote: `backend`),
 `contacts` (contacts list, export, bulk and tags), `series` (recurring series), `segments` (saved contact
 filters), `deliveries` (campaigns deliveries), `experiments` (campaigns results, campaigns
-winner), `page_setup` (pages sync, pages webhook) and `reports` (campaigns report, pages
-overview).
+winner), `page_setup` (pages sync, pages webhook), `reports` (campaigns report, pages
+overview) and `webhooks` (outbound webhook endpoints).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from pagecast.cli import (  # noqa: F401  (they register their commands)
     reports,
     segments,
     series,
+    webhooks,
 )
 from pagecast.cli.base import app, main
 
