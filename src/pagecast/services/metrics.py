@@ -11,13 +11,23 @@ from dataclasses import dataclass, field
 from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from pagecast.models import AuditLog, Campaign, CampaignStatus, DeliveryStatus, Page, PageStatus
+from pagecast.models import (
+    AuditLog,
+    Campaign,
+    CampaignStatus,
+    DeliveryStatus,
+    OutboundDelivery,
+    Page,
+    PageStatus,
+    WebhookEndpoint,
+)
 from pagecast.permissions import Actor
 
 __all__ = ["DatabaseFigures", "database_figures"]
 
 _DELIVERY_STATUSES = tuple(status.value for status in DeliveryStatus)
 _SYSTEM = Actor.system()
+_OUTBOUND_STATUSES = ("pending", "delivered", "failed")
 
 
 @dataclass
@@ -32,6 +42,9 @@ class DatabaseFigures:
     campaigns: dict[str, int] = field(default_factory=dict)
     # fb page id -> campaigns paused by the circuit breaker or a spam warning
     paused_by_breaker: dict[str, int] = field(default_factory=dict)
+    # Issue 22: outbound webhook deliveries by status, and endpoints on and off
+    outbound_deliveries: dict[str, int] = field(default_factory=dict)
+    webhook_endpoints: dict[str, int] = field(default_factory=dict)
 
 
 async def database_figures(session: AsyncSession) -> DatabaseFigures:
@@ -55,6 +68,18 @@ async def database_figures(session: AsyncSession) -> DatabaseFigures:
     }
     for fb_page_id, n in await session.execute(_paused_by_breaker()):
         figures.paused_by_breaker[fb_page_id] = int(n)
+    outbound = await session.execute(
+        select(OutboundDelivery.status, func.count()).group_by(OutboundDelivery.status)
+    )
+    figures.outbound_deliveries = {s: 0 for s in _OUTBOUND_STATUSES} | {
+        str(s): int(n) for s, n in outbound
+    }
+    endpoints = await session.execute(
+        select(WebhookEndpoint.enabled, func.count()).group_by(WebhookEndpoint.enabled)
+    )
+    figures.webhook_endpoints = {"on": 0, "off": 0} | {
+        ("on" if on else "off"): int(n) for on, n in endpoints
+    }
     return figures
 
 

@@ -36,6 +36,7 @@ __all__ = [
     "claim",
     "disable_long_failing",
     "due",
+    "long_failing",
     "record",
     "signature",
 ]
@@ -211,17 +212,22 @@ async def record(
     return delivery.status
 
 
+def _long_failing(now: datetime) -> Any:
+    return select(WebhookEndpoint).where(
+        WebhookEndpoint.enabled.is_(True),
+        WebhookEndpoint.failing_since.is_not(None),
+        WebhookEndpoint.failing_since <= now - DISABLE_AFTER,
+    )
+
+
+async def long_failing(session: AsyncSession, now: datetime) -> list[int]:
+    """Enabled endpoints failing for `DISABLE_AFTER` or longer (a read: no lock taken)."""
+    return list(await session.scalars(_long_failing(now).with_only_columns(WebhookEndpoint.id)))
+
+
 async def disable_long_failing(session: AsyncSession, now: datetime) -> list[int]:
     """Turn off every enabled endpoint failing for `DISABLE_AFTER` or longer; their ids."""
-    found = list(
-        await session.scalars(
-            select(WebhookEndpoint).where(
-                WebhookEndpoint.enabled.is_(True),
-                WebhookEndpoint.failing_since.is_not(None),
-                WebhookEndpoint.failing_since <= now - DISABLE_AFTER,
-            )
-        )
-    )
+    found = list(await session.scalars(_long_failing(now)))
     for endpoint in found:
         await _disable_if_long_failing(session, endpoint, now)
     await session.flush()

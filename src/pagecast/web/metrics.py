@@ -112,6 +112,25 @@ class _Collector(Collector):
             breaker.add_metric([page], db.paused_by_breaker.get(page, 0))
         yield breaker
 
+        outbound = GaugeMetricFamily(
+            "pagecast_outbound_webhook_deliveries",
+            "Outbound webhook deliveries (one event owed to one endpoint) by status.",
+            labels=["status"],
+        )
+        for status, n in db.outbound_deliveries.items():
+            outbound.add_metric([status], n)
+        yield outbound
+
+        endpoints = GaugeMetricFamily(
+            "pagecast_webhook_endpoints",
+            "Outbound webhook endpoints, turned on or off (by an admin or after 3 days of "
+            "failures).",
+            labels=["state"],
+        )
+        for state, n in db.webhook_endpoints.items():
+            endpoints.add_metric([state], n)
+        yield endpoints
+
         queue_jobs = GaugeMetricFamily(
             "pagecast_queue_jobs",
             "Jobs of the sending and webhooks queues by state.",

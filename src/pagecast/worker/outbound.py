@@ -46,8 +46,13 @@ class OutboundSender:
     async def run_once(self) -> int:
         """Turn off endpoints failing for 3 days, then send what is due; how many were sent."""
         env, now = self.env, self.env.clock.now()
-        async with env.db.transaction() as session:
-            await outbound_deliveries.disable_long_failing(session, now)
+        # Reads first (no SQLite write lock while there is nothing to do: the usual case).
+        async with env.db.reading() as session:
+            failing = await outbound_deliveries.long_failing(session, now)
+        if failing:
+            async with env.db.transaction() as session:
+                await outbound_deliveries.disable_long_failing(session, now)
+        async with env.db.reading() as session:
             ids = await outbound_deliveries.due(session, now, BATCH)
         claimed = []
         for delivery_id in ids:
