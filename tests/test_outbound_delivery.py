@@ -21,6 +21,7 @@ from factories import app_client, create_user, session_cookie
 from pagecast.context import AppContext
 from pagecast.db import Database
 from pagecast.models import AuditLog, OutboundAttempt, OutboundDelivery, Role, utcnow
+from pagecast.outbound_http import refusal
 from pagecast.services import outbound_events
 from pagecast.settings import Settings
 from pagecast.web.app import create_app
@@ -371,3 +372,32 @@ async def test_two_workers_never_send_the_same_delivery_at_once(
         deliveries = list(await session.scalars(select(OutboundDelivery)))
     assert len(attempts) == 6 and {d.status for d in deliveries} == {"delivered"}
     assert len(await harness.log(made["id"])) == 6
+
+
+@pytest.mark.parametrize(
+    ("address", "kind"),
+    [
+        ("127.0.0.1", "loopback"),
+        ("::1", "loopback"),
+        ("::ffff:127.0.0.1", "loopback"),
+        ("10.1.2.3", "private"),
+        ("192.168.0.10", "private"),
+        ("169.254.169.254", "link-local"),
+        ("fe80::1", "link-local"),
+        ("0.0.0.0", "unspecified"),
+        ("224.0.0.1", "multicast"),
+        ("240.0.0.1", "reserved"),
+        ("100.64.0.1", "non-public"),
+        ("93.184.215.14", None),
+        ("2606:4700:4700::1111", None),
+    ],
+)
+def test_which_addresses_the_guard_refuses(address: str, kind: str | None) -> None:
+    why = refusal(address)
+    assert (why is None) if kind is None else (why is not None and f"a {kind} address" in why)
+
+
+async def test_the_ping_event_cannot_be_emitted_to_subscribers(db: Database) -> None:
+    async with db.transaction() as session:
+        with pytest.raises(ValueError, match="unknown outbound event type"):
+            await outbound_events.emit(session, outbound_events.PING, {})

@@ -148,3 +148,5 @@ def test_admins_are_told_when_the_failure_rule_turns_an_endpoint_off(
     admin.click("#enable")
     expect(admin.locator("#webhooks-off")).to_have_count(0)
     expect(admin.locator("#ping")).to_be_visible()
+    # The secret is in no log line of the server (web and worker).
+    assert STATE["secret"] not in server.log()
