@@ -12,6 +12,7 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 
+from sqlalchemy import delete as sa_delete
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -34,7 +35,6 @@ __all__ = [
     "Created",
     "LogItem",
     "LogPage",
-    "attempts_of",
     "create",
     "delete",
     "delivery_log",
@@ -172,14 +172,16 @@ async def delete(session: AsyncSession, actor: Actor, endpoint_id: int) -> None:
     url = endpoint.url
     ids = select(OutboundDelivery.id).where(OutboundDelivery.endpoint_id == endpoint_id)
     # Explicit, not only ON DELETE CASCADE: SQLite enforces foreign keys only when asked.
-    for attempt in await session.scalars(
-        select(OutboundAttempt).where(OutboundAttempt.delivery_id.in_(ids))
-    ):
-        await session.delete(attempt)
-    for delivery in await session.scalars(
-        select(OutboundDelivery).where(OutboundDelivery.endpoint_id == endpoint_id)
-    ):
-        await session.delete(delivery)
+    await session.execute(
+        sa_delete(OutboundAttempt)
+        .where(OutboundAttempt.delivery_id.in_(ids))
+        .execution_options(synchronize_session=False)
+    )
+    await session.execute(
+        sa_delete(OutboundDelivery)
+        .where(OutboundDelivery.endpoint_id == endpoint_id)
+        .execution_options(synchronize_session=False)
+    )
     await session.delete(endpoint)
     await audit.record(
         session,
@@ -335,14 +337,3 @@ async def log_entry(session: AsyncSession, endpoint_id: int, delivery_id: int) -
     assert event is not None
     last = await _last_attempts(session, [delivery.id])
     return LogItem(delivery, event, last.get(delivery.id))
-
-
-async def attempts_of(session: AsyncSession, delivery_id: int) -> list[OutboundAttempt]:
-    """Every attempt of one delivery, oldest first."""
-    return list(
-        await session.scalars(
-            select(OutboundAttempt)
-            .where(OutboundAttempt.delivery_id == delivery_id)
-            .order_by(OutboundAttempt.id)
-        )
-    )
