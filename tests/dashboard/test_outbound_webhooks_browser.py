@@ -150,3 +150,29 @@ def test_admins_are_told_when_the_failure_rule_turns_an_endpoint_off(
     expect(admin.locator("#ping")).to_be_visible()
     # The secret is in no log line of the server (web and worker).
     assert STATE["secret"] not in server.log()
+
+
+def test_an_admin_edits_the_events_makes_a_new_secret_and_deletes_the_endpoint(
+    admin: Any,
+) -> None:
+    admin.goto("/outbound-webhooks/1")
+    admin.uncheck("#edit-endpoint input[value='campaign.started']")
+    admin.check("#edit-endpoint input[value='contact.opted_out']")
+    admin.click("#edit-endpoint button[type=submit]")
+    admin.goto("/outbound-webhooks")
+    expect(admin.locator("#endpoints")).to_contain_text("campaign.completed, contact.opted_out")
+    admin.goto("/outbound-webhooks/1")
+    admin.uncheck("#edit-endpoint input[value='campaign.completed']")
+    admin.uncheck("#edit-endpoint input[value='contact.opted_out']")
+    admin.click("#edit-endpoint button[type=submit]")
+    expect(admin.locator("main")).to_contain_text("choose at least one event")
+    admin.goto("/outbound-webhooks/1")
+    admin.click("#rotate")
+    new = admin.locator("#secret-value").inner_text()
+    assert new.startswith("whsec_") and new != STATE["secret"]
+    admin.goto("/outbound-webhooks/1")
+    assert new not in admin.content()
+    expect(admin.locator("#new-secret")).to_have_count(0)
+    admin.click("#delete")
+    admin.wait_for_url("**/outbound-webhooks")
+    expect(admin.locator("main")).to_contain_text("No endpoints yet.")
