@@ -5,7 +5,8 @@ fields either way; the secret is printed by `add` and `rotate-secret` only."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import typer
 
@@ -17,71 +18,132 @@ webhooks_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(webhooks_app, name="webhooks")
+T = TypeVar("T")
 
 
 class _Local:
-    """The services, as the API calls them, answering the API's bodies."""
+    """This machine's database: the services, answering the API's bodies."""
 
     def __init__(self, ctx: Any) -> None:
         self.ctx = ctx
 
-    async def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-        from pagecast.endpoint_schema import EndpointCreate, EndpointUpdate
+    async def list(self) -> dict[str, Any]:
         from pagecast.services import webhook_endpoints as hooks
         from pagecast.web import webhook_render as render
 
-        parts = path.strip("/").split("/")[2:]  # after "api/webhooks"
-        ident = int(parts[0]) if parts else 0
-        actor, vault = cli_actor(), self.ctx.vault
+        async with self.ctx.db.reading() as session:
+            return {"items": [render.endpoint(e) for e in await hooks.list_all(session)]}
+
+    async def create(self, body: dict[str, Any]) -> dict[str, Any]:
+        from pagecast.endpoint_schema import EndpointCreate
+        from pagecast.services import webhook_endpoints as hooks
+        from pagecast.web import webhook_render as render
+
         async with self.ctx.db.transaction() as session:
-            if not parts:
-                if method == "GET":
-                    return {"items": [render.endpoint(e) for e in await hooks.list_all(session)]}
-                made = await hooks.create(session, actor, vault, EndpointCreate(**(body or {})))
-                return render.created(made)
-            tail = parts[1:]
-            if not tail:
-                if method == "GET":
-                    return render.endpoint(await hooks.get(session, ident))
-                if method == "DELETE":
-                    await hooks.delete(session, actor, ident)
-                    return None
-                change = EndpointUpdate(**(body or {}))
-                return render.endpoint(await hooks.update(session, actor, ident, change))
-            if tail == ["rotate-secret"]:
-                return render.created(await hooks.rotate_secret(session, actor, vault, ident))
-            if tail == ["ping"]:
-                delivery = await hooks.ping(session, actor, ident)
-                return render.log_item(await hooks.log_entry(session, ident, delivery.id))
-            if tail[0] == "deliveries" and len(tail) == 1:
-                query = body or {}
-                page = await hooks.delivery_log(
-                    session,
-                    ident,
-                    cursor=query.get("cursor"),
-                    limit=int(query.get("limit", hooks.LOG_LIMIT)),
-                    status=query.get("status"),
-                )
-                return render.log(page)
-            delivery_id = int(tail[1])
-            await hooks.redeliver(session, actor, ident, delivery_id)
-            return render.log_item(await hooks.log_entry(session, ident, delivery_id))
+            made = await hooks.create(session, cli_actor(), self.ctx.vault, EndpointCreate(**body))
+            return render.created(made)
+
+    async def get(self, webhook_id: int) -> dict[str, Any]:
+        from pagecast.services import webhook_endpoints as hooks
+        from pagecast.web import webhook_render as render
+
+        async with self.ctx.db.reading() as session:
+            return render.endpoint(await hooks.get(session, webhook_id))
+
+    async def update(self, webhook_id: int, body: dict[str, Any]) -> dict[str, Any]:
+        from pagecast.endpoint_schema import EndpointUpdate
+        from pagecast.services import webhook_endpoints as hooks
+        from pagecast.web import webhook_render as render
+
+        async with self.ctx.db.transaction() as session:
+            change = EndpointUpdate(**body)
+            return render.endpoint(await hooks.update(session, cli_actor(), webhook_id, change))
+
+    async def delete(self, webhook_id: int) -> None:
+        from pagecast.services import webhook_endpoints as hooks
+
+        async with self.ctx.db.transaction() as session:
+            await hooks.delete(session, cli_actor(), webhook_id)
+
+    async def rotate(self, webhook_id: int) -> dict[str, Any]:
+        from pagecast.services import webhook_endpoints as hooks
+        from pagecast.web import webhook_render as render
+
+        async with self.ctx.db.transaction() as session:
+            made = await hooks.rotate_secret(session, cli_actor(), self.ctx.vault, webhook_id)
+            return render.created(made)
+
+    async def log(self, webhook_id: int, query: dict[str, Any]) -> dict[str, Any]:
+        from pagecast.services import webhook_endpoints as hooks
+        from pagecast.web import webhook_render as render
+
+        async with self.ctx.db.reading() as session:
+            return render.log(await hooks.delivery_log(session, webhook_id, **query))
+
+    async def redeliver(self, webhook_id: int, delivery_id: int) -> dict[str, Any]:
+        from pagecast.services import webhook_endpoints as hooks
+        from pagecast.web import webhook_render as render
+
+        async with self.ctx.db.transaction() as session:
+            await hooks.redeliver(session, cli_actor(), webhook_id, delivery_id)
+            return render.log_item(await hooks.log_entry(session, webhook_id, delivery_id))
+
+    async def ping(self, webhook_id: int) -> dict[str, Any]:
+        from pagecast.services import webhook_endpoints as hooks
+        from pagecast.web import webhook_render as render
+
+        async with self.ctx.db.transaction() as session:
+            delivery = await hooks.ping(session, cli_actor(), webhook_id)
+            return render.log_item(await hooks.log_entry(session, webhook_id, delivery.id))
 
 
-def _call(method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-    """One API call: to the remote Pagecast with --url, else through the services here."""
-    from pagecast.cli.backend import Local, Remote, use
+class _Remote:
+    """A remote Pagecast (`--url`), over `/api/webhooks` with an admin's token."""
 
-    async def work(backend: Any) -> Any:
-        if isinstance(backend, Remote):
-            if method == "GET" and body:
-                params = {k: v for k, v in body.items() if v is not None}
-                return await backend._call(method, path, params=params)
-            return await backend._call(method, path, json=body)
-        assert isinstance(backend, Local)
-        return await _Local(backend.ctx).call(method, path, body)
+    def __init__(self, remote: Any) -> None:
+        self.remote = remote
 
-    return use(work)
+    async def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        return await self.remote._call(method, f"/api/webhooks{path}", **kwargs)
+
+    async def list(self) -> dict[str, Any]:
+        return dict(await self._call("GET", ""))
+
+    async def create(self, body: dict[str, Any]) -> dict[str, Any]:
+        return dict(await self._call("POST", "", json=body))
+
+    async def get(self, webhook_id: int) -> dict[str, Any]:
+        return dict(await self._call("GET", f"/{webhook_id}"))
+
+    async def update(self, webhook_id: int, body: dict[str, Any]) -> dict[str, Any]:
+        return dict(await self._call("PATCH", f"/{webhook_id}", json=body))
+
+    async def delete(self, webhook_id: int) -> None:
+        await self._call("DELETE", f"/{webhook_id}")
+
+    async def rotate(self, webhook_id: int) -> dict[str, Any]:
+        return dict(await self._call("POST", f"/{webhook_id}/rotate-secret"))
+
+    async def log(self, webhook_id: int, query: dict[str, Any]) -> dict[str, Any]:
+        params = {k: v for k, v in query.items() if v is not None}
+        return dict(await self._call("GET", f"/{webhook_id}/deliveries", params=params))
+
+    async def redeliver(self, webhook_id: int, delivery_id: int) -> dict[str, Any]:
+        path = f"/{webhook_id}/deliveries/{delivery_id}/redeliver"
+        return dict(await self._call("POST", path))
+
+    async def ping(self, webhook_id: int) -> dict[str, Any]:
+        return dict(await self._call("POST", f"/{webhook_id}/ping"))
+
+
+def _on(work: Callable[[Any], Awaitable[T]]) -> T:
+    """Run `work` on the remote Pagecast with --url, else on this machine's database."""
+    from pagecast.cli.backend import Remote, use
+
+    async def chosen(backend: Any) -> T:
+        return await work(_Remote(backend) if isinstance(backend, Remote) else _Local(backend.ctx))
+
+    return use(chosen)
 
 
 def _checked(model_name: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -124,7 +186,7 @@ def _print_secret(item: dict[str, Any], as_json: bool) -> None:
 def webhooks_list(as_json: bool = json_option()) -> None:
     """List the endpoints with their state and events."""
     print_table(
-        _call("GET", "/api/webhooks")["items"],
+        _on(lambda h: h.list())["items"],
         [
             ("ID", lambda e: e["id"]),
             ("STATE", _state),
@@ -149,7 +211,7 @@ def webhooks_add(
     body = _checked(
         "EndpointCreate", {"url": url, "events": _events(events), "description": description}
     )
-    _print_secret(_call("POST", "/api/webhooks", body), as_json)
+    _print_secret(_on(lambda h: h.create(body)), as_json)
 
 
 @webhooks_app.command("show")
@@ -158,7 +220,7 @@ def webhooks_show(
     as_json: bool = json_option(),
 ) -> None:
     """Show one endpoint (never its secret)."""
-    print_object(_call("GET", f"/api/webhooks/{webhook_id}"), as_json=as_json)
+    print_object(_on(lambda h: h.get(webhook_id)), as_json=as_json)
 
 
 @webhooks_app.command("update")
@@ -175,7 +237,7 @@ def webhooks_update(
     """Change an endpoint's URL, events or description, or turn it on or off."""
     given = {"url": url, "events": _events(events), "description": description, "enabled": enabled}
     body = _checked("EndpointUpdate", {k: v for k, v in given.items() if v is not None})
-    print_object(_call("PATCH", f"/api/webhooks/{webhook_id}", body), as_json=as_json)
+    print_object(_on(lambda h: h.update(webhook_id, body)), as_json=as_json)
 
 
 @webhooks_app.command("delete")
@@ -183,7 +245,7 @@ def webhooks_delete(
     webhook_id: int = id_argument("Endpoint id (see `pagecast webhooks list`)."),
 ) -> None:
     """Delete an endpoint and its delivery log."""
-    _call("DELETE", f"/api/webhooks/{webhook_id}")
+    _on(lambda h: h.delete(webhook_id))
     typer.echo(f"Webhook endpoint {webhook_id} deleted.")
 
 
@@ -193,7 +255,7 @@ def webhooks_rotate(
     as_json: bool = json_option(),
 ) -> None:
     """Make a new signing secret (printed once); the next deliveries are signed with it."""
-    _print_secret(_call("POST", f"/api/webhooks/{webhook_id}/rotate-secret"), as_json)
+    _print_secret(_on(lambda h: h.rotate(webhook_id)), as_json)
 
 
 @webhooks_app.command("deliveries")
@@ -207,8 +269,8 @@ def webhooks_deliveries(
     """The endpoint's delivery log, newest first."""
     if status is not None and status not in ("pending", "delivered", "failed"):
         raise typer.BadParameter(f"{status!r}: choose pending, delivered or failed")
-    query = {"status": status, "limit": limit, "cursor": cursor}
-    page = _call("GET", f"/api/webhooks/{webhook_id}/deliveries", query)
+    query: dict[str, Any] = {"status": status, "limit": limit, "cursor": cursor}
+    page = _on(lambda h: h.log(webhook_id, query))
     if as_json:
         print_json(page)
         return
@@ -236,7 +298,7 @@ def webhooks_redeliver(
     delivery_id: int = id_argument("Delivery id (see `pagecast webhooks deliveries`)."),
 ) -> None:
     """Send a delivery's event again (the worker sends it at once)."""
-    _call("POST", f"/api/webhooks/{webhook_id}/deliveries/{delivery_id}/redeliver")
+    _on(lambda h: h.redeliver(webhook_id, delivery_id))
     typer.echo(f"Delivery {delivery_id} of webhook endpoint {webhook_id} will be sent again.")
 
 
@@ -245,7 +307,7 @@ def webhooks_ping(
     webhook_id: int = id_argument("Endpoint id (see `pagecast webhooks list`)."),
 ) -> None:
     """Send a `webhook.ping` event to this endpoint only."""
-    item = _call("POST", f"/api/webhooks/{webhook_id}/ping")
+    item = _on(lambda h: h.ping(webhook_id))
     typer.echo(
         f"Ping {item['event']['id']} queued for webhook endpoint {webhook_id} (delivery "
         f"{item['id']}); see `pagecast webhooks deliveries {webhook_id}`."
