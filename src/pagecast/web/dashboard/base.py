@@ -84,8 +84,9 @@ async def current_viewer(request: Request, ctx: ContextDep, background: Backgrou
     # For the banner of every page (`page`); cached, so no Redis round trip per view.
     request.state.sending_problem = await sending_check(request).problem()
     actor = users.actor_for(user)
-    if actor.can(Permission.ADMIN):
-        # Issue 22: endpoints the failure rule turned off, for the admins' banner.
+    if actor.can(Permission.ADMIN) and not request.headers.get("hx-request"):
+        # Issue 22: endpoints the failure rule turned off, for the admins' banner (whole
+        # pages only: HTMX fragments, such as a campaign panel's refresh, have no banner).
         async with ctx.db.reading() as session:
             request.state.webhooks_off = await webhook_endpoints.disabled_by_rule(session)
     return Viewer(actor=actor, user=user, csrf=csrf, session_id=session_id)
