@@ -54,12 +54,16 @@ class Receiver:
 
     def __init__(self) -> None:
         self.answers: list[int] = []
+        self.hang = False  # answer nothing until the client gives up
+        self.released = asyncio.Event()
         self.got: list[tuple[dict[str, str], bytes]] = []
         self.url = ""
         self._runner: web.AppRunner | None = None
 
     async def _handle(self, request: web.Request) -> web.Response:
         self.got.append((dict(request.headers), await request.read()))
+        if self.hang:
+            await self.released.wait()
         status = self.answers.pop(0) if self.answers else 200
         return web.Response(status=status, text=f"answer {status}")
 
@@ -74,6 +78,7 @@ class Receiver:
         self.url = f"http://127.0.0.1:{port}/hook"
 
     async def stop(self) -> None:
+        self.released.set()
         if self._runner is not None:
             await self._runner.cleanup()
 
@@ -191,6 +196,27 @@ async def test_a_failing_endpoint_is_retried_then_delivered_with_a_valid_signatu
     # A wrong secret does not verify: the test's check is real.
     with pytest.raises(AssertionError):
         _verify("whsec_wrong", headers, body)
+
+
+async def test_an_endpoint_that_does_not_answer_in_time_is_a_failed_attempt(
+    settings: Settings, db: Database, receiver: Receiver
+) -> None:
+    quick = settings.model_copy(
+        update={"webhooks_allow_private_targets": True, "webhooks_timeout_seconds": 0.3}
+    )
+    harness = Harness(quick, db, receiver)
+    try:
+        made = await harness.endpoint()
+        receiver.hang = True
+        await harness.emit("campaign.started")
+        assert await harness.sender.run_once() == 1
+        [item] = await harness.log(made["id"])
+        assert item["status"] == "pending" and item["last_status_code"] is None
+        assert item["last_error"].startswith("timed out")
+        assert len(receiver.got) == 1
+    finally:
+        receiver.released.set()
+        await harness.close()
 
 
 async def test_retries_stop_24_hours_after_the_event_and_the_delivery_fails(

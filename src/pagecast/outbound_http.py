@@ -19,7 +19,6 @@ import logging
 import socket
 import time
 from dataclasses import dataclass
-from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -48,10 +47,6 @@ class Outcome:
     ms: int
     excerpt: str = ""
     error: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.status is not None and 200 <= self.status < 300
 
 
 def refusal(address: str) -> str | None:
@@ -176,5 +171,4 @@ def _literal_refusal(host: str) -> str | None:
 def _described(exc: BaseException) -> str:
     if isinstance(exc, TimeoutError):
         return "timed out: the endpoint did not answer in time (PAGECAST_WEBHOOKS_TIMEOUT_SECONDS)"
-    detail: Any = str(exc) or type(exc).__name__
-    return f"{type(exc).__name__}: {detail}"
+    return f"{type(exc).__name__}: {str(exc) or 'no detail'}"
