@@ -140,7 +140,7 @@ def parse_time(text: str | None, field: str) -> datetime | None:
         ) from None
     if moment.tzinfo is None:
         raise InvalidInput(
-            f"{field}: {value[:40]!r} has no time zone, so it could be any of 27 hours; add "
+            f"{field}: {value[:40]!r} has no time zone, so it is no one moment; add "
             f"`Z` for UTC or an offset, as in {_TIME_EXAMPLE}.",
             field=field,
         )
