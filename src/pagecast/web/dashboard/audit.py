@@ -80,20 +80,22 @@ async def audit_page(
     since: Field = None,
     until: Field = None,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
+    limit: Annotated[int, Query(ge=1, le=audit_list.MAX_LIMIT)] = PAGE_SIZE,
 ) -> Response:
-    """The newest entries matching the form, `PAGE_SIZE` at a time."""
+    """The newest entries matching the form, `limit` (default `PAGE_SIZE`) at a time."""
     viewer.actor.require(Permission.USERS_MANAGE)
     given = [actor, action, object_type, object_id, since, until]
     form = {name: (value or "").strip() for name, value in zip(_FIELDS, given, strict=True)}
     shown = {k: v for k, v in form.items() if v}
+    sized = shown | ({"limit": str(limit)} if limit != PAGE_SIZE else {})
     error, rows, alive, older = None, [], set(), None
     try:
         filters = _parse(form, times.viewer_zone(viewer))
         async with ctx.db.reading() as session:
-            found = await audit_list.page(session, filters, cursor=cursor, limit=PAGE_SIZE)
+            found = await audit_list.page(session, filters, cursor=cursor, limit=limit)
             rows, alive = found.items, await audit_list.existing(session, found.items)
         if found.next_cursor:
-            older = "/audit?" + urlencode(shown | {"cursor": found.next_cursor})
+            older = "/audit?" + urlencode(sized | {"cursor": found.next_cursor})
     except InvalidInput as exc:
         error = exc.message
     return page(
@@ -102,13 +104,14 @@ async def audit_page(
         viewer,
         status_code=422 if error else 200,
         form=form,
+        limit=limit if limit != PAGE_SIZE else None,
         error=error,
         rows=[
             {"row": r, "link": _link(r, alive), "change": audit_list.change_text(r.details)}
             for r in rows
         ],
         older_url=older,
-        newest_url="/audit?" + urlencode(shown) if cursor else None,
+        newest_url="/audit?" + urlencode(sized) if cursor else None,
         csv_url="/audit.csv?" + urlencode(shown),
     )
 
