@@ -342,6 +342,8 @@ DASHBOARD: dict[tuple[str, str], tuple[int, set[str]]] = {
     ("GET", "/pages/connect/facebook/{login_id}"): (503, ADMINS),
     ("POST", "/pages/connect/facebook/{login_id}"): (503, ADMINS),
     ("GET", "/queue"): (200, ADMINS),
+    ("GET", "/audit"): (200, ADMINS),
+    ("GET", "/audit.csv"): (200, ADMINS),
     ("POST", "/queue/{action}"): (404, ADMINS),
     ("POST", "/queue/jobs/{queue}/{job_id:path}/{action}"): (404, ADMINS),
     ("GET", "/users"): (200, ALL),

@@ -3,7 +3,8 @@
 `record` is the one way an entry is written, in the transaction of the change it reports;
 nothing in Pagecast updates or deletes an entry. An entry's `details` is the change in words a
 person reads: for an update, `changes` maps each field changed to its `from` and `to` (see
-`changes`); a secret (password, token, app secret) is only ever named, never shown. Listing,
+`changes`); a secret (password, token, app secret) is only ever named ("replaced",
+"changed"), never shown: callers leave its value out of what they compare. Listing,
 filtering and exporting entries is `services.audit_list`.
 """
 
@@ -20,10 +21,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from pagecast.models import AuditLog
 from pagecast.permissions import Actor
 
-__all__ = ["SECRET", "changes", "list_for", "plain", "record"]
+__all__ = ["changes", "list_for", "plain", "record"]
 
-# What `changes` shows in place of a secret's value, before and after.
-SECRET = "(secret, not shown)"
 _LONG = 200  # a text longer than this is cut (with "…"); a structure is only named
 
 
@@ -76,23 +75,18 @@ def changes(
     before: Mapping[str, Any],
     after: Mapping[str, Any],
     *,
-    secrets: Iterable[str] = (),
     named: Iterable[str] = (),
 ) -> dict[str, Any]:
-    """Each field whose value differs, as `{"from": old, "to": new}` (`plain` values).
-
-    A field in `secrets` shows `SECRET` both sides (that it changed, never what to); a field in
-    `named` (a message, an audience: too large to read in a table) is `{"changed": true}`.
-    """
-    hidden, summary = set(secrets), set(named)
+    """Each field whose value differs, as `{"from": old, "to": new}` (`plain` values); a
+    field in `named` (a message, an audience: too large to read in a row) is
+    `{"changed": true}`. Never give it a secret's value."""
+    summary = set(named)
     found: dict[str, Any] = {}
     for name in sorted(set(before) | set(after)):
         old, new = before.get(name), after.get(name)
         if old == new:
             continue
-        if name in hidden:
-            found[name] = {"from": SECRET, "to": SECRET}
-        elif name in summary:
+        if name in summary:
             found[name] = {"changed": True}
         else:
             found[name] = {"from": plain(old), "to": plain(new)}
