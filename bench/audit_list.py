@@ -214,7 +214,13 @@ async def main() -> None:
     args = parser.parse_args()
     n, runs = (20_000, 3) if args.quick else (args.entries, args.runs)
     facts = machine()
-    payload: dict[str, Any] = {"machine": facts, "entries": n, "runs": runs, "results": {}}
+    payload: dict[str, Any] = {
+        "machine": facts,
+        "quick": args.quick,
+        "entries": n,
+        "runs": runs,
+        "results": {},
+    }
     with tempfile.TemporaryDirectory() as tmp:
         urls = {
             "sqlite": f"sqlite+aiosqlite:///{Path(tmp) / 'audit.db'}",
