@@ -321,3 +321,32 @@ async def test_start_pause_resume_and_cancel_are_recorded(
         "campaign.created",
     ]
     assert all(e["actor"] == "boss@example.com" for e in trail)
+
+
+async def test_template_and_segment_updates_show_before_and_after(
+    admin: httpx.AsyncClient, db: Database, vault: Vault
+) -> None:
+    page = await connected_page(db, vault)
+    template = await admin.post(
+        "/api/templates", json={"name": "Welcome", "content": {"text": "Hi"}}
+    )
+    assert template.status_code == 201, template.text
+    tid = template.json()["id"]
+    changed = await admin.patch(
+        f"/api/templates/{tid}", json={"name": "Welcome back", "content": {"text": "Hello"}}
+    )
+    assert changed.status_code == 200, changed.text
+    entry = await one(admin, "template.updated", object_id=tid)
+    assert entry["details"]["changes"] == {
+        "content": {"changed": True},
+        "name": {"from": "Welcome", "to": "Welcome back"},
+    }
+    segment = await admin.post(
+        f"/api/pages/{page.id}/segments", json={"name": "VIPs", "filter": {"tags_any": ["vip"]}}
+    )
+    assert segment.status_code == 201, segment.text
+    sid = segment.json()["id"]
+    renamed = await admin.patch(f"/api/segments/{sid}", json={"name": "Top VIPs"})
+    assert renamed.status_code == 200, renamed.text
+    entry = await one(admin, "segment.updated", object_id=sid)
+    assert entry["details"]["changes"] == {"name": {"from": "VIPs", "to": "Top VIPs"}}
