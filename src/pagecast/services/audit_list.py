@@ -111,20 +111,6 @@ class Filters:
             where.append(AuditLog.at < self.until)
         return where
 
-    def query(self) -> dict[str, str]:
-        """The filters as query parameters, as `parse` reads them back (for links)."""
-        shown = {
-            "actor": str(self.actor_id) if self.actor_id is not None else self.actor,
-            "action": (self.action + ("*" if self.action_prefix else ""))
-            if self.action is not None
-            else None,
-            "object_type": self.object_type,
-            "object_id": str(self.object_id) if self.object_id is not None else None,
-            "since": plain(self.since) if self.since is not None else None,
-            "until": plain(self.until) if self.until is not None else None,
-        }
-        return {k: v for k, v in shown.items() if v}
-
 
 def parse_time(text: str | None, field: str) -> datetime | None:
     """An ISO 8601 time with its zone (`Z` or an offset), else an InvalidInput naming `field`."""
