@@ -350,3 +350,22 @@ async def test_template_and_segment_updates_show_before_and_after(
     assert renamed.status_code == 200, renamed.text
     entry = await one(admin, "segment.updated", object_id=sid)
     assert entry["details"]["changes"] == {"name": {"from": "VIPs", "to": "Top VIPs"}}
+
+
+async def test_attempts_refused_by_the_login_limit_are_not_recorded(
+    admin: httpx.AsyncClient, client: httpx.AsyncClient, db: Database
+) -> None:
+    """The limit (5 in the window) bounds how many failures are written; the 429s after it
+    are not, so guessing cannot grow the log without bound."""
+    await create_user(db, Role.MANAGER, email="m@example.com", password=PASSWORD)
+    statuses = [
+        (
+            await client.post(
+                "/api/auth/login", json={"email": "m@example.com", "password": f"guess-{n}"}
+            )
+        ).status_code
+        for n in range(8)
+    ]
+    assert statuses == [401] * 5 + [429] * 3
+    assert len(await entries(admin, action="auth.login_failed")) == 5
+    assert "guess-" not in await all_details(db)
