@@ -357,6 +357,8 @@ DASHBOARD: dict[tuple[str, str], tuple[int, set[str]]] = {
     ("POST", "/outbound-webhooks/{webhook_id}/{action}"): (404, ADMINS),
     ("POST", "/outbound-webhooks/{webhook_id}/deliveries/{delivery_id}/redeliver"): (404, ADMINS),
     ("GET", "/queue"): (200, ADMINS),
+    ("GET", "/audit"): (200, ADMINS),
+    ("GET", "/audit.csv"): (200, ADMINS),
     ("POST", "/queue/{action}"): (404, ADMINS),
     ("POST", "/queue/jobs/{queue}/{job_id:path}/{action}"): (404, ADMINS),
     ("GET", "/users"): (200, ALL),

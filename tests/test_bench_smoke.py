@@ -45,6 +45,7 @@ def _postgres_answers() -> bool:
         ("delivery_list.py", "delivery_list"),
         ("contacts_list.py", "contacts_list"),
         ("local_time_plan.py", "local_time_plan"),
+        ("audit_list.py", "audit_list"),
     ],
 )
 def test_quick_benchmark_runs(script: str, result: str) -> None:

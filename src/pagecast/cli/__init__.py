@@ -6,13 +6,14 @@
 `contacts` (contacts list, export, bulk and tags), `series` (recurring series), `segments` (saved contact
 filters), `deliveries` (campaigns deliveries), `experiments` (campaigns results, campaigns
 winner), `page_setup` (pages sync, pages webhook), `reports` (campaigns report, pages
-overview) and `webhooks` (outbound webhook endpoints).
+overview), `webhooks` (outbound webhook endpoints) and `audit` (the audit log).
 """
 
 from __future__ import annotations
 
 from pagecast.cli import (  # noqa: F401  (they register their commands)
     admin,
+    audit,
     campaigns,
     contacts,
     data,

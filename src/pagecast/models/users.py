@@ -86,7 +86,13 @@ class LoginAttempt(Base):
 
 class AuditLog(Base):
     __tablename__ = "audit_log"
-    __table_args__ = (Index("ix_audit_log_object", "object_type", "object_id"),)
+    # Each ends in `id`: a filter's newest entries are read in order (migration 0030).
+    __table_args__ = (
+        Index("ix_audit_log_action_id", "action", "id"),
+        Index("ix_audit_log_actor_id", "actor", "id"),
+        Index("ix_audit_log_actor_user_id", "actor_id", "id"),
+        Index("ix_audit_log_object_id", "object_type", "object_id", "id"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     at: Mapped[datetime] = mapped_column(default=utcnow, index=True)

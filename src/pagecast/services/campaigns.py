@@ -404,6 +404,7 @@ async def update(
             validated.local_send_at, now or utcnow(), validated.scheduled_at
         )
     await _validate(session, validated, started=campaign.started_at is not None)
+    before = _current(campaign)
     for name, value in _columns(validated).items():
         if name != "audience" or campaign.started_at is None:  # a started one keeps its copy
             setattr(campaign, name, value)
@@ -420,9 +421,18 @@ async def update(
         "campaign.updated",
         object_type="campaign",
         object_id=campaign.id,
-        details={"changed": sorted(changes)},
+        details={
+            "name": campaign.name,
+            "changed": sorted(changes),
+            "changes": audit.changes(before, _current(campaign), named=_NAMED_IN_AUDIT),
+        },
     )
     return campaign
+
+
+# Fields whose change the audit log names without showing (a message, an audience: too large
+# to read in a row); the others show their value before and after.
+_NAMED_IN_AUDIT = ("content", "messages", "audience", "variants", "experiment", "send_window")
 
 
 def keeps_its_message_count(campaign: Campaign) -> bool:

@@ -17,7 +17,7 @@ from pagecast.errors import Conflict, InvalidInput, NotFound
 from pagecast.models import Campaign, Contact, Delivery, DeliveryStatus, Tag, contact_tags, utcnow
 from pagecast.permissions import Actor
 from pagecast.schemas import ContactCreate, ContactUpdate
-from pagecast.services import pages
+from pagecast.services import audit, pages
 from pagecast.services.counters import shift
 
 __all__ = [
@@ -145,19 +145,67 @@ async def create(session: AsyncSession, actor: Actor, page_id: int, data: Contac
     session.add(contact)
     await session.flush()
     await _set_tags(session, contact, data.tags or [])
+    await audit.record(
+        session,
+        actor,
+        "contact.created",
+        object_type="contact",
+        object_id=contact.id,
+        details={"page_id": page.id, "psid": contact.psid, "name": _name(contact)},
+    )
     return contact
+
+
+def _name(contact: Contact) -> str | None:
+    return " ".join(n for n in (contact.first_name, contact.last_name) if n) or None
+
+
+def _audited(contact: Contact) -> dict[str, Any]:
+    """What a person edits of a contact, as the audit log compares it before and after."""
+    return {
+        "first_name": contact.first_name,
+        "last_name": contact.last_name,
+        "locale": contact.locale,
+        "timezone": contact.timezone,
+        "utc_offset_minutes": contact.utc_offset_minutes,
+        "profile_pic_url": contact.profile_pic_url,
+        "last_inbound_at": contact.last_inbound_at,
+        "opted_out": contact.opted_out_at is not None,
+        "unreachable": contact.unreachable_at is not None,
+        "is_tester": contact.is_tester,
+        "tags": [t.name for t in contact.tags],
+    }
 
 
 async def update(
     session: AsyncSession, actor: Actor, contact_id: int, data: ContactUpdate
 ) -> Contact:
     contact = await get(session, contact_id)
+    before = _audited(contact)
     changes = data.model_dump(exclude_unset=True)
     tags = changes.get("tags")
     _apply(contact, changes)
     await session.flush()
     if tags is not None:
         await _set_tags(session, contact, tags)
+    found = audit.changes(before, _audited(contact))
+    # An opt-out (or opt-in) made by a person is its own action, so it can be found as one.
+    action = "contact.updated"
+    if "opted_out" in found:
+        action = "contact.opted_out" if found["opted_out"]["to"] else "contact.opted_in"
+    await audit.record(
+        session,
+        actor,
+        action,
+        object_type="contact",
+        object_id=contact.id,
+        details={
+            "page_id": contact.page_id,
+            "psid": contact.psid,
+            "name": _name(contact),
+            "changes": found,
+        },
+    )
     return contact
 
 
@@ -173,6 +221,14 @@ async def delete(session: AsyncSession, actor: Actor, contact_id: int) -> None:
         raise NotFound(f"Contact {contact_id} does not exist.")
     await _delete_deliveries(session, contact_id)
     await session.delete(contact)
+    await audit.record(
+        session,
+        actor,
+        "contact.deleted",
+        object_type="contact",
+        object_id=contact_id,
+        details={"page_id": contact.page_id, "psid": contact.psid, "name": _name(contact)},
+    )
     await session.flush()
 
 

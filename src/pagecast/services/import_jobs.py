@@ -118,6 +118,14 @@ async def start(
                 cli=f"`pagecast contacts imports --page {page_id}`",
             ),
         ) from exc
+    await audit.record(
+        session,
+        actor,
+        "contacts.import_started",
+        object_type="page",
+        object_id=page_id,
+        details={"import_id": job.id, "file_name": job.file_name, "file_bytes": file_bytes},
+    )
     return job
 
 

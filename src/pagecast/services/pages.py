@@ -150,11 +150,11 @@ async def store_token(
     await audit.record(
         session,
         actor,
-        "page.connected" if created else "page.updated",
+        "page.connected" if created else "page.token_replaced",
         object_type="page",
         object_id=page.id,
         details={"fb_page_id": fb_page_id, "name": name, "via": "facebook_login"}
-        | ({} if created else {"changed": ["access_token"]}),
+        | ({} if created else {"replaced": ["access_token"]}),
     )
     return page, created
 
@@ -202,22 +202,32 @@ async def update(
         if secret is not None:
             page.app_secret_encrypted = vault.encrypt(secret)
         _reactivate(page)
+    before = {name: getattr(page, name) for name in changes}
     for name, value in changes.items():
         setattr(page, name, value)
     await session.flush()
-    shown = (
-        sorted(changes)
-        + (["access_token"] if token is not None else [])
-        + (["app_secret"] if secret is not None else [])
-    )
-    await audit.record(
-        session,
-        actor,
-        "page.updated",
-        object_type="page",
-        object_id=page.id,
-        details={"changed": shown},
-    )
+    if token is not None or secret is not None:
+        replaced = (["access_token"] if token is not None else []) + (
+            ["app_secret"] if secret is not None else []
+        )
+        await audit.record(
+            session,
+            actor,
+            "page.token_replaced",
+            object_type="page",
+            object_id=page.id,
+            details={"name": page.name, "replaced": replaced, "status": page.status.value},
+        )
+    found = audit.changes(before, {name: getattr(page, name) for name in before})
+    if found or (token is None and secret is None):
+        await audit.record(
+            session,
+            actor,
+            "page.updated",
+            object_type="page",
+            object_id=page.id,
+            details={"name": page.name, "changes": found},
+        )
     return page
 
 

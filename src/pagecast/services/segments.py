@@ -134,6 +134,7 @@ async def update(
     """Rename the segment or change its filter; campaigns not started yet read the change."""
     segment = await get(session, segment_id)
     changes = data.model_dump(exclude_unset=True)
+    before = {"name": segment.name, "filter": segment.filter}
 
     def change() -> None:
         # Inside the savepoint: a name taken on the Page fails its flush, not the transaction.
@@ -149,7 +150,10 @@ async def update(
         "segment.updated",
         object_type="segment",
         object_id=segment.id,
-        details={"changed": sorted(changes)},
+        details={
+            "changed": sorted(changes),
+            "changes": audit.changes(before, {"name": segment.name, "filter": segment.filter}),
+        },
     )
     return segment
 

@@ -191,6 +191,7 @@ async def update(
     except ValidationError as exc:
         raise _first_error(exc) from None
     zone = await _check(session, validated)
+    before = _audited(series)
     schedule = validated.schedule.model_dump(mode="json")
     moved = schedule != series.schedule or zone != series.timezone
     series.name, series.schedule, series.timezone = validated.name, schedule, zone
@@ -204,9 +205,24 @@ async def update(
         "series.updated",
         object_type="series",
         object_id=series.id,
-        details={"changed": sorted(changes)},
+        details={
+            "changed": sorted(changes),
+            "changes": audit.changes(before, _audited(series), named=("campaign",)),
+        },
     )
     return series
+
+
+def _audited(series: Series) -> dict[str, Any]:
+    """What the audit log compares of a series before and after a change (its campaign,
+    the message and audience, is only named)."""
+    return {
+        "name": series.name,
+        "schedule": series.schedule,
+        "timezone": series.timezone,
+        "mode": series.mode,
+        "campaign": series.campaign,
+    }
 
 
 def _first_error(exc: ValidationError) -> InvalidInput:

@@ -111,8 +111,11 @@ async def list_active(session: AsyncSession, user_id: int | None = None) -> list
     return list(await session.scalars(query))
 
 
-async def end(session: AsyncSession, actor: Actor, session_id: int) -> LoginSession:
-    """End one session: the actor's own, or anyone's for an admin."""
+async def end(
+    session: AsyncSession, actor: Actor, session_id: int, *, action: str = "session.ended"
+) -> LoginSession:
+    """End one session: the actor's own, or anyone's for an admin. Audited as `action`
+    (`auth.logout` when someone signs themselves out)."""
     row = await session.get(LoginSession, session_id)
     if row is None or (row.user_id != actor.user_id and not actor.can(Permission.USERS_MANAGE)):
         raise NotFound(f"Session {session_id} does not exist. List yours with GET /api/sessions.")
@@ -121,7 +124,7 @@ async def end(session: AsyncSession, actor: Actor, session_id: int) -> LoginSess
         await audit.record(
             session,
             actor,
-            "session.ended",
+            action,
             object_type="user",
             object_id=row.user_id,
             details={"session_id": row.id},

@@ -53,6 +53,7 @@ async def update(
     session: AsyncSession, actor: Actor, template_id: int, data: TemplateUpdate
 ) -> Template:
     template = await get(session, template_id)
+    before = {"name": template.name, "content": template.content}
     if data.name is not None:
         await _check_name(session, data.name, template.id)
         template.name = data.name
@@ -60,8 +61,14 @@ async def update(
         content.check_length(data.content, {})
         template.content = data.content.stored()
     await session.flush()
+    after = {"name": template.name, "content": template.content}
     await audit.record(
-        session, actor, "template.updated", object_type="template", object_id=template.id
+        session,
+        actor,
+        "template.updated",
+        object_type="template",
+        object_id=template.id,
+        details={"changes": audit.changes(before, after, named=("content",))},
     )
     return template
 

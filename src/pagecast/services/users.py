@@ -7,6 +7,8 @@ change ends the user's login sessions (all of them, or all but the one making th
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -21,6 +23,7 @@ from pagecast.services import audit, sessions, tokens
 __all__ = [
     "actor_for",
     "authenticate",
+    "check_password",
     "count",
     "create",
     "delete",
@@ -104,19 +107,50 @@ async def update(
         raise InvalidState(
             "You cannot demote or deactivate yourself; ask another admin.", field="role"
         )
-    if "password" in changes:
+    password = "password" in changes
+    if password:
         user.password_hash = await security.PASSWORDS.hash(changes.pop("password"))
         keep = keep_session if user.id == actor.user_id else None
         await sessions.end_all(session, actor, user.id, keep=keep, reason="password changed")
+    before = {name: getattr(user, name) for name in changes}
     for name, value in changes.items():
         setattr(user, name, value)
     tokens.CHANGES.note()
     await session.flush()
-    shown = {k: (v.value if isinstance(v, Role) else v) for k, v in changes.items()}
-    await audit.record(
-        session, actor, "user.updated", object_type="user", object_id=user.id, details=shown
-    )
+    await _audit_update(session, actor, user, before, password=password)
     return user
+
+
+async def _audit_update(
+    session: AsyncSession, actor: Actor, user: User, before: dict[str, Any], *, password: bool
+) -> None:
+    """One entry per kind of change, so each can be found by its action: `user.password_changed`
+    (by the user) or `user.password_reset` (by an admin), `user.role_changed`,
+    `user.deactivated` or `user.reactivated`, and `user.updated` for the rest."""
+    found = audit.changes(before, {name: getattr(user, name) for name in before})
+    entries: list[tuple[str, dict[str, Any]]] = []
+    if password:
+        own = user.id == actor.user_id
+        entries.append(
+            ("user.password_changed" if own else "user.password_reset", {"password": "changed"})
+        )
+    if "role" in found:
+        entries.append(("user.role_changed", {"changes": {"role": found.pop("role")}}))
+    if "is_active" in found:
+        active = found.pop("is_active")
+        action = "user.reactivated" if active["to"] else "user.deactivated"
+        entries.append((action, {"changes": {"is_active": active}}))
+    if found:
+        entries.append(("user.updated", {"changes": found}))
+    for action, details in entries:
+        await audit.record(
+            session,
+            actor,
+            action,
+            object_type="user",
+            object_id=user.id,
+            details={"email": user.email} | details,
+        )
 
 
 async def set_timezone(session: AsyncSession, actor: Actor, user_id: int, timezone: str) -> User:
@@ -132,7 +166,10 @@ async def set_timezone(session: AsyncSession, actor: Actor, user_id: int, timezo
             "user.updated",
             object_type="user",
             object_id=user.id,
-            details={"timezone": timezone},
+            details={
+                "email": user.email,
+                "changes": audit.changes({"timezone": before}, {"timezone": timezone}),
+            },
         )
     return user
 
@@ -154,8 +191,10 @@ async def delete(session: AsyncSession, actor: Actor, user_id: int) -> None:
     await session.flush()
 
 
-async def authenticate(db: Database, email: str, password: str) -> User:
-    """The active user with this email and password, else Unauthorized.
+async def check_password(db: Database, email: str, password: str) -> tuple[User | None, str | None]:
+    """The user with this email, and None when the password is right and the user active,
+    else why not in words (for the audit log: "unknown email", "wrong password", "no
+    password set", "user deactivated"); never the password.
 
     The lookup is a read and the argon2 check runs off the event loop, outside any write
     transaction (on SQLite a write would hold the lock for the check's duration). An unknown
@@ -165,6 +204,18 @@ async def authenticate(db: Database, email: str, password: str) -> User:
     async with db.reading() as session:
         user = await session.scalar(select(User).where(User.email == email.strip().lower()))
     good = await security.PASSWORDS.verify(user.password_hash if user else None, password)
-    if user is None or not user.is_active or not good:
+    if user is None:
+        return None, "unknown email"
+    if not user.is_active:
+        return user, "user deactivated"
+    if not good:
+        return user, "wrong password" if user.password_hash else "no password set"
+    return user, None
+
+
+async def authenticate(db: Database, email: str, password: str) -> User:
+    """The active user with this email and password, else Unauthorized (`check_password`)."""
+    user, refused = await check_password(db, email, password)
+    if user is None or refused is not None:
         raise Unauthorized("Wrong email or password.")
     return user

@@ -15,6 +15,7 @@ from pagecast.settings import Settings, get_settings
 from pagecast.web import dashboard, errors
 from pagecast.web.api import (
     admin,
+    audit,
     auth,
     campaigns,
     contact_list,
@@ -73,6 +74,7 @@ def create_app(
     routers = (
         auth,
         users,
+        audit,
         pages,
         page_setup,
         contact_list,

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends
 
 from pagecast.permissions import Actor, Permission
-from pagecast.schemas import Id, Line, UserCreate, UserUpdate
-from pagecast.services import audit, sessions, users
+from pagecast.schemas import Id, UserCreate, UserUpdate
+from pagecast.services import sessions, users
 from pagecast.web import openapi, render
 from pagecast.web.deps import ContextDep, current_session, require
 from pagecast.web.openapi import API_ERRORS, documented, errors
@@ -71,15 +71,3 @@ async def end_user_sessions(user_id: Id, actor: Admin, ctx: ContextDep) -> dict[
 async def delete_user(user_id: Id, actor: Admin, ctx: ContextDep) -> None:
     async with ctx.db.transaction() as session:
         await users.delete(session, actor, user_id)
-
-
-@router.get("/audit", **documented(openapi.AuditList))
-async def audit_log(
-    actor: Admin,
-    ctx: ContextDep,
-    object_type: Annotated[Line | None, Query(max_length=50)] = None,
-    object_id: Id | None = None,
-) -> dict[str, Any]:
-    async with ctx.db.transaction() as session:
-        rows = await audit.list_for(session, object_type=object_type, object_id=object_id)
-        return {"items": [render.audit(r) for r in rows]}

@@ -18,6 +18,7 @@ FAVICON_TYPE = "image/vnd.microsoft.icon"  # IANA's name for .ico
 
 def _routers() -> list[APIRouter]:
     from pagecast.web.dashboard import (
+        audit,
         auth,
         campaigns,
         composer,
@@ -52,6 +53,7 @@ def _routers() -> list[APIRouter]:
         series,
         ops,
         outbound_webhooks,
+        audit,
         users,
     )
     return [m.router for m in modules]

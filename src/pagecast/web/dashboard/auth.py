@@ -137,5 +137,5 @@ async def setup(token: str, request: Request, ctx: ContextDep) -> Response:
             request, "setup.html", None, status_code=422, token=token, errors=errors, email=email
         )
     setup_token.consume(ctx.settings.data_dir)
-    _, cookie = await signin.start_session(request, ctx, user.id)
+    _, cookie = await signin.start_session(request, ctx, user.id, via="setup link")
     return _signed_in(request, ctx, cookie, "/campaigns")

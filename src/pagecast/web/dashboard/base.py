@@ -26,7 +26,7 @@ from pagecast.errors import Forbidden, NotFound, PagecastError, Unauthorized
 from pagecast.graph.errors import code_text
 from pagecast.models import User
 from pagecast.permissions import Actor, Permission
-from pagecast.services import users, webhook_endpoints
+from pagecast.services import audit_list, users, webhook_endpoints
 from pagecast.web.dashboard import times
 from pagecast.web.deps import CSRF_HEADER, SESSION_COOKIE, ContextDep, session_user
 from pagecast.web.sending_check import sending_check
@@ -50,6 +50,7 @@ assert templates.env.autoescape, "templates must escape output"
 templates.env.globals["version"] = __version__
 templates.env.globals["code_text"] = code_text  # "613/2018338", as everywhere else
 templates.env.filters["when"] = times.when  # every time shown: the viewer's zone, UTC on hover
+templates.env.filters["audit_change"] = audit_list.change_text  # an entry's change, one line
 _UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
