@@ -102,6 +102,9 @@ MATRIX: dict[tuple[str, str], tuple[int, set[str]]] = {
     ("POST", "/api/campaigns/{campaign_id}/cancel"): (404, WRITERS),
     ("POST", "/api/campaigns/{campaign_id}/retry-failed"): (404, WRITERS),
     ("POST", "/api/campaigns/{campaign_id}/winner"): (422, WRITERS),
+    # Issue 22: campaigns:approve (managers and admins unless withdrawn).
+    ("POST", "/api/campaigns/{campaign_id}/approve"): (404, WRITERS),
+    ("POST", "/api/campaigns/{campaign_id}/reject"): (422, WRITERS),
 }
 PUBLIC = {
     ("GET", "/healthz"): 200,

@@ -6,13 +6,15 @@
 `contacts` (contacts list, export, bulk and tags), `series` (recurring series), `segments` (saved contact
 filters), `deliveries` (campaigns deliveries), `experiments` (campaigns results, campaigns
 winner), `page_setup` (pages sync, pages webhook) and `reports` (campaigns report, pages
-overview).
+overview), `approvals` (campaigns approve|reject, pages approval-threshold, users
+can-approve).
 """
 
 from __future__ import annotations
 
 from pagecast.cli import (  # noqa: F401  (they register their commands)
     admin,
+    approvals,
     campaigns,
     contacts,
     data,

@@ -36,7 +36,12 @@ def _summary(body: Mapping[str, Any]) -> str:
 
 @campaigns_app.command("list")
 def campaigns_list(
-    status: str | None = typer.Option(None, "--status", help="Only campaigns in this status."),
+    status: str | None = typer.Option(
+        None,
+        "--status",
+        help="Only campaigns in this status (draft, awaiting_approval, scheduled, sending, "
+        "paused, completed, cancelled).",
+    ),
     page: int | None = typer.Option(None, "--page", help="Only this Page's campaigns."),
     search: str | None = typer.Option(None, "--search", "-q", help="Part of the name."),
     archived: bool = typer.Option(
@@ -77,6 +82,9 @@ def _show_lines(body: Mapping[str, Any]) -> Iterator[str]:
     for key in ("scheduled_at", "started_at", "completed_at"):
         if body.get(key):
             yield f"{key.removesuffix('_at')} {body[key]}"
+    from pagecast.cli.approvals import approval_lines  # issue 22
+
+    yield from approval_lines(body.get("approval"))
 
 
 @campaigns_app.command("show")

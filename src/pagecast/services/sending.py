@@ -1,6 +1,8 @@
 """The sending state machine: start, pause, resume, cancel, retry failed, complete.
 
-docs/design.md invariant 8: `draft -> scheduled -> sending <-> paused -> completed | cancelled`.
+docs/design.md invariant 8: `draft -> scheduled -> sending <-> paused -> completed | cancelled`;
+issue 22 puts `awaiting_approval` before `scheduled` or `sending` when the Page asks for it
+(services/approvals.py).
 The edges enqueue work after these commit; the worker calls `finish_if_done`. A campaign
 never ends `failed`: what failed is counted on its deliveries (docs/sending.md, "States").
 """
@@ -9,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -36,8 +39,10 @@ from pagecast.services import (
 )
 
 __all__ = [
+    "APPROVED",
     "STARTABLE",
     "cancel",
+    "check",
     "due_schedules",
     "finish_if_done",
     "pause",
@@ -53,6 +58,8 @@ __all__ = [
 
 # The states a start (or a schedule) accepts: what the review before sending is shown for.
 STARTABLE = (CampaignStatus.DRAFT, CampaignStatus.SCHEDULED)
+# The state the start or schedule an approval makes accepts (services/approvals.py).
+APPROVED = (CampaignStatus.AWAITING_APPROVAL,)
 
 
 def require_active(page: Page) -> None:
@@ -81,37 +88,37 @@ async def start(
 
 
 async def start_sliced(
-    session: AsyncSession, actor: Actor, campaign_id: int
+    session: AsyncSession,
+    actor: Actor,
+    campaign_id: int,
+    *,
+    now: datetime | None = None,
+    approved: bool = False,
 ) -> tuple[Campaign, snapshots.Rest | None]:
     """`start`, but a large audience on PostgreSQL gets only its first slice now.
 
     Returns the campaign and, when some of the audience is still to be snapshotted, the
     `snapshots.Rest` that a `snapshot` job must insert with `snapshots.insert_slice` (then
-    `snapshots.finish`).
+    `snapshots.finish`). `approved`: the start an approval makes (services/approvals.py),
+    of a campaign awaiting approval.
     """
-    return await _start(session, actor, campaign_id, now=None, sliced=True)
+    return await _start(session, actor, campaign_id, now=now, sliced=True, approved=approved)
 
 
 async def _start(
-    session: AsyncSession, actor: Actor, campaign_id: int, *, now: datetime | None, sliced: bool
+    session: AsyncSession,
+    actor: Actor,
+    campaign_id: int,
+    *,
+    now: datetime | None,
+    sliced: bool,
+    approved: bool = False,
 ) -> tuple[Campaign, snapshots.Rest | None]:
     now = now or utcnow()
     campaign = await campaigns.get(session, campaign_id)
-    campaigns.require_status(campaign, STARTABLE, "starting")
+    campaigns.require_status(campaign, APPROVED if approved else STARTABLE, "starting")
     page = await pages.get(session, campaign.page_id)
-    _require_active(page)
-    messages = await campaigns.effective_messages(session, campaign)
-    check_policy(campaign.messaging_type, campaign.tag)
-    if campaigns.expired(campaign, now):
-        assert campaign.expires_at is not None
-        raise InvalidState(
-            f"Campaign {campaign.id} expired at {campaign.expires_at.isoformat()}; change expires_at "
-            "or clear it to send.",
-            field="expires_at",
-        )
-    due_times.check_at_start(
-        campaign.local_send_at, *due_times.stored(page.quiet_hours, campaign.send_window), now
-    )
+    messages = await _check_start(session, campaign, page, now)
     # Issue 21: a segment is evaluated now, with its filter of this moment, and kept; a start
     # refused here leaves it unfrozen (a scheduled campaign stays scheduled and is tried again).
     unfrozen = campaign.audience
@@ -146,6 +153,41 @@ async def _start(
     return campaign, rest
 
 
+async def _check_start(
+    session: AsyncSession, campaign: Campaign, page: Page, now: datetime
+) -> list[Any]:
+    """What a start refuses before it changes anything; returns the campaign's messages."""
+    _require_active(page)
+    messages = await campaigns.effective_messages(session, campaign)
+    check_policy(campaign.messaging_type, campaign.tag)
+    if campaigns.expired(campaign, now):
+        assert campaign.expires_at is not None
+        raise InvalidState(
+            f"Campaign {campaign.id} expired at {campaign.expires_at.isoformat()}; change expires_at "
+            "or clear it to send.",
+            field="expires_at",
+        )
+    due_times.check_at_start(
+        campaign.local_send_at, *due_times.stored(page.quiet_hours, campaign.send_window), now
+    )
+    return messages
+
+
+async def check(session: AsyncSession, campaign_id: int, ask: str, now: datetime) -> Campaign:
+    """Refuse, as `start` (`ask` "start") or `schedule` ("schedule") would, a campaign that
+    could not be started or scheduled now, changing nothing: a campaign is put to approval
+    (services/approvals.py) only when it could go as asked."""
+    campaign = await campaigns.get(session, campaign_id)
+    action = "starting" if ask == "start" else "scheduling"
+    campaigns.require_status(campaign, STARTABLE, action)
+    page = await pages.get(session, campaign.page_id)
+    if ask == "start":
+        await _check_start(session, campaign, page, now)
+    else:
+        _check_schedule(campaign, page, now, in_future=True)
+    return campaign
+
+
 async def _nobody_eligible(
     session: AsyncSession, campaign: Campaign, page: Page, now: datetime
 ) -> NobodyEligible:
@@ -171,31 +213,44 @@ async def _nobody_eligible(
     )
 
 
-async def schedule(
-    session: AsyncSession, actor: Actor, campaign_id: int, *, now: datetime | None = None
-) -> Campaign:
-    """Arm a draft's `scheduled_at`: the campaign starts by itself at that time."""
-    now = now or utcnow()
-    campaign = await campaigns.get(session, campaign_id)
-    campaigns.require_status(campaign, STARTABLE, "scheduling")
+def _check_schedule(campaign: Campaign, page: Page, now: datetime, *, in_future: bool) -> None:
     if campaign.scheduled_at is None:
         raise InvalidState(
             f"Campaign {campaign.id} has no scheduled_at; set it (PATCH) before scheduling.",
             field="scheduled_at",
         )
-    if campaign.scheduled_at <= now:
+    if in_future and campaign.scheduled_at <= now:
         raise InvalidState(
             f"scheduled_at {campaign.scheduled_at.isoformat()} is in the past; choose a later time "
             "or start the campaign now.",
             field="scheduled_at",
         )
-    page = await pages.get(session, campaign.page_id)
     _require_active(page)
     due_times.check_at_start(  # as the start will (its local time must not pass by then)
         campaign.local_send_at,
         *due_times.stored(page.quiet_hours, campaign.send_window),
-        campaign.scheduled_at,
+        max(campaign.scheduled_at, now),
     )
+
+
+async def schedule(
+    session: AsyncSession,
+    actor: Actor,
+    campaign_id: int,
+    *,
+    now: datetime | None = None,
+    approved: bool = False,
+) -> Campaign:
+    """Arm a draft's `scheduled_at`: the campaign starts by itself at that time.
+    `approved`: the schedule an approval makes, of a campaign awaiting approval."""
+    now = now or utcnow()
+    campaign = await campaigns.get(session, campaign_id)
+    campaigns.require_status(campaign, APPROVED if approved else STARTABLE, "scheduling")
+    page = await pages.get(session, campaign.page_id)
+    # A time that passed while the campaign awaited approval is the lateness rule's to judge
+    # (`start_scheduled`, run at once by the schedule job), not a refusal.
+    _check_schedule(campaign, page, now, in_future=not approved)
+    assert campaign.scheduled_at is not None
     campaign.status, campaign.missed, campaign.status_reason = CampaignStatus.SCHEDULED, False, None
     await session.flush()
     await audit.record(
@@ -328,12 +383,15 @@ async def cancel(session: AsyncSession, actor: Actor, campaign_id: int) -> Campa
         campaign,
         (
             CampaignStatus.DRAFT,
+            CampaignStatus.AWAITING_APPROVAL,
             CampaignStatus.SCHEDULED,
             CampaignStatus.SENDING,
             CampaignStatus.PAUSED,
         ),
         "cancelling",
     )
+    if campaign.approval_state == "pending":
+        campaign.approval_state = "withdrawn"  # nobody is asked any more
     now = utcnow()
     cancelled = await deliveries.cancel_pending(session, campaign.id, now)
     campaign.status, campaign.completed_at = CampaignStatus.CANCELLED, now

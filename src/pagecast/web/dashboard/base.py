@@ -27,7 +27,7 @@ from pagecast.graph.errors import code_text
 from pagecast.models import User
 from pagecast.permissions import Actor, Permission
 from pagecast.services import users
-from pagecast.web.dashboard import times
+from pagecast.web.dashboard import approvals, times
 from pagecast.web.deps import CSRF_HEADER, SESSION_COOKIE, ContextDep, session_user
 from pagecast.web.sending_check import sending_check
 
@@ -83,7 +83,10 @@ async def current_viewer(request: Request, ctx: ContextDep, background: Backgrou
         await require_csrf(request, csrf)
     # For the banner of every page (`page`); cached, so no Redis round trip per view.
     request.state.sending_problem = await sending_check(request).problem()
-    return Viewer(actor=users.actor_for(user), user=user, csrf=csrf, session_id=session_id)
+    actor = users.actor_for(user)
+    # Issue 22: the nav badge of campaigns awaiting this viewer's approval.
+    request.state.approvals_waiting = await approvals.waiting_for(ctx, actor)
+    return Viewer(actor=actor, user=user, csrf=csrf, session_id=session_id)
 
 
 async def require_csrf(request: Request, expected: str) -> None:
@@ -124,6 +127,7 @@ def page(
             "viewer": viewer,
             "demo": getattr(request.app.state, "demo", False),
             "sending_problem": getattr(request.state, "sending_problem", None),
+            "approvals_waiting": getattr(request.state, "approvals_waiting", 0),
             **context,
         },
         status_code=status_code,
