@@ -27,6 +27,13 @@ def _count(body: Mapping[str, Any], key: str) -> int:
 
 
 def _summary(body: Mapping[str, Any]) -> str:
+    if body["status"] == "awaiting_approval":  # issue 22: nothing is counted yet
+        people = (body.get("approval") or {}).get("people", 0)
+        return (
+            f"Campaign {body['id']} ({body['name']}) is awaiting approval ({people:,} people): "
+            "another user with campaigns:approve must approve it "
+            f"(`pagecast campaigns approve {body['id']}`)."
+        )
     return (
         f"Campaign {body['id']} ({body['name']}) is {body['status']}: "
         f"{_count(body, 'pending'):,} pending, {_count(body, 'skipped'):,} skipped of "
