@@ -371,3 +371,44 @@ async def test_a_bad_threshold_is_refused_naming_the_field(
     assert (await _threshold(manager, page_id, 5)).status_code == 403
     assert (await _threshold(admin, page_id, 10)).json()["approval_threshold"] == 10
     assert (await _threshold(admin, page_id, None)).json()["approval_threshold"] is None
+
+
+async def test_the_dashboards_forms_hold_the_same_rules(
+    admin: httpx.AsyncClient,  # noqa: F811
+    manager: httpx.AsyncClient,  # noqa: F811
+    sim: httpx.AsyncClient,
+    engine_app: Any,  # noqa: F811
+    db: Database,
+) -> None:
+    from factories import session_cookie
+    from pagecast.models import User
+    from pagecast.web.deps import SESSION_COOKIE
+
+    page_id = await setup_page(admin, sim)
+    await add_people(sim, manager, page_id, 2)
+    await _threshold(admin, page_id, 0)
+    campaign_id = await new_campaign(manager, page_id)
+    await manager.post(f"/api/campaigns/{campaign_id}/start")
+    async with db.transaction() as session:
+        author = await session.scalar(select(User).where(User.email == "sender@example.com"))
+    assert author is not None
+    checker, _ = await create_user(db, Role.MANAGER, email="form@example.com")
+    vault = engine_app.state.context.vault
+    for user, decision, comment, status, said in (
+        (author, "approve", "", 403, "two-person approval"),
+        (checker, "reject", "", 422, "comment"),
+        (checker, "reject", " " * 3, 422, "comment"),
+    ):
+        cookie = await session_cookie(db, user)
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=engine_app),
+            base_url="http://pagecast.test",
+            cookies={SESSION_COOKIE: cookie},
+        ) as browser:
+            answer = await browser.post(
+                f"/campaigns/{campaign_id}/{decision}",
+                data={"csrf_token": vault.csrf_token(cookie), "comment": comment},
+            )
+        assert answer.status_code == status and said in answer.text, answer.text[:300]
+    body = (await manager.get(f"/api/campaigns/{campaign_id}")).json()
+    assert body["status"] == "awaiting_approval" and body["approval"]["state"] == "pending"
