@@ -104,7 +104,13 @@ def test_a_start_to_more_people_awaits_approval_and_its_author_cannot_approve(
     expect(admin.locator("#eligible-count")).to_have_text("3")
     admin.click("#save")
     admin.wait_for_url("**/campaigns/*")
-    admin.click("button:has-text('Start sending')")
+    start = admin.locator("button[data-action=start]")
+    expect(start).to_have_text("Ask approval to start sending")
+    start.click()
+    assert admin.dialogs[-1] == (
+        "confirm",
+        "Send to 3 people now: another person must approve it first. Ask now?",
+    ), admin.dialogs
     expect(admin.locator("#status-badge .badge")).to_have_text("awaiting_approval")
     expect(admin.locator("#approval-request")).to_contain_text("start it now, to 3 people")
     expect(admin.locator("#approval-author")).to_contain_text("another person must approve it")

@@ -23,7 +23,7 @@ from pagecast.schemas import ApproveBody, RejectBody
 from pagecast.services import approval_requests
 from pagecast.web import render
 
-__all__ = ["DECISIONS", "decide", "panel", "waiting_for"]
+__all__ = ["DECISIONS", "asking", "decide", "panel", "waiting_for"]
 
 DECISIONS = ("approve", "reject")
 
@@ -42,6 +42,27 @@ def panel(actor: Actor, campaign: Campaign) -> dict[str, Any] | None:
         "can_decide": awaiting and not author and actor.can(Permission.CAMPAIGNS_APPROVE),
         "author": author,
     }
+
+
+def asking(
+    shown: list[tuple[str, str, str]], threshold: int | None, eligible: int
+) -> list[tuple[str, str, str]]:
+    """The campaign page's buttons, Start and Schedule saying that they ask for approval
+    when the Page's threshold catches the audience eligible now (the count the request
+    will take)."""
+    if not approval_requests.threshold_applies(threshold, eligible):
+        return shown
+    asks = {"start": "start", "schedule": "schedule"}
+    return [
+        (
+            action,
+            f"Ask approval to {label[0].lower()}{label[1:]}",
+            f"{question.removesuffix('?')}: another person must approve it first. Ask now?",
+        )
+        if action in asks
+        else (action, label, question)
+        for action, label, question in shown
+    ]
 
 
 async def decide(

@@ -217,6 +217,8 @@ async def _detail_context(ctx: Any, viewer: Any, campaign_id: int) -> dict[str, 
         )
         experiment = await experiments.report(session, campaign)  # A/B: by variant
     shown = allowed_actions(viewer, campaign, found.preview.eligible if found else None, retryable)
+    if found is not None:  # issue 22: Start and Schedule say when they ask for approval
+        shown = approvals.asking(shown, page_row.approval_threshold, found.preview.eligible)
     return {
         "campaign": campaign,
         "page_row": page_row,
