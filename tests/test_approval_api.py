@@ -12,7 +12,7 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from factories import app_client, create_user
+from factories import app_client, create_user, postgresql_only
 from pagecast.db import Database
 from pagecast.models import Campaign, Delivery, OutboundEvent, Role, utcnow
 from pagecast.services import sending
@@ -412,3 +412,29 @@ async def test_the_dashboards_forms_hold_the_same_rules(
         assert answer.status_code == status and said in answer.text, answer.text[:300]
     body = (await manager.get(f"/api/campaigns/{campaign_id}")).json()
     assert body["status"] == "awaiting_approval" and body["approval"]["state"] == "pending"
+
+
+@postgresql_only
+async def test_two_approvers_at_once_start_it_once(
+    admin: httpx.AsyncClient,  # noqa: F811
+    manager: httpx.AsyncClient,  # noqa: F811
+    approver: httpx.AsyncClient,
+    engine_app: Any,  # noqa: F811
+    sim: httpx.AsyncClient,
+    db: Database,
+) -> None:
+    import asyncio
+
+    page_id = await setup_page(admin, sim)
+    await add_people(sim, manager, page_id, 40)
+    await _threshold(admin, page_id, 0)
+    campaign_id = await new_campaign(manager, page_id)
+    await manager.post(f"/api/campaigns/{campaign_id}/start")
+    _, raw = await create_user(db, Role.ADMIN, email="second@example.com")
+    async with app_client(engine_app, raw) as second:
+        answers = await asyncio.gather(
+            approver.post(f"/api/campaigns/{campaign_id}/approve", json={}),
+            second.post(f"/api/campaigns/{campaign_id}/approve", json={}),
+        )
+    assert sorted(a.status_code for a in answers) == [200, 409], [a.text for a in answers]
+    assert await _deliveries(db, campaign_id) == 40
