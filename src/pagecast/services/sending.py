@@ -11,13 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pagecast.db import rowcount
 from pagecast.errors import InvalidState, NobodyEligible, reconnect_hint
+from pagecast.message_schema import Content
 from pagecast.models import (
     Campaign,
     CampaignStatus,
@@ -155,7 +155,7 @@ async def _start(
 
 async def _check_start(
     session: AsyncSession, campaign: Campaign, page: Page, now: datetime
-) -> list[Any]:
+) -> list[Content]:
     """What a start refuses before it changes anything; returns the campaign's messages."""
     _require_active(page)
     messages = await campaigns.effective_messages(session, campaign)
