@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from pagecast.errors import Forbidden
 from pagecast.models import Campaign, CampaignStatus
 from pagecast.permissions import Actor, Permission
-from pagecast.services import approval_requests, audit, campaigns, sending, snapshots
+from pagecast.services import approval_requests, audit, campaigns, send_checks, sending, snapshots
 
 __all__ = ["approve", "hold", "reject"]
 
@@ -30,7 +30,7 @@ async def hold(
     """Put the campaign to approval instead of `ask` ("start" or "schedule") when its Page
     asks for it, and return it; None when it goes as asked without approval. A campaign the
     start or schedule would refuse is refused here the same way, changing nothing."""
-    campaign = await sending.check(session, campaign_id, ask, now)
+    campaign = await send_checks.check(session, campaign_id, ask, now)
     needed, people = await approval_requests.needs_approval(session, campaign, now)
     if not needed or (ask == "start" and people == 0):
         return None  # a start to nobody is refused by the start, with who is excluded and why

@@ -16,8 +16,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pagecast.db import rowcount
-from pagecast.errors import InvalidState, NobodyEligible, reconnect_hint
-from pagecast.message_schema import Content
+from pagecast.errors import InvalidState, NobodyEligible
 from pagecast.models import (
     Campaign,
     CampaignStatus,
@@ -26,14 +25,13 @@ from pagecast.models import (
     utcnow,
 )
 from pagecast.permissions import Actor
-from pagecast.schemas import check_policy
 from pagecast.services import (
     audience,
     audit,
     campaigns,
     deliveries,
-    due_times,
     pages,
+    send_checks,
     snapshot_insert,
     snapshots,
 )
@@ -42,7 +40,6 @@ __all__ = [
     "APPROVED",
     "STARTABLE",
     "cancel",
-    "check",
     "due_schedules",
     "finish_if_done",
     "pause",
@@ -57,25 +54,11 @@ __all__ = [
 ]
 
 # The states a start (or a schedule) accepts: what the review before sending is shown for.
-STARTABLE = (CampaignStatus.DRAFT, CampaignStatus.SCHEDULED)
+STARTABLE: tuple[CampaignStatus, ...] = send_checks.STARTABLE
+# Refuse (409, naming `page_id`) to send through a Page that is not active.
+require_active = send_checks.require_active
 # The state the start or schedule an approval makes accepts (services/approvals.py).
 APPROVED = (CampaignStatus.AWAITING_APPROVAL,)
-
-
-def require_active(page: Page) -> None:
-    """Refuse (409, naming `page_id`) to send through a Page that is not active."""
-    _require_active(page)
-
-
-def _require_active(page: Page) -> None:
-    if page.status is not PageStatus.ACTIVE:
-        raise InvalidState(
-            f"Page {page.name} is {page.status.value}"
-            f"{': ' + page.status_reason if page.status_reason else ''}. Reconnect it with a new "
-            "token ({hint}) before sending.",
-            field="page_id",
-            hint=reconnect_hint(page.id, page.fb_page_id),
-        )
 
 
 async def start(
@@ -118,7 +101,7 @@ async def _start(
     campaign = await campaigns.get(session, campaign_id)
     campaigns.require_status(campaign, APPROVED if approved else STARTABLE, "starting")
     page = await pages.get(session, campaign.page_id)
-    messages = await _check_start(session, campaign, page, now)
+    messages = await send_checks.check_start(session, campaign, page, now)
     # Issue 21: a segment is evaluated now, with its filter of this moment, and kept; a start
     # refused here leaves it unfrozen (a scheduled campaign stays scheduled and is tried again).
     unfrozen = campaign.audience
@@ -153,41 +136,6 @@ async def _start(
     return campaign, rest
 
 
-async def _check_start(
-    session: AsyncSession, campaign: Campaign, page: Page, now: datetime
-) -> list[Content]:
-    """What a start refuses before it changes anything; returns the campaign's messages."""
-    _require_active(page)
-    messages = await campaigns.effective_messages(session, campaign)
-    check_policy(campaign.messaging_type, campaign.tag)
-    if campaigns.expired(campaign, now):
-        assert campaign.expires_at is not None
-        raise InvalidState(
-            f"Campaign {campaign.id} expired at {campaign.expires_at.isoformat()}; change expires_at "
-            "or clear it to send.",
-            field="expires_at",
-        )
-    due_times.check_at_start(
-        campaign.local_send_at, *due_times.stored(page.quiet_hours, campaign.send_window), now
-    )
-    return messages
-
-
-async def check(session: AsyncSession, campaign_id: int, ask: str, now: datetime) -> Campaign:
-    """Refuse, as `start` (`ask` "start") or `schedule` ("schedule") would, a campaign that
-    could not be started or scheduled now, changing nothing: a campaign is put to approval
-    (services/approvals.py) only when it could go as asked."""
-    campaign = await campaigns.get(session, campaign_id)
-    action = "starting" if ask == "start" else "scheduling"
-    campaigns.require_status(campaign, STARTABLE, action)
-    page = await pages.get(session, campaign.page_id)
-    if ask == "start":
-        await _check_start(session, campaign, page, now)
-    else:
-        _check_schedule(campaign, page, now, in_future=True)
-    return campaign
-
-
 async def _nobody_eligible(
     session: AsyncSession, campaign: Campaign, page: Page, now: datetime
 ) -> NobodyEligible:
@@ -213,26 +161,6 @@ async def _nobody_eligible(
     )
 
 
-def _check_schedule(campaign: Campaign, page: Page, now: datetime, *, in_future: bool) -> None:
-    if campaign.scheduled_at is None:
-        raise InvalidState(
-            f"Campaign {campaign.id} has no scheduled_at; set it (PATCH) before scheduling.",
-            field="scheduled_at",
-        )
-    if in_future and campaign.scheduled_at <= now:
-        raise InvalidState(
-            f"scheduled_at {campaign.scheduled_at.isoformat()} is in the past; choose a later time "
-            "or start the campaign now.",
-            field="scheduled_at",
-        )
-    _require_active(page)
-    due_times.check_at_start(  # as the start will (its local time must not pass by then)
-        campaign.local_send_at,
-        *due_times.stored(page.quiet_hours, campaign.send_window),
-        max(campaign.scheduled_at, now),
-    )
-
-
 async def schedule(
     session: AsyncSession,
     actor: Actor,
@@ -249,7 +177,7 @@ async def schedule(
     page = await pages.get(session, campaign.page_id)
     # A time that passed while the campaign awaited approval is the lateness rule's to judge
     # (`start_scheduled`, run at once by the schedule job), not a refusal.
-    _check_schedule(campaign, page, now, in_future=not approved)
+    send_checks.check_schedule(campaign, page, now, in_future=not approved)
     assert campaign.scheduled_at is not None
     campaign.status, campaign.missed, campaign.status_reason = CampaignStatus.SCHEDULED, False, None
     await session.flush()
@@ -365,7 +293,7 @@ async def resume(session: AsyncSession, actor: Actor, campaign_id: int) -> Campa
     if campaign.status is CampaignStatus.SENDING:
         return campaign
     campaigns.require_status(campaign, (CampaignStatus.PAUSED,), "resuming")
-    _require_active(await pages.get(session, campaign.page_id))
+    send_checks.require_active(await pages.get(session, campaign.page_id))
     campaign.status, campaign.status_reason, campaign.bad_streak = CampaignStatus.SENDING, None, 0
     campaign.paused_by_page = False
     await session.flush()
@@ -432,7 +360,7 @@ async def retry_failed(
         session, campaign.id, kinds=kinds, codes=codes, now=utcnow()
     )
     if moved and campaign.status is CampaignStatus.COMPLETED:
-        _require_active(await pages.get(session, campaign.page_id))
+        send_checks.require_active(await pages.get(session, campaign.page_id))
         campaign.status, campaign.completed_at, campaign.status_reason = (
             CampaignStatus.SENDING,
             None,
