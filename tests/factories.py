@@ -25,6 +25,7 @@ async def create_user(
     *,
     email: str | None = None,
     can_send: bool = True,
+    can_approve: bool = True,
     password: str | None = None,
 ) -> tuple[User, str]:
     """A user of `role` and a fresh API token for it."""
@@ -36,6 +37,7 @@ async def create_user(
                 email=email or f"{role.value}@example.com",
                 role=role,
                 can_send=can_send,
+                can_approve=can_approve,
                 password=password,
             ),
         )

@@ -111,6 +111,9 @@ MATRIX: dict[tuple[str, str], tuple[int, set[str]]] = {
     ("POST", "/api/campaigns/{campaign_id}/cancel"): (404, WRITERS),
     ("POST", "/api/campaigns/{campaign_id}/retry-failed"): (404, WRITERS),
     ("POST", "/api/campaigns/{campaign_id}/winner"): (422, WRITERS),
+    # Issue 22: campaigns:approve (managers and admins unless withdrawn).
+    ("POST", "/api/campaigns/{campaign_id}/approve"): (404, WRITERS),
+    ("POST", "/api/campaigns/{campaign_id}/reject"): (422, WRITERS),
 }
 PUBLIC = {
     ("GET", "/healthz"): 200,
@@ -265,6 +268,19 @@ async def test_manager_without_send_permission_can_edit_but_not_start(api: Any) 
     assert (
         await editor.post("/api/campaigns", json={})
     ).status_code == 422  # allowed to try editing
+
+
+async def test_the_approve_permission_is_managers_and_admins_unless_withdrawn(api: Any) -> None:
+    """Issue 22: campaigns:approve; a manager without it still sends, a viewer never has it."""
+    for role, has in ((Role.VIEWER, False), (Role.MANAGER, True), (Role.ADMIN, True)):
+        me = (await (await api(role)).get("/api/me")).json()
+        assert ("campaigns:approve" in me["permissions"]) is has, me
+    sender = await api(Role.MANAGER, can_approve=False)
+    me = (await sender.get("/api/me")).json()
+    assert "campaigns:send" in me["permissions"] and "campaigns:approve" not in me["permissions"]
+    refused = await sender.post("/api/campaigns/1/approve", json={})
+    assert refused.status_code == 403 and "campaigns:approve" in refused.json()["error"]["message"]
+    assert (await sender.post("/api/campaigns/1/start")).status_code == 404  # may send
 
 
 async def test_login_sets_a_session_and_unsafe_requests_need_the_csrf_header(

@@ -212,7 +212,7 @@ async def test_patch_on_a_completed_campaign_is_refused_with_the_state(
     response = await manager.patch(f"/api/campaigns/{campaign['id']}", json={"name": "again"})
     assert response.status_code == 409
     message = response.json()["error"]["message"]
-    assert "is completed" in message and "draft, scheduled, paused" in message
+    assert "is completed" in message and "draft, awaiting_approval, scheduled, paused" in message
     assert (await manager.get(f"/api/campaigns/{campaign['id']}")).json()["name"] == "Black Friday"
 
 
@@ -302,6 +302,7 @@ def test_a_campaign_never_ends_failed() -> None:
     """What failed is counted on the deliveries; no campaign state says `failed`."""
     assert [s.value for s in CampaignStatus] == [
         "draft",
+        "awaiting_approval",  # issue 22: two-person approval
         "scheduled",
         "sending",
         "paused",

@@ -10,22 +10,46 @@ import logging
 from collections.abc import Sequence
 
 from pagecast.context import AppContext
-from pagecast.models import Campaign, utcnow
+from pagecast.models import Campaign, CampaignStatus, utcnow
 from pagecast.permissions import Actor
-from pagecast.services import experiments, pacing, sending
+from pagecast.services import approvals, experiments, pacing, sending, snapshots
 
-__all__ = ["cancel", "pause", "pick_winner", "resume", "retry_failed", "schedule", "start"]
+__all__ = [
+    "approve",
+    "cancel",
+    "pause",
+    "pick_winner",
+    "reject",
+    "resume",
+    "retry_failed",
+    "schedule",
+    "start",
+]
 
 logger = logging.getLogger(__name__)
 
 
 async def start(ctx: AppContext, actor: Actor, campaign_id: int) -> Campaign:
+    """Start now, or put to approval when the campaign's Page asks for it (issue 22)."""
     await ctx.queue.redis()
     async with ctx.db.transaction() as session:
+        held = await approvals.hold(session, actor, campaign_id, "start", utcnow())
+        if held is not None:
+            return held  # nothing snapshotted, nothing enqueued before the approval
         # A large audience gets its first slice now and the rest from a snapshot job, so
         # the answer and the first send do not wait for a million-row INSERT (P4).
         campaign, rest = await sending.start_sliced(session, actor, campaign_id)
         first = await pacing.first_chunks(session, campaign, chunk_size=ctx.settings.chunk_size)
+    await _enqueue_started(ctx, campaign, first, rest)
+    return campaign
+
+
+async def _enqueue_started(
+    ctx: AppContext,
+    campaign: Campaign,
+    first: list[tuple[int, int]],
+    rest: snapshots.Rest | None,
+) -> None:
     priority = campaign.priority.value
     # The first chunks go straight to the queue; the plan job goes on after them.
     await ctx.queue.enqueue_chunks(campaign.id, first, priority=priority)
@@ -41,18 +65,48 @@ async def start(ctx: AppContext, actor: Actor, campaign_id: int) -> Campaign:
         priority=priority,
     )
     logger.info("campaign %d started (%d deliveries)", campaign.id, campaign.n_pending)
-    return campaign
 
 
 async def schedule(ctx: AppContext, actor: Actor, campaign_id: int) -> Campaign:
+    """Schedule, or put to approval when the campaign's Page asks for it (issue 22)."""
     await ctx.queue.redis()
     async with ctx.db.transaction() as session:
+        held = await approvals.hold(session, actor, campaign_id, "schedule", utcnow())
+        if held is not None:
+            return held
         campaign = await sending.schedule(session, actor, campaign_id)
+    await _enqueue_scheduled(ctx, campaign)
+    return campaign
+
+
+async def _enqueue_scheduled(ctx: AppContext, campaign: Campaign) -> None:
     assert campaign.scheduled_at is not None
     await ctx.queue.enqueue_schedule(
         campaign.id, at_epoch=campaign.scheduled_at.timestamp(), priority=campaign.priority.value
     )
+
+
+async def approve(ctx: AppContext, actor: Actor, campaign_id: int, comment: str | None) -> Campaign:
+    """Approve a campaign awaiting approval: it starts or is scheduled as asked (issue 22)."""
+    await ctx.queue.redis()
+    async with ctx.db.transaction() as session:
+        campaign, rest = await approvals.approve(session, actor, campaign_id, comment, utcnow())
+        first = []
+        if campaign.status is CampaignStatus.SENDING:
+            first = await pacing.first_chunks(session, campaign, chunk_size=ctx.settings.chunk_size)
+    if campaign.status is CampaignStatus.SENDING:
+        await _enqueue_started(ctx, campaign, first, rest)
+    else:
+        # A schedule whose time passed meanwhile runs its job at once: the lateness rule
+        # (`sending.start_scheduled`) starts it or flags it missed.
+        await _enqueue_scheduled(ctx, campaign)
     return campaign
+
+
+async def reject(ctx: AppContext, actor: Actor, campaign_id: int, comment: str) -> Campaign:
+    """Reject a campaign awaiting approval: a draft again, with the comment (issue 22)."""
+    async with ctx.db.transaction() as session:
+        return await approvals.reject(session, actor, campaign_id, comment, utcnow())
 
 
 async def resume(ctx: AppContext, actor: Actor, campaign_id: int) -> Campaign:

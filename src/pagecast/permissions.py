@@ -16,6 +16,8 @@ class Permission(enum.StrEnum):
     CAMPAIGNS_WRITE = "campaigns:write"
     # Sending is its own permission: a manager without it can edit but not start.
     CAMPAIGNS_SEND = "campaigns:send"
+    # Issue 22: approving or rejecting another person's campaign (services/approvals.py).
+    CAMPAIGNS_APPROVE = "campaigns:approve"
     CONTACTS_READ = "contacts:read"
     CONTACTS_WRITE = "contacts:write"
     PAGES_READ = "pages:read"
@@ -37,6 +39,7 @@ _READ = frozenset(
 _MANAGE = _READ | {
     Permission.CAMPAIGNS_WRITE,
     Permission.CAMPAIGNS_SEND,
+    Permission.CAMPAIGNS_APPROVE,
     Permission.CONTACTS_WRITE,
     Permission.TEMPLATES_WRITE,
 }
@@ -47,9 +50,13 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
 }
 
 
-def permissions_for(role: Role, *, can_send: bool = True) -> frozenset[Permission]:
-    granted = ROLE_PERMISSIONS[role]
-    return granted if can_send else granted - {Permission.CAMPAIGNS_SEND}
+def permissions_for(
+    role: Role, *, can_send: bool = True, can_approve: bool = True
+) -> frozenset[Permission]:
+    """The role's permissions, less the send and approve permissions an admin withdrew."""
+    withdrawn = {Permission.CAMPAIGNS_SEND} if not can_send else set()
+    withdrawn |= {Permission.CAMPAIGNS_APPROVE} if not can_approve else set()
+    return ROLE_PERMISSIONS[role] - withdrawn
 
 
 @dataclass(frozen=True)
@@ -62,13 +69,15 @@ class Actor:
     permissions: frozenset[Permission]
 
     @classmethod
-    def user(cls, user_id: int, email: str, role: Role, *, can_send: bool) -> Actor:
+    def user(
+        cls, user_id: int, email: str, role: Role, *, can_send: bool, can_approve: bool = True
+    ) -> Actor:
         """A user acting through a session or an API token."""
         return cls(
             user_id=user_id,
             name=email,
             role=role,
-            permissions=permissions_for(role, can_send=can_send),
+            permissions=permissions_for(role, can_send=can_send, can_approve=can_approve),
         )
 
     @classmethod

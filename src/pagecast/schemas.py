@@ -459,6 +459,12 @@ class PageUpdate(Patch):
         description='{"messages": N, "days": D}: at most N campaign messages per person '
         "in D days across the Page's campaigns; null: no cap.",
     )
+    # Issue 22: null turns approval off.
+    approval_threshold: Annotated[int, Field(ge=0, le=2_000_000_000)] | None = Field(
+        None,
+        description="Campaigns to more than this many people need a second person's "
+        "approval before they start or are scheduled; 0: every campaign; null: none.",
+    )
 
 
 ContactName = Annotated[Line, StringConstraints(strip_whitespace=True, max_length=255)]
@@ -532,15 +538,34 @@ class UserCreate(Input):
     role: Role
     password: Annotated[Line, StringConstraints(min_length=8, max_length=1000)] | None = None
     can_send: bool = True
+    can_approve: bool = True
 
 
 class UserUpdate(Patch):
-    not_null = ("role", "password", "can_send", "is_active")
+    not_null = ("role", "password", "can_send", "can_approve", "is_active")
 
     role: Role | None = None
     password: Annotated[Line, StringConstraints(min_length=8, max_length=1000)] | None = None
     can_send: bool | None = None
+    can_approve: bool | None = None
     is_active: bool | None = None
+
+
+_Comment = Annotated[Line, StringConstraints(strip_whitespace=True, max_length=2000)]
+
+
+class ApproveBody(Input):
+    """POST /api/campaigns/{id}/approve (issue 22)."""
+
+    comment: _Comment | None = Field(None, description="Shown with the decision; optional.")
+
+
+class RejectBody(Input):
+    """POST /api/campaigns/{id}/reject (issue 22): the comment tells the author why."""
+
+    comment: Annotated[_Comment, StringConstraints(min_length=1)] = Field(
+        description="Why it is rejected, shown to the author (1 to 2000 characters)."
+    )
 
 
 class MeUpdate(Patch):

@@ -6,13 +6,15 @@
 `contacts` (contacts list, export, bulk and tags), `series` (recurring series), `segments` (saved contact
 filters), `deliveries` (campaigns deliveries), `experiments` (campaigns results, campaigns
 winner), `page_setup` (pages sync, pages webhook), `reports` (campaigns report, pages
-overview), `webhooks` (outbound webhook endpoints) and `audit` (the audit log).
+overview), `webhooks` (outbound webhook endpoints), `audit` (the audit log) and `approvals`
+(campaigns approve|reject, pages approval-threshold, users can-approve).
 """
 
 from __future__ import annotations
 
 from pagecast.cli import (  # noqa: F401  (they register their commands)
     admin,
+    approvals,
     audit,
     campaigns,
     contacts,

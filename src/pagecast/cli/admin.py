@@ -57,6 +57,9 @@ def users_create(
     role: str = typer.Option(..., help="admin, manager or viewer."),
     password: str | None = typer.Option(None, help="Password (at least 8 characters)."),
     no_send: bool = typer.Option(False, "--no-send", help="May edit campaigns but not start them."),
+    no_approve: bool = typer.Option(
+        False, "--no-approve", help="May not approve others' campaigns (campaigns:approve)."
+    ),
 ) -> None:
     """Create a user."""
     from pydantic import ValidationError
@@ -68,7 +71,13 @@ def users_create(
         # Validated from the typed strings, so a bad --role gets the same one-line error as
         # a bad --email (a typer enum option would exit 2 with its own usage text).
         data = UserCreate.model_validate(
-            {"email": email, "role": role, "password": password, "can_send": not no_send}
+            {
+                "email": email,
+                "role": role,
+                "password": password,
+                "can_send": not no_send,
+                "can_approve": not no_approve,
+            }
         )
     except ValidationError as exc:
         fail(validation_line(exc))
@@ -98,6 +107,8 @@ def users_list(as_json: bool = json_option()) -> None:
             ("EMAIL", lambda u: u["email"]),
             ("ROLE", lambda u: u["role"]),
             ("STATE", lambda u: "active" if u["is_active"] else "inactive"),
+            ("SEND", lambda u: "yes" if u["can_send"] else "no"),
+            ("APPROVE", lambda u: "yes" if u["can_approve"] else "no"),
             ("TIME ZONE", lambda u: u["timezone"]),
         ],
         empty="No users. Create one with `pagecast users create`.",

@@ -31,6 +31,9 @@ class Backend(Protocol):
     async def create_campaign(self, body: dict[str, Any]) -> dict[str, Any]: ...
     async def update_campaign(self, campaign_id: int, body: dict[str, Any]) -> dict[str, Any]: ...
     async def act(self, campaign_id: int, action: str) -> dict[str, Any]: ...
+    async def decide(
+        self, campaign_id: int, decision: str, comment: str | None, as_email: str | None
+    ) -> dict[str, Any]: ...
     async def delete_campaign(self, campaign_id: int) -> None: ...
     async def pages(self) -> list[dict[str, Any]]: ...
     async def tokens(self) -> list[dict[str, Any]]: ...
@@ -141,6 +144,33 @@ class Local:
             campaign = await getattr(actions, action)(self.ctx, cli_actor(), campaign_id)
         body = render.campaign(campaign, campaigns.counts(campaign))
         return body if retried is None else body | {"retried": retried}
+
+    async def decide(
+        self, campaign_id: int, decision: str, comment: str | None, as_email: str | None
+    ) -> dict[str, Any]:
+        """Approve or reject (issue 22) as the CLI, or as the user `as_email`."""
+        from pagecast import actions
+        from pagecast.cli.base import cli_actor
+        from pagecast.schemas import ApproveBody, RejectBody
+        from pagecast.services import campaigns, users
+        from pagecast.web import render
+
+        given = {"comment": comment} if comment is not None else {}
+        body = _validated(RejectBody if decision == "reject" else ApproveBody, given)
+        actor = cli_actor()
+        if as_email is not None:
+            async with self.ctx.db.reading() as session:
+                user = await users.get_by_email(session, as_email)
+            if not user.is_active:
+                raise InvalidInput(f"--as: {user.email} is deactivated.", field="as")
+            actor = users.actor_for(user)
+        if decision == "reject":
+            campaign = await actions.reject(self.ctx, actor, campaign_id, body.comment)
+        else:
+            campaign = await self._with_redis(
+                lambda: actions.approve(self.ctx, actor, campaign_id, body.comment)
+            )
+        return render.campaign(campaign, campaigns.counts(campaign))
 
     async def delete_campaign(self, campaign_id: int) -> None:
         from pagecast.cli.base import cli_actor
@@ -266,6 +296,17 @@ class Remote:
 
     async def act(self, campaign_id: int, action: str) -> dict[str, Any]:
         return dict(await self._call("POST", f"/api/campaigns/{campaign_id}/{action}"))
+
+    async def decide(
+        self, campaign_id: int, decision: str, comment: str | None, as_email: str | None
+    ) -> dict[str, Any]:
+        if as_email is not None:
+            raise InvalidInput(
+                "--as works on this machine's database only; with --url the token's user decides.",
+                field="as",
+            )
+        body = {"comment": comment} if comment is not None else {}
+        return dict(await self._call("POST", f"/api/campaigns/{campaign_id}/{decision}", json=body))
 
     async def delete_campaign(self, campaign_id: int) -> None:
         await self._call("DELETE", f"/api/campaigns/{campaign_id}")

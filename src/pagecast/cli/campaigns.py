@@ -27,6 +27,13 @@ def _count(body: Mapping[str, Any], key: str) -> int:
 
 
 def _summary(body: Mapping[str, Any]) -> str:
+    if body["status"] == "awaiting_approval":  # issue 22: nothing is counted yet
+        people = (body.get("approval") or {}).get("people", 0)
+        return (
+            f"Campaign {body['id']} ({body['name']}) is awaiting approval ({people:,} people): "
+            "another user with campaigns:approve must approve it "
+            f"(`pagecast campaigns approve {body['id']}`)."
+        )
     return (
         f"Campaign {body['id']} ({body['name']}) is {body['status']}: "
         f"{_count(body, 'pending'):,} pending, {_count(body, 'skipped'):,} skipped of "
@@ -36,7 +43,12 @@ def _summary(body: Mapping[str, Any]) -> str:
 
 @campaigns_app.command("list")
 def campaigns_list(
-    status: str | None = typer.Option(None, "--status", help="Only campaigns in this status."),
+    status: str | None = typer.Option(
+        None,
+        "--status",
+        help="Only campaigns in this status (draft, awaiting_approval, scheduled, sending, "
+        "paused, completed, cancelled).",
+    ),
     page: int | None = typer.Option(None, "--page", help="Only this Page's campaigns."),
     search: str | None = typer.Option(None, "--search", "-q", help="Part of the name."),
     archived: bool = typer.Option(
@@ -77,6 +89,9 @@ def _show_lines(body: Mapping[str, Any]) -> Iterator[str]:
     for key in ("scheduled_at", "started_at", "completed_at"):
         if body.get(key):
             yield f"{key.removesuffix('_at')} {body[key]}"
+    from pagecast.cli.approvals import approval_lines  # issue 22
+
+    yield from approval_lines(body.get("approval"))
 
 
 @campaigns_app.command("show")

@@ -57,6 +57,9 @@ class PageStatus(enum.StrEnum):
 
 class CampaignStatus(enum.StrEnum):
     DRAFT = "draft"
+    # Issue 22: started or scheduled, waiting for a second person's approval
+    # (services/approvals.py); nothing is snapshotted or enqueued until then.
+    AWAITING_APPROVAL = "awaiting_approval"
     SCHEDULED = "scheduled"
     SENDING = "sending"
     PAUSED = "paused"

@@ -126,6 +126,20 @@ class Campaign(Base):
         ForeignKey("series.id", ondelete="SET NULL"), index=True
     )
     run_at: Mapped[datetime | None]
+    # Issue 22, two-person approval (services/approvals.py): the state (pending, approved,
+    # rejected, withdrawn; NULL: never asked), what was asked (start, schedule) and for how
+    # many people, who asked and when (the author, who may not approve it), who decided and
+    # when, and the decision's comment. Names are kept as they were, beside the user ids.
+    approval_state: Mapped[str | None] = mapped_column(String(16))
+    approval_ask: Mapped[str | None] = mapped_column(String(16))
+    approval_people: Mapped[int | None] = mapped_column(Integer)
+    approval_requested_by_id: Mapped[int | None] = mapped_column(Integer)
+    approval_requested_by: Mapped[str | None] = mapped_column(String(254))
+    approval_requested_at: Mapped[datetime | None]
+    approval_decided_by_id: Mapped[int | None] = mapped_column(Integer)
+    approval_decided_by: Mapped[str | None] = mapped_column(String(254))
+    approval_decided_at: Mapped[datetime | None]
+    approval_comment: Mapped[str | None] = mapped_column(Text)
 
 
 def _partial(name: str, *columns: str, where: str) -> Index:

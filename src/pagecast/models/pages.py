@@ -59,6 +59,9 @@ class Page(Base):
     # At most `messages` campaign messages per person in `days` days, across the Page's
     # campaigns ({"messages": N, "days": D}); None: no cap (services/frequency_cap.py).
     frequency_cap: Mapped[dict[str, int] | None] = mapped_column(JSON)
+    # Issue 22: a campaign to more than this many people needs a second person's approval
+    # (0: every campaign; None: none) (services/approvals.py).
+    approval_threshold: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 

@@ -13,6 +13,7 @@ from sqlalchemy import (
     String,
     Text,
 )
+from sqlalchemy import true as sa_true
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from pagecast.models.base import (
@@ -32,6 +33,8 @@ class User(Base):
     role: Mapped[Role] = mapped_column(stored_enum(Role))
     # An admin can take the send permission away from a manager: editing without sending.
     can_send: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Issue 22: an admin can take the approve permission (campaigns:approve) away too.
+    can_approve: Mapped[bool] = mapped_column(Boolean, default=True, server_default=sa_true())
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
     # The IANA zone the dashboard shows times in and reads the schedule field in (timezones.py).
     timezone: Mapped[str] = mapped_column(String(64), default="UTC", server_default="UTC")

@@ -25,6 +25,7 @@ from pagecast.models import (
 from pagecast.permissions import Actor
 from pagecast.schemas import CampaignCreate, CampaignUpdate
 from pagecast.services import (
+    approval_requests,
     audience,
     audit,
     content,
@@ -65,7 +66,12 @@ __all__ = [
 ]
 
 _RATE_WINDOW_S = 60  # the send rate is counted over the last minute
-EDITABLE = (CampaignStatus.DRAFT, CampaignStatus.SCHEDULED, CampaignStatus.PAUSED)
+EDITABLE = (
+    CampaignStatus.DRAFT,
+    CampaignStatus.AWAITING_APPROVAL,  # issue 22: an edit withdraws the request
+    CampaignStatus.SCHEDULED,
+    CampaignStatus.PAUSED,
+)
 DELETABLE = (
     CampaignStatus.DRAFT,
     CampaignStatus.SCHEDULED,
@@ -412,8 +418,6 @@ async def update(
         variants.prepare(campaign)
     if "scheduled_at" in changes:
         campaign.missed = False
-        if campaign.status is CampaignStatus.SCHEDULED and campaign.scheduled_at is None:
-            campaign.status = CampaignStatus.DRAFT  # unscheduled
     await session.flush()
     await audit.record(
         session,
@@ -427,6 +431,11 @@ async def update(
             "changes": audit.changes(before, _current(campaign), named=_NAMED_IN_AUDIT),
         },
     )
+    # Issue 22: any edit after approval (or while awaiting it) withdraws it.
+    await approval_requests.withdraw_on_edit(session, actor, campaign, now or utcnow())
+    if campaign.status is CampaignStatus.SCHEDULED and campaign.scheduled_at is None:
+        campaign.status = CampaignStatus.DRAFT  # unscheduled
+        await session.flush()
     return campaign
 
 

@@ -7,6 +7,7 @@ and turns both into metric families.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -45,6 +46,9 @@ class DatabaseFigures:
     # Issue 22: outbound webhook deliveries by status, and endpoints on and off
     outbound_deliveries: dict[str, int] = field(default_factory=dict)
     webhook_endpoints: dict[str, int] = field(default_factory=dict)
+    # Issue 22: fb page id -> campaigns awaiting approval; when the oldest request was made
+    awaiting_approval: dict[str, int] = field(default_factory=dict)
+    oldest_approval_request: datetime | None = None
 
 
 async def database_figures(session: AsyncSession) -> DatabaseFigures:
@@ -80,6 +84,18 @@ async def database_figures(session: AsyncSession) -> DatabaseFigures:
     figures.webhook_endpoints = {"on": 0, "off": 0} | {
         ("on" if on else "off"): int(n) for on, n in endpoints
     }
+    awaiting = (
+        select(Page.fb_page_id, func.count(), func.min(Campaign.approval_requested_at))
+        .join(Campaign, Campaign.page_id == Page.id)
+        .where(Campaign.status == CampaignStatus.AWAITING_APPROVAL)
+        .group_by(Page.fb_page_id)
+    )
+    for fb_page_id, n, oldest in await session.execute(awaiting):
+        figures.awaiting_approval[fb_page_id] = int(n)
+        if oldest is not None:
+            # min() keeps the column's type, so this is UTC-aware on both backends
+            before = figures.oldest_approval_request
+            figures.oldest_approval_request = oldest if before is None else min(before, oldest)
     return figures
 
 

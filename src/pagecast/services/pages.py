@@ -44,7 +44,12 @@ class Owner:
 # Asks Facebook who owns (access_token, app_secret); raises a PagecastError when it refuses.
 Verifier = Callable[[str, str | None], Awaitable[Owner]]
 
-_ACTIVE_CAMPAIGNS = (CampaignStatus.SENDING, CampaignStatus.PAUSED, CampaignStatus.SCHEDULED)
+_ACTIVE_CAMPAIGNS = (
+    CampaignStatus.SENDING,
+    CampaignStatus.PAUSED,
+    CampaignStatus.SCHEDULED,
+    CampaignStatus.AWAITING_APPROVAL,  # issue 22
+)
 
 
 async def get(session: AsyncSession, page_id: int) -> Page:
@@ -246,7 +251,7 @@ async def delete(session: AsyncSession, actor: Actor, page_id: int) -> Page | No
     )
     if busy is not None:
         raise InvalidState(
-            f"Page {page.id} has campaign {busy} scheduled, sending or paused; cancel it before "
+            f"Page {page.id} has campaign {busy} scheduled, awaiting approval, sending or paused; cancel it before "
             "disconnecting the Page.",
         )
     # Issue 20: a series that has not ended would go on making runs on a disconnected Page;

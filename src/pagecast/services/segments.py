@@ -44,7 +44,7 @@ __all__ = [
 ]
 
 # Campaigns that will read the segment when they start; a started one keeps its own copy.
-_WAITING = (CampaignStatus.DRAFT, CampaignStatus.SCHEDULED)
+_WAITING = (CampaignStatus.DRAFT, CampaignStatus.AWAITING_APPROVAL, CampaignStatus.SCHEDULED)
 _LISTED = 10
 
 

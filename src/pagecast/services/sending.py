@@ -1,6 +1,8 @@
 """The sending state machine: start, pause, resume, cancel, retry failed, complete.
 
-docs/design.md invariant 8: `draft -> scheduled -> sending <-> paused -> completed | cancelled`.
+docs/design.md invariant 8: `draft -> scheduled -> sending <-> paused -> completed | cancelled`;
+issue 22 puts `awaiting_approval` before `scheduled` or `sending` when the Page asks for it
+(services/approvals.py).
 The edges enqueue work after these commit; the worker calls `finish_if_done`. A campaign
 never ends `failed`: what failed is counted on its deliveries (docs/sending.md, "States").
 """
@@ -14,7 +16,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pagecast.db import rowcount
-from pagecast.errors import InvalidState, NobodyEligible, reconnect_hint
+from pagecast.errors import InvalidState, NobodyEligible
 from pagecast.models import (
     Campaign,
     CampaignStatus,
@@ -23,19 +25,19 @@ from pagecast.models import (
     utcnow,
 )
 from pagecast.permissions import Actor
-from pagecast.schemas import check_policy
 from pagecast.services import (
     audience,
     audit,
     campaigns,
     deliveries,
-    due_times,
     pages,
+    send_checks,
     snapshot_insert,
     snapshots,
 )
 
 __all__ = [
+    "APPROVED",
     "STARTABLE",
     "cancel",
     "due_schedules",
@@ -52,23 +54,11 @@ __all__ = [
 ]
 
 # The states a start (or a schedule) accepts: what the review before sending is shown for.
-STARTABLE = (CampaignStatus.DRAFT, CampaignStatus.SCHEDULED)
-
-
-def require_active(page: Page) -> None:
-    """Refuse (409, naming `page_id`) to send through a Page that is not active."""
-    _require_active(page)
-
-
-def _require_active(page: Page) -> None:
-    if page.status is not PageStatus.ACTIVE:
-        raise InvalidState(
-            f"Page {page.name} is {page.status.value}"
-            f"{': ' + page.status_reason if page.status_reason else ''}. Reconnect it with a new "
-            "token ({hint}) before sending.",
-            field="page_id",
-            hint=reconnect_hint(page.id, page.fb_page_id),
-        )
+STARTABLE: tuple[CampaignStatus, ...] = send_checks.STARTABLE
+# Refuse (409, naming `page_id`) to send through a Page that is not active.
+require_active = send_checks.require_active
+# The state the start or schedule an approval makes accepts (services/approvals.py).
+APPROVED = (CampaignStatus.AWAITING_APPROVAL,)
 
 
 async def start(
@@ -81,37 +71,37 @@ async def start(
 
 
 async def start_sliced(
-    session: AsyncSession, actor: Actor, campaign_id: int
+    session: AsyncSession,
+    actor: Actor,
+    campaign_id: int,
+    *,
+    now: datetime | None = None,
+    approved: bool = False,
 ) -> tuple[Campaign, snapshots.Rest | None]:
     """`start`, but a large audience on PostgreSQL gets only its first slice now.
 
     Returns the campaign and, when some of the audience is still to be snapshotted, the
     `snapshots.Rest` that a `snapshot` job must insert with `snapshots.insert_slice` (then
-    `snapshots.finish`).
+    `snapshots.finish`). `approved`: the start an approval makes (services/approvals.py),
+    of a campaign awaiting approval.
     """
-    return await _start(session, actor, campaign_id, now=None, sliced=True)
+    return await _start(session, actor, campaign_id, now=now, sliced=True, approved=approved)
 
 
 async def _start(
-    session: AsyncSession, actor: Actor, campaign_id: int, *, now: datetime | None, sliced: bool
+    session: AsyncSession,
+    actor: Actor,
+    campaign_id: int,
+    *,
+    now: datetime | None,
+    sliced: bool,
+    approved: bool = False,
 ) -> tuple[Campaign, snapshots.Rest | None]:
     now = now or utcnow()
     campaign = await campaigns.get(session, campaign_id)
-    campaigns.require_status(campaign, STARTABLE, "starting")
+    campaigns.require_status(campaign, APPROVED if approved else STARTABLE, "starting")
     page = await pages.get(session, campaign.page_id)
-    _require_active(page)
-    messages = await campaigns.effective_messages(session, campaign)
-    check_policy(campaign.messaging_type, campaign.tag)
-    if campaigns.expired(campaign, now):
-        assert campaign.expires_at is not None
-        raise InvalidState(
-            f"Campaign {campaign.id} expired at {campaign.expires_at.isoformat()}; change expires_at "
-            "or clear it to send.",
-            field="expires_at",
-        )
-    due_times.check_at_start(
-        campaign.local_send_at, *due_times.stored(page.quiet_hours, campaign.send_window), now
-    )
+    messages = await send_checks.check_start(session, campaign, page, now)
     # Issue 21: a segment is evaluated now, with its filter of this moment, and kept; a start
     # refused here leaves it unfrozen (a scheduled campaign stays scheduled and is tried again).
     unfrozen = campaign.audience
@@ -172,30 +162,23 @@ async def _nobody_eligible(
 
 
 async def schedule(
-    session: AsyncSession, actor: Actor, campaign_id: int, *, now: datetime | None = None
+    session: AsyncSession,
+    actor: Actor,
+    campaign_id: int,
+    *,
+    now: datetime | None = None,
+    approved: bool = False,
 ) -> Campaign:
-    """Arm a draft's `scheduled_at`: the campaign starts by itself at that time."""
+    """Arm a draft's `scheduled_at`: the campaign starts by itself at that time.
+    `approved`: the schedule an approval makes, of a campaign awaiting approval."""
     now = now or utcnow()
     campaign = await campaigns.get(session, campaign_id)
-    campaigns.require_status(campaign, STARTABLE, "scheduling")
-    if campaign.scheduled_at is None:
-        raise InvalidState(
-            f"Campaign {campaign.id} has no scheduled_at; set it (PATCH) before scheduling.",
-            field="scheduled_at",
-        )
-    if campaign.scheduled_at <= now:
-        raise InvalidState(
-            f"scheduled_at {campaign.scheduled_at.isoformat()} is in the past; choose a later time "
-            "or start the campaign now.",
-            field="scheduled_at",
-        )
+    campaigns.require_status(campaign, APPROVED if approved else STARTABLE, "scheduling")
     page = await pages.get(session, campaign.page_id)
-    _require_active(page)
-    due_times.check_at_start(  # as the start will (its local time must not pass by then)
-        campaign.local_send_at,
-        *due_times.stored(page.quiet_hours, campaign.send_window),
-        campaign.scheduled_at,
-    )
+    # A time that passed while the campaign awaited approval is the lateness rule's to judge
+    # (`start_scheduled`, run at once by the schedule job), not a refusal.
+    send_checks.check_schedule(campaign, page, now, in_future=not approved)
+    assert campaign.scheduled_at is not None
     campaign.status, campaign.missed, campaign.status_reason = CampaignStatus.SCHEDULED, False, None
     await session.flush()
     await audit.record(
@@ -310,7 +293,7 @@ async def resume(session: AsyncSession, actor: Actor, campaign_id: int) -> Campa
     if campaign.status is CampaignStatus.SENDING:
         return campaign
     campaigns.require_status(campaign, (CampaignStatus.PAUSED,), "resuming")
-    _require_active(await pages.get(session, campaign.page_id))
+    send_checks.require_active(await pages.get(session, campaign.page_id))
     campaign.status, campaign.status_reason, campaign.bad_streak = CampaignStatus.SENDING, None, 0
     campaign.paused_by_page = False
     await session.flush()
@@ -328,12 +311,15 @@ async def cancel(session: AsyncSession, actor: Actor, campaign_id: int) -> Campa
         campaign,
         (
             CampaignStatus.DRAFT,
+            CampaignStatus.AWAITING_APPROVAL,
             CampaignStatus.SCHEDULED,
             CampaignStatus.SENDING,
             CampaignStatus.PAUSED,
         ),
         "cancelling",
     )
+    if campaign.approval_state == "pending":
+        campaign.approval_state = "withdrawn"  # nobody is asked any more
     now = utcnow()
     cancelled = await deliveries.cancel_pending(session, campaign.id, now)
     campaign.status, campaign.completed_at = CampaignStatus.CANCELLED, now
@@ -374,7 +360,7 @@ async def retry_failed(
         session, campaign.id, kinds=kinds, codes=codes, now=utcnow()
     )
     if moved and campaign.status is CampaignStatus.COMPLETED:
-        _require_active(await pages.get(session, campaign.page_id))
+        send_checks.require_active(await pages.get(session, campaign.page_id))
         campaign.status, campaign.completed_at, campaign.status_reason = (
             CampaignStatus.SENDING,
             None,

@@ -83,6 +83,7 @@ async def authenticate(session: AsyncSession, raw: str) -> tuple[Actor, int | No
                 User.email,
                 User.role,
                 User.can_send,
+                User.can_approve,
                 User.is_active,
             )
             .join(User, User.id == ApiToken.user_id)
@@ -93,7 +94,17 @@ async def authenticate(session: AsyncSession, raw: str) -> tuple[Actor, int | No
         raise Unauthorized(
             "The API token is not valid. Create one with `pagecast tokens create --user EMAIL`."
         )
-    token_id, revoked_at, last_used_at, user_id, email, role, can_send, is_active = row
+    (
+        token_id,
+        revoked_at,
+        last_used_at,
+        user_id,
+        email,
+        role,
+        can_send,
+        can_approve,
+        is_active,
+    ) = row
     if revoked_at is not None:
         raise Unauthorized(
             "The API token was revoked. Create a new one with `pagecast tokens create --user EMAIL`."
@@ -101,7 +112,8 @@ async def authenticate(session: AsyncSession, raw: str) -> tuple[Actor, int | No
     if not is_active:
         raise Unauthorized("The user of this API token is deactivated.")
     due = last_used_at is None or utcnow() - last_used_at >= LAST_USED_STEP
-    return Actor.user(user_id, email, role, can_send=can_send), token_id if due else None
+    actor = Actor.user(user_id, email, role, can_send=can_send, can_approve=can_approve)
+    return actor, token_id if due else None
 
 
 async def touch(session: AsyncSession, token_id: int) -> None:

@@ -36,7 +36,9 @@ __all__ = [
 
 
 def actor_for(user: User) -> Actor:
-    return Actor.user(user.id, user.email, user.role, can_send=user.can_send)
+    return Actor.user(
+        user.id, user.email, user.role, can_send=user.can_send, can_approve=user.can_approve
+    )
 
 
 async def count(session: AsyncSession) -> int:
@@ -74,6 +76,7 @@ async def create(session: AsyncSession, actor: Actor, data: UserCreate) -> User:
         email=data.email,
         role=data.role,
         can_send=data.can_send,
+        can_approve=data.can_approve,
         password_hash=await security.PASSWORDS.hash(data.password) if data.password else None,
     )
     session.add(user)

@@ -40,6 +40,7 @@ class Snapshot:
     heartbeat_ages: dict[str, float] = field(default_factory=dict)  # worker id -> seconds
     # as `Queue.metrics` returns them: latency, sends, throttles
     sent: dict[str, dict[str, str]] = field(default_factory=dict)
+    taken_at: datetime = field(default_factory=utcnow)
 
 
 async def snapshot(ctx: AppContext) -> Snapshot:
@@ -54,6 +55,7 @@ async def snapshot(ctx: AppContext) -> Snapshot:
             str(beat["id"]): _age(beat, now) for beat in await ctx.queue.live_workers()
         },
         sent=await ctx.queue.metrics(),
+        taken_at=now,
     )
 
 
@@ -130,6 +132,21 @@ class _Collector(Collector):
         for state, n in db.webhook_endpoints.items():
             endpoints.add_metric([state], n)
         yield endpoints
+        awaiting = GaugeMetricFamily(
+            "pagecast_campaigns_awaiting_approval",
+            "Campaigns awaiting a second person's approval before they start or are "
+            "scheduled, by Page.",
+            labels=["page"],
+        )
+        for page in sorted(db.page_status):
+            awaiting.add_metric([page], db.awaiting_approval.get(page, 0))
+        yield awaiting
+        oldest = db.oldest_approval_request
+        yield GaugeMetricFamily(
+            "pagecast_approval_oldest_request_age_seconds",
+            "Seconds since the oldest request for approval still waiting was made (0: none).",
+            value=max(0.0, (self._figures.taken_at - oldest).total_seconds()) if oldest else 0.0,
+        )
 
         queue_jobs = GaugeMetricFamily(
             "pagecast_queue_jobs",

@@ -150,6 +150,10 @@ class UserOut(_Out):
     email: str
     role: Role
     can_send: bool
+    can_approve: bool = Field(
+        description="Whether the user may approve others' campaigns (campaigns:approve; "
+        "managers and admins unless an admin withdrew it)."
+    )
     is_active: bool
     timezone: str = Field(
         description="IANA zone the dashboard shows times in and reads the schedule field in "
@@ -275,6 +279,11 @@ class PageOut(_Out):
         None,
         description="At most `messages` campaign messages per person in `days` days; "
         "null: no cap (issue 20).",
+    )
+    approval_threshold: int | None = Field(
+        None,
+        description="Campaigns to more than this many people need approval (0: all; null: "
+        "none; issue 22).",
     )
     quiet_hours: dict[str, str] | None = Field(
         description='{"start": "21:00", "end": "08:00"} in each recipient\'s zone, or null.'
@@ -402,6 +411,13 @@ class CampaignOut(_Out):
     )
     series_id: int | None = Field(description="The series this campaign is a run of (issue 20).")
     run_at: datetime | None
+    approval: dict[str, Any] | None = Field(
+        None,
+        description="Two-person approval (issue 22), null if never asked: state (pending, "
+        "approved, rejected, withdrawn), ask (start, schedule), scheduled_at (of a schedule "
+        "ask), people (eligible when asked), requested_by/_id/_at (the author, who may not "
+        "decide), decided_by/_id/_at and comment. The history: GET /api/campaigns/{id}/audit.",
+    )
 
 
 class WarningOut(_Out):

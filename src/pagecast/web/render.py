@@ -145,6 +145,7 @@ def user(row: User) -> dict[str, Any]:
         "email": row.email,
         "role": row.role.value,
         "can_send": row.can_send,
+        "can_approve": row.can_approve,
         "is_active": row.is_active,
         "timezone": row.timezone,
         "created_at": _time(row.created_at),
@@ -191,6 +192,7 @@ def page(row: Page) -> dict[str, Any]:
         "opt_out_keywords": row.opt_out_keywords,
         "timezone": row.timezone,
         "frequency_cap": row.frequency_cap,
+        "approval_threshold": row.approval_threshold,
         "quiet_hours": row.quiet_hours,
         "created_at": _time(row.created_at),
         "updated_at": _time(row.updated_at),
@@ -290,6 +292,26 @@ def campaign(row: Campaign, counts: dict[str, int]) -> dict[str, Any]:
         "archived_at": _time(row.archived_at),  # issue 21: out of the default list
         "series_id": row.series_id,  # issue 20: a run of a series
         "run_at": _time(row.run_at),
+        "approval": approval(row),  # issue 22
+    }
+
+
+def approval(row: Campaign) -> dict[str, Any] | None:
+    """A campaign's approval request and decision (issue 22), or None if never asked."""
+    if row.approval_state is None:
+        return None
+    return {
+        "state": row.approval_state,
+        "ask": row.approval_ask,
+        "scheduled_at": _time(row.scheduled_at) if row.approval_ask == "schedule" else None,
+        "people": row.approval_people,
+        "requested_by": row.approval_requested_by,
+        "requested_by_id": row.approval_requested_by_id,
+        "requested_at": _time(row.approval_requested_at),
+        "decided_by": row.approval_decided_by,
+        "decided_by_id": row.approval_decided_by_id,
+        "decided_at": _time(row.approval_decided_at),
+        "comment": row.approval_comment,
     }
 
 

@@ -1,7 +1,7 @@
 """audit_indexes: the audit log's filters read their newest entries from an index
 
 Revision ID: 0030
-Revises: 0028
+Revises: 0029
 Create Date: 2026-12-06 09:40:00.000000
 
 Issue 22. `GET /api/audit` lists the entries a filter matches newest first, by id (keyset).
@@ -16,7 +16,7 @@ from __future__ import annotations
 from alembic import op
 
 revision = "0030"
-down_revision = "0028"
+down_revision = "0029"
 branch_labels = None
 depends_on = None
 

@@ -15,11 +15,13 @@ from pagecast import actions, tester_sends
 from pagecast.models import Campaign, CampaignStatus
 from pagecast.permissions import Actor, Permission
 from pagecast.schemas import (
+    ApproveBody,
     CampaignCreate,
     CampaignUpdate,
     Id,
     Int32,
     Line,
+    RejectBody,
     SendTestBody,
     WinnerBody,
 )
@@ -34,6 +36,7 @@ _EVENT_INTERVAL = 1.0
 Reader = Annotated[Actor, require(Permission.CAMPAIGNS_READ)]
 Writer = Annotated[Actor, require(Permission.CAMPAIGNS_WRITE)]
 Sender = Annotated[Actor, require(Permission.CAMPAIGNS_SEND)]
+Approver = Annotated[Actor, require(Permission.CAMPAIGNS_APPROVE)]
 _ACTION = documented(openapi.CampaignOut, 409, 503)  # actions need Redis (503 without)
 
 
@@ -192,15 +195,38 @@ async def campaign_audit(campaign_id: Id, actor: Reader, ctx: ContextDep) -> dic
     "/campaigns/{campaign_id}/start", **documented(openapi.CampaignOut, 409, 503, status=202)
 )
 async def start_campaign(campaign_id: Id, actor: Sender, ctx: ContextDep) -> dict[str, Any]:
-    """Snapshot the audience and start sending; 503 (and nothing changed) when Redis is down."""
+    """Snapshot the audience and start sending; 503 (and nothing changed) when Redis is down.
+    When the Page's `approval_threshold` applies, the campaign is `awaiting_approval`
+    instead, with nothing snapshotted (issue 22)."""
     campaign = await actions.start(ctx, actor, campaign_id)
     return render.campaign(campaign, campaigns.counts(campaign))
 
 
 @router.post("/campaigns/{campaign_id}/schedule", **_ACTION)
 async def schedule_campaign(campaign_id: Id, actor: Sender, ctx: ContextDep) -> dict[str, Any]:
-    """Start the campaign by itself at its `scheduled_at` (set it with PATCH first)."""
+    """Start the campaign by itself at its `scheduled_at` (set it with PATCH first); or
+    `awaiting_approval` when the Page's `approval_threshold` applies (issue 22)."""
     campaign = await actions.schedule(ctx, actor, campaign_id)
+    return render.campaign(campaign, campaigns.counts(campaign))
+
+
+@router.post("/campaigns/{campaign_id}/approve", **_ACTION)
+async def approve_campaign(
+    campaign_id: Id, body: ApproveBody, actor: Approver, ctx: ContextDep
+) -> dict[str, Any]:
+    """Approve a campaign awaiting approval (issue 22): it starts, or is scheduled, as its
+    author asked. 403 for its author (two-person approval); 409 when not awaiting approval."""
+    campaign = await actions.approve(ctx, actor, campaign_id, body.comment)
+    return render.campaign(campaign, campaigns.counts(campaign))
+
+
+@router.post("/campaigns/{campaign_id}/reject", **documented(openapi.CampaignOut, 409))
+async def reject_campaign(
+    campaign_id: Id, body: RejectBody, actor: Approver, ctx: ContextDep
+) -> dict[str, Any]:
+    """Reject a campaign awaiting approval (issue 22): a draft again, with the `comment` shown
+    to its author. 403 for its author; 409 when not awaiting approval."""
+    campaign = await actions.reject(ctx, actor, campaign_id, body.comment)
     return render.campaign(campaign, campaigns.counts(campaign))
 
 

@@ -27,7 +27,7 @@ from pagecast.graph.errors import code_text
 from pagecast.models import User
 from pagecast.permissions import Actor, Permission
 from pagecast.services import audit_list, users, webhook_endpoints
-from pagecast.web.dashboard import times
+from pagecast.web.dashboard import approvals, times
 from pagecast.web.deps import CSRF_HEADER, SESSION_COOKIE, ContextDep, session_user
 from pagecast.web.sending_check import sending_check
 
@@ -90,6 +90,8 @@ async def current_viewer(request: Request, ctx: ContextDep, background: Backgrou
         # pages only: HTMX fragments, such as a campaign panel's refresh, have no banner).
         async with ctx.db.reading() as session:
             request.state.webhooks_off = await webhook_endpoints.disabled_by_rule(session)
+    # Issue 22: the nav badge of campaigns awaiting this viewer's approval.
+    request.state.approvals_waiting = await approvals.waiting_for(ctx, actor)
     return Viewer(actor=actor, user=user, csrf=csrf, session_id=session_id)
 
 
@@ -132,6 +134,7 @@ def page(
             "demo": getattr(request.app.state, "demo", False),
             "sending_problem": getattr(request.state, "sending_problem", None),
             "webhooks_off": getattr(request.state, "webhooks_off", None),
+            "approvals_waiting": getattr(request.state, "approvals_waiting", 0),
             **context,
         },
         status_code=status_code,

@@ -36,7 +36,7 @@ from pagecast.services import (
     testers,
 )
 from pagecast.web import charts, render
-from pagecast.web.dashboard import explain, times
+from pagecast.web.dashboard import approvals, explain, times
 from pagecast.web.dashboard.base import DashboardRoute, ViewerDep, page, redirect
 from pagecast.web.deps import ContextDep
 
@@ -45,6 +45,9 @@ router = APIRouter(route_class=DashboardRoute, include_in_schema=False)
 # Which buttons a campaign in a state shows: (action, label, confirmation question).
 _ACTIONS: dict[CampaignStatus, list[tuple[str, str, str]]] = {
     CampaignStatus.DRAFT: [("start", "Start sending", "Start sending this campaign now?")],
+    CampaignStatus.AWAITING_APPROVAL: [
+        ("cancel", "Cancel", "Cancel the campaign? Its approval request is withdrawn."),
+    ],
     CampaignStatus.SCHEDULED: [
         ("start", "Send now", "Start sending this campaign now, before its time?"),
         ("cancel", "Cancel", "Cancel the scheduled campaign?"),
@@ -198,7 +201,8 @@ async def _detail_context(ctx: Any, viewer: Any, campaign_id: int) -> dict[str, 
         retryable = await retry_rule.count(session, campaign.id)
         engaged = await engagement.counts(session, campaign.id)
         waiting = await due_plan.count_waiting(session, campaign, utcnow())
-        before = campaign.status in sending.STARTABLE
+        # Issue 22: an approver reviews what approval would send.
+        before = campaign.status in (*sending.STARTABLE, *sending.APPROVED)
         warnings = (
             await audience.tag_warnings(session, campaign.page_id, campaign.audience)
             if before
@@ -213,6 +217,8 @@ async def _detail_context(ctx: Any, viewer: Any, campaign_id: int) -> dict[str, 
         )
         experiment = await experiments.report(session, campaign)  # A/B: by variant
     shown = allowed_actions(viewer, campaign, found.preview.eligible if found else None, retryable)
+    if found is not None:  # issue 22: Start and Schedule say when they ask for approval
+        shown = approvals.asking(shown, page_row.approval_threshold, found.preview.eligible)
     return {
         "campaign": campaign,
         "page_row": page_row,
@@ -236,6 +242,7 @@ async def _detail_context(ctx: Any, viewer: Any, campaign_id: int) -> dict[str, 
         "editable": campaign.status in campaigns.EDITABLE
         and viewer.can(Permission.CAMPAIGNS_WRITE),
         "experiment": experiment,
+        "approval": approvals.panel(viewer.actor, campaign),
     }
 
 
@@ -342,9 +349,12 @@ async def campaign_action(
     """start, schedule, pause, resume, cancel, retry-failed (campaigns:send); duplicate,
     archive, unarchive and delete (campaigns:write; from the list, back to it)."""
     actor = viewer.actor
-    actor.require(
-        Permission.CAMPAIGNS_WRITE if action in _WRITE_ACTIONS else Permission.CAMPAIGNS_SEND
-    )
+    if action in approvals.DECISIONS:  # issue 22: approve, reject (campaigns:approve)
+        actor.require(Permission.CAMPAIGNS_APPROVE)
+    else:
+        actor.require(
+            Permission.CAMPAIGNS_WRITE if action in _WRITE_ACTIONS else Permission.CAMPAIGNS_SEND
+        )
     if action == "duplicate":
         async with ctx.db.transaction() as session:
             copy = await campaigns.duplicate(session, actor, campaign_id)
@@ -354,10 +364,14 @@ async def campaign_action(
             await _LIST_ACTIONS[action](session, actor, campaign_id)
         back = str((await request.form()).get("back", ""))
         return redirect(back if back.startswith("/campaigns") else "/campaigns")
-    if action not in _SEND_ACTIONS:
+    if action not in _SEND_ACTIONS and action not in approvals.DECISIONS:
         raise NotFound(f"Unknown campaign action {action!r}.")
     try:
-        await _act(ctx, actor, action, campaign_id, str((await request.form()).get("key", "")))
+        if action in approvals.DECISIONS:
+            await approvals.decide(ctx, actor, campaign_id, action, await request.form())
+        else:
+            form = await request.form()
+            await _act(ctx, actor, action, campaign_id, str(form.get("key", "")))
     except PagecastError as exc:
         if exc.status_code in (401, 403, 404):
             raise

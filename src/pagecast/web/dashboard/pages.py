@@ -139,6 +139,8 @@ async def update_page(
     body: dict[str, Any] = {k: v for k, v in changes.items() if v is not None}
     if "cap_messages" in form or "cap_days" in form:
         body["frequency_cap"] = _frequency_cap(form)
+    if "approval_threshold" in form:  # issue 22: empty turns approval off
+        body["approval_threshold"] = str(form.get("approval_threshold", "")).strip() or None
     try:
         data = PageUpdate.model_validate(body | quiet_hours_form.changes(form))
         async with ctx.db.transaction() as session:

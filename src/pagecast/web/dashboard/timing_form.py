@@ -41,6 +41,10 @@ def values_of(campaign: Campaign) -> dict[str, Any]:
 
 def keep_started(fields: dict[str, Any], campaign: Campaign) -> None:
     """A started campaign's due times are written: its form sends none (disabled fields)."""
-    if campaign.status not in (CampaignStatus.DRAFT, CampaignStatus.SCHEDULED):
+    if campaign.status not in (
+        CampaignStatus.DRAFT,
+        CampaignStatus.AWAITING_APPROVAL,
+        CampaignStatus.SCHEDULED,
+    ):
         for name in FIELD_ERRORS:
             fields.pop(name, None)

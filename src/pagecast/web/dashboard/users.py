@@ -103,6 +103,7 @@ async def create_user(request: Request, viewer: ViewerDep, ctx: ContextDep) -> R
             role=Role(str(form.get("role", "viewer"))),
             password=str(form.get("password", "")) or None,
             can_send=form.get("can_send") == "on",
+            can_approve=form.get("can_approve") == "on",
         )
         async with ctx.db.transaction() as session:
             await users.create(session, viewer.actor, data)
@@ -118,12 +119,13 @@ async def create_user(request: Request, viewer: ViewerDep, ctx: ContextDep) -> R
 async def update_user(
     user_id: Id, request: Request, viewer: ViewerDep, ctx: ContextDep
 ) -> Response:
-    """Change the role, the send permission, or (de)activate."""
+    """Change the role, the send or approve permission, or (de)activate."""
     viewer.actor.require(Permission.USERS_MANAGE)
     form = await request.form()
     try:
         fields: dict[str, Any] = {
             "can_send": form.get("can_send") == "on",
+            "can_approve": form.get("can_approve") == "on",  # issue 22
             "is_active": form.get("is_active") == "on",
         }
         if form.get("role"):  # left out when not given: null is refused
