@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete as sql_delete
@@ -17,7 +18,7 @@ from pagecast.errors import Conflict, InvalidInput, NotFound
 from pagecast.models import Campaign, Contact, Delivery, DeliveryStatus, Tag, contact_tags, utcnow
 from pagecast.permissions import Actor
 from pagecast.schemas import ContactCreate, ContactUpdate
-from pagecast.services import pages
+from pagecast.services import contact_events, pages
 from pagecast.services.counters import shift
 
 __all__ = [
@@ -145,6 +146,7 @@ async def create(session: AsyncSession, actor: Actor, page_id: int, data: Contac
     session.add(contact)
     await session.flush()
     await _set_tags(session, contact, data.tags or [])
+    await _opted_out(session, contact, None)
     return contact
 
 
@@ -154,11 +156,25 @@ async def update(
     contact = await get(session, contact_id)
     changes = data.model_dump(exclude_unset=True)
     tags = changes.get("tags")
+    was = contact.opted_out_at
     _apply(contact, changes)
     await session.flush()
     if tags is not None:
         await _set_tags(session, contact, tags)
+    await _opted_out(session, contact, was)
     return contact
+
+
+async def _opted_out(session: AsyncSession, contact: Contact, was: datetime | None) -> None:
+    """`contact.opted_out` when a person's change opted the contact out."""
+    if was is None and contact.opted_out_at is not None:
+        await contact_events.opted_out(
+            session,
+            contact.page_id,
+            [(contact.id, contact.psid)],
+            contact.opted_out_at,
+            contact_events.Source.PERSON,
+        )
 
 
 async def delete(session: AsyncSession, actor: Actor, contact_id: int) -> None:

@@ -27,9 +27,11 @@ from pagecast.schemas import check_policy
 from pagecast.services import (
     audience,
     audit,
+    campaign_events,
     campaigns,
     deliveries,
     due_times,
+    page_events,
     pages,
     snapshot_insert,
     snapshots,
@@ -72,11 +74,19 @@ def _require_active(page: Page) -> None:
 
 
 async def start(
-    session: AsyncSession, actor: Actor, campaign_id: int, *, now: datetime | None = None
+    session: AsyncSession,
+    actor: Actor,
+    campaign_id: int,
+    *,
+    now: datetime | None = None,
+    scheduled: bool = False,
 ) -> Campaign:
     """Snapshot the audience into deliveries and mark the campaign `sending`; a campaign
-    that would reach nobody now is refused (`NobodyEligible`) and left as it was."""
-    campaign, _ = await _start(session, actor, campaign_id, now=now, sliced=False)
+    that would reach nobody now is refused (`NobodyEligible`) and left as it was.
+    `scheduled`: its schedule started it (the `campaign.started` event says so)."""
+    campaign, _ = await _start(
+        session, actor, campaign_id, now=now, sliced=False, scheduled=scheduled
+    )
     return campaign
 
 
@@ -89,11 +99,17 @@ async def start_sliced(
     `snapshots.Rest` that a `snapshot` job must insert with `snapshots.insert_slice` (then
     `snapshots.finish`).
     """
-    return await _start(session, actor, campaign_id, now=None, sliced=True)
+    return await _start(session, actor, campaign_id, now=None, sliced=True, scheduled=False)
 
 
 async def _start(
-    session: AsyncSession, actor: Actor, campaign_id: int, *, now: datetime | None, sliced: bool
+    session: AsyncSession,
+    actor: Actor,
+    campaign_id: int,
+    *,
+    now: datetime | None,
+    sliced: bool,
+    scheduled: bool,
 ) -> tuple[Campaign, snapshots.Rest | None]:
     now = now or utcnow()
     campaign = await campaigns.get(session, campaign_id)
@@ -143,6 +159,7 @@ async def _start(
         details=counts,
     )
     await session.refresh(campaign)
+    await campaign_events.started(session, campaign, scheduled=scheduled)
     return campaign, rest
 
 
@@ -256,7 +273,7 @@ async def start_scheduled(
         await session.flush()
         return None
     try:
-        return await start(session, Actor.system(), campaign_id, now=now)
+        return await start(session, Actor.system(), campaign_id, now=now, scheduled=True)
     except InvalidState as exc:
         campaign.status_reason = f"Scheduled start failed: {exc.message}"
         await session.flush()
@@ -288,6 +305,7 @@ async def pause(
     ):
         return campaign
     campaigns.require_status(campaign, (CampaignStatus.SENDING, CampaignStatus.PAUSED), "pausing")
+    was_sending = campaign.status is CampaignStatus.SENDING
     campaign.status, campaign.status_reason = (
         CampaignStatus.PAUSED,
         reason or f"Paused by {actor.name}",
@@ -302,6 +320,15 @@ async def pause(
         object_id=campaign.id,
         details={"reason": campaign.status_reason},
     )
+    if was_sending:  # a person re-pausing what its Page's stop paused changes no state
+        cause = (
+            campaign_events.PauseCause.PAGE
+            if by_page
+            else campaign_events.PauseCause.PERSON
+            if actor.user_id is not None
+            else campaign_events.PauseCause.BREAKER
+        )
+        await campaign_events.paused(session, campaign, cause, campaign.status_reason)
     return campaign
 
 
@@ -317,6 +344,7 @@ async def resume(session: AsyncSession, actor: Actor, campaign_id: int) -> Campa
     await audit.record(
         session, actor, "campaign.resumed", object_type="campaign", object_id=campaign.id
     )
+    await campaign_events.resumed(session, campaign, after="pause")
     return campaign
 
 
@@ -348,6 +376,9 @@ async def cancel(session: AsyncSession, actor: Actor, campaign_id: int) -> Campa
         details={"cancelled_deliveries": cancelled},
     )
     await session.refresh(campaign)
+    await campaign_events.cancelled(
+        session, campaign, campaign_events.CancelCause.PERSON, campaign.status_reason
+    )
     return campaign
 
 
@@ -373,7 +404,8 @@ async def retry_failed(
     moved = await deliveries.retry_failed(
         session, campaign.id, kinds=kinds, codes=codes, now=utcnow()
     )
-    if moved and campaign.status is CampaignStatus.COMPLETED:
+    reopened = bool(moved) and campaign.status is CampaignStatus.COMPLETED
+    if reopened:
         _require_active(await pages.get(session, campaign.page_id))
         campaign.status, campaign.completed_at, campaign.status_reason = (
             CampaignStatus.SENDING,
@@ -393,6 +425,8 @@ async def retry_failed(
         details={"deliveries": moved, "kinds": list(kinds or []), "codes": list(codes or [])},
     )
     await session.refresh(campaign)
+    if reopened:
+        await campaign_events.resumed(session, campaign, after="retry_failed")
     return campaign, moved
 
 
@@ -419,6 +453,7 @@ async def finish_if_done(session: AsyncSession, campaign_id: int) -> bool:
             object_type="campaign",
             object_id=campaign_id,
         )
+        await campaign_events.completed(session, campaign_id)
     return done
 
 
@@ -429,7 +464,9 @@ async def stop_page(
     `pause` (audited per campaign, for the system, flagged `paused_by_page`); returns their
     ids. The stop itself is audited as `page.stopped`."""
     page = await pages.get(session, page_id)
+    was = page.status
     page.status, page.status_reason = status, reason
+    await page_events.status_changed(session, page, was)
     # Locked in id order (as every writer of several campaigns takes them); one cancelled
     # or completed before its lock came is no longer the stop's to pause.
     found = list(
