@@ -12,15 +12,18 @@ import asyncio
 import itertools
 import time
 from datetime import datetime, timedelta
+from typing import Any
 
 import httpx
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 import test_sending
-from factories import engine_settings
+from factories import connected_page, engine_settings
 from pagecast.context import AppContext
 from pagecast.db import Database
-from pagecast.models import OutboundEvent, utcnow
+from pagecast.models import Campaign, CampaignStatus, OutboundEvent, utcnow
+from pagecast.security import Vault
+from pagecast.services import campaign_events
 from pagecast.settings import Settings
 from pagecast.worker import build
 from pagecast.worker.state import Clock
@@ -62,6 +65,9 @@ async def test_the_breaker_pauses_with_reason_breaker_once(
     await manager.post(f"/api/campaigns/{campaign_id}/start")
     async with RunningWorker(sending_settings, db):
         await wait_for(manager, campaign_id, {"paused"})
+    with_progress = [t for t, _, _ in await events(db, progress=True)]
+    # The chunk that paused it (and any chunk written after) reports no progress.
+    assert with_progress[-1] == "campaign.paused"
     found = await events(db)
     assert kinds(found) == [
         ("campaign.created", campaign_id),
@@ -213,3 +219,43 @@ async def test_progress_comes_at_most_every_ten_seconds_whichever_worker_writes(
     assert last["counts"]["total"] == 80 and rows[-1].campaign_id == campaign_id
     found = await events(db, progress=True)
     assert found[-1][0] == "campaign.completed"  # nothing after the end
+
+
+async def test_progress_is_due_ten_seconds_after_the_last_and_only_while_sending(
+    db: Database, vault: Vault
+) -> None:
+    """The rule itself, at times given by the caller (the worker passes its clock's)."""
+    page = await connected_page(db, vault)
+    at = utcnow()
+    async with db.transaction() as session:
+        campaign = Campaign(
+            name="Rule",
+            page_id=page.id,
+            content={"text": "hi"},
+            audience={"type": "all"},
+            status=CampaignStatus.SENDING,
+            n_total=4,
+            n_pending=3,
+            n_sent=1,
+        )
+        session.add(campaign)
+        await session.flush()
+        campaign_id = campaign.id
+
+    async def progress(seconds: float) -> dict[str, Any] | None:
+        async with db.transaction() as session:
+            event = await campaign_events.progress(
+                session, campaign_id, now=at + timedelta(seconds=seconds)
+            )
+            return None if event is None else dict(event.data)
+
+    first = await progress(0)
+    assert first is not None and first["percent"] == 25.0
+    assert first["counts"]["pending"] == 3 and first["counts"]["sent"] == 1
+    assert await progress(9.9) is None
+    assert await progress(10) is not None
+    async with db.transaction() as session:
+        await session.execute(
+            update(Campaign).where(Campaign.id == campaign_id).values(status=CampaignStatus.PAUSED)
+        )
+    assert await progress(60) is None

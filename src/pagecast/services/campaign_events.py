@@ -142,6 +142,7 @@ async def resumed(session: AsyncSession, campaign: Campaign, *, after: str) -> O
 
 async def completed(session: AsyncSession, campaign_id: int) -> OutboundEvent:
     """Nothing is left to send: the final counts (reached: sent, delivered or read)."""
+    await session.flush()  # a re-read must not drop a change not written yet
     campaign = await session.get(Campaign, campaign_id, populate_existing=True)
     assert campaign is not None
     counts = _counts(campaign)
@@ -180,6 +181,7 @@ async def progress(
     )
     if last is not None and now - last < PROGRESS_EVERY:
         return None
+    await session.flush()
     campaign = await session.get(Campaign, campaign_id, populate_existing=True)
     if campaign is None or campaign.status is not CampaignStatus.SENDING:
         return None
