@@ -259,3 +259,38 @@ async def test_progress_is_due_ten_seconds_after_the_last_and_only_while_sending
             update(Campaign).where(Campaign.id == campaign_id).values(status=CampaignStatus.PAUSED)
         )
     assert await progress(60) is None
+
+
+async def test_the_endpoints_are_read_once_per_event_never_per_delivery(
+    admin: httpx.AsyncClient,
+    manager: httpx.AsyncClient,
+    sim: httpx.AsyncClient,
+    sending_settings: Settings,
+    db: Database,
+) -> None:
+    """The sending path's cost: 120 deliveries in 5 chunks read the endpoints once for each
+    event (started, at most one progress in these few seconds, completed), not per chunk or
+    per delivery."""
+    from sqlalchemy import event as sa_event
+
+    page_id = await setup_page(admin, sim)
+    await add_people(sim, manager, page_id, 120)
+    campaign_id = await new_campaign(manager, page_id)
+    reads: list[str] = []
+
+    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if "FROM webhook_endpoints" in statement:
+            reads.append(statement)
+
+    engine = db.engine.sync_engine
+    sa_event.listen(engine, "before_cursor_execute", count)
+    try:
+        await manager.post(f"/api/campaigns/{campaign_id}/start")
+        async with RunningWorker(sending_settings, db):
+            await wait_for(manager, campaign_id, {"completed"})
+    finally:
+        sa_event.remove(engine, "before_cursor_execute", count)
+    written = [t for t, _, _ in await events(db, progress=True)][1:]  # after created
+    assert written[0] == "campaign.started" and written[-1] == "campaign.completed"
+    assert len(written) <= 3
+    assert len(reads) == len(written)
