@@ -287,11 +287,13 @@ async def pause(
     *,
     reason: str | None = None,
     by_page: bool = False,
+    by_breaker: bool = False,
 ) -> Campaign:
     """Pause a sending campaign (idempotent) with the reason shown to its users; an audit
     entry records who paused it and why. The user's pause, the circuit breaker, a spam
     warning (services/breaker.py) and a Page's stop (`stop_page`, `by_page`: the campaign
-    resumes with its Page, services/policy.py) all pause through here."""
+    resumes with its Page, services/policy.py) all pause through here; `by_breaker` says
+    the breaker or the spam warning paused it (the `campaign.paused` event's reason)."""
     # Read fresh and locked: the worker pauses in the transaction that wrote its results.
     campaign = await session.get(
         Campaign, campaign_id, populate_existing=True, with_for_update=True
@@ -324,9 +326,9 @@ async def pause(
         cause = (
             campaign_events.PauseCause.PAGE
             if by_page
-            else campaign_events.PauseCause.PERSON
-            if actor.user_id is not None
             else campaign_events.PauseCause.BREAKER
+            if by_breaker
+            else campaign_events.PauseCause.PERSON
         )
         await campaign_events.paused(session, campaign, cause, campaign.status_reason)
     return campaign
