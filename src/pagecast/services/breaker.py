@@ -92,5 +92,5 @@ async def stop(session: AsyncSession, campaign_id: int, reason: str) -> str | No
     status = await session.scalar(select(Campaign.status).where(Campaign.id == campaign_id))
     if status is not CampaignStatus.SENDING:
         return None
-    await sending.pause(session, Actor.system(), campaign_id, reason=reason)
+    await sending.pause(session, Actor.system(), campaign_id, reason=reason, by_breaker=True)
     return reason

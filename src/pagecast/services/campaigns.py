@@ -28,6 +28,7 @@ from pagecast.services import (
     approval_requests,
     audience,
     audit,
+    campaign_events,
     content,
     due_times,
     pages,
@@ -311,13 +312,21 @@ def _columns(data: CampaignCreate) -> dict[str, Any]:
 
 
 async def create(
-    session: AsyncSession, actor: Actor, data: CampaignCreate, *, now: datetime | None = None
+    session: AsyncSession,
+    actor: Actor,
+    data: CampaignCreate,
+    *,
+    now: datetime | None = None,
+    series_run: tuple[int, datetime] | None = None,
 ) -> Campaign:
-    """A new draft; a `scheduled_at` already past (at `now`) is refused."""
+    """A new draft; a `scheduled_at` already past (at `now`) is refused. `series_run`: the
+    series and run time it is a run of (services/series_runs.py)."""
     check_schedule(data.scheduled_at, now or utcnow())
     due_times.check_local_send_at(data.local_send_at, now or utcnow(), data.scheduled_at)
     await _validate(session, data)
     campaign = Campaign(**_columns(data), status=CampaignStatus.DRAFT, created_by_id=actor.user_id)
+    if series_run is not None:
+        campaign.series_id, campaign.run_at = series_run
     variants.prepare(campaign)
     session.add(campaign)
     await session.flush()
@@ -329,6 +338,7 @@ async def create(
         object_id=campaign.id,
         details={"name": campaign.name},
     )
+    await campaign_events.created(session, campaign)
     return campaign
 
 
@@ -515,6 +525,7 @@ async def duplicate(
         object_id=copy.id,
         details={"from": source.id},
     )
+    await campaign_events.created(session, copy, copied_from=source.id)
     return copy
 
 

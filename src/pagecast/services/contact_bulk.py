@@ -20,7 +20,7 @@ from pagecast.db import Database
 from pagecast.errors import InvalidInput
 from pagecast.models import Contact, contact_tags
 from pagecast.permissions import Actor
-from pagecast.services import audit, contact_filter, contacts, pages
+from pagecast.services import audit, contact_events, contact_filter, contacts, pages
 
 __all__ = ["BATCH", "apply"]
 
@@ -44,17 +44,34 @@ async def _check_ids(session: AsyncSession, page_id: int, ids: list[int]) -> Non
 
 
 async def _apply_batch(
-    session: AsyncSession, body: ContactBulk, batch: list[int], tag_id: int | None, now: datetime
+    session: AsyncSession,
+    page_id: int,
+    body: ContactBulk,
+    batch: list[int],
+    tag_id: int | None,
+    now: datetime,
 ) -> int:
     if body.action == "opt_out":
-        done = await session.execute(
-            update(Contact)
-            .where(Contact.id.in_(batch), Contact.opted_out_at.is_(None))
-            # As an opt-out keyword does: an opt-in keyword written before `now` and
-            # arriving late does not undo it (services/inbound.keywords).
-            .values(opted_out_at=now, consent_changed_at=now, updated_at=now)
+        changed = list(
+            await session.execute(
+                update(Contact)
+                .where(Contact.id.in_(batch), Contact.opted_out_at.is_(None))
+                # As an opt-out keyword does: an opt-in keyword written before `now` and
+                # arriving late does not undo it (services/inbound.keywords).
+                .values(opted_out_at=now, consent_changed_at=now, updated_at=now)
+                .returning(Contact.id, Contact.psid)
+            )
         )
-    elif body.action == "tag":
+        changed.sort()
+        await contact_events.opted_out(
+            session,
+            page_id,
+            [(contact_id, psid) for contact_id, psid in changed],
+            now,
+            contact_events.Source.BULK,
+        )
+        return len(changed)
+    if body.action == "tag":
         has_it = exists().where(
             contact_tags.c.contact_id == Contact.id, contact_tags.c.tag_id == tag_id
         )
@@ -112,7 +129,7 @@ async def apply(db: Database, actor: Actor, page_id: int, body: ContactBulk, now
                 )
                 if not batch:
                     break
-                changed += await _apply_batch(session, body, batch, tag_id, now)
+                changed += await _apply_batch(session, page_id, body, batch, tag_id, now)
             after = batch[-1]
         finished = True
     finally:  # the batches done are audited even when a later one fails

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete as sql_delete
@@ -17,7 +18,7 @@ from pagecast.errors import Conflict, InvalidInput, NotFound
 from pagecast.models import Campaign, Contact, Delivery, DeliveryStatus, Tag, contact_tags, utcnow
 from pagecast.permissions import Actor
 from pagecast.schemas import ContactCreate, ContactUpdate
-from pagecast.services import audit, pages
+from pagecast.services import audit, contact_events, pages
 from pagecast.services.counters import shift
 
 __all__ = [
@@ -153,6 +154,7 @@ async def create(session: AsyncSession, actor: Actor, page_id: int, data: Contac
         object_id=contact.id,
         details={"page_id": page.id, "psid": contact.psid, "name": _name(contact)},
     )
+    await _opted_out(session, contact, None)
     return contact
 
 
@@ -184,6 +186,7 @@ async def update(
     before = _audited(contact)
     changes = data.model_dump(exclude_unset=True)
     tags = changes.get("tags")
+    was = contact.opted_out_at
     _apply(contact, changes)
     await session.flush()
     if tags is not None:
@@ -206,7 +209,20 @@ async def update(
             "changes": found,
         },
     )
+    await _opted_out(session, contact, was)
     return contact
+
+
+async def _opted_out(session: AsyncSession, contact: Contact, was: datetime | None) -> None:
+    """`contact.opted_out` when a person's change opted the contact out."""
+    if was is None and contact.opted_out_at is not None:
+        await contact_events.opted_out(
+            session,
+            contact.page_id,
+            [(contact.id, contact.psid)],
+            contact.opted_out_at,
+            contact_events.Source.PERSON,
+        )
 
 
 async def delete(session: AsyncSession, actor: Actor, contact_id: int) -> None:

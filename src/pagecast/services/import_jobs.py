@@ -22,7 +22,7 @@ from pagecast.db import rowcount
 from pagecast.errors import Hint, InvalidState, NotFound
 from pagecast.models import ContactImport, ImportState, utcnow
 from pagecast.permissions import Actor
-from pagecast.services import audit, pages
+from pagecast.services import audit, outbound_events, pages
 from pagecast.services.contact_import import MAX_ERRORS_LISTED, RowError
 
 __all__ = [
@@ -48,7 +48,7 @@ _INTERRUPTED = (
 async def expire_stale(session: AsyncSession, now: datetime | None = None) -> None:
     """Mark running imports whose process stopped heartbeating as `interrupted`."""
     now = now or utcnow()
-    await session.execute(
+    ended = await session.scalars(
         update(ContactImport)
         .where(
             ContactImport.state == ImportState.RUNNING,
@@ -59,7 +59,11 @@ async def expire_stale(session: AsyncSession, now: datetime | None = None) -> No
             finished_at=ContactImport.heartbeat_at,
             error=_INTERRUPTED,
         )
+        .returning(ContactImport)
+        .execution_options(populate_existing=True)
     )
+    for job in sorted(ended, key=lambda j: j.id):
+        await _emit_ended(session, job)
 
 
 async def start(
@@ -180,12 +184,16 @@ async def finish(
 ) -> None:
     """End a running import (`completed`, `failed` or `interrupted`) and audit its counts."""
     now = now or utcnow()
-    await session.execute(
-        update(ContactImport)
-        .where(ContactImport.id == import_id, ContactImport.state == ImportState.RUNNING)
-        .values(state=state, finished_at=now, heartbeat_at=now, error=error)
+    ended = rowcount(
+        await session.execute(
+            update(ContactImport)
+            .where(ContactImport.id == import_id, ContactImport.state == ImportState.RUNNING)
+            .values(state=state, finished_at=now, heartbeat_at=now, error=error)
+        )
     )
     job = await session.get(ContactImport, import_id, populate_existing=True)
+    if job is not None and ended:
+        await _emit_ended(session, job)
     if job is not None:
         await audit.record(
             session,
@@ -202,6 +210,25 @@ async def finish(
                 "refused": job.refused,
             },
         )
+
+
+async def _emit_ended(session: AsyncSession, job: ContactImport) -> None:
+    """`import.completed`: the import ended (its `state` says how) with its counts."""
+    await outbound_events.emit(
+        session,
+        "import.completed",
+        {
+            "import_id": job.id,
+            "page_id": job.page_id,
+            "file_name": job.file_name,
+            "state": job.state.value,
+            "rows": job.rows,
+            "created": job.created,
+            "updated": job.updated,
+            "refused": job.refused,
+            "error": job.error,
+        },
+    )
 
 
 async def get(session: AsyncSession, import_id: int) -> ContactImport:

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from pagecast.db import rowcount
 from pagecast.models import Contact, Page, utcnow
-from pagecast.services import contacts
+from pagecast.services import contact_events, contacts
 
 __all__ = [
     "DEFAULT_OPT_OUT_KEYWORDS",
@@ -79,6 +79,10 @@ async def keywords(
     elif said in OPT_IN_KEYWORDS and contact.opted_out_at is not None:
         contact.opted_out_at = None
     await session.flush()
+    if opted_out:
+        await contact_events.opted_out(
+            session, page.id, [(contact.id, contact.psid)], at, contact_events.Source.KEYWORD
+        )
     return opted_out
 
 

@@ -9,6 +9,8 @@ the network."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -16,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from pagecast.models import OutboundDelivery, OutboundEvent, WebhookEndpoint, utcnow
 
-__all__ = ["EVENT_TYPES", "PING", "emit", "emit_ping"]
+__all__ = ["EVENT_TYPES", "PING", "emit", "emit_many", "emit_ping"]
 
 # Every event type an endpoint can choose, in the order the dashboard lists them.
 EVENT_TYPES: tuple[str, ...] = (
@@ -44,39 +46,65 @@ async def emit(
     data: dict[str, Any],
     *,
     campaign_id: int | None = None,
+    now: datetime | None = None,
 ) -> OutboundEvent:
     """Record one event and owe it to every enabled endpoint subscribed to `event_type`.
     `data` is the event's JSON `data` and must never hold a secret. `campaign_id` orders the
-    event among its campaign's events for delivery."""
+    event among its campaign's events for delivery; `now` is its time (the worker's clock)."""
+    return (await emit_many(session, event_type, [data], campaign_id=campaign_id, now=now))[0]
+
+
+async def emit_many(
+    session: AsyncSession,
+    event_type: str,
+    datas: Sequence[dict[str, Any]],
+    *,
+    campaign_id: int | None = None,
+    now: datetime | None = None,
+) -> list[OutboundEvent]:
+    """`emit` for several changes of one type at once (a bulk opt-out): one event each, in
+    order, and the subscribed endpoints read once for all of them."""
     if event_type not in EVENT_TYPES:
         raise ValueError(f"unknown outbound event type {event_type!r}")
-    now = utcnow()
-    event = OutboundEvent(
-        uid=f"evt_{uuid.uuid4().hex}",
-        type=event_type,
-        created_at=now,
-        campaign_id=campaign_id,
-        data=data,
-    )
-    session.add(event)
+    if not datas:
+        return []
+    now = now or utcnow()
+    events = [
+        OutboundEvent(
+            uid=f"evt_{uuid.uuid4().hex}",
+            type=event_type,
+            created_at=now,
+            campaign_id=campaign_id,
+            data=data,
+        )
+        for data in datas
+    ]
+    session.add_all(events)
     await session.flush()
-    endpoints = await session.scalars(
-        select(WebhookEndpoint).where(WebhookEndpoint.enabled.is_(True))
-    )
-    for endpoint in endpoints:
-        if event_type in endpoint.events:
-            session.add(
-                OutboundDelivery(
-                    endpoint_id=endpoint.id,
-                    event_id=event.id,
-                    status="pending",
-                    attempts=0,
-                    next_attempt_at=now,
-                    created_at=now,
-                )
+    # Once per call, not per event or per delivery: with no endpoint (the common case) an
+    # event costs its INSERT and this one SELECT.
+    endpoints = [
+        endpoint.id
+        for endpoint in await session.scalars(
+            select(WebhookEndpoint).where(WebhookEndpoint.enabled.is_(True))
+        )
+        if event_type in endpoint.events
+    ]
+    if endpoints:
+        session.add_all(
+            OutboundDelivery(
+                endpoint_id=endpoint_id,
+                event_id=event.id,
+                status="pending",
+                attempts=0,
+                next_attempt_at=now,
+                created_at=now,
             )
-    await session.flush()
-    return event
+            for event in events
+            for endpoint_id in endpoints
+        )
+        await session.flush()
+    return events
 
 
 async def emit_ping(session: AsyncSession, endpoint_id: int, data: dict[str, Any]) -> OutboundEvent:

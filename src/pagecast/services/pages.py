@@ -17,7 +17,7 @@ from pagecast.models import Campaign, CampaignStatus, Page, PageStatus, Series, 
 from pagecast.permissions import Actor
 from pagecast.schemas import PageCreate, PageUpdate
 from pagecast.security import Vault
-from pagecast.services import audit, policy
+from pagecast.services import audit, page_events, policy
 
 __all__ = [
     "Owner",
@@ -150,7 +150,7 @@ async def store_token(
         page.name = name
         page.access_token_encrypted = vault.encrypt(access_token)
         page.app_secret_encrypted = None
-        _reactivate(page)
+        await _reactivate(session, page)
     await session.flush()
     await audit.record(
         session,
@@ -164,13 +164,15 @@ async def store_token(
     return page, created
 
 
-def _reactivate(page: Page) -> None:
+async def _reactivate(session: AsyncSession, page: Page) -> None:
     """A Page with a new token is active again, unless Facebook blocks it (services/policy.py)."""
+    was = page.status
     if page.policy_block is None:
         page.status, page.status_reason = PageStatus.ACTIVE, None
     else:
         page.status = PageStatus.RESTRICTED
         page.status_reason = policy.block_reason(page.policy_block)
+        await page_events.status_changed(session, page, was)
 
 
 async def update(
@@ -206,7 +208,7 @@ async def update(
         page.access_token_encrypted = vault.encrypt(check_token)
         if secret is not None:
             page.app_secret_encrypted = vault.encrypt(secret)
-        _reactivate(page)
+        await _reactivate(session, page)
     before = {name: getattr(page, name) for name in changes}
     for name, value in changes.items():
         setattr(page, name, value)

@@ -28,8 +28,10 @@ from pagecast.permissions import Actor
 from pagecast.services import (
     audience,
     audit,
+    campaign_events,
     campaigns,
     deliveries,
+    page_events,
     pages,
     send_checks,
     snapshot_insert,
@@ -62,11 +64,19 @@ APPROVED = (CampaignStatus.AWAITING_APPROVAL,)
 
 
 async def start(
-    session: AsyncSession, actor: Actor, campaign_id: int, *, now: datetime | None = None
+    session: AsyncSession,
+    actor: Actor,
+    campaign_id: int,
+    *,
+    now: datetime | None = None,
+    scheduled: bool = False,
 ) -> Campaign:
     """Snapshot the audience into deliveries and mark the campaign `sending`; a campaign
-    that would reach nobody now is refused (`NobodyEligible`) and left as it was."""
-    campaign, _ = await _start(session, actor, campaign_id, now=now, sliced=False)
+    that would reach nobody now is refused (`NobodyEligible`) and left as it was.
+    `scheduled`: its schedule started it (the `campaign.started` event says so)."""
+    campaign, _ = await _start(
+        session, actor, campaign_id, now=now, sliced=False, scheduled=scheduled
+    )
     return campaign
 
 
@@ -85,7 +95,9 @@ async def start_sliced(
     `snapshots.finish`). `approved`: the start an approval makes (services/approvals.py),
     of a campaign awaiting approval.
     """
-    return await _start(session, actor, campaign_id, now=now, sliced=True, approved=approved)
+    return await _start(
+        session, actor, campaign_id, now=now, sliced=True, approved=approved, scheduled=False
+    )
 
 
 async def _start(
@@ -95,6 +107,7 @@ async def _start(
     *,
     now: datetime | None,
     sliced: bool,
+    scheduled: bool,
     approved: bool = False,
 ) -> tuple[Campaign, snapshots.Rest | None]:
     now = now or utcnow()
@@ -133,6 +146,7 @@ async def _start(
         details=counts,
     )
     await session.refresh(campaign)
+    await campaign_events.started(session, campaign, scheduled=scheduled)
     return campaign, rest
 
 
@@ -239,7 +253,7 @@ async def start_scheduled(
         await session.flush()
         return None
     try:
-        return await start(session, Actor.system(), campaign_id, now=now)
+        return await start(session, Actor.system(), campaign_id, now=now, scheduled=True)
     except InvalidState as exc:
         campaign.status_reason = f"Scheduled start failed: {exc.message}"
         await session.flush()
@@ -253,11 +267,13 @@ async def pause(
     *,
     reason: str | None = None,
     by_page: bool = False,
+    by_breaker: bool = False,
 ) -> Campaign:
     """Pause a sending campaign (idempotent) with the reason shown to its users; an audit
     entry records who paused it and why. The user's pause, the circuit breaker, a spam
     warning (services/breaker.py) and a Page's stop (`stop_page`, `by_page`: the campaign
-    resumes with its Page, services/policy.py) all pause through here."""
+    resumes with its Page, services/policy.py) all pause through here; `by_breaker` says
+    the breaker or the spam warning paused it (the `campaign.paused` event's reason)."""
     # Read fresh and locked: the worker pauses in the transaction that wrote its results.
     campaign = await session.get(
         Campaign, campaign_id, populate_existing=True, with_for_update=True
@@ -271,6 +287,7 @@ async def pause(
     ):
         return campaign
     campaigns.require_status(campaign, (CampaignStatus.SENDING, CampaignStatus.PAUSED), "pausing")
+    was_sending = campaign.status is CampaignStatus.SENDING
     campaign.status, campaign.status_reason = (
         CampaignStatus.PAUSED,
         reason or f"Paused by {actor.name}",
@@ -285,6 +302,15 @@ async def pause(
         object_id=campaign.id,
         details={"reason": campaign.status_reason},
     )
+    if was_sending:  # a person re-pausing what its Page's stop paused changes no state
+        cause = (
+            campaign_events.PauseCause.PAGE
+            if by_page
+            else campaign_events.PauseCause.BREAKER
+            if by_breaker
+            else campaign_events.PauseCause.PERSON
+        )
+        await campaign_events.paused(session, campaign, cause, campaign.status_reason)
     return campaign
 
 
@@ -300,6 +326,7 @@ async def resume(session: AsyncSession, actor: Actor, campaign_id: int) -> Campa
     await audit.record(
         session, actor, "campaign.resumed", object_type="campaign", object_id=campaign.id
     )
+    await campaign_events.resumed(session, campaign, after="pause")
     return campaign
 
 
@@ -334,6 +361,9 @@ async def cancel(session: AsyncSession, actor: Actor, campaign_id: int) -> Campa
         details={"cancelled_deliveries": cancelled},
     )
     await session.refresh(campaign)
+    await campaign_events.cancelled(
+        session, campaign, campaign_events.CancelCause.PERSON, campaign.status_reason
+    )
     return campaign
 
 
@@ -359,7 +389,8 @@ async def retry_failed(
     moved = await deliveries.retry_failed(
         session, campaign.id, kinds=kinds, codes=codes, now=utcnow()
     )
-    if moved and campaign.status is CampaignStatus.COMPLETED:
+    reopened = bool(moved) and campaign.status is CampaignStatus.COMPLETED
+    if reopened:
         send_checks.require_active(await pages.get(session, campaign.page_id))
         campaign.status, campaign.completed_at, campaign.status_reason = (
             CampaignStatus.SENDING,
@@ -379,6 +410,8 @@ async def retry_failed(
         details={"deliveries": moved, "kinds": list(kinds or []), "codes": list(codes or [])},
     )
     await session.refresh(campaign)
+    if reopened:
+        await campaign_events.resumed(session, campaign, after="retry_failed")
     return campaign, moved
 
 
@@ -405,6 +438,7 @@ async def finish_if_done(session: AsyncSession, campaign_id: int) -> bool:
             object_type="campaign",
             object_id=campaign_id,
         )
+        await campaign_events.completed(session, campaign_id)
     return done
 
 
@@ -415,7 +449,9 @@ async def stop_page(
     `pause` (audited per campaign, for the system, flagged `paused_by_page`); returns their
     ids. The stop itself is audited as `page.stopped`."""
     page = await pages.get(session, page_id)
+    was = page.status
     page.status, page.status_reason = status, reason
+    await page_events.status_changed(session, page, was)
     # Locked in id order (as every writer of several campaigns takes them); one cancelled
     # or completed before its lock came is no longer the stop's to pause.
     found = list(

@@ -21,7 +21,7 @@ from pagecast import timezones
 from pagecast.errors import PagecastError
 from pagecast.models import Campaign, CampaignStatus, Series, SeriesStatus
 from pagecast.permissions import Actor
-from pagecast.services import audit, campaigns, sending, series, series_schedule
+from pagecast.services import audit, campaign_events, campaigns, sending, series, series_schedule
 
 __all__ = ["Run", "due", "make_run", "run_name"]
 
@@ -87,15 +87,17 @@ async def make_run(
     row.next_run_at = series_schedule.next_run(row.schedule, row.timezone, max(run_at, now))
     try:
         data = series.run_campaign_data(row, run_name(row, run_at))
-        campaign = await campaigns.create(session, Actor.system(), data, now=now)
+        campaign = await campaigns.create(
+            session, Actor.system(), data, now=now, series_run=(row.id, run_at)
+        )
     except (PagecastError, ValueError) as exc:
         message = exc.message if isinstance(exc, PagecastError) else str(exc)
         row.status_reason = f"The run of {run_at.isoformat()} could not be made: {message}"
         await session.flush()
         return Run(series_id, run_at, None, False)
-    campaign.series_id, campaign.run_at = row.id, run_at
+    # The unique (series_id, run_at): a second maker failed in `create`.
     campaign.scheduled_at, campaign.status = run_at, CampaignStatus.SCHEDULED
-    await session.flush()  # the unique (series_id, run_at): a second maker fails here
+    await session.flush()
     row.status_reason = None
     try:
         started = await sending.start_scheduled(
@@ -110,6 +112,10 @@ async def make_run(
         # reason rather than staying scheduled for the sweep to try again.
         campaign.status, campaign.completed_at = CampaignStatus.CANCELLED, now
         campaign.status_reason = _not_sent(campaign.status_reason)
+        await session.flush()
+        await campaign_events.cancelled(
+            session, campaign, campaign_events.CancelCause.RUN_NOT_SENT, campaign.status_reason
+        )
     await session.flush()
     await audit.record(
         session,

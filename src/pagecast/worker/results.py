@@ -26,7 +26,7 @@ from pagecast.models import (
 )
 from pagecast.queue import REDIS_DOWN
 from pagecast.services import breaker as breakers
-from pagecast.services import deliveries, pages, retries, sending
+from pagecast.services import campaign_events, deliveries, pages, retries, sending
 from pagecast.worker.outcome import regain_after
 from pagecast.worker.state import Env
 
@@ -91,7 +91,8 @@ async def finish_chunk(
             await breaker(env, session, campaign.id, outcomes)
             if not (throttles or stops or env.state.stopping.is_set()):
                 await schedule_retry(env, session, campaign, first_id, last_id)
-            await sending.finish_if_done(session, campaign.id)
+            if not await sending.finish_if_done(session, campaign.id):
+                await _progress(env, session, campaign.id)
 
     # The messages are out: their results must land even if the database blips.
     await until_written(write, patience=_DB_PATIENCE, sleep=env.clock.sleep)
@@ -111,6 +112,18 @@ async def finish_chunk(
         )
     except Exception:
         logger.debug("metrics not recorded", exc_info=True)
+
+
+async def _progress(env: Env, session: Any, campaign_id: int) -> None:
+    """`campaign.progress` at most every `PROGRESS_EVERY` per campaign: this worker asks the
+    database (`campaign_events.progress`, which knows every worker's last event) only when
+    it has not asked for that long, so most chunks add no query."""
+    now = env.clock.now()
+    looked = env.state.progress_looked.get(campaign_id)
+    if looked is not None and now - looked < campaign_events.PROGRESS_EVERY:
+        return
+    env.state.progress_looked[campaign_id] = now
+    await campaign_events.progress(session, campaign_id, now=now)
 
 
 async def breaker(

@@ -97,6 +97,9 @@ class WorkerState:
     bad_streak: dict[int, int] = field(default_factory=dict)
     # Each sending campaign's counts at the last sweep (a campaign that did not move is stalled).
     last_progress: dict[int, tuple[int, ...]] = field(default_factory=dict)
+    # When this worker last looked whether a campaign's `campaign.progress` event was due
+    # (results.py): the database is asked at most once per PROGRESS_EVERY per campaign.
+    progress_looked: dict[int, datetime] = field(default_factory=dict)
     # A Page's chunks that may hold claims at once in this worker (chunk.py), and the
     # Page of each campaign seen (it never changes).
     page_gates: dict[int, PriorityGate] = field(default_factory=dict)
