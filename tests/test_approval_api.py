@@ -114,7 +114,11 @@ async def test_a_held_start_snapshots_and_enqueues_nothing_and_its_author_cannot
     assert approval["requested_by"] == "sender@example.com" and approval["people"] == 5
     assert await _deliveries(db, campaign_id) == 0 and await _jobs(engine_app) == 0
     async with db.transaction() as session:
-        events = list(await session.scalars(select(OutboundEvent)))
+        events = list(
+            await session.scalars(
+                select(OutboundEvent).where(OutboundEvent.type == "campaign.awaiting_approval")
+            )
+        )
     assert [(e.type, e.campaign_id, e.data["people"]) for e in events] == [
         ("campaign.awaiting_approval", campaign_id, 5)
     ]

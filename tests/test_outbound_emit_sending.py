@@ -279,7 +279,9 @@ async def test_the_endpoints_are_read_once_per_event_never_per_delivery(
     reads: list[str] = []
 
     def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        if "FROM webhook_endpoints" in statement:
+        # The worker's webhook sender also looks for endpoints failing for days on each of
+        # its passes; that is its own read, not the sending path's.
+        if "FROM webhook_endpoints" in statement and "failing_since IS NOT NULL" not in statement:
             reads.append(statement)
 
     engine = db.engine.sync_engine
