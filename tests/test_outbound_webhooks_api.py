@@ -73,6 +73,7 @@ async def test_bad_input_names_the_field_and_changes_nothing(api: Any, db: Datab
     cases = [
         ({"url": "ftp://example.com/x", "events": ["campaign.started"]}, "url", "http"),
         ({"url": "https://", "events": ["campaign.started"]}, "url", ""),
+        ({"url": "https://a.example:0/x", "events": ["campaign.started"]}, "url", "1 to 65535"),
         ({"url": RECEIVER, "events": []}, "events", "campaign.started"),
         ({"url": RECEIVER, "events": ["campaign.exploded"]}, "events", "import.completed"),
         ({"url": RECEIVER, "events": ["webhook.ping"]}, "events", "campaign.progress"),
@@ -90,6 +91,8 @@ async def test_bad_input_names_the_field_and_changes_nothing(api: Any, db: Datab
         ({"events": []}, "events"),
         ({"url": "not a url"}, "url"),
         ({"enabled": None}, "enabled"),
+        ({"enabled": "yes"}, "enabled"),  # JSON's true and false only
+        ({"enabled": 1}, "enabled"),
         ({"url": None}, "url"),
     ):
         response = await admin.patch(f"/api/webhooks/{made['id']}", json=patch)
