@@ -15,14 +15,21 @@ from typing import Any
 import httpx
 import pytest
 from aiohttp import web
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from factories import app_client, create_user, session_cookie
 from pagecast.context import AppContext
 from pagecast.db import Database
-from pagecast.models import AuditLog, OutboundAttempt, OutboundDelivery, Role, utcnow
+from pagecast.models import (
+    AuditLog,
+    OutboundAttempt,
+    OutboundDelivery,
+    Role,
+    WebhookEndpoint,
+    utcnow,
+)
 from pagecast.outbound_http import refusal
-from pagecast.services import outbound_events
+from pagecast.services import outbound_deliveries, outbound_events
 from pagecast.settings import Settings
 from pagecast.web.app import create_app
 from pagecast.web.deps import SESSION_COOKIE
@@ -427,3 +434,56 @@ async def test_the_ping_event_cannot_be_emitted_to_subscribers(db: Database) -> 
     async with db.transaction() as session:
         with pytest.raises(ValueError, match="unknown outbound event type"):
             await outbound_events.emit(session, outbound_events.PING, {})
+
+
+async def _someone_waits_for_a_row_lock(db: Database) -> bool:
+    async with db.transaction() as session:
+        waiting = await session.scalar(
+            text(
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+        )
+    return bool(waiting)
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+async def test_two_workers_turn_a_long_failing_endpoint_off_once(
+    harness: Harness, db: Database
+) -> None:
+    # Row locks decide this race, so it runs where there are row locks (PostgreSQL): the
+    # second worker read the endpoint as on before the first committed turning it off.
+    made = await harness.endpoint()
+    now = harness.clock.now()
+    async with db.transaction() as session:
+        endpoint = await session.get(WebhookEndpoint, made["id"])
+        assert endpoint is not None
+        endpoint.failing_since = now - timedelta(days=3, minutes=1)
+    turned, release = asyncio.Event(), asyncio.Event()
+
+    async def first() -> list[int]:
+        async with db.transaction() as session:
+            found = await outbound_deliveries.disable_long_failing(session, now)
+            turned.set()
+            await release.wait()
+            return found
+
+    async def second() -> list[int]:
+        async with db.transaction() as session:
+            return await outbound_deliveries.disable_long_failing(session, now)
+
+    one = asyncio.create_task(first())
+    await asyncio.wait_for(turned.wait(), 10)
+    two = asyncio.create_task(second())
+    deadline = asyncio.get_running_loop().time() + 10
+    while not await _someone_waits_for_a_row_lock(db):
+        assert asyncio.get_running_loop().time() < deadline, "the second never waited"
+        await asyncio.sleep(0.01)
+    release.set()
+    assert await one == [made["id"]]
+    assert await asyncio.wait_for(two, 10) == []
+    async with db.transaction() as session:
+        entries = list(
+            await session.scalars(select(AuditLog).where(AuditLog.action == "webhook.disabled"))
+        )
+    assert len(entries) == 1

@@ -227,26 +227,49 @@ async def long_failing(session: AsyncSession, now: datetime) -> list[int]:
 
 async def disable_long_failing(session: AsyncSession, now: datetime) -> list[int]:
     """Turn off every enabled endpoint failing for `DISABLE_AFTER` or longer; their ids."""
-    found = list(await session.scalars(_long_failing(now)))
-    for endpoint in found:
-        await _disable_if_long_failing(session, endpoint, now)
+    turned_off = [
+        endpoint.id
+        for endpoint in await session.scalars(_long_failing(now))
+        if await _disable_if_long_failing(session, endpoint, now)
+    ]
     await session.flush()
-    return [e.id for e in found]
+    return turned_off
 
 
 async def _disable_if_long_failing(
     session: AsyncSession, endpoint: WebhookEndpoint, now: datetime
-) -> None:
+) -> bool:
+    """Turn the endpoint off if it has failed for `DISABLE_AFTER`; whether this call did."""
     since = endpoint.failing_since
     if not endpoint.enabled or since is None or now - since < DISABLE_AFTER:
-        return
-    endpoint.enabled = False
-    endpoint.disabled_at = now
-    endpoint.disabled_by = SYSTEM
-    endpoint.disabled_reason = (
-        f"Every attempt failed since {since:%Y-%m-%d %H:%M} UTC (3 days or more). Fix the "
-        "receiver, then turn the endpoint on again; its waiting deliveries are sent then."
+        return False
+    await session.flush()  # this attempt's failing_since first
+    # A conditional UPDATE, not the loaded row: two workers that both found the endpoint
+    # failing turn it off once; the second finds it off (PostgreSQL re-checks the WHERE after
+    # the first commits) and records nothing.
+    turned_off = await session.execute(
+        update(WebhookEndpoint)
+        .where(
+            WebhookEndpoint.id == endpoint.id,
+            WebhookEndpoint.enabled.is_(True),
+            WebhookEndpoint.failing_since.is_not(None),
+            WebhookEndpoint.failing_since <= now - DISABLE_AFTER,
+        )
+        .values(
+            enabled=False,
+            disabled_at=now,
+            disabled_by=SYSTEM,
+            disabled_reason=(
+                f"Every attempt failed since {since:%Y-%m-%d %H:%M} UTC (3 days or more). Fix "
+                "the receiver, then turn the endpoint on again; its waiting deliveries are "
+                "sent then."
+            ),
+        )
+        .execution_options(synchronize_session=False)
     )
+    await session.refresh(endpoint)
+    if getattr(turned_off, "rowcount", 0) != 1:
+        return False
     details: dict[str, Any] = {"failing_since": since.isoformat(), "url": endpoint.url}
     await audit.record(
         session,
@@ -259,3 +282,4 @@ async def _disable_if_long_failing(
     logger.warning(
         "webhook endpoint %d turned off: failing since %s", endpoint.id, since.isoformat()
     )
+    return True
