@@ -487,3 +487,40 @@ async def test_two_workers_turn_a_long_failing_endpoint_off_once(
             await session.scalars(select(AuditLog).where(AuditLog.action == "webhook.disabled"))
         )
     assert len(entries) == 1
+
+
+async def test_send_again_during_an_attempt_waits_for_it_then_sends_once_more(
+    harness: Harness, receiver: Receiver, settings: Settings, db: Database
+) -> None:
+    made = await harness.endpoint()
+    admin = await harness.api()
+    await harness.emit("campaign.started")
+    receiver.hang = True  # the first attempt is under way until released
+    first = asyncio.create_task(harness.sender.run_once())
+    deadline = asyncio.get_running_loop().time() + 10
+    while not receiver.got:
+        assert asyncio.get_running_loop().time() < deadline, "the attempt never arrived"
+        await asyncio.sleep(0.01)
+    [item] = await harness.log(made["id"])
+    again = await admin.post(f"/api/webhooks/{made['id']}/deliveries/{item['id']}/redeliver")
+    assert again.status_code == 202, again.text
+    # Another worker does not send it while the first attempt is under way.
+    allowed = settings.model_copy(update={"webhooks_allow_private_targets": True})
+    second_ctx = AppContext(allowed, database=db)
+    second = OutboundSender(build(second_ctx, clock=harness.clock).env)
+    try:
+        assert await second.run_once() == 0
+        assert len(receiver.got) == 1
+        receiver.released.set()
+        assert await asyncio.wait_for(first, 10) == 1
+        # The attempt was delivered, and the "send again" asked during it is still owed.
+        [item] = await harness.log(made["id"])
+        assert item["status"] == "pending" and item["attempts"] == 1
+        assert await second.run_once() == 1
+    finally:
+        receiver.released.set()
+        await second.close()
+        await second_ctx.close()
+    assert len(receiver.got) == 2
+    [item] = await harness.log(made["id"])
+    assert item["status"] == "delivered" and item["attempts"] == 2

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, exists, select, update
+from sqlalchemy import and_, exists, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -111,8 +111,7 @@ async def due(session: AsyncSession, now: datetime, limit: int) -> list[int]:
         .join(OutboundEvent, OutboundEvent.id == OutboundDelivery.event_id)
         .join(WebhookEndpoint, WebhookEndpoint.id == OutboundDelivery.endpoint_id)
         .where(
-            OutboundDelivery.status == _PENDING,
-            OutboundDelivery.next_attempt_at <= now,
+            *_claimable(now),
             WebhookEndpoint.enabled.is_(True),
             ~and_(OutboundEvent.campaign_id.is_not(None), blocked),
         )
@@ -122,22 +121,29 @@ async def due(session: AsyncSession, now: datetime, limit: int) -> list[int]:
     return list(await session.scalars(query))
 
 
+def _claimable(now: datetime) -> tuple[Any, ...]:
+    """Pending, due, and under no live worker's lease."""
+    return (
+        OutboundDelivery.status == _PENDING,
+        OutboundDelivery.next_attempt_at <= now,
+        or_(OutboundDelivery.leased_until.is_(None), OutboundDelivery.leased_until <= now),
+    )
+
+
 async def claim(
     session: AsyncSession, delivery_id: int, now: datetime, lease: timedelta
 ) -> Due | None:
     """Take the delivery for one attempt, or None when another worker took it first.
 
-    The claim is a conditional UPDATE that moves `next_attempt_at` past the attempt's
-    timeout: only one of several workers finds the row still due, and a worker that dies
-    mid-attempt leaves a delivery that is due again once the lease is over."""
+    The claim is a conditional UPDATE that sets a lease (`leased_until`, and
+    `next_attempt_at` with it) past the attempt's timeout: only one of several workers finds
+    the row still claimable, "send again" during the attempt does not make it claimable
+    before the attempt is recorded, and a worker that dies mid-attempt leaves a delivery that
+    is due again once the lease is over."""
     taken = await session.execute(
         update(OutboundDelivery)
-        .where(
-            OutboundDelivery.id == delivery_id,
-            OutboundDelivery.status == _PENDING,
-            OutboundDelivery.next_attempt_at <= now,
-        )
-        .values(next_attempt_at=now + lease)
+        .where(OutboundDelivery.id == delivery_id, *_claimable(now))
+        .values(next_attempt_at=now + lease, leased_until=now + lease)
         .execution_options(synchronize_session=False)
     )
     if getattr(taken, "rowcount", 0) != 1:
@@ -175,6 +181,15 @@ async def record(
     endpoint = await session.get(WebhookEndpoint, delivery.endpoint_id)
     assert event is not None and endpoint is not None
     ok = status is not None and 200 <= status < 300
+    # "Send again" while this attempt was under way moved `next_attempt_at` before the
+    # lease's end: the event is sent once more after this attempt, whatever its outcome.
+    again = (
+        delivery.leased_until is not None
+        and delivery.next_attempt_at is not None
+        and delivery.next_attempt_at < delivery.leased_until
+    )
+    asked_at = delivery.next_attempt_at
+    delivery.leased_until = None
     if error is None and not ok:
         error = f"HTTP {status}: only a 2xx answer counts as delivered"
     session.add(
@@ -208,6 +223,12 @@ async def record(
         if endpoint.failing_since is None:
             endpoint.failing_since = now
         await _disable_if_long_failing(session, endpoint, now)
+    if again:
+        delivery.status, delivery.next_attempt_at, delivery.delivered_at = (
+            _PENDING,
+            asked_at,
+            None,
+        )
     await session.flush()
     return delivery.status
 
