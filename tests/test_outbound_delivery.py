@@ -524,3 +524,19 @@ async def test_send_again_during_an_attempt_waits_for_it_then_sends_once_more(
     assert len(receiver.got) == 2
     [item] = await harness.log(made["id"])
     assert item["status"] == "delivered" and item["attempts"] == 2
+
+
+async def test_a_secret_the_key_cannot_decrypt_is_a_failed_attempt_that_says_what_to_do(
+    harness: Harness, receiver: Receiver, db: Database
+) -> None:
+    made = await harness.endpoint()
+    async with db.transaction() as session:
+        endpoint = await session.get(WebhookEndpoint, made["id"])
+        assert endpoint is not None
+        endpoint.secret_encrypted = "encrypted-with-another-key"
+    await harness.emit("campaign.started")
+    assert await harness.sender.run_once() == 1
+    [item] = await harness.log(made["id"])
+    assert item["status"] == "pending" and item["attempts"] == 1
+    assert "cannot be decrypted" in item["last_error"] and "rotate-secret" in item["last_error"]
+    assert receiver.got == []
