@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, exists, or_, select, update
+from sqlalchemy import and_, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -30,10 +30,13 @@ from pagecast.services.webhook_endpoints import SYSTEM
 __all__ = [
     "DISABLE_AFTER",
     "RETRY_FOR",
+    "STATUSES",
+    "Counts",
     "Due",
     "backoff",
     "body_of",
     "claim",
+    "counts",
     "disable_long_failing",
     "due",
     "long_failing",
@@ -53,6 +56,28 @@ _BACKOFF_FIRST = 30.0
 _BACKOFF_CAP = 3600.0
 _JITTER = (0.75, 1.25)
 _PENDING, _DELIVERED, _FAILED = "pending", "delivered", "failed"
+STATUSES = (_PENDING, _DELIVERED, _FAILED)
+
+
+@dataclass(frozen=True)
+class Counts:
+    """Deliveries by status and endpoints on and off: `/metrics` and the queue page."""
+
+    deliveries: dict[str, int]
+    endpoints: dict[str, int]
+
+
+async def counts(session: AsyncSession) -> Counts:
+    by_status = await session.execute(
+        select(OutboundDelivery.status, func.count()).group_by(OutboundDelivery.status)
+    )
+    by_state = await session.execute(
+        select(WebhookEndpoint.enabled, func.count()).group_by(WebhookEndpoint.enabled)
+    )
+    return Counts(
+        deliveries={s: 0 for s in STATUSES} | {str(s): int(n) for s, n in by_status},
+        endpoints={"on": 0, "off": 0} | {("on" if on else "off"): int(n) for on, n in by_state},
+    )
 
 
 @dataclass(frozen=True)
