@@ -14,7 +14,7 @@ from pagecast.endpoint_schema import EndpointCreate, EndpointUpdate
 from pagecast.errors import InvalidInput, NotFound
 from pagecast.permissions import Permission
 from pagecast.schemas import Id
-from pagecast.services import outbound_events, webhook_endpoints
+from pagecast.services import outbound_deliveries, outbound_events, webhook_endpoints
 from pagecast.services.content import describe as describe_error
 from pagecast.web.dashboard.base import DashboardRoute, ViewerDep, page, redirect
 from pagecast.web.deps import ContextDep
@@ -87,7 +87,7 @@ async def endpoint_page(
     status: str | None = None,
 ) -> Response:
     viewer.actor.require(Permission.ADMIN)
-    wanted = status if status in ("pending", "delivered", "failed") else None
+    wanted = status if status in outbound_deliveries.STATUSES else None
     async with ctx.db.transaction() as session:
         endpoint = await webhook_endpoints.get(session, webhook_id)
         log = await webhook_endpoints.delivery_log(
@@ -100,6 +100,7 @@ async def endpoint_page(
         endpoint=endpoint,
         log=log,
         status=wanted,
+        statuses=outbound_deliveries.STATUSES,
         event_types=outbound_events.EVENT_TYPES,
         rotated=None,
     )
@@ -158,6 +159,7 @@ async def act(
                 endpoint=made.endpoint,
                 log=log,
                 status=None,
+                statuses=outbound_deliveries.STATUSES,
                 event_types=outbound_events.EVENT_TYPES,
                 rotated=made.secret,
                 secret_note=SECRET_NOTE,
