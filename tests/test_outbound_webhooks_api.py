@@ -23,6 +23,7 @@ async def _create(admin: httpx.AsyncClient, **overrides: Any) -> dict[str, Any]:
     body = {"url": RECEIVER, "events": ["campaign.started", "campaign.completed"]} | overrides
     response = await admin.post("/api/webhooks", json=body)
     assert response.status_code == 201, response.text
+    assert response.headers["cache-control"] == "no-store"  # no cached copy of the secret
     return dict(response.json())
 
 
@@ -58,6 +59,7 @@ async def test_rotating_the_secret_shows_the_new_one_once(api: Any, db: Database
     made = await _create(admin)
     rotated = await admin.post(f"/api/webhooks/{made['id']}/rotate-secret")
     assert rotated.status_code == 200, rotated.text
+    assert rotated.headers["cache-control"] == "no-store"  # no cached copy of the secret
     new = rotated.json()["secret"]
     assert new.startswith("whsec_") and new != made["secret"]
     assert new not in (await admin.get(f"/api/webhooks/{made['id']}")).text
