@@ -7,12 +7,14 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+import pytest
 from sqlalchemy import select, text
 
 from factories import table_counts
 from pagecast.db import Database
+from pagecast.errors import InvalidInput
 from pagecast.models import AuditLog, OutboundDelivery, Role, WebhookEndpoint
-from pagecast.services import outbound_events
+from pagecast.services import outbound_events, webhook_endpoints
 
 RECEIVER = "https://hooks.example.com/pagecast"
 
@@ -21,6 +23,7 @@ async def _create(admin: httpx.AsyncClient, **overrides: Any) -> dict[str, Any]:
     body = {"url": RECEIVER, "events": ["campaign.started", "campaign.completed"]} | overrides
     response = await admin.post("/api/webhooks", json=body)
     assert response.status_code == 201, response.text
+    assert response.headers["cache-control"] == "no-store"  # no cached copy of the secret
     return dict(response.json())
 
 
@@ -56,6 +59,7 @@ async def test_rotating_the_secret_shows_the_new_one_once(api: Any, db: Database
     made = await _create(admin)
     rotated = await admin.post(f"/api/webhooks/{made['id']}/rotate-secret")
     assert rotated.status_code == 200, rotated.text
+    assert rotated.headers["cache-control"] == "no-store"  # no cached copy of the secret
     new = rotated.json()["secret"]
     assert new.startswith("whsec_") and new != made["secret"]
     assert new not in (await admin.get(f"/api/webhooks/{made['id']}")).text
@@ -71,6 +75,7 @@ async def test_bad_input_names_the_field_and_changes_nothing(api: Any, db: Datab
     cases = [
         ({"url": "ftp://example.com/x", "events": ["campaign.started"]}, "url", "http"),
         ({"url": "https://", "events": ["campaign.started"]}, "url", ""),
+        ({"url": "https://a.example:0/x", "events": ["campaign.started"]}, "url", "1 to 65535"),
         ({"url": RECEIVER, "events": []}, "events", "campaign.started"),
         ({"url": RECEIVER, "events": ["campaign.exploded"]}, "events", "import.completed"),
         ({"url": RECEIVER, "events": ["webhook.ping"]}, "events", "campaign.progress"),
@@ -88,13 +93,17 @@ async def test_bad_input_names_the_field_and_changes_nothing(api: Any, db: Datab
         ({"events": []}, "events"),
         ({"url": "not a url"}, "url"),
         ({"enabled": None}, "enabled"),
+        ({"enabled": "yes"}, "enabled"),  # JSON's true and false only
+        ({"enabled": 1}, "enabled"),
         ({"url": None}, "url"),
     ):
         response = await admin.patch(f"/api/webhooks/{made['id']}", json=patch)
         assert response.status_code == 422, (patch, response.text)
         assert response.json()["error"]["field"].startswith(field)
-    bad_cursor = await admin.get(f"/api/webhooks/{made['id']}/deliveries?cursor=abc")
-    assert bad_cursor.status_code == 422 and bad_cursor.json()["error"]["field"] == "cursor"
+    for cursor in ("abc", "-1", "0", "%C2%B2", "%EF%BC%91", "9" * 20):  # "²", a fullwidth "1"
+        bad_cursor = await admin.get(f"/api/webhooks/{made['id']}/deliveries?cursor={cursor}")
+        assert bad_cursor.status_code == 422, (cursor, bad_cursor.text)
+        assert bad_cursor.json()["error"]["field"] == "cursor"
     assert (await admin.get("/api/webhooks/999")).status_code == 404
     assert await table_counts(db) == before
 
@@ -193,3 +202,12 @@ async def test_deleting_an_endpoint_removes_its_deliveries(api: Any, db: Databas
         left = list(await session.scalars(select(OutboundDelivery)))
         actions = list(await session.scalars(select(AuditLog.action)))
     assert left == [] and "webhook.deleted" in actions
+
+
+async def test_a_cursor_of_odd_digits_is_a_clear_error_not_a_crash(api: Any, db: Database) -> None:
+    """The dashboard passes `?cursor=` to the service without the API's length limit."""
+    made = await _create(await api(Role.ADMIN))
+    async with db.transaction() as session:
+        for cursor in ("\u00b2", "\u0661", "\uff11", "9" * 5000, " 1"):
+            with pytest.raises(InvalidInput, match="cursor"):
+                await webhook_endpoints.delivery_log(session, made["id"], cursor=cursor)

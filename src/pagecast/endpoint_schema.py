@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Annotated
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, Field, StringConstraints
+from pydantic import AfterValidator, Field, StrictBool, StringConstraints
 
 from pagecast.input_types import HttpUrl, Input, Line
 from pagecast.schemas import Patch
@@ -24,9 +24,11 @@ def _url(value: str) -> str:
     if not parts.hostname:
         raise ValueError("has no host name after http:// or https://; write https://host/path")
     try:
-        parts.port  # noqa: B018  (raises for a port that is not a number from 0 to 65535)
+        port = parts.port  # raises for a port that is not a number from 0 to 65535
     except ValueError:
-        raise ValueError("has a port that is not a number from 1 to 65535") from None
+        port = 0
+    if port == 0:
+        raise ValueError("has a port that is not a number from 1 to 65535")
     if parts.username or parts.password:
         raise ValueError("holds a user name or password; authenticate with the signature instead")
     return value
@@ -65,7 +67,7 @@ class EndpointUpdate(Patch):
     url: EndpointUrl | None = None
     events: EventNames | None = None
     description: Description | None = None
-    enabled: bool | None = Field(
+    enabled: StrictBool | None = Field(
         None,
         description="false turns the endpoint off (its deliveries wait); true turns it on "
         "again and clears its failing state.",

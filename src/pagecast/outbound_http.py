@@ -67,7 +67,7 @@ def refusal(address: str) -> str | None:
         ("non-public", not ip.is_global),
     ):
         if hit:
-            return f"{ip} is a {kind} address"
+            return f"{ip} is {'an' if kind[0] in 'aeiou' else 'a'} {kind} address"
     return None
 
 

@@ -88,7 +88,9 @@ def test_an_admin_registers_an_endpoint_and_sees_its_secret_once(
     admin.fill("#new-endpoint input[name=description]", "Our CRM")
     admin.check("#new-endpoint input[value='campaign.started']")
     admin.check("#new-endpoint input[value='campaign.completed']")
-    admin.click("#new-endpoint button[type=submit]")
+    with admin.expect_response(lambda r: r.request.method == "POST") as answered:
+        admin.click("#new-endpoint button[type=submit]")
+    assert answered.value.headers["cache-control"] == "no-store"  # no cached copy
     secret = admin.locator("#secret-value").inner_text()
     assert secret.startswith("whsec_")
     expect(admin.locator("#new-secret")).to_contain_text("only this once")
@@ -167,7 +169,9 @@ def test_an_admin_edits_the_events_makes_a_new_secret_and_deletes_the_endpoint(
     admin.click("#edit-endpoint button[type=submit]")
     expect(admin.locator("main")).to_contain_text("choose at least one event")
     admin.goto("/outbound-webhooks/1")
-    admin.click("#rotate")
+    with admin.expect_response(lambda r: r.request.method == "POST") as answered:
+        admin.click("#rotate")
+    assert answered.value.headers["cache-control"] == "no-store"
     new = admin.locator("#secret-value").inner_text()
     assert new.startswith("whsec_") and new != STATE["secret"]
     admin.goto("/outbound-webhooks/1")

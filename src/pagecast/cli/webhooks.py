@@ -267,8 +267,11 @@ def webhooks_deliveries(
     as_json: bool = json_option(),
 ) -> None:
     """The endpoint's delivery log, newest first."""
-    if status is not None and status not in ("pending", "delivered", "failed"):
-        raise typer.BadParameter(f"{status!r}: choose pending, delivered or failed")
+    from pagecast.services.outbound_deliveries import STATUSES
+
+    if status is not None and status not in STATUSES:
+        choices = f"{', '.join(STATUSES[:-1])} or {STATUSES[-1]}"
+        raise typer.BadParameter(f"{status!r}: choose {choices}")
     query: dict[str, Any] = {"status": status, "limit": limit, "cursor": cursor}
     page = _on(lambda h: h.log(webhook_id, query))
     if as_json:

@@ -79,6 +79,9 @@ class OutboundDelivery(Base):
     status: Mapped[str] = mapped_column(String(16), default="pending")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime | None] = mapped_column(default=utcnow)
+    # Set by a worker's claim for the time of its attempt, cleared when the attempt is
+    # recorded: no other worker claims the delivery meanwhile, even after "send again".
+    leased_until: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_attempt_at: Mapped[datetime | None]
     delivered_at: Mapped[datetime | None]

@@ -12,23 +12,14 @@ from datetime import datetime
 from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from pagecast.models import (
-    AuditLog,
-    Campaign,
-    CampaignStatus,
-    DeliveryStatus,
-    OutboundDelivery,
-    Page,
-    PageStatus,
-    WebhookEndpoint,
-)
+from pagecast.models import AuditLog, Campaign, CampaignStatus, DeliveryStatus, Page, PageStatus
 from pagecast.permissions import Actor
+from pagecast.services import outbound_deliveries
 
 __all__ = ["DatabaseFigures", "database_figures"]
 
 _DELIVERY_STATUSES = tuple(status.value for status in DeliveryStatus)
 _SYSTEM = Actor.system()
-_OUTBOUND_STATUSES = ("pending", "delivered", "failed")
 
 
 @dataclass
@@ -72,18 +63,9 @@ async def database_figures(session: AsyncSession) -> DatabaseFigures:
     }
     for fb_page_id, n in await session.execute(_paused_by_breaker()):
         figures.paused_by_breaker[fb_page_id] = int(n)
-    outbound = await session.execute(
-        select(OutboundDelivery.status, func.count()).group_by(OutboundDelivery.status)
-    )
-    figures.outbound_deliveries = {s: 0 for s in _OUTBOUND_STATUSES} | {
-        str(s): int(n) for s, n in outbound
-    }
-    endpoints = await session.execute(
-        select(WebhookEndpoint.enabled, func.count()).group_by(WebhookEndpoint.enabled)
-    )
-    figures.webhook_endpoints = {"on": 0, "off": 0} | {
-        ("on" if on else "off"): int(n) for on, n in endpoints
-    }
+    outbound = await outbound_deliveries.counts(session)
+    figures.outbound_deliveries = outbound.deliveries
+    figures.webhook_endpoints = outbound.endpoints
     awaiting = (
         select(Page.fb_page_id, func.count(), func.min(Campaign.approval_requested_at))
         .join(Campaign, Campaign.page_id == Page.id)

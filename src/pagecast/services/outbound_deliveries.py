@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, exists, select, update
+from sqlalchemy import and_, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -30,10 +30,13 @@ from pagecast.services.webhook_endpoints import SYSTEM
 __all__ = [
     "DISABLE_AFTER",
     "RETRY_FOR",
+    "STATUSES",
+    "Counts",
     "Due",
     "backoff",
     "body_of",
     "claim",
+    "counts",
     "disable_long_failing",
     "due",
     "long_failing",
@@ -53,6 +56,28 @@ _BACKOFF_FIRST = 30.0
 _BACKOFF_CAP = 3600.0
 _JITTER = (0.75, 1.25)
 _PENDING, _DELIVERED, _FAILED = "pending", "delivered", "failed"
+STATUSES = (_PENDING, _DELIVERED, _FAILED)
+
+
+@dataclass(frozen=True)
+class Counts:
+    """Deliveries by status and endpoints on and off: `/metrics` and the queue page."""
+
+    deliveries: dict[str, int]
+    endpoints: dict[str, int]
+
+
+async def counts(session: AsyncSession) -> Counts:
+    by_status = await session.execute(
+        select(OutboundDelivery.status, func.count()).group_by(OutboundDelivery.status)
+    )
+    by_state = await session.execute(
+        select(WebhookEndpoint.enabled, func.count()).group_by(WebhookEndpoint.enabled)
+    )
+    return Counts(
+        deliveries={s: 0 for s in STATUSES} | {str(s): int(n) for s, n in by_status},
+        endpoints={"on": 0, "off": 0} | {("on" if on else "off"): int(n) for on, n in by_state},
+    )
 
 
 @dataclass(frozen=True)
@@ -111,8 +136,7 @@ async def due(session: AsyncSession, now: datetime, limit: int) -> list[int]:
         .join(OutboundEvent, OutboundEvent.id == OutboundDelivery.event_id)
         .join(WebhookEndpoint, WebhookEndpoint.id == OutboundDelivery.endpoint_id)
         .where(
-            OutboundDelivery.status == _PENDING,
-            OutboundDelivery.next_attempt_at <= now,
+            *_claimable(now),
             WebhookEndpoint.enabled.is_(True),
             ~and_(OutboundEvent.campaign_id.is_not(None), blocked),
         )
@@ -122,22 +146,29 @@ async def due(session: AsyncSession, now: datetime, limit: int) -> list[int]:
     return list(await session.scalars(query))
 
 
+def _claimable(now: datetime) -> tuple[Any, ...]:
+    """Pending, due, and under no live worker's lease."""
+    return (
+        OutboundDelivery.status == _PENDING,
+        OutboundDelivery.next_attempt_at <= now,
+        or_(OutboundDelivery.leased_until.is_(None), OutboundDelivery.leased_until <= now),
+    )
+
+
 async def claim(
     session: AsyncSession, delivery_id: int, now: datetime, lease: timedelta
 ) -> Due | None:
     """Take the delivery for one attempt, or None when another worker took it first.
 
-    The claim is a conditional UPDATE that moves `next_attempt_at` past the attempt's
-    timeout: only one of several workers finds the row still due, and a worker that dies
-    mid-attempt leaves a delivery that is due again once the lease is over."""
+    The claim is a conditional UPDATE that sets a lease (`leased_until`, and
+    `next_attempt_at` with it) past the attempt's timeout: only one of several workers finds
+    the row still claimable, "send again" during the attempt does not make it claimable
+    before the attempt is recorded, and a worker that dies mid-attempt leaves a delivery that
+    is due again once the lease is over."""
     taken = await session.execute(
         update(OutboundDelivery)
-        .where(
-            OutboundDelivery.id == delivery_id,
-            OutboundDelivery.status == _PENDING,
-            OutboundDelivery.next_attempt_at <= now,
-        )
-        .values(next_attempt_at=now + lease)
+        .where(OutboundDelivery.id == delivery_id, *_claimable(now))
+        .values(next_attempt_at=now + lease, leased_until=now + lease)
         .execution_options(synchronize_session=False)
     )
     if getattr(taken, "rowcount", 0) != 1:
@@ -175,6 +206,15 @@ async def record(
     endpoint = await session.get(WebhookEndpoint, delivery.endpoint_id)
     assert event is not None and endpoint is not None
     ok = status is not None and 200 <= status < 300
+    # "Send again" while this attempt was under way moved `next_attempt_at` before the
+    # lease's end: the event is sent once more after this attempt, whatever its outcome.
+    again = (
+        delivery.leased_until is not None
+        and delivery.next_attempt_at is not None
+        and delivery.next_attempt_at < delivery.leased_until
+    )
+    asked_at = delivery.next_attempt_at
+    delivery.leased_until = None
     if error is None and not ok:
         error = f"HTTP {status}: only a 2xx answer counts as delivered"
     session.add(
@@ -208,6 +248,12 @@ async def record(
         if endpoint.failing_since is None:
             endpoint.failing_since = now
         await _disable_if_long_failing(session, endpoint, now)
+    if again:
+        delivery.status, delivery.next_attempt_at, delivery.delivered_at = (
+            _PENDING,
+            asked_at,
+            None,
+        )
     await session.flush()
     return delivery.status
 
@@ -227,26 +273,49 @@ async def long_failing(session: AsyncSession, now: datetime) -> list[int]:
 
 async def disable_long_failing(session: AsyncSession, now: datetime) -> list[int]:
     """Turn off every enabled endpoint failing for `DISABLE_AFTER` or longer; their ids."""
-    found = list(await session.scalars(_long_failing(now)))
-    for endpoint in found:
-        await _disable_if_long_failing(session, endpoint, now)
+    turned_off = [
+        endpoint.id
+        for endpoint in await session.scalars(_long_failing(now))
+        if await _disable_if_long_failing(session, endpoint, now)
+    ]
     await session.flush()
-    return [e.id for e in found]
+    return turned_off
 
 
 async def _disable_if_long_failing(
     session: AsyncSession, endpoint: WebhookEndpoint, now: datetime
-) -> None:
+) -> bool:
+    """Turn the endpoint off if it has failed for `DISABLE_AFTER`; whether this call did."""
     since = endpoint.failing_since
     if not endpoint.enabled or since is None or now - since < DISABLE_AFTER:
-        return
-    endpoint.enabled = False
-    endpoint.disabled_at = now
-    endpoint.disabled_by = SYSTEM
-    endpoint.disabled_reason = (
-        f"Every attempt failed since {since:%Y-%m-%d %H:%M} UTC (3 days or more). Fix the "
-        "receiver, then turn the endpoint on again; its waiting deliveries are sent then."
+        return False
+    await session.flush()  # this attempt's failing_since first
+    # A conditional UPDATE, not the loaded row: two workers that both found the endpoint
+    # failing turn it off once; the second finds it off (PostgreSQL re-checks the WHERE after
+    # the first commits) and records nothing.
+    turned_off = await session.execute(
+        update(WebhookEndpoint)
+        .where(
+            WebhookEndpoint.id == endpoint.id,
+            WebhookEndpoint.enabled.is_(True),
+            WebhookEndpoint.failing_since.is_not(None),
+            WebhookEndpoint.failing_since <= now - DISABLE_AFTER,
+        )
+        .values(
+            enabled=False,
+            disabled_at=now,
+            disabled_by=SYSTEM,
+            disabled_reason=(
+                f"Every attempt failed since {since:%Y-%m-%d %H:%M} UTC (3 days or more). Fix "
+                "the receiver, then turn the endpoint on again; its waiting deliveries are "
+                "sent then."
+            ),
+        )
+        .execution_options(synchronize_session=False)
     )
+    await session.refresh(endpoint)
+    if getattr(turned_off, "rowcount", 0) != 1:
+        return False
     details: dict[str, Any] = {"failing_since": since.isoformat(), "url": endpoint.url}
     await audit.record(
         session,
@@ -259,3 +328,4 @@ async def _disable_if_long_failing(
     logger.warning(
         "webhook endpoint %d turned off: failing since %s", endpoint.id, since.isoformat()
     )
+    return True

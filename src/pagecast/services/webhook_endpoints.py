@@ -275,7 +275,9 @@ async def redeliver(
 def _cursor(value: str | None) -> int | None:
     if value is None or value == "":
         return None
-    if not value.isdigit() or not 0 < int(value) < 2**31:
+    # ASCII digits only, and few of them: str.isdigit() is also true for "²" or "１",
+    # which int() refuses or reads as another number, and int() refuses thousands of digits.
+    if not (len(value) <= 10 and value.isascii() and value.isdigit()) or not 0 < int(value) < 2**31:
         raise InvalidInput(
             "cursor: not a cursor of this log; pass `next_cursor` of the previous page as it "
             "was, or leave it out for the newest deliveries",

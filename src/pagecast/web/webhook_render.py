@@ -9,8 +9,11 @@ from pagecast.models import WebhookEndpoint
 from pagecast.services.webhook_endpoints import Created, LogItem, LogPage
 from pagecast.web.render import utc_text
 
-__all__ = ["SECRET_NOTE", "created", "endpoint", "log", "log_item"]
+__all__ = ["NO_STORE", "SECRET_NOTE", "created", "endpoint", "log", "log_item"]
 
+# The Cache-Control of every answer that shows a secret (API and dashboard): no browser or
+# proxy keeps a copy of what is shown only once.
+NO_STORE = "no-store"
 SECRET_NOTE = (
     "Store the secret now: Pagecast shows it only this once. Receivers verify "
     "Pagecast-Signature with it (docs/webhooks.md, 'Outbound webhooks')."

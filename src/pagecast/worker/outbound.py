@@ -15,7 +15,8 @@ import logging
 from datetime import timedelta
 
 from pagecast import __version__
-from pagecast.outbound_http import OutboundHttp
+from pagecast.errors import ConfigError
+from pagecast.outbound_http import OutboundHttp, Outcome
 from pagecast.services import outbound_deliveries
 from pagecast.worker.state import Env
 
@@ -26,6 +27,11 @@ logger = logging.getLogger(__name__)
 # Deliveries claimed and sent at once by one worker in one pass.
 BATCH = 20
 USER_AGENT = f"Pagecast-Webhooks/{__version__}"
+UNREADABLE_SECRET = (
+    "not sent: the endpoint's signing secret cannot be decrypted with the current secret key "
+    "(PAGECAST_SECRET_KEY or <data_dir>/secret.key changed); make a new secret (rotate-secret) "
+    "and give it to the receiver"
+)
 
 
 class OutboundSender:
@@ -65,14 +71,20 @@ class OutboundSender:
 
     async def _send(self, due: outbound_deliveries.Due) -> None:
         env = self.env
-        secret = env.vault.decrypt(due.secret_encrypted)
-        timestamp = int(env.clock.time())
-        headers = {
-            "Content-Type": "application/json",
-            "User-Agent": USER_AGENT,
-            "Pagecast-Signature": outbound_deliveries.signature(secret, timestamp, due.body),
-        }
-        outcome = await self.http.post(due.url, due.body, headers)
+        try:
+            secret = env.vault.decrypt(due.secret_encrypted)
+        except ConfigError:
+            # The secret key changed since the secret was made: an attempt that failed and
+            # says what to do (the admins read it in the log), not a pass that fails forever.
+            outcome = Outcome(status=None, ms=0, error=UNREADABLE_SECRET)
+        else:
+            timestamp = int(env.clock.time())
+            headers = {
+                "Content-Type": "application/json",
+                "User-Agent": USER_AGENT,
+                "Pagecast-Signature": outbound_deliveries.signature(secret, timestamp, due.body),
+            }
+            outcome = await self.http.post(due.url, due.body, headers)
         async with env.db.transaction() as session:
             status = await outbound_deliveries.record(
                 session,

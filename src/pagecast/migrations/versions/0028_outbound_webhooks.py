@@ -62,6 +62,7 @@ def upgrade() -> None:
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("attempts", sa.Integer(), nullable=False),
         sa.Column("next_attempt_at", TZ, nullable=True),
+        sa.Column("leased_until", TZ, nullable=True),
         sa.Column("created_at", TZ, nullable=False),
         sa.Column("last_attempt_at", TZ, nullable=True),
         sa.Column("delivered_at", TZ, nullable=True),

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
 
 from pagecast.endpoint_schema import EndpointCreate, EndpointUpdate
 from pagecast.permissions import Actor, Permission
@@ -31,8 +31,11 @@ async def list_endpoints(actor: Admin, ctx: ContextDep) -> dict[str, Any]:
 
 
 @router.post("/webhooks", **documented(openapi_webhooks.EndpointCreatedOut, status=201))
-async def create_endpoint(body: EndpointCreate, actor: Admin, ctx: ContextDep) -> dict[str, Any]:
+async def create_endpoint(
+    body: EndpointCreate, actor: Admin, ctx: ContextDep, response: Response
+) -> dict[str, Any]:
     """Register an endpoint; the answer holds its signing `secret`, shown only this once."""
+    response.headers["Cache-Control"] = webhook_render.NO_STORE
     async with ctx.db.transaction() as session:
         made = await webhook_endpoints.create(session, actor, ctx.vault, body)
         return webhook_render.created(made)
@@ -64,8 +67,11 @@ async def delete_endpoint(webhook_id: Id, actor: Admin, ctx: ContextDep) -> None
 @router.post(
     "/webhooks/{webhook_id}/rotate-secret", **documented(openapi_webhooks.EndpointCreatedOut)
 )
-async def rotate_secret(webhook_id: Id, actor: Admin, ctx: ContextDep) -> dict[str, Any]:
+async def rotate_secret(
+    webhook_id: Id, actor: Admin, ctx: ContextDep, response: Response
+) -> dict[str, Any]:
     """A new signing secret, shown this once; the next attempts are signed with it."""
+    response.headers["Cache-Control"] = webhook_render.NO_STORE
     async with ctx.db.transaction() as session:
         made = await webhook_endpoints.rotate_secret(session, actor, ctx.vault, webhook_id)
         return webhook_render.created(made)

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Query, Request, Response
 from pagecast import queue_jobs
 from pagecast.errors import NotFound
 from pagecast.permissions import Permission
+from pagecast.services import outbound_deliveries
 from pagecast.web.api import admin
 from pagecast.web.dashboard.base import DashboardRoute, ViewerDep, page, redirect
 from pagecast.web.deps import ContextDep
@@ -28,6 +29,10 @@ async def queue_page(
     """Health, both queues' counts, the workers, and one queue's jobs in one state."""
     viewer.actor.require(Permission.ADMIN)
     health = await admin.health(viewer.actor, ctx)
+    # Issue 22: outbound webhooks have no queue (the delivery rows are it), so their counts
+    # come from the database, shown even when Redis does not answer.
+    async with ctx.db.reading() as session:
+        outbound = await outbound_deliveries.counts(session)
     overview = jobs = None
     if health["redis"]["ok"]:
         overview = await admin.queue_overview(viewer.actor, ctx)
@@ -39,6 +44,7 @@ async def queue_page(
         health=health,
         queue=overview,
         jobs=jobs,
+        outbound=outbound,
         queues=queue_jobs.QUEUES,
         states=queue_jobs.STATES,
     )

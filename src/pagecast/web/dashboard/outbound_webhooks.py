@@ -14,11 +14,11 @@ from pagecast.endpoint_schema import EndpointCreate, EndpointUpdate
 from pagecast.errors import InvalidInput, NotFound
 from pagecast.permissions import Permission
 from pagecast.schemas import Id
-from pagecast.services import outbound_events, webhook_endpoints
+from pagecast.services import outbound_deliveries, outbound_events, webhook_endpoints
 from pagecast.services.content import describe as describe_error
 from pagecast.web.dashboard.base import DashboardRoute, ViewerDep, page, redirect
 from pagecast.web.deps import ContextDep
-from pagecast.web.webhook_render import SECRET_NOTE
+from pagecast.web.webhook_render import NO_STORE, SECRET_NOTE
 
 router = APIRouter(route_class=DashboardRoute, include_in_schema=False)
 
@@ -66,7 +66,7 @@ async def create_endpoint(request: Request, viewer: ViewerDep, ctx: ContextDep) 
     async with ctx.db.transaction() as session:
         made = await webhook_endpoints.create(session, viewer.actor, ctx.vault, body)
         rows = await webhook_endpoints.list_all(session)
-    return page(
+    shown = page(
         request,
         "outbound_webhooks.html",
         viewer,
@@ -75,6 +75,8 @@ async def create_endpoint(request: Request, viewer: ViewerDep, ctx: ContextDep) 
         created=made,
         secret_note=SECRET_NOTE,
     )
+    shown.headers["Cache-Control"] = NO_STORE
+    return shown
 
 
 @router.get(PATH + "/{webhook_id}")
@@ -87,7 +89,7 @@ async def endpoint_page(
     status: str | None = None,
 ) -> Response:
     viewer.actor.require(Permission.ADMIN)
-    wanted = status if status in ("pending", "delivered", "failed") else None
+    wanted = status if status in outbound_deliveries.STATUSES else None
     async with ctx.db.transaction() as session:
         endpoint = await webhook_endpoints.get(session, webhook_id)
         log = await webhook_endpoints.delivery_log(
@@ -100,6 +102,7 @@ async def endpoint_page(
         endpoint=endpoint,
         log=log,
         status=wanted,
+        statuses=outbound_deliveries.STATUSES,
         event_types=outbound_events.EVENT_TYPES,
         rotated=None,
     )
@@ -151,15 +154,18 @@ async def act(
         else:
             made = await webhook_endpoints.rotate_secret(session, actor, ctx.vault, webhook_id)
             log = await webhook_endpoints.delivery_log(session, webhook_id)
-            return page(
+            shown = page(
                 request,
                 "outbound_webhook.html",
                 viewer,
                 endpoint=made.endpoint,
                 log=log,
                 status=None,
+                statuses=outbound_deliveries.STATUSES,
                 event_types=outbound_events.EVENT_TYPES,
                 rotated=made.secret,
                 secret_note=SECRET_NOTE,
             )
+            shown.headers["Cache-Control"] = NO_STORE
+            return shown
     return redirect(f"{PATH}/{webhook_id}")
