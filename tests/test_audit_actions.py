@@ -369,3 +369,26 @@ async def test_attempts_refused_by_the_login_limit_are_not_recorded(
     assert statuses == [401] * 5 + [429] * 3
     assert len(await entries(admin, action="auth.login_failed")) == 5
     assert "guess-" not in await all_details(db)
+
+
+async def test_queue_actions_are_recorded_with_the_operator(
+    app: Any, admin: httpx.AsyncClient
+) -> None:
+    for action in ("pause", "resume", "retry-failed", "clean"):
+        answer = await admin.post(f"/api/admin/queue/{action}")
+        assert answer.status_code == 200, answer.text
+    bull = await app.state.context.queue.bull()
+    job = await bull.add("nightly-report", {"report": "weekly"})
+    assert (await admin.delete(f"/api/admin/queue/jobs/sending/{job.id}")).status_code == 200
+    assert (await admin.post("/api/admin/queue/nonsense")).status_code == 404
+
+    trail = await entries(admin, action="queue.")
+    assert [(e["action"], e["actor"], e["object_type"]) for e in trail] == [
+        ("queue.job_removed", "boss@example.com", "queue"),
+        ("queue.cleaned", "boss@example.com", "queue"),
+        ("queue.retry_failed", "boss@example.com", "queue"),
+        ("queue.resumed", "boss@example.com", "queue"),
+        ("queue.paused", "boss@example.com", "queue"),
+    ]
+    assert trail[0]["details"] == {"queue": "sending", "job_id": str(job.id)}
+    assert trail[1]["details"] == {"queue": "sending", "removed": 0}
