@@ -392,3 +392,35 @@ async def test_queue_actions_are_recorded_with_the_operator(
     ]
     assert trail[0]["details"] == {"queue": "sending", "job_id": str(job.id)}
     assert trail[1]["details"] == {"queue": "sending", "removed": 0}
+
+
+async def test_an_import_ends_in_one_entry_even_when_its_process_was_taken_for_dead(
+    admin: httpx.AsyncClient, db: Database, vault: Vault
+) -> None:
+    """An import whose process stopped heartbeating is ended by the next import's start
+    (`system`); the process, only slow, finishing afterwards adds no second ending."""
+    from dataclasses import replace
+    from datetime import timedelta
+
+    from factories import ADMIN_ACTOR
+    from pagecast.models import ImportState
+    from pagecast.services import import_jobs
+
+    page = await connected_page(db, vault)
+    t0 = utcnow()
+    async with db.transaction() as session:
+        slow = await import_jobs.start(
+            session, ADMIN_ACTOR, page.id, file_name="a.csv", file_bytes=10, now=t0
+        )
+    later = t0 + import_jobs.STALE_AFTER + timedelta(seconds=1)
+    async with db.transaction() as session:
+        await import_jobs.start(
+            session, ADMIN_ACTOR, page.id, file_name="b.csv", file_bytes=10, now=later
+        )
+    ann = replace(ADMIN_ACTOR, user_id=None, name="ann@example.com")  # who started it
+    async with db.transaction() as session:  # the slow process, done at last
+        await import_jobs.finish(session, ann, slow.id, ImportState.COMPLETED)
+    ended = await entries(admin, action="contacts.imported")
+    assert [(e["actor"], e["details"]["import_id"], e["details"]["state"]) for e in ended] == [
+        ("system", slow.id, "interrupted")
+    ]

@@ -46,20 +46,27 @@ _INTERRUPTED = (
 
 
 async def expire_stale(session: AsyncSession, now: datetime | None = None) -> None:
-    """Mark running imports whose process stopped heartbeating as `interrupted`."""
+    """Mark running imports whose process stopped heartbeating as `interrupted`, each
+    audited as it ends (`contacts.imported`, by `system`: its own process never will)."""
     now = now or utcnow()
-    await session.execute(
-        update(ContactImport)
-        .where(
+    stale = await session.scalars(
+        select(ContactImport.id).where(
             ContactImport.state == ImportState.RUNNING,
             ContactImport.heartbeat_at < now - STALE_AFTER,
         )
-        .values(
-            state=ImportState.INTERRUPTED,
-            finished_at=ContactImport.heartbeat_at,
-            error=_INTERRUPTED,
-        )
     )
+    for import_id in list(stale):
+        result = await session.execute(
+            update(ContactImport)
+            .where(ContactImport.id == import_id, ContactImport.state == ImportState.RUNNING)
+            .values(
+                state=ImportState.INTERRUPTED,
+                finished_at=ContactImport.heartbeat_at,
+                error=_INTERRUPTED,
+            )
+        )
+        if rowcount(result):
+            await _audit_end(session, Actor.system(), import_id)
 
 
 async def start(
@@ -178,13 +185,20 @@ async def finish(
     error: str | None = None,
     now: datetime | None = None,
 ) -> None:
-    """End a running import (`completed`, `failed` or `interrupted`) and audit its counts."""
+    """End a running import (`completed`, `failed` or `interrupted`) and audit its counts;
+    nothing when it ended already."""
     now = now or utcnow()
-    await session.execute(
+    result = await session.execute(
         update(ContactImport)
         .where(ContactImport.id == import_id, ContactImport.state == ImportState.RUNNING)
         .values(state=state, finished_at=now, heartbeat_at=now, error=error)
     )
+    if rowcount(result):  # else it had ended already (expired as stale), and was audited then
+        await _audit_end(session, actor, import_id)
+
+
+async def _audit_end(session: AsyncSession, actor: Actor, import_id: int) -> None:
+    """The one `contacts.imported` entry of an import that just ended, with its counts."""
     job = await session.get(ContactImport, import_id, populate_existing=True)
     if job is not None:
         await audit.record(
