@@ -369,3 +369,58 @@ async def test_attempts_refused_by_the_login_limit_are_not_recorded(
     assert statuses == [401] * 5 + [429] * 3
     assert len(await entries(admin, action="auth.login_failed")) == 5
     assert "guess-" not in await all_details(db)
+
+
+async def test_queue_actions_are_recorded_with_the_operator(
+    app: Any, admin: httpx.AsyncClient
+) -> None:
+    for action in ("pause", "resume", "retry-failed", "clean"):
+        answer = await admin.post(f"/api/admin/queue/{action}")
+        assert answer.status_code == 200, answer.text
+    bull = await app.state.context.queue.bull()
+    job = await bull.add("nightly-report", {"report": "weekly"})
+    assert (await admin.delete(f"/api/admin/queue/jobs/sending/{job.id}")).status_code == 200
+    assert (await admin.post("/api/admin/queue/nonsense")).status_code == 404
+
+    trail = await entries(admin, action="queue.")
+    assert [(e["action"], e["actor"], e["object_type"]) for e in trail] == [
+        ("queue.job_removed", "boss@example.com", "queue"),
+        ("queue.cleaned", "boss@example.com", "queue"),
+        ("queue.retry_failed", "boss@example.com", "queue"),
+        ("queue.resumed", "boss@example.com", "queue"),
+        ("queue.paused", "boss@example.com", "queue"),
+    ]
+    assert trail[0]["details"] == {"queue": "sending", "job_id": str(job.id)}
+    assert trail[1]["details"] == {"queue": "sending", "removed": 0}
+
+
+async def test_an_import_ends_in_one_entry_even_when_its_process_was_taken_for_dead(
+    admin: httpx.AsyncClient, db: Database, vault: Vault
+) -> None:
+    """An import whose process stopped heartbeating is ended by the next import's start
+    (`system`); the process, only slow, finishing afterwards adds no second ending."""
+    from dataclasses import replace
+    from datetime import timedelta
+
+    from factories import ADMIN_ACTOR
+    from pagecast.models import ImportState
+    from pagecast.services import import_jobs
+
+    page = await connected_page(db, vault)
+    t0 = utcnow()
+    async with db.transaction() as session:
+        slow = await import_jobs.start(
+            session, ADMIN_ACTOR, page.id, file_name="a.csv", file_bytes=10, now=t0
+        )
+    later = t0 + import_jobs.STALE_AFTER + timedelta(seconds=1)
+    async with db.transaction() as session:
+        await import_jobs.start(
+            session, ADMIN_ACTOR, page.id, file_name="b.csv", file_bytes=10, now=later
+        )
+    ann = replace(ADMIN_ACTOR, user_id=None, name="ann@example.com")  # who started it
+    async with db.transaction() as session:  # the slow process, done at last
+        await import_jobs.finish(session, ann, slow.id, ImportState.COMPLETED)
+    ended = await entries(admin, action="contacts.imported")
+    assert [(e["actor"], e["details"]["import_id"], e["details"]["state"]) for e in ended] == [
+        ("system", slow.id, "interrupted")
+    ]

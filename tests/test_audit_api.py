@@ -216,6 +216,9 @@ async def test_csv_streams_more_rows_than_one_batch(
         ({"since": "yesterday"}, "since"),
         ({"since": "2026-11-01T09:00:00"}, "since"),
         ({"until": "2026-11-01"}, "until"),
+        # Valid ISO 8601, but past the last (or before the first) moment UTC can hold.
+        ({"since": "9999-12-31T23:00:00-14:00"}, "since"),
+        ({"until": "0001-01-01T00:00:00+14:00"}, "until"),
         ({"since": "2026-11-02T00:00:00Z", "until": "2026-11-01T00:00:00Z"}, "until"),
         ({"cursor": "not-a-cursor"}, "cursor"),
         ({"cursor": "aWQ6NQ"}, "cursor"),  # another list's cursor ("id:5")
@@ -254,3 +257,33 @@ async def test_no_route_changes_or_deletes_an_entry(admin: httpx.AsyncClient, db
     kept = (await admin.get("/api/audit", params={"actor": "ann@example.com"})).json()
     assert [e["id"] for e in kept["items"]] == [entry]
     assert kept["items"][0]["details"] == {"n": 0}
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"since": "9999-12-31T23:00"}, "since"),  # past year 9999 in UTC, from Pago Pago
+        ({"until": "0001-01-01T00:00"}, "until"),  # (only when the page reads UTC - 11 h)
+        ({"until": "9999-12-31T23:00:00-14:00"}, "until"),
+    ],
+)
+async def test_the_audit_page_names_a_time_it_cannot_read_and_answers_422(
+    client: httpx.AsyncClient, db: Database, params: dict[str, str], field: str
+) -> None:
+    from factories import create_user
+
+    await create_user(db, Role.ADMIN, email="far@example.com", password="far away password")
+    signed = await client.post(
+        "/api/auth/login", json={"email": "far@example.com", "password": "far away password"}
+    )
+    assert signed.status_code == 200
+    zone = await client.patch(
+        "/api/me",
+        json={"timezone": "Pacific/Pago_Pago"},
+        headers={"x-csrf-token": signed.json()["csrf_token"]},
+    )
+    assert zone.status_code == 200, zone.text
+    for path in ("/audit", "/audit.csv"):
+        answer = await client.get(path, params=params)
+        assert answer.status_code == 422, (path, answer.status_code)
+        assert f"{field}:" in answer.text

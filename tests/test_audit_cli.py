@@ -162,3 +162,15 @@ def test_url_answers_the_same_entries_as_this_machine(
     )
     assert refused.returncode == 1 and "cursor:" in refused.stderr
     assert not (tmp_path / "laptop").exists()
+
+
+def test_the_queue_command_retrying_failed_jobs_is_recorded_as_the_cli(data_dir: Path) -> None:
+    assert run(data_dir, "queue", "--retry-failed").returncode == 0
+    listed = run(data_dir, "audit", "--action", "queue.", "--json")
+    assert listed.returncode == 0, listed.stderr
+    (entry,) = json.loads(listed.stdout)["items"]
+    assert (entry["actor"], entry["action"], entry["object_type"]) == (
+        "cli",
+        "queue.retry_failed",
+        "queue",
+    )

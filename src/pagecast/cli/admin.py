@@ -258,7 +258,11 @@ def queue(
     async def look(ctx: Any) -> dict[str, int]:
         async def work() -> dict[str, int]:
             if retry_failed:
+                from pagecast.cli.base import cli_actor
+                from pagecast.web.api.admin import audit_queue
+
                 await ctx.queue.retry_failed_jobs()
+                await audit_queue(ctx, cli_actor(), "queue.retry_failed", queue="sending")
             return dict(await ctx.queue.counts())
 
         return await with_redis(ctx, work)

@@ -15,7 +15,7 @@ import json
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Select, select
@@ -50,6 +50,7 @@ __all__ = [
     "decode_cursor",
     "encode_cursor",
     "existing",
+    "in_utc",
     "page",
     "parse",
     "parse_time",
@@ -130,7 +131,20 @@ def parse_time(text: str | None, field: str) -> datetime | None:
             f"`Z` for UTC or an offset, as in {_TIME_EXAMPLE}.",
             field=field,
         )
-    return moment
+    return in_utc(moment, field)
+
+
+def in_utc(moment: datetime, field: str) -> datetime:
+    """`moment` (aware) in UTC, as the database compares it; InvalidInput naming `field` for
+    one whose offset moves it past year 9999 or before year 1 (no such moment is stored)."""
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise InvalidInput(
+            f"{field}: {moment.isoformat()} is outside the times Pagecast stores (years 1 to "
+            f"9999 in UTC); write one such as {_TIME_EXAMPLE}.",
+            field=field,
+        ) from None
 
 
 def parse(
@@ -198,8 +212,8 @@ def parse(
                 field="object_id",
             )
         found = replace(found, object_id=number)
-    start = since if isinstance(since, datetime) else parse_time(since, "since")
-    end = until if isinstance(until, datetime) else parse_time(until, "until")
+    start = in_utc(since, "since") if isinstance(since, datetime) else parse_time(since, "since")
+    end = in_utc(until, "until") if isinstance(until, datetime) else parse_time(until, "until")
     if start is not None and end is not None and end <= start:
         raise InvalidInput(
             "until: it must be later than since (since is inclusive, until exclusive).",

@@ -46,24 +46,27 @@ _INTERRUPTED = (
 
 
 async def expire_stale(session: AsyncSession, now: datetime | None = None) -> None:
-    """Mark running imports whose process stopped heartbeating as `interrupted`."""
+    """Mark running imports whose process stopped heartbeating as `interrupted`, each
+    audited as it ends (`contacts.imported`, by `system`: its own process never will)."""
     now = now or utcnow()
-    ended = await session.scalars(
-        update(ContactImport)
-        .where(
+    stale = await session.scalars(
+        select(ContactImport.id).where(
             ContactImport.state == ImportState.RUNNING,
             ContactImport.heartbeat_at < now - STALE_AFTER,
         )
-        .values(
-            state=ImportState.INTERRUPTED,
-            finished_at=ContactImport.heartbeat_at,
-            error=_INTERRUPTED,
-        )
-        .returning(ContactImport)
-        .execution_options(populate_existing=True)
     )
-    for job in sorted(ended, key=lambda j: j.id):
-        await _emit_ended(session, job)
+    for import_id in list(stale):
+        result = await session.execute(
+            update(ContactImport)
+            .where(ContactImport.id == import_id, ContactImport.state == ImportState.RUNNING)
+            .values(
+                state=ImportState.INTERRUPTED,
+                finished_at=ContactImport.heartbeat_at,
+                error=_INTERRUPTED,
+            )
+        )
+        if rowcount(result):
+            await _record_end(session, Actor.system(), import_id)
 
 
 async def start(
@@ -182,19 +185,24 @@ async def finish(
     error: str | None = None,
     now: datetime | None = None,
 ) -> None:
-    """End a running import (`completed`, `failed` or `interrupted`) and audit its counts."""
+    """End a running import (`completed`, `failed` or `interrupted`) and audit its counts;
+    nothing when it ended already."""
     now = now or utcnow()
-    ended = rowcount(
-        await session.execute(
-            update(ContactImport)
-            .where(ContactImport.id == import_id, ContactImport.state == ImportState.RUNNING)
-            .values(state=state, finished_at=now, heartbeat_at=now, error=error)
-        )
+    result = await session.execute(
+        update(ContactImport)
+        .where(ContactImport.id == import_id, ContactImport.state == ImportState.RUNNING)
+        .values(state=state, finished_at=now, heartbeat_at=now, error=error)
     )
+    if rowcount(result):  # else it had ended already (expired as stale), and was audited then
+        await _record_end(session, actor, import_id)
+
+
+async def _record_end(session: AsyncSession, actor: Actor, import_id: int) -> None:
+    """The one `contacts.imported` entry and the one `import.completed` event of an import
+    that just ended (its conditional UPDATE changed the row), with its counts."""
     job = await session.get(ContactImport, import_id, populate_existing=True)
-    if job is not None and ended:
-        await _emit_ended(session, job)
     if job is not None:
+        await _emit_ended(session, job)
         await audit.record(
             session,
             actor,

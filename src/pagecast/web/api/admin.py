@@ -13,7 +13,7 @@ from sqlalchemy import text
 from pagecast import queue_jobs as queue_jobs_
 from pagecast.context import AppContext
 from pagecast.permissions import Actor, Permission
-from pagecast.services import pages
+from pagecast.services import audit, pages
 from pagecast.web import openapi, render
 from pagecast.web.deps import ContextDep, require
 from pagecast.web.metrics import render as render_metrics
@@ -131,29 +131,49 @@ async def queue_overview(
     }
 
 
+async def audit_queue(ctx: AppContext, actor: Actor, action: str, **details: Any) -> None:
+    """An operator's queue action in the audit log (`queue.paused`, `queue.job_removed`, …),
+    written once Redis has done it: a queue is not part of the database's transaction."""
+    async with ctx.db.transaction() as session:
+        await audit.record(
+            session, actor, action, object_type="queue", object_id=None, details=details
+        )
+
+
+_QUEUE_ACTIONS = {
+    "retry-failed": "queue.retry_failed",
+    "clean": "queue.cleaned",
+    "pause": "queue.paused",
+    "resume": "queue.resumed",
+}
+
+
 @router.post("/api/admin/queue/{action}", **documented(None, 503))
 async def queue_action(action: str, actor: Admin, ctx: ContextDep) -> dict[str, Any]:
     """`retry-failed` (failed jobs run again), `clean` (forget completed and failed jobs),
-    `pause` and `resume` (every worker stops or starts taking jobs)."""
+    `pause` and `resume` (every worker stops or starts taking jobs). Audited (`queue.*`)."""
+    if action not in _QUEUE_ACTIONS:
+        from pagecast.errors import NotFound
+
+        raise NotFound(
+            f"Unknown queue action {action!r}; use retry-failed, clean, pause or resume."
+        )
     queue = await ctx.queue.bull()
+    answer: dict[str, Any] = {"ok": True, "action": action}
     if action == "retry-failed":
         await ctx.queue.retry_failed_jobs()
     elif action == "clean":
         removed = 0
         for state in ("failed", "completed"):
             removed += len(await queue.clean(0, 10_000, state) or [])
-        return {"ok": True, "action": action, "removed": removed}
+        answer["removed"] = removed
     elif action == "pause":
         await queue.pause()
-    elif action == "resume":
-        await queue.resume()
     else:
-        from pagecast.errors import NotFound
-
-        raise NotFound(
-            f"Unknown queue action {action!r}; use retry-failed, clean, pause or resume."
-        )
-    return {"ok": True, "action": action}
+        await queue.resume()
+    shown = {"removed": answer["removed"]} if "removed" in answer else {}
+    await audit_queue(ctx, actor, _QUEUE_ACTIONS[action], queue="sending", **shown)
+    return answer
 
 
 @router.get("/api/admin/queue/jobs", **documented(None, 503))
@@ -172,13 +192,16 @@ async def queue_jobs(
 @router.post("/api/admin/queue/jobs/{queue}/{job_id:path}/retry", **documented(None, 409, 503))
 async def retry_job(queue: str, job_id: str, actor: Admin, ctx: ContextDep) -> dict[str, Any]:
     """Run one failed job again."""
-    return await queue_jobs_.retry(ctx.queue, queue, job_id)
+    job = await queue_jobs_.retry(ctx.queue, queue, job_id)
+    await audit_queue(ctx, actor, "queue.job_retried", queue=queue, job_id=job_id[:200])
+    return job
 
 
 @router.delete("/api/admin/queue/jobs/{queue}/{job_id:path}", **documented(None, 409, 503))
 async def remove_job(queue: str, job_id: str, actor: Admin, ctx: ContextDep) -> dict[str, Any]:
     """Remove one job that is not running."""
     await queue_jobs_.remove(ctx.queue, queue, job_id)
+    await audit_queue(ctx, actor, "queue.job_removed", queue=queue, job_id=job_id[:200])
     return {"ok": True, "queue": queue, "id": job_id}
 
 

@@ -53,19 +53,28 @@ def _link(row: Any, alive: set[tuple[str, int]]) -> str | None:
 
 def _parse(form: dict[str, str], zone: str) -> audit_list.Filters:
     """The form's filters; `since` and `until` typed in the viewer's zone (or ISO with one)."""
-    try:
-        since = times.read_field(form["since"], zone)
-        until = times.read_field(form["until"], zone)
-    except ValueError as exc:
-        raise InvalidInput(f"since/until: {exc}", field="since") from exc
     return audit_list.parse(
         actor=form["actor"],
         action=form["action"],
         object_type=form["object_type"],
         object_id=form["object_id"],
-        since=since,
-        until=until,
+        since=_read_time(form, "since", zone),
+        until=_read_time(form, "until", zone),
     )
+
+
+def _read_time(form: dict[str, str], field: str, zone: str) -> str | None:
+    """A `datetime-local` field read in the viewer's zone; InvalidInput naming the field for
+    a time the zone's clocks skip or one past the times Pagecast stores."""
+    try:
+        return times.read_field(form[field], zone)
+    except ValueError as exc:
+        raise InvalidInput(f"{field}: {exc}.", field=field) from exc
+    except OverflowError:
+        raise InvalidInput(
+            f"{field}: {form[field]} is outside the times Pagecast stores (years 1 to 9999).",
+            field=field,
+        ) from None
 
 
 @router.get("/audit")
