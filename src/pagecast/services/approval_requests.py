@@ -32,6 +32,7 @@ from pagecast.services import audience, audit, outbound_events
 
 __all__ = [
     "ASKS",
+    "STATES",
     "awaiting_count",
     "is_author",
     "needs_approval",
@@ -43,6 +44,8 @@ __all__ = [
 
 # What a request asks for: start now, or schedule at the campaign's scheduled_at.
 ASKS = ("start", "schedule")
+# Where a campaign's approval stands (`Campaign.approval_state`; NULL: never asked).
+STATES = ("pending", "approved", "rejected", "withdrawn")
 
 
 def threshold_applies(threshold: int | None, people: int) -> bool:

@@ -23,6 +23,7 @@ from pagecast.models import (
     Role,
     SyncState,
 )
+from pagecast.web.openapi_approvals import ApprovalOut
 
 __all__ = [
     "API_ERRORS",
@@ -411,12 +412,8 @@ class CampaignOut(_Out):
     )
     series_id: int | None = Field(description="The series this campaign is a run of (issue 20).")
     run_at: datetime | None
-    approval: dict[str, Any] | None = Field(
-        None,
-        description="Two-person approval (issue 22), null if never asked: state (pending, "
-        "approved, rejected, withdrawn), ask (start, schedule), scheduled_at (of a schedule "
-        "ask), people (eligible when asked), requested_by/_id/_at (the author, who may not "
-        "decide), decided_by/_id/_at and comment. The history: GET /api/campaigns/{id}/audit.",
+    approval: ApprovalOut | None = Field(
+        None, description="Two-person approval (issue 22); null if it was never asked."
     )
 
 
