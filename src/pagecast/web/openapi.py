@@ -152,8 +152,9 @@ class UserOut(_Out):
     role: Role
     can_send: bool
     can_approve: bool = Field(
-        description="Whether the user may approve others' campaigns (campaigns:approve; "
-        "managers and admins unless an admin withdrew it)."
+        description="False when an admin withdrew the approve permission (campaigns:approve) "
+        "from this user. Only managers and admins approve: a viewer never does, whatever "
+        "this says (GET /api/me lists the permissions a user has)."
     )
     is_active: bool
     timezone: str = Field(
