@@ -1,16 +1,22 @@
-"""Two-person approval (issue 22): an edit of the template that gives a campaign its message
-is an edit of the campaign, and withdraws its approval as a PATCH of the campaign does."""
+"""Two-person approval (issue 22) and edits: an edit of the template that gives a campaign
+its message is an edit of the campaign, and withdraws its approval as a PATCH of the
+campaign does; an edit that meets an approval under way waits for it and finds the campaign
+started (PostgreSQL, two transactions)."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from datetime import timedelta
 from typing import Any
 
 import httpx
+from sqlalchemy import func, select, text
 
+from factories import create_user, postgresql_only
 from pagecast.db import Database
-from pagecast.models import utcnow
-from pagecast.services import sending
+from pagecast.models import Delivery, Role, utcnow
+from pagecast.services import approvals, sending, users
 from test_approval_api import approver  # noqa: F401  (fixture)
 from test_sending import (  # noqa: F401  (fixtures)
     add_people,
@@ -74,3 +80,50 @@ async def test_a_template_edit_withdraws_the_approval_of_the_campaigns_it_gives_
     trail = (await manager.get(f"/api/campaigns/{scheduled}/audit")).json()["items"]
     withdrawn = [e for e in trail if e["action"] == "campaign.approval_withdrawn"]
     assert withdrawn and withdrawn[0]["details"]["why"] == f"template {template_id} edited"
+
+
+@postgresql_only
+async def test_an_edit_during_an_approvals_start_waits_and_finds_it_started(
+    admin: httpx.AsyncClient,  # noqa: F811
+    manager: httpx.AsyncClient,  # noqa: F811
+    sim: httpx.AsyncClient,
+    db: Database,
+) -> None:
+    page_id = await setup_page(admin, sim)
+    await add_people(sim, manager, page_id, 3)
+    await admin.patch(f"/api/pages/{page_id}", json={"approval_threshold": 0})
+    campaign_id = await new_campaign(manager, page_id)
+    assert (await manager.post(f"/api/campaigns/{campaign_id}/start")).status_code == 202
+    checker, _ = await create_user(db, Role.MANAGER, email="locker@example.com")
+
+    async with db.transaction() as session:  # the approval's transaction, not yet committed
+        started, _ = await approvals.approve(
+            session, users.actor_for(checker), campaign_id, None, utcnow()
+        )
+        assert started.status.value == "sending"
+        edit = asyncio.create_task(
+            manager.patch(f"/api/campaigns/{campaign_id}", json={"name": "Too late"})
+        )
+        deadline = time.monotonic() + 30
+        async with db.transaction() as watcher:  # until the edit waits for the row's lock
+            while not await watcher.scalar(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                )
+            ):
+                assert not edit.done(), (await edit).text
+                assert time.monotonic() < deadline, "the edit never waited for the approval"
+                await asyncio.sleep(0.05)
+    answer = await edit
+    assert answer.status_code == 409 and answer.json()["error"]["field"] == "status", answer.text
+    body = (await manager.get(f"/api/campaigns/{campaign_id}")).json()
+    assert body["status"] == "sending" and body["name"] == "Sale"
+    assert body["approval"]["state"] == "approved"
+    async with db.transaction() as session:
+        assert (
+            await session.scalar(
+                select(func.count(Delivery.id)).where(Delivery.campaign_id == campaign_id)
+            )
+            == 3
+        )

@@ -119,8 +119,13 @@ def expired(campaign: Campaign, now: datetime) -> bool:
     return campaign.expires_at is not None and campaign.expires_at <= now
 
 
-async def get(session: AsyncSession, campaign_id: int) -> Campaign:
-    campaign = await session.get(Campaign, campaign_id)
+async def get(session: AsyncSession, campaign_id: int, *, lock: bool = False) -> Campaign:
+    """The campaign; `lock`: read fresh and locked (FOR UPDATE on PostgreSQL) until the
+    transaction ends, so a change decided on its status cannot cross another one (an edit
+    and an approval's start, two approvals)."""
+    campaign = await session.get(
+        Campaign, campaign_id, populate_existing=lock, with_for_update=lock or None
+    )
     if campaign is None:
         raise NotFound(
             f"Campaign {campaign_id} does not exist. List campaigns with {{hint}}.",
@@ -367,7 +372,9 @@ async def update(
     A new `scheduled_at` of a draft or scheduled campaign must be after `now`; the one it
     has is kept as it is (a paused campaign's schedule has passed: it started then).
     """
-    campaign = await get(session, campaign_id)
+    # Locked: an edit waits for an approval's start (or the scheduler's) under way, then
+    # finds the campaign started, instead of making a sending campaign a draft (issue 22).
+    campaign = await get(session, campaign_id, lock=True)
     require_status(campaign, EDITABLE, "editing")
     changes = data.model_dump(exclude_unset=True)
     if campaign.status is CampaignStatus.PAUSED:
