@@ -15,7 +15,7 @@ from sqlalchemy import func, select, text
 
 from factories import create_user, postgresql_only
 from pagecast.db import Database
-from pagecast.models import Delivery, Role, utcnow
+from pagecast.models import Campaign, CampaignStatus, Delivery, OutboundEvent, Role, utcnow
 from pagecast.services import approvals, sending, users
 from test_approval_api import approver  # noqa: F401  (fixture)
 from test_sending import (  # noqa: F401  (fixtures)
@@ -27,6 +27,26 @@ from test_sending import (  # noqa: F401  (fixtures)
     sending_settings,
     setup_page,
 )
+
+
+async def _until_waiting_for_a_lock(db: Database, request: asyncio.Task[httpx.Response]) -> None:
+    """Wait until a query of this database waits for a lock (the request, on the row this
+    test's transaction holds); each look in a new transaction (pg_stat_activity is read once
+    per transaction)."""
+    deadline = time.monotonic() + 30
+    while True:
+        async with db.transaction() as session:
+            waiting = await session.scalar(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                )
+            )
+        if waiting:
+            return
+        assert not request.done(), (await request).text
+        assert time.monotonic() < deadline, "the request never waited for the row's lock"
+        await asyncio.sleep(0.05)
 
 
 async def test_a_template_edit_withdraws_the_approval_of_the_campaigns_it_gives_a_message(
@@ -104,17 +124,7 @@ async def test_an_edit_during_an_approvals_start_waits_and_finds_it_started(
         edit = asyncio.create_task(
             manager.patch(f"/api/campaigns/{campaign_id}", json={"name": "Too late"})
         )
-        deadline = time.monotonic() + 30
-        async with db.transaction() as watcher:  # until the edit waits for the row's lock
-            while not await watcher.scalar(
-                text(
-                    "SELECT count(*) FROM pg_stat_activity"
-                    " WHERE datname = current_database() AND wait_event_type = 'Lock'"
-                )
-            ):
-                assert not edit.done(), (await edit).text
-                assert time.monotonic() < deadline, "the edit never waited for the approval"
-                await asyncio.sleep(0.05)
+        await _until_waiting_for_a_lock(db, edit)
     answer = await edit
     assert answer.status_code == 409 and answer.json()["error"]["field"] == "status", answer.text
     body = (await manager.get(f"/api/campaigns/{campaign_id}")).json()
@@ -127,3 +137,33 @@ async def test_an_edit_during_an_approvals_start_waits_and_finds_it_started(
             )
             == 3
         )
+
+
+@postgresql_only
+async def test_a_start_meeting_another_request_waits_and_asks_the_approvers_once(
+    admin: httpx.AsyncClient,  # noqa: F811
+    manager: httpx.AsyncClient,  # noqa: F811
+    sim: httpx.AsyncClient,
+    db: Database,
+) -> None:
+    page_id = await setup_page(admin, sim)
+    await add_people(sim, manager, page_id, 2)
+    await admin.patch(f"/api/pages/{page_id}", json={"approval_threshold": 0})
+    campaign_id = await new_campaign(manager, page_id)
+
+    async with db.transaction() as session:  # another start's request, not yet committed
+        first = await session.get(Campaign, campaign_id, with_for_update=True)
+        assert first is not None
+        first.status, first.approval_state = CampaignStatus.AWAITING_APPROVAL, "pending"
+        await session.flush()
+        start = asyncio.create_task(manager.post(f"/api/campaigns/{campaign_id}/start"))
+        await _until_waiting_for_a_lock(db, start)
+    answer = await start
+    assert answer.status_code == 409 and answer.json()["error"]["field"] == "status", answer.text
+    async with db.transaction() as session:
+        asked = await session.scalar(
+            select(func.count(OutboundEvent.id)).where(
+                OutboundEvent.type == "campaign.awaiting_approval"
+            )
+        )
+        assert asked == 0  # the one request is the other transaction's (written by hand here)
