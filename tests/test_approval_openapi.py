@@ -42,3 +42,9 @@ async def test_the_campaigns_approval_is_a_described_model_that_the_answers_fit(
     assert ApprovalOut.model_validate(held).state == "pending"
     rejected = await approver.post(f"/api/campaigns/{campaign_id}/reject", json={"comment": "No"})
     assert ApprovalOut.model_validate(rejected.json()["approval"]).comment == "No"
+    # A blank comment on an approval is no comment (null), not an empty string.
+    second = await new_campaign(manager, page_id, name="Second")
+    await manager.post(f"/api/campaigns/{second}/start")
+    blank = await approver.post(f"/api/campaigns/{second}/approve", json={"comment": "  "})
+    assert blank.status_code == 200, blank.text
+    assert ApprovalOut.model_validate(blank.json()["approval"]).comment is None
