@@ -104,7 +104,13 @@ def test_example_alert_rules_pass_promtool() -> None:
     )
     assert tested.returncode == 0, (tested.stdout + tested.stderr).decode()
     rules = RULES.read_text()
-    for alert in ("TokenInvalid", "PausedByBreaker", "BacklogGrowing", "NoWorkerHeartbeat"):
+    for alert in (
+        "TokenInvalid",
+        "PausedByBreaker",
+        "BacklogGrowing",
+        "NoWorkerHeartbeat",
+        "ApprovalWaitingLong",
+    ):
         assert f"alert: Pagecast{alert}" in rules or alert in rules, alert
 
 

@@ -557,7 +557,9 @@ _Comment = Annotated[Line, StringConstraints(strip_whitespace=True, max_length=2
 class ApproveBody(Input):
     """POST /api/campaigns/{id}/approve (issue 22)."""
 
-    comment: _Comment | None = Field(None, description="Shown with the decision; optional.")
+    comment: Annotated[_Comment, AfterValidator(lambda text: text or None)] | None = Field(
+        None, description="Shown with the decision; optional (blank: none)."
+    )
 
 
 class RejectBody(Input):

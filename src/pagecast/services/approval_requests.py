@@ -10,6 +10,9 @@ campaign's author for this approval, who may never approve it (services/approval
 Any edit after approval withdraws it (`withdraw_on_edit`, called by `campaigns.update`):
 an approved campaign scheduled for later asks again at once (its schedule stays, but it
 cannot fire before a new approval); a campaign still awaiting approval goes back to draft.
+An edit of a template's content is an edit of the campaigns whose message it gives
+(`withdraw_for_template`, called by `templates.update`): they are sent as the template is
+when they start, so what was approved would otherwise not be what is sent.
 
 The history of requests and decisions is the audit log (`campaign.approval_requested`,
 `campaign.approved`, `campaign.rejected`, `campaign.approval_withdrawn`). This module imports
@@ -29,16 +32,20 @@ from pagecast.services import audience, audit, outbound_events
 
 __all__ = [
     "ASKS",
+    "STATES",
     "awaiting_count",
     "is_author",
     "needs_approval",
     "request",
     "threshold_applies",
+    "withdraw_for_template",
     "withdraw_on_edit",
 ]
 
 # What a request asks for: start now, or schedule at the campaign's scheduled_at.
 ASKS = ("start", "schedule")
+# Where a campaign's approval stands (`Campaign.approval_state`; NULL: never asked).
+STATES = ("pending", "approved", "rejected", "withdrawn")
 
 
 def threshold_applies(threshold: int | None, people: int) -> bool:
@@ -131,7 +138,7 @@ def is_author(actor: Actor, campaign: Campaign) -> bool:
 
 
 async def withdraw_on_edit(
-    session: AsyncSession, actor: Actor, campaign: Campaign, now: datetime
+    session: AsyncSession, actor: Actor, campaign: Campaign, now: datetime, *, why: str = "edited"
 ) -> None:
     """An edit (already applied) withdraws a pending or granted approval of a campaign that
     has not started: awaiting → draft; approved and scheduled → awaiting again, asked by
@@ -148,7 +155,7 @@ async def withdraw_on_edit(
         "campaign.approval_withdrawn",
         object_type="campaign",
         object_id=campaign.id,
-        details={"was": before, "why": "edited"},
+        details={"was": before, "why": why},
     )
     if approved and campaign.scheduled_at is not None:
         people, _ = await audience.count(session, campaign, now)
@@ -156,10 +163,30 @@ async def withdraw_on_edit(
     else:
         campaign.status = CampaignStatus.DRAFT
         campaign.status_reason = (
-            f"The approval request was withdrawn by an edit ({actor.name}); start or schedule "
+            f"The approval request was withdrawn by an edit ({actor.name}"
+            f"{'' if why == 'edited' else ': ' + why}); start or schedule "
             "it again to ask for approval."
         )
         await session.flush()
+
+
+async def withdraw_for_template(
+    session: AsyncSession, actor: Actor, template_id: int, now: datetime
+) -> None:
+    """A template's content was edited: withdraw the pending or granted approval of every
+    campaign that has not started and whose message the template gives (as `withdraw_on_edit`)."""
+    held = await session.scalars(
+        select(Campaign)
+        .where(
+            Campaign.template_id == template_id,
+            Campaign.status.in_((CampaignStatus.AWAITING_APPROVAL, CampaignStatus.SCHEDULED)),
+            Campaign.approval_state.in_(("pending", "approved")),
+        )
+        .order_by(Campaign.id)
+        .with_for_update()
+    )
+    for campaign in list(held):
+        await withdraw_on_edit(session, actor, campaign, now, why=f"template {template_id} edited")
 
 
 async def awaiting_count(session: AsyncSession, actor: Actor | None = None) -> int:

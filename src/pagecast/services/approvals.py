@@ -43,11 +43,7 @@ async def _deciding(session: AsyncSession, actor: Actor, campaign_id: int, verb:
     actor.require(Permission.CAMPAIGNS_APPROVE)
     # Locked and read fresh: of two approvers deciding at once, the second waits and then
     # finds it decided (409), never a second start.
-    campaign = await session.get(
-        Campaign, campaign_id, populate_existing=True, with_for_update=True
-    )
-    if campaign is None:
-        campaign = await campaigns.get(session, campaign_id)  # raises NotFound
+    campaign = await campaigns.get(session, campaign_id, lock=True)
     campaigns.require_status(campaign, (CampaignStatus.AWAITING_APPROVAL,), verb)
     if approval_requests.is_author(actor, campaign):
         asked = "started" if campaign.approval_ask == "start" else "scheduled"

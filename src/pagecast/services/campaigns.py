@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -16,7 +15,6 @@ from pagecast.message_schema import Content
 from pagecast.models import (
     Campaign,
     CampaignStatus,
-    Contact,
     Delivery,
     DeliveryStatus,
     Page,
@@ -31,6 +29,7 @@ from pagecast.services import (
     campaign_events,
     content,
     due_times,
+    message_lengths,
     pages,
     reconcile,
     series_exclusion,
@@ -41,8 +40,6 @@ from pagecast.services import (
 __all__ = [
     "EDITABLE",
     "check",
-    "check_messages_length",
-    "check_rendered_length",
     "check_schedule",
     "counts",
     "create",
@@ -51,15 +48,10 @@ __all__ = [
     "effective_content",
     "effective_messages",
     "expired",
-    "fits_any_name",
     "get",
     "get_with_page_rate",
     "keeps_its_message_count",
     "list_page",
-    "longest_names",
-    "message_field",
-    "name_length_columns",
-    "names_of",
     "pace",
     "send_rate",
     "stored_messages",
@@ -120,8 +112,13 @@ def expired(campaign: Campaign, now: datetime) -> bool:
     return campaign.expires_at is not None and campaign.expires_at <= now
 
 
-async def get(session: AsyncSession, campaign_id: int) -> Campaign:
-    campaign = await session.get(Campaign, campaign_id)
+async def get(session: AsyncSession, campaign_id: int, *, lock: bool = False) -> Campaign:
+    """The campaign; `lock`: read fresh and locked (FOR UPDATE on PostgreSQL) until the
+    transaction ends, so a change decided on its status cannot cross another one (an edit
+    and an approval's start, two approvals)."""
+    campaign = await session.get(
+        Campaign, campaign_id, populate_existing=lock, with_for_update=lock or None
+    )
     if campaign is None:
         raise NotFound(
             f"Campaign {campaign_id} does not exist. List campaigns with {{hint}}.",
@@ -170,7 +167,7 @@ async def effective_messages(session: AsyncSession, campaign: Campaign) -> list[
     """What each person gets, in order: the sequence's messages, or the one message."""
     if campaign.messages:
         return [
-            content.parse(m, message_field(i, len(campaign.messages)))
+            content.parse(m, message_lengths.message_field(i, len(campaign.messages)))
             for i, m in enumerate(campaign.messages)
         ]
     return [await effective_content(session, campaign)]
@@ -181,76 +178,6 @@ def stored_messages(campaign: Campaign) -> list[dict[str, Any]]:
     if campaign.messages:
         return list(campaign.messages)
     return [campaign.content] if campaign.content is not None else []
-
-
-def message_field(index: int, count: int) -> str:
-    """The API field that holds message `index` of `count`: `content` for a single one."""
-    return "content" if count == 1 else f"messages[{index}]"
-
-
-async def check_messages_length(
-    session: AsyncSession,
-    messages: Sequence[Content],
-    page_id: int,
-    fields: Sequence[str] | None = None,
-) -> None:
-    """`check_rendered_length` for each message, naming the message that is too long (its
-    field in `fields`, else `content` or `messages[i]`)."""
-    if all(fits_any_name(session, m) for m in messages):
-        return
-    longest = await longest_names(session, page_id)
-    for index, message in enumerate(messages):
-        field = fields[index] if fields else message_field(index, len(messages))
-        content.check_length(message, longest, field=field)
-
-
-def names_of(first: int | None, last: int | None) -> dict[str, int]:
-    """The longest value of each personalisation variable, from the longest first and last
-    names (`content.check_length` takes this mapping)."""
-    first, last = first or 0, last or 0
-    return {"first_name": first, "last_name": last, "full_name": first + last + 1}
-
-
-def name_length_columns() -> tuple[Any, Any]:
-    """The aggregates `longest_names` selects (for callers that fold them into a scan)."""
-    return func.max(func.length(Contact.first_name)), func.max(func.length(Contact.last_name))
-
-
-async def longest_names(session: AsyncSession, page_id: int) -> dict[str, int]:
-    first, last = (
-        await session.execute(select(*name_length_columns()).where(Contact.page_id == page_id))
-    ).one()
-    return names_of(first, last)
-
-
-def _width(column: Any) -> int:
-    length = column.property.columns[0].type.length
-    assert length is not None, f"{column} has no declared width"
-    return int(length)
-
-
-def fits_any_name(session: AsyncSession, message: Content) -> bool:
-    """Whether `message` fits Messenger's limit whatever names the contacts have, so that
-    `longest_names` (a scan of every contact of the Page) can be skipped.
-
-    The bound is the width of the name columns, which PostgreSQL enforces; SQLite does not
-    enforce VARCHAR lengths, so there the names are always read.
-    """
-    if session.get_bind().dialect.name != "postgresql":
-        return False
-    widest = names_of(_width(Contact.first_name), _width(Contact.last_name))
-    try:
-        content.check_length(message, widest)
-    except InvalidInput:
-        return False
-    return True
-
-
-async def check_rendered_length(session: AsyncSession, message: Content, page_id: int) -> None:
-    """Refuse text that could exceed Messenger's limit once personalised for a contact of
-    the Page; reads the names only when the widest possible names would not fit."""
-    if not fits_any_name(session, message):
-        content.check_length(message, await longest_names(session, page_id))
 
 
 async def check(session: AsyncSession, data: CampaignCreate) -> None:
@@ -267,10 +194,10 @@ async def _validate(session: AsyncSession, data: CampaignCreate, *, started: boo
     if data.template_id is not None:
         template = await templates.get(session, data.template_id)
         messages = [content.parse(template.content)]
-    await check_messages_length(session, messages, page.id)
+    await message_lengths.check_messages_length(session, messages, page.id)
     due_times.check_window_open(*due_times.stored(page.quiet_hours, data.send_window))
     if data.variants:  # each variant's content by the same rules, named by its field
-        await check_messages_length(
+        await message_lengths.check_messages_length(
             session,
             [v.content for v in data.variants],
             page.id,
@@ -377,7 +304,9 @@ async def update(
     A new `scheduled_at` of a draft or scheduled campaign must be after `now`; the one it
     has is kept as it is (a paused campaign's schedule has passed: it started then).
     """
-    campaign = await get(session, campaign_id)
+    # Locked: an edit waits for an approval's start (or the scheduler's) under way, then
+    # finds the campaign started, instead of making a sending campaign a draft (issue 22).
+    campaign = await get(session, campaign_id, lock=True)
     require_status(campaign, EDITABLE, "editing")
     changes = data.model_dump(exclude_unset=True)
     if campaign.status is CampaignStatus.PAUSED:

@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pagecast.models import Campaign, MessagingType, Page
-from pagecast.services import audience, campaigns, content, pacing, pages
+from pagecast.services import audience, campaigns, content, message_lengths, pacing, pages
 
 __all__ = ["Review", "audience_words", "duration_words", "get", "people"]
 
@@ -40,7 +40,7 @@ class Review:
     def sequence(self) -> list[tuple[str, dict[str, Any]]]:
         """Each message with the field that holds it (`messages[1]`), for the preview."""
         count = len(self.messages)
-        return [(campaigns.message_field(i, count), m) for i, m in enumerate(self.messages)]
+        return [(message_lengths.message_field(i, count), m) for i, m in enumerate(self.messages)]
 
     @property
     def rules(self) -> str:

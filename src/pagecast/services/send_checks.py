@@ -78,8 +78,10 @@ def check_schedule(campaign: Campaign, page: Page, now: datetime, *, in_future: 
 
 async def check(session: AsyncSession, campaign_id: int, ask: str, now: datetime) -> Campaign:
     """Refuse, as a start (`ask` "start") or a schedule ("schedule") would, a campaign that
-    could not be started or scheduled now, changing nothing."""
-    campaign = await campaigns.get(session, campaign_id)
+    could not be started or scheduled now, changing nothing. The campaign is read locked:
+    of two starts at once, the second waits and finds it awaiting approval (409), so the
+    approvers are asked once."""
+    campaign = await campaigns.get(session, campaign_id, lock=True)
     action = "starting" if ask == "start" else "scheduling"
     campaigns.require_status(campaign, STARTABLE, action)
     page = await pages.get(session, campaign.page_id)

@@ -31,6 +31,7 @@ from pagecast.services import (
     campaign_events,
     campaigns,
     deliveries,
+    message_lengths,
     page_events,
     pages,
     send_checks,
@@ -125,14 +126,14 @@ async def _start(
         raise refusal
     # The names are read only when the widest ones could make the text too long (P4: a scan
     # of every contact of the Page otherwise).
-    fits = all(campaigns.fits_any_name(session, m) for m in messages)
+    fits = all(message_lengths.fits_any_name(session, m) for m in messages)
     check = [] if fits else messages
     rest = None
     if sliced and session.get_bind().dialect.name == "postgresql":
         counts, rest = await snapshots.first_slice(session, campaign, now, check)
     else:
         if check:
-            await campaigns.check_messages_length(session, check, page.id)
+            await message_lengths.check_messages_length(session, check, page.id)
         counts = await snapshot_insert.snapshot(session, campaign, now)
     campaign.status, campaign.status_reason, campaign.missed = CampaignStatus.SENDING, None, False
     campaign.started_at = now

@@ -21,9 +21,9 @@ from pagecast.message_schema import Content
 from pagecast.models import Campaign, CampaignStatus, Contact, Delivery, DeliveryStatus
 from pagecast.services import (
     audience,
-    campaigns,
     content,
     deliveries,
+    message_lengths,
     series_exclusion,
     snapshot_insert,
 )
@@ -90,18 +90,20 @@ async def first_slice(
         *series_exclusion.snapshot_conditions(campaign),
     ]
     whole_page = bool(check) and campaign.audience["type"] == "all"
-    names = campaigns.name_length_columns() if whole_page else ()
+    names = message_lengths.name_length_columns() if whole_page else ()
     total, upto, *longest = (
         await session.execute(select(func.count(), func.max(Contact.id), *names).where(*matching))
     ).one()
     if check:
         names_ = (
-            campaigns.names_of(*longest)
+            message_lengths.names_of(*longest)
             if whole_page
-            else await campaigns.longest_names(session, campaign.page_id)
+            else await message_lengths.longest_names(session, campaign.page_id)
         )
         for index, message in enumerate(check):
-            content.check_length(message, names_, field=campaigns.message_field(index, len(check)))
+            content.check_length(
+                message, names_, field=message_lengths.message_field(index, len(check))
+            )
     if total <= SNAPSHOT_FIRST:
         return await snapshot_insert.snapshot(session, campaign, now), None
     first_upto = await session.scalar(

@@ -6,10 +6,10 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pagecast.errors import Conflict, InvalidState, NotFound
-from pagecast.models import Campaign, Template
+from pagecast.models import Campaign, Template, utcnow
 from pagecast.permissions import Actor
 from pagecast.schemas import TemplateCreate, TemplateUpdate
-from pagecast.services import audit, content
+from pagecast.services import approval_requests, audit, content
 
 __all__ = ["create", "delete", "get", "list_all", "update"]
 
@@ -70,6 +70,8 @@ async def update(
         object_id=template.id,
         details={"changes": audit.changes(before, after, named=("content",))},
     )
+    if data.content is not None:  # issue 22: what an approver saw is no longer what is sent
+        await approval_requests.withdraw_for_template(session, actor, template.id, utcnow())
     return template
 
 

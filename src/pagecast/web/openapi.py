@@ -23,6 +23,7 @@ from pagecast.models import (
     Role,
     SyncState,
 )
+from pagecast.web.openapi_approvals import ApprovalOut
 
 __all__ = [
     "API_ERRORS",
@@ -151,8 +152,9 @@ class UserOut(_Out):
     role: Role
     can_send: bool
     can_approve: bool = Field(
-        description="Whether the user may approve others' campaigns (campaigns:approve; "
-        "managers and admins unless an admin withdrew it)."
+        description="False when an admin withdrew the approve permission (campaigns:approve) "
+        "from this user. Only managers and admins approve: a viewer never does, whatever "
+        "this says (GET /api/me lists the permissions a user has)."
     )
     is_active: bool
     timezone: str = Field(
@@ -411,12 +413,8 @@ class CampaignOut(_Out):
     )
     series_id: int | None = Field(description="The series this campaign is a run of (issue 20).")
     run_at: datetime | None
-    approval: dict[str, Any] | None = Field(
-        None,
-        description="Two-person approval (issue 22), null if never asked: state (pending, "
-        "approved, rejected, withdrawn), ask (start, schedule), scheduled_at (of a schedule "
-        "ask), people (eligible when asked), requested_by/_id/_at (the author, who may not "
-        "decide), decided_by/_id/_at and comment. The history: GET /api/campaigns/{id}/audit.",
+    approval: ApprovalOut | None = Field(
+        None, description="Two-person approval (issue 22); null if it was never asked."
     )
 
 

@@ -25,7 +25,15 @@ from pagecast.schemas import (
     Id,
     parse_id,
 )
-from pagecast.services import audience, campaigns, content, pages, segments, templates
+from pagecast.services import (
+    audience,
+    campaigns,
+    content,
+    message_lengths,
+    pages,
+    segments,
+    templates,
+)
 from pagecast.web.dashboard import audience_form, message_form, times, timing_form, variant_form
 from pagecast.web.dashboard.base import DashboardRoute, ViewerDep, page, redirect
 from pagecast.web.deps import ContextDep
@@ -96,7 +104,7 @@ def _bodies(fields: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     if fields.get("variants"):  # an A/B test: each variant's message
         return [(f"variants[{i}].content", v["content"]) for i, v in enumerate(fields["variants"])]
     bodies = fields.get("messages") or [fields.get("content") or {}]
-    return [(campaigns.message_field(i, len(bodies)), b) for i, b in enumerate(bodies)]
+    return [(message_lengths.message_field(i, len(bodies)), b) for i, b in enumerate(bodies)]
 
 
 def form_errors(exc: Exception) -> dict[str, str]:
@@ -114,7 +122,7 @@ def form_errors(exc: Exception) -> dict[str, str]:
 def general_errors(errors: dict[str, str], count: int) -> list[str]:
     """The errors no field of the form shows (`form`, `messages`, `template_id`, ...): the
     composer lists them in one box at the top, so no refusal is ever silent."""
-    shown = {*FIELD_ERRORS, *(campaigns.message_field(i, count) for i in range(count))}
+    shown = {*FIELD_ERRORS, *(message_lengths.message_field(i, count) for i in range(count))}
     return [message for key, message in errors.items() if key not in shown]
 
 
