@@ -1,0 +1,205 @@
+"""Issue 22's parts together: a campaign's outbound events, emitted by the sending and the
+approval code, reach an endpoint registered through the API, through a running worker's
+real sender, signed and in order (docs/webhooks.md, "Outbound events")."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from factories import app_client, create_user
+from pagecast.db import Database
+from pagecast.models import OutboundEvent, Role
+from pagecast.settings import Settings
+from test_outbound_delivery import Receiver, _verify, receiver  # noqa: F401  (fixture)
+from test_sending import (  # noqa: F401  (fixtures)
+    RunningWorker,
+    add_people,
+    admin,
+    engine_app,
+    manager,
+    new_campaign,
+    sending_settings,
+    setup_page,
+    wait_for,
+)
+
+CAMPAIGN_EVENTS = [
+    "campaign.created",
+    "campaign.awaiting_approval",
+    "campaign.started",
+    "campaign.paused",
+    "campaign.resumed",
+    "campaign.completed",
+    "campaign.cancelled",
+    "campaign.progress",
+]
+BASE = {"campaign_id", "name", "page_id", "page_name", "status"}
+
+
+@pytest.fixture
+def hooked_settings(sending_settings: Settings) -> Settings:  # noqa: F811
+    """The worker's settings: loopback receivers allowed, and a quick look for deliveries."""
+    return sending_settings.model_copy(
+        update={"webhooks_allow_private_targets": True, "webhooks_poll_seconds": 0.1}
+    )
+
+
+@pytest.fixture
+async def approver(engine_app: Any, db: Database) -> Any:  # noqa: F811
+    """A second manager: may approve what `manager` (sender@example.com) asks for."""
+    _, raw = await create_user(db, Role.MANAGER, email="checker@example.com")
+    async with app_client(engine_app, raw) as client:
+        yield client
+
+
+async def _endpoint(admin: httpx.AsyncClient, url: str) -> dict[str, Any]:  # noqa: F811
+    made = await admin.post("/api/webhooks", json={"url": url, "events": CAMPAIGN_EVENTS})
+    assert made.status_code == 201, made.text
+    return dict(made.json())
+
+
+async def _received(
+    receiver: Receiver,  # noqa: F811
+    secret: str,
+    campaign_id: int,
+    last: str,
+    timeout: float = 60,
+) -> list[dict[str, Any]]:
+    """The campaign's events the receiver got once `last` arrived, each signature checked."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = [
+            (headers, body)
+            for headers, body in receiver.got
+            if json.loads(body)["data"].get("campaign_id") == campaign_id
+        ]
+        if any(json.loads(body)["type"] == last for _, body in got):
+            break
+        assert time.monotonic() < deadline, [json.loads(b)["type"] for _, b in got]
+        await asyncio.sleep(0.05)
+    for headers, body in got:
+        _verify(secret, headers, body)
+    return [json.loads(body) for _, body in got]
+
+
+async def _stored(db: Database, campaign_id: int) -> list[OutboundEvent]:
+    async with db.transaction() as session:
+        return list(
+            await session.scalars(
+                select(OutboundEvent)
+                .where(OutboundEvent.campaign_id == campaign_id)
+                .order_by(OutboundEvent.id)
+            )
+        )
+
+
+def _kinds(events: list[dict[str, Any]]) -> list[str]:
+    """The types in order, without `campaign.progress` (it may come, or not, while sending)."""
+    return [e["type"] for e in events if e["type"] != "campaign.progress"]
+
+
+async def test_created_started_and_completed_reach_a_receiver_signed_and_in_order(
+    admin: httpx.AsyncClient,  # noqa: F811
+    manager: httpx.AsyncClient,  # noqa: F811
+    sim: httpx.AsyncClient,
+    receiver: Receiver,  # noqa: F811
+    hooked_settings: Settings,
+    db: Database,
+) -> None:
+    page_id = await setup_page(admin, sim)
+    psids = await add_people(sim, manager, page_id, 30)
+    endpoint = await _endpoint(admin, receiver.url)
+    campaign_id = await new_campaign(manager, page_id)
+    assert (await manager.post(f"/api/campaigns/{campaign_id}/start")).status_code == 202
+    async with RunningWorker(hooked_settings, db):
+        await wait_for(manager, campaign_id, {"completed"})
+        events = await _received(receiver, endpoint["secret"], campaign_id, "campaign.completed")
+    types = [e["type"] for e in events]
+    assert _kinds(events) == ["campaign.created", "campaign.started", "campaign.completed"]
+    assert types[0] == "campaign.created" and types[1] == "campaign.started"
+    assert types[-1] == "campaign.completed"
+    assert set(types[2:-1]) <= {"campaign.progress"}
+    # What arrived is what was written, once each, in the order written.
+    assert [e["id"] for e in events] == [e.uid for e in await _stored(db, campaign_id)]
+    assert all(set(e["data"]) >= BASE for e in events)
+    assert events[1]["data"]["status"] == "sending"
+    assert events[1]["data"]["trigger"] == "person"
+    done = events[-1]["data"]
+    assert done["status"] == "completed" and done["counts"]["total"] == len(psids)
+    assert done["reached"] == len(psids)
+
+
+async def test_an_approved_start_sends_awaiting_approval_then_started_to_a_receiver(
+    admin: httpx.AsyncClient,  # noqa: F811
+    manager: httpx.AsyncClient,  # noqa: F811
+    sim: httpx.AsyncClient,
+    receiver: Receiver,  # noqa: F811
+    approver: httpx.AsyncClient,
+    hooked_settings: Settings,
+    db: Database,
+) -> None:
+    page_id = await setup_page(admin, sim)
+    await add_people(sim, manager, page_id, 3)
+    answer = await admin.patch(f"/api/pages/{page_id}", json={"approval_threshold": 0})
+    assert answer.status_code == 200, answer.text
+    endpoint = await _endpoint(admin, receiver.url)
+
+    approved = await new_campaign(manager, page_id, name="Approved")
+    held = await manager.post(f"/api/campaigns/{approved}/start")
+    assert held.json()["status"] == "awaiting_approval"
+    go = await approver.post(f"/api/campaigns/{approved}/approve", json={"comment": "ok"})
+    assert go.status_code == 200 and go.json()["status"] == "sending", go.text
+    # A rejected request and one withdrawn by an edit emit nothing more (docs/webhooks.md).
+    rejected = await new_campaign(manager, page_id, name="Rejected")
+    await manager.post(f"/api/campaigns/{rejected}/start")
+    no = await approver.post(f"/api/campaigns/{rejected}/reject", json={"comment": "No"})
+    assert no.status_code == 200 and no.json()["status"] == "draft"
+    edited = await new_campaign(manager, page_id, name="Edited")
+    await manager.post(f"/api/campaigns/{edited}/start")
+    changed = await manager.patch(f"/api/campaigns/{edited}", json={"name": "Edited again"})
+    assert changed.json()["status"] == "draft"
+    # Cancelling a request is a cancellation.
+    dropped = await new_campaign(manager, page_id, name="Dropped")
+    await manager.post(f"/api/campaigns/{dropped}/start")
+    assert (await manager.post(f"/api/campaigns/{dropped}/cancel")).status_code == 200
+
+    async with RunningWorker(hooked_settings, db):
+        await wait_for(manager, approved, {"completed"})
+        events = await _received(receiver, endpoint["secret"], approved, "campaign.completed")
+        gone = await _received(receiver, endpoint["secret"], dropped, "campaign.cancelled")
+    assert _kinds(events) == [
+        "campaign.created",
+        "campaign.awaiting_approval",
+        "campaign.started",
+        "campaign.completed",
+    ]
+    [asked] = [e["data"] for e in events if e["type"] == "campaign.awaiting_approval"]
+    created = events[0]["data"]
+    # The same base fields as every other campaign event, built in one place.
+    assert set(asked) >= BASE and {k: asked[k] for k in BASE - {"status"}} == {
+        k: created[k] for k in BASE - {"status"}
+    }
+    assert asked["status"] == "awaiting_approval" and asked["ask"] == "start"
+    assert asked["people"] == 3 and asked["scheduled_at"] is None
+    assert asked["requested_by"] == "sender@example.com"
+    assert asked["requested_by_id"] == created["created_by_id"]
+    started = events[2]["data"]
+    assert started["status"] == "sending" and started["trigger"] == "person"
+    for quiet in (rejected, edited):
+        assert [e.type for e in await _stored(db, quiet)] == [
+            "campaign.created",
+            "campaign.awaiting_approval",
+        ]
+    assert [e["type"] for e in gone] == [
+        "campaign.created",
+        "campaign.awaiting_approval",
+        "campaign.cancelled",
+    ]
+
