@@ -1,6 +1,7 @@
 """Issue 22's parts together: a campaign's outbound events, emitted by the sending and the
 approval code, reach an endpoint registered through the API, through a running worker's
-real sender, signed and in order (docs/webhooks.md, "Outbound events")."""
+real sender, signed and in order (docs/webhooks.md, "Outbound events"); and the audit log
+finds the webhook and approval actions."""
 
 from __future__ import annotations
 
@@ -13,10 +14,11 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from factories import app_client, create_user
+from factories import app_client, create_user, session_cookie
 from pagecast.db import Database
 from pagecast.models import OutboundEvent, Role
 from pagecast.settings import Settings
+from pagecast.web.deps import SESSION_COOKIE
 from test_outbound_delivery import Receiver, _verify, receiver  # noqa: F401  (fixture)
 from test_sending import (  # noqa: F401  (fixtures)
     RunningWorker,
@@ -203,3 +205,49 @@ async def test_an_approved_start_sends_awaiting_approval_then_started_to_a_recei
         "campaign.cancelled",
     ]
 
+
+async def test_the_audit_log_finds_the_webhook_and_approval_actions(
+    admin: httpx.AsyncClient,  # noqa: F811
+    manager: httpx.AsyncClient,  # noqa: F811
+    approver: httpx.AsyncClient,
+    sim: httpx.AsyncClient,
+    engine_app: Any,  # noqa: F811
+    db: Database,
+) -> None:
+    page_id = await setup_page(admin, sim)
+    await add_people(sim, manager, page_id, 2)
+    await admin.patch(f"/api/pages/{page_id}", json={"approval_threshold": 0})
+    endpoint = await _endpoint(admin, "https://crm.example.com/pagecast")
+    approved, rejected, edited = [
+        await new_campaign(manager, page_id, name=name) for name in ("A", "R", "E")
+    ]
+    for campaign_id in (approved, rejected, edited):
+        await manager.post(f"/api/campaigns/{campaign_id}/start")
+    assert (await approver.post(f"/api/campaigns/{approved}/approve", json={})).status_code == 200
+    no = await approver.post(f"/api/campaigns/{rejected}/reject", json={"comment": "No"})
+    assert no.status_code == 200
+    assert (await manager.patch(f"/api/campaigns/{edited}", json={"name": "E2"})).is_success
+
+    # The audit log finds the webhook and the approval actions (API and dashboard).
+    hooks = (await admin.get("/api/audit", params={"action": "webhook."})).json()["items"]
+    assert [(h["action"], h["object_id"]) for h in hooks] == [("webhook.created", endpoint["id"])]
+    asked_for = (await admin.get("/api/audit", params={"action": "campaign.approv*"})).json()
+    actions = sorted({item["action"] for item in asked_for["items"]})
+    assert actions == [
+        "campaign.approval_requested",
+        "campaign.approval_withdrawn",
+        "campaign.approved",
+    ]
+    said_no = (await admin.get("/api/audit", params={"action": "campaign.rejected"})).json()
+    assert [item["object_id"] for item in said_no["items"]] == [rejected]
+    user, _ = await create_user(db, Role.ADMIN, email="reader@example.com")
+    cookie = await session_cookie(db, user)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=engine_app),
+        base_url="http://t",
+        cookies={SESSION_COOKIE: cookie},
+    ) as browser:
+        page = await browser.get("/audit", params={"action": "webhook."})
+    assert page.status_code == 200 and "webhook.created" in page.text
+    assert f'href="/outbound-webhooks/{endpoint["id"]}"' in page.text
+    assert "(deleted)" not in page.text  # the endpoint exists: linked, not named deleted
