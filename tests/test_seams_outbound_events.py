@@ -6,12 +6,14 @@ finds the webhook and approval actions."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import time
 from typing import Any
 
 import httpx
 import pytest
+from aiohttp import web
 from sqlalchemy import select
 
 from factories import app_client, create_user, session_cookie
@@ -19,7 +21,7 @@ from pagecast.db import Database
 from pagecast.models import OutboundEvent, Role
 from pagecast.settings import Settings
 from pagecast.web.deps import SESSION_COOKIE
-from test_outbound_delivery import Receiver, _verify, receiver  # noqa: F401  (fixture)
+from test_outbound_delivery import Receiver, _verify
 from test_sending import (  # noqa: F401  (fixtures)
     RunningWorker,
     add_people,
@@ -45,6 +47,38 @@ CAMPAIGN_EVENTS = [
 BASE = {"campaign_id", "name", "page_id", "page_name", "status"}
 
 
+class SlowReceiver(Receiver):
+    """A receiver that takes a moment to answer and notes when each request came and was
+    answered: an event sent before the previous one of its campaign was answered shows."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.spans: list[tuple[int | None, float, float]] = []
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        came = time.monotonic()
+        await asyncio.sleep(0.2)  # the receiver's own work, not the test waiting
+        answer = await super()._handle(request)
+        campaign_id = json.loads(self.got[-1][1])["data"].get("campaign_id")
+        self.spans.append((campaign_id, came, time.monotonic()))
+        return answer
+
+    def one_at_a_time(self, campaign_id: int) -> bool:
+        """Whether each of the campaign's requests came after the one before was answered."""
+        spans = sorted((c, d) for k, c, d in self.spans if k == campaign_id)
+        return len(spans) > 1 and all(
+            later[0] >= earlier[1] for earlier, later in itertools.pairwise(spans)
+        )
+
+
+@pytest.fixture
+async def receiver() -> Any:
+    server = SlowReceiver()
+    await server.start()
+    yield server
+    await server.stop()
+
+
 @pytest.fixture
 def hooked_settings(sending_settings: Settings) -> Settings:  # noqa: F811
     """The worker's settings: loopback receivers allowed, and a quick look for deliveries."""
@@ -68,7 +102,7 @@ async def _endpoint(admin: httpx.AsyncClient, url: str) -> dict[str, Any]:  # no
 
 
 async def _received(
-    receiver: Receiver,  # noqa: F811
+    receiver: Receiver,
     secret: str,
     campaign_id: int,
     last: str,
@@ -111,7 +145,7 @@ async def test_created_started_and_completed_reach_a_receiver_signed_and_in_orde
     admin: httpx.AsyncClient,  # noqa: F811
     manager: httpx.AsyncClient,  # noqa: F811
     sim: httpx.AsyncClient,
-    receiver: Receiver,  # noqa: F811
+    receiver: SlowReceiver,
     hooked_settings: Settings,
     db: Database,
 ) -> None:
@@ -124,6 +158,8 @@ async def test_created_started_and_completed_reach_a_receiver_signed_and_in_orde
         await wait_for(manager, campaign_id, {"completed"})
         events = await _received(receiver, endpoint["secret"], campaign_id, "campaign.completed")
     types = [e["type"] for e in events]
+    # In order per campaign: each one sent once the one before it was answered.
+    assert receiver.one_at_a_time(campaign_id)
     assert _kinds(events) == ["campaign.created", "campaign.started", "campaign.completed"]
     assert types[0] == "campaign.created" and types[1] == "campaign.started"
     assert types[-1] == "campaign.completed"
@@ -142,7 +178,7 @@ async def test_an_approved_start_sends_awaiting_approval_then_started_to_a_recei
     admin: httpx.AsyncClient,  # noqa: F811
     manager: httpx.AsyncClient,  # noqa: F811
     sim: httpx.AsyncClient,
-    receiver: Receiver,  # noqa: F811
+    receiver: Receiver,
     approver: httpx.AsyncClient,
     hooked_settings: Settings,
     db: Database,
@@ -176,6 +212,8 @@ async def test_an_approved_start_sends_awaiting_approval_then_started_to_a_recei
         await wait_for(manager, approved, {"completed"})
         events = await _received(receiver, endpoint["secret"], approved, "campaign.completed")
         gone = await _received(receiver, endpoint["secret"], dropped, "campaign.cancelled")
+    # In order per campaign (another campaign's events may come meanwhile).
+    assert receiver.one_at_a_time(approved) and receiver.one_at_a_time(dropped)
     assert _kinds(events) == [
         "campaign.created",
         "campaign.awaiting_approval",
