@@ -289,3 +289,34 @@ async def test_the_audit_log_finds_the_webhook_and_approval_actions(
     assert page.status_code == 200 and "webhook.created" in page.text
     assert f'href="/outbound-webhooks/{endpoint["id"]}"' in page.text
     assert "(deleted)" not in page.text  # the endpoint exists: linked, not named deleted
+
+
+async def test_an_endpoints_update_is_audited_with_before_and_after(
+    admin: httpx.AsyncClient,  # noqa: F811
+    engine_app: Any,  # noqa: F811
+    db: Database,
+) -> None:
+    endpoint = await _endpoint(admin, "https://crm.example.com/pagecast")
+    changed = await admin.patch(
+        f"/api/webhooks/{endpoint['id']}",
+        json={"events": ["campaign.completed"], "enabled": False, "description": "CRM"},
+    )
+    assert changed.status_code == 200, changed.text
+    [entry] = (await admin.get("/api/audit", params={"action": "webhook.updated"})).json()["items"]
+    assert entry["details"] == {
+        "changes": {
+            "description": {"from": "", "to": "CRM"},
+            "enabled": {"from": True, "to": False},
+            "events": {"from": CAMPAIGN_EVENTS, "to": ["campaign.completed"]},
+        }
+    }
+    assert "secret" not in json.dumps(entry)
+    user, _ = await create_user(db, Role.ADMIN, email="reader@example.com")
+    cookie = await session_cookie(db, user)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=engine_app),
+        base_url="http://t",
+        cookies={SESSION_COOKIE: cookie},
+    ) as browser:
+        page = await browser.get("/audit", params={"action": "webhook.updated"})
+    assert "enabled: true → false" in page.text, page.text[-3000:]
