@@ -9,6 +9,7 @@ import asyncio
 import itertools
 import json
 import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -320,3 +321,32 @@ async def test_an_endpoints_update_is_audited_with_before_and_after(
     ) as browser:
         page = await browser.get("/audit", params={"action": "webhook.updated"})
     assert "enabled: true → false" in page.text, page.text[-3000:]
+
+
+async def test_an_approved_schedule_emits_nothing_until_it_fires_and_an_edit_asks_again(
+    admin: httpx.AsyncClient,  # noqa: F811
+    manager: httpx.AsyncClient,  # noqa: F811
+    approver: httpx.AsyncClient,
+    sim: httpx.AsyncClient,
+    db: Database,
+) -> None:
+    page_id = await setup_page(admin, sim)
+    await add_people(sim, manager, page_id, 2)
+    await admin.patch(f"/api/pages/{page_id}", json={"approval_threshold": 0})
+    at = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    campaign_id = await new_campaign(manager, page_id, scheduled_at=at)
+    assert (await manager.post(f"/api/campaigns/{campaign_id}/schedule")).status_code == 200
+    ok = await approver.post(f"/api/campaigns/{campaign_id}/approve", json={})
+    assert ok.json()["status"] == "scheduled"
+    edited = await approver.patch(f"/api/campaigns/{campaign_id}", json={"name": "Renamed"})
+    assert edited.json()["status"] == "awaiting_approval"
+    events = await _stored(db, campaign_id)
+    assert [e.type for e in events] == [
+        "campaign.created",
+        "campaign.awaiting_approval",
+        "campaign.awaiting_approval",
+    ]
+    first, again = events[1].data, events[2].data
+    assert first["ask"] == again["ask"] == "schedule" and first["scheduled_at"] is not None
+    assert first["requested_by"] == "sender@example.com"
+    assert again["requested_by"] == "checker@example.com" and again["name"] == "Renamed"
