@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from pagecast.models import Campaign, CampaignStatus, Page
 from pagecast.permissions import Actor, Permission
-from pagecast.services import audience, audit, outbound_events
+from pagecast.services import audience, audit, campaign_events
 
 __all__ = [
     "ASKS",
@@ -76,7 +76,7 @@ async def request(
 ) -> Campaign:
     """Put `campaign` in `awaiting_approval` for `ask`, asked by `actor` (its author for this
     approval); audited, and the outbound event `campaign.awaiting_approval` is written in
-    the same transaction."""
+    the same transaction (its data built with the other campaign events')."""
     assert ask in ASKS
     campaign.status, campaign.status_reason, campaign.missed = (
         CampaignStatus.AWAITING_APPROVAL,
@@ -111,18 +111,14 @@ async def request(
         object_id=campaign.id,
         details=details,
     )
-    await outbound_events.emit(
+    await campaign_events.awaiting_approval(
         session,
-        "campaign.awaiting_approval",
-        {
-            "campaign_id": campaign.id,
-            "name": campaign.name,
-            "page_id": campaign.page_id,
-            **details,
-            "requested_by": actor.name,
-            "requested_at": now.isoformat(),
-        },
-        campaign_id=campaign.id,
+        campaign,
+        ask=ask,
+        people=people,
+        requested_by=actor.name,
+        requested_by_id=actor.user_id,
+        requested_at=now,
     )
     return campaign
 

@@ -31,6 +31,7 @@ from pagecast.models import (
     Series,
     Template,
     User,
+    WebhookEndpoint,
 )
 from pagecast.models import (
     Page as PageRow,
@@ -346,6 +347,7 @@ _KINDS: dict[str, Any] = {
     "segment": Segment,
     "series": Series,
     "template": Template,
+    "webhook": WebhookEndpoint,
 }
 
 

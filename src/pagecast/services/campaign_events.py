@@ -1,9 +1,9 @@
-"""The outbound events of a campaign's life (issue 22): created, started, paused (with who or
-what paused it), resumed, completed (with its final counts), cancelled, and its progress
-while sending.
+"""The outbound events of a campaign's life (issue 22): created, awaiting approval, started,
+paused (with who or what paused it), resumed, completed (with its final counts), cancelled,
+and its progress while sending.
 
 Each is emitted by the service function that owns the change (`campaigns.create` and
-`duplicate`, `sending.start`, `pause`, `resume`, `cancel`, `finish_if_done`, `retry_failed`,
+`duplicate`, `approval_requests.request`, `sending.start`, `pause`, `resume`, `cancel`, `finish_if_done`, `retry_failed`,
 `series_runs.make_run`), after the change, in its transaction, so an event exists exactly
 when its change does; a call that changes nothing (a second pause) emits nothing. The data
 is built here, once per type (docs/webhooks.md, "Outbound events").
@@ -25,6 +25,7 @@ __all__ = [
     "PROGRESS_EVERY",
     "CancelCause",
     "PauseCause",
+    "awaiting_approval",
     "cancelled",
     "completed",
     "created",
@@ -113,6 +114,35 @@ async def created(
         extra["series_id"] = campaign.series_id
         extra["run_at"] = campaign.run_at.isoformat() if campaign.run_at else None
     return await _emit(session, "campaign.created", campaign, extra)
+
+
+async def awaiting_approval(
+    session: AsyncSession,
+    campaign: Campaign,
+    *,
+    ask: str,
+    people: int,
+    requested_by: str,
+    requested_by_id: int | None,
+    requested_at: datetime,
+) -> OutboundEvent:
+    """A person asked to start (`ask` "start") or schedule ("schedule", at `scheduled_at`)
+    a campaign its Page's threshold holds for a second person's approval
+    (services/approval_requests.py); `people`: the audience counted when asked."""
+    scheduled_at = campaign.scheduled_at if ask == "schedule" else None
+    return await _emit(
+        session,
+        "campaign.awaiting_approval",
+        campaign,
+        {
+            "ask": ask,
+            "scheduled_at": scheduled_at.isoformat() if scheduled_at else None,
+            "people": people,
+            "requested_by": requested_by,
+            "requested_by_id": requested_by_id,
+            "requested_at": requested_at.isoformat(),
+        },
+    )
 
 
 async def started(session: AsyncSession, campaign: Campaign, *, scheduled: bool) -> OutboundEvent:

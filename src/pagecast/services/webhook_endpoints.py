@@ -134,13 +134,13 @@ async def update(
     """Change the URL, events or description; `enabled` turns it off, or on again (which
     clears the failing state: the 3 days start again at the next failure)."""
     endpoint = await get(session, endpoint_id)
-    changes: dict[str, object] = {}
+    fields = ("url", "events", "description", "enabled")
+    before = {name: getattr(endpoint, name) for name in fields}
     for name in ("url", "events", "description"):
         if name in body.model_fields_set:
             value = getattr(body, name)
             if value != getattr(endpoint, name):
                 setattr(endpoint, name, list(value) if name == "events" else value)
-                changes[name] = value
     if "enabled" in body.model_fields_set and body.enabled != endpoint.enabled:
         now = utcnow()
         endpoint.enabled = bool(body.enabled)
@@ -151,7 +151,8 @@ async def update(
             endpoint.disabled_at = now
             endpoint.disabled_by = actor.name
             endpoint.disabled_reason = f"Turned off by {actor.name}."
-        changes["enabled"] = endpoint.enabled
+    # Before and after, as every update's audit entry (the Audit page reads `changes`).
+    changes = audit.changes(before, {name: getattr(endpoint, name) for name in fields})
     if changes:
         endpoint.updated_at = utcnow()
         await audit.record(
@@ -160,7 +161,7 @@ async def update(
             "webhook.updated",
             object_type="webhook",
             object_id=endpoint.id,
-            details=changes,
+            details={"changes": changes},
         )
     await session.flush()
     return endpoint

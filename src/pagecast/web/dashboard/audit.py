@@ -36,6 +36,7 @@ _LINKS = {
     "template": "/templates/{id}/edit",
     "segment": "/segments",
     "user": "/users",
+    "webhook": "/outbound-webhooks/{id}",
 }
 
 
