@@ -6,8 +6,9 @@ re-created) gets 200,000 entries spread over 180 days, in the mix a busy install
 user, token, segment and import actions, by 40 people, `system` and `cli`. Each case is the
 service's read of one page of 50 (`services.audit_list.page`, what the API, the dashboard and
 the CLI call), warm, median of `--runs`; `plan` is what PostgreSQL chose (EXPLAIN). Each
-backend runs twice: at migration 0028 (the audit log's indexes before issue 22: `at`, and
-(object_type, object_id)) and at the head (0030: the indexes ending in `id`).
+backend runs twice: at migration 0029, the last before 0030 (the audit log's indexes before
+issue 22: `at`, and (object_type, object_id)), and at the head (0030: the indexes ending in
+`id`). The tables are seeded with the head's models, so the first run cannot be older.
 
     uv run python bench/audit_list.py [--quick] [--entries 200000] [--runs 15]
 """
@@ -192,9 +193,9 @@ async def _backend(url: str, n: int, runs: int) -> dict[str, list[list[Any]]]:
     db = Database(url)
     try:
         await downgrade(db, "base")
-        await upgrade(db, "0028")
+        await upgrade(db, "0029")
         await _seed(db, n)
-        results = {"0028": await _measure(db, n, runs)}
+        results = {"0029": await _measure(db, n, runs)}
         await upgrade(db, "head")
         if db.dialect == "postgresql":
             async with db.engine.connect() as conn:
