@@ -69,16 +69,7 @@ async def emit_many(
     if not datas:
         return []
     now = now or utcnow()
-    events = [
-        OutboundEvent(
-            uid=f"evt_{uuid.uuid4().hex}",
-            type=event_type,
-            created_at=now,
-            campaign_id=campaign_id,
-            data=data,
-        )
-        for data in datas
-    ]
+    events = [_event(event_type, data, campaign_id, now) for data in datas]
     session.add_all(events)
     await session.flush()
     # Once per call, not per event or per delivery: with no endpoint (the common case) an
@@ -90,20 +81,7 @@ async def emit_many(
         )
         if event_type in endpoint.events
     ]
-    if endpoints:
-        session.add_all(
-            OutboundDelivery(
-                endpoint_id=endpoint_id,
-                event_id=event.id,
-                status="pending",
-                attempts=0,
-                next_attempt_at=now,
-                created_at=now,
-            )
-            for event in events
-            for endpoint_id in endpoints
-        )
-        await session.flush()
+    await _owe(session, events, endpoints, now)
     return events
 
 
@@ -111,12 +89,32 @@ async def emit_ping(session: AsyncSession, endpoint_id: int, data: dict[str, Any
     """Record a `webhook.ping` event owed to the one endpoint `endpoint_id` (enabled or not:
     the sender skips disabled endpoints until they are enabled again)."""
     now = utcnow()
-    event = OutboundEvent(
-        uid=f"evt_{uuid.uuid4().hex}", type=PING, created_at=now, campaign_id=None, data=data
-    )
+    event = _event(PING, data, None, now)
     session.add(event)
     await session.flush()
-    session.add(
+    await _owe(session, [event], [endpoint_id], now)
+    return event
+
+
+def _event(
+    event_type: str, data: dict[str, Any], campaign_id: int | None, now: datetime
+) -> OutboundEvent:
+    return OutboundEvent(
+        uid=f"evt_{uuid.uuid4().hex}",
+        type=event_type,
+        created_at=now,
+        campaign_id=campaign_id,
+        data=data,
+    )
+
+
+async def _owe(
+    session: AsyncSession, events: list[OutboundEvent], endpoint_ids: list[int], now: datetime
+) -> None:
+    """One pending delivery, due now, of each event to each endpoint."""
+    if not endpoint_ids:
+        return
+    session.add_all(
         OutboundDelivery(
             endpoint_id=endpoint_id,
             event_id=event.id,
@@ -125,6 +123,7 @@ async def emit_ping(session: AsyncSession, endpoint_id: int, data: dict[str, Any
             next_attempt_at=now,
             created_at=now,
         )
+        for event in events
+        for endpoint_id in endpoint_ids
     )
     await session.flush()
-    return event
