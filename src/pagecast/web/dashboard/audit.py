@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 
 from pagecast.errors import InvalidInput
 from pagecast.permissions import Permission
@@ -25,7 +25,6 @@ __all__ = ["PAGE_SIZE", "router"]
 
 router = APIRouter(route_class=DashboardRoute, include_in_schema=False)
 PAGE_SIZE = 50
-_FIELDS = ("actor", "action", "object_type", "object_id", "since", "until")
 Field = Annotated[Line | None, Query(max_length=254)]
 
 # Where an object of each type is seen in the dashboard (while it exists).
@@ -78,24 +77,41 @@ def _read_time(form: dict[str, str], field: str, zone: str) -> str | None:
         ) from None
 
 
-@router.get("/audit")
-async def audit_page(
-    request: Request,
-    viewer: ViewerDep,
-    ctx: ContextDep,
+def _form(
     actor: Field = None,
     action: Field = None,
     object_type: Field = None,
     object_id: Field = None,
     since: Field = None,
     until: Field = None,
+) -> dict[str, str]:
+    """The filter form's fields as typed (trimmed; empty when not given): the page and its
+    CSV read the same ones."""
+    given = {
+        "actor": actor,
+        "action": action,
+        "object_type": object_type,
+        "object_id": object_id,
+        "since": since,
+        "until": until,
+    }
+    return {name: (value or "").strip() for name, value in given.items()}
+
+
+FormDep = Annotated[dict[str, str], Depends(_form)]
+
+
+@router.get("/audit")
+async def audit_page(
+    request: Request,
+    viewer: ViewerDep,
+    ctx: ContextDep,
+    form: FormDep,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
     limit: Annotated[int, Query(ge=1, le=audit_list.MAX_LIMIT)] = PAGE_SIZE,
 ) -> Response:
     """The newest entries matching the form, `limit` (default `PAGE_SIZE`) at a time."""
     viewer.actor.require(Permission.USERS_MANAGE)
-    given = [actor, action, object_type, object_id, since, until]
-    form = {name: (value or "").strip() for name, value in zip(_FIELDS, given, strict=True)}
     shown = {k: v for k, v in form.items() if v}
     sized = shown | ({"limit": str(limit)} if limit != PAGE_SIZE else {})
     error, rows, alive, older = None, [], set(), None
@@ -127,18 +143,7 @@ async def audit_page(
 
 
 @router.get("/audit.csv")
-async def audit_csv(
-    viewer: ViewerDep,
-    ctx: ContextDep,
-    actor: Field = None,
-    action: Field = None,
-    object_type: Field = None,
-    object_id: Field = None,
-    since: Field = None,
-    until: Field = None,
-) -> Response:
+async def audit_csv(viewer: ViewerDep, ctx: ContextDep, form: FormDep) -> Response:
     """Every entry of the page's filter as CSV (the API's columns)."""
     viewer.actor.require(Permission.USERS_MANAGE)
-    given = [actor, action, object_type, object_id, since, until]
-    form = {name: (value or "").strip() for name, value in zip(_FIELDS, given, strict=True)}
     return csv_response(ctx, _parse(form, times.viewer_zone(viewer)))
