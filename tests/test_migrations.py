@@ -140,6 +140,40 @@ async def test_0009_drops_the_campaign_key_and_orphans_on_the_way_down(
         await _back_to_head(database)
 
 
+async def test_0029_goes_down_with_rows_pointing_at_pages_users_and_campaigns(
+    database: Database,
+) -> None:
+    """0029 added columns to `pages`, `users` and `campaigns`, which other tables' rows point
+    at: its way down drops the columns in place (a batch copy would fail on SQLite)."""
+    await downgrade(database, "0029")
+    try:
+        await _seed(database)
+        async with database.transaction() as session:
+            await session.execute(
+                text(
+                    "INSERT INTO users (id, email, role, can_send, can_approve, is_active, "
+                    "timezone, created_at) VALUES (901, 'mig@example.com', 'manager', true, "
+                    "true, true, 'UTC', CURRENT_TIMESTAMP)"
+                )
+            )
+            await session.execute(
+                text(
+                    "INSERT INTO audit_log (at, actor_id, actor, action, object_type) VALUES "
+                    "(CURRENT_TIMESTAMP, 901, 'mig@example.com', 'auth.login', 'user')"
+                )
+            )
+        await downgrade(database, "0028")
+        assert await _scalar(database, "SELECT count(*) FROM campaigns") == 1
+        assert await _scalar(database, "SELECT count(*) FROM deliveries") == 2
+        assert await _scalar(database, "SELECT count(*) FROM audit_log WHERE actor_id = 901") == 1
+    finally:
+        await upgrade(database, "head")
+        async with database.transaction() as session:
+            await session.execute(text("DELETE FROM audit_log WHERE actor_id = 901"))
+            await session.execute(text("DELETE FROM users WHERE id = 901"))
+        await _back_to_head(database)
+
+
 async def test_0010_goes_down_and_up_with_campaigns_on_their_pages(database: Database) -> None:
     """`pages` and `campaigns` are referenced by other tables: dropping 0010's columns must
     not copy them (SQLite refuses to drop a table that rows still point at)."""

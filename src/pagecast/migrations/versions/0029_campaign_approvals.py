@@ -48,10 +48,10 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("campaigns") as batch_op:
-        for name, _ in reversed(_CAMPAIGN_COLUMNS):
-            batch_op.drop_column(name)
-    with op.batch_alter_table("users") as batch_op:
-        batch_op.drop_column("can_approve")
-    with op.batch_alter_table("pages") as batch_op:
-        batch_op.drop_column("approval_threshold")
+    # Plain ALTER TABLE … DROP COLUMN (SQLite 3.35+), not a batch table copy, as 0010 does:
+    # `pages`, `users` and `campaigns` are referenced by other tables' foreign keys, and SQLite
+    # refuses to drop a referenced table that still has rows pointing at it.
+    for name, _ in reversed(_CAMPAIGN_COLUMNS):
+        op.drop_column("campaigns", name)
+    op.drop_column("users", "can_approve")
+    op.drop_column("pages", "approval_threshold")
